@@ -1,0 +1,213 @@
+//! # payments-core
+//!
+//! The domain, rules and traits of a payments library for public bodies' service portals. A
+//! citizen puts what they owe in a **cart** — items from the portal's modules (taxes, fees,
+//! building charges) and **free payments** they fill in themselves — and pays it all in
+//! **one transaction**. The body is told of every payment, each module learns its items
+//! were paid, and nothing is paid twice.
+//!
+//! This crate holds no I/O: it composes the parts a host chooses.
+//!
+//! | part | trait | here | elsewhere |
+//! | --- | --- | --- | --- |
+//! | persistence | [`Store`] | [`InMemoryStore`] | `payments-sqlx` (SQLite, PostgreSQL) |
+//! | payment providers | [`Gateway`] | — | `payments-gateways` (sandbox, bank transfer, …) |
+//! | receipts and notices | [`Notifier`] | [`RecordingNotifier`] | `payments-mail` (SMTP, files) |
+//! | modules told of payments | [`SettlementListener`] | [`RecordingListener`] | the host's modules |
+//! | time | [`Clock`] | [`SystemClock`], [`ManualClock`] | |
+//!
+//! ## The flow
+//! 1. **Items in.** A module calls [`Payments::add_item`] with its [`Source`]; adding the
+//!    same source twice is idempotent. A payer adds a free item with
+//!    [`Payments::add_free_item`], checked against its [`PaymentType`]: every problem is a
+//!    [`Error::Validation`] naming the field.
+//! 2. **Checkout.** [`Payments::checkout`] locks the cart's items in one [`Transaction`]
+//!    and asks the gateway to start it; the answer is an [`Instruction`]. The same
+//!    idempotency key returns the same transaction.
+//! 3. **Outcome.** [`Payments::handle_callback`] applies a provider's verified callback
+//!    once; a bank transfer is reported by the payer ([`Payments::report_transfer`]) and
+//!    confirmed by an operator ([`Payments::confirm_payment`]). Unfinished transactions
+//!    expire ([`Payments::expire_due`]) and free their items.
+//! 4. **Settlement.** Marking a transaction `Paid` enqueues, atomically, the payer's
+//!    receipt, the creditor's notice and a settlement per module item;
+//!    [`Payments::dispatch_outbox`] delivers them at least once, with backoff.
+//! 5. **Afterwards.** [`Payments::history`] for the payer, [`Payments::search`] for
+//!    operators.
+//!
+//! Money is exact ([`Money`] over `rust_decimal`, never a float); every state change is a
+//! compare-and-set that leaves a [`TransactionEvent`]; every call names its [`Actor`].
+//!
+//! ## Example
+//! The whole flow with a bank-transfer gateway written in a few lines (real gateways live
+//! in `payments-gateways`):
+//! ```
+//! use std::sync::Arc;
+//! use payments_core::*;
+//!
+//! /// Tells the payer where to send the money; the body confirms it arrived.
+//! #[derive(Debug)]
+//! struct Transfer;
+//!
+//! #[async_trait::async_trait]
+//! impl Gateway for Transfer {
+//!     fn id(&self) -> GatewayId { "transfer".into() }
+//!     fn kinds(&self) -> Vec<MethodKind> { vec![MethodKind::BankTransfer] }
+//!     async fn start(&self, req: &StartRequest) -> Result<Started> {
+//!         let t = &req.transaction;
+//!         Ok(Started {
+//!             instruction: Instruction::BankTransfer(BankTransferDetails {
+//!                 iban: "IT60X0542811101000000123456".into(),
+//!                 bic: None,
+//!                 beneficiary: req.creditor.name.clone(),
+//!                 amount: t.total,
+//!                 reference: format!("RF{}", t.id.as_uuid().simple()),
+//!                 epc_qr_payload: String::new(),
+//!             }),
+//!             provider_ref: None,
+//!             expires_at: None,
+//!         })
+//!     }
+//!     async fn parse_callback(&self, _: &CallbackRequest) -> Result<CallbackEvent> {
+//!         Err(Error::gateway("transfer", GatewayErrorKind::NotSupported("callbacks")))
+//!     }
+//!     async fn fetch_status(&self, _: &Transaction) -> Result<PaymentOutcome> {
+//!         Ok(PaymentOutcome::Pending)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! let notifier = Arc::new(RecordingNotifier::new());
+//! let tributi = Arc::new(RecordingListener::new());
+//! let payments = Payments::builder()
+//!     .store(Arc::new(InMemoryStore::new()))
+//!     .gateway(Arc::new(Transfer))
+//!     .notifier(notifier.clone())
+//!     .listener("tributi", tributi.clone())
+//!     .build()?;
+//!
+//! // Set-up, once: the body, a payment type, a method.
+//! let system = Actor::System;
+//! let comune = Creditor::new("Comune di Esempio", "00488410010", "ragioneria@comune.example.it")?;
+//! payments.register_creditor(&system, &comune).await?;
+//! let tari = PaymentType::new(comune.id, "tari", "TARI")
+//!     .with_field(FieldSpec::required("year", "Anno", FieldKind::Integer { min: Some(2000), max: None }));
+//! payments.define_payment_type(&system, &tari).await?;
+//! let transfer = PaymentMethod::new(comune.id, MethodKind::BankTransfer, "transfer");
+//! payments.enable_method(&system, &transfer).await?;
+//!
+//! // A citizen's cart; the taxes module adds what they owe.
+//! let citizen = Actor::payer("RSSMRA85T10A562S");
+//! let payer = Payer::new("RSSMRA85T10A562S", "Mario Rossi").with_email("mario@example.it");
+//! let cart = payments.open_cart(&citizen, comune.id, payer).await?;
+//! let item = NewItem::new(Source::new("tributi", "tari-2025-1"), tari.id, "TARI 2025, rata 1", Money::parse_eur("120,50")?)
+//!     .with_extra("year", "2025");
+//! payments.add_item(&citizen, cart.id, item.clone()).await?;
+//! payments.add_item(&citizen, cart.id, item).await?; // idempotent
+//!
+//! // One checkout for the whole cart.
+//! let checkout = payments.checkout(&citizen, cart.id, transfer.id, "click-1").await?;
+//! assert!(matches!(checkout.instruction, Instruction::BankTransfer(_)));
+//! let tx = checkout.transaction.id;
+//!
+//! // The citizen reports the transfer; an operator confirms it.
+//! payments.report_transfer(&citizen, tx, None).await?;
+//! let operator = Actor::operator(comune.id, Role::Manager, "anna");
+//! let paid = payments.confirm_payment(&operator, tx, Some("seen on the statement".into())).await?;
+//! assert_eq!(paid.status, TxStatus::Paid);
+//!
+//! // The outbox delivers the receipt, the body's notice and the module's settlement.
+//! let report = payments.dispatch_outbox().await?;
+//! assert_eq!(report.delivered, 3);
+//! assert_eq!(notifier.sent().len(), 2);
+//! assert_eq!(tributi.heard()[0].source.key, "tari-2025-1");
+//!
+//! // Every step left an event.
+//! let steps: Vec<_> = payments.events(&citizen, tx).await?.iter().map(|e| e.to).collect();
+//! assert_eq!(steps, [TxStatus::Created, TxStatus::Pending, TxStatus::Reported, TxStatus::Paid]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Features
+//! - `testing`: conformance suites in [`testing`] that every `Store`, `Gateway` and
+//!   `Notifier` implementation runs.
+//! - `mocks`: mockall mocks of the traits ([`MockStore`], [`MockGateway`], …).
+
+mod actor;
+mod clock;
+mod config;
+mod error;
+mod gateway;
+mod ids;
+mod item;
+mod locale;
+mod memory;
+mod money;
+mod notify;
+mod outbox;
+mod query;
+mod service;
+mod store;
+mod transaction;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use actor::{Actor, Role};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    AmountRule, Creditor, FieldKind, FieldSpec, MAX_KEY_LEN, MAX_NAME_LEN, MAX_REASON_LEN,
+    MAX_SOURCE_KEY_LEN, MAX_TEXT_FIELD_LEN, MethodKind, Payer, PaymentMethod, PaymentType,
+};
+pub use error::{
+    BoxError, Conflict, Error, FieldError, GatewayErrorKind, Result, ValidationErrors,
+};
+pub use gateway::{
+    CallbackEvent, CallbackRequest, Gateway, PaymentOutcome, StartRequest, Started,
+};
+pub use ids::{
+    CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, OutboxId, PayerId, PaymentTypeId,
+    TransactionId,
+};
+pub use item::{
+    Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem,
+    Source,
+};
+pub use locale::Locale;
+pub use memory::InMemoryStore;
+pub use money::{Currency, Money, MoneyError};
+pub use notify::{
+    Notifier, RecordingListener, RecordingNotifier, RenderedMessage, SettlementListener,
+    render_text,
+};
+pub use outbox::{
+    NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload,
+    OutboxStatus, RetryPolicy, Settlement, TransactionSummary,
+};
+pub use query::{HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page};
+pub use service::{
+    CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, Payments,
+    PaymentsBuilder,
+};
+pub use store::{ItemAdded, Store, TransactionCreated};
+pub use transaction::{
+    BankTransferDetails, Instruction, PagoPaNotice, Transaction, TransactionEvent,
+    TransactionLine, Transition, TxStatus,
+};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use clock::MockClock;
+#[cfg(any(test, feature = "mocks"))]
+pub use gateway::MockGateway;
+#[cfg(any(test, feature = "mocks"))]
+pub use notify::{MockNotifier, MockSettlementListener};
+#[cfg(any(test, feature = "mocks"))]
+pub use store::MockStore;
+
+impl From<MoneyError> for Error {
+    /// A money error with no better field name is about `amount`.
+    fn from(e: MoneyError) -> Self {
+        Error::invalid("amount", e.to_string())
+    }
+}

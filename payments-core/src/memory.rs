@@ -1,0 +1,470 @@
+//! [`InMemoryStore`]: a [`Store`] in process memory, for tests, examples and trying the
+//! library. It keeps every promise of the trait (each call holds one lock, so each is
+//! atomic) but nothing survives the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    Cart, CartId, Conflict, Creditor, CreditorId, Currency, Error, EventId, GatewayId,
+    HistoryQuery, ItemAdded, ItemId, ItemState, MethodId, Money, MovementPage, MovementQuery,
+    OutboxId, OutboxMessage, OutboxQuery, OutboxStatus, Page, PayableItem, PayerId,
+    PaymentMethod, PaymentType, PaymentTypeId, Result, Store, Transaction, TransactionCreated,
+    TransactionEvent, TransactionId, Transition, TxStatus,
+};
+
+#[derive(Debug, Default)]
+struct State {
+    creditors: HashMap<CreditorId, Creditor>,
+    payment_types: BTreeMap<PaymentTypeId, PaymentType>,
+    methods: BTreeMap<MethodId, PaymentMethod>,
+    carts: HashMap<CartId, Cart>,
+    items: BTreeMap<ItemId, PayableItem>,
+    transactions: BTreeMap<TransactionId, Transaction>,
+    events: BTreeMap<EventId, TransactionEvent>,
+    outbox: BTreeMap<OutboxId, OutboxMessage>,
+}
+
+/// A [`Store`] in memory. Suitable for tests and examples; not for production.
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    state: Mutex<State>,
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn page_of<'a>(
+    iter: impl Iterator<Item = &'a Transaction>,
+    after: Option<TransactionId>,
+    limit: u32,
+) -> Page<Transaction> {
+    let mut items: Vec<Transaction> = iter
+        .filter(|t| after.is_none_or(|a| t.id < a))
+        .take(limit as usize + 1)
+        .cloned()
+        .collect();
+    let next = if items.len() > limit as usize {
+        items.pop();
+        items.last().map(|t| t.id)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+#[async_trait]
+impl Store for InMemoryStore {
+    async fn put_creditor(&self, creditor: &Creditor) -> Result<()> {
+        self.lock().creditors.insert(creditor.id, creditor.clone());
+        Ok(())
+    }
+
+    async fn creditor(&self, id: CreditorId) -> Result<Option<Creditor>> {
+        Ok(self.lock().creditors.get(&id).cloned())
+    }
+
+    async fn put_payment_type(&self, payment_type: &PaymentType) -> Result<()> {
+        self.lock()
+            .payment_types
+            .insert(payment_type.id, payment_type.clone());
+        Ok(())
+    }
+
+    async fn payment_type(&self, id: PaymentTypeId) -> Result<Option<PaymentType>> {
+        Ok(self.lock().payment_types.get(&id).cloned())
+    }
+
+    async fn payment_types(&self, creditor: CreditorId) -> Result<Vec<PaymentType>> {
+        Ok(self
+            .lock()
+            .payment_types
+            .values()
+            .filter(|t| t.creditor_id == creditor)
+            .cloned()
+            .collect())
+    }
+
+    async fn put_method(&self, method: &PaymentMethod) -> Result<()> {
+        self.lock().methods.insert(method.id, method.clone());
+        Ok(())
+    }
+
+    async fn method(&self, id: MethodId) -> Result<Option<PaymentMethod>> {
+        Ok(self.lock().methods.get(&id).cloned())
+    }
+
+    async fn methods(&self, creditor: CreditorId) -> Result<Vec<PaymentMethod>> {
+        Ok(self
+            .lock()
+            .methods
+            .values()
+            .filter(|m| m.creditor_id == creditor)
+            .cloned()
+            .collect())
+    }
+
+    async fn open_cart(&self, cart: &Cart) -> Result<Cart> {
+        let mut s = self.lock();
+        if let Some(existing) = s
+            .carts
+            .values_mut()
+            .find(|c| c.creditor_id == cart.creditor_id && c.payer.id == cart.payer.id)
+        {
+            existing.payer = cart.payer.clone();
+            return Ok(existing.clone());
+        }
+        s.carts.insert(cart.id, cart.clone());
+        Ok(cart.clone())
+    }
+
+    async fn cart(&self, id: CartId) -> Result<Option<Cart>> {
+        Ok(self.lock().carts.get(&id).cloned())
+    }
+
+    async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded> {
+        let mut s = self.lock();
+        if let Some(existing) = s
+            .items
+            .values_mut()
+            .find(|i| i.creditor_id == item.creditor_id && i.source == item.source)
+        {
+            if existing.state == ItemState::Removed && existing.payer_id == item.payer_id {
+                existing.state = ItemState::Open;
+                existing.cart_id = item.cart_id;
+            }
+            return Ok(ItemAdded {
+                item: existing.clone(),
+                created: false,
+            });
+        }
+        s.items.insert(item.id, item.clone());
+        Ok(ItemAdded {
+            item: item.clone(),
+            created: true,
+        })
+    }
+
+    async fn item(&self, id: ItemId) -> Result<Option<PayableItem>> {
+        Ok(self.lock().items.get(&id).cloned())
+    }
+
+    async fn cart_items(&self, cart: CartId) -> Result<Vec<PayableItem>> {
+        Ok(self
+            .lock()
+            .items
+            .values()
+            .filter(|i| {
+                i.cart_id == cart && matches!(i.state, ItemState::Open | ItemState::Locked(_))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn remove_item(&self, item: ItemId) -> Result<PayableItem> {
+        let mut s = self.lock();
+        let i = s
+            .items
+            .get_mut(&item)
+            .ok_or_else(|| Error::not_found("item", item))?;
+        if i.state != ItemState::Open {
+            return Err(Error::Conflict(Conflict::ItemUnavailable {
+                item: item.to_string(),
+                state: i.state.name().into(),
+            }));
+        }
+        i.state = ItemState::Removed;
+        Ok(i.clone())
+    }
+
+    async fn create_transaction(
+        &self,
+        transaction: &Transaction,
+        event: &TransactionEvent,
+    ) -> Result<TransactionCreated> {
+        let mut s = self.lock();
+        if let Some(existing) = s.transactions.values().find(|t| {
+            t.payer.id == transaction.payer.id && t.idempotency_key == transaction.idempotency_key
+        }) {
+            return Ok(TransactionCreated {
+                transaction: existing.clone(),
+                created: false,
+            });
+        }
+        for line in &transaction.lines {
+            match s.items.get(&line.item_id) {
+                Some(i) if i.state == ItemState::Open && i.cart_id == transaction.cart_id => {}
+                Some(i) => {
+                    return Err(Error::Conflict(Conflict::ItemUnavailable {
+                        item: i.id.to_string(),
+                        state: i.state.name().into(),
+                    }));
+                }
+                None => return Err(Error::not_found("item", line.item_id)),
+            }
+        }
+        for line in &transaction.lines {
+            if let Some(i) = s.items.get_mut(&line.item_id) {
+                i.state = ItemState::Locked(transaction.id);
+            }
+        }
+        s.transactions.insert(transaction.id, transaction.clone());
+        s.events.insert(event.id, event.clone());
+        Ok(TransactionCreated {
+            transaction: transaction.clone(),
+            created: true,
+        })
+    }
+
+    async fn transaction(&self, id: TransactionId) -> Result<Option<Transaction>> {
+        Ok(self.lock().transactions.get(&id).cloned())
+    }
+
+    async fn transaction_by_key(
+        &self,
+        payer: &PayerId,
+        idempotency_key: &str,
+    ) -> Result<Option<Transaction>> {
+        Ok(self
+            .lock()
+            .transactions
+            .values()
+            .find(|t| &t.payer.id == payer && t.idempotency_key == idempotency_key)
+            .cloned())
+    }
+
+    async fn transaction_by_provider_ref(
+        &self,
+        gateway: &GatewayId,
+        provider_ref: &str,
+    ) -> Result<Option<Transaction>> {
+        Ok(self
+            .lock()
+            .transactions
+            .values()
+            .find(|t| &t.gateway_id == gateway && t.provider_ref.as_deref() == Some(provider_ref))
+            .cloned())
+    }
+
+    async fn transition(&self, t: &Transition) -> Result<Transaction> {
+        let mut s = self.lock();
+        let tx = s
+            .transactions
+            .get_mut(&t.transaction)
+            .ok_or_else(|| Error::not_found("transaction", t.transaction))?;
+        if tx.status != t.from {
+            return Err(Error::Conflict(Conflict::StaleState {
+                transaction: tx.id.to_string(),
+                expected: t.from.to_string(),
+                actual: tx.status.to_string(),
+            }));
+        }
+        tx.status = t.to;
+        tx.updated_at = t.at;
+        if t.provider_ref.is_some() {
+            tx.provider_ref.clone_from(&t.provider_ref);
+        }
+        if t.instruction.is_some() {
+            tx.instruction.clone_from(&t.instruction);
+        }
+        if let Some(e) = t.expires_at {
+            tx.expires_at = e;
+        }
+        let tx = tx.clone();
+        let item_state = if t.to == TxStatus::Paid {
+            Some(ItemState::Paid(tx.id))
+        } else if t.to.frees_items() {
+            Some(ItemState::Open)
+        } else {
+            None
+        };
+        if let Some(state) = item_state {
+            for line in &tx.lines {
+                if let Some(i) = s.items.get_mut(&line.item_id)
+                    && i.state == ItemState::Locked(tx.id)
+                {
+                    i.state = state;
+                }
+            }
+        }
+        let event = TransactionEvent {
+            id: EventId::new(),
+            transaction_id: tx.id,
+            actor: t.actor.clone(),
+            at: t.at,
+            from: Some(t.from),
+            to: t.to,
+            provider_ref: tx.provider_ref.clone(),
+            note: t.note.clone(),
+        };
+        s.events.insert(event.id, event);
+        for m in &t.outbox {
+            s.outbox.insert(
+                m.id,
+                OutboxMessage {
+                    id: m.id,
+                    transaction_id: m.transaction_id,
+                    creditor_id: tx.creditor_id,
+                    payload: m.payload.clone(),
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: t.at,
+                    last_error: None,
+                    created_at: t.at,
+                    delivered_at: None,
+                },
+            );
+        }
+        Ok(tx)
+    }
+
+    async fn events(&self, transaction: TransactionId) -> Result<Vec<TransactionEvent>> {
+        Ok(self
+            .lock()
+            .events
+            .values()
+            .filter(|e| e.transaction_id == transaction)
+            .cloned()
+            .collect())
+    }
+
+    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>> {
+        Ok(self
+            .lock()
+            .transactions
+            .values()
+            .filter(|t| {
+                matches!(t.status, TxStatus::Created | TxStatus::Pending) && t.expires_at <= now
+            })
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>> {
+        let mut s = self.lock();
+        let mut claimed = Vec::new();
+        for m in s.outbox.values_mut() {
+            if claimed.len() >= limit as usize {
+                break;
+            }
+            if m.status == OutboxStatus::Pending && m.next_attempt_at <= now {
+                m.attempts += 1;
+                m.next_attempt_at = lease_until;
+                claimed.push(m.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn outbox_delivered(&self, id: OutboxId, at: DateTime<Utc>) -> Result<()> {
+        let mut s = self.lock();
+        let m = s
+            .outbox
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("outbox message", id))?;
+        m.status = OutboxStatus::Delivered;
+        m.delivered_at = Some(at);
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: OutboxId,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let mut s = self.lock();
+        let m = s
+            .outbox
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("outbox message", id))?;
+        if m.status == OutboxStatus::Delivered {
+            return Ok(());
+        }
+        m.last_error = Some(error.chars().take(1000).collect());
+        match retry_at {
+            Some(at) => m.next_attempt_at = at,
+            None => m.status = OutboxStatus::Dead,
+        }
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: OutboxId, at: DateTime<Utc>) -> Result<OutboxMessage> {
+        let mut s = self.lock();
+        let m = s
+            .outbox
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("outbox message", id))?;
+        if m.status != OutboxStatus::Dead {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "outbox message {id} is {}, not dead",
+                m.status.as_str()
+            ))));
+        }
+        m.status = OutboxStatus::Pending;
+        m.attempts = 0;
+        m.next_attempt_at = at;
+        Ok(m.clone())
+    }
+
+    async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>> {
+        Ok(self.lock().outbox.get(&id).cloned())
+    }
+
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>> {
+        let s = self.lock();
+        let iter = s.outbox.values().filter(|m| {
+            query.creditor_id.is_none_or(|c| m.creditor_id == c)
+                && query.transaction_id.is_none_or(|t| m.transaction_id == t)
+                && query.status.is_none_or(|st| m.status == st)
+        });
+        let limit = if query.limit == 0 {
+            usize::MAX
+        } else {
+            query.limit as usize
+        };
+        Ok(iter.take(limit).cloned().collect())
+    }
+
+    async fn search(&self, query: &MovementQuery) -> Result<MovementPage> {
+        let s = self.lock();
+        let selected: Vec<&Transaction> = s
+            .transactions
+            .values()
+            .rev()
+            .filter(|t| query.matches(t))
+            .collect();
+        let total = Money::sum(Currency::Eur, selected.iter().map(|t| &t.total))
+            .map_err(|e| Error::storage("summing the selection", e))?;
+        Ok(MovementPage {
+            count: selected.len() as u64,
+            total,
+            page: page_of(selected.into_iter(), query.after, query.limit),
+        })
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Page<Transaction>> {
+        let s = self.lock();
+        let iter = s.transactions.values().rev().filter(|t| {
+            t.payer.id == query.payer_id && query.creditor_id.is_none_or(|c| t.creditor_id == c)
+        });
+        Ok(page_of(iter, query.after, query.limit))
+    }
+}

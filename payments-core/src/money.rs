@@ -1,0 +1,385 @@
+//! Exact money: a [`Decimal`] amount with a [`Currency`], never a float.
+//!
+//! ```
+//! use payments_core::{Locale, Money};
+//!
+//! let a = Money::parse_eur("1.234,56").unwrap();
+//! let b = Money::parse_eur("0.44").unwrap();
+//! let total = a.checked_add(&b).unwrap();
+//! assert_eq!(total.minor_units(), 123_500);
+//! assert_eq!(total.format(Locale::It), "€ 1.235,00");
+//! assert_eq!(total.format(Locale::En), "€1,235.00");
+//! assert!(Money::parse_eur("12.345").is_err()); // a cent is the smallest unit
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::Locale;
+
+/// Longest text accepted as an amount.
+const MAX_AMOUNT_TEXT: usize = 24;
+
+/// A currency. EUR is the one public bodies in Italy collect in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Currency {
+    /// The euro.
+    #[serde(rename = "EUR")]
+    Eur,
+}
+
+impl Currency {
+    /// The ISO 4217 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Eur => "EUR",
+        }
+    }
+
+    /// How many decimals the smallest unit has (2 for the euro cent).
+    pub fn minor_digits(self) -> u32 {
+        match self {
+            Currency::Eur => 2,
+        }
+    }
+
+    /// The symbol shown to people.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Currency::Eur => "€",
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = MoneyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "EUR" => Ok(Currency::Eur),
+            _ => Err(MoneyError::UnknownCurrency),
+        }
+    }
+}
+
+/// Why a text or number is not an amount of money.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MoneyError {
+    /// Empty, too long, or not a number written with digits and one decimal separator.
+    #[error("not an amount")]
+    NotANumber,
+    /// Finer than the currency's smallest unit (a cent for EUR).
+    #[error("at most {0} decimals")]
+    TooManyDecimals(u32),
+    /// Negative amounts are not money to pay.
+    #[error("must not be negative")]
+    Negative,
+    /// The amount does not fit in the minor units that storage keeps.
+    #[error("too large")]
+    TooLarge,
+    /// Amounts in two currencies were combined.
+    #[error("currencies differ")]
+    CurrencyMismatch,
+    /// The currency code is not one the library knows.
+    #[error("unknown currency")]
+    UnknownCurrency,
+}
+
+/// An exact, non-negative amount of money in one currency.
+///
+/// Built by parsing text (`"12.30"`, `"12,30"`, `"1.234,56"`), from a [`Decimal`], or from
+/// integer minor units; there is deliberately no conversion from floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl Money {
+    /// An amount, checked: not negative, no finer than the currency's smallest unit, and
+    /// small enough to store as `i64` minor units.
+    pub fn new(amount: Decimal, currency: Currency) -> Result<Self, MoneyError> {
+        if amount.is_sign_negative() && !amount.is_zero() {
+            return Err(MoneyError::Negative);
+        }
+        let digits = currency.minor_digits();
+        let normalized = amount.normalize();
+        if normalized.scale() > digits {
+            return Err(MoneyError::TooManyDecimals(digits));
+        }
+        let mut amount = normalized;
+        amount.rescale(digits);
+        let money = Money { amount, currency };
+        money.try_minor_units()?;
+        Ok(money)
+    }
+
+    /// Zero in `currency`.
+    pub fn zero(currency: Currency) -> Self {
+        let mut amount = Decimal::ZERO;
+        amount.rescale(currency.minor_digits());
+        Money { amount, currency }
+    }
+
+    /// An amount in euro, checked as [`Money::new`] does.
+    pub fn eur(amount: Decimal) -> Result<Self, MoneyError> {
+        Money::new(amount, Currency::Eur)
+    }
+
+    /// Parses a euro amount written as people write it: `"12.30"`, `"12,30"`, `"1.234,56"`,
+    /// `"1,234.56"`, `"7"`. No sign, no letters, at most two decimals.
+    pub fn parse_eur(text: &str) -> Result<Self, MoneyError> {
+        Money::parse(text, Currency::Eur)
+    }
+
+    /// Parses an amount in `currency`; see [`Money::parse_eur`] for the accepted forms.
+    ///
+    /// With both `.` and `,` present the last one is the decimal separator and the other
+    /// must group thousands by three; with one of them present once it is the decimal
+    /// separator.
+    pub fn parse(text: &str, currency: Currency) -> Result<Self, MoneyError> {
+        let text = text.trim();
+        if text.is_empty() || text.len() > MAX_AMOUNT_TEXT {
+            return Err(MoneyError::NotANumber);
+        }
+        if text.starts_with('-') {
+            return Err(MoneyError::Negative);
+        }
+        if !text.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') {
+            return Err(MoneyError::NotANumber);
+        }
+        let last_dot = text.rfind('.');
+        let last_comma = text.rfind(',');
+        let (integer, fraction) = match (last_dot, last_comma) {
+            (None, None) => (text.to_owned(), ""),
+            (Some(d), Some(c)) => {
+                let (sep_pos, group) = if d > c { (d, ',') } else { (c, '.') };
+                let integer = ungroup(&text[..sep_pos], group)?;
+                (integer, &text[sep_pos + 1..])
+            }
+            (Some(p), None) | (None, Some(p)) => {
+                if text[..p].contains(['.', ',']) {
+                    return Err(MoneyError::NotANumber);
+                }
+                (text[..p].to_owned(), &text[p + 1..])
+            }
+        };
+        if integer.is_empty()
+            || fraction.contains(['.', ','])
+            || (fraction.is_empty() && (last_dot.is_some() || last_comma.is_some()))
+        {
+            return Err(MoneyError::NotANumber);
+        }
+        let canonical = if fraction.is_empty() {
+            integer
+        } else {
+            format!("{integer}.{fraction}")
+        };
+        let amount = Decimal::from_str_exact(&canonical).map_err(|_| MoneyError::TooLarge)?;
+        Money::new(amount, currency)
+    }
+
+    /// From integer minor units (cents), as storage keeps them.
+    pub fn from_minor(units: i64, currency: Currency) -> Result<Self, MoneyError> {
+        Money::new(Decimal::new(units, currency.minor_digits()), currency)
+    }
+
+    /// The amount in integer minor units (cents).
+    pub fn minor_units(&self) -> i64 {
+        // `new` checked that the amount fits.
+        self.try_minor_units().unwrap_or(i64::MAX)
+    }
+
+    fn try_minor_units(&self) -> Result<i64, MoneyError> {
+        let scaled = self
+            .amount
+            .checked_mul(Decimal::from(10_i64.pow(self.currency.minor_digits())))
+            .ok_or(MoneyError::TooLarge)?;
+        i64::try_from(scaled.trunc()).map_err(|_| MoneyError::TooLarge)
+    }
+
+    /// The amount.
+    pub fn amount(&self) -> Decimal {
+        self.amount
+    }
+
+    /// The currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// Whether the amount is above zero.
+    pub fn is_positive(&self) -> bool {
+        self.amount > Decimal::ZERO
+    }
+
+    /// The exact sum, or an error when currencies differ or the sum does not fit.
+    pub fn checked_add(&self, other: &Money) -> Result<Money, MoneyError> {
+        if self.currency != other.currency {
+            return Err(MoneyError::CurrencyMismatch);
+        }
+        let sum = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or(MoneyError::TooLarge)?;
+        Money::new(sum, self.currency)
+    }
+
+    /// The exact sum of `amounts`, all in `currency` (zero when there are none).
+    pub fn sum<'a>(
+        currency: Currency,
+        amounts: impl IntoIterator<Item = &'a Money>,
+    ) -> Result<Money, MoneyError> {
+        amounts
+            .into_iter()
+            .try_fold(Money::zero(currency), |acc, m| acc.checked_add(m))
+    }
+
+    /// Compares two amounts of the same currency; `None` when currencies differ.
+    pub fn compare(&self, other: &Money) -> Option<std::cmp::Ordering> {
+        (self.currency == other.currency).then(|| self.amount.cmp(&other.amount))
+    }
+
+    /// The amount as people read it: `€ 1.234,56` in Italian, `€1,234.56` in English.
+    pub fn format(&self, locale: Locale) -> String {
+        let (group, decimal, space) = match locale {
+            Locale::It => ('.', ',', " "),
+            Locale::En => (',', '.', ""),
+        };
+        let plain = self.amount.to_string();
+        let (int_part, frac_part) = plain.split_once('.').unwrap_or((&plain, ""));
+        let mut grouped = String::with_capacity(int_part.len() + int_part.len() / 3);
+        for (i, c) in int_part.chars().enumerate() {
+            if i > 0 && (int_part.len() - i) % 3 == 0 {
+                grouped.push(group);
+            }
+            grouped.push(c);
+        }
+        let mut out = format!("{}{}{}", self.currency.symbol(), space, grouped);
+        if !frac_part.is_empty() {
+            out.push(decimal);
+            out.push_str(frac_part);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Money {
+    /// Canonical form for logs and files: `1234.56 EUR`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.amount, self.currency)
+    }
+}
+
+/// Removes thousands separators, checking that they group by three.
+fn ungroup(text: &str, separator: char) -> Result<String, MoneyError> {
+    let mut groups = text.split(separator);
+    let first = groups.next().unwrap_or_default();
+    if first.is_empty() || first.len() > 3 || first.contains(['.', ',']) {
+        return Err(MoneyError::NotANumber);
+    }
+    let mut out = first.to_owned();
+    for g in groups {
+        if g.len() != 3 || g.contains(['.', ',']) {
+            return Err(MoneyError::NotANumber);
+        }
+        out.push_str(g);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_the_forms_people_write() {
+        for (text, cents) in [
+            ("12.30", 1230),
+            ("12,30", 1230),
+            ("12,3", 1230),
+            ("7", 700),
+            ("0,01", 1),
+            ("1.234,56", 123_456),
+            ("1,234.56", 123_456),
+            ("1.234.567,00", 123_456_700),
+            (" 5.00 ", 500),
+            ("12.300", 1230), // trailing zeros are not finer than a cent
+        ] {
+            assert_eq!(Money::parse_eur(text).unwrap().minor_units(), cents, "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_amount() {
+        for (text, err) in [
+            ("", MoneyError::NotANumber),
+            ("abc", MoneyError::NotANumber),
+            ("1e3", MoneyError::NotANumber),
+            ("12.", MoneyError::NotANumber),
+            (",5", MoneyError::NotANumber),
+            ("1.2.3", MoneyError::NotANumber),
+            ("1,2,3", MoneyError::NotANumber),
+            ("12,34.56", MoneyError::NotANumber),
+            ("1.23,4.5", MoneyError::NotANumber),
+            ("-5", MoneyError::Negative),
+            ("12.345", MoneyError::TooManyDecimals(2)),
+            ("99999999999999999999", MoneyError::TooLarge),
+        ] {
+            assert_eq!(Money::parse_eur(text).unwrap_err(), err, "{text}");
+        }
+    }
+
+    #[test]
+    fn formats_in_italian_and_english() {
+        let m = Money::parse_eur("1234.5").unwrap();
+        assert_eq!(m.format(Locale::It), "€ 1.234,50");
+        assert_eq!(m.format(Locale::En), "€1,234.50");
+        let small = Money::parse_eur("0.07").unwrap();
+        assert_eq!(small.format(Locale::It), "€ 0,07");
+        let big = Money::parse_eur("1234567").unwrap();
+        assert_eq!(big.format(Locale::En), "€1,234,567.00");
+        assert_eq!(big.to_string(), "1234567.00 EUR");
+    }
+
+    #[test]
+    fn minor_units_round_trip() {
+        let m = Money::from_minor(123_456, Currency::Eur).unwrap();
+        assert_eq!(m, Money::parse_eur("1234.56").unwrap());
+        assert_eq!(m.minor_units(), 123_456);
+        assert_eq!(Money::from_minor(-1, Currency::Eur), Err(MoneyError::Negative));
+    }
+
+    proptest! {
+        #[test]
+        fn sum_is_exact(cents in proptest::collection::vec(0i64..10_000_000_00, 0..50)) {
+            let amounts: Vec<Money> = cents
+                .iter()
+                .map(|c| Money::from_minor(*c, Currency::Eur).unwrap())
+                .collect();
+            let total = Money::sum(Currency::Eur, &amounts).unwrap();
+            prop_assert_eq!(total.minor_units(), cents.iter().sum::<i64>());
+        }
+
+        #[test]
+        fn display_parses_back(cents in 0i64..1_000_000_000_000) {
+            let m = Money::from_minor(cents, Currency::Eur).unwrap();
+            let it = m.format(Locale::It).trim_start_matches("€ ").to_owned();
+            let en = m.format(Locale::En).trim_start_matches('€').to_owned();
+            prop_assert_eq!(Money::parse_eur(&it).unwrap(), m);
+            prop_assert_eq!(Money::parse_eur(&en).unwrap(), m);
+        }
+    }
+}

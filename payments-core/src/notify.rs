@@ -1,0 +1,195 @@
+//! Telling people and modules: the [`Notifier`] and [`SettlementListener`] traits, a plain
+//! text rendering of notifications in Italian and English, and recording test doubles.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{Error, Locale, Notification, NotificationKind, Result, Settlement};
+
+/// Delivers one notification. The outbox decides when and how often; an implementation
+/// only tries once per call and says whether a failure is worth retrying
+/// ([`Error::Notification`] with `transient`).
+///
+/// # Contract
+/// The conformance suite (`payments_core::testing::notifier`, feature `testing`) checks that
+/// the recipient receives the rendered message in the notification's language, with the
+/// payment identifier and the total, and that a failure is an `Error::Notification`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Notifier: std::fmt::Debug + Send + Sync + 'static {
+    /// Delivers `notification`.
+    async fn send(&self, notification: &Notification) -> Result<()>;
+}
+
+/// What a portal module registers to learn that its items were paid. Called at least once
+/// per paid item: make it idempotent on [`Settlement::id`].
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SettlementListener: std::fmt::Debug + Send + Sync + 'static {
+    /// The item in `settlement` was paid.
+    async fn settled(&self, settlement: &Settlement) -> Result<()>;
+}
+
+/// A notification rendered as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedMessage {
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+}
+
+/// Renders a notification as plain text in its language. Adapters with richer templates
+/// (HTML email) may use their own, but keep the same facts.
+pub fn render_text(n: &Notification) -> RenderedMessage {
+    let s = &n.summary;
+    let l = n.locale;
+    let t = |it: &'static str, en: &'static str| if l == Locale::It { it } else { en };
+    let subject = match n.kind {
+        NotificationKind::Receipt => format!(
+            "{} {} - {}",
+            t("Ricevuta di pagamento", "Payment receipt"),
+            s.transaction_id,
+            s.creditor_name
+        ),
+        NotificationKind::CreditorNotice => format!(
+            "{} {} - {}",
+            t("Pagamento ricevuto", "Payment received"),
+            s.transaction_id,
+            s.total.format(l)
+        ),
+    };
+    let mut text = String::new();
+    text.push_str(match n.kind {
+        NotificationKind::Receipt => t(
+            "Gentile utente, il pagamento è stato completato.\n\n",
+            "Dear citizen, your payment is complete.\n\n",
+        ),
+        NotificationKind::CreditorNotice => t(
+            "È stato completato un pagamento.\n\n",
+            "A payment has been completed.\n\n",
+        ),
+    });
+    let date = match l {
+        Locale::It => s.paid_at.format("%d/%m/%Y %H:%M UTC").to_string(),
+        Locale::En => s.paid_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let rows = [
+        (t("Identificativo del pagamento", "Payment identifier"), s.transaction_id.to_string()),
+        (
+            t("Riferimento del gestore", "Provider reference"),
+            s.provider_ref.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (t("Ente", "Public body"), s.creditor_name.clone()),
+        (t("Pagatore", "Payer"), s.payer_name.clone()),
+        (t("Modalità", "Method"), s.method_kind.label(l).to_owned()),
+        (t("Data", "Date"), date),
+    ];
+    for (k, v) in rows {
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    text.push_str(&format!("\n{}:\n", t("Voci pagate", "Items paid")));
+    for line in &s.lines {
+        text.push_str(&format!("- {}: {}\n", line.reason, line.amount.format(l)));
+    }
+    text.push_str(&format!("\n{}: {}\n", t("Totale", "Total"), s.total.format(l)));
+    RenderedMessage { subject, text }
+}
+
+/// A notifier that keeps what it is asked to send, for tests and examples. It can be told
+/// to fail a number of times first, as a mail server that is down would.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    sent: Mutex<Vec<(Notification, RenderedMessage)>>,
+    failures_left: Mutex<u32>,
+    attempts: Mutex<HashMap<crate::OutboxId, u32>>,
+}
+
+impl RecordingNotifier {
+    /// A notifier that always succeeds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A notifier whose first `n` deliveries fail with a transient error.
+    pub fn failing_first(n: u32) -> Self {
+        let notifier = Self::default();
+        *notifier.failures_left.lock().unwrap_or_else(|e| e.into_inner()) = n;
+        notifier
+    }
+
+    /// What was delivered, in order.
+    pub fn sent(&self) -> Vec<(Notification, RenderedMessage)> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many times delivery of `id` was attempted, failures included.
+    pub fn attempts(&self, id: crate::OutboxId) -> u32 {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    async fn send(&self, notification: &Notification) -> Result<()> {
+        *self
+            .attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(notification.id)
+            .or_default() += 1;
+        {
+            let mut left = self.failures_left.lock().unwrap_or_else(|e| e.into_inner());
+            if *left > 0 {
+                *left -= 1;
+                return Err(Error::Notification {
+                    message: "recording notifier told to fail".into(),
+                    transient: true,
+                    source: None,
+                });
+            }
+        }
+        let rendered = render_text(notification);
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((notification.clone(), rendered));
+        Ok(())
+    }
+}
+
+/// A settlement listener that keeps what it hears, for tests and examples.
+#[derive(Debug, Default)]
+pub struct RecordingListener {
+    heard: Mutex<Vec<Settlement>>,
+}
+
+impl RecordingListener {
+    /// An empty listener.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What it heard, in order.
+    pub fn heard(&self) -> Vec<Settlement> {
+        self.heard.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl SettlementListener for RecordingListener {
+    async fn settled(&self, settlement: &Settlement) -> Result<()> {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(settlement.clone());
+        Ok(())
+    }
+}

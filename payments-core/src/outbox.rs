@@ -1,0 +1,214 @@
+//! The outbox: messages written in the same database transaction as the payment they come
+//! from, delivered afterwards at least once, with retries and exponential backoff.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CreditorId, ItemId, Locale, MethodKind, Money, OutboxId, PayerId, Source, TransactionId,
+    TransactionLine,
+};
+
+/// What a payment leaves to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxPayload {
+    /// An email (or other notification) for a person.
+    Notification(Notification),
+    /// News for the module that created an item: it was paid.
+    Settlement(Settlement),
+}
+
+/// Who a notification is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// The payer's receipt.
+    Receipt,
+    /// The creditor's notice of a completed payment.
+    CreditorNotice,
+}
+
+/// A transaction as a receipt or a notice tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionSummary {
+    /// The payment identifier.
+    pub transaction_id: TransactionId,
+    /// The provider's reference.
+    pub provider_ref: Option<String>,
+    /// The creditor's id.
+    pub creditor_id: CreditorId,
+    /// The creditor's name.
+    pub creditor_name: String,
+    /// The creditor's fiscal code.
+    pub creditor_fiscal_code: String,
+    /// The payer's id.
+    pub payer_id: PayerId,
+    /// The payer's name.
+    pub payer_name: String,
+    /// The payer's fiscal code, if known.
+    pub payer_fiscal_code: Option<String>,
+    /// How it was paid.
+    pub method_kind: MethodKind,
+    /// What was paid.
+    pub lines: Vec<TransactionLine>,
+    /// The total.
+    pub total: Money,
+    /// When it was paid.
+    pub paid_at: DateTime<Utc>,
+}
+
+/// A notification to deliver: who to, in which language, about which payment. A
+/// [`Notifier`](crate::Notifier) renders and sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The outbox message it travels in: the same on every attempt, so a notifier can make
+    /// deliveries idempotent (for instance as the email's Message-ID).
+    pub id: OutboxId,
+    /// Receipt or creditor notice.
+    pub kind: NotificationKind,
+    /// The recipient's email address.
+    pub to: String,
+    /// The language.
+    pub locale: Locale,
+    /// The payment.
+    pub summary: TransactionSummary,
+}
+
+/// What a module learns when one of its items is paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The outbox message it travels in: the same on every attempt.
+    pub id: OutboxId,
+    /// The item's module and key.
+    pub source: Source,
+    /// The item.
+    pub item_id: ItemId,
+    /// The transaction that paid it.
+    pub transaction_id: TransactionId,
+    /// The amount paid for it.
+    pub amount: Money,
+    /// When.
+    pub paid_at: DateTime<Utc>,
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOutboxMessage {
+    /// Its id.
+    pub id: OutboxId,
+    /// The transaction it comes from.
+    pub transaction_id: TransactionId,
+    /// What to deliver.
+    pub payload: OutboxPayload,
+}
+
+/// Where an outbox message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// To deliver (again) at `next_attempt_at`.
+    Pending,
+    /// Delivered.
+    Delivered,
+    /// Given up after too many attempts; an operator can see it and retry it.
+    Dead,
+}
+
+impl OutboxStatus {
+    /// The snake_case name used in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+
+    /// Reads a name written by [`OutboxStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [OutboxStatus::Pending, OutboxStatus::Delivered, OutboxStatus::Dead]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// A message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// Its id.
+    pub id: OutboxId,
+    /// The transaction it comes from.
+    pub transaction_id: TransactionId,
+    /// The creditor of that transaction.
+    pub creditor_id: CreditorId,
+    /// What to deliver.
+    pub payload: OutboxPayload,
+    /// Where it stands.
+    pub status: OutboxStatus,
+    /// How many deliveries were started.
+    pub attempts: u32,
+    /// When it may be claimed next.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// When to try a failed delivery again, and when to give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first failure; doubled after each further one.
+    pub base_delay: Duration,
+    /// The longest wait.
+    pub max_delay: Duration,
+    /// After this many failed attempts the message is `Dead`.
+    pub max_attempts: u32,
+    /// How long a claimed message is left to its dispatcher before another may take it.
+    pub lease: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 30 s, doubling up to 1 h, giving up after 10 attempts; 5 min lease.
+    fn default() -> Self {
+        RetryPolicy {
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(3600),
+            max_attempts: 10,
+            lease: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempts`-th failed attempt (1-based), or `None` to give up.
+    pub fn delay_after(&self, attempts: u32) -> Option<Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
+        Some(self.base_delay.saturating_mul(factor).min(self.max_delay))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_then_gives_up() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(60),
+            max_attempts: 5,
+            lease: Duration::from_secs(1),
+        };
+        let delays: Vec<_> = (1..=5).map(|a| p.delay_after(a).map(|d| d.as_secs())).collect();
+        assert_eq!(delays, vec![Some(10), Some(20), Some(40), Some(60), None]);
+    }
+}

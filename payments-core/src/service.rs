@@ -1,0 +1,1037 @@
+//! [`Payments`]: the service a portal's modules hold, composed of a store, gateways, a
+//! notifier, settlement listeners and a clock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::item::check_reason;
+use crate::{
+    Actor, CallbackRequest, Cart, CartContents, CartId, Clock, Conflict, Creditor, CreditorId,
+    Error, EventId, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind, GatewayId, HistoryQuery,
+    Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage, MovementQuery,
+    NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind, Notifier, OutboxId,
+    OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer, PaymentMethod,
+    PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement, SettlementListener,
+    Source, StartRequest, Store, SystemClock, Transaction, TransactionEvent, TransactionId,
+    TransactionLine, TransactionSummary, Transition, TxStatus, ValidationErrors,
+};
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// The payments service. Cheap to clone: every clone shares the same parts.
+///
+/// Build it with [`Payments::builder`]; see the crate documentation for the whole flow.
+#[derive(Clone, Debug)]
+pub struct Payments {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    gateways: HashMap<GatewayId, Arc<dyn Gateway>>,
+    notifier: Arc<dyn Notifier>,
+    listeners: HashMap<String, Arc<dyn SettlementListener>>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    transaction_ttl: Duration,
+    return_url: Option<String>,
+    dispatch_batch: u32,
+}
+
+/// Builds a [`Payments`].
+#[derive(Debug, Default)]
+pub struct PaymentsBuilder {
+    store: Option<Arc<dyn Store>>,
+    gateways: Vec<Arc<dyn Gateway>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    listeners: HashMap<String, Arc<dyn SettlementListener>>,
+    clock: Option<Arc<dyn Clock>>,
+    retry: Option<RetryPolicy>,
+    transaction_ttl: Option<Duration>,
+    return_url: Option<String>,
+}
+
+impl PaymentsBuilder {
+    /// A builder with nothing set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store (required).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Adds a gateway; methods name it by its [`Gateway::id`].
+    pub fn gateway(mut self, gateway: Arc<dyn Gateway>) -> Self {
+        self.gateways.push(gateway);
+        self
+    }
+
+    /// The notifier (required).
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Registers the listener told when items of `module` are paid.
+    pub fn listener(mut self, module: impl Into<String>, listener: Arc<dyn SettlementListener>) -> Self {
+        self.listeners.insert(module.into(), listener);
+        self
+    }
+
+    /// The clock (the system's by default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How the outbox retries (see [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// How long an unfinished transaction holds its items (30 minutes by default; a
+    /// gateway may ask for longer).
+    pub fn transaction_ttl(mut self, ttl: Duration) -> Self {
+        self.transaction_ttl = Some(ttl);
+        self
+    }
+
+    /// Where hosted payment pages send the payer back.
+    pub fn return_url(mut self, url: impl Into<String>) -> Self {
+        self.return_url = Some(url.into());
+        self
+    }
+
+    /// Builds the service; refuses a missing store or notifier, or two gateways with one id.
+    pub fn build(self) -> Result<Payments> {
+        let store = self
+            .store
+            .ok_or_else(|| Error::invalid("store", "required"))?;
+        let notifier = self
+            .notifier
+            .ok_or_else(|| Error::invalid("notifier", "required"))?;
+        let mut gateways = HashMap::new();
+        for g in self.gateways {
+            let id = g.id();
+            if gateways.insert(id.clone(), g).is_some() {
+                return Err(Error::invalid("gateway", format!("two gateways with id {id}")));
+            }
+        }
+        Ok(Payments {
+            inner: Arc::new(Inner {
+                store,
+                gateways,
+                notifier,
+                listeners: self.listeners,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                retry: self.retry.unwrap_or_default(),
+                transaction_ttl: self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60)),
+                return_url: self.return_url,
+                dispatch_batch: 50,
+            }),
+        })
+    }
+}
+
+/// What [`Payments::checkout`] returns: the transaction and what the payer must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The transaction (`Pending`, or `Paid` when the gateway completed it at once).
+    pub transaction: Transaction,
+    /// What the payer must do.
+    pub instruction: Instruction,
+}
+
+/// What a callback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackOutcome {
+    /// The transaction after the callback.
+    pub transaction: Transaction,
+    /// Whether it changed state (false for a replay or a "still pending").
+    pub applied: bool,
+}
+
+/// What one pass of the outbox dispatcher did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Messages delivered.
+    pub delivered: u32,
+    /// Messages that failed and will be retried.
+    pub retrying: u32,
+    /// Messages given up on.
+    pub dead: u32,
+}
+
+impl DispatchReport {
+    /// How many messages the pass claimed.
+    pub fn claimed(&self) -> u32 {
+        self.delivered + self.retrying + self.dead
+    }
+}
+
+impl Payments {
+    /// Starts building the service.
+    pub fn builder() -> PaymentsBuilder {
+        PaymentsBuilder::new()
+    }
+
+    /// The store, for adapters' own operations (exports, migrations).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    fn store_ref(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    fn gateway(&self, id: &GatewayId) -> Result<&Arc<dyn Gateway>> {
+        self.inner
+            .gateways
+            .get(id)
+            .ok_or_else(|| Error::not_found("gateway", id))
+    }
+
+    // ---------------------------------------------------------------- configuration
+
+    /// Registers or updates a creditor. Only the system (the host's set-up) may.
+    pub async fn register_creditor(&self, actor: &Actor, creditor: &Creditor) -> Result<()> {
+        if *actor != Actor::System {
+            return Err(Error::forbidden("only the system registers creditors"));
+        }
+        creditor.validate()?;
+        self.store_ref().put_creditor(creditor).await
+    }
+
+    /// A creditor.
+    pub async fn creditor(&self, id: CreditorId) -> Result<Creditor> {
+        self.store_ref()
+            .creditor(id)
+            .await?
+            .ok_or_else(|| Error::not_found("creditor", id))
+    }
+
+    /// Defines or updates a payment type; a manager of its creditor, or the system.
+    pub async fn define_payment_type(&self, actor: &Actor, payment_type: &PaymentType) -> Result<()> {
+        actor.check_operator(&payment_type.creditor_id, Role::Manager)?;
+        payment_type.validate()?;
+        self.creditor(payment_type.creditor_id).await?;
+        self.store_ref().put_payment_type(payment_type).await
+    }
+
+    /// A creditor's payment types, as a free-payment form lists them.
+    pub async fn payment_types(&self, creditor: CreditorId) -> Result<Vec<PaymentType>> {
+        self.store_ref().payment_types(creditor).await
+    }
+
+    /// Enables or updates a payment method; a manager of its creditor, or the system. The
+    /// gateway must be registered and serve the method's kind.
+    pub async fn enable_method(&self, actor: &Actor, method: &PaymentMethod) -> Result<()> {
+        actor.check_operator(&method.creditor_id, Role::Manager)?;
+        let mut errors = ValidationErrors::default();
+        crate::config::check_name(&mut errors, "label", &method.label);
+        match self.inner.gateways.get(&method.gateway_id) {
+            None => errors.push("gateway_id", "no such gateway is registered"),
+            Some(g) if !g.kinds().contains(&method.kind) => {
+                errors.push("kind", format!("gateway {} does not serve it", method.gateway_id))
+            }
+            Some(_) => {}
+        }
+        errors.into_result()?;
+        self.creditor(method.creditor_id).await?;
+        self.store_ref().put_method(method).await
+    }
+
+    /// A creditor's enabled payment methods.
+    pub async fn methods(&self, creditor: CreditorId) -> Result<Vec<PaymentMethod>> {
+        let mut methods = self.store_ref().methods(creditor).await?;
+        methods.retain(|m| m.enabled);
+        Ok(methods)
+    }
+
+    // ---------------------------------------------------------------- cart
+
+    /// The payer's cart at `creditor`, opened if they have none.
+    pub async fn open_cart(&self, actor: &Actor, creditor: CreditorId, payer: Payer) -> Result<Cart> {
+        actor.check_payer_access(&creditor, &payer.id)?;
+        payer.validate()?;
+        self.creditor(creditor).await?;
+        let cart = Cart {
+            id: CartId::new(),
+            creditor_id: creditor,
+            payer,
+            created_at: self.inner.clock.now(),
+        };
+        self.store_ref().open_cart(&cart).await
+    }
+
+    async fn cart_for(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
+        let cart = self
+            .store_ref()
+            .cart(cart)
+            .await?
+            .ok_or_else(|| Error::not_found("cart", cart))?;
+        actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
+        Ok(cart)
+    }
+
+    async fn payment_type_of(
+        &self,
+        creditor: CreditorId,
+        id: crate::PaymentTypeId,
+        errors: &mut ValidationErrors,
+    ) -> Result<Option<PaymentType>> {
+        match self.store_ref().payment_type(id).await? {
+            Some(t) if t.creditor_id == creditor => Ok(Some(t)),
+            _ => {
+                errors.push("payment_type_id", "no such payment type at this creditor");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts an item a module wants paid in the cart. Adding the same source twice returns
+    /// the first item unchanged (a removed item comes back).
+    pub async fn add_item(&self, actor: &Actor, cart: CartId, item: NewItem) -> Result<PayableItem> {
+        let cart = self.cart_for(actor, cart).await?;
+        let creditor = self.creditor(cart.creditor_id).await?;
+        let mut errors = ValidationErrors::default();
+        item.source.check(&mut errors);
+        let reason = check_reason(&mut errors, &item.reason);
+        let mut extra = Default::default();
+        if let Some(t) = self
+            .payment_type_of(cart.creditor_id, item.payment_type_id, &mut errors)
+            .await?
+        {
+            if let Err(reason) = t.check_amount(&item.amount, &creditor) {
+                errors.push("amount", reason);
+            }
+            extra = t.check_extra(&item.extra, &mut errors);
+        }
+        errors.into_result()?;
+        self.insert_item(&cart, item.source, item.payment_type_id, reason, item.amount, item.due_date, extra)
+            .await
+    }
+
+    /// Puts a free payment (*pagamento libero*) the payer filled in in the cart, after
+    /// checking it against its payment type. All problems are reported at once, each with
+    /// its field.
+    pub async fn add_free_item(&self, actor: &Actor, cart: CartId, item: NewFreeItem) -> Result<PayableItem> {
+        let cart = self.cart_for(actor, cart).await?;
+        let creditor = self.creditor(cart.creditor_id).await?;
+        let mut errors = ValidationErrors::default();
+        let reason = check_reason(&mut errors, &item.reason);
+        let Some(type_id) = item.payment_type_id else {
+            errors.push("payment_type_id", "required");
+            return Err(Error::Validation(errors));
+        };
+        let Some(t) = self.payment_type_of(cart.creditor_id, type_id, &mut errors).await? else {
+            return Err(Error::Validation(errors));
+        };
+        if !t.free_payments {
+            errors.push("payment_type_id", "free payments of this type are not allowed");
+        }
+        let amount = match (item.amount.as_deref().map(str::trim), &t.amount_rule) {
+            (None | Some(""), crate::AmountRule::Fixed { amount }) => Some(*amount),
+            (None | Some(""), _) => {
+                errors.push("amount", "required");
+                None
+            }
+            (Some(text), _) => match Money::parse_eur(text) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    errors.push("amount", e.to_string());
+                    None
+                }
+            },
+        };
+        if let Some(amount) = &amount
+            && let Err(reason) = t.check_amount(amount, &creditor)
+        {
+            errors.push("amount", reason);
+        }
+        let extra = t.check_extra(&item.extra, &mut errors);
+        errors.into_result()?;
+        let source = Source::new(FREE_PAYMENT_MODULE, uuid::Uuid::now_v7().to_string());
+        let amount = amount.ok_or_else(|| Error::invalid("amount", "required"))?;
+        self.insert_item(&cart, source, type_id, reason, amount, None, extra).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_item(
+        &self,
+        cart: &Cart,
+        source: Source,
+        payment_type_id: crate::PaymentTypeId,
+        reason: String,
+        amount: Money,
+        due_date: Option<chrono::NaiveDate>,
+        extra: std::collections::BTreeMap<String, String>,
+    ) -> Result<PayableItem> {
+        let item = PayableItem {
+            id: ItemId::new(),
+            creditor_id: cart.creditor_id,
+            cart_id: cart.id,
+            payer_id: cart.payer.id.clone(),
+            source,
+            payment_type_id,
+            reason,
+            amount,
+            due_date,
+            extra,
+            state: ItemState::Open,
+            created_at: self.inner.clock.now(),
+        };
+        let added = self.store_ref().add_item(&item).await?;
+        if added.item.payer_id != cart.payer.id {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "source {}/{} belongs to another payer",
+                item.source.module, item.source.key
+            ))));
+        }
+        Ok(added.item)
+    }
+
+    /// Takes an open item out of the cart.
+    pub async fn remove_item(&self, actor: &Actor, cart: CartId, item: ItemId) -> Result<PayableItem> {
+        let cart = self.cart_for(actor, cart).await?;
+        match self.store_ref().item(item).await? {
+            Some(i) if i.cart_id == cart.id => self.store_ref().remove_item(item).await,
+            _ => Err(Error::not_found("item", item)),
+        }
+    }
+
+    /// What the cart holds: open items and items in an unfinished transaction; the total is
+    /// that of the open ones, what a checkout would charge.
+    pub async fn cart(&self, actor: &Actor, cart: CartId) -> Result<CartContents> {
+        let cart = self.cart_for(actor, cart).await?;
+        let items = self.store_ref().cart_items(cart.id).await?;
+        let total = Money::sum(
+            crate::Currency::Eur,
+            items.iter().filter(|i| i.state == ItemState::Open).map(|i| &i.amount),
+        )
+        .map_err(|e| Error::invalid("total", e.to_string()))?;
+        Ok(CartContents { cart, items, total })
+    }
+
+    // ---------------------------------------------------------------- checkout
+
+    /// Pays the whole cart in one transaction with `method`.
+    ///
+    /// Checks that every item's type accepts the method and that the total is within the
+    /// creditor's limit, locks the items (an item is in at most one open transaction; of
+    /// concurrent checkouts of the same items exactly one wins, the others get a
+    /// `Conflict`), and asks the gateway to start. The same `idempotency_key` from the same
+    /// payer returns the same transaction and instruction, never a second transaction.
+    pub async fn checkout(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        method: MethodId,
+        idempotency_key: &str,
+    ) -> Result<Checkout> {
+        let cart = self.cart_for(actor, cart).await?;
+        let key = idempotency_key.trim();
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || key.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("must have 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable characters"),
+            ));
+        }
+        if let Some(existing) = self.store_ref().transaction_by_key(&cart.payer.id, key).await? {
+            return Self::replayed_checkout(existing, cart.id);
+        }
+        let creditor = self.creditor(cart.creditor_id).await?;
+        let method = match self.store_ref().method(method).await? {
+            Some(m) if m.creditor_id == cart.creditor_id && m.enabled => m,
+            _ => return Err(Error::invalid("method", "not enabled at this creditor")),
+        };
+        let gateway = self.gateway(&method.gateway_id)?.clone();
+
+        let items = self.store_ref().cart_items(cart.id).await?;
+        if let Some(locked) = items.iter().find(|i| i.state != ItemState::Open) {
+            return Err(Error::Conflict(Conflict::ItemUnavailable {
+                item: locked.id.to_string(),
+                state: locked.state.name().into(),
+            }));
+        }
+        if items.is_empty() {
+            return Err(Error::invalid("cart", "is empty"));
+        }
+        let mut types: HashMap<crate::PaymentTypeId, PaymentType> = HashMap::new();
+        for item in &items {
+            if !types.contains_key(&item.payment_type_id) {
+                let t = self
+                    .store_ref()
+                    .payment_type(item.payment_type_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("payment type", item.payment_type_id))?;
+                types.insert(t.id, t);
+            }
+            let t = &types[&item.payment_type_id];
+            if !t.methods.contains(&method.kind) {
+                return Err(Error::invalid(
+                    "method",
+                    format!("{} is not accepted for {}", method.kind.as_str(), t.name),
+                ));
+            }
+        }
+        let lines: Vec<TransactionLine> = items
+            .iter()
+            .map(|i| TransactionLine {
+                item_id: i.id,
+                source: i.source.clone(),
+                payment_type_id: i.payment_type_id,
+                reason: i.reason.clone(),
+                amount: i.amount,
+            })
+            .collect();
+        let total = Money::sum(crate::Currency::Eur, lines.iter().map(|l| &l.amount))
+            .map_err(|e| Error::invalid("total", e.to_string()))?;
+        if total.compare(&creditor.max_transaction_amount) == Some(std::cmp::Ordering::Greater) {
+            return Err(Error::invalid(
+                "total",
+                format!("must not exceed {}", creditor.max_transaction_amount),
+            ));
+        }
+
+        let now = self.inner.clock.now();
+        let tx = Transaction {
+            id: TransactionId::new(),
+            creditor_id: cart.creditor_id,
+            cart_id: cart.id,
+            payer: cart.payer.clone(),
+            method_id: method.id,
+            method_kind: method.kind,
+            gateway_id: method.gateway_id.clone(),
+            lines,
+            total,
+            status: TxStatus::Created,
+            provider_ref: None,
+            idempotency_key: key.to_owned(),
+            instruction: None,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + chrono::Duration::from_std(self.inner.transaction_ttl).unwrap_or(chrono::Duration::MAX),
+        };
+        let event = TransactionEvent {
+            id: EventId::new(),
+            transaction_id: tx.id,
+            actor: actor.clone(),
+            at: now,
+            from: None,
+            to: TxStatus::Created,
+            provider_ref: None,
+            note: None,
+        };
+        let created = self.store_ref().create_transaction(&tx, &event).await?;
+        if !created.created {
+            return Self::replayed_checkout(created.transaction, cart.id);
+        }
+        let tx = created.transaction;
+
+        let request = StartRequest {
+            transaction: tx.clone(),
+            creditor,
+            method,
+            return_url: self.inner.return_url.clone(),
+        };
+        let started = match gateway.start(&request).await {
+            Ok(s) => s,
+            Err(e) => {
+                let note = format!("gateway start failed: {e}");
+                // The transaction fails and frees its items; the gateway's error is returned.
+                self.apply(&tx, TxStatus::Failed, &Actor::System, Change::note(note)).await?;
+                return Err(e);
+            }
+        };
+        let change = Change {
+            provider_ref: started.provider_ref.clone(),
+            instruction: Some(started.instruction.clone()),
+            expires_at: started.expires_at,
+            note: None,
+        };
+        let actor = Actor::Gateway { id: tx.gateway_id.clone() };
+        let tx = match self.apply(&tx, TxStatus::Pending, &actor, change).await {
+            Ok(t) => t,
+            // A callback overtook the start (it moved the transaction on): show where it is.
+            Err(Error::Conflict(Conflict::StaleState { .. })) => self.load_transaction(tx.id).await?,
+            Err(e) => return Err(e),
+        };
+        let tx = if started.instruction == Instruction::Completed && tx.status == TxStatus::Pending {
+            self.apply(&tx, TxStatus::Paid, &actor, Change::default()).await?
+        } else {
+            tx
+        };
+        Ok(Checkout {
+            transaction: tx,
+            instruction: started.instruction,
+        })
+    }
+
+    fn replayed_checkout(existing: Transaction, cart: CartId) -> Result<Checkout> {
+        if existing.cart_id != cart {
+            return Err(Error::Conflict(Conflict::Other(
+                "this idempotency key was used for another cart".into(),
+            )));
+        }
+        match existing.instruction.clone() {
+            Some(instruction) => Ok(Checkout {
+                transaction: existing,
+                instruction,
+            }),
+            None if existing.status == TxStatus::Created => Err(Error::Conflict(Conflict::InProgress {
+                what: format!("checkout {}", existing.id),
+            })),
+            None => Err(Error::Conflict(Conflict::Other(format!(
+                "the checkout with this key ended {}",
+                existing.status
+            )))),
+        }
+    }
+
+    // ---------------------------------------------------------------- outcomes
+
+    /// Applies a provider's callback: the gateway verifies and reads it, the amount and
+    /// currency are checked against the transaction, and the outcome is applied once. A
+    /// replay changes nothing and answers `applied: false`.
+    pub async fn handle_callback(&self, gateway: &str, request: &CallbackRequest) -> Result<CallbackOutcome> {
+        let gateway = self.gateway(&GatewayId::from(gateway))?.clone();
+        let event = gateway.parse_callback(request).await?;
+        let tx = match (event.transaction_id, event.provider_ref.as_deref()) {
+            (Some(id), _) => self.store_ref().transaction(id).await?,
+            (None, Some(r)) => self.store_ref().transaction_by_provider_ref(&gateway.id(), r).await?,
+            (None, None) => None,
+        }
+        .ok_or_else(|| Error::not_found("transaction", event.transaction_id.map(|i| i.to_string()).unwrap_or_default()))?;
+        if tx.gateway_id != gateway.id() {
+            return Err(Error::forbidden("the callback's gateway does not run this transaction"));
+        }
+        if event.amount != tx.total {
+            return Err(Error::gateway(
+                gateway.id().0,
+                GatewayErrorKind::AmountMismatch {
+                    expected: tx.total.to_string(),
+                    actual: event.amount.to_string(),
+                },
+            ));
+        }
+        let actor = Actor::Gateway { id: gateway.id() };
+        let change = Change {
+            provider_ref: event.provider_ref,
+            note: event.note,
+            ..Change::default()
+        };
+        self.apply_outcome(tx, event.outcome, &actor, change).await
+    }
+
+    /// Asks the gateway where an unfinished transaction stands and applies the answer.
+    pub async fn reconcile(&self, transaction: TransactionId) -> Result<CallbackOutcome> {
+        let tx = self.load_transaction(transaction).await?;
+        let gateway = self.gateway(&tx.gateway_id)?.clone();
+        let outcome = gateway.fetch_status(&tx).await?;
+        let actor = Actor::Gateway { id: gateway.id() };
+        self.apply_outcome(tx, outcome, &actor, Change::note("reconciled")).await
+    }
+
+    async fn apply_outcome(
+        &self,
+        mut tx: Transaction,
+        outcome: PaymentOutcome,
+        actor: &Actor,
+        change: Change,
+    ) -> Result<CallbackOutcome> {
+        let target = match outcome {
+            PaymentOutcome::Pending => return Ok(CallbackOutcome { transaction: tx, applied: false }),
+            PaymentOutcome::Paid => TxStatus::Paid,
+            PaymentOutcome::Failed => TxStatus::Failed,
+            PaymentOutcome::Cancelled => TxStatus::Cancelled,
+        };
+        for _ in 0..4 {
+            if tx.status == target {
+                return Ok(CallbackOutcome { transaction: tx, applied: false });
+            }
+            let step = if tx.status == TxStatus::Created && target == TxStatus::Paid {
+                TxStatus::Pending
+            } else {
+                target
+            };
+            match self.apply(&tx, step, actor, change.clone()).await {
+                Ok(t) if t.status == target => return Ok(CallbackOutcome { transaction: t, applied: true }),
+                Ok(t) => tx = t,
+                Err(Error::Conflict(Conflict::StaleState { .. })) => {
+                    tx = self.load_transaction(tx.id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(Conflict::InProgress {
+            what: format!("transaction {}", tx.id),
+        }))
+    }
+
+    /// The payer says they made the bank transfer: `Pending` → `Reported`.
+    pub async fn report_transfer(&self, actor: &Actor, transaction: TransactionId, note: Option<String>) -> Result<Transaction> {
+        let tx = self.load_transaction(transaction).await?;
+        match actor {
+            Actor::Payer { id } if *id == tx.payer.id => {}
+            _ => return Err(Error::forbidden("only the payer reports their transfer")),
+        }
+        if tx.method_kind != crate::MethodKind::BankTransfer {
+            return Err(Error::invalid("transaction", "is not a bank transfer"));
+        }
+        self.apply(&tx, TxStatus::Reported, actor, Change::note_opt(check_note(note)?)).await
+    }
+
+    /// An operator confirms that the money arrived: `Pending` or `Reported` → `Paid`.
+    pub async fn confirm_payment(&self, actor: &Actor, transaction: TransactionId, note: Option<String>) -> Result<Transaction> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_operator(&tx.creditor_id, Role::Manager)?;
+        self.apply(&tx, TxStatus::Paid, actor, Change::note_opt(check_note(note)?)).await
+    }
+
+    /// An operator finds no transfer behind a report: `Reported` → `Rejected`; the items are
+    /// payable again.
+    pub async fn reject_report(&self, actor: &Actor, transaction: TransactionId, note: Option<String>) -> Result<Transaction> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_operator(&tx.creditor_id, Role::Manager)?;
+        self.apply(&tx, TxStatus::Rejected, actor, Change::note_opt(check_note(note)?)).await
+    }
+
+    /// The payer gives up an unfinished transaction: → `Cancelled`; the items are payable
+    /// again.
+    pub async fn cancel(&self, actor: &Actor, transaction: TransactionId) -> Result<Transaction> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_payer_access(&tx.creditor_id, &tx.payer.id)?;
+        self.apply(&tx, TxStatus::Cancelled, actor, Change::default()).await
+    }
+
+    /// Expires the transactions whose time is up and frees their items. A transaction whose
+    /// gateway says it was paid meanwhile is marked paid instead. Returns how many expired.
+    pub async fn expire_due(&self) -> Result<u32> {
+        let now = self.inner.clock.now();
+        let mut expired = 0;
+        for tx in self.store_ref().due_for_expiry(now, 500).await? {
+            if let Some(gateway) = self.inner.gateways.get(&tx.gateway_id).cloned()
+                && tx.status == TxStatus::Pending
+                && let Ok(PaymentOutcome::Paid) = gateway.fetch_status(&tx).await
+            {
+                let actor = Actor::Gateway { id: gateway.id() };
+                self.apply_outcome(tx, PaymentOutcome::Paid, &actor, Change::note("paid before expiry"))
+                    .await?;
+                continue;
+            }
+            match self.apply(&tx, TxStatus::Expired, &Actor::System, Change::default()).await {
+                Ok(_) => expired += 1,
+                Err(Error::Conflict(Conflict::StaleState { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// The one function that moves a transaction: checks the state machine, builds the
+    /// settlement messages for `Paid`, and asks the store for an atomic compare-and-set.
+    async fn apply(&self, tx: &Transaction, to: TxStatus, actor: &Actor, change: Change) -> Result<Transaction> {
+        if !tx.status.can_move_to(to) {
+            return Err(Error::Conflict(Conflict::InvalidTransition {
+                from: tx.status.to_string(),
+                to: to.to_string(),
+            }));
+        }
+        let now = self.inner.clock.now();
+        let outbox = if to == TxStatus::Paid {
+            let creditor = self.creditor(tx.creditor_id).await?;
+            let provider_ref = change.provider_ref.clone().or_else(|| tx.provider_ref.clone());
+            settlement_messages(tx, &creditor, provider_ref, now)
+        } else {
+            Vec::new()
+        };
+        let transition = Transition {
+            transaction: tx.id,
+            from: tx.status,
+            to,
+            actor: actor.clone(),
+            at: now,
+            provider_ref: change.provider_ref,
+            instruction: change.instruction,
+            expires_at: change.expires_at,
+            note: change.note,
+            outbox,
+        };
+        self.store_ref().transition(&transition).await
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    async fn load_transaction(&self, id: TransactionId) -> Result<Transaction> {
+        self.store_ref()
+            .transaction(id)
+            .await?
+            .ok_or_else(|| Error::not_found("transaction", id))
+    }
+
+    /// A transaction, for its payer or an operator of its creditor.
+    pub async fn transaction(&self, actor: &Actor, id: TransactionId) -> Result<Transaction> {
+        let tx = self.load_transaction(id).await?;
+        actor.check_payer_access(&tx.creditor_id, &tx.payer.id)?;
+        Ok(tx)
+    }
+
+    /// A transaction's events, oldest first: its history.
+    pub async fn events(&self, actor: &Actor, id: TransactionId) -> Result<Vec<TransactionEvent>> {
+        self.transaction(actor, id).await?;
+        self.store_ref().events(id).await
+    }
+
+    /// A payer's history: their own, or, for an operator, a payer's at the operator's
+    /// creditor (`creditor_id` must be set).
+    pub async fn history(&self, actor: &Actor, query: &HistoryQuery) -> Result<Page<Transaction>> {
+        check_limit(query.limit)?;
+        match actor {
+            Actor::Payer { id } if *id == query.payer_id => {}
+            Actor::Payer { .. } => return Err(Error::forbidden("a payer reaches only their own history")),
+            Actor::Operator { creditor, .. } if query.creditor_id == Some(*creditor) => {}
+            Actor::Operator { .. } => {
+                return Err(Error::forbidden("an operator reaches only their creditor's data"));
+            }
+            Actor::System => {}
+            Actor::Gateway { .. } => return Err(Error::forbidden("a gateway acts only through callbacks")),
+        }
+        self.store_ref().history(query).await
+    }
+
+    /// An operator's search of their creditor's movements, with the count and total of the
+    /// whole selection.
+    pub async fn search(&self, actor: &Actor, query: &MovementQuery) -> Result<MovementPage> {
+        actor.check_operator(&query.creditor_id, Role::Viewer)?;
+        check_limit(query.limit)?;
+        if let (Some(min), Some(max)) = (&query.min_total, &query.max_total)
+            && min.minor_units() > max.minor_units()
+        {
+            return Err(Error::invalid("min_total", "greater than max_total"));
+        }
+        if let (Some(from), Some(to)) = (query.from, query.to)
+            && from > to
+        {
+            return Err(Error::invalid("from", "after to"));
+        }
+        self.store_ref().search(query).await
+    }
+
+    // ---------------------------------------------------------------- outbox
+
+    /// Delivers the outbox messages that are due, once each: receipts and notices through
+    /// the notifier, settlements to the module's listener. A failure is retried later with
+    /// exponential backoff; after the policy's last attempt the message is `Dead` until an
+    /// operator retries it. Run it periodically ([`Payments::run_worker`] does).
+    pub async fn dispatch_outbox(&self) -> Result<DispatchReport> {
+        let now = self.inner.clock.now();
+        let lease = chrono::Duration::from_std(self.inner.retry.lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = self
+            .store_ref()
+            .claim_outbox(now, now + lease, self.inner.dispatch_batch)
+            .await?;
+        let results: Vec<(OutboxMessage, Result<()>)> = futures::stream::iter(claimed)
+            .map(|m| async move {
+                let r = self.deliver(&m).await;
+                (m, r)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut report = DispatchReport::default();
+        for (message, result) in results {
+            match result {
+                Ok(()) => {
+                    self.store_ref().outbox_delivered(message.id, self.inner.clock.now()).await?;
+                    report.delivered += 1;
+                }
+                Err(e) => {
+                    let retry_at = if e.is_retryable() {
+                        self.inner.retry.delay_after(message.attempts).map(|d| {
+                            now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+                        })
+                    } else {
+                        None
+                    };
+                    if retry_at.is_some() {
+                        report.retrying += 1;
+                    } else {
+                        report.dead += 1;
+                    }
+                    self.store_ref()
+                        .outbox_failed(message.id, &e.to_string(), retry_at)
+                        .await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn deliver(&self, message: &OutboxMessage) -> Result<()> {
+        match &message.payload {
+            OutboxPayload::Notification(n) => self.inner.notifier.send(n).await,
+            OutboxPayload::Settlement(s) => match self.inner.listeners.get(&s.source.module) {
+                Some(listener) => listener.settled(s).await,
+                None => Err(Error::Notification {
+                    message: format!("no settlement listener for module {}", s.source.module),
+                    transient: true,
+                    source: None,
+                }),
+            },
+        }
+    }
+
+    /// Runs the background work until `shutdown` completes: every `interval`, delivers the
+    /// due outbox messages and expires the transactions whose time is up. Errors are
+    /// retried on the next round.
+    pub async fn run_worker(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            // Keep draining while whole batches come back.
+            while let Ok(r) = self.dispatch_outbox().await {
+                if r.claimed() < self.inner.dispatch_batch {
+                    break;
+                }
+            }
+            let _ = self.expire_due().await;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Outbox messages of the operator's creditor (for instance the `Dead` ones).
+    pub async fn outbox(&self, actor: &Actor, creditor: CreditorId, mut query: OutboxQuery) -> Result<Vec<OutboxMessage>> {
+        actor.check_operator(&creditor, Role::Viewer)?;
+        query.creditor_id = Some(creditor);
+        self.store_ref().outbox(&query).await
+    }
+
+    /// Puts a `Dead` message back in the queue, due now; a manager of its creditor.
+    pub async fn retry_message(&self, actor: &Actor, id: OutboxId) -> Result<OutboxMessage> {
+        let message = self
+            .store_ref()
+            .outbox_message(id)
+            .await?
+            .ok_or_else(|| Error::not_found("outbox message", id))?;
+        actor.check_operator(&message.creditor_id, Role::Manager)?;
+        self.store_ref().outbox_retry(id, self.inner.clock.now()).await
+    }
+}
+
+/// What a transition records beside the state.
+#[derive(Debug, Clone, Default)]
+struct Change {
+    provider_ref: Option<String>,
+    instruction: Option<Instruction>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    note: Option<String>,
+}
+
+impl Change {
+    fn note(note: impl Into<String>) -> Self {
+        Change {
+            note: Some(note.into()),
+            ..Change::default()
+        }
+    }
+
+    fn note_opt(note: Option<String>) -> Self {
+        Change {
+            note,
+            ..Change::default()
+        }
+    }
+}
+
+fn check_note(note: Option<String>) -> Result<Option<String>> {
+    match note.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(n) if n.chars().count() > 500 => Err(Error::invalid("note", "at most 500 characters")),
+        Some(n) => Ok(Some(n.to_owned())),
+    }
+}
+
+fn check_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(Error::invalid("limit", format!("must be 1 to {MAX_PAGE_SIZE}")));
+    }
+    Ok(())
+}
+
+/// The messages a payment leaves: the payer's receipt (when they gave an email address),
+/// the creditor's notice, and one settlement for each item that came from a module (free
+/// payments have no module to tell).
+fn settlement_messages(
+    tx: &Transaction,
+    creditor: &Creditor,
+    provider_ref: Option<String>,
+    paid_at: chrono::DateTime<chrono::Utc>,
+) -> Vec<NewOutboxMessage> {
+    let summary = TransactionSummary {
+        transaction_id: tx.id,
+        provider_ref,
+        creditor_id: creditor.id,
+        creditor_name: creditor.name.clone(),
+        creditor_fiscal_code: creditor.fiscal_code.clone(),
+        payer_id: tx.payer.id.clone(),
+        payer_name: tx.payer.name.clone(),
+        payer_fiscal_code: tx.payer.fiscal_code.clone(),
+        method_kind: tx.method_kind,
+        lines: tx.lines.clone(),
+        total: tx.total,
+        paid_at,
+    };
+    let mut out = Vec::new();
+    let mut notify = |kind, to: &str, locale| {
+        let id = OutboxId::new();
+        out.push(NewOutboxMessage {
+            id,
+            transaction_id: tx.id,
+            payload: OutboxPayload::Notification(Notification {
+                id,
+                kind,
+                to: to.to_owned(),
+                locale,
+                summary: summary.clone(),
+            }),
+        });
+    };
+    if let Some(email) = &tx.payer.email {
+        notify(NotificationKind::Receipt, email, tx.payer.locale);
+    }
+    notify(NotificationKind::CreditorNotice, &creditor.notification_email, crate::Locale::It);
+    for line in tx.lines.iter().filter(|l| l.source.module != FREE_PAYMENT_MODULE) {
+        let id = OutboxId::new();
+        out.push(NewOutboxMessage {
+            id,
+            transaction_id: tx.id,
+            payload: OutboxPayload::Settlement(Settlement {
+                id,
+                source: line.source.clone(),
+                item_id: line.item_id,
+                transaction_id: tx.id,
+                amount: line.amount,
+                paid_at,
+            }),
+        });
+    }
+    out
+}

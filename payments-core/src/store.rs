@@ -1,0 +1,142 @@
+//! The [`Store`] trait: all persistence, and the atomicity the rules depend on.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    Cart, CartId, Creditor, CreditorId, GatewayId, HistoryQuery, ItemId, MethodId, MovementPage,
+    MovementQuery, OutboxId, OutboxMessage, OutboxQuery, Page, PayerId, PayableItem, PaymentMethod,
+    PaymentType, PaymentTypeId, Result, Transaction, TransactionEvent, TransactionId, Transition,
+};
+
+/// The result of [`Store::add_item`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemAdded {
+    /// The item now in the store: the new one, or the one that already had that source.
+    pub item: PayableItem,
+    /// Whether it was inserted now.
+    pub created: bool,
+}
+
+/// The result of [`Store::create_transaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionCreated {
+    /// The transaction now in the store: the new one, or the one that already had that
+    /// payer's idempotency key.
+    pub transaction: Transaction,
+    /// Whether it was inserted now.
+    pub created: bool,
+}
+
+/// All persistence.
+///
+/// # Contract
+/// Every implementation keeps these promises; the conformance suite
+/// (`payments_core::testing::store`, feature `testing`) checks them.
+/// - Each method is atomic: it happens whole or not at all, even when many callers run at
+///   once, in one process or in several sharing the database.
+/// - [`Store::add_item`] is idempotent on `(creditor, source)`.
+/// - [`Store::create_transaction`] is idempotent on `(payer, idempotency key)`, and locks the
+///   items of its lines only if every one is `Open` in the transaction's cart: an item is in
+///   at most one open transaction, and a paid item is never locked again.
+/// - [`Store::transition`] is a compare-and-set: it applies only if the transaction is in
+///   `from`, and then in one database transaction it moves the state, appends the event,
+///   settles (`Paid`) or frees (`Failed`, `Cancelled`, `Expired`, `Rejected`) the items,
+///   and enqueues the outbox messages. Otherwise it changes nothing and returns
+///   [`Conflict::StaleState`](crate::Conflict::StaleState).
+/// - [`Store::claim_outbox`] hands a due message to one claimer until its lease ends.
+/// - Listings come newest first (by id, which is time-ordered) and page by keyset.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// Inserts or replaces a creditor.
+    async fn put_creditor(&self, creditor: &Creditor) -> Result<()>;
+    /// A creditor.
+    async fn creditor(&self, id: CreditorId) -> Result<Option<Creditor>>;
+    /// Inserts or replaces a payment type.
+    async fn put_payment_type(&self, payment_type: &PaymentType) -> Result<()>;
+    /// A payment type.
+    async fn payment_type(&self, id: PaymentTypeId) -> Result<Option<PaymentType>>;
+    /// A creditor's payment types.
+    async fn payment_types(&self, creditor: CreditorId) -> Result<Vec<PaymentType>>;
+    /// Inserts or replaces a payment method.
+    async fn put_method(&self, method: &PaymentMethod) -> Result<()>;
+    /// A payment method.
+    async fn method(&self, id: MethodId) -> Result<Option<PaymentMethod>>;
+    /// A creditor's payment methods.
+    async fn methods(&self, creditor: CreditorId) -> Result<Vec<PaymentMethod>>;
+
+    /// The payer's cart at the creditor, with the payer's details updated from `cart`;
+    /// inserts `cart` when they have none.
+    async fn open_cart(&self, cart: &Cart) -> Result<Cart>;
+    /// A cart.
+    async fn cart(&self, id: CartId) -> Result<Option<Cart>>;
+    /// Inserts an item, unless the creditor already has one with its source: then returns
+    /// that one, and if it was `Removed` by the same payer, puts it back `Open` in the
+    /// new item's cart.
+    async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded>;
+    /// An item.
+    async fn item(&self, id: ItemId) -> Result<Option<PayableItem>>;
+    /// A cart's items that are `Open` or `Locked`, oldest first.
+    async fn cart_items(&self, cart: CartId) -> Result<Vec<PayableItem>>;
+    /// Moves an item from `Open` to `Removed`; a `Conflict` in any other state.
+    async fn remove_item(&self, item: ItemId) -> Result<PayableItem>;
+
+    /// Inserts a `Created` transaction with its first event and locks its items; see the
+    /// contract above.
+    async fn create_transaction(
+        &self,
+        transaction: &Transaction,
+        event: &TransactionEvent,
+    ) -> Result<TransactionCreated>;
+    /// A transaction.
+    async fn transaction(&self, id: TransactionId) -> Result<Option<Transaction>>;
+    /// The transaction a payer created with an idempotency key.
+    async fn transaction_by_key(
+        &self,
+        payer: &PayerId,
+        idempotency_key: &str,
+    ) -> Result<Option<Transaction>>;
+    /// The transaction a gateway knows by its own reference.
+    async fn transaction_by_provider_ref(
+        &self,
+        gateway: &GatewayId,
+        provider_ref: &str,
+    ) -> Result<Option<Transaction>>;
+    /// Applies a compare-and-set state change; see the contract above.
+    async fn transition(&self, transition: &Transition) -> Result<Transaction>;
+    /// A transaction's events, oldest first.
+    async fn events(&self, transaction: TransactionId) -> Result<Vec<TransactionEvent>>;
+    /// Up to `limit` transactions still `Created` or `Pending` whose `expires_at` is not
+    /// after `now`.
+    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>>;
+
+    /// Claims up to `limit` `Pending` messages due at `now`: each gets one more attempt and
+    /// is not due again before `lease_until`, so no other claimer takes it meanwhile.
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Marks a message delivered.
+    async fn outbox_delivered(&self, id: OutboxId, at: DateTime<Utc>) -> Result<()>;
+    /// Records a failed delivery: due again at `retry_at`, or `Dead` when `None`.
+    async fn outbox_failed(
+        &self,
+        id: OutboxId,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    /// Makes a `Dead` message `Pending` again, due at `at`, with its attempts reset.
+    async fn outbox_retry(&self, id: OutboxId, at: DateTime<Utc>) -> Result<OutboxMessage>;
+    /// An outbox message.
+    async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>>;
+    /// Outbox messages, oldest first.
+    async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>>;
+
+    /// An operator's search; the count and total cover the whole selection.
+    async fn search(&self, query: &MovementQuery) -> Result<MovementPage>;
+    /// A payer's transactions.
+    async fn history(&self, query: &HistoryQuery) -> Result<Page<Transaction>>;
+}

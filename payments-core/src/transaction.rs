@@ -1,0 +1,297 @@
+//! One payment of a whole cart: the [`Transaction`], its states, its events, and the
+//! [`Instruction`] that tells the payer how to pay.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Actor, CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, MethodKind, Money,
+    NewOutboxMessage, Payer, PaymentTypeId, Source, TransactionId,
+};
+
+/// Where a transaction stands.
+///
+/// ```text
+/// Created → Pending → Paid | Failed | Cancelled | Expired
+///           Pending → Reported → Paid | Rejected
+///           Paid → Refunded
+/// ```
+/// A transaction still `Created` (its gateway never answered) may also fail, be cancelled
+/// or expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxStatus {
+    /// Recorded, items locked, the gateway not yet asked.
+    Created,
+    /// The payer has been told how to pay; the outcome is awaited.
+    Pending,
+    /// The payer reported a bank transfer; the creditor is to confirm it.
+    Reported,
+    /// Paid. Items are settled and never payable again.
+    Paid,
+    /// The provider refused the payment.
+    Failed,
+    /// The payer gave up.
+    Cancelled,
+    /// Never finished in time.
+    Expired,
+    /// The creditor found no transfer behind the payer's report.
+    Rejected,
+    /// Paid, then given back.
+    Refunded,
+}
+
+impl TxStatus {
+    /// Every state.
+    pub const ALL: [TxStatus; 9] = [
+        TxStatus::Created,
+        TxStatus::Pending,
+        TxStatus::Reported,
+        TxStatus::Paid,
+        TxStatus::Failed,
+        TxStatus::Cancelled,
+        TxStatus::Expired,
+        TxStatus::Rejected,
+        TxStatus::Refunded,
+    ];
+
+    /// Whether the state machine allows `self → to`.
+    pub fn can_move_to(self, to: TxStatus) -> bool {
+        use TxStatus::*;
+        matches!(
+            (self, to),
+            (Created, Pending | Failed | Cancelled | Expired)
+                | (Pending, Paid | Failed | Cancelled | Expired | Reported)
+                | (Reported, Paid | Rejected)
+                | (Paid, Refunded)
+        )
+    }
+
+    /// Whether the transaction still holds its items and awaits an outcome.
+    pub fn is_open(self) -> bool {
+        matches!(self, TxStatus::Created | TxStatus::Pending | TxStatus::Reported)
+    }
+
+    /// Whether the items of a transaction in this state are free to pay again.
+    pub fn frees_items(self) -> bool {
+        matches!(
+            self,
+            TxStatus::Failed | TxStatus::Cancelled | TxStatus::Expired | TxStatus::Rejected
+        )
+    }
+
+    /// The snake_case name used in storage and exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxStatus::Created => "created",
+            TxStatus::Pending => "pending",
+            TxStatus::Reported => "reported",
+            TxStatus::Paid => "paid",
+            TxStatus::Failed => "failed",
+            TxStatus::Cancelled => "cancelled",
+            TxStatus::Expired => "expired",
+            TxStatus::Rejected => "rejected",
+            TxStatus::Refunded => "refunded",
+        }
+    }
+
+    /// Reads a name written by [`TxStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        TxStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for TxStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One item as it was when the transaction was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionLine {
+    /// The item.
+    pub item_id: ItemId,
+    /// Its module and key.
+    pub source: Source,
+    /// Its payment type.
+    pub payment_type_id: PaymentTypeId,
+    /// Its reason.
+    pub reason: String,
+    /// Its amount.
+    pub amount: Money,
+}
+
+/// One payment of a whole cart, whatever the number of items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Its id: the payment identifier on receipts.
+    pub id: TransactionId,
+    /// The creditor paid.
+    pub creditor_id: CreditorId,
+    /// The cart it pays.
+    pub cart_id: CartId,
+    /// Who pays.
+    pub payer: Payer,
+    /// The method chosen.
+    pub method_id: MethodId,
+    /// The method's kind.
+    pub method_kind: MethodKind,
+    /// The gateway that runs it.
+    pub gateway_id: GatewayId,
+    /// The items paid.
+    pub lines: Vec<TransactionLine>,
+    /// The exact sum of the lines: computed, never taken from input.
+    pub total: Money,
+    /// Where it stands.
+    pub status: TxStatus,
+    /// The provider's reference, beside ours.
+    pub provider_ref: Option<String>,
+    /// The key the checkout was made with; the same key returns this transaction.
+    pub idempotency_key: String,
+    /// What the payer was told to do, once the gateway answered.
+    pub instruction: Option<Instruction>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed state.
+    pub updated_at: DateTime<Utc>,
+    /// When it expires if still unfinished.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One state change of a transaction: who, when, from, to, the provider's reference and a
+/// note. The history of a transaction is its list of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionEvent {
+    /// Its id.
+    pub id: EventId,
+    /// The transaction.
+    pub transaction_id: TransactionId,
+    /// Who made the change.
+    pub actor: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The state before; `None` for the creation.
+    pub from: Option<TxStatus>,
+    /// The state after.
+    pub to: TxStatus,
+    /// The provider's reference at that moment.
+    pub provider_ref: Option<String>,
+    /// Free text: why.
+    pub note: Option<String>,
+}
+
+/// A compare-and-set state change, as the service asks the store to apply it atomically:
+/// move `transaction` from `from` to `to` (refused if it is in another state), append the
+/// event, free or settle the items, and enqueue `outbox` — all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The transaction.
+    pub transaction: TransactionId,
+    /// The state it must be in.
+    pub from: TxStatus,
+    /// The state it moves to.
+    pub to: TxStatus,
+    /// Who.
+    pub actor: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The provider's reference to record (kept as it was when `None`).
+    pub provider_ref: Option<String>,
+    /// The instruction to record (kept as it was when `None`).
+    pub instruction: Option<Instruction>,
+    /// A new expiry to record (kept as it was when `None`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Why.
+    pub note: Option<String>,
+    /// Messages to enqueue in the same database transaction.
+    pub outbox: Vec<NewOutboxMessage>,
+}
+
+/// What the payer must do to pay, as the gateway answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Instruction {
+    /// Go to the provider's hosted payment page.
+    Redirect {
+        /// The page.
+        url: String,
+    },
+    /// Make a bank transfer with these details, then report it.
+    BankTransfer(BankTransferDetails),
+    /// Pay this pagoPA notice at any bank, post office or app.
+    PagoPa(PagoPaNotice),
+    /// Nothing to do: the payment is complete.
+    Completed,
+}
+
+/// What a payer needs to make a bank transfer (*bonifico*).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankTransferDetails {
+    /// The creditor's IBAN.
+    pub iban: String,
+    /// The creditor's BIC, if known.
+    pub bic: Option<String>,
+    /// The beneficiary's name.
+    pub beneficiary: String,
+    /// The exact amount to transfer.
+    pub amount: Money,
+    /// The structured creditor reference (ISO 11649, `RF…`) to quote.
+    pub reference: String,
+    /// The EPC QR code payload (a banking app reads it).
+    pub epc_qr_payload: String,
+}
+
+/// A pagoPA notice (*avviso*).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PagoPaNotice {
+    /// The 18-digit notice number.
+    pub notice_number: String,
+    /// The IUV (unique payment identifier) inside it.
+    pub iuv: String,
+    /// The creditor's fiscal code.
+    pub creditor_fiscal_code: String,
+    /// The amount.
+    pub amount: Money,
+    /// The due date, if any.
+    pub due_date: Option<NaiveDate>,
+    /// The QR code payload printed on the notice.
+    pub qr_payload: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_machine_allows_only_its_moves() {
+        use TxStatus::*;
+        let allowed: Vec<(TxStatus, TxStatus)> = TxStatus::ALL
+            .into_iter()
+            .flat_map(|a| TxStatus::ALL.into_iter().map(move |b| (a, b)))
+            .filter(|(a, b)| a.can_move_to(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Created, Pending),
+                (Created, Failed),
+                (Created, Cancelled),
+                (Created, Expired),
+                (Pending, Reported),
+                (Pending, Paid),
+                (Pending, Failed),
+                (Pending, Cancelled),
+                (Pending, Expired),
+                (Reported, Paid),
+                (Reported, Rejected),
+                (Paid, Refunded),
+            ]
+        );
+        for s in TxStatus::ALL {
+            assert_eq!(TxStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}
