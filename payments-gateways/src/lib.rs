@@ -1,1 +1,57 @@
-//! placeholder
+//! # payments-gateways
+//!
+//! Payment providers for `payments-core`, one module per provider, each behind a cargo
+//! feature so a host compiles only the ones it uses.
+//!
+//! | feature | module | methods | status |
+//! | --- | --- | --- | --- |
+//! | `sandbox` (default) | [`sandbox`] | card, SEPA direct debit, account debit | a hosted page that the test or example drives; HMAC-SHA256 signed callbacks |
+//! | `bank_transfer` | — | bank transfer | planned: IBAN, structured reference, EPC QR code |
+//! | `stripe`, `nexi` | — | card, SEPA direct debit, MyBank | planned |
+//! | `pagopa` | — | pagoPA notices | planned |
+//!
+//! Every gateway passes the conformance suite `payments_core::testing::gateway`.
+//!
+//! ## Example
+//! ```
+//! # #[cfg(feature = "sandbox")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> payments_core::Result<()> {
+//! use std::sync::Arc;
+//! use payments_core::testing::Fixture;
+//! use payments_core::*;
+//! use payments_gateways::sandbox::SandboxGateway;
+//!
+//! let sandbox = Arc::new(SandboxGateway::new("a signing key only the sandbox and we know"));
+//! let notifier = Arc::new(RecordingNotifier::new());
+//! let payments = Payments::builder()
+//!     .store(Arc::new(InMemoryStore::new()))
+//!     .gateway(sandbox.clone())
+//!     .notifier(notifier.clone())
+//!     .build()?;
+//! let fx = Fixture::install(&payments, "sandbox", &[MethodKind::Card]).await?;
+//!
+//! let alice = Actor::payer("alice");
+//! let cart = payments.open_cart(&alice, fx.creditor.id, Fixture::payer("alice")).await?;
+//! let fee = NewFreeItem::new(fx.fees.id, "16,00", "Diritti pratica 2026/15")
+//!     .with_extra("case_number", "2026/15")
+//!     .with_extra("office", "edilizia");
+//! payments.add_free_item(&alice, cart.id, fee).await?;
+//! let checkout = payments.checkout(&alice, cart.id, fx.method(MethodKind::Card).id, "k1").await?;
+//!
+//! // The payer pays on the sandbox's page, which then calls back, signed.
+//! let Instruction::Redirect { url } = &checkout.instruction else { unreachable!() };
+//! let session = url.rsplit('/').next().unwrap();
+//! let callback = sandbox.complete(session, PaymentOutcome::Paid)?;
+//! let outcome = payments.handle_callback("sandbox", &callback).await?;
+//! assert_eq!(outcome.transaction.status, TxStatus::Paid);
+//! // A replay changes nothing.
+//! assert!(!payments.handle_callback("sandbox", &callback).await?.applied);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "sandbox"))]
+//! # fn main() {}
+//! ```
+
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
