@@ -1035,3 +1035,275 @@ fn settlement_messages(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! The service's decisions, with the store, gateway and notifier mocked.
+
+    use super::*;
+    use crate::testing::store::{Sample, t0};
+    use crate::{
+        CallbackEvent, Conflict, MockClock, MockGateway, MockNotifier, MockStore, NewOutboxMessage,
+        OutboxStatus,
+    };
+    use mockall::predicate::eq;
+
+    /// A sample creditor, type (card only), cart with one item, built on a scratch store.
+    async fn sample() -> (Sample, PayableItem) {
+        let scratch = crate::InMemoryStore::new();
+        let mut s = Sample::install(&scratch).await;
+        s.payment_type.methods = vec![crate::MethodKind::Card];
+        let item = s.item(&scratch, &s.cart.clone(), "tributi", "a", "10.00").await;
+        (s, item)
+    }
+
+    fn clock() -> Arc<MockClock> {
+        let mut c = MockClock::new();
+        c.expect_now().returning(t0);
+        Arc::new(c)
+    }
+
+    fn gateway_with(setup: impl FnOnce(&mut MockGateway)) -> Arc<MockGateway> {
+        let mut g = MockGateway::new();
+        g.expect_id().returning(|| GatewayId::from("sandbox"));
+        g.expect_kinds().returning(|| vec![crate::MethodKind::Card, crate::MethodKind::BankTransfer]);
+        setup(&mut g);
+        Arc::new(g)
+    }
+
+    fn service(store: MockStore, gateway: Arc<MockGateway>, notifier: MockNotifier) -> Payments {
+        Payments::builder()
+            .store(Arc::new(store))
+            .gateway(gateway)
+            .notifier(Arc::new(notifier))
+            .clock(clock())
+            .build()
+            .unwrap()
+    }
+
+    /// A store that answers the reads a checkout makes.
+    fn store_for_checkout(s: &Sample, item: &PayableItem) -> MockStore {
+        let mut store = MockStore::new();
+        let (cart, creditor, method, ptype, item) =
+            (s.cart.clone(), s.creditor.clone(), s.method.clone(), s.payment_type.clone(), item.clone());
+        store.expect_cart().returning(move |_| Ok(Some(cart.clone())));
+        store.expect_transaction_by_key().returning(|_, _| Ok(None));
+        store.expect_creditor().returning(move |_| Ok(Some(creditor.clone())));
+        store.expect_method().returning(move |_| Ok(Some(method.clone())));
+        store.expect_cart_items().returning(move |_| Ok(vec![item.clone()]));
+        store.expect_payment_type().returning(move |_| Ok(Some(ptype.clone())));
+        store
+    }
+
+    #[tokio::test]
+    async fn checkout_refuses_a_method_the_type_does_not_accept_before_touching_anything() {
+        let (mut s, item) = sample().await;
+        s.method.kind = crate::MethodKind::BankTransfer;
+        let mut store = store_for_checkout(&s, &item);
+        store.expect_create_transaction().never();
+        store.expect_transition().never();
+        let gateway = gateway_with(|g| {
+            g.expect_start().never();
+        });
+        let p = service(store, gateway, MockNotifier::new());
+        let err = p.checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k").await.unwrap_err();
+        assert_eq!(err.validation_errors().unwrap().fields(), ["method"]);
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_fails_to_start_fails_the_transaction_and_frees_the_items() {
+        let (s, item) = sample().await;
+        let (mut failed, _) = pending_transaction().await;
+        failed.status = TxStatus::Failed;
+        let mut store = store_for_checkout(&s, &item);
+        store.expect_create_transaction().times(1).returning(|tx, _| {
+            Ok(crate::TransactionCreated { transaction: tx.clone(), created: true })
+        });
+        // The store frees the items on a move to Failed (its contract); the service asks for it.
+        store
+            .expect_transition()
+            .withf(|t| {
+                t.from == TxStatus::Created
+                    && t.to == TxStatus::Failed
+                    && t.outbox.is_empty()
+                    && t.note.as_deref().is_some_and(|n| n.contains("unavailable"))
+            })
+            .times(1)
+            .returning(move |_| Ok(failed.clone()));
+        let gateway = gateway_with(|g| {
+            g.expect_start()
+                .times(1)
+                .returning(|_| Err(Error::gateway("sandbox", GatewayErrorKind::Unavailable)));
+        });
+        let p = service(store, gateway, MockNotifier::new());
+        let err = p.checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k").await.unwrap_err();
+        assert!(matches!(err, Error::Gateway { kind: GatewayErrorKind::Unavailable, .. }), "{err:?}");
+        assert!(err.is_retryable());
+    }
+
+    /// A `Pending` transaction of alice's over one € 10,00 item, and its creditor.
+    async fn pending_transaction() -> (Transaction, Creditor) {
+        let scratch = crate::InMemoryStore::new();
+        let s = Sample::install(&scratch).await;
+        let item = s.item(&scratch, &s.cart, "tributi", "a", "10.00").await;
+        let mut tx = s.checkout(&scratch, &s.cart, &[item], "k", t0()).await;
+        tx.status = TxStatus::Pending;
+        (tx, s.creditor)
+    }
+
+    fn gateway_reporting(tx: &Transaction, outcome: PaymentOutcome, amount: Money) -> Arc<MockGateway> {
+        let id = tx.id;
+        gateway_with(move |g| {
+            g.expect_parse_callback().returning(move |_| {
+                Ok(CallbackEvent { transaction_id: Some(id), provider_ref: Some("p".into()), outcome, amount, note: None })
+            });
+        })
+    }
+
+    #[tokio::test]
+    async fn a_paid_callback_enqueues_receipt_notice_and_settlement_in_the_transition() {
+        let (tx, creditor) = pending_transaction().await;
+        let mut store = MockStore::new();
+        let read = tx.clone();
+        store.expect_transaction().with(eq(tx.id)).returning(move |_| Ok(Some(read.clone())));
+        store.expect_creditor().returning(move |_| Ok(Some(creditor.clone())));
+        let mut paid = tx.clone();
+        paid.status = TxStatus::Paid;
+        store
+            .expect_transition()
+            .withf(|t| {
+                let kinds: Vec<&str> = t
+                    .outbox
+                    .iter()
+                    .map(|m: &NewOutboxMessage| match &m.payload {
+                        OutboxPayload::Notification(n) if n.kind == NotificationKind::Receipt => "receipt",
+                        OutboxPayload::Notification(_) => "notice",
+                        OutboxPayload::Settlement(_) => "settlement",
+                    })
+                    .collect();
+                t.from == TxStatus::Pending
+                    && t.to == TxStatus::Paid
+                    && t.provider_ref.as_deref() == Some("p")
+                    && kinds == ["receipt", "notice", "settlement"]
+            })
+            .times(1)
+            .returning(move |_| Ok(paid.clone()));
+        let p = service(store, gateway_reporting(&tx, PaymentOutcome::Paid, tx.total), MockNotifier::new());
+        let out = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap();
+        assert!(out.applied);
+        assert_eq!(out.transaction.status, TxStatus::Paid);
+    }
+
+    #[tokio::test]
+    async fn an_amount_mismatch_never_reaches_the_store() {
+        let (tx, _) = pending_transaction().await;
+        let mut store = MockStore::new();
+        let read = tx.clone();
+        store.expect_transaction().returning(move |_| Ok(Some(read.clone())));
+        store.expect_transition().never();
+        let gateway = gateway_reporting(&tx, PaymentOutcome::Paid, Money::parse_eur("10.01").unwrap());
+        let p = service(store, gateway, MockNotifier::new());
+        let err = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap_err();
+        assert!(matches!(err, Error::Gateway { kind: GatewayErrorKind::AmountMismatch { .. }, .. }));
+    }
+
+    #[tokio::test]
+    async fn a_still_pending_callback_changes_nothing() {
+        let (tx, _) = pending_transaction().await;
+        let mut store = MockStore::new();
+        let read = tx.clone();
+        store.expect_transaction().returning(move |_| Ok(Some(read.clone())));
+        store.expect_transition().never();
+        let p = service(store, gateway_reporting(&tx, PaymentOutcome::Pending, tx.total), MockNotifier::new());
+        let out = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap();
+        assert!(!out.applied);
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_on_a_callback_is_a_replay_not_an_error() {
+        let (pending, creditor) = pending_transaction().await;
+        let mut paid = pending.clone();
+        paid.status = TxStatus::Paid;
+        let mut store = MockStore::new();
+        let mut seq = mockall::Sequence::new();
+        let (first, second) = (pending.clone(), paid);
+        store.expect_transaction().times(1).in_sequence(&mut seq).returning(move |_| Ok(Some(first.clone())));
+        store.expect_creditor().returning(move |_| Ok(Some(creditor.clone())));
+        store.expect_transition().times(1).in_sequence(&mut seq).returning(|t| {
+            Err(Error::Conflict(Conflict::StaleState {
+                transaction: t.transaction.to_string(),
+                expected: "pending".into(),
+                actual: "paid".into(),
+            }))
+        });
+        store.expect_transaction().times(1).in_sequence(&mut seq).returning(move |_| Ok(Some(second.clone())));
+        let p = service(store, gateway_reporting(&pending, PaymentOutcome::Paid, pending.total), MockNotifier::new());
+        let out = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap();
+        assert!(!out.applied, "another instance applied it: this one is a replay");
+        assert_eq!(out.transaction.status, TxStatus::Paid);
+    }
+
+    fn message(attempts: u32) -> OutboxMessage {
+        let n = crate::testing::notifier::sample_notification(NotificationKind::Receipt, "a@example.it", crate::Locale::It);
+        OutboxMessage {
+            id: n.id,
+            transaction_id: n.summary.transaction_id,
+            creditor_id: n.summary.creditor_id,
+            payload: OutboxPayload::Notification(n),
+            status: OutboxStatus::Pending,
+            attempts,
+            next_attempt_at: t0(),
+            last_error: None,
+            created_at: t0(),
+            delivered_at: None,
+        }
+    }
+
+    async fn dispatch_one(attempts: u32, error: Error) -> (DispatchReport, Option<chrono::DateTime<chrono::Utc>>) {
+        let m = message(attempts);
+        let mut store = MockStore::new();
+        let claimed = m.clone();
+        store
+            .expect_claim_outbox()
+            .withf(|now, lease, _| *now == t0() && *lease == t0() + chrono::Duration::seconds(300))
+            .returning(move |_, _, _| Ok(vec![claimed.clone()]));
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let seen2 = seen.clone();
+        store.expect_outbox_failed().with(eq(m.id), mockall::predicate::always(), mockall::predicate::always()).times(1).returning(
+            move |_, _, retry_at| {
+                *seen2.lock().unwrap() = Some(retry_at);
+                Ok(())
+            },
+        );
+        store.expect_outbox_delivered().never();
+        let mut notifier = MockNotifier::new();
+        let mut error = Some(error);
+        notifier.expect_send().times(1).returning(move |_| Err(error.take().unwrap()));
+        let p = service(store, gateway_with(|_| {}), notifier);
+        let report = p.dispatch_outbox().await.unwrap();
+        let retry_at = seen.lock().unwrap().take().unwrap();
+        (report, retry_at)
+    }
+
+    fn transient() -> Error {
+        Error::Notification { message: "down".into(), transient: true, source: None }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_with_exponential_backoff() {
+        let (report, retry) = dispatch_one(1, transient()).await;
+        assert_eq!(report, DispatchReport { delivered: 0, retrying: 1, dead: 0 });
+        assert_eq!(retry, Some(t0() + chrono::Duration::seconds(30)));
+        let (_, retry) = dispatch_one(3, transient()).await;
+        assert_eq!(retry, Some(t0() + chrono::Duration::seconds(120)), "30 s doubled twice");
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_or_a_permanent_failure_gives_up() {
+        let (report, retry) = dispatch_one(10, transient()).await;
+        assert_eq!((report.dead, retry), (1, None));
+        let permanent = Error::Notification { message: "no such mailbox".into(), transient: false, source: None };
+        let (report, retry) = dispatch_one(1, permanent).await;
+        assert_eq!((report.dead, retry), (1, None));
+    }
+}
