@@ -85,7 +85,9 @@ impl Actor {
                 ..
             } if c == creditor => {
                 if role == Role::Manager && *r != Role::Manager {
-                    Err(Error::forbidden("this needs an operator with the manager role"))
+                    Err(Error::forbidden(
+                        "this needs an operator with the manager role",
+                    ))
                 } else {
                     Ok(())
                 }
@@ -129,7 +131,11 @@ mod tests {
         assert!(op_a.check_payer_access(&b, &alice).is_err());
         assert!(op_a.check_operator(&a, Role::Viewer).is_ok());
         assert!(op_a.check_operator(&a, Role::Manager).is_err());
-        assert!(Actor::payer("alice").check_operator(&a, Role::Viewer).is_err());
+        assert!(
+            Actor::payer("alice")
+                .check_operator(&a, Role::Viewer)
+                .is_err()
+        );
         assert!(Actor::System.check_operator(&b, Role::Manager).is_ok());
     }
 }

@@ -156,10 +156,9 @@ impl FieldKind {
             }
             FieldKind::Decimal { max_decimals } => {
                 if value.len() > 40
-                    || !value
-                        .chars()
-                        .enumerate()
-                        .all(|(i, c)| c.is_ascii_digit() || c == '.' || c == ',' || (i == 0 && c == '-'))
+                    || !value.chars().enumerate().all(|(i, c)| {
+                        c.is_ascii_digit() || c == '.' || c == ',' || (i == 0 && c == '-')
+                    })
                 {
                     return Err("not a number".into());
                 }
@@ -210,9 +209,9 @@ impl FieldKind {
             FieldKind::Iban => {
                 use iban::IbanLike;
                 value
-                .parse::<iban::Iban>()
-                .map(|i| i.electronic_str().to_owned())
-                .map_err(|_| "not a valid IBAN".to_owned())
+                    .parse::<iban::Iban>()
+                    .map(|i| i.electronic_str().to_owned())
+                    .map_err(|_| "not a valid IBAN".to_owned())
             }
             FieldKind::OneOf { options } => options
                 .iter()
@@ -431,7 +430,11 @@ impl PaymentType {
     }
 
     /// Checks an item's amount against this type's rule and the creditor's limit.
-    pub fn check_amount(&self, amount: &Money, creditor: &Creditor) -> std::result::Result<(), String> {
+    pub fn check_amount(
+        &self,
+        amount: &Money,
+        creditor: &Creditor,
+    ) -> std::result::Result<(), String> {
         if !amount.is_positive() {
             return Err("must be positive".into());
         }
@@ -469,7 +472,11 @@ impl PaymentType {
         }
         for spec in &self.fields {
             let name = format!("extra.{}", spec.key);
-            match raw.get(&spec.key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            match raw
+                .get(&spec.key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+            {
                 None if spec.required => errors.push(name, "required"),
                 None => {}
                 Some(value) => match spec.kind.check(value) {
@@ -564,7 +571,10 @@ impl Payer {
     pub fn validate(&self) -> Result<()> {
         let mut errors = ValidationErrors::default();
         if self.id.0.trim().is_empty() || self.id.0.len() > MAX_NAME_LEN {
-            errors.push("payer.id", format!("must have 1 to {MAX_NAME_LEN} characters"));
+            errors.push(
+                "payer.id",
+                format!("must have 1 to {MAX_NAME_LEN} characters"),
+            );
         }
         check_name(&mut errors, "payer.name", &self.name);
         if let Some(email) = &self.email
@@ -601,7 +611,10 @@ pub(crate) fn check_key(errors: &mut ValidationErrors, field: &str, value: &str)
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
     {
-        errors.push(field, format!("must be 1 to {MAX_KEY_LEN} of a-z, 0-9, _ and -"));
+        errors.push(
+            field,
+            format!("must be 1 to {MAX_KEY_LEN} of a-z, 0-9, _ and -"),
+        );
     }
 }
 
@@ -614,7 +627,10 @@ mod tests {
         let text = FieldKind::Text { max_len: 5 };
         assert_eq!(text.check(" abc ").unwrap(), "abc");
         assert!(text.check("abcdef").is_err());
-        let int = FieldKind::Integer { min: Some(2000), max: Some(2100) };
+        let int = FieldKind::Integer {
+            min: Some(2000),
+            max: Some(2100),
+        };
         assert_eq!(int.check("2024").unwrap(), "2024");
         assert!(int.check("1999").is_err());
         assert!(int.check("20x4").is_err());
@@ -623,19 +639,36 @@ mod tests {
         assert!(dec.check("1.234").is_err());
         assert_eq!(FieldKind::Date.check("31/12/2025").unwrap(), "2025-12-31");
         assert!(FieldKind::Date.check("2025-02-30").is_err());
-        assert_eq!(FieldKind::Email.check("a@comune.it").unwrap(), "a@comune.it");
+        assert_eq!(
+            FieldKind::Email.check("a@comune.it").unwrap(),
+            "a@comune.it"
+        );
         assert!(FieldKind::Email.check("a@b").is_err());
         assert!(FieldKind::Email.check("not an email").is_err());
-        assert_eq!(FieldKind::FiscalCode.check("rssmra85t10a562s").unwrap(), "RSSMRA85T10A562S");
+        assert_eq!(
+            FieldKind::FiscalCode.check("rssmra85t10a562s").unwrap(),
+            "RSSMRA85T10A562S"
+        );
         assert!(FieldKind::FiscalCode.check("RSSMRA85T10A562T").is_err());
-        assert_eq!(FieldKind::FiscalCode.check("00488410010").unwrap(), "00488410010");
+        assert_eq!(
+            FieldKind::FiscalCode.check("00488410010").unwrap(),
+            "00488410010"
+        );
         assert!(FieldKind::FiscalCode.check("00488410011").is_err());
         assert_eq!(
-            FieldKind::Iban.check("IT60 X054 2811 1010 0000 0123 456").unwrap(),
+            FieldKind::Iban
+                .check("IT60 X054 2811 1010 0000 0123 456")
+                .unwrap(),
             "IT60X0542811101000000123456"
         );
-        assert!(FieldKind::Iban.check("IT61X0542811101000000123456").is_err());
-        let one = FieldKind::OneOf { options: vec!["a".into(), "b".into()] };
+        assert!(
+            FieldKind::Iban
+                .check("IT61X0542811101000000123456")
+                .is_err()
+        );
+        let one = FieldKind::OneOf {
+            options: vec!["a".into(), "b".into()],
+        };
         assert_eq!(one.check("b").unwrap(), "b");
         assert!(one.check("c").is_err());
     }

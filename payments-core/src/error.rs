@@ -94,10 +94,7 @@ impl Error {
     }
 
     /// A `Storage` error that keeps the adapter's error as its source.
-    pub fn storage(
-        message: impl Into<String>,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn storage(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Storage {
             message: message.into(),
             source: Some(source.into()),

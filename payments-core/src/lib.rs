@@ -130,9 +130,10 @@
 //! ```
 //!
 //! ## Features
-//! - `testing`: conformance suites in [`testing`] that every `Store`, `Gateway` and
+//! - `testing`: conformance suites in `payments_core::testing` that every `Store`, `Gateway` and
 //!   `Notifier` implementation runs.
-//! - `mocks`: mockall mocks of the traits ([`MockStore`], [`MockGateway`], …).
+//! - `mocks`: mockall mocks of the traits (`MockStore`, `MockGateway`, `MockNotifier`,
+//!   `MockSettlementListener`, `MockClock`).
 
 mod actor;
 mod clock;
@@ -163,16 +164,13 @@ pub use config::{
 pub use error::{
     BoxError, Conflict, Error, FieldError, GatewayErrorKind, Result, ValidationErrors,
 };
-pub use gateway::{
-    CallbackEvent, CallbackRequest, Gateway, PaymentOutcome, StartRequest, Started,
-};
+pub use gateway::{CallbackEvent, CallbackRequest, Gateway, PaymentOutcome, StartRequest, Started};
 pub use ids::{
     CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, OutboxId, PayerId, PaymentTypeId,
     TransactionId,
 };
 pub use item::{
-    Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem,
-    Source,
+    Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem, Source,
 };
 pub use locale::Locale;
 pub use memory::InMemoryStore;
@@ -182,18 +180,17 @@ pub use notify::{
     render_text,
 };
 pub use outbox::{
-    NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload,
-    OutboxStatus, RetryPolicy, Settlement, TransactionSummary,
+    NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload, OutboxStatus,
+    RetryPolicy, Settlement, TransactionSummary,
 };
 pub use query::{HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page};
 pub use service::{
-    CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, Payments,
-    PaymentsBuilder,
+    CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, Payments, PaymentsBuilder,
 };
 pub use store::{ItemAdded, Store, TransactionCreated};
 pub use transaction::{
-    BankTransferDetails, Instruction, PagoPaNotice, Transaction, TransactionEvent,
-    TransactionLine, Transition, TxStatus,
+    BankTransferDetails, Instruction, PagoPaNotice, Transaction, TransactionEvent, TransactionLine,
+    Transition, TxStatus,
 };
 
 #[cfg(any(test, feature = "mocks"))]

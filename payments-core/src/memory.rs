@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use crate::{
     Cart, CartId, Conflict, Creditor, CreditorId, Currency, Error, EventId, GatewayId,
     HistoryQuery, ItemAdded, ItemId, ItemState, MethodId, Money, MovementPage, MovementQuery,
-    OutboxId, OutboxMessage, OutboxQuery, OutboxStatus, Page, PayableItem, PayerId,
-    PaymentMethod, PaymentType, PaymentTypeId, Result, Store, Transaction, TransactionCreated,
-    TransactionEvent, TransactionId, Transition, TxStatus,
+    OutboxId, OutboxMessage, OutboxQuery, OutboxStatus, Page, PayableItem, PayerId, PaymentMethod,
+    PaymentType, PaymentTypeId, Result, Store, Transaction, TransactionCreated, TransactionEvent,
+    TransactionId, Transition, TxStatus,
 };
 
 #[derive(Debug, Default)]

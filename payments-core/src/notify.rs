@@ -77,7 +77,10 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
         Locale::En => s.paid_at.format("%Y-%m-%d %H:%M UTC").to_string(),
     };
     let rows = [
-        (t("Identificativo del pagamento", "Payment identifier"), s.transaction_id.to_string()),
+        (
+            t("Identificativo del pagamento", "Payment identifier"),
+            s.transaction_id.to_string(),
+        ),
         (
             t("Riferimento del gestore", "Provider reference"),
             s.provider_ref.clone().unwrap_or_else(|| "-".into()),
@@ -94,7 +97,11 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
     for line in &s.lines {
         text.push_str(&format!("- {}: {}\n", line.reason, line.amount.format(l)));
     }
-    text.push_str(&format!("\n{}: {}\n", t("Totale", "Total"), s.total.format(l)));
+    text.push_str(&format!(
+        "\n{}: {}\n",
+        t("Totale", "Total"),
+        s.total.format(l)
+    ));
     RenderedMessage { subject, text }
 }
 
@@ -116,7 +123,10 @@ impl RecordingNotifier {
     /// A notifier whose first `n` deliveries fail with a transient error.
     pub fn failing_first(n: u32) -> Self {
         let notifier = Self::default();
-        *notifier.failures_left.lock().unwrap_or_else(|e| e.into_inner()) = n;
+        *notifier
+            .failures_left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = n;
         notifier
     }
 

@@ -129,9 +129,13 @@ impl OutboxStatus {
 
     /// Reads a name written by [`OutboxStatus::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [OutboxStatus::Pending, OutboxStatus::Delivered, OutboxStatus::Dead]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            OutboxStatus::Pending,
+            OutboxStatus::Delivered,
+            OutboxStatus::Dead,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 
@@ -208,7 +212,9 @@ mod tests {
             max_attempts: 5,
             lease: Duration::from_secs(1),
         };
-        let delays: Vec<_> = (1..=5).map(|a| p.delay_after(a).map(|d| d.as_secs())).collect();
+        let delays: Vec<_> = (1..=5)
+            .map(|a| p.delay_after(a).map(|d| d.as_secs()))
+            .collect();
         assert_eq!(delays, vec![Some(10), Some(20), Some(40), Some(60), None]);
     }
 }

@@ -15,8 +15,8 @@ use crate::{
     Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage, MovementQuery,
     NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind, Notifier, OutboxId,
     OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer, PaymentMethod,
-    PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement, SettlementListener,
-    Source, StartRequest, Store, SystemClock, Transaction, TransactionEvent, TransactionId,
+    PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement, SettlementListener, Source,
+    StartRequest, Store, SystemClock, Transaction, TransactionEvent, TransactionId,
     TransactionLine, TransactionSummary, Transition, TxStatus, ValidationErrors,
 };
 
@@ -82,7 +82,11 @@ impl PaymentsBuilder {
     }
 
     /// Registers the listener told when items of `module` are paid.
-    pub fn listener(mut self, module: impl Into<String>, listener: Arc<dyn SettlementListener>) -> Self {
+    pub fn listener(
+        mut self,
+        module: impl Into<String>,
+        listener: Arc<dyn SettlementListener>,
+    ) -> Self {
         self.listeners.insert(module.into(), listener);
         self
     }
@@ -124,7 +128,10 @@ impl PaymentsBuilder {
         for g in self.gateways {
             let id = g.id();
             if gateways.insert(id.clone(), g).is_some() {
-                return Err(Error::invalid("gateway", format!("two gateways with id {id}")));
+                return Err(Error::invalid(
+                    "gateway",
+                    format!("two gateways with id {id}"),
+                ));
             }
         }
         Ok(Payments {
@@ -226,7 +233,11 @@ impl Payments {
     }
 
     /// Defines or updates a payment type; a manager of its creditor, or the system.
-    pub async fn define_payment_type(&self, actor: &Actor, payment_type: &PaymentType) -> Result<()> {
+    pub async fn define_payment_type(
+        &self,
+        actor: &Actor,
+        payment_type: &PaymentType,
+    ) -> Result<()> {
         actor.check_operator(&payment_type.creditor_id, Role::Manager)?;
         payment_type.validate()?;
         self.creditor(payment_type.creditor_id).await?;
@@ -246,9 +257,10 @@ impl Payments {
         crate::config::check_name(&mut errors, "label", &method.label);
         match self.inner.gateways.get(&method.gateway_id) {
             None => errors.push("gateway_id", "no such gateway is registered"),
-            Some(g) if !g.kinds().contains(&method.kind) => {
-                errors.push("kind", format!("gateway {} does not serve it", method.gateway_id))
-            }
+            Some(g) if !g.kinds().contains(&method.kind) => errors.push(
+                "kind",
+                format!("gateway {} does not serve it", method.gateway_id),
+            ),
             Some(_) => {}
         }
         errors.into_result()?;
@@ -266,7 +278,12 @@ impl Payments {
     // ---------------------------------------------------------------- cart
 
     /// The payer's cart at `creditor`, opened if they have none.
-    pub async fn open_cart(&self, actor: &Actor, creditor: CreditorId, payer: Payer) -> Result<Cart> {
+    pub async fn open_cart(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        payer: Payer,
+    ) -> Result<Cart> {
         actor.check_payer_access(&creditor, &payer.id)?;
         payer.validate()?;
         self.creditor(creditor).await?;
@@ -306,7 +323,12 @@ impl Payments {
 
     /// Puts an item a module wants paid in the cart. Adding the same source twice returns
     /// the first item unchanged (a removed item comes back).
-    pub async fn add_item(&self, actor: &Actor, cart: CartId, item: NewItem) -> Result<PayableItem> {
+    pub async fn add_item(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        item: NewItem,
+    ) -> Result<PayableItem> {
         let cart = self.cart_for(actor, cart).await?;
         let creditor = self.creditor(cart.creditor_id).await?;
         let mut errors = ValidationErrors::default();
@@ -323,14 +345,27 @@ impl Payments {
             extra = t.check_extra(&item.extra, &mut errors);
         }
         errors.into_result()?;
-        self.insert_item(&cart, item.source, item.payment_type_id, reason, item.amount, item.due_date, extra)
-            .await
+        self.insert_item(
+            &cart,
+            item.source,
+            item.payment_type_id,
+            reason,
+            item.amount,
+            item.due_date,
+            extra,
+        )
+        .await
     }
 
     /// Puts a free payment (*pagamento libero*) the payer filled in in the cart, after
     /// checking it against its payment type. All problems are reported at once, each with
     /// its field.
-    pub async fn add_free_item(&self, actor: &Actor, cart: CartId, item: NewFreeItem) -> Result<PayableItem> {
+    pub async fn add_free_item(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        item: NewFreeItem,
+    ) -> Result<PayableItem> {
         let cart = self.cart_for(actor, cart).await?;
         let creditor = self.creditor(cart.creditor_id).await?;
         let mut errors = ValidationErrors::default();
@@ -339,11 +374,17 @@ impl Payments {
             errors.push("payment_type_id", "required");
             return Err(Error::Validation(errors));
         };
-        let Some(t) = self.payment_type_of(cart.creditor_id, type_id, &mut errors).await? else {
+        let Some(t) = self
+            .payment_type_of(cart.creditor_id, type_id, &mut errors)
+            .await?
+        else {
             return Err(Error::Validation(errors));
         };
         if !t.free_payments {
-            errors.push("payment_type_id", "free payments of this type are not allowed");
+            errors.push(
+                "payment_type_id",
+                "free payments of this type are not allowed",
+            );
         }
         let amount = match (item.amount.as_deref().map(str::trim), &t.amount_rule) {
             (None | Some(""), crate::AmountRule::Fixed { amount }) => Some(*amount),
@@ -368,7 +409,8 @@ impl Payments {
         errors.into_result()?;
         let source = Source::new(FREE_PAYMENT_MODULE, uuid::Uuid::now_v7().to_string());
         let amount = amount.ok_or_else(|| Error::invalid("amount", "required"))?;
-        self.insert_item(&cart, source, type_id, reason, amount, None, extra).await
+        self.insert_item(&cart, source, type_id, reason, amount, None, extra)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -407,7 +449,12 @@ impl Payments {
     }
 
     /// Takes an open item out of the cart.
-    pub async fn remove_item(&self, actor: &Actor, cart: CartId, item: ItemId) -> Result<PayableItem> {
+    pub async fn remove_item(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        item: ItemId,
+    ) -> Result<PayableItem> {
         let cart = self.cart_for(actor, cart).await?;
         match self.store_ref().item(item).await? {
             Some(i) if i.cart_id == cart.id => self.store_ref().remove_item(item).await,
@@ -422,7 +469,10 @@ impl Payments {
         let items = self.store_ref().cart_items(cart.id).await?;
         let total = Money::sum(
             crate::Currency::Eur,
-            items.iter().filter(|i| i.state == ItemState::Open).map(|i| &i.amount),
+            items
+                .iter()
+                .filter(|i| i.state == ItemState::Open)
+                .map(|i| &i.amount),
         )
         .map_err(|e| Error::invalid("total", e.to_string()))?;
         Ok(CartContents { cart, items, total })
@@ -446,13 +496,20 @@ impl Payments {
     ) -> Result<Checkout> {
         let cart = self.cart_for(actor, cart).await?;
         let key = idempotency_key.trim();
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || key.chars().any(char::is_control) {
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+            || key.chars().any(char::is_control)
+        {
             return Err(Error::invalid(
                 "idempotency_key",
                 format!("must have 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable characters"),
             ));
         }
-        if let Some(existing) = self.store_ref().transaction_by_key(&cart.payer.id, key).await? {
+        if let Some(existing) = self
+            .store_ref()
+            .transaction_by_key(&cart.payer.id, key)
+            .await?
+        {
             return Self::replayed_checkout(existing, cart.id);
         }
         let creditor = self.creditor(cart.creditor_id).await?;
@@ -526,7 +583,9 @@ impl Payments {
             instruction: None,
             created_at: now,
             updated_at: now,
-            expires_at: now + chrono::Duration::from_std(self.inner.transaction_ttl).unwrap_or(chrono::Duration::MAX),
+            expires_at: now
+                + chrono::Duration::from_std(self.inner.transaction_ttl)
+                    .unwrap_or(chrono::Duration::MAX),
         };
         let event = TransactionEvent {
             id: EventId::new(),
@@ -555,7 +614,8 @@ impl Payments {
             Err(e) => {
                 let note = format!("gateway start failed: {e}");
                 // The transaction fails and frees its items; the gateway's error is returned.
-                self.apply(&tx, TxStatus::Failed, &Actor::System, Change::note(note)).await?;
+                self.apply(&tx, TxStatus::Failed, &Actor::System, Change::note(note))
+                    .await?;
                 return Err(e);
             }
         };
@@ -565,15 +625,21 @@ impl Payments {
             expires_at: started.expires_at,
             note: None,
         };
-        let actor = Actor::Gateway { id: tx.gateway_id.clone() };
+        let actor = Actor::Gateway {
+            id: tx.gateway_id.clone(),
+        };
         let tx = match self.apply(&tx, TxStatus::Pending, &actor, change).await {
             Ok(t) => t,
             // A callback overtook the start (it moved the transaction on): show where it is.
-            Err(Error::Conflict(Conflict::StaleState { .. })) => self.load_transaction(tx.id).await?,
+            Err(Error::Conflict(Conflict::StaleState { .. })) => {
+                self.load_transaction(tx.id).await?
+            }
             Err(e) => return Err(e),
         };
-        let tx = if started.instruction == Instruction::Completed && tx.status == TxStatus::Pending {
-            self.apply(&tx, TxStatus::Paid, &actor, Change::default()).await?
+        let tx = if started.instruction == Instruction::Completed && tx.status == TxStatus::Pending
+        {
+            self.apply(&tx, TxStatus::Paid, &actor, Change::default())
+                .await?
         } else {
             tx
         };
@@ -594,9 +660,11 @@ impl Payments {
                 transaction: existing,
                 instruction,
             }),
-            None if existing.status == TxStatus::Created => Err(Error::Conflict(Conflict::InProgress {
-                what: format!("checkout {}", existing.id),
-            })),
+            None if existing.status == TxStatus::Created => {
+                Err(Error::Conflict(Conflict::InProgress {
+                    what: format!("checkout {}", existing.id),
+                }))
+            }
             None => Err(Error::Conflict(Conflict::Other(format!(
                 "the checkout with this key ended {}",
                 existing.status
@@ -609,17 +677,35 @@ impl Payments {
     /// Applies a provider's callback: the gateway verifies and reads it, the amount and
     /// currency are checked against the transaction, and the outcome is applied once. A
     /// replay changes nothing and answers `applied: false`.
-    pub async fn handle_callback(&self, gateway: &str, request: &CallbackRequest) -> Result<CallbackOutcome> {
+    pub async fn handle_callback(
+        &self,
+        gateway: &str,
+        request: &CallbackRequest,
+    ) -> Result<CallbackOutcome> {
         let gateway = self.gateway(&GatewayId::from(gateway))?.clone();
         let event = gateway.parse_callback(request).await?;
         let tx = match (event.transaction_id, event.provider_ref.as_deref()) {
             (Some(id), _) => self.store_ref().transaction(id).await?,
-            (None, Some(r)) => self.store_ref().transaction_by_provider_ref(&gateway.id(), r).await?,
+            (None, Some(r)) => {
+                self.store_ref()
+                    .transaction_by_provider_ref(&gateway.id(), r)
+                    .await?
+            }
             (None, None) => None,
         }
-        .ok_or_else(|| Error::not_found("transaction", event.transaction_id.map(|i| i.to_string()).unwrap_or_default()))?;
+        .ok_or_else(|| {
+            Error::not_found(
+                "transaction",
+                event
+                    .transaction_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+            )
+        })?;
         if tx.gateway_id != gateway.id() {
-            return Err(Error::forbidden("the callback's gateway does not run this transaction"));
+            return Err(Error::forbidden(
+                "the callback's gateway does not run this transaction",
+            ));
         }
         if event.amount != tx.total {
             return Err(Error::gateway(
@@ -645,7 +731,8 @@ impl Payments {
         let gateway = self.gateway(&tx.gateway_id)?.clone();
         let outcome = gateway.fetch_status(&tx).await?;
         let actor = Actor::Gateway { id: gateway.id() };
-        self.apply_outcome(tx, outcome, &actor, Change::note("reconciled")).await
+        self.apply_outcome(tx, outcome, &actor, Change::note("reconciled"))
+            .await
     }
 
     async fn apply_outcome(
@@ -656,14 +743,22 @@ impl Payments {
         change: Change,
     ) -> Result<CallbackOutcome> {
         let target = match outcome {
-            PaymentOutcome::Pending => return Ok(CallbackOutcome { transaction: tx, applied: false }),
+            PaymentOutcome::Pending => {
+                return Ok(CallbackOutcome {
+                    transaction: tx,
+                    applied: false,
+                });
+            }
             PaymentOutcome::Paid => TxStatus::Paid,
             PaymentOutcome::Failed => TxStatus::Failed,
             PaymentOutcome::Cancelled => TxStatus::Cancelled,
         };
         for _ in 0..4 {
             if tx.status == target {
-                return Ok(CallbackOutcome { transaction: tx, applied: false });
+                return Ok(CallbackOutcome {
+                    transaction: tx,
+                    applied: false,
+                });
             }
             let step = if tx.status == TxStatus::Created && target == TxStatus::Paid {
                 TxStatus::Pending
@@ -671,7 +766,12 @@ impl Payments {
                 target
             };
             match self.apply(&tx, step, actor, change.clone()).await {
-                Ok(t) if t.status == target => return Ok(CallbackOutcome { transaction: t, applied: true }),
+                Ok(t) if t.status == target => {
+                    return Ok(CallbackOutcome {
+                        transaction: t,
+                        applied: true,
+                    });
+                }
                 Ok(t) => tx = t,
                 Err(Error::Conflict(Conflict::StaleState { .. })) => {
                     tx = self.load_transaction(tx.id).await?;
@@ -685,7 +785,12 @@ impl Payments {
     }
 
     /// The payer says they made the bank transfer: `Pending` → `Reported`.
-    pub async fn report_transfer(&self, actor: &Actor, transaction: TransactionId, note: Option<String>) -> Result<Transaction> {
+    pub async fn report_transfer(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        note: Option<String>,
+    ) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         match actor {
             Actor::Payer { id } if *id == tx.payer.id => {}
@@ -694,22 +799,50 @@ impl Payments {
         if tx.method_kind != crate::MethodKind::BankTransfer {
             return Err(Error::invalid("transaction", "is not a bank transfer"));
         }
-        self.apply(&tx, TxStatus::Reported, actor, Change::note_opt(check_note(note)?)).await
+        self.apply(
+            &tx,
+            TxStatus::Reported,
+            actor,
+            Change::note_opt(check_note(note)?),
+        )
+        .await
     }
 
     /// An operator confirms that the money arrived: `Pending` or `Reported` → `Paid`.
-    pub async fn confirm_payment(&self, actor: &Actor, transaction: TransactionId, note: Option<String>) -> Result<Transaction> {
+    pub async fn confirm_payment(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        note: Option<String>,
+    ) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         actor.check_operator(&tx.creditor_id, Role::Manager)?;
-        self.apply(&tx, TxStatus::Paid, actor, Change::note_opt(check_note(note)?)).await
+        self.apply(
+            &tx,
+            TxStatus::Paid,
+            actor,
+            Change::note_opt(check_note(note)?),
+        )
+        .await
     }
 
     /// An operator finds no transfer behind a report: `Reported` → `Rejected`; the items are
     /// payable again.
-    pub async fn reject_report(&self, actor: &Actor, transaction: TransactionId, note: Option<String>) -> Result<Transaction> {
+    pub async fn reject_report(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        note: Option<String>,
+    ) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         actor.check_operator(&tx.creditor_id, Role::Manager)?;
-        self.apply(&tx, TxStatus::Rejected, actor, Change::note_opt(check_note(note)?)).await
+        self.apply(
+            &tx,
+            TxStatus::Rejected,
+            actor,
+            Change::note_opt(check_note(note)?),
+        )
+        .await
     }
 
     /// The payer gives up an unfinished transaction: → `Cancelled`; the items are payable
@@ -717,7 +850,8 @@ impl Payments {
     pub async fn cancel(&self, actor: &Actor, transaction: TransactionId) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         actor.check_payer_access(&tx.creditor_id, &tx.payer.id)?;
-        self.apply(&tx, TxStatus::Cancelled, actor, Change::default()).await
+        self.apply(&tx, TxStatus::Cancelled, actor, Change::default())
+            .await
     }
 
     /// Expires the transactions whose time is up and frees their items. A transaction whose
@@ -731,11 +865,19 @@ impl Payments {
                 && let Ok(PaymentOutcome::Paid) = gateway.fetch_status(&tx).await
             {
                 let actor = Actor::Gateway { id: gateway.id() };
-                self.apply_outcome(tx, PaymentOutcome::Paid, &actor, Change::note("paid before expiry"))
-                    .await?;
+                self.apply_outcome(
+                    tx,
+                    PaymentOutcome::Paid,
+                    &actor,
+                    Change::note("paid before expiry"),
+                )
+                .await?;
                 continue;
             }
-            match self.apply(&tx, TxStatus::Expired, &Actor::System, Change::default()).await {
+            match self
+                .apply(&tx, TxStatus::Expired, &Actor::System, Change::default())
+                .await
+            {
                 Ok(_) => expired += 1,
                 Err(Error::Conflict(Conflict::StaleState { .. })) => {}
                 Err(e) => return Err(e),
@@ -746,7 +888,13 @@ impl Payments {
 
     /// The one function that moves a transaction: checks the state machine, builds the
     /// settlement messages for `Paid`, and asks the store for an atomic compare-and-set.
-    async fn apply(&self, tx: &Transaction, to: TxStatus, actor: &Actor, change: Change) -> Result<Transaction> {
+    async fn apply(
+        &self,
+        tx: &Transaction,
+        to: TxStatus,
+        actor: &Actor,
+        change: Change,
+    ) -> Result<Transaction> {
         if !tx.status.can_move_to(to) {
             return Err(Error::Conflict(Conflict::InvalidTransition {
                 from: tx.status.to_string(),
@@ -756,7 +904,10 @@ impl Payments {
         let now = self.inner.clock.now();
         let outbox = if to == TxStatus::Paid {
             let creditor = self.creditor(tx.creditor_id).await?;
-            let provider_ref = change.provider_ref.clone().or_else(|| tx.provider_ref.clone());
+            let provider_ref = change
+                .provider_ref
+                .clone()
+                .or_else(|| tx.provider_ref.clone());
             settlement_messages(tx, &creditor, provider_ref, now)
         } else {
             Vec::new()
@@ -804,13 +955,19 @@ impl Payments {
         check_limit(query.limit)?;
         match actor {
             Actor::Payer { id } if *id == query.payer_id => {}
-            Actor::Payer { .. } => return Err(Error::forbidden("a payer reaches only their own history")),
+            Actor::Payer { .. } => {
+                return Err(Error::forbidden("a payer reaches only their own history"));
+            }
             Actor::Operator { creditor, .. } if query.creditor_id == Some(*creditor) => {}
             Actor::Operator { .. } => {
-                return Err(Error::forbidden("an operator reaches only their creditor's data"));
+                return Err(Error::forbidden(
+                    "an operator reaches only their creditor's data",
+                ));
             }
             Actor::System => {}
-            Actor::Gateway { .. } => return Err(Error::forbidden("a gateway acts only through callbacks")),
+            Actor::Gateway { .. } => {
+                return Err(Error::forbidden("a gateway acts only through callbacks"));
+            }
         }
         self.store_ref().history(query).await
     }
@@ -841,7 +998,8 @@ impl Payments {
     /// operator retries it. Run it periodically ([`Payments::run_worker`] does).
     pub async fn dispatch_outbox(&self) -> Result<DispatchReport> {
         let now = self.inner.clock.now();
-        let lease = chrono::Duration::from_std(self.inner.retry.lease).unwrap_or(chrono::Duration::MAX);
+        let lease =
+            chrono::Duration::from_std(self.inner.retry.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = self
             .store_ref()
             .claim_outbox(now, now + lease, self.inner.dispatch_batch)
@@ -858,7 +1016,9 @@ impl Payments {
         for (message, result) in results {
             match result {
                 Ok(()) => {
-                    self.store_ref().outbox_delivered(message.id, self.inner.clock.now()).await?;
+                    self.store_ref()
+                        .outbox_delivered(message.id, self.inner.clock.now())
+                        .await?;
                     report.delivered += 1;
                 }
                 Err(e) => {
@@ -918,7 +1078,12 @@ impl Payments {
     }
 
     /// Outbox messages of the operator's creditor (for instance the `Dead` ones).
-    pub async fn outbox(&self, actor: &Actor, creditor: CreditorId, mut query: OutboxQuery) -> Result<Vec<OutboxMessage>> {
+    pub async fn outbox(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        mut query: OutboxQuery,
+    ) -> Result<Vec<OutboxMessage>> {
         actor.check_operator(&creditor, Role::Viewer)?;
         query.creditor_id = Some(creditor);
         self.store_ref().outbox(&query).await
@@ -932,7 +1097,9 @@ impl Payments {
             .await?
             .ok_or_else(|| Error::not_found("outbox message", id))?;
         actor.check_operator(&message.creditor_id, Role::Manager)?;
-        self.store_ref().outbox_retry(id, self.inner.clock.now()).await
+        self.store_ref()
+            .outbox_retry(id, self.inner.clock.now())
+            .await
     }
 }
 
@@ -971,7 +1138,10 @@ fn check_note(note: Option<String>) -> Result<Option<String>> {
 
 fn check_limit(limit: u32) -> Result<()> {
     if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(Error::invalid("limit", format!("must be 1 to {MAX_PAGE_SIZE}")));
+        return Err(Error::invalid(
+            "limit",
+            format!("must be 1 to {MAX_PAGE_SIZE}"),
+        ));
     }
     Ok(())
 }
@@ -1017,8 +1187,16 @@ fn settlement_messages(
     if let Some(email) = &tx.payer.email {
         notify(NotificationKind::Receipt, email, tx.payer.locale);
     }
-    notify(NotificationKind::CreditorNotice, &creditor.notification_email, crate::Locale::It);
-    for line in tx.lines.iter().filter(|l| l.source.module != FREE_PAYMENT_MODULE) {
+    notify(
+        NotificationKind::CreditorNotice,
+        &creditor.notification_email,
+        crate::Locale::It,
+    );
+    for line in tx
+        .lines
+        .iter()
+        .filter(|l| l.source.module != FREE_PAYMENT_MODULE)
+    {
         let id = OutboxId::new();
         out.push(NewOutboxMessage {
             id,
@@ -1053,7 +1231,9 @@ mod tests {
         let scratch = crate::InMemoryStore::new();
         let mut s = Sample::install(&scratch).await;
         s.payment_type.methods = vec![crate::MethodKind::Card];
-        let item = s.item(&scratch, &s.cart.clone(), "tributi", "a", "10.00").await;
+        let item = s
+            .item(&scratch, &s.cart.clone(), "tributi", "a", "10.00")
+            .await;
         (s, item)
     }
 
@@ -1066,7 +1246,8 @@ mod tests {
     fn gateway_with(setup: impl FnOnce(&mut MockGateway)) -> Arc<MockGateway> {
         let mut g = MockGateway::new();
         g.expect_id().returning(|| GatewayId::from("sandbox"));
-        g.expect_kinds().returning(|| vec![crate::MethodKind::Card, crate::MethodKind::BankTransfer]);
+        g.expect_kinds()
+            .returning(|| vec![crate::MethodKind::Card, crate::MethodKind::BankTransfer]);
         setup(&mut g);
         Arc::new(g)
     }
@@ -1084,14 +1265,29 @@ mod tests {
     /// A store that answers the reads a checkout makes.
     fn store_for_checkout(s: &Sample, item: &PayableItem) -> MockStore {
         let mut store = MockStore::new();
-        let (cart, creditor, method, ptype, item) =
-            (s.cart.clone(), s.creditor.clone(), s.method.clone(), s.payment_type.clone(), item.clone());
-        store.expect_cart().returning(move |_| Ok(Some(cart.clone())));
+        let (cart, creditor, method, ptype, item) = (
+            s.cart.clone(),
+            s.creditor.clone(),
+            s.method.clone(),
+            s.payment_type.clone(),
+            item.clone(),
+        );
+        store
+            .expect_cart()
+            .returning(move |_| Ok(Some(cart.clone())));
         store.expect_transaction_by_key().returning(|_, _| Ok(None));
-        store.expect_creditor().returning(move |_| Ok(Some(creditor.clone())));
-        store.expect_method().returning(move |_| Ok(Some(method.clone())));
-        store.expect_cart_items().returning(move |_| Ok(vec![item.clone()]));
-        store.expect_payment_type().returning(move |_| Ok(Some(ptype.clone())));
+        store
+            .expect_creditor()
+            .returning(move |_| Ok(Some(creditor.clone())));
+        store
+            .expect_method()
+            .returning(move |_| Ok(Some(method.clone())));
+        store
+            .expect_cart_items()
+            .returning(move |_| Ok(vec![item.clone()]));
+        store
+            .expect_payment_type()
+            .returning(move |_| Ok(Some(ptype.clone())));
         store
     }
 
@@ -1106,7 +1302,10 @@ mod tests {
             g.expect_start().never();
         });
         let p = service(store, gateway, MockNotifier::new());
-        let err = p.checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k").await.unwrap_err();
+        let err = p
+            .checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k")
+            .await
+            .unwrap_err();
         assert_eq!(err.validation_errors().unwrap().fields(), ["method"]);
     }
 
@@ -1116,9 +1315,15 @@ mod tests {
         let (mut failed, _) = pending_transaction().await;
         failed.status = TxStatus::Failed;
         let mut store = store_for_checkout(&s, &item);
-        store.expect_create_transaction().times(1).returning(|tx, _| {
-            Ok(crate::TransactionCreated { transaction: tx.clone(), created: true })
-        });
+        store
+            .expect_create_transaction()
+            .times(1)
+            .returning(|tx, _| {
+                Ok(crate::TransactionCreated {
+                    transaction: tx.clone(),
+                    created: true,
+                })
+            });
         // The store frees the items on a move to Failed (its contract); the service asks for it.
         store
             .expect_transition()
@@ -1136,8 +1341,20 @@ mod tests {
                 .returning(|_| Err(Error::gateway("sandbox", GatewayErrorKind::Unavailable)));
         });
         let p = service(store, gateway, MockNotifier::new());
-        let err = p.checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k").await.unwrap_err();
-        assert!(matches!(err, Error::Gateway { kind: GatewayErrorKind::Unavailable, .. }), "{err:?}");
+        let err = p
+            .checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Gateway {
+                    kind: GatewayErrorKind::Unavailable,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.is_retryable());
     }
 
@@ -1151,11 +1368,21 @@ mod tests {
         (tx, s.creditor)
     }
 
-    fn gateway_reporting(tx: &Transaction, outcome: PaymentOutcome, amount: Money) -> Arc<MockGateway> {
+    fn gateway_reporting(
+        tx: &Transaction,
+        outcome: PaymentOutcome,
+        amount: Money,
+    ) -> Arc<MockGateway> {
         let id = tx.id;
         gateway_with(move |g| {
             g.expect_parse_callback().returning(move |_| {
-                Ok(CallbackEvent { transaction_id: Some(id), provider_ref: Some("p".into()), outcome, amount, note: None })
+                Ok(CallbackEvent {
+                    transaction_id: Some(id),
+                    provider_ref: Some("p".into()),
+                    outcome,
+                    amount,
+                    note: None,
+                })
             });
         })
     }
@@ -1165,8 +1392,13 @@ mod tests {
         let (tx, creditor) = pending_transaction().await;
         let mut store = MockStore::new();
         let read = tx.clone();
-        store.expect_transaction().with(eq(tx.id)).returning(move |_| Ok(Some(read.clone())));
-        store.expect_creditor().returning(move |_| Ok(Some(creditor.clone())));
+        store
+            .expect_transaction()
+            .with(eq(tx.id))
+            .returning(move |_| Ok(Some(read.clone())));
+        store
+            .expect_creditor()
+            .returning(move |_| Ok(Some(creditor.clone())));
         let mut paid = tx.clone();
         paid.status = TxStatus::Paid;
         store
@@ -1176,7 +1408,9 @@ mod tests {
                     .outbox
                     .iter()
                     .map(|m: &NewOutboxMessage| match &m.payload {
-                        OutboxPayload::Notification(n) if n.kind == NotificationKind::Receipt => "receipt",
+                        OutboxPayload::Notification(n) if n.kind == NotificationKind::Receipt => {
+                            "receipt"
+                        }
                         OutboxPayload::Notification(_) => "notice",
                         OutboxPayload::Settlement(_) => "settlement",
                     })
@@ -1188,8 +1422,15 @@ mod tests {
             })
             .times(1)
             .returning(move |_| Ok(paid.clone()));
-        let p = service(store, gateway_reporting(&tx, PaymentOutcome::Paid, tx.total), MockNotifier::new());
-        let out = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap();
+        let p = service(
+            store,
+            gateway_reporting(&tx, PaymentOutcome::Paid, tx.total),
+            MockNotifier::new(),
+        );
+        let out = p
+            .handle_callback("sandbox", &CallbackRequest::new("{}"))
+            .await
+            .unwrap();
         assert!(out.applied);
         assert_eq!(out.transaction.status, TxStatus::Paid);
     }
@@ -1199,12 +1440,27 @@ mod tests {
         let (tx, _) = pending_transaction().await;
         let mut store = MockStore::new();
         let read = tx.clone();
-        store.expect_transaction().returning(move |_| Ok(Some(read.clone())));
+        store
+            .expect_transaction()
+            .returning(move |_| Ok(Some(read.clone())));
         store.expect_transition().never();
-        let gateway = gateway_reporting(&tx, PaymentOutcome::Paid, Money::parse_eur("10.01").unwrap());
+        let gateway = gateway_reporting(
+            &tx,
+            PaymentOutcome::Paid,
+            Money::parse_eur("10.01").unwrap(),
+        );
         let p = service(store, gateway, MockNotifier::new());
-        let err = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap_err();
-        assert!(matches!(err, Error::Gateway { kind: GatewayErrorKind::AmountMismatch { .. }, .. }));
+        let err = p
+            .handle_callback("sandbox", &CallbackRequest::new("{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Gateway {
+                kind: GatewayErrorKind::AmountMismatch { .. },
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
@@ -1212,10 +1468,19 @@ mod tests {
         let (tx, _) = pending_transaction().await;
         let mut store = MockStore::new();
         let read = tx.clone();
-        store.expect_transaction().returning(move |_| Ok(Some(read.clone())));
+        store
+            .expect_transaction()
+            .returning(move |_| Ok(Some(read.clone())));
         store.expect_transition().never();
-        let p = service(store, gateway_reporting(&tx, PaymentOutcome::Pending, tx.total), MockNotifier::new());
-        let out = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap();
+        let p = service(
+            store,
+            gateway_reporting(&tx, PaymentOutcome::Pending, tx.total),
+            MockNotifier::new(),
+        );
+        let out = p
+            .handle_callback("sandbox", &CallbackRequest::new("{}"))
+            .await
+            .unwrap();
         assert!(!out.applied);
     }
 
@@ -1227,24 +1492,52 @@ mod tests {
         let mut store = MockStore::new();
         let mut seq = mockall::Sequence::new();
         let (first, second) = (pending.clone(), paid);
-        store.expect_transaction().times(1).in_sequence(&mut seq).returning(move |_| Ok(Some(first.clone())));
-        store.expect_creditor().returning(move |_| Ok(Some(creditor.clone())));
-        store.expect_transition().times(1).in_sequence(&mut seq).returning(|t| {
-            Err(Error::Conflict(Conflict::StaleState {
-                transaction: t.transaction.to_string(),
-                expected: "pending".into(),
-                actual: "paid".into(),
-            }))
-        });
-        store.expect_transaction().times(1).in_sequence(&mut seq).returning(move |_| Ok(Some(second.clone())));
-        let p = service(store, gateway_reporting(&pending, PaymentOutcome::Paid, pending.total), MockNotifier::new());
-        let out = p.handle_callback("sandbox", &CallbackRequest::new("{}")).await.unwrap();
-        assert!(!out.applied, "another instance applied it: this one is a replay");
+        store
+            .expect_transaction()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_| Ok(Some(first.clone())));
+        store
+            .expect_creditor()
+            .returning(move |_| Ok(Some(creditor.clone())));
+        store
+            .expect_transition()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|t| {
+                Err(Error::Conflict(Conflict::StaleState {
+                    transaction: t.transaction.to_string(),
+                    expected: "pending".into(),
+                    actual: "paid".into(),
+                }))
+            });
+        store
+            .expect_transaction()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_| Ok(Some(second.clone())));
+        let p = service(
+            store,
+            gateway_reporting(&pending, PaymentOutcome::Paid, pending.total),
+            MockNotifier::new(),
+        );
+        let out = p
+            .handle_callback("sandbox", &CallbackRequest::new("{}"))
+            .await
+            .unwrap();
+        assert!(
+            !out.applied,
+            "another instance applied it: this one is a replay"
+        );
         assert_eq!(out.transaction.status, TxStatus::Paid);
     }
 
     fn message(attempts: u32) -> OutboxMessage {
-        let n = crate::testing::notifier::sample_notification(NotificationKind::Receipt, "a@example.it", crate::Locale::It);
+        let n = crate::testing::notifier::sample_notification(
+            NotificationKind::Receipt,
+            "a@example.it",
+            crate::Locale::It,
+        );
         OutboxMessage {
             id: n.id,
             transaction_id: n.summary.transaction_id,
@@ -1259,7 +1552,10 @@ mod tests {
         }
     }
 
-    async fn dispatch_one(attempts: u32, error: Error) -> (DispatchReport, Option<chrono::DateTime<chrono::Utc>>) {
+    async fn dispatch_one(
+        attempts: u32,
+        error: Error,
+    ) -> (DispatchReport, Option<chrono::DateTime<chrono::Utc>>) {
         let m = message(attempts);
         let mut store = MockStore::new();
         let claimed = m.clone();
@@ -1269,16 +1565,25 @@ mod tests {
             .returning(move |_, _, _| Ok(vec![claimed.clone()]));
         let seen = Arc::new(std::sync::Mutex::new(None));
         let seen2 = seen.clone();
-        store.expect_outbox_failed().with(eq(m.id), mockall::predicate::always(), mockall::predicate::always()).times(1).returning(
-            move |_, _, retry_at| {
+        store
+            .expect_outbox_failed()
+            .with(
+                eq(m.id),
+                mockall::predicate::always(),
+                mockall::predicate::always(),
+            )
+            .times(1)
+            .returning(move |_, _, retry_at| {
                 *seen2.lock().unwrap() = Some(retry_at);
                 Ok(())
-            },
-        );
+            });
         store.expect_outbox_delivered().never();
         let mut notifier = MockNotifier::new();
         let mut error = Some(error);
-        notifier.expect_send().times(1).returning(move |_| Err(error.take().unwrap()));
+        notifier
+            .expect_send()
+            .times(1)
+            .returning(move |_| Err(error.take().unwrap()));
         let p = service(store, gateway_with(|_| {}), notifier);
         let report = p.dispatch_outbox().await.unwrap();
         let retry_at = seen.lock().unwrap().take().unwrap();
@@ -1286,23 +1591,42 @@ mod tests {
     }
 
     fn transient() -> Error {
-        Error::Notification { message: "down".into(), transient: true, source: None }
+        Error::Notification {
+            message: "down".into(),
+            transient: true,
+            source: None,
+        }
     }
 
     #[tokio::test]
     async fn a_transient_failure_is_retried_with_exponential_backoff() {
         let (report, retry) = dispatch_one(1, transient()).await;
-        assert_eq!(report, DispatchReport { delivered: 0, retrying: 1, dead: 0 });
+        assert_eq!(
+            report,
+            DispatchReport {
+                delivered: 0,
+                retrying: 1,
+                dead: 0
+            }
+        );
         assert_eq!(retry, Some(t0() + chrono::Duration::seconds(30)));
         let (_, retry) = dispatch_one(3, transient()).await;
-        assert_eq!(retry, Some(t0() + chrono::Duration::seconds(120)), "30 s doubled twice");
+        assert_eq!(
+            retry,
+            Some(t0() + chrono::Duration::seconds(120)),
+            "30 s doubled twice"
+        );
     }
 
     #[tokio::test]
     async fn the_last_attempt_or_a_permanent_failure_gives_up() {
         let (report, retry) = dispatch_one(10, transient()).await;
         assert_eq!((report.dead, retry), (1, None));
-        let permanent = Error::Notification { message: "no such mailbox".into(), transient: false, source: None };
+        let permanent = Error::Notification {
+            message: "no such mailbox".into(),
+            transient: false,
+            source: None,
+        };
         let (report, retry) = dispatch_one(1, permanent).await;
         assert_eq!((report.dead, retry), (1, None));
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     Cart, CartId, Creditor, CreditorId, GatewayId, HistoryQuery, ItemId, MethodId, MovementPage,
-    MovementQuery, OutboxId, OutboxMessage, OutboxQuery, Page, PayerId, PayableItem, PaymentMethod,
+    MovementQuery, OutboxId, OutboxMessage, OutboxQuery, Page, PayableItem, PayerId, PaymentMethod,
     PaymentType, PaymentTypeId, Result, Transaction, TransactionEvent, TransactionId, Transition,
 };
 

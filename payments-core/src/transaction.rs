@@ -71,7 +71,10 @@ impl TxStatus {
 
     /// Whether the transaction still holds its items and awaits an outcome.
     pub fn is_open(self) -> bool {
-        matches!(self, TxStatus::Created | TxStatus::Pending | TxStatus::Reported)
+        matches!(
+            self,
+            TxStatus::Created | TxStatus::Pending | TxStatus::Reported
+        )
     }
 
     /// Whether the items of a transaction in this state are free to pay again.

@@ -103,7 +103,11 @@ impl SandboxGateway {
             id: DEFAULT_ID.into(),
             key: SecretString::from(signing_key.into()),
             base_url: "http://localhost:8080/sandbox".into(),
-            kinds: vec![MethodKind::Card, MethodKind::SepaDirectDebit, MethodKind::AccountDebit],
+            kinds: vec![
+                MethodKind::Card,
+                MethodKind::SepaDirectDebit,
+                MethodKind::AccountDebit,
+            ],
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -128,7 +132,8 @@ impl SandboxGateway {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length.
-        HmacSha256::new_from_slice(self.key.expose_secret().as_bytes()).expect("HMAC accepts any key length")
+        HmacSha256::new_from_slice(self.key.expose_secret().as_bytes())
+            .expect("HMAC accepts any key length")
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SandboxSession>> {
@@ -153,9 +158,12 @@ impl SandboxGateway {
     /// refused.
     pub fn complete(&self, session: &str, outcome: PaymentOutcome) -> Result<CallbackRequest> {
         let mut sessions = self.sessions();
-        let s = sessions
-            .get_mut(session)
-            .ok_or_else(|| Error::gateway(self.id.0.clone(), GatewayErrorKind::Rejected("unknown session".into())))?;
+        let s = sessions.get_mut(session).ok_or_else(|| {
+            Error::gateway(
+                self.id.0.clone(),
+                GatewayErrorKind::Rejected("unknown session".into()),
+            )
+        })?;
         if s.outcome != PaymentOutcome::Pending && s.outcome != outcome {
             return Err(Error::gateway(
                 self.id.0.clone(),
@@ -276,8 +284,16 @@ mod tests {
 
     #[async_trait]
     impl GatewayDriver for Driver<'_> {
-        async fn complete(&self, _: &StartRequest, started: &Started, outcome: PaymentOutcome) -> CallbackRequest {
-            let session = started.provider_ref.as_deref().expect("the sandbox gives a reference");
+        async fn complete(
+            &self,
+            _: &StartRequest,
+            started: &Started,
+            outcome: PaymentOutcome,
+        ) -> CallbackRequest {
+            let session = started
+                .provider_ref
+                .as_deref()
+                .expect("the sandbox gives a reference");
             self.0.complete(session, outcome).expect("complete")
         }
 
@@ -307,22 +323,37 @@ mod tests {
         let forged = theirs.signed_callback(&body);
         assert!(matches!(
             ours.parse_callback(&forged).await,
-            Err(Error::Gateway { kind: GatewayErrorKind::InvalidSignature, .. })
+            Err(Error::Gateway {
+                kind: GatewayErrorKind::InvalidSignature,
+                ..
+            })
         ));
-        assert!(ours.parse_callback(&ours.signed_callback(&body)).await.is_ok());
+        assert!(
+            ours.parse_callback(&ours.signed_callback(&body))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn a_session_ends_once() {
         let sandbox = SandboxGateway::new("k");
-        let req = payments_core::testing::gateway::start_request(&sandbox, MethodKind::Card, "5.00");
+        let req =
+            payments_core::testing::gateway::start_request(&sandbox, MethodKind::Card, "5.00");
         let started = sandbox.start(&req).await.unwrap();
         let session = started.provider_ref.unwrap();
         let paid = sandbox.complete(&session, PaymentOutcome::Paid).unwrap();
-        assert_eq!(sandbox.complete(&session, PaymentOutcome::Paid).unwrap(), paid, "a retry sends the same callback");
+        assert_eq!(
+            sandbox.complete(&session, PaymentOutcome::Paid).unwrap(),
+            paid,
+            "a retry sends the same callback"
+        );
         assert!(sandbox.complete(&session, PaymentOutcome::Failed).is_err());
         assert!(sandbox.complete("nope", PaymentOutcome::Paid).is_err());
         let s = sandbox.session(&session).unwrap();
-        assert_eq!((s.amount, s.outcome), (req.transaction.total, PaymentOutcome::Paid));
+        assert_eq!(
+            (s.amount, s.outcome),
+            (req.transaction.total, PaymentOutcome::Paid)
+        );
     }
 }

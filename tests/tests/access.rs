@@ -8,7 +8,10 @@ use payments_core::testing::Fixture;
 use payments_core::*;
 
 fn forbidden<T: std::fmt::Debug>(r: Result<T>) {
-    assert!(matches!(r, Err(Error::Forbidden { .. })), "expected Forbidden, got {r:?}");
+    assert!(
+        matches!(r, Err(Error::Forbidden { .. })),
+        "expected Forbidden, got {r:?}"
+    );
 }
 
 #[tokio::test]
@@ -29,17 +32,39 @@ async fn payer_a_cannot_reach_payer_b() {
     forbidden(p.checkout(&alice, bob_cart, env.card(), "k").await);
     forbidden(p.cancel(&alice, bob_tx).await);
     forbidden(p.report_transfer(&alice, bob_tx, None).await);
-    forbidden(p.open_cart(&alice, env.fx.creditor.id, Fixture::payer("bob")).await);
-    forbidden(p.search(&alice, &MovementQuery::new(env.fx.creditor.id)).await);
+    forbidden(
+        p.open_cart(&alice, env.fx.creditor.id, Fixture::payer("bob"))
+            .await,
+    );
+    forbidden(
+        p.search(&alice, &MovementQuery::new(env.fx.creditor.id))
+            .await,
+    );
     forbidden(p.confirm_payment(&alice, bob_tx, None).await);
 
     // Bob himself reaches it all.
     let bob = Actor::payer("bob");
     assert_eq!(p.transaction(&bob, bob_tx).await.unwrap().id, bob_tx);
-    assert_eq!(p.history(&bob, &HistoryQuery::new("bob")).await.unwrap().items.len(), 1);
-    assert!(p.history(&alice, &HistoryQuery::new("alice")).await.unwrap().items.is_empty());
+    assert_eq!(
+        p.history(&bob, &HistoryQuery::new("bob"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        p.history(&alice, &HistoryQuery::new("alice"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     // Nothing changed on the way.
-    assert_eq!(p.transaction(&bob, bob_tx).await.unwrap().status, TxStatus::Pending);
+    assert_eq!(
+        p.transaction(&bob, bob_tx).await.unwrap().status,
+        TxStatus::Pending
+    );
 }
 
 #[tokio::test]
@@ -58,7 +83,16 @@ async fn an_operator_of_creditor_a_cannot_reach_creditor_b() {
     forbidden(p.transaction(&op_b, tx).await);
     forbidden(p.events(&op_b, tx).await);
     forbidden(p.search(&op_b, &MovementQuery::new(a)).await);
-    forbidden(p.history(&op_b, &HistoryQuery { creditor_id: Some(a), ..HistoryQuery::new("alice") }).await);
+    forbidden(
+        p.history(
+            &op_b,
+            &HistoryQuery {
+                creditor_id: Some(a),
+                ..HistoryQuery::new("alice")
+            },
+        )
+        .await,
+    );
     forbidden(p.history(&op_b, &HistoryQuery::new("alice")).await);
     forbidden(p.confirm_payment(&op_b, tx, None).await);
     forbidden(p.outbox(&op_b, a, OutboxQuery::default()).await);
@@ -67,9 +101,27 @@ async fn an_operator_of_creditor_a_cannot_reach_creditor_b() {
 
     // A's operator sees A's movements; B's search of B is empty and allowed.
     assert_eq!(p.transaction(&op_a, tx).await.unwrap().id, tx);
-    assert_eq!(p.search(&op_a, &MovementQuery::new(a)).await.unwrap().count, 1);
-    assert_eq!(p.search(&op_b, &MovementQuery::new(other.id)).await.unwrap().count, 0);
-    let history = p.history(&op_a, &HistoryQuery { creditor_id: Some(a), ..HistoryQuery::new("alice") }).await.unwrap();
+    assert_eq!(
+        p.search(&op_a, &MovementQuery::new(a)).await.unwrap().count,
+        1
+    );
+    assert_eq!(
+        p.search(&op_b, &MovementQuery::new(other.id))
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    let history = p
+        .history(
+            &op_a,
+            &HistoryQuery {
+                creditor_id: Some(a),
+                ..HistoryQuery::new("alice")
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(history.items.len(), 1);
 
     // A viewer reads but does not confirm.
@@ -77,7 +129,15 @@ async fn an_operator_of_creditor_a_cannot_reach_creditor_b() {
     assert!(p.search(&viewer, &MovementQuery::new(a)).await.is_ok());
     forbidden(p.confirm_payment(&viewer, tx, None).await);
     // A gateway acts only through callbacks.
-    forbidden(p.transaction(&Actor::Gateway { id: "sandbox".into() }, tx).await);
+    forbidden(
+        p.transaction(
+            &Actor::Gateway {
+                id: "sandbox".into(),
+            },
+            tx,
+        )
+        .await,
+    );
 }
 
 #[tokio::test]
@@ -88,30 +148,55 @@ async fn operators_search_with_filters_and_pages() {
     for n in 0..5 {
         let (_, c) = env.pending(&format!("payer{n}"), &format!("k{n}")).await;
         if n % 2 == 0 {
-            p.handle_callback("sandbox", &env.callback(&c, PaymentOutcome::Paid)).await.unwrap();
+            p.handle_callback("sandbox", &env.callback(&c, PaymentOutcome::Paid))
+                .await
+                .unwrap();
             paid.push(c.transaction.id);
         }
     }
     let op = Actor::operator(env.fx.creditor.id, Role::Viewer, "anna");
-    let mut q = MovementQuery { statuses: vec![TxStatus::Paid], module: Some("tributi".into()), limit: 2, ..MovementQuery::new(env.fx.creditor.id) };
+    let mut q = MovementQuery {
+        statuses: vec![TxStatus::Paid],
+        module: Some("tributi".into()),
+        limit: 2,
+        ..MovementQuery::new(env.fx.creditor.id)
+    };
     let first = p.search(&op, &q).await.unwrap();
-    assert_eq!((first.count, first.total), (3, Money::parse_eur("240").unwrap()));
+    assert_eq!(
+        (first.count, first.total),
+        (3, Money::parse_eur("240").unwrap())
+    );
     assert_eq!(first.page.items.len(), 2);
     q.after = first.page.next;
     let second = p.search(&op, &q).await.unwrap();
-    let mut got: Vec<_> = first.page.items.iter().chain(&second.page.items).map(|t| t.id).collect();
+    let mut got: Vec<_> = first
+        .page
+        .items
+        .iter()
+        .chain(&second.page.items)
+        .map(|t| t.id)
+        .collect();
     assert_eq!(second.page.next, None);
     got.reverse();
     assert_eq!(got, paid, "newest first, every paid one once");
     for bad in [
-        MovementQuery { limit: 0, ..MovementQuery::new(env.fx.creditor.id) },
-        MovementQuery { limit: 501, ..MovementQuery::new(env.fx.creditor.id) },
+        MovementQuery {
+            limit: 0,
+            ..MovementQuery::new(env.fx.creditor.id)
+        },
+        MovementQuery {
+            limit: 501,
+            ..MovementQuery::new(env.fx.creditor.id)
+        },
         MovementQuery {
             min_total: Some(Money::parse_eur("10").unwrap()),
             max_total: Some(Money::parse_eur("5").unwrap()),
             ..MovementQuery::new(env.fx.creditor.id)
         },
     ] {
-        assert!(matches!(p.search(&op, &bad).await, Err(Error::Validation(_))));
+        assert!(matches!(
+            p.search(&op, &bad).await,
+            Err(Error::Validation(_))
+        ));
     }
 }

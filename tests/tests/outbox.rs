@@ -13,44 +13,89 @@ async fn a_notifier_that_fails_three_times_then_succeeds_delivers_each_message_o
     let env = Env::with_notifier(RecordingNotifier::failing_first(3)).await;
     let p = &env.payments;
     let (_, checkout) = env.pending("alice", "a").await;
-    p.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid)).await.unwrap();
+    p.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid))
+        .await
+        .unwrap();
     let tx = checkout.transaction.id;
 
     // Round 1: both emails fail (failures 1 and 2); the settlement goes through.
     let r1 = p.dispatch_outbox().await.unwrap();
-    assert_eq!(r1, DispatchReport { delivered: 1, retrying: 2, dead: 0 });
-    assert_eq!(p.transaction(&Actor::System, tx).await.unwrap().status, TxStatus::Paid, "the payment stands");
+    assert_eq!(
+        r1,
+        DispatchReport {
+            delivered: 1,
+            retrying: 2,
+            dead: 0
+        }
+    );
+    assert_eq!(
+        p.transaction(&Actor::System, tx).await.unwrap().status,
+        TxStatus::Paid,
+        "the payment stands"
+    );
     assert!(env.notifier.sent().is_empty());
     assert_eq!(env.tributi.heard().len(), 1);
 
     // Nothing is retried before its backoff (1 s after the first failure).
     env.clock.advance(Duration::from_millis(999));
-    assert_eq!(p.dispatch_outbox().await.unwrap().claimed(), 0, "backoff holds");
+    assert_eq!(
+        p.dispatch_outbox().await.unwrap().claimed(),
+        0,
+        "backoff holds"
+    );
 
     // Round 2: one email fails (failure 3), the other is delivered.
     env.clock.advance(Duration::from_millis(1));
     let r2 = p.dispatch_outbox().await.unwrap();
-    assert_eq!(r2, DispatchReport { delivered: 1, retrying: 1, dead: 0 });
+    assert_eq!(
+        r2,
+        DispatchReport {
+            delivered: 1,
+            retrying: 1,
+            dead: 0
+        }
+    );
 
     // The second failure of that message waits twice as long: 2 s.
     env.clock.advance(Duration::from_millis(1999));
-    assert_eq!(p.dispatch_outbox().await.unwrap().claimed(), 0, "the backoff doubles");
+    assert_eq!(
+        p.dispatch_outbox().await.unwrap().claimed(),
+        0,
+        "the backoff doubles"
+    );
     env.clock.advance(Duration::from_millis(1));
     let r3 = p.dispatch_outbox().await.unwrap();
-    assert_eq!(r3, DispatchReport { delivered: 1, retrying: 0, dead: 0 });
+    assert_eq!(
+        r3,
+        DispatchReport {
+            delivered: 1,
+            retrying: 0,
+            dead: 0
+        }
+    );
 
     let sent = env.notifier.sent();
     assert_eq!(sent.len(), 2, "each email delivered once");
     let kinds: Vec<_> = sent.iter().map(|(n, _)| n.kind).collect();
-    assert!(kinds.contains(&NotificationKind::Receipt) && kinds.contains(&NotificationKind::CreditorNotice));
+    assert!(
+        kinds.contains(&NotificationKind::Receipt)
+            && kinds.contains(&NotificationKind::CreditorNotice)
+    );
     let attempts: u32 = sent.iter().map(|(n, _)| env.notifier.attempts(n.id)).sum();
     assert_eq!(attempts, 5, "three failures and two deliveries");
-    let outbox = p.outbox(&Actor::System, env.fx.creditor.id, OutboxQuery::default()).await.unwrap();
+    let outbox = p
+        .outbox(&Actor::System, env.fx.creditor.id, OutboxQuery::default())
+        .await
+        .unwrap();
     assert!(outbox.iter().all(|m| m.status == OutboxStatus::Delivered));
     let failed_once = outbox.iter().filter(|m| m.last_error.is_some()).count();
     assert_eq!(failed_once, 2, "the failures are recorded");
     env.clock.advance(Duration::from_secs(3600));
-    assert_eq!(p.dispatch_outbox().await.unwrap().claimed(), 0, "nothing is delivered again");
+    assert_eq!(
+        p.dispatch_outbox().await.unwrap().claimed(),
+        0,
+        "nothing is delivered again"
+    );
     assert_eq!(env.tributi.heard().len(), 1);
 }
 
@@ -63,10 +108,16 @@ async fn a_message_given_up_on_is_visible_and_an_operator_retries_it() {
     let alice = Actor::payer("alice");
     let (_, cart) = env.cart("alice").await;
     // A payer without an email address gets no receipt: only the creditor's notice.
-    p.open_cart(&alice, creditor, Payer::new("alice", "Alice")).await.unwrap();
-    p.add_item(&alice, cart.id, env.tari("a", "10")).await.unwrap();
+    p.open_cart(&alice, creditor, Payer::new("alice", "Alice"))
+        .await
+        .unwrap();
+    p.add_item(&alice, cart.id, env.tari("a", "10"))
+        .await
+        .unwrap();
     let checkout = p.checkout(&alice, cart.id, env.card(), "k").await.unwrap();
-    p.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid)).await.unwrap();
+    p.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid))
+        .await
+        .unwrap();
 
     let mut dead = 0;
     for _ in 0..10 {
@@ -77,20 +128,35 @@ async fn a_message_given_up_on_is_visible_and_an_operator_retries_it() {
     assert_eq!(dead, 1, "after five attempts the notice is given up on");
     let operator = Actor::operator(creditor, Role::Manager, "anna");
     let dead_msgs = p
-        .outbox(&operator, creditor, OutboxQuery { status: Some(OutboxStatus::Dead), ..Default::default() })
+        .outbox(
+            &operator,
+            creditor,
+            OutboxQuery {
+                status: Some(OutboxStatus::Dead),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(dead_msgs.len(), 1);
     let m = &dead_msgs[0];
     assert_eq!(m.attempts, 5);
     assert!(m.last_error.as_deref().unwrap().contains("told to fail"));
-    assert!(matches!(&m.payload, OutboxPayload::Notification(n) if n.kind == NotificationKind::CreditorNotice));
+    assert!(
+        matches!(&m.payload, OutboxPayload::Notification(n) if n.kind == NotificationKind::CreditorNotice)
+    );
 
     // A viewer may not retry; a manager may. The notifier has five failures left.
     let viewer = Actor::operator(creditor, Role::Viewer, "vera");
-    assert!(matches!(p.retry_message(&viewer, m.id).await, Err(Error::Forbidden { .. })));
+    assert!(matches!(
+        p.retry_message(&viewer, m.id).await,
+        Err(Error::Forbidden { .. })
+    ));
     let revived = p.retry_message(&operator, m.id).await.unwrap();
-    assert_eq!((revived.status, revived.attempts), (OutboxStatus::Pending, 0));
+    assert_eq!(
+        (revived.status, revived.attempts),
+        (OutboxStatus::Pending, 0)
+    );
     let mut delivered = 0;
     for _ in 0..10 {
         delivered += p.dispatch_outbox().await.unwrap().delivered;
@@ -98,7 +164,11 @@ async fn a_message_given_up_on_is_visible_and_an_operator_retries_it() {
     }
     assert_eq!(delivered, 0, "five more failures: dead again");
     p.retry_message(&operator, m.id).await.unwrap();
-    assert_eq!(p.dispatch_outbox().await.unwrap().delivered, 1, "the notifier works again");
+    assert_eq!(
+        p.dispatch_outbox().await.unwrap().delivered,
+        1,
+        "the notifier works again"
+    );
     assert_eq!(env.notifier.sent().len(), 1);
     assert_eq!(env.notifier.sent()[0].0.to, "ragioneria@comune.example.it");
 }
@@ -108,25 +178,61 @@ async fn a_settlement_for_a_module_without_a_listener_waits_for_one() {
     let env = Env::new().await;
     let p = &env.payments;
     let (alice, cart) = env.cart("alice").await;
-    p.add_item(&alice, cart.id, NewItem::new(Source::new("anagrafe", "cert-1"), env.fx.tari.id, "Certificato", Money::parse_eur("16").unwrap()).with_extra("year", "2026"))
-        .await
-        .unwrap();
+    p.add_item(
+        &alice,
+        cart.id,
+        NewItem::new(
+            Source::new("anagrafe", "cert-1"),
+            env.fx.tari.id,
+            "Certificato",
+            Money::parse_eur("16").unwrap(),
+        )
+        .with_extra("year", "2026"),
+    )
+    .await
+    .unwrap();
     let checkout = p.checkout(&alice, cart.id, env.card(), "k").await.unwrap();
-    p.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid)).await.unwrap();
-    let r = p.dispatch_outbox().await.unwrap();
-    assert_eq!(r, DispatchReport { delivered: 2, retrying: 1, dead: 0 }, "the settlement is kept for later");
-    let waiting = p
-        .outbox(&Actor::System, env.fx.creditor.id, OutboxQuery { status: Some(OutboxStatus::Pending), ..Default::default() })
+    p.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid))
         .await
         .unwrap();
-    assert!(waiting[0].last_error.as_deref().unwrap().contains("no settlement listener for module anagrafe"));
+    let r = p.dispatch_outbox().await.unwrap();
+    assert_eq!(
+        r,
+        DispatchReport {
+            delivered: 2,
+            retrying: 1,
+            dead: 0
+        },
+        "the settlement is kept for later"
+    );
+    let waiting = p
+        .outbox(
+            &Actor::System,
+            env.fx.creditor.id,
+            OutboxQuery {
+                status: Some(OutboxStatus::Pending),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        waiting[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no settlement listener for module anagrafe")
+    );
 }
 
 #[tokio::test]
 async fn the_worker_delivers_in_the_background_until_shut_down() {
     let env = Env::new().await;
     let (_, checkout) = env.pending("alice", "a").await;
-    env.payments.handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid)).await.unwrap();
+    env.payments
+        .handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid))
+        .await
+        .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = {
         let p = env.payments.clone();

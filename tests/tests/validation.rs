@@ -9,13 +9,25 @@ use payments_core::*;
 /// still empty.
 async fn refused(env: &Env, item: NewFreeItem, fields: &[&str]) {
     let (alice, cart) = env.cart("alice").await;
-    match env.payments.add_free_item(&alice, cart.id, item.clone()).await {
+    match env
+        .payments
+        .add_free_item(&alice, cart.id, item.clone())
+        .await
+    {
         Err(Error::Validation(errors)) => {
             assert_eq!(errors.fields(), fields, "for {item:?}: {errors}");
         }
         r => panic!("{item:?} must be refused, got {r:?}"),
     }
-    assert!(env.payments.cart(&alice, cart.id).await.unwrap().items.is_empty(), "nothing was added");
+    assert!(
+        env.payments
+            .cart(&alice, cart.id)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing was added"
+    );
 }
 
 #[tokio::test]
@@ -40,7 +52,10 @@ async fn every_free_item_error_names_its_field() {
     assert_eq!(added.source.module, FREE_PAYMENT_MODULE);
     assert_eq!(added.extra["fiscal_code"], "RSSMRA85T10A562S");
     assert_eq!(added.extra["filed_on"], "2026-05-04");
-    env.payments.remove_item(&alice, cart.id, added.id).await.unwrap();
+    env.payments
+        .remove_item(&alice, cart.id, added.id)
+        .await
+        .unwrap();
 
     let with = |f: &dyn Fn(&mut NewFreeItem)| {
         let mut i = ok.clone();
@@ -49,7 +64,10 @@ async fn every_free_item_error_names_its_field() {
     };
     let cases: Vec<(NewFreeItem, &[&str])> = vec![
         (with(&|i| i.payment_type_id = None), &["payment_type_id"]),
-        (with(&|i| i.payment_type_id = Some(PaymentTypeId::new())), &["payment_type_id"]),
+        (
+            with(&|i| i.payment_type_id = Some(PaymentTypeId::new())),
+            &["payment_type_id"],
+        ),
         // TARI exists but takes no free payments (and has other fields).
         (
             with(&|i| {
@@ -71,15 +89,61 @@ async fn every_free_item_error_names_its_field() {
         (with(&|i| i.reason = "  ".into()), &["reason"]),
         (with(&|i| i.reason = "x".repeat(141)), &["reason"]),
         (with(&|i| i.reason = "line\u{0}break".into()), &["reason"]),
-        (with(&|i| { i.extra.remove("case_number"); }), &["extra.case_number"]),
-        (with(&|i| { i.extra.insert("case_number".into(), "  ".into()); }), &["extra.case_number"]),
-        (with(&|i| { i.extra.insert("case_number".into(), "x".repeat(21)); }), &["extra.case_number"]),
-        (with(&|i| { i.extra.remove("office"); }), &["extra.office"]),
-        (with(&|i| { i.extra.insert("office".into(), "tributi".into()); }), &["extra.office"]),
-        (with(&|i| { i.extra.insert("email".into(), "mario@".into()); }), &["extra.email"]),
-        (with(&|i| { i.extra.insert("fiscal_code".into(), "RSSMRA85T10A562T".into()); }), &["extra.fiscal_code"]),
-        (with(&|i| { i.extra.insert("filed_on".into(), "31/02/2026".into()); }), &["extra.filed_on"]),
-        (with(&|i| { i.extra.insert("colour".into(), "blue".into()); }), &["extra.colour"]),
+        (
+            with(&|i| {
+                i.extra.remove("case_number");
+            }),
+            &["extra.case_number"],
+        ),
+        (
+            with(&|i| {
+                i.extra.insert("case_number".into(), "  ".into());
+            }),
+            &["extra.case_number"],
+        ),
+        (
+            with(&|i| {
+                i.extra.insert("case_number".into(), "x".repeat(21));
+            }),
+            &["extra.case_number"],
+        ),
+        (
+            with(&|i| {
+                i.extra.remove("office");
+            }),
+            &["extra.office"],
+        ),
+        (
+            with(&|i| {
+                i.extra.insert("office".into(), "tributi".into());
+            }),
+            &["extra.office"],
+        ),
+        (
+            with(&|i| {
+                i.extra.insert("email".into(), "mario@".into());
+            }),
+            &["extra.email"],
+        ),
+        (
+            with(&|i| {
+                i.extra
+                    .insert("fiscal_code".into(), "RSSMRA85T10A562T".into());
+            }),
+            &["extra.fiscal_code"],
+        ),
+        (
+            with(&|i| {
+                i.extra.insert("filed_on".into(), "31/02/2026".into());
+            }),
+            &["extra.filed_on"],
+        ),
+        (
+            with(&|i| {
+                i.extra.insert("colour".into(), "blue".into());
+            }),
+            &["extra.colour"],
+        ),
         // Several problems at once: all are reported, each with its field.
         (
             with(&|i| {
@@ -100,13 +164,31 @@ async fn a_fixed_amount_may_be_left_out_but_not_changed() {
     let env = Env::new().await;
     let mut building = env.fx.building.clone();
     building.free_payments = true;
-    env.payments.define_payment_type(&Actor::System, &building).await.unwrap();
+    env.payments
+        .define_payment_type(&Actor::System, &building)
+        .await
+        .unwrap();
     let (alice, cart) = env.cart("alice").await;
-    let item = NewFreeItem { payment_type_id: Some(building.id), amount: None, reason: "Oneri".into(), ..Default::default() };
-    let added = env.payments.add_free_item(&alice, cart.id, item.clone()).await.unwrap();
+    let item = NewFreeItem {
+        payment_type_id: Some(building.id),
+        amount: None,
+        reason: "Oneri".into(),
+        ..Default::default()
+    };
+    let added = env
+        .payments
+        .add_free_item(&alice, cart.id, item.clone())
+        .await
+        .unwrap();
     assert_eq!(added.amount, Money::parse_eur("150").unwrap());
-    env.payments.remove_item(&alice, cart.id, added.id).await.unwrap();
-    let changed = NewFreeItem { amount: Some("149.99".into()), ..item };
+    env.payments
+        .remove_item(&alice, cart.id, added.id)
+        .await
+        .unwrap();
+    let changed = NewFreeItem {
+        amount: Some("149.99".into()),
+        ..item
+    };
     refused(&env, changed, &["amount"]).await;
 }
 
@@ -124,11 +206,21 @@ async fn module_items_are_checked_too() {
     }
     let over_limit = env.tari("k", "10000.01");
     match p.add_item(&alice, cart.id, over_limit).await {
-        Err(Error::Validation(e)) => assert_eq!(e.fields(), ["amount"], "over the creditor's item limit"),
+        Err(Error::Validation(e)) => {
+            assert_eq!(e.fields(), ["amount"], "over the creditor's item limit")
+        }
         r => panic!("{r:?}"),
     }
-    let wrong_fixed = NewItem::new(Source::new("edilizia", "x"), env.fx.building.id, "Oneri", Money::parse_eur("1").unwrap());
-    assert!(matches!(p.add_item(&alice, cart.id, wrong_fixed).await, Err(Error::Validation(_))));
+    let wrong_fixed = NewItem::new(
+        Source::new("edilizia", "x"),
+        env.fx.building.id,
+        "Oneri",
+        Money::parse_eur("1").unwrap(),
+    );
+    assert!(matches!(
+        p.add_item(&alice, cart.id, wrong_fixed).await,
+        Err(Error::Validation(_))
+    ));
     assert!(p.cart(&alice, cart.id).await.unwrap().items.is_empty());
 }
 
@@ -137,24 +229,46 @@ async fn a_method_that_an_item_type_does_not_accept_is_refused() {
     let env = Env::new().await;
     let (alice, cart) = env.cart("alice").await;
     let p = &env.payments;
-    p.add_item(&alice, cart.id, env.tari("a", "10.00")).await.unwrap();
+    p.add_item(&alice, cart.id, env.tari("a", "10.00"))
+        .await
+        .unwrap();
     // Secretarial fees accept card and bank transfer only.
-    p.add_free_item(&alice, cart.id, env.fee("20")).await.unwrap();
+    p.add_free_item(&alice, cart.id, env.fee("20"))
+        .await
+        .unwrap();
     let sdd = env.fx.method(MethodKind::SepaDirectDebit).id;
     match p.checkout(&alice, cart.id, sdd, "k1").await {
         Err(Error::Validation(e)) => {
             let err = e.field("method").expect("the method field is named");
-            assert!(err.reason.contains("Diritti di segreteria"), "{}", err.reason);
+            assert!(
+                err.reason.contains("Diritti di segreteria"),
+                "{}",
+                err.reason
+            );
         }
         r => panic!("the method must be refused, got {r:?}"),
     }
     assert!(
-        p.cart(&alice, cart.id).await.unwrap().items.iter().all(|i| i.state == ItemState::Open),
+        p.cart(&alice, cart.id)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|i| i.state == ItemState::Open),
         "nothing was locked"
     );
-    assert_eq!(p.search(&Actor::System, &MovementQuery::new(env.fx.creditor.id)).await.unwrap().count, 0);
+    assert_eq!(
+        p.search(&Actor::System, &MovementQuery::new(env.fx.creditor.id))
+            .await
+            .unwrap()
+            .count,
+        0
+    );
     // A method of another creditor, or an unknown one, is refused as well.
-    assert!(matches!(p.checkout(&alice, cart.id, MethodId::new(), "k2").await, Err(Error::Validation(_))));
+    assert!(matches!(
+        p.checkout(&alice, cart.id, MethodId::new(), "k2").await,
+        Err(Error::Validation(_))
+    ));
     // The accepted method works.
     assert!(p.checkout(&alice, cart.id, env.card(), "k3").await.is_ok());
 }
@@ -168,7 +282,9 @@ async fn checkout_input_is_checked() {
         p.checkout(&alice, cart.id, env.card(), "k").await,
         Err(Error::Validation(e)) if e.fields() == ["cart"]
     ));
-    p.add_item(&alice, cart.id, env.tari("a", "10.00")).await.unwrap();
+    p.add_item(&alice, cart.id, env.tari("a", "10.00"))
+        .await
+        .unwrap();
     for key in ["", "   ", &"k".repeat(129), "a\nb"] {
         assert!(matches!(
             p.checkout(&alice, cart.id, env.card(), key).await,
@@ -177,7 +293,9 @@ async fn checkout_input_is_checked() {
     }
     // The creditor's transaction limit holds over the sum of items under the item limit.
     for n in 0..6 {
-        p.add_item(&alice, cart.id, env.tari(&format!("big{n}"), "9999.99")).await.unwrap();
+        p.add_item(&alice, cart.id, env.tari(&format!("big{n}"), "9999.99"))
+            .await
+            .unwrap();
     }
     assert!(matches!(
         p.checkout(&alice, cart.id, env.card(), "k").await,

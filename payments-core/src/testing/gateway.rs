@@ -3,19 +3,24 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
+use crate::Gateway;
 use crate::{
     CallbackRequest, CartId, Creditor, Error, GatewayErrorKind, Instruction, ItemId, MethodKind,
     Money, Payer, PaymentMethod, PaymentOutcome, PaymentTypeId, Source, StartRequest, Started,
     Transaction, TransactionId, TransactionLine, TxStatus,
 };
-use crate::Gateway;
 
 /// Plays the provider's side for the suite: completes a started payment the way the payer
 /// would on the provider's page, and returns the callback the provider then sends.
 #[async_trait]
 pub trait GatewayDriver: Send + Sync {
     /// Completes `started` (for `request`) with `outcome`; returns the provider's callback.
-    async fn complete(&self, request: &StartRequest, started: &Started, outcome: PaymentOutcome) -> CallbackRequest;
+    async fn complete(
+        &self,
+        request: &StartRequest,
+        started: &Started,
+        outcome: PaymentOutcome,
+    ) -> CallbackRequest;
     /// The secrets the gateway holds, which must never show in its `Debug` or errors.
     fn secrets(&self) -> Vec<String>;
 }
@@ -23,7 +28,8 @@ pub trait GatewayDriver: Send + Sync {
 /// A `Created` transaction of `total` for `kind` on `gateway`, with the creditor and method
 /// a [`StartRequest`] needs.
 pub fn start_request(gateway: &dyn Gateway, kind: MethodKind, total: &str) -> StartRequest {
-    let creditor = Creditor::new("Comune di Prova", "00488410010", "enti@example.it").expect("creditor");
+    let creditor =
+        Creditor::new("Comune di Prova", "00488410010", "enti@example.it").expect("creditor");
     let method = PaymentMethod::new(creditor.id, kind, gateway.id());
     let amount = Money::parse_eur(total).expect("amount");
     let now = Utc::now();
@@ -51,13 +57,22 @@ pub fn start_request(gateway: &dyn Gateway, kind: MethodKind, total: &str) -> St
         updated_at: now,
         expires_at: now + chrono::Duration::minutes(30),
     };
-    StartRequest { transaction, creditor, method, return_url: Some("http://localhost/return".into()) }
+    StartRequest {
+        transaction,
+        creditor,
+        method,
+        return_url: Some("http://localhost/return".into()),
+    }
 }
 
 fn assert_no_secret(gateway: &dyn Gateway, driver: &dyn GatewayDriver, text: &str, what: &str) {
     for secret in driver.secrets() {
         assert!(!secret.is_empty(), "a secret to check is not empty");
-        assert!(!text.contains(&secret), "{}: a secret shows in {what}", gateway.id());
+        assert!(
+            !text.contains(&secret),
+            "{}: a secret shows in {what}",
+            gateway.id()
+        );
     }
 }
 
@@ -65,39 +80,73 @@ fn assert_no_secret(gateway: &dyn Gateway, driver: &dyn GatewayDriver, text: &st
 pub async fn run_all(gateway: &dyn Gateway, driver: &dyn GatewayDriver) {
     assert!(!gateway.id().0.is_empty(), "a gateway has an id");
     let kinds = gateway.kinds();
-    assert!(!kinds.is_empty(), "a gateway serves at least one method kind");
+    assert!(
+        !kinds.is_empty(),
+        "a gateway serves at least one method kind"
+    );
     assert_no_secret(gateway, driver, &format!("{gateway:?}"), "Debug");
 
     for kind in &kinds {
         let req = start_request(gateway, *kind, "12.34");
         let started = gateway.start(&req).await.expect("start");
         match &started.instruction {
-            Instruction::Redirect { url } => assert!(url.starts_with("http"), "a redirect goes to a URL"),
-            Instruction::BankTransfer(d) => assert_eq!(d.amount, req.transaction.total, "the transfer is of the total"),
-            Instruction::PagoPa(n) => assert_eq!(n.amount, req.transaction.total, "the notice is of the total"),
+            Instruction::Redirect { url } => {
+                assert!(url.starts_with("http"), "a redirect goes to a URL")
+            }
+            Instruction::BankTransfer(d) => assert_eq!(
+                d.amount, req.transaction.total,
+                "the transfer is of the total"
+            ),
+            Instruction::PagoPa(n) => assert_eq!(
+                n.amount, req.transaction.total,
+                "the notice is of the total"
+            ),
             Instruction::Completed => {}
         }
     }
 
     let kind = kinds[0];
-    for outcome in [PaymentOutcome::Paid, PaymentOutcome::Failed, PaymentOutcome::Cancelled] {
+    for outcome in [
+        PaymentOutcome::Paid,
+        PaymentOutcome::Failed,
+        PaymentOutcome::Cancelled,
+    ] {
         let req = start_request(gateway, kind, "1234.56");
         let started = gateway.start(&req).await.expect("start");
         let callback = driver.complete(&req, &started, outcome).await;
-        let event = gateway.parse_callback(&callback).await.expect("a genuine callback verifies");
+        let event = gateway
+            .parse_callback(&callback)
+            .await
+            .expect("a genuine callback verifies");
         assert_eq!(event.outcome, outcome, "the callback reports the outcome");
-        assert_eq!(event.amount, req.transaction.total, "the callback reports the amount");
+        assert_eq!(
+            event.amount, req.transaction.total,
+            "the callback reports the amount"
+        );
         assert!(
             event.transaction_id == Some(req.transaction.id)
                 || (event.provider_ref.is_some() && event.provider_ref == started.provider_ref),
             "the callback names the transaction or the provider's reference"
         );
-        let again = gateway.parse_callback(&callback).await.expect("parsing again");
-        assert_eq!(again, event, "parsing does not change anything: the same callback gives the same event");
+        let again = gateway
+            .parse_callback(&callback)
+            .await
+            .expect("parsing again");
+        assert_eq!(
+            again, event,
+            "parsing does not change anything: the same callback gives the same event"
+        );
         if outcome == PaymentOutcome::Paid {
             match gateway.fetch_status(&req.transaction).await {
-                Ok(status) => assert_eq!(status, PaymentOutcome::Paid, "fetch_status reports the payment"),
-                Err(Error::Gateway { kind: GatewayErrorKind::NotSupported(_), .. }) => {}
+                Ok(status) => assert_eq!(
+                    status,
+                    PaymentOutcome::Paid,
+                    "fetch_status reports the payment"
+                ),
+                Err(Error::Gateway {
+                    kind: GatewayErrorKind::NotSupported(_),
+                    ..
+                }) => {}
                 Err(e) => panic!("fetch_status failed: {e}"),
             }
         }
@@ -109,14 +158,23 @@ pub async fn run_all(gateway: &dyn Gateway, driver: &dyn GatewayDriver) {
             None => tampered.body = b"{}".to_vec(),
         }
         match gateway.parse_callback(&tampered).await {
-            Err(Error::Gateway { kind: GatewayErrorKind::InvalidSignature, .. }) => {}
+            Err(Error::Gateway {
+                kind: GatewayErrorKind::InvalidSignature,
+                ..
+            }) => {}
             r => panic!("a tampered callback must fail verification, got {r:?}"),
         }
         let mut unsigned = callback.clone();
         unsigned.headers.clear();
         unsigned.query = None;
-        let err = gateway.parse_callback(&unsigned).await.expect_err("an unsigned callback is refused");
-        assert!(matches!(err, Error::Gateway { .. }), "a refused callback is a gateway error, got {err:?}");
+        let err = gateway
+            .parse_callback(&unsigned)
+            .await
+            .expect_err("an unsigned callback is refused");
+        assert!(
+            matches!(err, Error::Gateway { .. }),
+            "a refused callback is a gateway error, got {err:?}"
+        );
         assert_no_secret(gateway, driver, &format!("{err} {err:?}"), "errors");
     }
 }

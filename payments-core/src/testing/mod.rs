@@ -51,7 +51,11 @@ pub struct Fixture {
 impl Fixture {
     /// Registers the creditor, its payment types and a method for each of `kinds` run by
     /// `gateway`, through `payments` as the system.
-    pub async fn install(payments: &Payments, gateway: &str, kinds: &[MethodKind]) -> Result<Fixture> {
+    pub async fn install(
+        payments: &Payments,
+        gateway: &str,
+        kinds: &[MethodKind],
+    ) -> Result<Fixture> {
         let system = Actor::System;
         let creditor = Creditor::new(
             "Comune di Esempio",
@@ -60,7 +64,14 @@ impl Fixture {
         )?;
         payments.register_creditor(&system, &creditor).await?;
         let tari = PaymentType::new(creditor.id, "tari", "TARI - Tassa rifiuti").with_field(
-            FieldSpec::required("year", "Anno", FieldKind::Integer { min: Some(2000), max: Some(2100) }),
+            FieldSpec::required(
+                "year",
+                "Anno",
+                FieldKind::Integer {
+                    min: Some(2000),
+                    max: Some(2100),
+                },
+            ),
         );
         let fees = PaymentType::new(creditor.id, "diritti", "Diritti di segreteria")
             .with_free_payments(true)
@@ -68,18 +79,34 @@ impl Fixture {
                 min: Money::parse_eur("1")?,
                 max: Money::parse_eur("500")?,
             })
-            .with_field(FieldSpec::required("case_number", "Numero pratica", FieldKind::Text { max_len: 20 }))
+            .with_field(FieldSpec::required(
+                "case_number",
+                "Numero pratica",
+                FieldKind::Text { max_len: 20 },
+            ))
             .with_field(FieldSpec::optional("email", "Email", FieldKind::Email))
-            .with_field(FieldSpec::optional("fiscal_code", "Codice fiscale", FieldKind::FiscalCode))
-            .with_field(FieldSpec::optional("filed_on", "Data di presentazione", FieldKind::Date))
+            .with_field(FieldSpec::optional(
+                "fiscal_code",
+                "Codice fiscale",
+                FieldKind::FiscalCode,
+            ))
+            .with_field(FieldSpec::optional(
+                "filed_on",
+                "Data di presentazione",
+                FieldKind::Date,
+            ))
             .with_field(FieldSpec::required(
                 "office",
                 "Ufficio",
-                FieldKind::OneOf { options: vec!["edilizia".into(), "anagrafe".into()] },
+                FieldKind::OneOf {
+                    options: vec!["edilizia".into(), "anagrafe".into()],
+                },
             ))
             .with_methods([MethodKind::Card, MethodKind::BankTransfer]);
         let building = PaymentType::new(creditor.id, "oneri", "Oneri di costruzione")
-            .with_amount_rule(AmountRule::Fixed { amount: Money::parse_eur("150")? });
+            .with_amount_rule(AmountRule::Fixed {
+                amount: Money::parse_eur("150")?,
+            });
         for t in [&tari, &fees, &building] {
             payments.define_payment_type(&system, t).await?;
         }
@@ -89,7 +116,13 @@ impl Fixture {
             payments.enable_method(&system, &m).await?;
             methods.push(m);
         }
-        Ok(Fixture { creditor, tari, fees, building, methods })
+        Ok(Fixture {
+            creditor,
+            tari,
+            fees,
+            building,
+            methods,
+        })
     }
 
     /// The method of `kind`.
@@ -102,6 +135,7 @@ impl Fixture {
 
     /// A payer with an email address.
     pub fn payer(id: &str) -> Payer {
-        Payer::new(id, format!("Citizen {id}")).with_email(format!("{}@example.it", id.to_lowercase()))
+        Payer::new(id, format!("Citizen {id}"))
+            .with_email(format!("{}@example.it", id.to_lowercase()))
     }
 }

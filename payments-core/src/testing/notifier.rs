@@ -31,7 +31,10 @@ impl Inbox for RecordingNotifier {
         self.sent()
             .into_iter()
             .filter(|(n, _)| n.to == to)
-            .map(|(_, r)| ReceivedMessage { subject: r.subject, body: r.text })
+            .map(|(_, r)| ReceivedMessage {
+                subject: r.subject,
+                body: r.text,
+            })
             .collect()
     }
 }
@@ -45,7 +48,10 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
         reason: reason.into(),
         amount: Money::parse_eur(amount).expect("amount"),
     };
-    let lines = vec![line("TARI 2026 rata 1", "1000.00", "a"), line("Diritti di segreteria", "234.56", "b")];
+    let lines = vec![
+        line("TARI 2026 rata 1", "1000.00", "a"),
+        line("Diritti di segreteria", "234.56", "b"),
+    ];
     let id = OutboxId::new();
     Notification {
         id,
@@ -64,7 +70,10 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
             method_kind: MethodKind::Card,
             total: Money::parse_eur("1234.56").expect("amount"),
             lines,
-            paid_at: Utc.with_ymd_and_hms(2026, 3, 1, 10, 30, 0).single().expect("date"),
+            paid_at: Utc
+                .with_ymd_and_hms(2026, 3, 1, 10, 30, 0)
+                .single()
+                .expect("date"),
         },
     }
 }
@@ -78,27 +87,69 @@ pub async fn run_all(notifier: &dyn Notifier, inbox: &dyn Inbox) {
     assert_eq!(got.len(), 1, "the receipt arrives once, to its recipient");
     let m = &got[0];
     let id = it.summary.transaction_id.to_string();
-    assert!(m.subject.contains("Ricevuta"), "an Italian receipt's subject: {}", m.subject);
-    assert!(m.subject.contains(&id) || m.body.contains(&id), "the payment identifier is shown");
-    for needle in ["€ 1.234,56", "€ 1.000,00", "€ 234,56", "TARI 2026 rata 1", "Comune di Prova", "PRV-42"] {
-        assert!(m.body.contains(needle), "the Italian receipt shows {needle:?}:\n{}", m.body);
+    assert!(
+        m.subject.contains("Ricevuta"),
+        "an Italian receipt's subject: {}",
+        m.subject
+    );
+    assert!(
+        m.subject.contains(&id) || m.body.contains(&id),
+        "the payment identifier is shown"
+    );
+    for needle in [
+        "€ 1.234,56",
+        "€ 1.000,00",
+        "€ 234,56",
+        "TARI 2026 rata 1",
+        "Comune di Prova",
+        "PRV-42",
+    ] {
+        assert!(
+            m.body.contains(needle),
+            "the Italian receipt shows {needle:?}:\n{}",
+            m.body
+        );
     }
 
     let en = sample_notification(NotificationKind::Receipt, "bob@example.it", Locale::En);
     notifier.send(&en).await.expect("send the English receipt");
     let got = inbox.received("bob@example.it").await;
     assert_eq!(got.len(), 1);
-    assert!(got[0].subject.contains("receipt"), "an English receipt's subject: {}", got[0].subject);
-    assert!(got[0].body.contains("€1,234.56"), "the English receipt shows the total:\n{}", got[0].body);
+    assert!(
+        got[0].subject.contains("receipt"),
+        "an English receipt's subject: {}",
+        got[0].subject
+    );
+    assert!(
+        got[0].body.contains("€1,234.56"),
+        "the English receipt shows the total:\n{}",
+        got[0].body
+    );
 
-    let notice = sample_notification(NotificationKind::CreditorNotice, "ente@example.it", Locale::It);
-    notifier.send(&notice).await.expect("send the creditor's notice");
+    let notice = sample_notification(
+        NotificationKind::CreditorNotice,
+        "ente@example.it",
+        Locale::It,
+    );
+    notifier
+        .send(&notice)
+        .await
+        .expect("send the creditor's notice");
     let got = inbox.received("ente@example.it").await;
     assert_eq!(got.len(), 1);
     assert!(
-        got[0].body.contains(&notice.summary.transaction_id.to_string()),
+        got[0]
+            .body
+            .contains(&notice.summary.transaction_id.to_string()),
         "the notice shows the payment identifier"
     );
-    assert!(got[0].body.contains("Alice Bianchi"), "the notice shows the payer");
-    assert_eq!(inbox.received("alice@example.it").await.len(), 1, "nobody else gets another's message");
+    assert!(
+        got[0].body.contains("Alice Bianchi"),
+        "the notice shows the payer"
+    );
+    assert_eq!(
+        inbox.received("alice@example.it").await.len(),
+        1,
+        "nobody else gets another's message"
+    );
 }

@@ -7,10 +7,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::{
     Actor, Cart, CartId, Conflict, Creditor, Error, EventId, HistoryQuery, Instruction, ItemId,
-    ItemState, MethodKind, Money, MovementQuery, NewOutboxMessage, Notification,
-    NotificationKind, OutboxId, OutboxPayload, OutboxQuery, OutboxStatus, PayableItem, Payer,
-    PaymentMethod, PaymentType, Settlement, Source, Store, Transaction, TransactionEvent,
-    TransactionId, TransactionLine, TransactionSummary, Transition, TxStatus,
+    ItemState, MethodKind, Money, MovementQuery, NewOutboxMessage, Notification, NotificationKind,
+    OutboxId, OutboxPayload, OutboxQuery, OutboxStatus, PayableItem, Payer, PaymentMethod,
+    PaymentType, Settlement, Source, Store, Transaction, TransactionEvent, TransactionId,
+    TransactionLine, TransactionSummary, Transition, TxStatus,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -37,7 +37,9 @@ where
 
 /// A fixed instant, so stores are tested with chosen times.
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().expect("a valid date")
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
+        .single()
+        .expect("a valid date")
 }
 
 fn eur(s: &str) -> Money {
@@ -60,14 +62,23 @@ pub struct Sample {
 impl Sample {
     /// Stores a creditor, a type, a method and alice's cart.
     pub async fn install(store: &dyn Store) -> Sample {
-        let creditor = Creditor::new("Comune di Prova", "00488410010", "enti@example.it").expect("creditor");
+        let creditor =
+            Creditor::new("Comune di Prova", "00488410010", "enti@example.it").expect("creditor");
         store.put_creditor(&creditor).await.expect("put_creditor");
         let payment_type = PaymentType::new(creditor.id, "tari", "TARI");
-        store.put_payment_type(&payment_type).await.expect("put_payment_type");
+        store
+            .put_payment_type(&payment_type)
+            .await
+            .expect("put_payment_type");
         let method = PaymentMethod::new(creditor.id, MethodKind::Card, "sandbox");
         store.put_method(&method).await.expect("put_method");
         let cart = Sample::cart_of(store, &creditor, "alice").await;
-        Sample { creditor, payment_type, method, cart }
+        Sample {
+            creditor,
+            payment_type,
+            method,
+            cart,
+        }
     }
 
     /// Opens the cart of `payer` at `creditor`.
@@ -75,14 +86,22 @@ impl Sample {
         let cart = Cart {
             id: CartId::new(),
             creditor_id: creditor.id,
-            payer: Payer::new(payer, format!("Payer {payer}")).with_email(format!("{payer}@example.it")),
+            payer: Payer::new(payer, format!("Payer {payer}"))
+                .with_email(format!("{payer}@example.it")),
             created_at: t0(),
         };
         store.open_cart(&cart).await.expect("open_cart")
     }
 
     /// Adds an open item to `cart`.
-    pub async fn item(&self, store: &dyn Store, cart: &Cart, module: &str, key: &str, amount: &str) -> PayableItem {
+    pub async fn item(
+        &self,
+        store: &dyn Store,
+        cart: &Cart,
+        module: &str,
+        key: &str,
+        amount: &str,
+    ) -> PayableItem {
         let item = PayableItem {
             id: ItemId::new(),
             creditor_id: cart.creditor_id,
@@ -101,7 +120,13 @@ impl Sample {
     }
 
     /// A `Created` transaction over `items`, not yet stored, and its first event.
-    pub fn transaction(&self, cart: &Cart, items: &[PayableItem], key: &str, at: DateTime<Utc>) -> (Transaction, TransactionEvent) {
+    pub fn transaction(
+        &self,
+        cart: &Cart,
+        items: &[PayableItem],
+        key: &str,
+        at: DateTime<Utc>,
+    ) -> (Transaction, TransactionEvent) {
         let lines: Vec<TransactionLine> = items
             .iter()
             .map(|i| TransactionLine {
@@ -145,10 +170,23 @@ impl Sample {
     }
 
     /// Stores a transaction over `items` and returns it.
-    pub async fn checkout(&self, store: &dyn Store, cart: &Cart, items: &[PayableItem], key: &str, at: DateTime<Utc>) -> Transaction {
+    pub async fn checkout(
+        &self,
+        store: &dyn Store,
+        cart: &Cart,
+        items: &[PayableItem],
+        key: &str,
+        at: DateTime<Utc>,
+    ) -> Transaction {
         let (tx, event) = self.transaction(cart, items, key, at);
-        let created = store.create_transaction(&tx, &event).await.expect("create_transaction");
-        assert!(created.created, "a new idempotency key must create a transaction");
+        let created = store
+            .create_transaction(&tx, &event)
+            .await
+            .expect("create_transaction");
+        assert!(
+            created.created,
+            "a new idempotency key must create a transaction"
+        );
         created.transaction
     }
 }
@@ -186,7 +224,10 @@ pub fn outbox_for(tx: &Transaction, at: DateTime<Utc>) -> Vec<NewOutboxMessage> 
         paid_at: at,
     };
     let mut out = Vec::new();
-    for (kind, to) in [(NotificationKind::Receipt, "alice@example.it"), (NotificationKind::CreditorNotice, "enti@example.it")] {
+    for (kind, to) in [
+        (NotificationKind::Receipt, "alice@example.it"),
+        (NotificationKind::CreditorNotice, "enti@example.it"),
+    ] {
         let id = OutboxId::new();
         out.push(NewOutboxMessage {
             id,
@@ -219,31 +260,61 @@ pub fn outbox_for(tx: &Transaction, at: DateTime<Utc>) -> Vec<NewOutboxMessage> 
 }
 
 async fn state_of(store: &dyn Store, item: ItemId) -> ItemState {
-    store.item(item).await.expect("item").expect("item exists").state
+    store
+        .item(item)
+        .await
+        .expect("item")
+        .expect("item exists")
+        .state
 }
 
 /// Creditors, payment types and methods come back as stored, per creditor.
 pub async fn config_round_trips(store: Arc<dyn Store>) {
     let s = Sample::install(store.as_ref()).await;
-    assert_eq!(store.creditor(s.creditor.id).await.unwrap(), Some(s.creditor.clone()));
-    assert_eq!(store.payment_type(s.payment_type.id).await.unwrap(), Some(s.payment_type.clone()));
-    assert_eq!(store.method(s.method.id).await.unwrap(), Some(s.method.clone()));
+    assert_eq!(
+        store.creditor(s.creditor.id).await.unwrap(),
+        Some(s.creditor.clone())
+    );
+    assert_eq!(
+        store.payment_type(s.payment_type.id).await.unwrap(),
+        Some(s.payment_type.clone())
+    );
+    assert_eq!(
+        store.method(s.method.id).await.unwrap(),
+        Some(s.method.clone())
+    );
     let other = Creditor::new("Altro Comune", "00488410010", "altro@example.it").unwrap();
     store.put_creditor(&other).await.unwrap();
     let other_type = PaymentType::new(other.id, "imu", "IMU");
     store.put_payment_type(&other_type).await.unwrap();
-    assert_eq!(store.payment_types(s.creditor.id).await.unwrap(), vec![s.payment_type.clone()]);
-    assert_eq!(store.payment_types(other.id).await.unwrap(), vec![other_type]);
+    assert_eq!(
+        store.payment_types(s.creditor.id).await.unwrap(),
+        vec![s.payment_type.clone()]
+    );
+    assert_eq!(
+        store.payment_types(other.id).await.unwrap(),
+        vec![other_type]
+    );
     assert!(store.methods(other.id).await.unwrap().is_empty());
     let mut renamed = s.payment_type.clone();
     renamed.name = "TARI 2026".into();
     store.put_payment_type(&renamed).await.unwrap();
-    assert_eq!(store.payment_type(renamed.id).await.unwrap().unwrap().name, "TARI 2026", "put replaces");
+    assert_eq!(
+        store.payment_type(renamed.id).await.unwrap().unwrap().name,
+        "TARI 2026",
+        "put replaces"
+    );
     let mut disabled = s.method.clone();
     disabled.enabled = false;
     store.put_method(&disabled).await.unwrap();
-    assert!(!store.method(disabled.id).await.unwrap().unwrap().enabled, "put replaces");
-    assert_eq!(store.creditor(crate::CreditorId::new()).await.unwrap(), None);
+    assert!(
+        !store.method(disabled.id).await.unwrap().unwrap().enabled,
+        "put replaces"
+    );
+    assert_eq!(
+        store.creditor(crate::CreditorId::new()).await.unwrap(),
+        None
+    );
 }
 
 /// A payer has one cart per creditor; items are idempotent on their source; removal.
@@ -254,7 +325,10 @@ pub async fn carts_and_items(store: Arc<dyn Store>) {
     assert_eq!(again.id, s.cart.id, "open_cart returns the payer's cart");
     let bob = Sample::cart_of(store, &s.creditor, "bob").await;
     assert_ne!(bob.id, s.cart.id, "another payer has another cart");
-    assert_eq!(store.cart(s.cart.id).await.unwrap().unwrap().payer.id, s.cart.payer.id);
+    assert_eq!(
+        store.cart(s.cart.id).await.unwrap().unwrap().payer.id,
+        s.cart.payer.id
+    );
 
     let first = s.item(store, &s.cart, "tributi", "k1", "10.00").await;
     let mut dup = first.clone();
@@ -263,21 +337,41 @@ pub async fn carts_and_items(store: Arc<dyn Store>) {
     let added = store.add_item(&dup).await.unwrap();
     assert!(!added.created, "the same source is not inserted twice");
     assert_eq!(added.item.id, first.id);
-    assert_eq!(added.item.amount, eur("10.00"), "the first item is kept unchanged");
+    assert_eq!(
+        added.item.amount,
+        eur("10.00"),
+        "the first item is kept unchanged"
+    );
     let second = s.item(store, &s.cart, "tributi", "k2", "5.50").await;
     let same_key_other_module = s.item(store, &s.cart, "edilizia", "k1", "1.00").await;
-    assert_ne!(same_key_other_module.id, first.id, "a source is module and key together");
+    assert_ne!(
+        same_key_other_module.id, first.id,
+        "a source is module and key together"
+    );
     let items = store.cart_items(s.cart.id).await.unwrap();
-    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![first.id, second.id, same_key_other_module.id]);
+    assert_eq!(
+        items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![first.id, second.id, same_key_other_module.id]
+    );
     assert!(store.cart_items(bob.id).await.unwrap().is_empty());
 
     let removed = store.remove_item(second.id).await.unwrap();
     assert_eq!(removed.state, ItemState::Removed);
-    assert!(matches!(store.remove_item(second.id).await, Err(Error::Conflict(_))), "removing twice conflicts");
+    assert!(
+        matches!(store.remove_item(second.id).await, Err(Error::Conflict(_))),
+        "removing twice conflicts"
+    );
     assert_eq!(store.cart_items(s.cart.id).await.unwrap().len(), 2);
     let back = s.item(store, &s.cart, "tributi", "k2", "5.50").await;
-    assert_eq!((back.id, back.state), (second.id, ItemState::Open), "adding a removed source brings it back");
-    assert!(matches!(store.remove_item(ItemId::new()).await, Err(Error::NotFound { .. })));
+    assert_eq!(
+        (back.id, back.state),
+        (second.id, ItemState::Open),
+        "adding a removed source brings it back"
+    );
+    assert!(matches!(
+        store.remove_item(ItemId::new()).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// Creating a transaction locks its items; a second one over them is refused and changes
@@ -287,11 +381,16 @@ pub async fn create_transaction_locks_items(store: Arc<dyn Store>) {
     let s = Sample::install(store).await;
     let a = s.item(store, &s.cart, "tributi", "a", "10.00").await;
     let b = s.item(store, &s.cart, "tributi", "b", "2.50").await;
-    let tx = s.checkout(store, &s.cart, &[a.clone(), b.clone()], "key-1", t0()).await;
+    let tx = s
+        .checkout(store, &s.cart, &[a.clone(), b.clone()], "key-1", t0())
+        .await;
     assert_eq!(tx.total, eur("12.50"));
     assert_eq!(state_of(store, a.id).await, ItemState::Locked(tx.id));
     assert_eq!(state_of(store, b.id).await, ItemState::Locked(tx.id));
-    assert!(matches!(store.remove_item(a.id).await, Err(Error::Conflict(_))), "a locked item cannot be removed");
+    assert!(
+        matches!(store.remove_item(a.id).await, Err(Error::Conflict(_))),
+        "a locked item cannot be removed"
+    );
 
     let c = s.item(store, &s.cart, "tributi", "c", "1.00").await;
     let (other, ev) = s.transaction(&s.cart, &[c.clone(), a.clone()], "key-2", t0());
@@ -299,16 +398,41 @@ pub async fn create_transaction_locks_items(store: Arc<dyn Store>) {
         Err(Error::Conflict(Conflict::ItemUnavailable { .. })) => {}
         r => panic!("a locked item must refuse a second transaction, got {r:?}"),
     }
-    assert_eq!(store.transaction(other.id).await.unwrap(), None, "a refused transaction is not stored");
-    assert_eq!(state_of(store, c.id).await, ItemState::Open, "a refused transaction locks nothing");
+    assert_eq!(
+        store.transaction(other.id).await.unwrap(),
+        None,
+        "a refused transaction is not stored"
+    );
+    assert_eq!(
+        state_of(store, c.id).await,
+        ItemState::Open,
+        "a refused transaction locks nothing"
+    );
 
-    let (replay, ev) = s.transaction(&s.cart, &[c.clone()], "key-1", t0());
+    let (replay, ev) = s.transaction(&s.cart, std::slice::from_ref(&c), "key-1", t0());
     let created = store.create_transaction(&replay, &ev).await.unwrap();
     assert!(!created.created);
-    assert_eq!(created.transaction.id, tx.id, "the same payer and key return the first transaction");
+    assert_eq!(
+        created.transaction.id, tx.id,
+        "the same payer and key return the first transaction"
+    );
     assert_eq!(state_of(store, c.id).await, ItemState::Open);
-    assert_eq!(store.transaction_by_key(&s.cart.payer.id, "key-1").await.unwrap().map(|t| t.id), Some(tx.id));
-    assert_eq!(store.transaction_by_key(&"bob".into(), "key-1").await.unwrap(), None, "keys are per payer");
+    assert_eq!(
+        store
+            .transaction_by_key(&s.cart.payer.id, "key-1")
+            .await
+            .unwrap()
+            .map(|t| t.id),
+        Some(tx.id)
+    );
+    assert_eq!(
+        store
+            .transaction_by_key(&"bob".into(), "key-1")
+            .await
+            .unwrap(),
+        None,
+        "keys are per payer"
+    );
 
     let stored = store.transaction(tx.id).await.unwrap().unwrap();
     assert_eq!(stored, tx, "a transaction comes back as stored");
@@ -320,42 +444,64 @@ pub async fn create_transaction_locks_items(store: Arc<dyn Store>) {
 /// Many concurrent transactions over the same items: exactly one is created.
 pub async fn concurrent_checkouts_create_one_transaction(store: Arc<dyn Store>) {
     let s = Sample::install(store.as_ref()).await;
-    let a = s.item(store.as_ref(), &s.cart, "tributi", "a", "10.00").await;
-    let b = s.item(store.as_ref(), &s.cart, "tributi", "b", "20.00").await;
+    let a = s
+        .item(store.as_ref(), &s.cart, "tributi", "a", "10.00")
+        .await;
+    let b = s
+        .item(store.as_ref(), &s.cart, "tributi", "b", "20.00")
+        .await;
     let mut tasks = Vec::new();
     for n in 0..16 {
         let store = store.clone();
         let (tx, ev) = s.transaction(&s.cart, &[a.clone(), b.clone()], &format!("key-{n}"), t0());
-        tasks.push(tokio::spawn(async move { store.create_transaction(&tx, &ev).await }));
+        tasks.push(tokio::spawn(async move {
+            store.create_transaction(&tx, &ev).await
+        }));
     }
     let mut created = Vec::new();
     for t in tasks {
         match t.await.expect("task") {
             Ok(c) if c.created => created.push(c.transaction.id),
-            Ok(c) => panic!("a fresh key returned an existing transaction {}", c.transaction.id),
+            Ok(c) => panic!(
+                "a fresh key returned an existing transaction {}",
+                c.transaction.id
+            ),
             Err(Error::Conflict(_)) => {}
             Err(e) => panic!("unexpected error {e}"),
         }
     }
     assert_eq!(created.len(), 1, "exactly one transaction wins the items");
-    assert_eq!(state_of(store.as_ref(), a.id).await, ItemState::Locked(created[0]));
-    assert_eq!(state_of(store.as_ref(), b.id).await, ItemState::Locked(created[0]));
+    assert_eq!(
+        state_of(store.as_ref(), a.id).await,
+        ItemState::Locked(created[0])
+    );
+    assert_eq!(
+        state_of(store.as_ref(), b.id).await,
+        ItemState::Locked(created[0])
+    );
 }
 
 /// Many concurrent calls with one idempotency key: one transaction, returned to all.
 pub async fn concurrent_same_key_returns_one_transaction(store: Arc<dyn Store>) {
     let s = Sample::install(store.as_ref()).await;
-    let a = s.item(store.as_ref(), &s.cart, "tributi", "a", "10.00").await;
+    let a = s
+        .item(store.as_ref(), &s.cart, "tributi", "a", "10.00")
+        .await;
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
-        let (tx, ev) = s.transaction(&s.cart, &[a.clone()], "same-key", t0());
-        tasks.push(tokio::spawn(async move { store.create_transaction(&tx, &ev).await }));
+        let (tx, ev) = s.transaction(&s.cart, std::slice::from_ref(&a), "same-key", t0());
+        tasks.push(tokio::spawn(async move {
+            store.create_transaction(&tx, &ev).await
+        }));
     }
     let mut ids = Vec::new();
     let mut created = 0;
     for t in tasks {
-        let c = t.await.expect("task").expect("the same key never conflicts");
+        let c = t
+            .await
+            .expect("task")
+            .expect("the same key never conflicts");
         created += usize::from(c.created);
         ids.push(c.transaction.id);
     }
@@ -370,9 +516,16 @@ pub async fn transition_is_compare_and_set(store: Arc<dyn Store>) {
     let s = Sample::install(store).await;
     let a = s.item(store, &s.cart, "tributi", "a", "10.00").await;
     let tx = s.checkout(store, &s.cart, &[a], "k", t0()).await;
-    let mut t = transition(&tx, TxStatus::Created, TxStatus::Pending, t0() + Duration::seconds(1));
+    let mut t = transition(
+        &tx,
+        TxStatus::Created,
+        TxStatus::Pending,
+        t0() + Duration::seconds(1),
+    );
     t.provider_ref = Some("prov-123".into());
-    t.instruction = Some(Instruction::Redirect { url: "https://pay.example/s/1".into() });
+    t.instruction = Some(Instruction::Redirect {
+        url: "https://pay.example/s/1".into(),
+    });
     t.expires_at = Some(t0() + Duration::hours(2));
     t.note = Some("started".into());
     let moved = store.transition(&t).await.unwrap();
@@ -383,27 +536,61 @@ pub async fn transition_is_compare_and_set(store: Arc<dyn Store>) {
     assert_eq!(moved.updated_at, t0() + Duration::seconds(1));
     assert_eq!(store.transaction(tx.id).await.unwrap().unwrap(), moved);
     assert_eq!(
-        store.transaction_by_provider_ref(&s.method.gateway_id, "prov-123").await.unwrap().map(|t| t.id),
+        store
+            .transaction_by_provider_ref(&s.method.gateway_id, "prov-123")
+            .await
+            .unwrap()
+            .map(|t| t.id),
         Some(tx.id)
     );
-    assert_eq!(store.transaction_by_provider_ref(&"other".into(), "prov-123").await.unwrap(), None);
+    assert_eq!(
+        store
+            .transaction_by_provider_ref(&"other".into(), "prov-123")
+            .await
+            .unwrap(),
+        None
+    );
 
-    let mut stale = transition(&tx, TxStatus::Created, TxStatus::Failed, t0() + Duration::seconds(2));
+    let mut stale = transition(
+        &tx,
+        TxStatus::Created,
+        TxStatus::Failed,
+        t0() + Duration::seconds(2),
+    );
     stale.outbox = outbox_for(&tx, t0());
     match store.transition(&stale).await {
         Err(Error::Conflict(Conflict::StaleState { .. })) => {}
         r => panic!("a stale transition must be refused, got {r:?}"),
     }
-    assert_eq!(store.transaction(tx.id).await.unwrap().unwrap().status, TxStatus::Pending);
-    assert!(store.outbox(&OutboxQuery::default()).await.unwrap().is_empty(), "a refused transition enqueues nothing");
+    assert_eq!(
+        store.transaction(tx.id).await.unwrap().unwrap().status,
+        TxStatus::Pending
+    );
+    assert!(
+        store
+            .outbox(&OutboxQuery::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused transition enqueues nothing"
+    );
     let events = store.events(tx.id).await.unwrap();
     assert_eq!(events.len(), 2, "a refused transition leaves no event");
     let e = &events[1];
     assert_eq!((e.from, e.to), (Some(TxStatus::Created), TxStatus::Pending));
-    assert_eq!((e.note.as_deref(), e.provider_ref.as_deref()), (Some("started"), Some("prov-123")));
+    assert_eq!(
+        (e.note.as_deref(), e.provider_ref.as_deref()),
+        (Some("started"), Some("prov-123"))
+    );
     assert_eq!(e.actor, Actor::System);
-    let unknown = Transition { transaction: TransactionId::new(), ..transition(&tx, TxStatus::Pending, TxStatus::Paid, t0()) };
-    assert!(matches!(store.transition(&unknown).await, Err(Error::NotFound { .. })));
+    let unknown = Transition {
+        transaction: TransactionId::new(),
+        ..transition(&tx, TxStatus::Pending, TxStatus::Paid, t0())
+    };
+    assert!(matches!(
+        store.transition(&unknown).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// `Paid` settles the items and enqueues the outbox in the same step.
@@ -412,25 +599,54 @@ pub async fn paid_settles_items_and_enqueues_outbox(store: Arc<dyn Store>) {
     let s = Sample::install(store).await;
     let a = s.item(store, &s.cart, "tributi", "a", "10.00").await;
     let b = s.item(store, &s.cart, "edilizia", "b", "0.99").await;
-    let tx = s.checkout(store, &s.cart, &[a.clone(), b.clone()], "k", t0()).await;
-    store.transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0())).await.unwrap();
-    let mut paid = transition(&tx, TxStatus::Pending, TxStatus::Paid, t0() + Duration::minutes(1));
+    let tx = s
+        .checkout(store, &s.cart, &[a.clone(), b.clone()], "k", t0())
+        .await;
+    store
+        .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0()))
+        .await
+        .unwrap();
+    let mut paid = transition(
+        &tx,
+        TxStatus::Pending,
+        TxStatus::Paid,
+        t0() + Duration::minutes(1),
+    );
     paid.outbox = outbox_for(&tx, paid.at);
     let ids: Vec<OutboxId> = paid.outbox.iter().map(|m| m.id).collect();
     store.transition(&paid).await.unwrap();
     assert_eq!(state_of(store, a.id).await, ItemState::Paid(tx.id));
     assert_eq!(state_of(store, b.id).await, ItemState::Paid(tx.id));
-    assert!(store.cart_items(s.cart.id).await.unwrap().is_empty(), "paid items leave the cart");
-    let outbox = store.outbox(&OutboxQuery { transaction_id: Some(tx.id), ..Default::default() }).await.unwrap();
-    assert_eq!(outbox.iter().map(|m| m.id).collect::<Vec<_>>(), ids, "every message is enqueued, in order");
+    assert!(
+        store.cart_items(s.cart.id).await.unwrap().is_empty(),
+        "paid items leave the cart"
+    );
+    let outbox = store
+        .outbox(&OutboxQuery {
+            transaction_id: Some(tx.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids,
+        "every message is enqueued, in order"
+    );
     for (m, new) in outbox.iter().zip(&paid.outbox) {
         assert_eq!(m.payload, new.payload);
-        assert_eq!((m.status, m.attempts, m.creditor_id), (OutboxStatus::Pending, 0, tx.creditor_id));
+        assert_eq!(
+            (m.status, m.attempts, m.creditor_id),
+            (OutboxStatus::Pending, 0, tx.creditor_id)
+        );
         assert_eq!(m.next_attempt_at, paid.at);
     }
     // A paid item is never locked again, even by a transaction that names it.
-    let (again, ev) = s.transaction(&s.cart, &[a.clone()], "k2", t0());
-    assert!(matches!(store.create_transaction(&again, &ev).await, Err(Error::Conflict(_))));
+    let (again, ev) = s.transaction(&s.cart, std::slice::from_ref(&a), "k2", t0());
+    assert!(matches!(
+        store.create_transaction(&again, &ev).await,
+        Err(Error::Conflict(_))
+    ));
     // Adding the same source again returns the paid item, still paid.
     let re = s.item(store, &s.cart, "tributi", "a", "10.00").await;
     assert_eq!(re.state, ItemState::Paid(tx.id));
@@ -441,22 +657,50 @@ pub async fn failure_frees_items(store: Arc<dyn Store>) {
     let store = store.as_ref();
     let s = Sample::install(store).await;
     let a = s.item(store, &s.cart, "tributi", "a", "10.00").await;
-    let tx = s.checkout(store, &s.cart, &[a.clone()], "k1", t0()).await;
-    store.transition(&transition(&tx, TxStatus::Created, TxStatus::Failed, t0())).await.unwrap();
+    let tx = s
+        .checkout(store, &s.cart, std::slice::from_ref(&a), "k1", t0())
+        .await;
+    store
+        .transition(&transition(&tx, TxStatus::Created, TxStatus::Failed, t0()))
+        .await
+        .unwrap();
     assert_eq!(state_of(store, a.id).await, ItemState::Open);
-    let second = s.checkout(store, &s.cart, &[a.clone()], "k2", t0()).await;
+    let second = s
+        .checkout(store, &s.cart, std::slice::from_ref(&a), "k2", t0())
+        .await;
     assert_eq!(state_of(store, a.id).await, ItemState::Locked(second.id));
-    store.transition(&transition(&second, TxStatus::Created, TxStatus::Pending, t0())).await.unwrap();
-    store.transition(&transition(&second, TxStatus::Pending, TxStatus::Expired, t0())).await.unwrap();
+    store
+        .transition(&transition(
+            &second,
+            TxStatus::Created,
+            TxStatus::Pending,
+            t0(),
+        ))
+        .await
+        .unwrap();
+    store
+        .transition(&transition(
+            &second,
+            TxStatus::Pending,
+            TxStatus::Expired,
+            t0(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(state_of(store, a.id).await, ItemState::Open);
 }
 
 /// The same transition applied concurrently: one applies, with one set of outbox rows.
 pub async fn concurrent_transitions_apply_once(store: Arc<dyn Store>) {
     let s = Sample::install(store.as_ref()).await;
-    let a = s.item(store.as_ref(), &s.cart, "tributi", "a", "10.00").await;
+    let a = s
+        .item(store.as_ref(), &s.cart, "tributi", "a", "10.00")
+        .await;
     let tx = s.checkout(store.as_ref(), &s.cart, &[a], "k", t0()).await;
-    store.transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0())).await.unwrap();
+    store
+        .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0()))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
@@ -475,7 +719,11 @@ pub async fn concurrent_transitions_apply_once(store: Arc<dyn Store>) {
     assert_eq!(applied, 1, "one transition applies");
     let outbox = store.outbox(&OutboxQuery::default()).await.unwrap();
     assert_eq!(outbox.len(), 3, "one set of outbox rows");
-    assert_eq!(store.events(tx.id).await.unwrap().len(), 3, "created, pending, paid");
+    assert_eq!(
+        store.events(tx.id).await.unwrap().len(),
+        3,
+        "created, pending, paid"
+    );
 }
 
 /// Unfinished transactions whose time is up are listed for expiry; others are not.
@@ -483,18 +731,39 @@ pub async fn expiry_candidates(store: Arc<dyn Store>) {
     let store = store.as_ref();
     let s = Sample::install(store).await;
     let mut txs = Vec::new();
-    for (n, status) in [TxStatus::Created, TxStatus::Pending, TxStatus::Paid, TxStatus::Reported].into_iter().enumerate() {
-        let item = s.item(store, &s.cart, "tributi", &format!("i{n}"), "1.00").await;
-        let tx = s.checkout(store, &s.cart, &[item], &format!("k{n}"), t0()).await;
+    for (n, status) in [
+        TxStatus::Created,
+        TxStatus::Pending,
+        TxStatus::Paid,
+        TxStatus::Reported,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let item = s
+            .item(store, &s.cart, "tributi", &format!("i{n}"), "1.00")
+            .await;
+        let tx = s
+            .checkout(store, &s.cart, &[item], &format!("k{n}"), t0())
+            .await;
         if status != TxStatus::Created {
-            store.transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0())).await.unwrap();
+            store
+                .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0()))
+                .await
+                .unwrap();
         }
         if status != TxStatus::Created && status != TxStatus::Pending {
-            store.transition(&transition(&tx, TxStatus::Pending, status, t0())).await.unwrap();
+            store
+                .transition(&transition(&tx, TxStatus::Pending, status, t0()))
+                .await
+                .unwrap();
         }
         txs.push(tx);
     }
-    let before = store.due_for_expiry(t0() + Duration::minutes(29), 100).await.unwrap();
+    let before = store
+        .due_for_expiry(t0() + Duration::minutes(29), 100)
+        .await
+        .unwrap();
     assert!(before.is_empty(), "nothing expires before its time");
     let mut due: Vec<TransactionId> = store
         .due_for_expiry(t0() + Duration::minutes(30), 100)
@@ -504,14 +773,33 @@ pub async fn expiry_candidates(store: Arc<dyn Store>) {
         .map(|t| t.id)
         .collect();
     due.sort();
-    assert_eq!(due, vec![txs[0].id, txs[1].id], "only created and pending transactions expire");
-    assert_eq!(store.due_for_expiry(t0() + Duration::hours(1), 1).await.unwrap().len(), 1, "the limit holds");
+    assert_eq!(
+        due,
+        vec![txs[0].id, txs[1].id],
+        "only created and pending transactions expire"
+    );
+    assert_eq!(
+        store
+            .due_for_expiry(t0() + Duration::hours(1), 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the limit holds"
+    );
 }
 
-async fn paid_transaction_with_outbox(store: &dyn Store, s: &Sample, key: &str) -> (Transaction, Vec<OutboxId>) {
+async fn paid_transaction_with_outbox(
+    store: &dyn Store,
+    s: &Sample,
+    key: &str,
+) -> (Transaction, Vec<OutboxId>) {
     let item = s.item(store, &s.cart, "tributi", key, "3.00").await;
     let tx = s.checkout(store, &s.cart, &[item], key, t0()).await;
-    store.transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0())).await.unwrap();
+    store
+        .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0()))
+        .await
+        .unwrap();
     let mut paid = transition(&tx, TxStatus::Pending, TxStatus::Paid, t0());
     paid.outbox = outbox_for(&tx, t0());
     store.transition(&paid).await.unwrap();
@@ -524,36 +812,122 @@ pub async fn outbox_lifecycle(store: Arc<dyn Store>) {
     let s = Sample::install(store).await;
     let (_, ids) = paid_transaction_with_outbox(store, &s, "a").await;
     let lease = t0() + Duration::minutes(5);
-    assert!(store.claim_outbox(t0() - Duration::seconds(1), lease, 10).await.unwrap().is_empty(), "nothing is due before it is enqueued");
+    assert!(
+        store
+            .claim_outbox(t0() - Duration::seconds(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is due before it is enqueued"
+    );
     let first = store.claim_outbox(t0(), lease, 2).await.unwrap();
-    assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..2], "oldest first, up to the limit");
-    assert!(first.iter().all(|m| m.attempts == 1 && m.next_attempt_at == lease));
+    assert_eq!(
+        first.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[..2],
+        "oldest first, up to the limit"
+    );
+    assert!(
+        first
+            .iter()
+            .all(|m| m.attempts == 1 && m.next_attempt_at == lease)
+    );
     let rest = store.claim_outbox(t0(), lease, 10).await.unwrap();
-    assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..], "claimed messages are not claimed again");
-    assert!(store.claim_outbox(lease - Duration::seconds(1), lease, 10).await.unwrap().is_empty(), "not within the lease");
+    assert_eq!(
+        rest.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[2..],
+        "claimed messages are not claimed again"
+    );
+    assert!(
+        store
+            .claim_outbox(lease - Duration::seconds(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not within the lease"
+    );
 
     store.outbox_delivered(ids[0], t0()).await.unwrap();
     let retry_at = t0() + Duration::seconds(30);
-    store.outbox_failed(ids[1], "smtp down", Some(retry_at)).await.unwrap();
-    store.outbox_failed(ids[2], "no listener", None).await.unwrap();
+    store
+        .outbox_failed(ids[1], "smtp down", Some(retry_at))
+        .await
+        .unwrap();
+    store
+        .outbox_failed(ids[2], "no listener", None)
+        .await
+        .unwrap();
     let m1 = store.outbox_message(ids[1]).await.unwrap().unwrap();
-    assert_eq!((m1.status, m1.next_attempt_at, m1.last_error.as_deref()), (OutboxStatus::Pending, retry_at, Some("smtp down")));
-    let dead = store.outbox(&OutboxQuery { status: Some(OutboxStatus::Dead), ..Default::default() }).await.unwrap();
+    assert_eq!(
+        (m1.status, m1.next_attempt_at, m1.last_error.as_deref()),
+        (OutboxStatus::Pending, retry_at, Some("smtp down"))
+    );
+    let dead = store
+        .outbox(&OutboxQuery {
+            status: Some(OutboxStatus::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(dead.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
     let delivered = store.outbox_message(ids[0]).await.unwrap().unwrap();
-    assert_eq!((delivered.status, delivered.delivered_at), (OutboxStatus::Delivered, Some(t0())));
+    assert_eq!(
+        (delivered.status, delivered.delivered_at),
+        (OutboxStatus::Delivered, Some(t0()))
+    );
 
-    let again = store.claim_outbox(retry_at, retry_at + Duration::minutes(5), 10).await.unwrap();
-    assert_eq!(again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(), vec![(ids[1], 2)], "a failed message is due again at its retry time, and only it");
+    let again = store
+        .claim_outbox(retry_at, retry_at + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        vec![(ids[1], 2)],
+        "a failed message is due again at its retry time, and only it"
+    );
 
-    assert!(matches!(store.outbox_retry(ids[0], t0()).await, Err(Error::Conflict(_))), "only a dead message is retried");
+    assert!(
+        matches!(
+            store.outbox_retry(ids[0], t0()).await,
+            Err(Error::Conflict(_))
+        ),
+        "only a dead message is retried"
+    );
     let revived = store.outbox_retry(ids[2], retry_at).await.unwrap();
-    assert_eq!((revived.status, revived.attempts, revived.next_attempt_at), (OutboxStatus::Pending, 0, retry_at));
-    let claimed = store.claim_outbox(retry_at, retry_at + Duration::minutes(5), 10).await.unwrap();
-    assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert_eq!(
+        (revived.status, revived.attempts, revived.next_attempt_at),
+        (OutboxStatus::Pending, 0, retry_at)
+    );
+    let claimed = store
+        .claim_outbox(retry_at, retry_at + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
     let other = Creditor::new("Altro", "00488410010", "x@example.it").unwrap();
-    assert!(store.outbox(&OutboxQuery { creditor_id: Some(other.id), ..Default::default() }).await.unwrap().is_empty());
-    assert_eq!(store.outbox(&OutboxQuery { creditor_id: Some(s.creditor.id), limit: 2, ..Default::default() }).await.unwrap().len(), 2);
+    assert!(
+        store
+            .outbox(&OutboxQuery {
+                creditor_id: Some(other.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .outbox(&OutboxQuery {
+                creditor_id: Some(s.creditor.id),
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// Concurrent claimers never get the same message.
@@ -561,7 +935,11 @@ pub async fn concurrent_claims_share_the_outbox(store: Arc<dyn Store>) {
     let s = Sample::install(store.as_ref()).await;
     let mut all = Vec::new();
     for n in 0..6 {
-        all.extend(paid_transaction_with_outbox(store.as_ref(), &s, &format!("k{n}")).await.1);
+        all.extend(
+            paid_transaction_with_outbox(store.as_ref(), &s, &format!("k{n}"))
+                .await
+                .1,
+        );
     }
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -569,7 +947,10 @@ pub async fn concurrent_claims_share_the_outbox(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store.claim_outbox(t0(), t0() + Duration::minutes(5), 2).await.expect("claim");
+                let got = store
+                    .claim_outbox(t0(), t0() + Duration::minutes(5), 2)
+                    .await
+                    .expect("claim");
                 if got.is_empty() {
                     return mine;
                 }
@@ -597,7 +978,15 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
     for n in 0..12u32 {
         let cart = if n % 3 == 0 { &bob_cart } else { &s.cart };
         let module = if n % 2 == 0 { "tributi" } else { "edilizia" };
-        let mut item = s.item(store, cart, module, &format!("k{n}"), &format!("{}.25", n + 1)).await;
+        let mut item = s
+            .item(
+                store,
+                cart,
+                module,
+                &format!("k{n}"),
+                &format!("{}.25", n + 1),
+            )
+            .await;
         if n == 5 {
             // One item of another type: stored with that type.
             let mut other = item.clone();
@@ -607,10 +996,18 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
             item = store.add_item(&other).await.unwrap().item;
         }
         let at = t0() + Duration::days(i64::from(n));
-        let tx = s.checkout(store, cart, &[item], &format!("key{n}"), at).await;
+        let tx = s
+            .checkout(store, cart, &[item], &format!("key{n}"), at)
+            .await;
         let tx = if n % 4 == 1 {
-            store.transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, at)).await.unwrap();
-            store.transition(&transition(&tx, TxStatus::Pending, TxStatus::Paid, at)).await.unwrap()
+            store
+                .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, at))
+                .await
+                .unwrap();
+            store
+                .transition(&transition(&tx, TxStatus::Pending, TxStatus::Paid, at))
+                .await
+                .unwrap()
         } else {
             tx
         };
@@ -621,7 +1018,8 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
     store.put_creditor(&other).await.unwrap();
     let other_cart = Sample::cart_of(store, &other, "alice").await;
     let other_item = s.item(store, &other_cart, "tributi", "x", "1.00").await;
-    s.checkout(store, &other_cart, &[other_item], "x", t0()).await;
+    s.checkout(store, &other_cart, &[other_item], "x", t0())
+        .await;
 
     let check = |q: MovementQuery, label: &'static str| {
         let expected: Vec<&Transaction> = all.iter().rev().filter(|t| q.matches(t)).collect();
@@ -633,19 +1031,30 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
             let (count, total) = (first.count, first.total);
             let mut page = first.page;
             loop {
-                assert!(page.items.len() <= 2, "{label}: a page holds at most the limit");
+                assert!(
+                    page.items.len() <= 2,
+                    "{label}: a page holds at most the limit"
+                );
                 got.extend(page.items.iter().map(|t| t.id));
                 match page.next {
                     Some(next) => {
                         q.after = Some(next);
                         let p = store.search(&q).await.unwrap();
-                        assert_eq!((p.count, p.total), (count, total), "{label}: count and total do not depend on the page");
+                        assert_eq!(
+                            (p.count, p.total),
+                            (count, total),
+                            "{label}: count and total do not depend on the page"
+                        );
                         page = p.page;
                     }
                     None => break,
                 }
             }
-            assert_eq!(got, expected.iter().map(|t| t.id).collect::<Vec<_>>(), "{label}: rows, newest first");
+            assert_eq!(
+                got,
+                expected.iter().map(|t| t.id).collect::<Vec<_>>(),
+                "{label}: rows, newest first"
+            );
             assert_eq!(count, expected.len() as u64, "{label}: count");
             let sum: i64 = expected.iter().map(|t| t.total.minor_units()).sum();
             assert_eq!(total.minor_units(), sum, "{label}: total");
@@ -655,17 +1064,93 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
     let base = MovementQuery::new(s.creditor.id);
     assert_eq!(check(base.clone(), "all").await, 12);
     assert_eq!(
-        check(MovementQuery { from: Some(t0() + Duration::days(3)), to: Some(t0() + Duration::days(7)), ..base.clone() }, "dates").await,
+        check(
+            MovementQuery {
+                from: Some(t0() + Duration::days(3)),
+                to: Some(t0() + Duration::days(7)),
+                ..base.clone()
+            },
+            "dates"
+        )
+        .await,
         4
     );
-    assert_eq!(check(MovementQuery { statuses: vec![TxStatus::Paid], ..base.clone() }, "status").await, 3);
-    assert_eq!(check(MovementQuery { payment_type_id: Some(other_type.id), ..base.clone() }, "type").await, 1);
-    assert_eq!(check(MovementQuery { method_kind: Some(MethodKind::Card), ..base.clone() }, "method").await, 12);
-    assert_eq!(check(MovementQuery { method_kind: Some(MethodKind::PagoPa), ..base.clone() }, "method").await, 0);
-    assert_eq!(check(MovementQuery { module: Some("edilizia".into()), ..base.clone() }, "module").await, 6);
-    assert_eq!(check(MovementQuery { payer_id: Some("bob".into()), ..base.clone() }, "payer").await, 4);
     assert_eq!(
-        check(MovementQuery { min_total: Some(eur("3.25")), max_total: Some(eur("6.25")), ..base.clone() }, "amount").await,
+        check(
+            MovementQuery {
+                statuses: vec![TxStatus::Paid],
+                ..base.clone()
+            },
+            "status"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        check(
+            MovementQuery {
+                payment_type_id: Some(other_type.id),
+                ..base.clone()
+            },
+            "type"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        check(
+            MovementQuery {
+                method_kind: Some(MethodKind::Card),
+                ..base.clone()
+            },
+            "method"
+        )
+        .await,
+        12
+    );
+    assert_eq!(
+        check(
+            MovementQuery {
+                method_kind: Some(MethodKind::PagoPa),
+                ..base.clone()
+            },
+            "method"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        check(
+            MovementQuery {
+                module: Some("edilizia".into()),
+                ..base.clone()
+            },
+            "module"
+        )
+        .await,
+        6
+    );
+    assert_eq!(
+        check(
+            MovementQuery {
+                payer_id: Some("bob".into()),
+                ..base.clone()
+            },
+            "payer"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        check(
+            MovementQuery {
+                min_total: Some(eur("3.25")),
+                max_total: Some(eur("6.25")),
+                ..base.clone()
+            },
+            "amount"
+        )
+        .await,
         4
     );
     assert_eq!(
@@ -681,8 +1166,22 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
         .await,
         5
     );
-    let none = store.search(&MovementQuery { payer_id: Some("nobody".into()), ..base }).await.unwrap();
-    assert_eq!((none.count, none.total.minor_units(), none.page.items.len(), none.page.next), (0, 0, 0, None));
+    let none = store
+        .search(&MovementQuery {
+            payer_id: Some("nobody".into()),
+            ..base
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            none.count,
+            none.total.minor_units(),
+            none.page.items.len(),
+            none.page.next
+        ),
+        (0, 0, 0, None)
+    );
 }
 
 /// A payer's history holds only their transactions, newest first, paged.
@@ -692,13 +1191,25 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
     let bob = Sample::cart_of(store, &s.creditor, "bob").await;
     let mut alice_txs = Vec::new();
     for n in 0..5 {
-        let item = s.item(store, &s.cart, "tributi", &format!("a{n}"), "1.00").await;
-        alice_txs.push(s.checkout(store, &s.cart, &[item], &format!("a{n}"), t0()).await.id);
-        let item = s.item(store, &bob, "tributi", &format!("b{n}"), "1.00").await;
-        s.checkout(store, &bob, &[item], &format!("b{n}"), t0()).await;
+        let item = s
+            .item(store, &s.cart, "tributi", &format!("a{n}"), "1.00")
+            .await;
+        alice_txs.push(
+            s.checkout(store, &s.cart, &[item], &format!("a{n}"), t0())
+                .await
+                .id,
+        );
+        let item = s
+            .item(store, &bob, "tributi", &format!("b{n}"), "1.00")
+            .await;
+        s.checkout(store, &bob, &[item], &format!("b{n}"), t0())
+            .await;
     }
     alice_txs.reverse();
-    let mut q = HistoryQuery { limit: 2, ..HistoryQuery::new("alice") };
+    let mut q = HistoryQuery {
+        limit: 2,
+        ..HistoryQuery::new("alice")
+    };
     let mut got = Vec::new();
     loop {
         let page = store.history(&q).await.unwrap();
@@ -711,7 +1222,10 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
     }
     assert_eq!(got, alice_txs, "all of alice's, newest first, each once");
     let elsewhere = store
-        .history(&HistoryQuery { creditor_id: Some(crate::CreditorId::new()), ..HistoryQuery::new("alice") })
+        .history(&HistoryQuery {
+            creditor_id: Some(crate::CreditorId::new()),
+            ..HistoryQuery::new("alice")
+        })
         .await
         .unwrap();
     assert!(elsewhere.items.is_empty(), "the creditor filter holds");

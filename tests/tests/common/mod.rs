@@ -59,7 +59,15 @@ impl Env {
         )
         .await
         .unwrap();
-        Env { payments, sandbox, notifier, tributi, edilizia, clock, fx }
+        Env {
+            payments,
+            sandbox,
+            notifier,
+            tributi,
+            edilizia,
+            clock,
+            fx,
+        }
     }
 
     /// Opens `payer`'s cart and returns it with the payer's actor.
@@ -96,9 +104,13 @@ impl Env {
 
     /// A well-formed free payment of secretarial fees.
     pub fn fee(&self, amount: &str) -> NewFreeItem {
-        NewFreeItem::new(self.fx.fees.id, amount, "Diritti di segreteria pratica 2026/7")
-            .with_extra("case_number", "2026/7")
-            .with_extra("office", "edilizia")
+        NewFreeItem::new(
+            self.fx.fees.id,
+            amount,
+            "Diritti di segreteria pratica 2026/7",
+        )
+        .with_extra("case_number", "2026/7")
+        .with_extra("office", "edilizia")
     }
 
     pub fn card(&self) -> MethodId {
@@ -130,6 +142,8 @@ impl Env {
 
     /// The signed callback the sandbox sends when the payer completes with `outcome`.
     pub fn callback(&self, checkout: &Checkout, outcome: PaymentOutcome) -> CallbackRequest {
-        self.sandbox.complete(&Env::session(checkout), outcome).unwrap()
+        self.sandbox
+            .complete(&Env::session(checkout), outcome)
+            .unwrap()
     }
 }
