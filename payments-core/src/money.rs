@@ -101,9 +101,25 @@ pub enum MoneyError {
 /// Built by parsing text (`"12.30"`, `"12,30"`, `"1.234,56"`), from a [`Decimal`], or from
 /// integer minor units; there is deliberately no conversion from floats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawMoney")]
 pub struct Money {
     amount: Decimal,
     currency: Currency,
+}
+
+/// Money as it arrives from outside, checked by [`Money::new`] before it becomes `Money`.
+#[derive(Deserialize)]
+struct RawMoney {
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl TryFrom<RawMoney> for Money {
+    type Error = MoneyError;
+
+    fn try_from(raw: RawMoney) -> Result<Self, Self::Error> {
+        Money::new(raw.amount, raw.currency)
+    }
 }
 
 impl Money {
@@ -359,6 +375,22 @@ mod tests {
         let big = Money::parse_eur("1234567").unwrap();
         assert_eq!(big.format(Locale::En), "€1,234,567.00");
         assert_eq!(big.to_string(), "1234567.00 EUR");
+    }
+
+    #[test]
+    fn deserialising_checks_like_parsing() {
+        let m: Money = serde_json::from_str(r#"{"amount":"12.30","currency":"EUR"}"#).unwrap();
+        assert_eq!(m.minor_units(), 1230);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"amount":"12.30","currency":"EUR"}"#
+        );
+        for bad in [
+            r#"{"amount":"12.345","currency":"EUR"}"#,
+            r#"{"amount":"-1","currency":"EUR"}"#,
+        ] {
+            assert!(serde_json::from_str::<Money>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
