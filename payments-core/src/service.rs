@@ -547,16 +547,7 @@ impl Payments {
                 ));
             }
         }
-        let lines: Vec<TransactionLine> = items
-            .iter()
-            .map(|i| TransactionLine {
-                item_id: i.id,
-                source: i.source.clone(),
-                payment_type_id: i.payment_type_id,
-                reason: i.reason.clone(),
-                amount: i.amount,
-            })
-            .collect();
+        let lines: Vec<TransactionLine> = items.iter().map(TransactionLine::from).collect();
         let total = Money::sum(crate::Currency::Eur, lines.iter().map(|l| &l.amount))
             .map_err(|e| Error::invalid("total", e.to_string()))?;
         if total.compare(&creditor.max_transaction_amount) == Some(std::cmp::Ordering::Greater) {
@@ -815,15 +806,8 @@ impl Payments {
         transaction: TransactionId,
         note: Option<String>,
     ) -> Result<Transaction> {
-        let tx = self.load_transaction(transaction).await?;
-        actor.check_operator(&tx.creditor_id, Role::Manager)?;
-        self.apply(
-            &tx,
-            TxStatus::Paid,
-            actor,
-            Change::note_opt(check_note(note)?),
-        )
-        .await
+        self.operator_move(actor, transaction, TxStatus::Paid, note)
+            .await
     }
 
     /// An operator finds no transfer behind a report: `Reported` → `Rejected`; the items are
@@ -834,15 +818,22 @@ impl Payments {
         transaction: TransactionId,
         note: Option<String>,
     ) -> Result<Transaction> {
+        self.operator_move(actor, transaction, TxStatus::Rejected, note)
+            .await
+    }
+
+    /// A move that only a manager of the transaction's creditor may make.
+    async fn operator_move(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        to: TxStatus,
+        note: Option<String>,
+    ) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         actor.check_operator(&tx.creditor_id, Role::Manager)?;
-        self.apply(
-            &tx,
-            TxStatus::Rejected,
-            actor,
-            Change::note_opt(check_note(note)?),
-        )
-        .await
+        let change = Change::note_opt(check_note(note)?);
+        self.apply(&tx, to, actor, change).await
     }
 
     /// The payer gives up an unfinished transaction: → `Cancelled`; the items are payable

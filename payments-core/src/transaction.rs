@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Actor, CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, MethodKind, Money,
-    NewOutboxMessage, Payer, PaymentTypeId, Source, TransactionId,
+    NewOutboxMessage, PayableItem, Payer, PaymentTypeId, Source, TransactionId,
 };
 
 /// Where a transaction stands.
@@ -125,6 +125,18 @@ pub struct TransactionLine {
     pub reason: String,
     /// Its amount.
     pub amount: Money,
+}
+
+impl From<&PayableItem> for TransactionLine {
+    fn from(item: &PayableItem) -> Self {
+        TransactionLine {
+            item_id: item.id,
+            source: item.source.clone(),
+            payment_type_id: item.payment_type_id,
+            reason: item.reason.clone(),
+            amount: item.amount,
+        }
+    }
 }
 
 /// One payment of a whole cart, whatever the number of items.

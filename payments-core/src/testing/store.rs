@@ -127,16 +127,7 @@ impl Sample {
         key: &str,
         at: DateTime<Utc>,
     ) -> (Transaction, TransactionEvent) {
-        let lines: Vec<TransactionLine> = items
-            .iter()
-            .map(|i| TransactionLine {
-                item_id: i.id,
-                source: i.source.clone(),
-                payment_type_id: i.payment_type_id,
-                reason: i.reason.clone(),
-                amount: i.amount,
-            })
-            .collect();
+        let lines: Vec<TransactionLine> = items.iter().map(TransactionLine::from).collect();
         let total = Money::sum(crate::Currency::Eur, lines.iter().map(|l| &l.amount)).expect("sum");
         let tx = Transaction {
             id: TransactionId::new(),
@@ -1062,110 +1053,93 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
         }
     };
     let base = MovementQuery::new(s.creditor.id);
-    assert_eq!(check(base.clone(), "all").await, 12);
-    assert_eq!(
-        check(
+    let d = |n: i64| Some(t0() + Duration::days(n));
+    let cases: Vec<(&'static str, MovementQuery, usize)> = vec![
+        ("all", base.clone(), 12),
+        (
+            "dates",
             MovementQuery {
-                from: Some(t0() + Duration::days(3)),
-                to: Some(t0() + Duration::days(7)),
+                from: d(3),
+                to: d(7),
                 ..base.clone()
             },
-            "dates"
-        )
-        .await,
-        4
-    );
-    assert_eq!(
-        check(
+            4,
+        ),
+        (
+            "status",
             MovementQuery {
                 statuses: vec![TxStatus::Paid],
                 ..base.clone()
             },
-            "status"
-        )
-        .await,
-        3
-    );
-    assert_eq!(
-        check(
+            3,
+        ),
+        (
+            "type",
             MovementQuery {
                 payment_type_id: Some(other_type.id),
                 ..base.clone()
             },
-            "type"
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        check(
+            1,
+        ),
+        (
+            "method",
             MovementQuery {
                 method_kind: Some(MethodKind::Card),
                 ..base.clone()
             },
-            "method"
-        )
-        .await,
-        12
-    );
-    assert_eq!(
-        check(
+            12,
+        ),
+        (
+            "other method",
             MovementQuery {
                 method_kind: Some(MethodKind::PagoPa),
                 ..base.clone()
             },
-            "method"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        check(
+            0,
+        ),
+        (
+            "module",
             MovementQuery {
                 module: Some("edilizia".into()),
                 ..base.clone()
             },
-            "module"
-        )
-        .await,
-        6
-    );
-    assert_eq!(
-        check(
+            6,
+        ),
+        (
+            "payer",
             MovementQuery {
                 payer_id: Some("bob".into()),
                 ..base.clone()
             },
-            "payer"
-        )
-        .await,
-        4
-    );
-    assert_eq!(
-        check(
+            4,
+        ),
+        (
+            "amount",
             MovementQuery {
                 min_total: Some(eur("3.25")),
                 max_total: Some(eur("6.25")),
                 ..base.clone()
             },
-            "amount"
-        )
-        .await,
-        4
-    );
-    assert_eq!(
-        check(
+            4,
+        ),
+        (
+            "three filters",
             MovementQuery {
                 statuses: vec![TxStatus::Created],
                 module: Some("tributi".into()),
-                from: Some(t0() + Duration::days(2)),
+                from: d(2),
                 ..base.clone()
             },
-            "three filters"
-        )
-        .await,
-        5
-    );
+            5,
+        ),
+    ];
+    for (label, query, expected) in cases {
+        assert_eq!(
+            check(query, label).await,
+            expected,
+            "{label}: the fixture's expectation"
+        );
+    }
     let none = store
         .search(&MovementQuery {
             payer_id: Some("nobody".into()),
