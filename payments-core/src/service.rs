@@ -1140,7 +1140,7 @@ fn check_limit(limit: u32) -> Result<()> {
 /// The messages a payment leaves: the payer's receipt (when they gave an email address),
 /// the creditor's notice, and one settlement for each item that came from a module (free
 /// payments have no module to tell).
-fn settlement_messages(
+pub(crate) fn settlement_messages(
     tx: &Transaction,
     creditor: &Creditor,
     provider_ref: Option<String>,
@@ -1359,6 +1359,16 @@ mod tests {
         (tx, s.creditor)
     }
 
+    /// A store whose reads of any transaction return `tx`.
+    fn store_reading(tx: &Transaction) -> MockStore {
+        let mut store = MockStore::new();
+        let read = tx.clone();
+        store
+            .expect_transaction()
+            .returning(move |_| Ok(Some(read.clone())));
+        store
+    }
+
     fn gateway_reporting(
         tx: &Transaction,
         outcome: PaymentOutcome,
@@ -1429,11 +1439,7 @@ mod tests {
     #[tokio::test]
     async fn an_amount_mismatch_never_reaches_the_store() {
         let (tx, _) = pending_transaction().await;
-        let mut store = MockStore::new();
-        let read = tx.clone();
-        store
-            .expect_transaction()
-            .returning(move |_| Ok(Some(read.clone())));
+        let mut store = store_reading(&tx);
         store.expect_transition().never();
         let gateway = gateway_reporting(
             &tx,
@@ -1457,11 +1463,7 @@ mod tests {
     #[tokio::test]
     async fn a_still_pending_callback_changes_nothing() {
         let (tx, _) = pending_transaction().await;
-        let mut store = MockStore::new();
-        let read = tx.clone();
-        store
-            .expect_transaction()
-            .returning(move |_| Ok(Some(read.clone())));
+        let mut store = store_reading(&tx);
         store.expect_transition().never();
         let p = service(
             store,

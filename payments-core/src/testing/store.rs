@@ -7,10 +7,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::{
     Actor, Cart, CartId, Conflict, Creditor, Error, EventId, HistoryQuery, Instruction, ItemId,
-    ItemState, MethodKind, Money, MovementQuery, NewOutboxMessage, Notification, NotificationKind,
-    OutboxId, OutboxPayload, OutboxQuery, OutboxStatus, PayableItem, Payer, PaymentMethod,
-    PaymentType, Settlement, Source, Store, Transaction, TransactionEvent, TransactionId,
-    TransactionLine, TransactionSummary, Transition, TxStatus,
+    ItemState, MethodKind, Money, MovementQuery, NewOutboxMessage, OutboxId, OutboxQuery,
+    OutboxStatus, PayableItem, Payer, PaymentMethod, PaymentType, Source, Store, Transaction,
+    TransactionEvent, TransactionId, TransactionLine, Transition, TxStatus,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -198,56 +197,14 @@ pub fn transition(tx: &Transaction, from: TxStatus, to: TxStatus, at: DateTime<U
     }
 }
 
-/// The outbox of a payment: a receipt, a notice and one settlement per line.
-pub fn outbox_for(tx: &Transaction, at: DateTime<Utc>) -> Vec<NewOutboxMessage> {
-    let summary = TransactionSummary {
-        transaction_id: tx.id,
-        provider_ref: tx.provider_ref.clone(),
-        creditor_id: tx.creditor_id,
-        creditor_name: "Comune di Prova".into(),
-        creditor_fiscal_code: "00488410010".into(),
-        payer_id: tx.payer.id.clone(),
-        payer_name: tx.payer.name.clone(),
-        payer_fiscal_code: None,
-        method_kind: tx.method_kind,
-        lines: tx.lines.clone(),
-        total: tx.total,
-        paid_at: at,
-    };
-    let mut out = Vec::new();
-    for (kind, to) in [
-        (NotificationKind::Receipt, "alice@example.it"),
-        (NotificationKind::CreditorNotice, "enti@example.it"),
-    ] {
-        let id = OutboxId::new();
-        out.push(NewOutboxMessage {
-            id,
-            transaction_id: tx.id,
-            payload: OutboxPayload::Notification(Notification {
-                id,
-                kind,
-                to: to.into(),
-                locale: crate::Locale::It,
-                summary: summary.clone(),
-            }),
-        });
-    }
-    for line in &tx.lines {
-        let id = OutboxId::new();
-        out.push(NewOutboxMessage {
-            id,
-            transaction_id: tx.id,
-            payload: OutboxPayload::Settlement(Settlement {
-                id,
-                source: line.source.clone(),
-                item_id: line.item_id,
-                transaction_id: tx.id,
-                amount: line.amount,
-                paid_at: at,
-            }),
-        });
-    }
-    out
+/// The outbox the service writes when `tx` is paid: a receipt, a notice and one
+/// settlement per module item.
+pub fn outbox_for(
+    tx: &Transaction,
+    creditor: &Creditor,
+    at: DateTime<Utc>,
+) -> Vec<NewOutboxMessage> {
+    crate::service::settlement_messages(tx, creditor, tx.provider_ref.clone(), at)
 }
 
 async fn state_of(store: &dyn Store, item: ItemId) -> ItemState {
@@ -548,7 +505,7 @@ pub async fn transition_is_compare_and_set(store: Arc<dyn Store>) {
         TxStatus::Failed,
         t0() + Duration::seconds(2),
     );
-    stale.outbox = outbox_for(&tx, t0());
+    stale.outbox = outbox_for(&tx, &s.creditor, t0());
     match store.transition(&stale).await {
         Err(Error::Conflict(Conflict::StaleState { .. })) => {}
         r => panic!("a stale transition must be refused, got {r:?}"),
@@ -603,7 +560,7 @@ pub async fn paid_settles_items_and_enqueues_outbox(store: Arc<dyn Store>) {
         TxStatus::Paid,
         t0() + Duration::minutes(1),
     );
-    paid.outbox = outbox_for(&tx, paid.at);
+    paid.outbox = outbox_for(&tx, &s.creditor, paid.at);
     let ids: Vec<OutboxId> = paid.outbox.iter().map(|m| m.id).collect();
     store.transition(&paid).await.unwrap();
     assert_eq!(state_of(store, a.id).await, ItemState::Paid(tx.id));
@@ -696,7 +653,7 @@ pub async fn concurrent_transitions_apply_once(store: Arc<dyn Store>) {
     for _ in 0..16 {
         let store = store.clone();
         let mut t = transition(&tx, TxStatus::Pending, TxStatus::Paid, t0());
-        t.outbox = outbox_for(&tx, t0());
+        t.outbox = outbox_for(&tx, &s.creditor, t0());
         tasks.push(tokio::spawn(async move { store.transition(&t).await }));
     }
     let mut applied = 0;
@@ -792,7 +749,7 @@ async fn paid_transaction_with_outbox(
         .await
         .unwrap();
     let mut paid = transition(&tx, TxStatus::Pending, TxStatus::Paid, t0());
-    paid.outbox = outbox_for(&tx, t0());
+    paid.outbox = outbox_for(&tx, &s.creditor, t0());
     store.transition(&paid).await.unwrap();
     (tx, paid.outbox.iter().map(|m| m.id).collect())
 }
