@@ -13,7 +13,7 @@ use crate::{
 
 /// What a payment leaves to deliver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutboxPayload {
     /// An email (or other notification) for a person.
     Notification(Notification),
@@ -203,6 +203,21 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_survive_json() {
+        let n = crate::testing::notifier::sample_notification(
+            NotificationKind::Receipt,
+            "a@example.it",
+            Locale::En,
+        );
+        let payload = OutboxPayload::Notification(n);
+        let json = serde_json::to_string(&payload).unwrap();
+        assert_eq!(
+            serde_json::from_str::<OutboxPayload>(&json).unwrap(),
+            payload
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_then_gives_up() {

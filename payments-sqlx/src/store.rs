@@ -1,0 +1,996 @@
+//! [`SqlxStore`]: the [`Store`] on SQLite or PostgreSQL.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use payments_core::{
+    Cart, CartId, Conflict, Creditor, CreditorId, Error, GatewayId, HistoryQuery, ItemAdded,
+    ItemId, MethodId, Money, MovementPage, MovementQuery, OutboxId, OutboxMessage, OutboxQuery,
+    Page, PayableItem, PayerId, PaymentMethod, PaymentType, PaymentTypeId, Result, Store,
+    Transaction, TransactionCreated, TransactionEvent, TransactionId, Transition, TxStatus,
+};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor};
+
+use crate::rows::{
+    self, Arg, CART_COLUMNS, EVENT_COLUMNS, ITEM_COLUMNS, OUTBOX_COLUMNS, Sql, TX_COLUMNS, db_err,
+    micros, to_json,
+};
+
+/// Which database a [`SqlxStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite, in WAL mode: the embedded default.
+    Sqlite,
+    /// PostgreSQL: for several application instances on one database.
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a connection URL (`sqlite:…`, `postgres://…`).
+    pub fn of_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(Error::invalid(
+                "url",
+                "must start with sqlite: or postgres://",
+            ))
+        }
+    }
+}
+
+/// Builds a [`SqlxStore`].
+#[derive(Debug, Clone)]
+pub struct SqlxStoreBuilder {
+    url: String,
+    max_connections: u32,
+    schema: Option<String>,
+    busy_timeout: Duration,
+}
+
+impl SqlxStoreBuilder {
+    /// A store at `url`: `sqlite://payments.db` (created if missing) or
+    /// `postgres://user@host/db`.
+    pub fn new(url: impl Into<String>) -> Self {
+        SqlxStoreBuilder {
+            url: url.into(),
+            max_connections: 8,
+            schema: None,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// A store from the `DATABASE_URL` environment variable, or `sqlite://payments.db`.
+    pub fn from_env() -> Self {
+        SqlxStoreBuilder::new(
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://payments.db".into()),
+        )
+    }
+
+    /// The most connections the pool opens (8 by default).
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// PostgreSQL only: keep the tables in this schema (created if missing), so several
+    /// stores — tests, tenants — share one database without seeing each other.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// SQLite only: how long a writer waits for the lock (10 s by default).
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Connects, configures and migrates.
+    pub async fn build(self) -> Result<SqlxStore> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of_url(&self.url)?;
+        let mut url = self.url.clone();
+        if dialect == Dialect::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
+        }
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| Error::storage("reading the database URL", e))?;
+        if let Some(schema) = &self.schema {
+            if dialect != Dialect::Postgres {
+                return Err(Error::invalid("schema", "only PostgreSQL has schemas"));
+            }
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(Error::invalid("schema", "must be letters, digits and _"));
+            }
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .map_err(db_err("connecting"))?;
+            pool.execute(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .await
+            .map_err(db_err("creating the schema"))?;
+            pool.close().await;
+        }
+        let schema = self.schema.clone();
+        let busy_ms = self.busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(self.max_connections)
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match dialect {
+                        Dialect::Sqlite => {
+                            conn.execute(sqlx::AssertSqlSafe(format!(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON;"
+                            )))
+                            .await?;
+                        }
+                        Dialect::Postgres => {
+                            if let Some(schema) = schema {
+                                conn.execute(sqlx::AssertSqlSafe(format!(
+                                    "SET search_path TO \"{schema}\""
+                                )))
+                                .await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(db_err("connecting"))?;
+        let store = SqlxStore { pool, dialect };
+        store.migrate().await?;
+        Ok(store)
+    }
+}
+
+/// The [`Store`] on SQLite or PostgreSQL. Cheap to clone (the pool is shared).
+///
+/// Every write runs in one database transaction (on SQLite `BEGIN IMMEDIATE`, so that
+/// concurrent writers queue instead of failing); state changes are `UPDATE … WHERE status =
+/// from`, so a stale one changes no row; item locks are `UPDATE … WHERE state = 'open'`;
+/// on PostgreSQL the outbox is claimed with `FOR UPDATE SKIP LOCKED`.
+#[derive(Debug, Clone)]
+pub struct SqlxStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+type Tx = sqlx::Transaction<'static, Any>;
+
+impl SqlxStore {
+    /// Starts building a store at `url`.
+    pub fn builder(url: impl Into<String>) -> SqlxStoreBuilder {
+        SqlxStoreBuilder::new(url)
+    }
+
+    /// Connects to `url` with the default settings and migrates.
+    pub async fn connect(url: &str) -> Result<SqlxStore> {
+        SqlxStoreBuilder::new(url).build().await
+    }
+
+    /// The connection pool, for the host's own queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The database's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies the embedded migrations (`migrations/<db>/`) not yet applied. `build` runs it.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::storage("migrating", e))
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write(&self) -> Result<Tx> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_err("beginning a transaction"))
+    }
+
+    async fn put_config(
+        &self,
+        table: &'static str,
+        id: String,
+        creditor: Option<String>,
+        data: String,
+    ) -> Result<()> {
+        let sql = match (table, creditor.is_some()) {
+            ("creditors", _) => {
+                "INSERT INTO creditors (id, data) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+            }
+            ("payment_types", true) => {
+                "INSERT INTO payment_types (id, data, creditor_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, creditor_id = excluded.creditor_id"
+            }
+            ("methods", true) => {
+                "INSERT INTO methods (id, data, creditor_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, creditor_id = excluded.creditor_id"
+            }
+            _ => unreachable!("a configuration table"),
+        };
+        let mut q = sqlx::query(sql).bind(id).bind(data);
+        if let Some(c) = creditor {
+            q = q.bind(c);
+        }
+        q.execute(&self.pool)
+            .await
+            .map_err(db_err("saving configuration"))?;
+        Ok(())
+    }
+
+    async fn get_config<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        id: String,
+    ) -> Result<Option<T>> {
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading configuration"))?;
+        row.map(|r| rows::from_json(&rows::get::<String>(&r, "data")?))
+            .transpose()
+    }
+
+    async fn list_config<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        creditor: CreditorId,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(sql)
+            .bind(creditor.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing configuration"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
+    async fn fetch_transactions(&self, sql: &Sql) -> Result<Vec<Transaction>> {
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("reading transactions"))?;
+        rows.iter().map(rows::transaction).collect()
+    }
+
+    async fn tx_in(tx: &mut Tx, id: TransactionId) -> Result<Option<Transaction>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err("reading a transaction"))?;
+        row.as_ref().map(rows::transaction).transpose()
+    }
+
+    async fn item_in(tx: &mut Tx, id: ItemId) -> Result<Option<PayableItem>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err("reading an item"))?;
+        row.as_ref().map(rows::item).transpose()
+    }
+}
+
+/// Appends the WHERE clause of a movement search (without the cursor).
+pub(crate) fn movement_filters(sql: &mut Sql, q: &MovementQuery) {
+    sql.push(" WHERE t.creditor_id = ")
+        .arg(Arg::Text(q.creditor_id.to_string()));
+    if let Some(from) = q.from {
+        sql.push(" AND t.created_at >= ")
+            .arg(Arg::Int(micros(from)));
+    }
+    if let Some(to) = q.to {
+        sql.push(" AND t.created_at < ").arg(Arg::Int(micros(to)));
+    }
+    if !q.statuses.is_empty() {
+        sql.push(" AND t.status IN (");
+        for (i, s) in q.statuses.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.arg(Arg::Text(s.as_str().into()));
+        }
+        sql.push(")");
+    }
+    if let Some(kind) = q.method_kind {
+        sql.push(" AND t.method_kind = ")
+            .arg(Arg::Text(kind.as_str().into()));
+    }
+    if let Some(payer) = &q.payer_id {
+        sql.push(" AND t.payer_id = ")
+            .arg(Arg::Text(payer.0.clone()));
+    }
+    if let Some(min) = &q.min_total {
+        sql.push(" AND t.total_cents >= ")
+            .arg(Arg::Int(min.minor_units()));
+    }
+    if let Some(max) = &q.max_total {
+        sql.push(" AND t.total_cents <= ")
+            .arg(Arg::Int(max.minor_units()));
+    }
+    if let Some(t) = q.payment_type_id {
+        sql.push(" AND EXISTS (SELECT 1 FROM transaction_lines l WHERE l.transaction_id = t.id AND l.payment_type_id = ")
+            .arg(Arg::Text(t.to_string()))
+            .push(")");
+    }
+    if let Some(m) = &q.module {
+        sql.push(" AND EXISTS (SELECT 1 FROM transaction_lines l WHERE l.transaction_id = t.id AND l.module = ")
+            .arg(Arg::Text(m.clone()))
+            .push(")");
+    }
+}
+
+fn page(mut items: Vec<Transaction>, limit: u32) -> Page<Transaction> {
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|t| t.id)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn stale(tx: &Transaction, expected: TxStatus) -> Error {
+    Error::Conflict(Conflict::StaleState {
+        transaction: tx.id.to_string(),
+        expected: expected.to_string(),
+        actual: tx.status.to_string(),
+    })
+}
+
+#[async_trait]
+impl Store for SqlxStore {
+    async fn put_creditor(&self, c: &Creditor) -> Result<()> {
+        self.put_config("creditors", c.id.to_string(), None, to_json(c)?)
+            .await
+    }
+
+    async fn creditor(&self, id: CreditorId) -> Result<Option<Creditor>> {
+        self.get_config("SELECT data FROM creditors WHERE id = $1", id.to_string())
+            .await
+    }
+
+    async fn put_payment_type(&self, t: &PaymentType) -> Result<()> {
+        self.put_config(
+            "payment_types",
+            t.id.to_string(),
+            Some(t.creditor_id.to_string()),
+            to_json(t)?,
+        )
+        .await
+    }
+
+    async fn payment_type(&self, id: PaymentTypeId) -> Result<Option<PaymentType>> {
+        self.get_config(
+            "SELECT data FROM payment_types WHERE id = $1",
+            id.to_string(),
+        )
+        .await
+    }
+
+    async fn payment_types(&self, creditor: CreditorId) -> Result<Vec<PaymentType>> {
+        self.list_config(
+            "SELECT data FROM payment_types WHERE creditor_id = $1 ORDER BY id",
+            creditor,
+        )
+        .await
+    }
+
+    async fn put_method(&self, m: &PaymentMethod) -> Result<()> {
+        self.put_config(
+            "methods",
+            m.id.to_string(),
+            Some(m.creditor_id.to_string()),
+            to_json(m)?,
+        )
+        .await
+    }
+
+    async fn method(&self, id: MethodId) -> Result<Option<PaymentMethod>> {
+        self.get_config("SELECT data FROM methods WHERE id = $1", id.to_string())
+            .await
+    }
+
+    async fn methods(&self, creditor: CreditorId) -> Result<Vec<PaymentMethod>> {
+        self.list_config(
+            "SELECT data FROM methods WHERE creditor_id = $1 ORDER BY id",
+            creditor,
+        )
+        .await
+    }
+
+    async fn open_cart(&self, cart: &Cart) -> Result<Cart> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO carts (id, creditor_id, payer_id, payer, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (creditor_id, payer_id) DO UPDATE SET payer = excluded.payer RETURNING {CART_COLUMNS}"
+        )))
+        .bind(cart.id.to_string())
+        .bind(cart.creditor_id.to_string())
+        .bind(cart.payer.id.0.clone())
+        .bind(to_json(&cart.payer)?)
+        .bind(micros(cart.created_at))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err("opening a cart"))?;
+        rows::cart(&row)
+    }
+
+    async fn cart(&self, id: CartId) -> Result<Option<Cart>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CART_COLUMNS} FROM carts WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading a cart"))?;
+        row.as_ref().map(rows::cart).transpose()
+    }
+
+    async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded> {
+        let mut tx = self.write().await?;
+        let (state, tx_id) = rows::item_state(&item.state);
+        let inserted = sqlx::query(
+            "INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, \
+             amount_cents, currency, due_date, extra, state, transaction_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (creditor_id, module, source_key) DO NOTHING",
+        )
+        .bind(item.id.to_string())
+        .bind(item.creditor_id.to_string())
+        .bind(item.cart_id.to_string())
+        .bind(item.payer_id.0.clone())
+        .bind(item.source.module.clone())
+        .bind(item.source.key.clone())
+        .bind(item.payment_type_id.to_string())
+        .bind(item.reason.clone())
+        .bind(item.amount.minor_units())
+        .bind(item.amount.currency().code())
+        .bind(item.due_date.map(|d| d.to_string()))
+        .bind(to_json(&item.extra)?)
+        .bind(state)
+        .bind(tx_id)
+        .bind(micros(item.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("adding an item"))?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            sqlx::query(
+                "UPDATE items SET state = 'open', cart_id = $1 WHERE creditor_id = $2 AND module = $3 \
+                 AND source_key = $4 AND state = 'removed' AND payer_id = $5",
+            )
+            .bind(item.cart_id.to_string())
+            .bind(item.creditor_id.to_string())
+            .bind(item.source.module.clone())
+            .bind(item.source.key.clone())
+            .bind(item.payer_id.0.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("bringing an item back"))?;
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE creditor_id = $1 AND module = $2 AND source_key = $3"
+        )))
+        .bind(item.creditor_id.to_string())
+        .bind(item.source.module.clone())
+        .bind(item.source.key.clone())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err("reading an item"))?;
+        let stored = rows::item(&row)?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(ItemAdded {
+            item: stored,
+            created: inserted,
+        })
+    }
+
+    async fn item(&self, id: ItemId) -> Result<Option<PayableItem>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading an item"))?;
+        row.as_ref().map(rows::item).transpose()
+    }
+
+    async fn cart_items(&self, cart: CartId) -> Result<Vec<PayableItem>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE cart_id = $1 AND state IN ('open', 'locked') ORDER BY id"
+        )))
+        .bind(cart.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("reading a cart's items"))?;
+        rows.iter().map(rows::item).collect()
+    }
+
+    async fn remove_item(&self, item: ItemId) -> Result<PayableItem> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE items SET state = 'removed' WHERE id = $1 AND state = 'open' RETURNING {ITEM_COLUMNS}"
+        )))
+        .bind(item.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("removing an item"))?;
+        match row {
+            Some(row) => {
+                let removed = rows::item(&row)?;
+                tx.commit().await.map_err(db_err("committing"))?;
+                Ok(removed)
+            }
+            None => match Self::item_in(&mut tx, item).await? {
+                Some(i) => Err(Error::Conflict(Conflict::ItemUnavailable {
+                    item: item.to_string(),
+                    state: i.state.name().into(),
+                })),
+                None => Err(Error::not_found("item", item)),
+            },
+        }
+    }
+
+    async fn create_transaction(
+        &self,
+        t: &Transaction,
+        event: &TransactionEvent,
+    ) -> Result<TransactionCreated> {
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, method_kind, gateway_id, \
+             lines, total_cents, currency, status, provider_ref, idempotency_key, instruction, created_at, updated_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+             ON CONFLICT (payer_id, idempotency_key) DO NOTHING",
+        )
+        .bind(t.id.to_string())
+        .bind(t.creditor_id.to_string())
+        .bind(t.cart_id.to_string())
+        .bind(t.payer.id.0.clone())
+        .bind(to_json(&t.payer)?)
+        .bind(t.method_id.to_string())
+        .bind(t.method_kind.as_str())
+        .bind(t.gateway_id.0.clone())
+        .bind(to_json(&t.lines)?)
+        .bind(t.total.minor_units())
+        .bind(t.total.currency().code())
+        .bind(t.status.as_str())
+        .bind(t.provider_ref.clone())
+        .bind(t.idempotency_key.clone())
+        .bind(t.instruction.as_ref().map(to_json).transpose()?)
+        .bind(micros(t.created_at))
+        .bind(micros(t.updated_at))
+        .bind(micros(t.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("creating a transaction"))?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TX_COLUMNS} FROM transactions WHERE payer_id = $1 AND idempotency_key = $2"
+            )))
+            .bind(t.payer.id.0.clone())
+            .bind(t.idempotency_key.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err("reading a transaction"))?;
+            return Ok(TransactionCreated {
+                transaction: rows::transaction(&row)?,
+                created: false,
+            });
+        }
+        for (position, line) in t.lines.iter().enumerate() {
+            let locked = sqlx::query(
+                "UPDATE items SET state = 'locked', transaction_id = $1 WHERE id = $2 AND cart_id = $3 AND state = 'open'",
+            )
+            .bind(t.id.to_string())
+            .bind(line.item_id.to_string())
+            .bind(t.cart_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("locking an item"))?
+            .rows_affected();
+            if locked != 1 {
+                let found = Self::item_in(&mut tx, line.item_id).await?;
+                tx.rollback().await.map_err(db_err("rolling back"))?;
+                return Err(match found {
+                    Some(i) => Error::Conflict(Conflict::ItemUnavailable {
+                        item: i.id.to_string(),
+                        state: i.state.name().into(),
+                    }),
+                    None => Error::not_found("item", line.item_id),
+                });
+            }
+            sqlx::query(
+                "INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, \
+                 reason, amount_cents) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(t.id.to_string())
+            .bind(position as i64)
+            .bind(line.item_id.to_string())
+            .bind(line.source.module.clone())
+            .bind(line.source.key.clone())
+            .bind(line.payment_type_id.to_string())
+            .bind(line.reason.clone())
+            .bind(line.amount.minor_units())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("writing a transaction line"))?;
+        }
+        insert_event(&mut tx, event).await?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(TransactionCreated {
+            transaction: t.clone(),
+            created: true,
+        })
+    }
+
+    async fn transaction(&self, id: TransactionId) -> Result<Option<Transaction>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = "
+        ));
+        sql.arg(Arg::Text(id.to_string()));
+        Ok(self.fetch_transactions(&sql).await?.pop())
+    }
+
+    async fn transaction_by_key(&self, payer: &PayerId, key: &str) -> Result<Option<Transaction>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE payer_id = "
+        ));
+        sql.arg(Arg::Text(payer.0.clone()))
+            .push(" AND idempotency_key = ")
+            .arg(Arg::Text(key.into()));
+        Ok(self.fetch_transactions(&sql).await?.pop())
+    }
+
+    async fn transaction_by_provider_ref(
+        &self,
+        gateway: &GatewayId,
+        provider_ref: &str,
+    ) -> Result<Option<Transaction>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE gateway_id = "
+        ));
+        sql.arg(Arg::Text(gateway.0.clone()))
+            .push(" AND provider_ref = ")
+            .arg(Arg::Text(provider_ref.into()))
+            .push(" ORDER BY id DESC LIMIT 1");
+        Ok(self.fetch_transactions(&sql).await?.pop())
+    }
+
+    async fn transition(&self, t: &Transition) -> Result<Transaction> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE transactions SET status = $1, updated_at = $2, provider_ref = COALESCE($3, provider_ref), \
+             instruction = COALESCE($4, instruction), expires_at = COALESCE($5, expires_at) \
+             WHERE id = $6 AND status = $7 RETURNING {TX_COLUMNS}"
+        )))
+        .bind(t.to.as_str())
+        .bind(micros(t.at))
+        .bind(t.provider_ref.clone())
+        .bind(t.instruction.as_ref().map(to_json).transpose()?)
+        .bind(t.expires_at.map(micros))
+        .bind(t.transaction.to_string())
+        .bind(t.from.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("moving a transaction"))?;
+        let Some(row) = row else {
+            let current = Self::tx_in(&mut tx, t.transaction).await?;
+            return Err(match current {
+                Some(c) => stale(&c, t.from),
+                None => Error::not_found("transaction", t.transaction),
+            });
+        };
+        let moved = rows::transaction(&row)?;
+        let items = if t.to == TxStatus::Paid {
+            Some("UPDATE items SET state = 'paid' WHERE transaction_id = $1 AND state = 'locked'")
+        } else if t.to.frees_items() {
+            Some(
+                "UPDATE items SET state = 'open', transaction_id = NULL WHERE transaction_id = $1 AND state = 'locked'",
+            )
+        } else {
+            None
+        };
+        if let Some(sql) = items {
+            sqlx::query(sql)
+                .bind(moved.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("settling items"))?;
+        }
+        let event = TransactionEvent {
+            id: payments_core::EventId::new(),
+            transaction_id: moved.id,
+            actor: t.actor.clone(),
+            at: t.at,
+            from: Some(t.from),
+            to: t.to,
+            provider_ref: moved.provider_ref.clone(),
+            note: t.note.clone(),
+        };
+        insert_event(&mut tx, &event).await?;
+        for m in &t.outbox {
+            sqlx::query(
+                "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, \
+                 last_error, created_at, delivered_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, NULL, $5, NULL)",
+            )
+            .bind(m.id.to_string())
+            .bind(m.transaction_id.to_string())
+            .bind(moved.creditor_id.to_string())
+            .bind(to_json(&m.payload)?)
+            .bind(micros(t.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("enqueuing a message"))?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(moved)
+    }
+
+    async fn events(&self, transaction: TransactionId) -> Result<Vec<TransactionEvent>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM transaction_events WHERE transaction_id = $1 ORDER BY id"
+        )))
+        .bind(transaction.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("reading events"))?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE status IN ('created', 'pending') AND expires_at <= "
+        ));
+        sql.arg(Arg::Int(micros(now)))
+            .push(" ORDER BY expires_at, id LIMIT ")
+            .arg(Arg::Int(i64::from(limit)));
+        self.fetch_transactions(&sql).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>> {
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1 WHERE id IN (\
+             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 ORDER BY id LIMIT $3{lock}) \
+             RETURNING {OUTBOX_COLUMNS}"
+        )))
+        .bind(micros(lease_until))
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err("claiming the outbox"))?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        let mut claimed = rows.iter().map(rows::outbox).collect::<Result<Vec<_>>>()?;
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    async fn outbox_delivered(&self, id: OutboxId, at: DateTime<Utc>) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE outbox SET status = 'delivered', delivered_at = $1 WHERE id = $2")
+                .bind(micros(at))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err("marking a message delivered"))?
+                .rows_affected();
+        if done == 0 {
+            return Err(Error::not_found("outbox message", id));
+        }
+        Ok(())
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: OutboxId,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let error: String = error.chars().take(1000).collect();
+        let q = match retry_at {
+            Some(at) => sqlx::query(
+                "UPDATE outbox SET last_error = $1, next_attempt_at = $2 WHERE id = $3 AND status <> 'delivered'",
+            )
+            .bind(error)
+            .bind(micros(at)),
+            None => sqlx::query("UPDATE outbox SET last_error = $1, status = 'dead' WHERE id = $2 AND status <> 'delivered'")
+                .bind(error),
+        };
+        q.bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("recording a failure"))?;
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: OutboxId, at: DateTime<Utc>) -> Result<OutboxMessage> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE id = $2 AND status = 'dead' \
+             RETURNING {OUTBOX_COLUMNS}"
+        )))
+        .bind(micros(at))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("retrying a message"))?;
+        match row {
+            Some(r) => rows::outbox(&r),
+            None => match self.outbox_message(id).await? {
+                Some(m) => Err(Error::Conflict(Conflict::Other(format!(
+                    "outbox message {id} is {}, not dead",
+                    m.status.as_str()
+                )))),
+                None => Err(Error::not_found("outbox message", id)),
+            },
+        }
+    }
+
+    async fn outbox_message(&self, id: OutboxId) -> Result<Option<OutboxMessage>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading a message"))?;
+        row.as_ref().map(rows::outbox).transpose()
+    }
+
+    async fn outbox(&self, q: &OutboxQuery) -> Result<Vec<OutboxMessage>> {
+        let mut sql = Sql::new(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1 = 1"));
+        if let Some(c) = q.creditor_id {
+            sql.push(" AND creditor_id = ")
+                .arg(Arg::Text(c.to_string()));
+        }
+        if let Some(t) = q.transaction_id {
+            sql.push(" AND transaction_id = ")
+                .arg(Arg::Text(t.to_string()));
+        }
+        if let Some(s) = q.status {
+            sql.push(" AND status = ").arg(Arg::Text(s.as_str().into()));
+        }
+        sql.push(" ORDER BY id");
+        if q.limit > 0 {
+            sql.push(" LIMIT ").arg(Arg::Int(i64::from(q.limit)));
+        }
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing the outbox"))?;
+        rows.iter().map(rows::outbox).collect()
+    }
+
+    async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {
+        let mut totals = Sql::new(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(t.total_cents), 0) AS BIGINT) AS total FROM transactions t",
+        );
+        movement_filters(&mut totals, q);
+        let row = totals
+            .query()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err("counting movements"))?;
+        let count: i64 = rows::get(&row, "n")?;
+        let total: i64 = rows::get(&row, "total")?;
+
+        let mut sql = Sql::new(&format!(
+            "SELECT {} FROM transactions t",
+            TX_COLUMNS
+                .split(", ")
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        movement_filters(&mut sql, q);
+        if let Some(after) = q.after {
+            sql.push(" AND t.id < ").arg(Arg::Text(after.to_string()));
+        }
+        sql.push(" ORDER BY t.id DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit) + 1));
+        let items = self.fetch_transactions(&sql).await?;
+        Ok(MovementPage {
+            page: page(items, q.limit),
+            count: u64::try_from(count).unwrap_or_default(),
+            total: Money::from_minor(total, payments_core::Currency::Eur)
+                .map_err(|_| rows::corrupt("total"))?,
+        })
+    }
+
+    async fn history(&self, q: &HistoryQuery) -> Result<Page<Transaction>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE payer_id = "
+        ));
+        sql.arg(Arg::Text(q.payer_id.0.clone()));
+        if let Some(c) = q.creditor_id {
+            sql.push(" AND creditor_id = ")
+                .arg(Arg::Text(c.to_string()));
+        }
+        if let Some(after) = q.after {
+            sql.push(" AND id < ").arg(Arg::Text(after.to_string()));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit) + 1));
+        Ok(page(self.fetch_transactions(&sql).await?, q.limit))
+    }
+}
+
+async fn insert_event(tx: &mut Tx, e: &TransactionEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO transaction_events (id, transaction_id, at, actor, from_status, to_status, provider_ref, note) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.id.to_string())
+    .bind(e.transaction_id.to_string())
+    .bind(micros(e.at))
+    .bind(to_json(&e.actor)?)
+    .bind(e.from.map(|s| s.as_str()))
+    .bind(e.to.as_str())
+    .bind(e.provider_ref.clone())
+    .bind(e.note.clone())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("recording an event"))?;
+    Ok(())
+}
