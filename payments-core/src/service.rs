@@ -55,6 +55,7 @@ pub struct PaymentsBuilder {
     retry: Option<RetryPolicy>,
     transaction_ttl: Option<Duration>,
     return_url: Option<String>,
+    dispatch_batch: Option<u32>,
 }
 
 impl PaymentsBuilder {
@@ -116,6 +117,12 @@ impl PaymentsBuilder {
         self
     }
 
+    /// How many outbox messages one dispatcher pass claims (50 by default).
+    pub fn dispatch_batch(mut self, n: u32) -> Self {
+        self.dispatch_batch = Some(n.max(1));
+        self
+    }
+
     /// Builds the service; refuses a missing store or notifier, or two gateways with one id.
     pub fn build(self) -> Result<Payments> {
         let store = self
@@ -144,7 +151,7 @@ impl PaymentsBuilder {
                 retry: self.retry.unwrap_or_default(),
                 transaction_ttl: self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60)),
                 return_url: self.return_url,
-                dispatch_batch: 50,
+                dispatch_batch: self.dispatch_batch.unwrap_or(50),
             }),
         })
     }

@@ -52,3 +52,58 @@ pub async fn postgres(url: &str) -> SqlxStore {
         .await
         .unwrap()
 }
+
+use std::sync::Arc;
+
+use payments_core::testing::Fixture;
+use payments_core::*;
+use payments_gateways::sandbox::SandboxGateway;
+
+/// A service on `store` with the sandbox gateway and a recording notifier.
+pub struct Service {
+    pub payments: Payments,
+    pub notifier: Arc<RecordingNotifier>,
+    pub tributi: Arc<RecordingListener>,
+}
+
+pub fn service(store: Arc<dyn Store>, sandbox: Arc<SandboxGateway>) -> Service {
+    let notifier = Arc::new(RecordingNotifier::new());
+    let tributi = Arc::new(RecordingListener::new());
+    let payments = Payments::builder()
+        .store(store)
+        .gateway(sandbox)
+        .notifier(notifier.clone())
+        .listener("tributi", tributi.clone())
+        .dispatch_batch(10)
+        .build()
+        .unwrap();
+    Service {
+        payments,
+        notifier,
+        tributi,
+    }
+}
+
+/// The sandbox gateway the tests share.
+pub fn sandbox() -> Arc<SandboxGateway> {
+    Arc::new(SandboxGateway::new("sqlx-test-key"))
+}
+
+/// A TARI item.
+pub fn tari(fx: &Fixture, key: &str, amount: &str) -> NewItem {
+    NewItem::new(
+        Source::new("tributi", key),
+        fx.tari.id,
+        format!("TARI {key}"),
+        Money::parse_eur(amount).unwrap(),
+    )
+    .with_extra("year", "2026")
+}
+
+/// The sandbox session in a checkout's redirect.
+pub fn session(checkout: &Checkout) -> String {
+    match &checkout.instruction {
+        Instruction::Redirect { url } => url.rsplit('/').next().unwrap().to_owned(),
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+}
