@@ -34,7 +34,9 @@
 //! # }
 //! ```
 
+mod export;
 mod rows;
 mod store;
 
+pub use export::{COLUMNS, ExportFormat, ExportRow, XLSX_ROWS_PER_SHEET, neutralise};
 pub use store::{Dialect, SqlxStore, SqlxStoreBuilder};

@@ -35,14 +35,36 @@ async fn crash_child() {
     let store = Arc::new(SqlxStore::connect(&url).await.unwrap());
     let sandbox = sandbox();
     let s = service(store, sandbox.clone());
-    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card]).await.unwrap();
+    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
     let alice = Actor::payer("alice");
-    let cart = s.payments.open_cart(&alice, fx.creditor.id, Fixture::payer("alice")).await.unwrap();
-    s.payments.add_item(&alice, cart.id, tari(&fx, "2026-1", "99.90")).await.unwrap();
-    s.payments.add_item(&alice, cart.id, tari(&fx, "2026-2", "0.10")).await.unwrap();
-    let checkout = s.payments.checkout(&alice, cart.id, fx.method(MethodKind::Card).id, "k").await.unwrap();
-    let callback = sandbox.complete(&session(&checkout), PaymentOutcome::Paid).unwrap();
-    let out = s.payments.handle_callback("sandbox", &callback).await.unwrap();
+    let cart = s
+        .payments
+        .open_cart(&alice, fx.creditor.id, Fixture::payer("alice"))
+        .await
+        .unwrap();
+    s.payments
+        .add_item(&alice, cart.id, tari(&fx, "2026-1", "99.90"))
+        .await
+        .unwrap();
+    s.payments
+        .add_item(&alice, cart.id, tari(&fx, "2026-2", "0.10"))
+        .await
+        .unwrap();
+    let checkout = s
+        .payments
+        .checkout(&alice, cart.id, fx.method(MethodKind::Card).id, "k")
+        .await
+        .unwrap();
+    let callback = sandbox
+        .complete(&session(&checkout), PaymentOutcome::Paid)
+        .unwrap();
+    let out = s
+        .payments
+        .handle_callback("sandbox", &callback)
+        .await
+        .unwrap();
     assert_eq!(out.transaction.status, TxStatus::Paid);
     let report = Report {
         creditor: fx.creditor.id.to_string(),
@@ -59,7 +81,13 @@ async fn crash_child() {
 
 async fn killed_after_confirmation_loses_nothing(url: String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_URL, &url)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -70,7 +98,10 @@ async fn killed_after_confirmation_loses_nothing(url: String) {
         .lines()
         .map_while(|l| l.ok())
         // The test harness may print its own words before ours on the same line.
-        .find_map(|l| l.split_once("REPORT ").map(|(_, r)| serde_json::from_str(r).unwrap()))
+        .find_map(|l| {
+            l.split_once("REPORT ")
+                .map(|(_, r)| serde_json::from_str(r).unwrap())
+        })
         .expect("the child reports before it is killed");
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
@@ -78,38 +109,82 @@ async fn killed_after_confirmation_loses_nothing(url: String) {
 
     // A new process, on the same database.
     let store = Arc::new(SqlxStore::connect(&url).await.unwrap());
-    let sandbox = Arc::new(payments_gateways::sandbox::SandboxGateway::new("sqlx-test-key"));
+    let sandbox = Arc::new(payments_gateways::sandbox::SandboxGateway::new(
+        "sqlx-test-key",
+    ));
     let s = service(store, sandbox);
     let tx_id: TransactionId = report.transaction.parse().unwrap();
     let creditor: CreditorId = report.creditor.parse().unwrap();
     let tx = s.payments.transaction(&Actor::System, tx_id).await.unwrap();
     assert_eq!(tx.status, TxStatus::Paid, "the payment survived the crash");
     let paid_events = s.payments.events(&Actor::System, tx_id).await.unwrap();
-    assert_eq!(paid_events.iter().filter(|e| e.to == TxStatus::Paid).count(), 1, "paid once");
+    assert_eq!(
+        paid_events
+            .iter()
+            .filter(|e| e.to == TxStatus::Paid)
+            .count(),
+        1,
+        "paid once"
+    );
     let pending = s
         .payments
-        .outbox(&Actor::System, creditor, OutboxQuery { status: Some(OutboxStatus::Pending), ..Default::default() })
+        .outbox(
+            &Actor::System,
+            creditor,
+            OutboxQuery {
+                status: Some(OutboxStatus::Pending),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(pending.len(), 4, "receipt, notice and two settlements waited in the outbox");
+    assert_eq!(
+        pending.len(),
+        4,
+        "receipt, notice and two settlements waited in the outbox"
+    );
 
     // The provider retries its callback after the crash: nothing changes.
     let replay = CallbackRequest::new(report.callback_body.into_bytes())
         .with_header("x-sandbox-signature", report.callback_signature);
-    let again = s.payments.handle_callback("sandbox", &replay).await.unwrap();
+    let again = s
+        .payments
+        .handle_callback("sandbox", &replay)
+        .await
+        .unwrap();
     assert!(!again.applied);
 
     let delivered = s.payments.dispatch_outbox().await.unwrap();
-    assert_eq!(delivered, DispatchReport { delivered: 4, retrying: 0, dead: 0 }, "every message is delivered");
+    assert_eq!(
+        delivered,
+        DispatchReport {
+            delivered: 4,
+            retrying: 0,
+            dead: 0
+        },
+        "every message is delivered"
+    );
     assert_eq!(s.notifier.sent().len(), 2);
     assert_eq!(s.tributi.heard().len(), 2);
 
     // The items are never payable again.
     let alice = Actor::payer("alice");
     let cart: CartId = report.cart.parse().unwrap();
-    let fx_tari = s.payments.payment_types(creditor).await.unwrap().into_iter().find(|t| t.code == "tari").unwrap();
-    let again = NewItem::new(Source::new("tributi", "2026-1"), fx_tari.id, "TARI 2026-1", Money::parse_eur("99.90").unwrap())
-        .with_extra("year", "2026");
+    let fx_tari = s
+        .payments
+        .payment_types(creditor)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.code == "tari")
+        .unwrap();
+    let again = NewItem::new(
+        Source::new("tributi", "2026-1"),
+        fx_tari.id,
+        "TARI 2026-1",
+        Money::parse_eur("99.90").unwrap(),
+    )
+    .with_extra("year", "2026");
     let item = s.payments.add_item(&alice, cart, again).await.unwrap();
     assert_eq!(item.state, ItemState::Paid(tx_id));
     let method = s.payments.methods(creditor).await.unwrap()[0].id;
@@ -126,10 +201,19 @@ async fn sqlite_killed_after_confirmation_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_killed_after_confirmation_loses_nothing() {
-    let Some(url) = common::postgres_url("postgres_killed_after_confirmation_loses_nothing") else { return };
+    let Some(url) = common::postgres_url("postgres_killed_after_confirmation_loses_nothing") else {
+        return;
+    };
     // A schema of its own, named in the URL so the child process uses it too.
     let schema = common::schema();
-    SqlxStore::builder(url.clone()).with_schema(schema.clone()).build().await.unwrap();
+    SqlxStore::builder(url.clone())
+        .with_schema(schema.clone())
+        .build()
+        .await
+        .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
-    killed_after_confirmation_loses_nothing(format!("{url}{sep}options=-c%20search_path%3D{schema}")).await;
+    killed_after_confirmation_loses_nothing(format!(
+        "{url}{sep}options=-c%20search_path%3D{schema}"
+    ))
+    .await;
 }

@@ -1,0 +1,203 @@
+//! Exports and searches on the database: CSV with either separator, XLSX, JSON lines;
+//! formulas neutralised; filters and access as in the search.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{sandbox, service, session, tari};
+use payments_core::testing::Fixture;
+use payments_core::*;
+use payments_sqlx::{COLUMNS, ExportFormat, SqlxStore};
+
+struct Data {
+    store: Arc<SqlxStore>,
+    fx: Fixture,
+    paid: Vec<Transaction>,
+}
+
+/// Three paid transactions of two items each, and one left pending.
+async fn data(store: SqlxStore) -> Data {
+    let store = Arc::new(store);
+    let sandbox = sandbox();
+    let s = service(store.clone(), sandbox.clone());
+    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
+    let mut paid = Vec::new();
+    for n in 0..4 {
+        let payer = format!("payer{n}");
+        let actor = Actor::payer(payer.as_str());
+        let cart = s
+            .payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
+            .await
+            .unwrap();
+        s.payments
+            .add_item(&actor, cart.id, tari(&fx, &format!("{n}-a"), "10.05"))
+            .await
+            .unwrap();
+        // A reason a spreadsheet would run as a formula.
+        let evil = NewFreeItem::new(
+            fx.fees.id,
+            "2,50",
+            "=HYPERLINK(\"http://evil.example\";\"click\")",
+        )
+        .with_extra("case_number", format!("@{n}"))
+        .with_extra("office", "anagrafe");
+        s.payments
+            .add_free_item(&actor, cart.id, evil)
+            .await
+            .unwrap();
+        let c = s
+            .payments
+            .checkout(&actor, cart.id, fx.method(MethodKind::Card).id, "k")
+            .await
+            .unwrap();
+        if n < 3 {
+            let cb = sandbox
+                .complete(&session(&c), PaymentOutcome::Paid)
+                .unwrap();
+            paid.push(
+                s.payments
+                    .handle_callback("sandbox", &cb)
+                    .await
+                    .unwrap()
+                    .transaction,
+            );
+        }
+    }
+    Data { store, fx, paid }
+}
+
+fn paid_only(fx: &Fixture) -> MovementQuery {
+    MovementQuery {
+        statuses: vec![TxStatus::Paid],
+        ..MovementQuery::new(fx.creditor.id)
+    }
+}
+
+async fn exports(store: SqlxStore) {
+    let d = data(store).await;
+    let op = Actor::operator(d.fx.creditor.id, Role::Viewer, "anna");
+
+    for separator in [b';', b','] {
+        let mut out = Vec::new();
+        let n = d
+            .store
+            .export(
+                &op,
+                &paid_only(&d.fx),
+                ExportFormat::Csv { separator },
+                &mut out,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 6, "one row per item of the paid transactions");
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(separator)
+            .from_reader(out.as_slice());
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            COLUMNS
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 6);
+        let newest = d.paid.last().unwrap();
+        assert_eq!(
+            &rows[0][0],
+            newest.id.to_string(),
+            "newest transaction first"
+        );
+        assert_eq!((&rows[0][11], &rows[1][11]), ("1", "2"), "lines in order");
+        assert_eq!(&rows[0][9], "12.55", "the total, exact");
+        assert_eq!(&rows[0][17], "10.05");
+        assert_eq!(&rows[1][17], "2.50");
+        assert_eq!(&rows[0][3], "paid");
+        assert_eq!(&rows[0][7], "Citizen payer2");
+        assert!(
+            rows[1][16].starts_with("'=HYPERLINK"),
+            "a formula is neutralised: {}",
+            &rows[1][16]
+        );
+        assert!(
+            rows.iter()
+                .all(|r| !r.iter().any(|c| c.starts_with(['=', '+', '-', '@'])))
+        );
+    }
+
+    let mut out = Vec::new();
+    let n = d
+        .store
+        .export(&op, &paid_only(&d.fx), ExportFormat::JsonLines, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(n, 6);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0]["transaction_id"], d.paid[2].id.to_string());
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[1]["amount"], "2.50");
+
+    let path = common::temp_dir().join("movements.xlsx");
+    let file = std::fs::File::create(&path).unwrap();
+    let n = d
+        .store
+        .export(
+            &op,
+            &MovementQuery::new(d.fx.creditor.id),
+            ExportFormat::Xlsx,
+            file,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 8, "every transaction, pending included");
+    use calamine::{Reader, Xlsx, open_workbook};
+    let mut book: Xlsx<_> = open_workbook(&path).unwrap();
+    let sheet = book.worksheet_range("Sheet1").unwrap();
+    assert_eq!(sheet.height(), 9, "a header and eight rows");
+    let header: Vec<String> = sheet
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(header, COLUMNS);
+    let second = sheet.rows().nth(2).unwrap();
+    assert!(second[16].to_string().starts_with("'=HYPERLINK"));
+    assert_eq!(second[11].to_string(), "2");
+    assert_eq!(second[17].to_string(), "2.50");
+
+    // An operator of another creditor gets a refusal, and nothing is written.
+    let other = Actor::operator(CreditorId::new(), Role::Manager, "bruno");
+    let mut out = Vec::new();
+    let r = d
+        .store
+        .export(
+            &other,
+            &paid_only(&d.fx),
+            ExportFormat::Csv { separator: b';' },
+            &mut out,
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Forbidden { .. })));
+    assert!(out.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_exports_csv_xlsx_and_json_lines() {
+    exports(common::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_exports_csv_xlsx_and_json_lines() {
+    let Some(url) = common::postgres_url("postgres_exports_csv_xlsx_and_json_lines") else {
+        return;
+    };
+    exports(common::postgres(&url).await).await;
+}
