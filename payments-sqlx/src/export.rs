@@ -4,12 +4,14 @@
 use std::io::Write;
 
 use futures::TryStreamExt;
-use payments_core::{Actor, Error, MovementQuery, Payer, Result, Role};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use payments_core::{Actor, Error, MovementQuery, Result, Role};
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use crate::SqlxStore;
-use crate::rows::{self, Sql, db_err, from_micros, get};
+use crate::rows::{Sql, db_err, from_micros, get};
 use crate::store::movement_filters;
 
 /// The most rows an XLSX worksheet holds (beside its header); further rows go on to a new
@@ -57,7 +59,7 @@ pub const COLUMNS: [&str; 18] = [
 const LINE_COLUMN: usize = 11;
 
 /// One row of an export, in the order of [`COLUMNS`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ExportRow {
     /// The payment identifier.
     pub transaction_id: String,
@@ -136,31 +138,100 @@ fn cents(c: i64) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
 
-fn row(r: &AnyRow) -> Result<ExportRow> {
-    let payer: Payer = rows::from_json(&get::<String>(r, "payer")?)?;
-    let time = |col| -> Result<String> {
-        Ok(from_micros(get(r, col)?)?.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-    };
-    Ok(ExportRow {
-        transaction_id: get(r, "id")?,
-        created_at: time("created_at")?,
-        updated_at: time("updated_at")?,
-        status: get(r, "status")?,
-        method: get(r, "method_kind")?,
-        provider_ref: get::<Option<String>>(r, "provider_ref")?.unwrap_or_default(),
-        payer_id: payer.id.0,
-        payer_name: payer.name,
-        payer_fiscal_code: payer.fiscal_code.unwrap_or_default(),
-        total: cents(get(r, "total_cents")?),
-        currency: get(r, "currency")?,
-        line: get::<i64>(r, "position")? + 1,
-        item_id: get(r, "item_id")?,
-        module: get(r, "module")?,
-        source_key: get(r, "source_key")?,
-        payment_type_id: get(r, "payment_type_id")?,
-        reason: get(r, "reason")?,
-        amount: cents(get(r, "amount_cents")?),
-    })
+/// The parts of a payer's JSON column an export shows, borrowed from the column's text.
+#[derive(Deserialize)]
+struct PayerCells<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    fiscal_code: Option<Cow<'a, str>>,
+}
+
+/// The parts of a transaction line an export shows, borrowed from the `lines` column.
+#[derive(Deserialize)]
+struct LineCells<'a> {
+    #[serde(borrow)]
+    item_id: Cow<'a, str>,
+    #[serde(borrow)]
+    source: SourceCells<'a>,
+    #[serde(borrow)]
+    payment_type_id: Cow<'a, str>,
+    #[serde(borrow)]
+    reason: Cow<'a, str>,
+    #[serde(borrow)]
+    amount: AmountCells<'a>,
+}
+
+#[derive(Deserialize)]
+struct SourceCells<'a> {
+    #[serde(borrow)]
+    module: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+}
+
+/// Money as the column keeps it: the amount with exactly the currency's decimals.
+#[derive(Deserialize)]
+struct AmountCells<'a> {
+    #[serde(borrow)]
+    amount: Cow<'a, str>,
+}
+
+fn set(cell: &mut String, value: &str) {
+    cell.clear();
+    cell.push_str(value);
+}
+
+fn set_time(cell: &mut String, micros: i64) -> Result<()> {
+    use std::fmt::Write as _;
+    cell.clear();
+    write!(
+        cell,
+        "{}",
+        from_micros(micros)?.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+    )
+    .map_err(io_err)
+}
+
+/// The transaction's cells of `out`, from a row of `transactions`. Decodes only what the
+/// export shows, into the row's own buffers: exports run over millions of rows.
+fn fill_transaction(r: &AnyRow, out: &mut ExportRow) -> Result<()> {
+    let payer: String = get(r, "payer")?;
+    let payer: PayerCells<'_> =
+        serde_json::from_str(&payer).map_err(|e| Error::storage("decoding a payer", e))?;
+    set(&mut out.transaction_id, &get::<String>(r, "id")?);
+    set_time(&mut out.created_at, get(r, "created_at")?)?;
+    set_time(&mut out.updated_at, get(r, "updated_at")?)?;
+    set(&mut out.status, &get::<String>(r, "status")?);
+    set(&mut out.method, &get::<String>(r, "method_kind")?);
+    set(
+        &mut out.provider_ref,
+        get::<Option<String>>(r, "provider_ref")?
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    set(&mut out.payer_id, &payer.id);
+    set(&mut out.payer_name, &payer.name);
+    set(
+        &mut out.payer_fiscal_code,
+        payer.fiscal_code.as_deref().unwrap_or_default(),
+    );
+    out.total = cents(get(r, "total_cents")?);
+    set(&mut out.currency, &get::<String>(r, "currency")?);
+    Ok(())
+}
+
+/// The item's cells of `out`.
+fn fill_line(position: usize, line: &LineCells<'_>, out: &mut ExportRow) {
+    out.line = position as i64 + 1;
+    set(&mut out.item_id, &line.item_id);
+    set(&mut out.module, &line.source.module);
+    set(&mut out.source_key, &line.source.key);
+    set(&mut out.payment_type_id, &line.payment_type_id);
+    set(&mut out.reason, &line.reason);
+    set(&mut out.amount, &line.amount.amount);
 }
 
 fn io_err(e: impl Into<payments_core::BoxError>) -> Error {
@@ -169,7 +240,7 @@ fn io_err(e: impl Into<payments_core::BoxError>) -> Error {
 
 /// Writes rows in one format.
 enum Sink<W: Write + Send> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Xlsx {
         book: Box<rust_xlsxwriter::Workbook>,
         out: W,
@@ -190,7 +261,7 @@ impl<W: Write + Send> Sink<W> {
                     .delimiter(separator)
                     .from_writer(out);
                 w.write_record(COLUMNS).map_err(io_err)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
             ExportFormat::Xlsx => {
                 let mut sink = Sink::Xlsx {
@@ -277,23 +348,32 @@ impl SqlxStore {
         out: W,
     ) -> Result<u64> {
         actor.check_operator(&query.creditor_id, Role::Viewer)?;
+        // One row per transaction: its items come from the `lines` column written with it,
+        // which reads faster than a join that repeats the transaction's columns per item.
         let mut sql = Sql::new(
             "SELECT t.id, t.created_at, t.updated_at, t.status, t.method_kind, t.provider_ref, t.payer, \
-             t.total_cents, t.currency, l.position, l.item_id, l.module, l.source_key, l.payment_type_id, \
-             l.reason, l.amount_cents FROM transactions t JOIN transaction_lines l ON l.transaction_id = t.id",
+             t.total_cents, t.currency, t.lines FROM transactions t",
         );
         movement_filters(&mut sql, query);
-        sql.push(" ORDER BY t.id DESC, l.position");
+        sql.push(" ORDER BY t.id DESC");
         let mut sink = Sink::new(format, out)?;
         let mut rows = sql.query().fetch(self.pool());
         let mut n = 0;
+        let mut row = ExportRow::default();
         while let Some(r) = rows
             .try_next()
             .await
             .map_err(db_err("reading the export"))?
         {
-            sink.write(&row(&r)?)?;
-            n += 1;
+            fill_transaction(&r, &mut row)?;
+            let lines: String = get(&r, "lines")?;
+            let lines: Vec<LineCells<'_>> =
+                serde_json::from_str(&lines).map_err(|e| Error::storage("decoding lines", e))?;
+            for (position, line) in lines.iter().enumerate() {
+                fill_line(position, line, &mut row);
+                sink.write(&row)?;
+                n += 1;
+            }
         }
         sink.finish()?;
         Ok(n)

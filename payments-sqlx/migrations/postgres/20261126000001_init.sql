@@ -76,6 +76,10 @@ CREATE INDEX transactions_creditor_status ON transactions (creditor_id, status, 
 CREATE INDEX transactions_creditor_method ON transactions (creditor_id, method_kind, id);
 CREATE INDEX transactions_creditor_payer ON transactions (creditor_id, payer_id, id);
 CREATE INDEX transactions_creditor_total ON transactions (creditor_id, total_cents);
+-- The operator's usual search, state and method within a period: pages walk the first
+-- (newest first, no sort), counts and totals read the second alone.
+CREATE INDEX transactions_search_page ON transactions (creditor_id, status, method_kind, id, created_at, total_cents);
+CREATE INDEX transactions_search_count ON transactions (creditor_id, status, method_kind, created_at, total_cents);
 CREATE INDEX transactions_payer ON transactions (payer_id, id);
 CREATE INDEX transactions_provider_ref ON transactions (gateway_id, provider_ref);
 CREATE INDEX transactions_expiry ON transactions (status, expires_at);

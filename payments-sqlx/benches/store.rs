@@ -1,0 +1,530 @@
+//! `cargo bench -p payments-sqlx`: the store's speed beside a floor measured in the same run.
+//!
+//! 1. The full flow (add 3 items, checkout, signed callback to `Paid`, outbox rows written)
+//!    in flows per second through the library, beside the same rows inserted and updated
+//!    with plain sqlx statements in the same number of database transactions.
+//! 2. Export of N transactions of 3 items (N = `BENCH_TRANSACTIONS`, 1,000,000 by default)
+//!    to CSV: rows per second and peak memory, beside `sqlite3 -csv` (and `psql \copy` on
+//!    PostgreSQL) exporting the same join from the same database.
+//! 3. Operator search with three filters over those transactions: median and 99th
+//!    percentile latency of a first page and of a deep page.
+//!
+//! SQLite always; PostgreSQL too when `DATABASE_URL` is a `postgres://` URL.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use payments_core::testing::Fixture;
+use payments_core::*;
+use payments_gateways::sandbox::SandboxGateway;
+use payments_sqlx::{Dialect, ExportFormat, SqlxStore};
+use sqlx::Executor;
+
+const CREDITOR: &str = "00000000-0000-7000-a000-0000000000c1";
+const FLOWS: usize = 300;
+const SEARCH_RUNS: usize = 200;
+
+fn main() {
+    // The export, measured in a child process so its peak memory is its own.
+    if let Ok(url) = std::env::var("BENCH_EXPORT_CHILD") {
+        return export_child(&url);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n: u64 = std::env::var("BENCH_TRANSACTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    println!(
+        "# payments-sqlx benchmarks ({} cores)",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    let flow_db = dir.join("flow.db");
+    let _ = std::fs::remove_file(&flow_db);
+    let sqlite_flow = format!("sqlite://{}", flow_db.display());
+    let with_flow = std::env::var("BENCH_SKIP_FLOW").is_err();
+    if with_flow {
+        rt.block_on(flow(&sqlite_flow, Dialect::Sqlite));
+    }
+    let data_db = dir.join(format!("data-{n}.db"));
+    let sqlite_data = format!("sqlite://{}", data_db.display());
+    rt.block_on(generate(&sqlite_data, n));
+    export(&sqlite_data, n, Floor::Sqlite3(&data_db));
+    rt.block_on(search(&sqlite_data, n));
+
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let flow_url = rt.block_on(schema_url(&url, "bench_flow", true));
+            if with_flow {
+                rt.block_on(flow(&flow_url, Dialect::Postgres));
+            }
+            let data_url = rt.block_on(schema_url(&url, &format!("bench_data_{n}"), false));
+            rt.block_on(generate(&data_url, n));
+            export(&data_url, n, Floor::Psql(&url, &format!("bench_data_{n}")));
+            rt.block_on(search(&data_url, n));
+        }
+        _ => println!("\nPostgreSQL: SKIPPED (set DATABASE_URL=postgres://… to measure it)"),
+    }
+}
+
+/// A URL whose connections use `schema` (dropped first when `fresh`).
+async fn schema_url(url: &str, schema: &str, fresh: bool) -> String {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    if fresh {
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .await
+        .unwrap();
+    }
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}"
+    )))
+    .await
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (p(0.5), p(0.99))
+}
+
+// ------------------------------------------------------------------------------------ flow
+
+async fn flow(url: &str, dialect: Dialect) {
+    let name = if dialect == Dialect::Sqlite {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!("\n## {name}: full flow, {FLOWS} flows, one after another");
+    let store = Arc::new(
+        SqlxStore::builder(url)
+            .with_max_connections(4)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let sandbox = Arc::new(SandboxGateway::new("bench-key"));
+    let payments = Payments::builder()
+        .store(store.clone())
+        .gateway(sandbox.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
+    let card = fx.method(MethodKind::Card).id;
+    let started = Instant::now();
+    for n in 0..FLOWS {
+        let payer = format!("payer{n}");
+        let actor = Actor::payer(payer.as_str());
+        let cart = payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let item = NewItem::new(
+                Source::new("tributi", format!("{n}-{i}")),
+                fx.tari.id,
+                "TARI",
+                Money::parse_eur("10.50").unwrap(),
+            )
+            .with_extra("year", "2026");
+            payments.add_item(&actor, cart.id, item).await.unwrap();
+        }
+        let c = payments.checkout(&actor, cart.id, card, "k").await.unwrap();
+        let Instruction::Redirect { url } = &c.instruction else {
+            unreachable!()
+        };
+        let cb = sandbox
+            .complete(url.rsplit('/').next().unwrap(), PaymentOutcome::Paid)
+            .unwrap();
+        assert!(
+            payments
+                .handle_callback("sandbox", &cb)
+                .await
+                .unwrap()
+                .applied
+        );
+    }
+    let library = started.elapsed();
+    store.close().await;
+
+    // The floor: the same rows, written with plain statements, in the same 7 database
+    // transactions per flow (cart, 3 items, checkout, start, payment).
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let begin = if dialect == Dialect::Sqlite {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    };
+    let started = Instant::now();
+    for n in 0..FLOWS {
+        let now = Utc::now().timestamp_micros();
+        let cart = uuid::Uuid::now_v7().to_string();
+        let payer = format!("floor{n}");
+        let json_payer = format!(
+            r#"{{"id":"{payer}","name":"Citizen","email":"a@example.it","fiscal_code":null,"locale":"it"}}"#
+        );
+        sqlx::query("INSERT INTO carts (id, creditor_id, payer_id, payer, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&cart).bind(fx.creditor.id.to_string()).bind(&payer).bind(&json_payer).bind(now)
+            .execute(&pool).await.unwrap();
+        let mut items = Vec::new();
+        for i in 0..3 {
+            let id = uuid::Uuid::now_v7().to_string();
+            let mut tx = pool.begin_with(begin).await.unwrap();
+            sqlx::query("INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, amount_cents, currency, due_date, extra, state, transaction_id, created_at) VALUES ($1, $2, $3, $4, 'tributi', $5, $6, 'TARI', 1050, 'EUR', NULL, '{\"year\":\"2026\"}', 'open', NULL, $7)")
+                .bind(&id).bind(fx.creditor.id.to_string()).bind(&cart).bind(&payer).bind(format!("floor-{n}-{i}")).bind(fx.tari.id.to_string()).bind(now)
+                .execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+            items.push(id);
+        }
+        let tx_id = uuid::Uuid::now_v7().to_string();
+        let mut tx = pool.begin_with(begin).await.unwrap();
+        sqlx::query("INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, idempotency_key, instruction, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'card', 'sandbox', '[]', 3150, 'EUR', 'created', NULL, 'k', NULL, $7, $7, $7)")
+            .bind(&tx_id).bind(fx.creditor.id.to_string()).bind(&cart).bind(&payer).bind(&json_payer).bind(card.to_string()).bind(now)
+            .execute(&mut *tx).await.unwrap();
+        for (i, item) in items.iter().enumerate() {
+            sqlx::query("UPDATE items SET state = 'locked', transaction_id = $1 WHERE id = $2 AND state = 'open'")
+                .bind(&tx_id).bind(item).execute(&mut *tx).await.unwrap();
+            sqlx::query("INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, reason, amount_cents) VALUES ($1, $2, $3, 'tributi', 'k', $4, 'TARI', 1050)")
+                .bind(&tx_id).bind(i as i64).bind(item).bind(fx.tari.id.to_string()).execute(&mut *tx).await.unwrap();
+        }
+        floor_event(&mut tx, &tx_id, "created", now).await;
+        tx.commit().await.unwrap();
+        for (from, to) in [("created", "pending"), ("pending", "paid")] {
+            let mut tx = pool.begin_with(begin).await.unwrap();
+            sqlx::query("UPDATE transactions SET status = $1, updated_at = $2, provider_ref = 'p' WHERE id = $3 AND status = $4")
+                .bind(to).bind(now).bind(&tx_id).bind(from).execute(&mut *tx).await.unwrap();
+            floor_event(&mut tx, &tx_id, to, now).await;
+            if to == "paid" {
+                sqlx::query("UPDATE items SET state = 'paid' WHERE transaction_id = $1 AND state = 'locked'")
+                    .bind(&tx_id).execute(&mut *tx).await.unwrap();
+                for _ in 0..5 {
+                    sqlx::query("INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at) VALUES ($1, $2, $3, '{}', 'pending', 0, $4, NULL, $4, NULL)")
+                        .bind(uuid::Uuid::now_v7().to_string()).bind(&tx_id).bind(fx.creditor.id.to_string()).bind(now)
+                        .execute(&mut *tx).await.unwrap();
+                }
+            }
+            tx.commit().await.unwrap();
+        }
+    }
+    let floor = started.elapsed();
+    let rate = |d: Duration| FLOWS as f64 / d.as_secs_f64();
+    println!(
+        "library: {:>8.1} flows/s ({:.2} ms a flow)",
+        rate(library),
+        library.as_secs_f64() * 1000.0 / FLOWS as f64
+    );
+    println!(
+        "floor:   {:>8.1} flows/s ({:.2} ms a flow, plain sqlx, same writes, same 7 transactions)",
+        rate(floor),
+        floor.as_secs_f64() * 1000.0 / FLOWS as f64
+    );
+    println!(
+        "ratio:   {:>8.2}x the floor's time (target: at most 1.5x)",
+        library.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
+async fn floor_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx_id: &str,
+    to: &str,
+    now: i64,
+) {
+    sqlx::query("INSERT INTO transaction_events (id, transaction_id, at, actor, from_status, to_status, provider_ref, note) VALUES ($1, $2, $3, '{\"kind\":\"system\"}', NULL, $4, NULL, NULL)")
+        .bind(uuid::Uuid::now_v7().to_string()).bind(tx_id).bind(now).bind(to)
+        .execute(&mut **tx).await.unwrap();
+}
+
+// ------------------------------------------------------------------------------------ data
+
+/// Fills the database with `n` transactions of 3 items each, unless it holds them already.
+async fn generate(url: &str, n: u64) {
+    let store = SqlxStore::connect(url).await.unwrap();
+    let pool = store.pool();
+    let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    if have as u64 == n {
+        println!("\n{n} transactions already in place");
+        return;
+    }
+    println!("\ngenerating {n} transactions of 3 items…");
+    let started = Instant::now();
+    let base = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap()
+        .timestamp_micros();
+    let lines = lines_json(store.dialect());
+    let (tx_sql, lines_sql) = match store.dialect() {
+        Dialect::Sqlite => (
+            format!(
+                "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n + 1 < {n}) \
+                 INSERT INTO transactions SELECT printf('00000000-0000-7000-8000-%012x', n), '{CREDITOR}', \
+                 printf('00000000-0000-7000-b000-%012x', n), printf('payer%d', n % 10000), \
+                 printf('{{\"id\":\"payer%d\",\"name\":\"Citizen %d\",\"email\":null,\"fiscal_code\":null,\"locale\":\"it\"}}', n % 10000, n % 10000), \
+                 '00000000-0000-7000-a000-0000000000d1', CASE n % 3 WHEN 0 THEN 'card' WHEN 1 THEN 'bank_transfer' ELSE 'pago_pa' END, 'sandbox', \
+                 {lines}, \
+                 1000 + n % 500 + 250 + n % 100 + 5000, 'EUR', CASE n % 4 WHEN 1 THEN 'pending' WHEN 2 THEN 'failed' ELSE 'paid' END, \
+                 printf('prv-%d', n), printf('key-%d', n), NULL, {base} + n * 1000000, {base} + n * 1000000, {base} + n * 1000000 + 1800000000 FROM seq"
+            ),
+            format!(
+                "WITH RECURSIVE seq(m) AS (SELECT 0 UNION ALL SELECT m + 1 FROM seq WHERE m + 1 < {n} * 3) \
+                 INSERT INTO transaction_lines SELECT printf('00000000-0000-7000-8000-%012x', m / 3), m % 3, \
+                 printf('00000000-0000-7000-9000-%012x', m), CASE (m / 3 + m % 3) % 5 WHEN 0 THEN 'tributi' WHEN 1 THEN 'edilizia' WHEN 2 THEN 'anagrafe' WHEN 3 THEN 'scuola' ELSE 'cimiteri' END, \
+                 printf('k%d', m), printf('00000000-0000-7000-a000-00000000000%d', m % 3 + 1), printf('Voce %d', m), \
+                 CASE m % 3 WHEN 0 THEN 1000 + (m / 3) % 500 WHEN 1 THEN 250 + (m / 3) % 100 ELSE 5000 END FROM seq"
+            ),
+        ),
+        Dialect::Postgres => (
+            format!(
+                "INSERT INTO transactions SELECT '00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'), '{CREDITOR}', \
+                 '00000000-0000-7000-b000-' || lpad(to_hex(n), 12, '0'), 'payer' || (n % 10000), \
+                 format('{{\"id\":\"payer%s\",\"name\":\"Citizen %s\",\"email\":null,\"fiscal_code\":null,\"locale\":\"it\"}}', n % 10000, n % 10000), \
+                 '00000000-0000-7000-a000-0000000000d1', CASE n % 3 WHEN 0 THEN 'card' WHEN 1 THEN 'bank_transfer' ELSE 'pago_pa' END, 'sandbox', \
+                 {lines}, \
+                 1000 + n % 500 + 250 + n % 100 + 5000, 'EUR', CASE n % 4 WHEN 1 THEN 'pending' WHEN 2 THEN 'failed' ELSE 'paid' END, \
+                 'prv-' || n, 'key-' || n, NULL, {base} + n * 1000000, {base} + n * 1000000, {base} + n * 1000000 + 1800000000 \
+                 FROM generate_series(0::bigint, {n} - 1) AS n"
+            ),
+            format!(
+                "INSERT INTO transaction_lines SELECT '00000000-0000-7000-8000-' || lpad(to_hex(m / 3), 12, '0'), m % 3, \
+                 '00000000-0000-7000-9000-' || lpad(to_hex(m), 12, '0'), CASE (m / 3 + m % 3) % 5 WHEN 0 THEN 'tributi' WHEN 1 THEN 'edilizia' WHEN 2 THEN 'anagrafe' WHEN 3 THEN 'scuola' ELSE 'cimiteri' END, \
+                 'k' || m, '00000000-0000-7000-a000-00000000000' || (m % 3 + 1), 'Voce ' || m, \
+                 CASE m % 3 WHEN 0 THEN 1000 + (m / 3) % 500 WHEN 1 THEN 250 + (m / 3) % 100 ELSE 5000 END \
+                 FROM generate_series(0::bigint, {n} * 3 - 1) AS m"
+            ),
+        ),
+    };
+    pool.execute("DELETE FROM transaction_lines").await.unwrap();
+    pool.execute("DELETE FROM transactions").await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(tx_sql)).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(lines_sql)).await.unwrap();
+    let analyze = if store.dialect() == Dialect::Sqlite {
+        "ANALYZE"
+    } else {
+        "VACUUM ANALYZE transactions"
+    };
+    pool.execute(analyze).await.unwrap();
+    if store.dialect() == Dialect::Postgres {
+        pool.execute("VACUUM ANALYZE transaction_lines")
+            .await
+            .unwrap();
+    }
+    println!("generated in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The SQL expression of a generated transaction's `lines` column: the same three items as
+/// its rows in `transaction_lines` (item `3n + i`, module `(n + i) % 5`, type `i + 1`).
+fn lines_json(dialect: Dialect) -> String {
+    let modules = "CASE (n + {i}) % 5 WHEN 0 THEN 'tributi' WHEN 1 THEN 'edilizia' WHEN 2 THEN 'anagrafe' WHEN 3 THEN 'scuola' ELSE 'cimiteri' END";
+    let amount = |i: usize| match i {
+        0 => "(1000 + n % 500)",
+        1 => "(250 + n % 100)",
+        _ => "5000",
+    };
+    let parts: Vec<String> = (0..3)
+        .map(|i| {
+            let module = modules.replace("{i}", &i.to_string());
+            let a = amount(i);
+            match dialect {
+                Dialect::Sqlite => format!(
+                    "printf('{{\"item_id\":\"00000000-0000-7000-9000-%012x\",\"source\":{{\"module\":\"%s\",\"key\":\"k%d\"}},\"payment_type_id\":\"00000000-0000-7000-a000-00000000000{t}\",\"reason\":\"Voce %d\",\"amount\":{{\"amount\":\"%d.%02d\",\"currency\":\"EUR\"}}}}', n * 3 + {i}, {module}, n * 3 + {i}, n * 3 + {i}, {a} / 100, {a} % 100)",
+                    t = i + 1
+                ),
+                Dialect::Postgres => format!(
+                    "format('{{\"item_id\":\"00000000-0000-7000-9000-%s\",\"source\":{{\"module\":\"%s\",\"key\":\"k%s\"}},\"payment_type_id\":\"00000000-0000-7000-a000-00000000000{t}\",\"reason\":\"Voce %s\",\"amount\":{{\"amount\":\"%s.%s\",\"currency\":\"EUR\"}}}}', lpad(to_hex(n * 3 + {i}), 12, '0'), {module}, n * 3 + {i}, n * 3 + {i}, {a} / 100, lpad(({a} % 100)::text, 2, '0'))",
+                    t = i + 1
+                ),
+            }
+        })
+        .collect();
+    match dialect {
+        Dialect::Sqlite => format!("'[' || {} || ']'", parts.join(" || ',' || ")),
+        Dialect::Postgres => format!("'[' || {} || ']'", parts.join(" || ',' || ")),
+    }
+}
+
+// ------------------------------------------------------------------------------------ export
+
+enum Floor<'a> {
+    Sqlite3(&'a Path),
+    Psql(&'a str, &'a str),
+}
+
+/// The query the floor runs: the same join, the same order, the same columns' data.
+const FLOOR_SQL: &str = "SELECT t.id, t.created_at, t.updated_at, t.status, t.method_kind, t.provider_ref, t.payer, \
+     t.total_cents, t.currency, l.position, l.item_id, l.module, l.source_key, l.payment_type_id, l.reason, \
+     l.amount_cents FROM transactions t JOIN transaction_lines l ON l.transaction_id = t.id \
+     WHERE t.creditor_id = '00000000-0000-7000-a000-0000000000c1' ORDER BY t.id DESC, l.position";
+
+fn export(url: &str, n: u64, floor: Floor<'_>) {
+    println!("\n## export of {n} transactions × 3 items to CSV");
+    let exe = std::env::current_exe().unwrap();
+    let started = Instant::now();
+    let out = Command::new(exe)
+        .env("BENCH_EXPORT_CHILD", url)
+        .output()
+        .unwrap();
+    let library = started.elapsed();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "export child failed: {report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: u64 = report
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let peak_kib: u64 = report
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(rows, n * 3, "every row exported");
+
+    let started = Instant::now();
+    let status = match floor {
+        Floor::Sqlite3(path) => Command::new("sqlite3")
+            .args(["-csv", "-header", path.to_str().unwrap(), FLOOR_SQL])
+            .stdout(std::fs::File::create("/dev/null").unwrap())
+            .status(),
+        Floor::Psql(url, schema) => Command::new("psql")
+            .args([
+                url,
+                "-q",
+                "-c",
+                &format!("SET search_path TO {schema}"),
+                "-c",
+                &format!("\\copy ({FLOOR_SQL}) TO '/dev/null' WITH CSV HEADER"),
+            ])
+            .status(),
+    };
+    let floor_time = started.elapsed();
+    let floor_name = match floor {
+        Floor::Sqlite3(_) => "sqlite3 -csv",
+        Floor::Psql(..) => "psql \\copy",
+    };
+    match status {
+        Ok(s) if s.success() => {
+            let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+            println!(
+                "library: {:>10.0} rows/s ({:.1} s), peak memory {:.1} MiB (target: under 64 MiB)",
+                rate(library),
+                library.as_secs_f64(),
+                peak_kib as f64 / 1024.0
+            );
+            println!(
+                "floor:   {:>10.0} rows/s ({:.1} s, {floor_name})",
+                rate(floor_time),
+                floor_time.as_secs_f64()
+            );
+            println!(
+                "ratio:   {:>10.2} of the floor's speed (target: at least 0.5)",
+                floor_time.as_secs_f64() / library.as_secs_f64()
+            );
+        }
+        _ => println!(
+            "floor: {floor_name} is not installed or failed; library: {:.1} s, peak {} KiB",
+            library.as_secs_f64(),
+            peak_kib
+        ),
+    }
+}
+
+fn export_child(url: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = rt.block_on(async {
+        let store = SqlxStore::builder(url)
+            .with_max_connections(1)
+            .build()
+            .await
+            .unwrap();
+        let creditor: CreditorId = CREDITOR.parse().unwrap();
+        let out =
+            std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create("/dev/null").unwrap());
+        store
+            .export(
+                &Actor::System,
+                &MovementQuery::new(creditor),
+                ExportFormat::Csv { separator: b';' },
+                out,
+            )
+            .await
+            .unwrap()
+    });
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("0");
+    println!("rows {rows} peak_kib {peak}");
+}
+
+// ------------------------------------------------------------------------------------ search
+
+async fn search(url: &str, n: u64) {
+    println!("\n## operator search over {n} transactions: status paid, method card, a date range");
+    let store = SqlxStore::connect(url).await.unwrap();
+    let creditor: CreditorId = CREDITOR.parse().unwrap();
+    let base = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap();
+    let span = chrono::Duration::seconds(n as i64);
+    let query = MovementQuery {
+        statuses: vec![TxStatus::Paid],
+        method_kind: Some(MethodKind::Card),
+        from: Some(base + span / 4),
+        to: Some(base + span * 3 / 4),
+        limit: 50,
+        ..MovementQuery::new(creditor)
+    };
+    // A deep page: the cursor of the 200th page.
+    let mut deep = query.clone();
+    for _ in 0..199 {
+        let page = store.search(&deep).await.unwrap();
+        deep.after = page.page.next;
+    }
+    let first_page = store.search(&query).await.unwrap();
+    println!(
+        "selection: {} transactions, total {}",
+        first_page.count, first_page.total
+    );
+    for (label, q) in [("first page", &query), ("page 200 (keyset)", &deep)] {
+        let mut samples = Vec::with_capacity(SEARCH_RUNS);
+        for _ in 0..SEARCH_RUNS {
+            let started = Instant::now();
+            let page = store.search(q).await.unwrap();
+            samples.push(started.elapsed());
+            assert_eq!(page.page.items.len(), 50);
+        }
+        let (p50, p99) = stats(samples);
+        println!(
+            "{label:<18} p50 {:>7.2} ms   p99 {:>7.2} ms (target p99: under 20 ms on SQLite)",
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0
+        );
+    }
+}
