@@ -136,6 +136,7 @@
 //!   `MockSettlementListener`, `MockClock`).
 
 mod actor;
+mod cache;
 mod clock;
 mod config;
 mod error;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::cache::Cached;
 use crate::item::check_reason;
 use crate::{
     Actor, CallbackRequest, Cart, CartContents, CartId, Clock, Conflict, Creditor, CreditorId,
@@ -42,6 +43,9 @@ struct Inner {
     transaction_ttl: Duration,
     return_url: Option<String>,
     dispatch_batch: u32,
+    creditors: Cached<CreditorId, Creditor>,
+    types: Cached<crate::PaymentTypeId, PaymentType>,
+    methods: Cached<MethodId, PaymentMethod>,
 }
 
 /// Builds a [`Payments`].
@@ -56,6 +60,7 @@ pub struct PaymentsBuilder {
     transaction_ttl: Option<Duration>,
     return_url: Option<String>,
     dispatch_batch: Option<u32>,
+    config_ttl: Option<Duration>,
 }
 
 impl PaymentsBuilder {
@@ -117,6 +122,14 @@ impl PaymentsBuilder {
         self
     }
 
+    /// How long this instance trusts the creditors, payment types and methods it read
+    /// (30 s by default; zero reads them on every use). Changes made through this instance
+    /// apply at once; changes made elsewhere within this time.
+    pub fn config_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.config_ttl = Some(ttl);
+        self
+    }
+
     /// How many outbox messages one dispatcher pass claims (50 by default).
     pub fn dispatch_batch(mut self, n: u32) -> Self {
         self.dispatch_batch = Some(n.max(1));
@@ -131,6 +144,7 @@ impl PaymentsBuilder {
         let notifier = self
             .notifier
             .ok_or_else(|| Error::invalid("notifier", "required"))?;
+        let config_ttl = self.config_ttl.unwrap_or(Duration::from_secs(30));
         let mut gateways = HashMap::new();
         for g in self.gateways {
             let id = g.id();
@@ -152,6 +166,9 @@ impl PaymentsBuilder {
                 transaction_ttl: self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60)),
                 return_url: self.return_url,
                 dispatch_batch: self.dispatch_batch.unwrap_or(50),
+                creditors: Cached::new(config_ttl),
+                types: Cached::new(config_ttl),
+                methods: Cached::new(config_ttl),
             }),
         })
     }
@@ -228,15 +245,47 @@ impl Payments {
             return Err(Error::forbidden("only the system registers creditors"));
         }
         creditor.validate()?;
-        self.store_ref().put_creditor(creditor).await
+        self.store_ref().put_creditor(creditor).await?;
+        self.inner.creditors.put(creditor.id, creditor.clone());
+        Ok(())
     }
 
     /// A creditor.
     pub async fn creditor(&self, id: CreditorId) -> Result<Creditor> {
-        self.store_ref()
+        if let Some(c) = self.inner.creditors.get(&id) {
+            return Ok(c);
+        }
+        let c = self
+            .store_ref()
             .creditor(id)
             .await?
-            .ok_or_else(|| Error::not_found("creditor", id))
+            .ok_or_else(|| Error::not_found("creditor", id))?;
+        self.inner.creditors.put(id, c.clone());
+        Ok(c)
+    }
+
+    /// A payment type, through the configuration cache.
+    async fn payment_type(&self, id: crate::PaymentTypeId) -> Result<Option<PaymentType>> {
+        if let Some(t) = self.inner.types.get(&id) {
+            return Ok(Some(t));
+        }
+        let t = self.store_ref().payment_type(id).await?;
+        if let Some(t) = &t {
+            self.inner.types.put(id, t.clone());
+        }
+        Ok(t)
+    }
+
+    /// A payment method, through the configuration cache.
+    async fn method(&self, id: MethodId) -> Result<Option<PaymentMethod>> {
+        if let Some(m) = self.inner.methods.get(&id) {
+            return Ok(Some(m));
+        }
+        let m = self.store_ref().method(id).await?;
+        if let Some(m) = &m {
+            self.inner.methods.put(id, m.clone());
+        }
+        Ok(m)
     }
 
     /// Defines or updates a payment type; a manager of its creditor, or the system.
@@ -248,7 +297,9 @@ impl Payments {
         actor.check_operator(&payment_type.creditor_id, Role::Manager)?;
         payment_type.validate()?;
         self.creditor(payment_type.creditor_id).await?;
-        self.store_ref().put_payment_type(payment_type).await
+        self.store_ref().put_payment_type(payment_type).await?;
+        self.inner.types.put(payment_type.id, payment_type.clone());
+        Ok(())
     }
 
     /// A creditor's payment types, as a free-payment form lists them.
@@ -272,7 +323,9 @@ impl Payments {
         }
         errors.into_result()?;
         self.creditor(method.creditor_id).await?;
-        self.store_ref().put_method(method).await
+        self.store_ref().put_method(method).await?;
+        self.inner.methods.put(method.id, method.clone());
+        Ok(())
     }
 
     /// A creditor's enabled payment methods.
@@ -319,7 +372,7 @@ impl Payments {
         id: crate::PaymentTypeId,
         errors: &mut ValidationErrors,
     ) -> Result<Option<PaymentType>> {
-        match self.store_ref().payment_type(id).await? {
+        match self.payment_type(id).await? {
             Some(t) if t.creditor_id == creditor => Ok(Some(t)),
             _ => {
                 errors.push("payment_type_id", "no such payment type at this creditor");
@@ -512,21 +565,23 @@ impl Payments {
                 format!("must have 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable characters"),
             ));
         }
-        if let Some(existing) = self
-            .store_ref()
-            .transaction_by_key(&cart.payer.id, key)
-            .await?
+        let items = self.store_ref().cart_items(cart.id).await?;
+        // A replay finds its items locked or paid: look the key up only then. Otherwise the
+        // store's insert, idempotent on the key, settles any race.
+        if (items.is_empty() || items.iter().any(|i| i.state != ItemState::Open))
+            && let Some(existing) = self
+                .store_ref()
+                .transaction_by_key(&cart.payer.id, key)
+                .await?
         {
             return Self::replayed_checkout(existing, cart.id);
         }
         let creditor = self.creditor(cart.creditor_id).await?;
-        let method = match self.store_ref().method(method).await? {
+        let method = match self.method(method).await? {
             Some(m) if m.creditor_id == cart.creditor_id && m.enabled => m,
             _ => return Err(Error::invalid("method", "not enabled at this creditor")),
         };
         let gateway = self.gateway(&method.gateway_id)?.clone();
-
-        let items = self.store_ref().cart_items(cart.id).await?;
         if let Some(locked) = items.iter().find(|i| i.state != ItemState::Open) {
             return Err(Error::Conflict(Conflict::ItemUnavailable {
                 item: locked.id.to_string(),
@@ -540,7 +595,6 @@ impl Payments {
         for item in &items {
             if !types.contains_key(&item.payment_type_id) {
                 let t = self
-                    .store_ref()
                     .payment_type(item.payment_type_id)
                     .await?
                     .ok_or_else(|| Error::not_found("payment type", item.payment_type_id))?;

@@ -164,14 +164,16 @@ async fn flow(url: &str, dialect: Dialect) {
     let library = started.elapsed();
     store.close().await;
 
-    // The floor: the same rows, written with plain statements, in the same 7 database
-    // transactions per flow (cart, 3 items, checkout, start, payment).
+    // The floor: the same rows written with plain statements of the same shapes, in the
+    // same 7 database transactions per flow (cart, 3 items, checkout, start, payment).
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let begin = if dialect == Dialect::Sqlite {
         "BEGIN IMMEDIATE"
     } else {
         "BEGIN"
     };
+    let creditor = fx.creditor.id.to_string();
+    let tari = fx.tari.id.to_string();
     let started = Instant::now();
     for n in 0..FLOWS {
         let now = Utc::now().timestamp_micros();
@@ -181,44 +183,53 @@ async fn flow(url: &str, dialect: Dialect) {
             r#"{{"id":"{payer}","name":"Citizen","email":"a@example.it","fiscal_code":null,"locale":"it"}}"#
         );
         sqlx::query("INSERT INTO carts (id, creditor_id, payer_id, payer, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&cart).bind(fx.creditor.id.to_string()).bind(&payer).bind(&json_payer).bind(now)
+            .bind(&cart).bind(&creditor).bind(&payer).bind(&json_payer).bind(now)
             .execute(&pool).await.unwrap();
         let mut items = Vec::new();
         for i in 0..3 {
             let id = uuid::Uuid::now_v7().to_string();
-            let mut tx = pool.begin_with(begin).await.unwrap();
             sqlx::query("INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, amount_cents, currency, due_date, extra, state, transaction_id, created_at) VALUES ($1, $2, $3, $4, 'tributi', $5, $6, 'TARI', 1050, 'EUR', NULL, '{\"year\":\"2026\"}', 'open', NULL, $7)")
-                .bind(&id).bind(fx.creditor.id.to_string()).bind(&cart).bind(&payer).bind(format!("floor-{n}-{i}")).bind(fx.tari.id.to_string()).bind(now)
-                .execute(&mut *tx).await.unwrap();
-            tx.commit().await.unwrap();
+                .bind(&id).bind(&creditor).bind(&cart).bind(&payer).bind(format!("floor-{n}-{i}")).bind(&tari).bind(now)
+                .execute(&pool).await.unwrap();
             items.push(id);
         }
         let tx_id = uuid::Uuid::now_v7().to_string();
         let mut tx = pool.begin_with(begin).await.unwrap();
         sqlx::query("INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, idempotency_key, instruction, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'card', 'sandbox', '[]', 3150, 'EUR', 'created', NULL, 'k', NULL, $7, $7, $7)")
-            .bind(&tx_id).bind(fx.creditor.id.to_string()).bind(&cart).bind(&payer).bind(&json_payer).bind(card.to_string()).bind(now)
+            .bind(&tx_id).bind(&creditor).bind(&cart).bind(&payer).bind(&json_payer).bind(card.to_string()).bind(now)
             .execute(&mut *tx).await.unwrap();
-        for (i, item) in items.iter().enumerate() {
-            sqlx::query("UPDATE items SET state = 'locked', transaction_id = $1 WHERE id = $2 AND state = 'open'")
-                .bind(&tx_id).bind(item).execute(&mut *tx).await.unwrap();
-            sqlx::query("INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, reason, amount_cents) VALUES ($1, $2, $3, 'tributi', 'k', $4, 'TARI', 1050)")
-                .bind(&tx_id).bind(i as i64).bind(item).bind(fx.tari.id.to_string()).execute(&mut *tx).await.unwrap();
-        }
+        sqlx::query("UPDATE items SET state = 'locked', transaction_id = $1 WHERE cart_id = $2 AND state = 'open' AND id IN ($3, $4, $5)")
+            .bind(&tx_id).bind(&cart).bind(&items[0]).bind(&items[1]).bind(&items[2])
+            .execute(&mut *tx).await.unwrap();
+        let mut lines = sqlx::query("INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, reason, amount_cents) VALUES ($1, 0, $2, 'tributi', 'k', $3, 'TARI', 1050), ($1, 1, $4, 'tributi', 'k', $3, 'TARI', 1050), ($1, 2, $5, 'tributi', 'k', $3, 'TARI', 1050)")
+            .bind(&tx_id).bind(&items[0]).bind(&tari);
+        lines = lines.bind(&items[1]).bind(&items[2]);
+        lines.execute(&mut *tx).await.unwrap();
         floor_event(&mut tx, &tx_id, "created", now).await;
         tx.commit().await.unwrap();
         for (from, to) in [("created", "pending"), ("pending", "paid")] {
             let mut tx = pool.begin_with(begin).await.unwrap();
             sqlx::query("UPDATE transactions SET status = $1, updated_at = $2, provider_ref = 'p' WHERE id = $3 AND status = $4")
                 .bind(to).bind(now).bind(&tx_id).bind(from).execute(&mut *tx).await.unwrap();
-            floor_event(&mut tx, &tx_id, to, now).await;
             if to == "paid" {
                 sqlx::query("UPDATE items SET state = 'paid' WHERE transaction_id = $1 AND state = 'locked'")
                     .bind(&tx_id).execute(&mut *tx).await.unwrap();
+            }
+            floor_event(&mut tx, &tx_id, to, now).await;
+            if to == "paid" {
+                let mut outbox = sqlx::query(
+                    "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at) VALUES ($1, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($2, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($3, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($4, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($5, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL)",
+                );
                 for _ in 0..5 {
-                    sqlx::query("INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at) VALUES ($1, $2, $3, '{}', 'pending', 0, $4, NULL, $4, NULL)")
-                        .bind(uuid::Uuid::now_v7().to_string()).bind(&tx_id).bind(fx.creditor.id.to_string()).bind(now)
-                        .execute(&mut *tx).await.unwrap();
+                    outbox = outbox.bind(uuid::Uuid::now_v7().to_string());
                 }
+                outbox
+                    .bind(&tx_id)
+                    .bind(&creditor)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
             }
             tx.commit().await.unwrap();
         }

@@ -473,14 +473,15 @@ impl Store for SqlxStore {
     }
 
     async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded> {
-        let mut tx = self.write().await?;
+        // The usual case, a new source, is one statement. Each statement below is atomic on
+        // its own, so no transaction is needed around them.
         let (state, tx_id) = rows::item_state(&item.state);
-        let inserted = sqlx::query(
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, \
              amount_cents, currency, due_date, extra, state, transaction_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (creditor_id, module, source_key) DO NOTHING",
-        )
+             ON CONFLICT (creditor_id, module, source_key) DO NOTHING RETURNING {ITEM_COLUMNS}"
+        )))
         .bind(item.id.to_string())
         .bind(item.creditor_id.to_string())
         .bind(item.cart_id.to_string())
@@ -496,39 +497,43 @@ impl Store for SqlxStore {
         .bind(state)
         .bind(tx_id)
         .bind(micros(item.created_at))
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(db_err("adding an item"))?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            sqlx::query(
-                "UPDATE items SET state = 'open', cart_id = $1 WHERE creditor_id = $2 AND module = $3 \
-                 AND source_key = $4 AND state = 'removed' AND payer_id = $5",
-            )
-            .bind(item.cart_id.to_string())
-            .bind(item.creditor_id.to_string())
-            .bind(item.source.module.clone())
-            .bind(item.source.key.clone())
-            .bind(item.payer_id.0.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("bringing an item back"))?;
+        .map_err(db_err("adding an item"))?;
+        if let Some(row) = inserted {
+            return Ok(ItemAdded {
+                item: rows::item(&row)?,
+                created: true,
+            });
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ITEM_COLUMNS} FROM items WHERE creditor_id = $1 AND module = $2 AND source_key = $3"
+        // The source exists: bring it back if its payer removed it, then read it.
+        let reopened = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE items SET state = 'open', cart_id = $1 WHERE creditor_id = $2 AND module = $3 \
+             AND source_key = $4 AND state = 'removed' AND payer_id = $5 RETURNING {ITEM_COLUMNS}"
         )))
+        .bind(item.cart_id.to_string())
         .bind(item.creditor_id.to_string())
         .bind(item.source.module.clone())
         .bind(item.source.key.clone())
-        .fetch_one(&mut *tx)
+        .bind(item.payer_id.0.clone())
+        .fetch_optional(&self.pool)
         .await
-        .map_err(db_err("reading an item"))?;
-        let stored = rows::item(&row)?;
-        tx.commit().await.map_err(db_err("committing"))?;
+        .map_err(db_err("bringing an item back"))?;
+        let row = match reopened {
+            Some(row) => row,
+            None => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE creditor_id = $1 AND module = $2 AND source_key = $3"
+            )))
+            .bind(item.creditor_id.to_string())
+            .bind(item.source.module.clone())
+            .bind(item.source.key.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err("reading an item"))?,
+        };
         Ok(ItemAdded {
-            item: stored,
-            created: inserted,
+            item: rows::item(&row)?,
+            created: false,
         })
     }
 
@@ -628,44 +633,78 @@ impl Store for SqlxStore {
                 created: false,
             });
         }
-        for (position, line) in t.lines.iter().enumerate() {
-            let locked = sqlx::query(
-                "UPDATE items SET state = 'locked', transaction_id = $1 WHERE id = $2 AND cart_id = $3 AND state = 'open'",
-            )
-            .bind(t.id.to_string())
-            .bind(line.item_id.to_string())
-            .bind(t.cart_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("locking an item"))?
-            .rows_affected();
-            if locked != 1 {
-                let found = Self::item_in(&mut tx, line.item_id).await?;
-                tx.rollback().await.map_err(db_err("rolling back"))?;
-                return Err(match found {
-                    Some(i) => Error::Conflict(Conflict::ItemUnavailable {
-                        item: i.id.to_string(),
-                        state: i.state.name().into(),
-                    }),
-                    None => Error::not_found("item", line.item_id),
-                });
+        // Lock every item in one statement: it changes only the items still open in the
+        // cart, so fewer rows than lines means another transaction or a payment has one.
+        let mut lock = Sql::new("UPDATE items SET state = 'locked', transaction_id = ");
+        lock.arg(Arg::Text(t.id.to_string()))
+            .push(" WHERE cart_id = ")
+            .arg(Arg::Text(t.cart_id.to_string()))
+            .push(" AND state = 'open' AND id IN (");
+        for (i, line) in t.lines.iter().enumerate() {
+            if i > 0 {
+                lock.push(", ");
             }
-            sqlx::query(
-                "INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, \
-                 reason, amount_cents) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(t.id.to_string())
-            .bind(position as i64)
-            .bind(line.item_id.to_string())
-            .bind(line.source.module.clone())
-            .bind(line.source.key.clone())
-            .bind(line.payment_type_id.to_string())
-            .bind(line.reason.clone())
-            .bind(line.amount.minor_units())
+            lock.arg(Arg::Text(line.item_id.to_string()));
+        }
+        lock.push(")");
+        let locked = lock
+            .query()
             .execute(&mut *tx)
             .await
-            .map_err(db_err("writing a transaction line"))?;
+            .map_err(db_err("locking items"))?
+            .rows_affected();
+        if locked != t.lines.len() as u64 {
+            let mut unavailable = Error::not_found("item", t.lines[0].item_id);
+            for line in &t.lines {
+                match Self::item_in(&mut tx, line.item_id).await? {
+                    Some(i) if i.state == payments_core::ItemState::Locked(t.id) => continue,
+                    Some(i) => {
+                        unavailable = Error::Conflict(Conflict::ItemUnavailable {
+                            item: i.id.to_string(),
+                            state: i.state.name().into(),
+                        });
+                        break;
+                    }
+                    None => {
+                        unavailable = Error::not_found("item", line.item_id);
+                        break;
+                    }
+                }
+            }
+            tx.rollback().await.map_err(db_err("rolling back"))?;
+            return Err(unavailable);
         }
+        let mut lines = Sql::new(
+            "INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, \
+             reason, amount_cents) VALUES ",
+        );
+        for (position, line) in t.lines.iter().enumerate() {
+            lines.push(if position == 0 { "(" } else { ", (" });
+            for (i, arg) in [
+                Arg::Text(t.id.to_string()),
+                Arg::Int(position as i64),
+                Arg::Text(line.item_id.to_string()),
+                Arg::Text(line.source.module.clone()),
+                Arg::Text(line.source.key.clone()),
+                Arg::Text(line.payment_type_id.to_string()),
+                Arg::Text(line.reason.clone()),
+                Arg::Int(line.amount.minor_units()),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    lines.push(", ");
+                }
+                lines.arg(arg);
+            }
+            lines.push(")");
+        }
+        lines
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("writing transaction lines"))?;
         insert_event(&mut tx, event).await?;
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(TransactionCreated {
@@ -759,19 +798,32 @@ impl Store for SqlxStore {
             note: t.note.clone(),
         };
         insert_event(&mut tx, &event).await?;
-        for m in &t.outbox {
-            sqlx::query(
+        if !t.outbox.is_empty() {
+            let mut outbox = Sql::new(
                 "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, \
-                 last_error, created_at, delivered_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, NULL, $5, NULL)",
-            )
-            .bind(m.id.to_string())
-            .bind(m.transaction_id.to_string())
-            .bind(moved.creditor_id.to_string())
-            .bind(to_json(&m.payload)?)
-            .bind(micros(t.at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("enqueuing a message"))?;
+                 last_error, created_at, delivered_at) VALUES ",
+            );
+            for (n, m) in t.outbox.iter().enumerate() {
+                outbox.push(if n == 0 { "(" } else { ", (" });
+                outbox
+                    .arg(Arg::Text(m.id.to_string()))
+                    .push(", ")
+                    .arg(Arg::Text(m.transaction_id.to_string()))
+                    .push(", ")
+                    .arg(Arg::Text(moved.creditor_id.to_string()))
+                    .push(", ")
+                    .arg(Arg::Text(to_json(&m.payload)?))
+                    .push(", 'pending', 0, ")
+                    .arg(Arg::Int(micros(t.at)))
+                    .push(", NULL, ")
+                    .arg(Arg::Int(micros(t.at)))
+                    .push(", NULL)");
+            }
+            outbox
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("enqueuing messages"))?;
         }
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(moved)

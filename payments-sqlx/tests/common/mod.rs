@@ -46,11 +46,44 @@ pub fn schema() -> String {
 
 /// A store in a new schema of the PostgreSQL server.
 pub async fn postgres(url: &str) -> SqlxStore {
+    SWEPT.get_or_init(|| sweep(url)).await;
     SqlxStore::builder(url)
         .with_schema(schema())
         .build()
         .await
         .unwrap()
+}
+
+static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Drops the test schemas older than an hour: their name holds a UUID v7, whose time says
+/// when the test that made it ran. Younger ones may belong to tests running now.
+async fn sweep(url: &str) {
+    use sqlx::Executor;
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 't\\_%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for name in names {
+        let made = uuid::Uuid::parse_str(&name[2..])
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|t| t.to_unix().0);
+        if made.is_some_and(|secs| now.saturating_sub(secs) > 3600) {
+            let _ = pool
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                )))
+                .await;
+        }
+    }
+    pool.close().await;
 }
 
 use std::sync::Arc;
