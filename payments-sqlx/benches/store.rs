@@ -242,7 +242,7 @@ async fn flow(url: &str, dialect: Dialect) {
         library.as_secs_f64() * 1000.0 / FLOWS as f64
     );
     println!(
-        "floor:   {:>8.1} flows/s ({:.2} ms a flow, plain sqlx, same writes, same 7 transactions)",
+        "floor:   {:>8.1} flows/s ({:.2} ms a flow, plain sqlx: the same rows, statements and 7 transactions)",
         rate(floor),
         floor.as_secs_f64() * 1000.0 / FLOWS as f64
     );
