@@ -24,11 +24,24 @@
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! # let url = format!("sqlite://{}", dir.join("payments.db").display());
 //! let store = SqlxStore::connect(&url).await?; // or a postgres:// URL
+//! let store = Arc::new(store);
 //! let payments = Payments::builder()
-//!     .store(Arc::new(store))
+//!     .store(store.clone())
 //!     .notifier(Arc::new(RecordingNotifier::new()))
 //!     .build()?;
-//! # let _ = payments;
+//! # let creditor = payments_core::Creditor::new("Comune", "00488410010", "ente@example.it")?;
+//! # payments.register_creditor(&payments_core::Actor::System, &creditor).await?;
+//!
+//! // An operator exports the creditor's movements, streamed to any writer.
+//! use payments_core::{Actor, MovementQuery, Role};
+//! use payments_sqlx::ExportFormat;
+//! let operator = Actor::operator(creditor.id, Role::Viewer, "anna");
+//! let mut csv = Vec::new();
+//! let rows = store
+//!     .export(&operator, &MovementQuery::new(creditor.id), ExportFormat::Csv { separator: b';' }, &mut csv)
+//!     .await?;
+//! assert_eq!(rows, 0);
+//! assert!(csv.starts_with(b"transaction_id;created_at;"));
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(())
 //! # }
