@@ -184,7 +184,9 @@ pub use outbox::{
     NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload, OutboxStatus,
     RetryPolicy, Settlement, TransactionSummary,
 };
-pub use query::{HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page};
+pub use query::{
+    HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,
+};
 pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, Payments, PaymentsBuilder,
 };

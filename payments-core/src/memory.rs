@@ -339,6 +339,16 @@ impl Store for InMemoryStore {
             .collect())
     }
 
+    async fn events_of(&self, transactions: &[TransactionId]) -> Result<Vec<TransactionEvent>> {
+        Ok(self
+            .lock()
+            .events
+            .values()
+            .filter(|e| transactions.contains(&e.transaction_id))
+            .cloned()
+            .collect())
+    }
+
     async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>> {
         Ok(self
             .lock()

@@ -119,6 +119,15 @@ pub struct Page<T> {
     pub next: Option<TransactionId>,
 }
 
+/// One transaction of a payer's history, with its items (its lines) and its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The transaction and its items.
+    pub transaction: Transaction,
+    /// Its state changes, oldest first.
+    pub events: Vec<crate::TransactionEvent>,
+}
+
 /// A page of movements, with the count and total of the whole selection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MovementPage {

@@ -12,13 +12,13 @@ use crate::cache::Cached;
 use crate::item::check_reason;
 use crate::{
     Actor, CallbackRequest, Cart, CartContents, CartId, Clock, Conflict, Creditor, CreditorId,
-    Error, EventId, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind, GatewayId, HistoryQuery,
-    Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage, MovementQuery,
-    NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind, Notifier, OutboxId,
-    OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer, PaymentMethod,
-    PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement, SettlementListener, Source,
-    StartRequest, Store, SystemClock, Transaction, TransactionEvent, TransactionId,
-    TransactionLine, TransactionSummary, Transition, TxStatus, ValidationErrors,
+    Error, EventId, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind, GatewayId, HistoryEntry,
+    HistoryQuery, Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage,
+    MovementQuery, NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind,
+    Notifier, OutboxId, OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer,
+    PaymentMethod, PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement,
+    SettlementListener, Source, StartRequest, Store, SystemClock, Transaction, TransactionEvent,
+    TransactionId, TransactionLine, TransactionSummary, Transition, TxStatus, ValidationErrors,
 };
 
 /// Longest idempotency key.
@@ -1001,9 +1001,10 @@ impl Payments {
         self.store_ref().events(id).await
     }
 
-    /// A payer's history: their own, or, for an operator, a payer's at the operator's
-    /// creditor (`creditor_id` must be set).
-    pub async fn history(&self, actor: &Actor, query: &HistoryQuery) -> Result<Page<Transaction>> {
+    /// A payer's history, newest first: each transaction with its items and its events.
+    /// Their own, or, for an operator, a payer's at the operator's creditor (`creditor_id`
+    /// must be set).
+    pub async fn history(&self, actor: &Actor, query: &HistoryQuery) -> Result<Page<HistoryEntry>> {
         check_limit(query.limit)?;
         match actor {
             Actor::Payer { id } if *id == query.payer_id => {}
@@ -1021,7 +1022,23 @@ impl Payments {
                 return Err(Error::forbidden("a gateway acts only through callbacks"));
             }
         }
-        self.store_ref().history(query).await
+        let page = self.store_ref().history(query).await?;
+        let ids: Vec<TransactionId> = page.items.iter().map(|t| t.id).collect();
+        let mut events: HashMap<TransactionId, Vec<TransactionEvent>> = HashMap::new();
+        for e in self.store_ref().events_of(&ids).await? {
+            events.entry(e.transaction_id).or_default().push(e);
+        }
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|t| HistoryEntry {
+                    events: events.remove(&t.id).unwrap_or_default(),
+                    transaction: t,
+                })
+                .collect(),
+            next: page.next,
+        })
     }
 
     /// An operator's search of their creditor's movements, with the count and total of the

@@ -107,6 +107,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn transition(&self, transition: &Transition) -> Result<Transaction>;
     /// A transaction's events, oldest first.
     async fn events(&self, transaction: TransactionId) -> Result<Vec<TransactionEvent>>;
+    /// The events of several transactions (a page of history), each transaction's oldest
+    /// first.
+    async fn events_of(&self, transactions: &[TransactionId]) -> Result<Vec<TransactionEvent>>;
     /// Up to `limit` transactions still `Created` or `Pending` whose `expires_at` is not
     /// after `now`.
     async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>>;

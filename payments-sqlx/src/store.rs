@@ -840,6 +840,28 @@ impl Store for SqlxStore {
         rows.iter().map(rows::event).collect()
     }
 
+    async fn events_of(&self, transactions: &[TransactionId]) -> Result<Vec<TransactionEvent>> {
+        if transactions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = Sql::new(&format!(
+            "SELECT {EVENT_COLUMNS} FROM transaction_events WHERE transaction_id IN ("
+        ));
+        for (i, t) in transactions.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.arg(Arg::Text(t.to_string()));
+        }
+        sql.push(") ORDER BY transaction_id, id");
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("reading events"))?;
+        rows.iter().map(rows::event).collect()
+    }
+
     async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>> {
         let mut sql = Sql::new(&format!(
             "SELECT {TX_COLUMNS} FROM transactions WHERE status IN ('created', 'pending') AND expires_at <= "

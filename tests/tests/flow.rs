@@ -124,9 +124,15 @@ async fn two_modules_and_a_free_item_paid_in_one_transaction() {
         history
             .items
             .iter()
-            .map(|t| (t.id, t.status))
+            .map(|h| (
+                h.transaction.id,
+                h.transaction.status,
+                h.transaction.lines.len(),
+                h.events.len()
+            ))
             .collect::<Vec<_>>(),
-        vec![(tx.id, TxStatus::Paid)]
+        vec![(tx.id, TxStatus::Paid, 3, 3)],
+        "the history shows each transaction with its items and events"
     );
     let events: Vec<_> = p
         .events(&alice, tx.id)

@@ -1152,6 +1152,18 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(got, alice_txs, "all of alice's, newest first, each once");
+    let page: Vec<TransactionId> = alice_txs[..2].to_vec();
+    let events = store.events_of(&page).await.unwrap();
+    let mut seen: Vec<TransactionId> = events.iter().map(|e| e.transaction_id).collect();
+    seen.sort();
+    let mut expected = page.clone();
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "events_of: each creation event of the page, and no other"
+    );
+    assert!(events.iter().all(|e| e.to == TxStatus::Created));
+    assert!(store.events_of(&[]).await.unwrap().is_empty());
     let elsewhere = store
         .history(&HistoryQuery {
             creditor_id: Some(crate::CreditorId::new()),
