@@ -12,13 +12,13 @@ use crate::cache::Cached;
 use crate::item::check_reason;
 use crate::{
     Actor, CallbackRequest, Cart, CartContents, CartId, Clock, Conflict, Creditor, CreditorId,
-    Error, EventId, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind, GatewayId, HistoryEntry,
-    HistoryQuery, Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage,
-    MovementQuery, NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind,
-    Notifier, OutboxId, OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer,
-    PaymentMethod, PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement,
-    SettlementListener, Source, StartRequest, Store, SystemClock, Transaction, TransactionEvent,
-    TransactionId, TransactionLine, TransactionSummary, Transition, TxStatus, ValidationErrors,
+    Error, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind, GatewayId, HistoryEntry, HistoryQuery,
+    Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage, MovementQuery,
+    NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind, Notifier, OutboxId,
+    OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer, PaymentMethod,
+    PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement, SettlementListener, Source,
+    StartRequest, Store, SystemClock, Transaction, TransactionEvent, TransactionId,
+    TransactionSummary, Transition, TxStatus, ValidationErrors,
 };
 
 /// Longest idempotency key.
@@ -608,47 +608,16 @@ impl Payments {
                 ));
             }
         }
-        let lines: Vec<TransactionLine> = items.iter().map(TransactionLine::from).collect();
-        let total = Money::sum(crate::Currency::Eur, lines.iter().map(|l| &l.amount))
-            .map_err(|e| Error::invalid("total", e.to_string()))?;
-        if total.compare(&creditor.max_transaction_amount) == Some(std::cmp::Ordering::Greater) {
+        let now = self.inner.clock.now();
+        let ttl =
+            chrono::Duration::from_std(self.inner.transaction_ttl).unwrap_or(chrono::Duration::MAX);
+        let (tx, event) = Transaction::create(&cart, &method, &items, key, actor, now, now + ttl)?;
+        if tx.total.compare(&creditor.max_transaction_amount) == Some(std::cmp::Ordering::Greater) {
             return Err(Error::invalid(
                 "total",
                 format!("must not exceed {}", creditor.max_transaction_amount),
             ));
         }
-
-        let now = self.inner.clock.now();
-        let tx = Transaction {
-            id: TransactionId::new(),
-            creditor_id: cart.creditor_id,
-            cart_id: cart.id,
-            payer: cart.payer.clone(),
-            method_id: method.id,
-            method_kind: method.kind,
-            gateway_id: method.gateway_id.clone(),
-            lines,
-            total,
-            status: TxStatus::Created,
-            provider_ref: None,
-            idempotency_key: key.to_owned(),
-            instruction: None,
-            created_at: now,
-            updated_at: now,
-            expires_at: now
-                + chrono::Duration::from_std(self.inner.transaction_ttl)
-                    .unwrap_or(chrono::Duration::MAX),
-        };
-        let event = TransactionEvent {
-            id: EventId::new(),
-            transaction_id: tx.id,
-            actor: actor.clone(),
-            at: now,
-            from: None,
-            to: TxStatus::Created,
-            provider_ref: None,
-            note: None,
-        };
         let created = self.store_ref().create_transaction(&tx, &event).await?;
         if !created.created {
             return Self::replayed_checkout(created.transaction, cart.id);

@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Actor, CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, MethodKind, Money,
-    NewOutboxMessage, PayableItem, Payer, PaymentTypeId, Source, TransactionId,
+    Actor, Cart, CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, MethodKind, Money,
+    NewOutboxMessage, PayableItem, Payer, PaymentMethod, PaymentTypeId, Source, TransactionId,
 };
 
 /// Where a transaction stands.
@@ -174,6 +174,54 @@ pub struct Transaction {
     pub updated_at: DateTime<Utc>,
     /// When it expires if still unfinished.
     pub expires_at: DateTime<Utc>,
+}
+
+impl Transaction {
+    /// A `Created` transaction paying `items` of `cart` with `method`, and the event that
+    /// records its creation by `actor`. The total is the exact sum of the items.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        cart: &Cart,
+        method: &PaymentMethod,
+        items: &[PayableItem],
+        idempotency_key: &str,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> crate::Result<(Transaction, TransactionEvent)> {
+        let lines: Vec<TransactionLine> = items.iter().map(TransactionLine::from).collect();
+        let total = Money::sum(crate::Currency::Eur, lines.iter().map(|l| &l.amount))
+            .map_err(|e| crate::Error::invalid("total", e.to_string()))?;
+        let tx = Transaction {
+            id: TransactionId::new(),
+            creditor_id: cart.creditor_id,
+            cart_id: cart.id,
+            payer: cart.payer.clone(),
+            method_id: method.id,
+            method_kind: method.kind,
+            gateway_id: method.gateway_id.clone(),
+            lines,
+            total,
+            status: TxStatus::Created,
+            provider_ref: None,
+            idempotency_key: idempotency_key.to_owned(),
+            instruction: None,
+            created_at: at,
+            updated_at: at,
+            expires_at,
+        };
+        let event = TransactionEvent {
+            id: EventId::new(),
+            transaction_id: tx.id,
+            actor: actor.clone(),
+            at,
+            from: None,
+            to: TxStatus::Created,
+            provider_ref: None,
+            note: None,
+        };
+        Ok((tx, event))
+    }
 }
 
 /// One state change of a transaction: who, when, from, to, the provider's reference and a

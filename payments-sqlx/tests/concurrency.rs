@@ -7,27 +7,19 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{Service, sandbox, service, session, tari};
+use common::{Service, sandbox, service, session, shop, tari};
 use payments_core::testing::Fixture;
 use payments_core::*;
 
 async fn many_checkouts_one_transaction(store: Arc<dyn Store>) {
-    let s = service(store, sandbox());
-    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
-        .await
-        .unwrap();
-    let alice = Actor::payer("alice");
-    let cart = s
-        .payments
-        .open_cart(&alice, fx.creditor.id, Fixture::payer("alice"))
-        .await
-        .unwrap();
-    for k in ["a", "b", "c"] {
-        s.payments
-            .add_item(&alice, cart.id, tari(&fx, k, "10.00"))
-            .await
-            .unwrap();
-    }
+    let (s, fx) = shop(store, sandbox()).await;
+    let (alice, cart) = s
+        .cart(
+            &fx,
+            "alice",
+            &[("a", "10.00"), ("b", "10.00"), ("c", "10.00")],
+        )
+        .await;
     let method = fx.method(MethodKind::Card).id;
     let mut tasks = Vec::new();
     for n in 0..24 {
@@ -64,20 +56,8 @@ async fn many_checkouts_one_transaction(store: Arc<dyn Store>) {
 
 async fn one_callback_a_hundred_times(store: Arc<dyn Store>) {
     let sandbox = sandbox();
-    let s = service(store, sandbox.clone());
-    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
-        .await
-        .unwrap();
-    let alice = Actor::payer("alice");
-    let cart = s
-        .payments
-        .open_cart(&alice, fx.creditor.id, Fixture::payer("alice"))
-        .await
-        .unwrap();
-    s.payments
-        .add_item(&alice, cart.id, tari(&fx, "a", "12.34"))
-        .await
-        .unwrap();
+    let (s, fx) = shop(store, sandbox.clone()).await;
+    let (alice, cart) = s.cart(&fx, "alice", &[("a", "12.34")]).await;
     let checkout = s
         .payments
         .checkout(&alice, cart.id, fx.method(MethodKind::Card).id, "k")

@@ -9,8 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::{sandbox, service, session, tari};
-use payments_core::testing::Fixture;
+use common::{sandbox, service, session, shop};
 use payments_core::*;
 use payments_sqlx::SqlxStore;
 use serde::{Deserialize, Serialize};
@@ -34,24 +33,10 @@ async fn crash_child() {
     let url = std::env::var(CHILD_URL).expect("run by the crash tests");
     let store = Arc::new(SqlxStore::connect(&url).await.unwrap());
     let sandbox = sandbox();
-    let s = service(store, sandbox.clone());
-    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
-        .await
-        .unwrap();
-    let alice = Actor::payer("alice");
-    let cart = s
-        .payments
-        .open_cart(&alice, fx.creditor.id, Fixture::payer("alice"))
-        .await
-        .unwrap();
-    s.payments
-        .add_item(&alice, cart.id, tari(&fx, "2026-1", "99.90"))
-        .await
-        .unwrap();
-    s.payments
-        .add_item(&alice, cart.id, tari(&fx, "2026-2", "0.10"))
-        .await
-        .unwrap();
+    let (s, fx) = shop(store, sandbox.clone()).await;
+    let (alice, cart) = s
+        .cart(&fx, "alice", &[("2026-1", "99.90"), ("2026-2", "0.10")])
+        .await;
     let checkout = s
         .payments
         .checkout(&alice, cart.id, fx.method(MethodKind::Card).id, "k")

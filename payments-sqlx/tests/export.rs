@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{sandbox, service, session, tari};
+use common::{sandbox, session, shop};
 use payments_core::testing::Fixture;
 use payments_core::*;
 use payments_sqlx::{COLUMNS, ExportFormat, SqlxStore};
@@ -20,23 +20,12 @@ struct Data {
 async fn data(store: SqlxStore) -> Data {
     let store = Arc::new(store);
     let sandbox = sandbox();
-    let s = service(store.clone(), sandbox.clone());
-    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
-        .await
-        .unwrap();
+    let (s, fx) = shop(store.clone(), sandbox.clone()).await;
     let mut paid = Vec::new();
     for n in 0..4 {
-        let payer = format!("payer{n}");
-        let actor = Actor::payer(payer.as_str());
-        let cart = s
-            .payments
-            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
-            .await
-            .unwrap();
-        s.payments
-            .add_item(&actor, cart.id, tari(&fx, &format!("{n}-a"), "10.05"))
-            .await
-            .unwrap();
+        let (actor, cart) = s
+            .cart(&fx, &format!("payer{n}"), &[(&format!("{n}-a"), "10.05")])
+            .await;
         // A reason a spreadsheet would run as a formula.
         let evil = NewFreeItem::new(
             fx.fees.id,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::{
-    Actor, Cart, CartId, Conflict, Creditor, Error, EventId, HistoryQuery, Instruction, ItemId,
-    ItemState, MethodKind, Money, MovementQuery, NewOutboxMessage, OutboxId, OutboxQuery,
-    OutboxStatus, PayableItem, Payer, PaymentMethod, PaymentType, Source, Store, Transaction,
-    TransactionEvent, TransactionId, TransactionLine, Transition, TxStatus,
+    Actor, Cart, CartId, Conflict, Creditor, Error, HistoryQuery, Instruction, ItemId, ItemState,
+    MethodKind, Money, MovementQuery, NewOutboxMessage, OutboxId, OutboxQuery, OutboxStatus,
+    PayableItem, Payer, PaymentMethod, PaymentType, Source, Store, Transaction, TransactionEvent,
+    TransactionId, Transition, TxStatus,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -126,37 +126,16 @@ impl Sample {
         key: &str,
         at: DateTime<Utc>,
     ) -> (Transaction, TransactionEvent) {
-        let lines: Vec<TransactionLine> = items.iter().map(TransactionLine::from).collect();
-        let total = Money::sum(crate::Currency::Eur, lines.iter().map(|l| &l.amount)).expect("sum");
-        let tx = Transaction {
-            id: TransactionId::new(),
-            creditor_id: cart.creditor_id,
-            cart_id: cart.id,
-            payer: cart.payer.clone(),
-            method_id: self.method.id,
-            method_kind: self.method.kind,
-            gateway_id: self.method.gateway_id.clone(),
-            lines,
-            total,
-            status: TxStatus::Created,
-            provider_ref: None,
-            idempotency_key: key.to_owned(),
-            instruction: None,
-            created_at: at,
-            updated_at: at,
-            expires_at: at + Duration::minutes(30),
-        };
-        let event = TransactionEvent {
-            id: EventId::new(),
-            transaction_id: tx.id,
-            actor: Actor::payer(cart.payer.id.clone()),
+        Transaction::create(
+            cart,
+            &self.method,
+            items,
+            key,
+            &Actor::payer(cart.payer.id.clone()),
             at,
-            from: None,
-            to: TxStatus::Created,
-            provider_ref: None,
-            note: None,
-        };
-        (tx, event)
+            at + Duration::minutes(30),
+        )
+        .expect("a transaction of valid items")
     }
 
     /// Stores a transaction over `items` and returns it.

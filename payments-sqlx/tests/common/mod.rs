@@ -117,6 +117,34 @@ pub fn service(store: Arc<dyn Store>, sandbox: Arc<SandboxGateway>) -> Service {
     }
 }
 
+/// A service on `store` with the municipality fixture installed (card payments).
+pub async fn shop(store: Arc<dyn Store>, sandbox: Arc<SandboxGateway>) -> (Service, Fixture) {
+    let s = service(store, sandbox);
+    let fx = Fixture::install(&s.payments, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
+    (s, fx)
+}
+
+impl Service {
+    /// Opens `payer`'s cart and adds a TARI item for each `(key, amount)`.
+    pub async fn cart(&self, fx: &Fixture, payer: &str, items: &[(&str, &str)]) -> (Actor, Cart) {
+        let actor = Actor::payer(payer);
+        let cart = self
+            .payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(payer))
+            .await
+            .unwrap();
+        for (key, amount) in items {
+            self.payments
+                .add_item(&actor, cart.id, tari(fx, key, amount))
+                .await
+                .unwrap();
+        }
+        (actor, cart)
+    }
+}
+
 /// The sandbox gateway the tests share.
 pub fn sandbox() -> Arc<SandboxGateway> {
     Arc::new(SandboxGateway::new("sqlx-test-key"))
