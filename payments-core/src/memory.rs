@@ -50,18 +50,12 @@ fn page_of<'a>(
     after: Option<TransactionId>,
     limit: u32,
 ) -> Page<Transaction> {
-    let mut items: Vec<Transaction> = iter
+    let items = iter
         .filter(|t| after.is_none_or(|a| t.id < a))
         .take(limit as usize + 1)
         .cloned()
         .collect();
-    let next = if items.len() > limit as usize {
-        items.pop();
-        items.last().map(|t| t.id)
-    } else {
-        None
-    };
-    Page { items, next }
+    Page::from_overfetch(items, limit)
 }
 
 #[async_trait]

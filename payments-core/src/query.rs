@@ -119,6 +119,20 @@ pub struct Page<T> {
     pub next: Option<TransactionId>,
 }
 
+impl Page<Transaction> {
+    /// A page from up to `limit + 1` rows fetched in order: the extra row, if any, only
+    /// tells that another page follows, after the last row kept.
+    pub fn from_overfetch(mut items: Vec<Transaction>, limit: u32) -> Self {
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
 /// One transaction of a payer's history, with its items (its lines) and its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {

@@ -130,8 +130,14 @@ impl SqlxStoreBuilder {
         }
         let schema = self.schema.clone();
         let busy_ms = self.busy_timeout.as_millis();
+        // Each connection to an in-memory SQLite database has a database of its own.
+        let max_connections = if url.contains(":memory:") {
+            1
+        } else {
+            self.max_connections
+        };
         let pool = AnyPoolOptions::new()
-            .max_connections(self.max_connections)
+            .max_connections(max_connections)
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
                 Box::pin(async move {
@@ -364,16 +370,6 @@ pub(crate) fn movement_filters(sql: &mut Sql, q: &MovementQuery) {
             .arg(Arg::Text(m.clone()))
             .push(")");
     }
-}
-
-fn page(mut items: Vec<Transaction>, limit: u32) -> Page<Transaction> {
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|t| t.id)
-    } else {
-        None
-    };
-    Page { items, next }
 }
 
 fn stale(tx: &Transaction, expected: TxStatus) -> Error {
@@ -1025,7 +1021,7 @@ impl Store for SqlxStore {
             .arg(Arg::Int(i64::from(q.limit) + 1));
         let items = self.fetch_transactions(&sql).await?;
         Ok(MovementPage {
-            page: page(items, q.limit),
+            page: Page::from_overfetch(items, q.limit),
             count: u64::try_from(count).unwrap_or_default(),
             total: Money::from_minor(total, payments_core::Currency::Eur)
                 .map_err(|_| rows::corrupt("total"))?,
@@ -1046,7 +1042,10 @@ impl Store for SqlxStore {
         }
         sql.push(" ORDER BY id DESC LIMIT ")
             .arg(Arg::Int(i64::from(q.limit) + 1));
-        Ok(page(self.fetch_transactions(&sql).await?, q.limit))
+        Ok(Page::from_overfetch(
+            self.fetch_transactions(&sql).await?,
+            q.limit,
+        ))
     }
 }
 

@@ -23,3 +23,16 @@ async fn postgres_passes_the_store_suite() {
     })
     .await;
 }
+
+/// `sqlite::memory:` is one database shared by the pool's single connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_in_memory_passes_the_store_suite() {
+    run_all(|| async {
+        Arc::new(
+            payments_sqlx::SqlxStore::connect("sqlite::memory:")
+                .await
+                .unwrap(),
+        ) as Arc<dyn Store>
+    })
+    .await;
+}
