@@ -1,4 +1,4 @@
-//! The whole flow in a terminal, on the in-memory store with the sandbox gateway: a
+//! The whole flow in a terminal, on a SQLite file with the sandbox gateway: a
 //! citizen's cart with items from two modules and a free payment, one checkout, the
 //! sandbox's signed callback, the receipts and the modules' settlements.
 //!
@@ -16,11 +16,17 @@ async fn main() -> Result<()> {
         SandboxGateway::new("walkthrough-signing-key")
             .with_base_url("http://localhost:3000/sandbox"),
     );
+    // A fresh SQLite file each run; look inside afterwards with `sqlite3`.
+    let db = std::env::temp_dir().join("payments-walkthrough.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let store = payments_sqlx::SqlxStore::connect(&format!("sqlite://{}", db.display())).await?;
     let notifier = Arc::new(RecordingNotifier::new());
     let tributi = Arc::new(RecordingListener::new());
     let edilizia = Arc::new(RecordingListener::new());
     let payments = Payments::builder()
-        .store(Arc::new(InMemoryStore::new()))
+        .store(Arc::new(store))
         .gateway(sandbox.clone())
         .notifier(notifier.clone())
         .listener("tributi", tributi.clone())
@@ -134,5 +140,6 @@ async fn main() -> Result<()> {
             event.actor
         );
     }
+    println!("\nThe database: {}", db.display());
     Ok(())
 }
