@@ -116,10 +116,11 @@
 //! let paid = payments.confirm_payment(&operator, tx, Some("seen on the statement".into())).await?;
 //! assert_eq!(paid.status, TxStatus::Paid);
 //!
-//! // The outbox delivers the receipt, the body's notice and the module's settlement.
+//! // The outbox delivers: for the report, a receipt saying it awaits verification and a
+//! // notice to the body; for the payment, the receipt, the notice and the settlement.
 //! let report = payments.dispatch_outbox().await?;
-//! assert_eq!(report.delivered, 3);
-//! assert_eq!(notifier.sent().len(), 2);
+//! assert_eq!(report.delivered, 5);
+//! assert_eq!(notifier.sent().len(), 4);
 //! assert_eq!(tributi.heard()[0].source.key, "tari-2025-1");
 //!
 //! // Every step left an event.

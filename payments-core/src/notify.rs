@@ -62,6 +62,12 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
         ),
     };
     let mut text = String::new();
+    if s.status == crate::TxStatus::Reported {
+        text.push_str(t(
+            "Il bonifico è stato segnalato ed è in attesa di verifica da parte dell'ente.\n\n",
+            "The bank transfer has been reported and awaits verification by the public body.\n\n",
+        ));
+    }
     text.push_str(match n.kind {
         NotificationKind::Receipt => t(
             "Gentile utente, il pagamento è stato completato.\n\n",

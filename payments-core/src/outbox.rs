@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CreditorId, ItemId, Locale, MethodKind, Money, OutboxId, PayerId, Source, TransactionId,
-    TransactionLine,
+    TransactionLine, TxStatus,
 };
 
 /// What a payment leaves to deliver.
@@ -34,6 +34,9 @@ pub enum NotificationKind {
 /// A transaction as a receipt or a notice tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionSummary {
+    /// `Paid`, or `Reported` for a bank transfer the payer reported and the creditor has yet
+    /// to verify.
+    pub status: TxStatus,
     /// The payment identifier.
     pub transaction_id: TransactionId,
     /// The provider's reference.
@@ -54,9 +57,12 @@ pub struct TransactionSummary {
     pub method_kind: MethodKind,
     /// What was paid.
     pub lines: Vec<TransactionLine>,
+    /// The names of the lines' payment types.
+    #[serde(default)]
+    pub type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
     /// The total.
     pub total: Money,
-    /// When it was paid.
+    /// When it was paid (or reported).
     pub paid_at: DateTime<Utc>,
 }
 

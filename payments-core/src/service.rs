@@ -923,13 +923,20 @@ impl Payments {
             }));
         }
         let now = self.inner.clock.now();
-        let outbox = if to == TxStatus::Paid {
+        // A payment, or a transfer the payer reports, is told to the payer and the creditor.
+        let outbox = if to == TxStatus::Paid || to == TxStatus::Reported {
             let creditor = self.creditor(tx.creditor_id).await?;
             let provider_ref = change
                 .provider_ref
                 .clone()
                 .or_else(|| tx.provider_ref.clone());
-            settlement_messages(tx, &creditor, provider_ref, now)
+            let mut type_names = std::collections::BTreeMap::new();
+            for line in &tx.lines {
+                if let Some(t) = self.payment_type(line.payment_type_id).await? {
+                    type_names.insert(t.id, t.name);
+                }
+            }
+            settlement_messages(tx, &creditor, provider_ref, now, to, type_names)
         } else {
             Vec::new()
         };
@@ -1184,16 +1191,20 @@ fn check_limit(limit: u32) -> Result<()> {
     Ok(())
 }
 
-/// The messages a payment leaves: the payer's receipt (when they gave an email address),
-/// the creditor's notice, and one settlement for each item that came from a module (free
-/// payments have no module to tell).
+/// The messages a transaction reaching `status` leaves: the payer's receipt (when they gave
+/// an email address) and the creditor's notice; when `Paid`, also one settlement for each
+/// item that came from a module (free payments have no module to tell).
 pub(crate) fn settlement_messages(
     tx: &Transaction,
     creditor: &Creditor,
     provider_ref: Option<String>,
     paid_at: chrono::DateTime<chrono::Utc>,
+    status: TxStatus,
+    type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
 ) -> Vec<NewOutboxMessage> {
     let summary = TransactionSummary {
+        status,
+        type_names,
         transaction_id: tx.id,
         provider_ref,
         creditor_id: creditor.id,
@@ -1233,7 +1244,7 @@ pub(crate) fn settlement_messages(
     for line in tx
         .lines
         .iter()
-        .filter(|l| l.source.module != FREE_PAYMENT_MODULE)
+        .filter(|l| status == TxStatus::Paid && l.source.module != FREE_PAYMENT_MODULE)
     {
         let id = OutboxId::new();
         out.push(NewOutboxMessage {
@@ -1447,6 +1458,7 @@ mod tests {
         store
             .expect_creditor()
             .returning(move |_| Ok(Some(creditor.clone())));
+        store.expect_payment_type().returning(|_| Ok(None));
         let mut paid = tx.clone();
         paid.status = TxStatus::Paid;
         store
@@ -1540,6 +1552,7 @@ mod tests {
         store
             .expect_creditor()
             .returning(move |_| Ok(Some(creditor.clone())));
+        store.expect_payment_type().returning(|_| Ok(None));
         store
             .expect_transition()
             .times(1)

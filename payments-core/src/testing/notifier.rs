@@ -52,6 +52,11 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
         line("TARI 2026 rata 1", "1000.00", "a"),
         line("Diritti di segreteria", "234.56", "b"),
     ];
+    let type_names = [
+        (lines[0].payment_type_id, "TARI".to_owned()),
+        (lines[1].payment_type_id, "Diritti di segreteria".to_owned()),
+    ]
+    .into();
     let id = OutboxId::new();
     Notification {
         id,
@@ -59,6 +64,8 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
         to: to.into(),
         locale,
         summary: TransactionSummary {
+            status: crate::TxStatus::Paid,
+            type_names,
             transaction_id: TransactionId::new(),
             provider_ref: Some("PRV-42".into()),
             creditor_id: CreditorId::new(),

@@ -183,7 +183,14 @@ pub fn outbox_for(
     creditor: &Creditor,
     at: DateTime<Utc>,
 ) -> Vec<NewOutboxMessage> {
-    crate::service::settlement_messages(tx, creditor, tx.provider_ref.clone(), at)
+    crate::service::settlement_messages(
+        tx,
+        creditor,
+        tx.provider_ref.clone(),
+        at,
+        TxStatus::Paid,
+        Default::default(),
+    )
 }
 
 async fn state_of(store: &dyn Store, item: ItemId) -> ItemState {
