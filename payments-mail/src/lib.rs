@@ -1,19 +1,255 @@
 //! # payments-mail
 //!
-//! A [`Notifier`](payments_core::Notifier) over lettre: receipts to the citizen and
-//! notices to the body, over SMTP or written to files, from templates in Italian (the
-//! default) and English.
+//! A [`Notifier`](payments_core::Notifier) over lettre: the citizen's receipt and the
+//! body's notice, each a `multipart/alternative` email with a plain-text and an HTML part,
+//! in Italian (the default) or English, from minijinja templates a host can override.
 //!
-//! **Not built yet.** This crate is a placeholder for the issue that builds it; every
-//! notifier it will hold must pass `payments_core::testing::notifier::run_all`. Until then
-//! the plain-text rendering in core shows what a receipt says:
+//! | transport | configured with | for |
+//! | --- | --- | --- |
+//! | SMTP, implicit TLS | `smtps://user:pass@host:465` | providers on port 465 |
+//! | SMTP, STARTTLS | `smtp://user:pass@host:587?tls=required` | providers on port 587 |
+//! | SMTP, plain | `smtp://relay.local:25` | a local relay |
+//! | files | [`MailNotifierBuilder::file`] | development: one `.eml` per message |
 //!
+//! SMTP connections are pooled, so a burst of receipts reuses them. Every message carries a
+//! Message-ID made from its outbox message's id: a delivery retried by the outbox is the
+//! same message, recognisable as such, never a second different mail. The outbox decides
+//! when to retry; this notifier says which failures are worth it (a server that is down,
+//! a 4xx answer) and which are not (a 5xx answer such as an unknown mailbox).
+//!
+//! ## Example
 //! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> payments_core::Result<()> {
 //! use payments_core::testing::notifier::sample_notification;
-//! use payments_core::{Locale, NotificationKind, render_text};
+//! use payments_core::{Locale, NotificationKind, Notifier};
+//! use payments_mail::MailNotifier;
 //!
-//! let n = sample_notification(NotificationKind::Receipt, "alice@example.it", Locale::It);
-//! let message = render_text(&n);
-//! assert!(message.subject.starts_with("Ricevuta di pagamento"));
-//! assert!(message.text.contains("Totale: € 1.234,56"));
+//! # let dir = std::env::temp_dir().join(format!("payments-mail-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let mut builder = MailNotifier::builder("Comune di Esempio <pagamenti@comune.example.it>")
+//!     .file(&dir); // or .smtp_url("smtps://user:pass@smtp.example.it:465")
+//! // A host may replace any template; HTML ones escape what they show.
+//! builder.templates_mut().set("en/receipt.subject", "Your receipt {{ transaction_id }}")?;
+//! let notifier = builder.build()?;
+//!
+//! let receipt = sample_notification(NotificationKind::Receipt, "mario@example.it", Locale::It);
+//! notifier.send(&receipt).await?;
+//! let written = std::fs::read_dir(&dir).unwrap().count();
+//! assert_eq!(written, 1);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(())
+//! # }
 //! ```
+
+mod templates;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use payments_core::{Error, Notification, Notifier, Result};
+
+pub use templates::{RenderedMail, TEMPLATE_NAMES, Templates, template_variables};
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Delivers notifications as email. See the crate documentation.
+pub struct MailNotifier {
+    transport: Transport,
+    from: Mailbox,
+    domain: String,
+    templates: Templates,
+    /// Where the mail goes, with no credentials, for `Debug`.
+    describe: String,
+}
+
+impl fmt::Debug for MailNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailNotifier")
+            .field("transport", &self.describe)
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`MailNotifier`].
+pub struct MailNotifierBuilder {
+    from: String,
+    smtp_url: Option<String>,
+    file: Option<PathBuf>,
+    domain: Option<String>,
+    templates: Templates,
+}
+
+impl fmt::Debug for MailNotifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailNotifierBuilder")
+            .field("from", &self.from)
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[REDACTED]"))
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailNotifierBuilder {
+    /// A builder sending as `from` (`"Comune di Esempio <pagamenti@comune.example.it>"`).
+    pub fn new(from: impl Into<String>) -> Self {
+        MailNotifierBuilder {
+            from: from.into(),
+            smtp_url: None,
+            file: None,
+            domain: None,
+            templates: Templates::default(),
+        }
+    }
+
+    /// Sends over SMTP: `smtps://user:pass@host:465` (implicit TLS),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtp://host:25` (plain, for
+    /// a local relay). Credentials in the URL never show in `Debug` or errors.
+    pub fn smtp_url(mut self, url: impl Into<String>) -> Self {
+        self.smtp_url = Some(url.into());
+        self
+    }
+
+    /// Writes each message as an `.eml` file in `dir`, for development.
+    pub fn file(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.file = Some(dir.into());
+        self
+    }
+
+    /// The domain of Message-IDs (by default the sender's).
+    pub fn message_id_domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// The templates, to override some with [`Templates::set`].
+    pub fn templates_mut(&mut self) -> &mut Templates {
+        &mut self.templates
+    }
+
+    /// Builds the notifier; refuses a bad sender or URL, or both a URL and a directory.
+    pub fn build(self) -> Result<MailNotifier> {
+        let from: Mailbox = self
+            .from
+            .parse()
+            .map_err(|_| Error::invalid("from", "not an email address"))?;
+        let (transport, describe) = match (self.smtp_url, self.file) {
+            (Some(url), None) => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+                    .map_err(|_| Error::invalid("smtp_url", "not an smtp:// or smtps:// URL"))?
+                    .build();
+                let host = url
+                    .split_once("://")
+                    .map(|(scheme, rest)| {
+                        format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or(rest))
+                    })
+                    .unwrap_or_default();
+                (Transport::Smtp(transport), host)
+            }
+            (None, Some(dir)) => {
+                let describe = format!("files in {}", dir.display());
+                (Transport::File(AsyncFileTransport::new(dir)), describe)
+            }
+            (None, None) => {
+                return Err(Error::invalid(
+                    "transport",
+                    "set an SMTP URL or a directory",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "transport",
+                    "set an SMTP URL or a directory, not both",
+                ));
+            }
+        };
+        let domain = self
+            .domain
+            .unwrap_or_else(|| from.email.domain().to_owned());
+        Ok(MailNotifier {
+            transport,
+            from,
+            domain,
+            templates: self.templates,
+            describe,
+        })
+    }
+}
+
+impl MailNotifier {
+    /// Starts building a notifier sending as `from`.
+    pub fn builder(from: impl Into<String>) -> MailNotifierBuilder {
+        MailNotifierBuilder::new(from)
+    }
+
+    /// The Message-ID of the mail that carries `n`: the same on every attempt.
+    pub fn message_id(&self, n: &Notification) -> String {
+        format!("<{}@{}>", n.id, self.domain)
+    }
+
+    /// The email for `n`, as it would be sent.
+    pub fn message(&self, n: &Notification) -> Result<Message> {
+        let mail = self.templates.render(n)?;
+        let to: Mailbox =
+            n.to.parse()
+                .map_err(|_| permanent(format!("not an email address: {}", n.to)))?;
+        let to = if n.kind == payments_core::NotificationKind::Receipt {
+            Mailbox::new(Some(n.summary.payer_name.clone()), to.email)
+        } else {
+            to
+        };
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .message_id(Some(self.message_id(n)))
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+            .map_err(|e| permanent(format!("building the message: {e}")))
+    }
+}
+
+fn permanent(message: String) -> Error {
+    Error::Notification {
+        message,
+        transient: false,
+        source: None,
+    }
+}
+
+#[async_trait]
+impl Notifier for MailNotifier {
+    async fn send(&self, n: &Notification) -> Result<()> {
+        let message = self.message(n)?;
+        match &self.transport {
+            Transport::Smtp(t) => {
+                t.send(message)
+                    .await
+                    .map(drop)
+                    .map_err(|e| Error::Notification {
+                        message: format!("smtp: {e}"),
+                        // A 5xx answer will not change by itself; anything else (a server that is
+                        // down, a 4xx answer) may.
+                        transient: !e.is_permanent(),
+                        source: Some(Box::new(e)),
+                    })
+            }
+            Transport::File(t) => {
+                t.send(message)
+                    .await
+                    .map(drop)
+                    .map_err(|e| Error::Notification {
+                        message: format!("writing the mail: {e}"),
+                        transient: true,
+                        source: Some(Box::new(e)),
+                    })
+            }
+        }
+    }
+}
