@@ -1,6 +1,6 @@
 //! # payments-mail
 //!
-//! A [`Notifier`](payments_core::Notifier) over lettre: the citizen's receipt and the
+//! A `payments_core::Notifier` over lettre: the citizen's receipt and the
 //! body's notice, each a `multipart/alternative` email with a plain-text and an HTML part,
 //! in Italian (the default) or English, from minijinja templates a host can override.
 //!
