@@ -18,18 +18,20 @@ pub struct RenderedMail {
     pub html: String,
 }
 
-/// The names of the templates, each in `it/` and `en/`: `receipt.subject`, `receipt.txt`,
-/// `receipt.html`, `notice.subject`, `notice.txt`, `notice.html`.
-pub const TEMPLATE_NAMES: [&str; 6] = [
+/// The names of the templates, each in `it/` and `en/`. `items.txt` and `items.html` are
+/// the list of items and the total, which the receipt and the notice include.
+pub const TEMPLATE_NAMES: [&str; 8] = [
     "receipt.subject",
     "receipt.txt",
     "receipt.html",
     "notice.subject",
     "notice.txt",
     "notice.html",
+    "items.txt",
+    "items.html",
 ];
 
-const DEFAULTS: [(&str, &str); 12] = [
+const DEFAULTS: [(&str, &str); 16] = [
     (
         "it/receipt.subject",
         include_str!("../templates/it/receipt.subject"),
@@ -51,6 +53,8 @@ const DEFAULTS: [(&str, &str); 12] = [
         "it/notice.html",
         include_str!("../templates/it/notice.html"),
     ),
+    ("it/items.txt", include_str!("../templates/it/items.txt")),
+    ("it/items.html", include_str!("../templates/it/items.html")),
     (
         "en/receipt.subject",
         include_str!("../templates/en/receipt.subject"),
@@ -72,6 +76,8 @@ const DEFAULTS: [(&str, &str); 12] = [
         "en/notice.html",
         include_str!("../templates/en/notice.html"),
     ),
+    ("en/items.txt", include_str!("../templates/en/items.txt")),
+    ("en/items.html", include_str!("../templates/en/items.html")),
 ];
 
 /// The templates. [`Templates::default`] holds the built-in ones; [`Templates::set`]

@@ -174,3 +174,25 @@ fn a_host_overrides_a_template_and_html_stays_escaped() {
         Err(Error::Validation(_))
     ));
 }
+
+#[test]
+fn the_items_partial_serves_receipt_and_notice() {
+    let mut t = Templates::default();
+    t.set(
+        "en/items.html",
+        "<ol>{% for i in items %}<li>{{ i.reason }}</li>{% endfor %}</ol>",
+    )
+    .unwrap();
+    for kind in [NotificationKind::Receipt, NotificationKind::CreditorNotice] {
+        let m = t
+            .render(&notification(kind, Locale::En, TxStatus::Paid))
+            .unwrap();
+        assert!(
+            m.html
+                .contains("<ol><li>TARI 2026 &lt;rata 1&gt;</li><li>Diritti &amp; bolli</li></ol>"),
+            "{}",
+            m.html
+        );
+        assert!(!m.html.contains("<table"));
+    }
+}
