@@ -11,6 +11,9 @@
 //! | SMTP, plain | `smtp://relay.local:25` | a local relay |
 //! | files | [`MailNotifierBuilder::file`] | development: one `.eml` per message |
 //!
+//! The same choices without a URL: [`MailNotifierBuilder::smtp`] with a host, a port and an
+//! [`SmtpSecurity`], and [`MailNotifierBuilder::credentials`].
+//!
 //! SMTP connections are pooled, so a burst of receipts reuses them. Every message carries a
 //! Message-ID made from its outbox message's id: a delivery retried by the outbox is the
 //! same message, recognisable as such, never a second different mail. The outbox decides
@@ -49,6 +52,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use payments_core::{Error, Notification, Notifier, Result};
 
@@ -78,10 +82,31 @@ impl fmt::Debug for MailNotifier {
     }
 }
 
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (usually port 465).
+    ImplicitTls,
+    /// A plain connection upgraded with STARTTLS, required (usually port 587).
+    StartTls,
+    /// No encryption: only for a relay on the same machine or network.
+    PlainDangerous,
+}
+
+/// An SMTP server given piece by piece instead of as a URL.
+#[derive(Clone)]
+struct SmtpServer {
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    credentials: Option<(String, String)>,
+}
+
 /// Builds a [`MailNotifier`].
 pub struct MailNotifierBuilder {
     from: String,
     smtp_url: Option<String>,
+    smtp: Option<SmtpServer>,
     file: Option<PathBuf>,
     domain: Option<String>,
     templates: Templates,
@@ -92,6 +117,10 @@ impl fmt::Debug for MailNotifierBuilder {
         f.debug_struct("MailNotifierBuilder")
             .field("from", &self.from)
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "smtp",
+                &self.smtp.as_ref().map(|s| (&s.host, s.port, s.security)),
+            )
             .field("file", &self.file)
             .finish_non_exhaustive()
     }
@@ -103,6 +132,7 @@ impl MailNotifierBuilder {
         MailNotifierBuilder {
             from: from.into(),
             smtp_url: None,
+            smtp: None,
             file: None,
             domain: None,
             templates: Templates::default(),
@@ -114,6 +144,27 @@ impl MailNotifierBuilder {
     /// a local relay). Credentials in the URL never show in `Debug` or errors.
     pub fn smtp_url(mut self, url: impl Into<String>) -> Self {
         self.smtp_url = Some(url.into());
+        self
+    }
+
+    /// Sends over SMTP to `host:port`, secured as `security`: the builder's way to say what
+    /// [`MailNotifierBuilder::smtp_url`] says in a URL.
+    pub fn smtp(mut self, host: impl Into<String>, port: u16, security: SmtpSecurity) -> Self {
+        self.smtp = Some(SmtpServer {
+            host: host.into(),
+            port,
+            security,
+            credentials: None,
+        });
+        self
+    }
+
+    /// Authenticates to the server given with [`MailNotifierBuilder::smtp`]. The password
+    /// never shows in `Debug` or errors.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        if let Some(s) = &mut self.smtp {
+            s.credentials = Some((user.into(), password.into()));
+        }
         self
     }
 
@@ -140,35 +191,48 @@ impl MailNotifierBuilder {
             .from
             .parse()
             .map_err(|_| Error::invalid("from", "not an email address"))?;
-        let (transport, describe) = match (self.smtp_url, self.file) {
-            (Some(url), None) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
-                    .map_err(|_| Error::invalid("smtp_url", "not an smtp:// or smtps:// URL"))?
-                    .build();
-                let host = url
-                    .split_once("://")
-                    .map(|(scheme, rest)| {
-                        format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or(rest))
-                    })
-                    .unwrap_or_default();
-                (Transport::Smtp(transport), host)
+        let chosen = usize::from(self.smtp_url.is_some())
+            + usize::from(self.smtp.is_some())
+            + usize::from(self.file.is_some());
+        if chosen != 1 {
+            return Err(Error::invalid(
+                "transport",
+                "set exactly one of an SMTP URL, an SMTP server or a directory",
+            ));
+        }
+        let (transport, describe) = if let Some(url) = self.smtp_url {
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+                .map_err(|_| Error::invalid("smtp_url", "not an smtp:// or smtps:// URL"))?
+                .build();
+            let host = url
+                .split_once("://")
+                .map(|(scheme, rest)| {
+                    format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or(rest))
+                })
+                .unwrap_or_default();
+            (Transport::Smtp(transport), host)
+        } else if let Some(server) = self.smtp {
+            type Smtp = AsyncSmtpTransport<Tokio1Executor>;
+            let builder = match server.security {
+                SmtpSecurity::ImplicitTls => Smtp::relay(&server.host),
+                SmtpSecurity::StartTls => Smtp::starttls_relay(&server.host),
+                SmtpSecurity::PlainDangerous => Ok(Smtp::builder_dangerous(&server.host)),
             }
-            (None, Some(dir)) => {
-                let describe = format!("files in {}", dir.display());
-                (Transport::File(AsyncFileTransport::new(dir)), describe)
-            }
-            (None, None) => {
-                return Err(Error::invalid(
-                    "transport",
-                    "set an SMTP URL or a directory",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(Error::invalid(
-                    "transport",
-                    "set an SMTP URL or a directory, not both",
-                ));
-            }
+            .map_err(|_| Error::invalid("smtp", "not a host TLS can verify"))?
+            .port(server.port);
+            let builder = match server.credentials {
+                Some((user, password)) => builder.credentials(Credentials::new(user, password)),
+                None => builder,
+            };
+            let describe = format!(
+                "smtp {}:{} ({:?})",
+                server.host, server.port, server.security
+            );
+            (Transport::Smtp(builder.build()), describe)
+        } else {
+            let dir = self.file.unwrap_or_default();
+            let describe = format!("files in {}", dir.display());
+            (Transport::File(AsyncFileTransport::new(dir)), describe)
         };
         let domain = self
             .domain

@@ -15,7 +15,7 @@ use payments_core::testing::Fixture;
 use payments_core::testing::notifier::{Inbox, ReceivedMessage, run_all, sample_notification};
 use payments_core::*;
 use payments_gateways::sandbox::SandboxGateway;
-use payments_mail::MailNotifier;
+use payments_mail::{MailNotifier, SmtpSecurity};
 
 /// A mail as the server received it.
 #[derive(Debug, Clone)]
@@ -497,6 +497,39 @@ async fn credentials_never_show_in_debug() {
             .build(),
         Err(Error::Validation(_))
     ));
+}
+
+#[tokio::test]
+async fn a_server_given_by_builder_receives_mail() {
+    let port = free_port();
+    let mailbox = start_server(port);
+    let notifier = MailNotifier::builder("pagamenti@comune.example.it")
+        .smtp("127.0.0.1", port, SmtpSecurity::PlainDangerous)
+        .build()
+        .unwrap();
+    notifier
+        .send(&sample_notification(
+            NotificationKind::Receipt,
+            "alice@example.it",
+            Locale::It,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(mails(&mailbox).len(), 1);
+    let tls = MailNotifier::builder("a@example.it")
+        .smtp("smtp.example.it", 465, SmtpSecurity::ImplicitTls)
+        .credentials("user", "s3cr3t-pass")
+        .build()
+        .unwrap();
+    assert!(!format!("{tls:?}").contains("s3cr3t-pass"));
+    let both = MailNotifier::builder("a@example.it")
+        .smtp("h", 25, SmtpSecurity::StartTls)
+        .file("/tmp")
+        .build();
+    assert!(
+        matches!(both, Err(Error::Validation(_))),
+        "one transport only"
+    );
 }
 
 fn uuid_like() -> String {
