@@ -936,7 +936,7 @@ impl Payments {
                     type_names.insert(t.id, t.name);
                 }
             }
-            settlement_messages(tx, &creditor, provider_ref, now, to, type_names)
+            messages_for_status(tx, &creditor, provider_ref, now, to, type_names)
         } else {
             Vec::new()
         };
@@ -1194,7 +1194,7 @@ fn check_limit(limit: u32) -> Result<()> {
 /// The messages a transaction reaching `status` leaves: the payer's receipt (when they gave
 /// an email address) and the creditor's notice; when `Paid`, also one settlement for each
 /// item that came from a module (free payments have no module to tell).
-pub(crate) fn settlement_messages(
+pub(crate) fn messages_for_status(
     tx: &Transaction,
     creditor: &Creditor,
     provider_ref: Option<String>,

@@ -183,7 +183,7 @@ pub fn outbox_for(
     creditor: &Creditor,
     at: DateTime<Utc>,
 ) -> Vec<NewOutboxMessage> {
-    crate::service::settlement_messages(
+    crate::service::messages_for_status(
         tx,
         creditor,
         tx.provider_ref.clone(),
