@@ -89,8 +89,13 @@ pub enum PaymentOutcome {
 pub struct CallbackEvent {
     /// Our transaction id, when the provider echoes it.
     pub transaction_id: Option<TransactionId>,
-    /// The provider's reference.
+    /// The provider's reference, by which the transaction is found when the provider does
+    /// not echo our id.
     pub provider_ref: Option<String>,
+    /// The reference to record on the transaction once the outcome is applied, when it is
+    /// not `provider_ref`: a bank transfer is found by its creditor reference (`RF…`) and
+    /// recorded by the bank's reference of the credit.
+    pub record_ref: Option<String>,
     /// What happened.
     pub outcome: PaymentOutcome,
     /// The amount and currency the provider handled; checked against the transaction.

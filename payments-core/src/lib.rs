@@ -111,7 +111,14 @@
 //! let tx = checkout.transaction.id;
 //!
 //! // The citizen reports the transfer; an operator confirms it.
-//! payments.report_transfer(&citizen, tx, None).await?;
+//! let report = TransferReport {
+//!     executed_on: chrono::Utc::now().date_naive(),
+//!     amount: checkout.transaction.total,
+//!     bank_reference: "0306909606510".into(),
+//!     ordering_iban: None,
+//!     receipt_file: None,
+//! };
+//! payments.report_transfer(&citizen, tx, &report).await?;
 //! let operator = Actor::operator(comune.id, Role::Manager, "anna");
 //! let paid = payments.confirm_payment(&operator, tx, Some("seen on the statement".into())).await?;
 //! assert_eq!(paid.status, TxStatus::Paid);
@@ -137,6 +144,7 @@
 //!   `MockSettlementListener`, `MockClock`).
 
 mod actor;
+mod bank;
 mod cache;
 mod clock;
 mod config;
@@ -158,6 +166,10 @@ mod transaction;
 pub mod testing;
 
 pub use actor::{Actor, Role};
+pub use bank::{
+    BankEntry, BankEntryOutcome, BankEntryQuery, MAX_BANK_REFERENCE_LEN, MAX_FILE_NAME_LEN,
+    TransferReport,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     AmountRule, Creditor, FieldKind, FieldSpec, MAX_KEY_LEN, MAX_NAME_LEN, MAX_REASON_LEN,

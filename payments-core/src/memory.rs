@@ -26,6 +26,7 @@ struct State {
     transactions: BTreeMap<TransactionId, Transaction>,
     events: BTreeMap<EventId, TransactionEvent>,
     outbox: BTreeMap<OutboxId, OutboxMessage>,
+    bank_entries: BTreeMap<(CreditorId, String), crate::BankEntry>,
 }
 
 /// A [`Store`] in memory. Suitable for tests and examples; not for production.
@@ -445,6 +446,29 @@ impl Store for InMemoryStore {
             query.limit as usize
         };
         Ok(iter.take(limit).cloned().collect())
+    }
+
+    async fn insert_bank_entry(&self, entry: &crate::BankEntry) -> Result<bool> {
+        let mut state = self.lock();
+        let key = (entry.creditor_id, entry.key.clone());
+        if state.bank_entries.contains_key(&key) {
+            return Ok(false);
+        }
+        state.bank_entries.insert(key, entry.clone());
+        Ok(true)
+    }
+
+    async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>> {
+        let state = self.lock();
+        let mut entries: Vec<crate::BankEntry> = state
+            .bank_entries
+            .values()
+            .filter(|e| query.matches(e))
+            .cloned()
+            .collect();
+        entries.sort_by(|a, b| (b.imported_at, &b.key).cmp(&(a.imported_at, &a.key)));
+        entries.truncate(query.limit as usize);
+        Ok(entries)
     }
 
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage> {

@@ -705,14 +705,26 @@ impl Payments {
     ) -> Result<CallbackOutcome> {
         let gateway = self.gateway(&GatewayId::from(gateway))?.clone();
         let event = gateway.parse_callback(request).await?;
-        let tx = match (event.transaction_id, event.provider_ref.as_deref()) {
-            (Some(id), _) => self.store_ref().transaction(id).await?,
-            (None, Some(r)) => {
-                self.store_ref()
-                    .transaction_by_provider_ref(&gateway.id(), r)
-                    .await?
+        let tx = match event.transaction_id {
+            Some(id) => self.store_ref().transaction(id).await?,
+            None => {
+                // Found by the provider's reference; once applied, a transaction carries
+                // the reference recorded instead, which is how a replay finds it.
+                let mut found = None;
+                for r in [&event.provider_ref, &event.record_ref]
+                    .into_iter()
+                    .flatten()
+                {
+                    found = self
+                        .store_ref()
+                        .transaction_by_provider_ref(&gateway.id(), r)
+                        .await?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                found
             }
-            (None, None) => None,
         }
         .ok_or_else(|| {
             Error::not_found(
@@ -739,7 +751,7 @@ impl Payments {
         }
         let actor = Actor::Gateway { id: gateway.id() };
         let change = Change {
-            provider_ref: event.provider_ref,
+            provider_ref: event.record_ref.or(event.provider_ref),
             note: event.note,
             ..Change::default()
         };
@@ -805,12 +817,15 @@ impl Payments {
         }))
     }
 
-    /// The payer says they made the bank transfer: `Pending` → `Reported`.
+    /// The payer says they made the bank transfer: `Pending` → `Reported`, and the payer
+    /// and the creditor are told. The report is checked against the transaction (the
+    /// amount is its total; the transfer was executed between its start and today) and
+    /// recorded in the event; a refused report names its fields and changes nothing.
     pub async fn report_transfer(
         &self,
         actor: &Actor,
         transaction: TransactionId,
-        note: Option<String>,
+        report: &crate::TransferReport,
     ) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         match actor {
@@ -820,13 +835,80 @@ impl Payments {
         if tx.method_kind != crate::MethodKind::BankTransfer {
             return Err(Error::invalid("transaction", "is not a bank transfer"));
         }
+        let today = self
+            .inner
+            .clock
+            .now()
+            .with_timezone(&chrono_tz::Europe::Rome)
+            .date_naive();
+        let report = report.validate_for(&tx, today)?;
         self.apply(
             &tx,
             TxStatus::Reported,
             actor,
-            Change::note_opt(check_note(note)?),
+            Change::note(format!("reported: {}", report.summary())),
         )
         .await
+    }
+
+    /// Records a payment an operator's evidence proves (an imported bank statement, most
+    /// often): `Pending` or `Reported` → `Paid`, with `provider_ref` (the bank's reference of
+    /// the credit) recorded. The amount must be the transaction's total. Only a manager of
+    /// the transaction's creditor may do this; a transaction already paid answers
+    /// `applied: false`.
+    pub async fn record_payment(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        provider_ref: &str,
+        amount: &Money,
+        note: Option<String>,
+    ) -> Result<CallbackOutcome> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_operator(&tx.creditor_id, Role::Manager)?;
+        if *amount != tx.total {
+            return Err(Error::gateway(
+                tx.gateway_id.0.clone(),
+                GatewayErrorKind::AmountMismatch {
+                    expected: tx.total.to_string(),
+                    actual: amount.to_string(),
+                },
+            ));
+        }
+        let provider_ref = provider_ref.trim();
+        if provider_ref.is_empty() || provider_ref.len() > crate::MAX_KEY_LEN {
+            return Err(Error::invalid(
+                "provider_ref",
+                format!("must have 1 to {} characters", crate::MAX_KEY_LEN),
+            ));
+        }
+        let change = Change {
+            provider_ref: Some(provider_ref.to_owned()),
+            note: check_note(note)?,
+            ..Change::default()
+        };
+        self.apply_outcome(tx, PaymentOutcome::Paid, actor, change)
+            .await
+    }
+
+    /// Records a credit read from a bank statement, once per creditor and key: answers
+    /// `false` when an entry with that key was already recorded (and changes nothing). Only
+    /// a manager of the creditor may record.
+    pub async fn record_bank_entry(&self, actor: &Actor, entry: &crate::BankEntry) -> Result<bool> {
+        actor.check_operator(&entry.creditor_id, Role::Manager)?;
+        self.store_ref().insert_bank_entry(entry).await
+    }
+
+    /// A creditor's bank entries (matched credits and exceptions), newest first, for its
+    /// operators.
+    pub async fn bank_entries(
+        &self,
+        actor: &Actor,
+        query: &crate::BankEntryQuery,
+    ) -> Result<Vec<crate::BankEntry>> {
+        actor.check_operator(&query.creditor_id, Role::Viewer)?;
+        check_limit(query.limit)?;
+        self.store_ref().bank_entries(query).await
     }
 
     /// An operator confirms that the money arrived: `Pending` or `Reported` → `Paid`.
@@ -1438,6 +1520,7 @@ mod tests {
                 Ok(CallbackEvent {
                     transaction_id: Some(id),
                     provider_ref: Some("p".into()),
+                    record_ref: None,
                     outcome,
                     amount,
                     note: None,

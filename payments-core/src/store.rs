@@ -138,6 +138,12 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Outbox messages, oldest first.
     async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>>;
 
+    /// Inserts a bank entry unless the creditor already has one with its key; answers
+    /// whether it was inserted.
+    async fn insert_bank_entry(&self, entry: &crate::BankEntry) -> Result<bool>;
+    /// A creditor's bank entries, newest first (by import time, then key).
+    async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>>;
+
     /// An operator's search; the count and total cover the whole selection.
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage>;
     /// A payer's transactions.

@@ -303,6 +303,10 @@ pub struct BankTransferDetails {
     pub amount: Money,
     /// The structured creditor reference (ISO 11649, `RF…`) to quote.
     pub reference: String,
+    /// The reason (*causale*) to write, within the 140 characters of the SEPA remittance
+    /// field; it quotes the reference.
+    #[serde(default)]
+    pub reason: String,
     /// The EPC QR code payload (a banking app reads it).
     pub epc_qr_payload: String,
 }

@@ -6,7 +6,7 @@
 //! | feature | module | methods | status |
 //! | --- | --- | --- | --- |
 //! | `sandbox` (default) | [`sandbox`] | card, SEPA direct debit, account debit | a hosted page that the test or example drives; HMAC-SHA256 signed callbacks |
-//! | `bank_transfer` | — | bank transfer | planned: IBAN, structured reference, EPC QR code |
+//! | `bank_transfer` (default) | [`bank_transfer`] | bank transfer | IBAN, ISO 11649 creditor reference, EPC QR code, the payer's report, camt.053/camt.054 statement import and matching, signed camt.054 notifications |
 //! | `stripe`, `nexi` | — | card, SEPA direct debit, MyBank | planned |
 //! | `pagopa` | — | pagoPA notices | planned |
 //!
@@ -53,5 +53,9 @@
 //! # fn main() {}
 //! ```
 
+#[cfg(feature = "bank_transfer")]
+pub mod bank_transfer;
+#[cfg(feature = "qr")]
+pub mod qr;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -260,6 +260,7 @@ impl Gateway for SandboxGateway {
         Ok(CallbackEvent {
             transaction_id: Some(transaction_id),
             provider_ref: Some(body.session),
+            record_ref: None,
             outcome: body.status,
             amount,
             note: Some(format!("sandbox event {}", body.event_id)),

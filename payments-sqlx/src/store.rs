@@ -992,6 +992,52 @@ impl Store for SqlxStore {
         rows.iter().map(rows::outbox).collect()
     }
 
+    async fn insert_bank_entry(&self, entry: &payments_core::BankEntry) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO bank_entries \
+             (creditor_id, entry_key, imported_at, reference, transaction_id, is_exception, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (creditor_id, entry_key) DO NOTHING",
+        )
+        .bind(entry.creditor_id.to_string())
+        .bind(entry.key.clone())
+        .bind(rows::micros(entry.imported_at))
+        .bind(entry.reference.clone())
+        .bind(entry.transaction_id().map(|t| t.to_string()))
+        .bind(i64::from(entry.is_exception()))
+        .bind(to_json(entry)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("recording a bank entry"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn bank_entries(
+        &self,
+        q: &payments_core::BankEntryQuery,
+    ) -> Result<Vec<payments_core::BankEntry>> {
+        let mut sql = Sql::new("SELECT data FROM bank_entries WHERE creditor_id = ");
+        sql.arg(Arg::Text(q.creditor_id.to_string()));
+        if q.exceptions_only {
+            sql.push(" AND is_exception = 1");
+        }
+        if let Some(r) = &q.reference {
+            sql.push(" AND reference = ").arg(Arg::Text(r.clone()));
+        }
+        if let Some(k) = &q.key {
+            sql.push(" AND entry_key = ").arg(Arg::Text(k.clone()));
+        }
+        sql.push(" ORDER BY imported_at DESC, entry_key DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing bank entries"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
     async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {
         let mut totals = Sql::new(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(t.total_cents), 0) AS BIGINT) AS total FROM transactions t",

@@ -31,7 +31,8 @@ async fn payer_a_cannot_reach_payer_b() {
     forbidden(p.add_free_item(&alice, bob_cart, env.fee("5")).await);
     forbidden(p.checkout(&alice, bob_cart, env.card(), "k").await);
     forbidden(p.cancel(&alice, bob_tx).await);
-    forbidden(p.report_transfer(&alice, bob_tx, None).await);
+    let report = TransferReport::parse("2026-11-20", "5,00", "CRO1", "", "").expect("report");
+    forbidden(p.report_transfer(&alice, bob_tx, &report).await);
     forbidden(
         p.open_cart(&alice, env.fx.creditor.id, Fixture::payer("bob"))
             .await,

@@ -32,6 +32,7 @@ where
     concurrent_claims_share_the_outbox(make().await).await;
     search_filters_pages_and_totals(make().await).await;
     history_is_per_payer_and_paged(make().await).await;
+    bank_entries_are_recorded_once(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.
@@ -1158,4 +1159,98 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(elsewhere.items.is_empty(), "the creditor filter holds");
+}
+
+/// A bank entry is recorded once per creditor and key, even by concurrent importers; the
+/// listing filters exceptions and references and comes newest first.
+pub async fn bank_entries_are_recorded_once(store: Arc<dyn Store>) {
+    use crate::{BankEntry, BankEntryOutcome, BankEntryQuery};
+    let s = Sample::install(store.as_ref()).await;
+    let other =
+        Creditor::new("Comune di Altrove", "00488410010", "altrove@example.it").expect("creditor");
+    store.put_creditor(&other).await.expect("put_creditor");
+    let entry =
+        |key: &str, minutes: i64, reference: Option<&str>, outcome: BankEntryOutcome| BankEntry {
+            creditor_id: s.creditor.id,
+            key: key.into(),
+            statement_id: "STMT-1".into(),
+            imported_at: t0() + Duration::minutes(minutes),
+            booked_on: Some(t0().date_naive()),
+            amount: rust_decimal::Decimal::new(1230, 2),
+            currency: "EUR".into(),
+            debtor: Some("Mario Rossi".into()),
+            remittance: "RF18539007547034 TARI".into(),
+            reference: reference.map(str::to_owned),
+            outcome,
+        };
+    let tx = TransactionId::new();
+    let matched = entry(
+        "AS-1/1",
+        0,
+        Some("RF18539007547034"),
+        BankEntryOutcome::Matched { transaction_id: tx },
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let e = matched.clone();
+        tasks.push(tokio::spawn(
+            async move { store.insert_bank_entry(&e).await },
+        ));
+    }
+    let mut inserted = 0;
+    for t in tasks {
+        if t.await.expect("task").expect("insert_bank_entry") {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1, "a bank entry is recorded exactly once");
+    let mut elsewhere = matched.clone();
+    elsewhere.creditor_id = other.id;
+    assert!(
+        store.insert_bank_entry(&elsewhere).await.expect("insert"),
+        "keys are per creditor"
+    );
+    let exception = entry(
+        "AS-2/1",
+        5,
+        None,
+        BankEntryOutcome::Exception {
+            reason: "no transaction matches".into(),
+            transaction_id: None,
+        },
+    );
+    assert!(store.insert_bank_entry(&exception).await.expect("insert"));
+
+    let all = store
+        .bank_entries(&BankEntryQuery::new(s.creditor.id))
+        .await
+        .expect("bank_entries");
+    assert_eq!(
+        all,
+        vec![exception.clone(), matched.clone()],
+        "newest first, as stored"
+    );
+    let mut q = BankEntryQuery::new(s.creditor.id);
+    q.exceptions_only = true;
+    assert_eq!(store.bank_entries(&q).await.expect("list"), vec![exception]);
+    let mut q = BankEntryQuery::new(s.creditor.id);
+    q.reference = Some("RF18539007547034".into());
+    let found = store.bank_entries(&q).await.expect("list");
+    assert_eq!(found, vec![matched]);
+    assert_eq!(found[0].transaction_id(), Some(tx));
+    let mut q = BankEntryQuery::new(s.creditor.id);
+    q.key = Some("AS-2/1".into());
+    assert_eq!(
+        store.bank_entries(&q).await.expect("list").len(),
+        1,
+        "by key"
+    );
+    let mut q = BankEntryQuery::new(s.creditor.id);
+    q.limit = 1;
+    assert_eq!(
+        store.bank_entries(&q).await.expect("list").len(),
+        1,
+        "the limit holds"
+    );
 }

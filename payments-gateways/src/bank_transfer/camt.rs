@@ -1,0 +1,755 @@
+//! ISO 20022 bank-to-customer statements (camt.053) and debit/credit notifications
+//! (camt.054), versions `.001.02` and later, read with quick-xml's serde support.
+//!
+//! Only what matching needs is read: the accounts, and for each entry its amount,
+//! direction, reversal flag, status, dates, the bank's references and, per transaction
+//! detail, its amount, references, debtor and remittance information. Everything else
+//! is skipped. Before parsing, the input is checked: its size, that it is UTF-8, that it
+//! carries no document type declaration (so no entity can expand: the "billion laughs"
+//! attack is refused before it starts) and that its root is a camt.053 or camt.054
+//! `Document`. After parsing, every text is checked against a length limit.
+
+use chrono::NaiveDate;
+use quick_xml::events::Event;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// What kind of message a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// camt.053, the end-of-day account statement.
+    Statement,
+    /// camt.054, a debit/credit notification.
+    Notification,
+}
+
+/// Limits on what a statement may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest file, in bytes.
+    pub max_bytes: usize,
+    /// The longest text of one element, in characters.
+    pub max_text_chars: usize,
+}
+
+impl Default for Limits {
+    /// 512 MiB per file (a 100,000-entry statement is about 130 MB); 1,024 characters per
+    /// element (ISO 20022 texts are at most 500, remittance lines 140).
+    fn default() -> Self {
+        Limits {
+            max_bytes: 512 * 1024 * 1024,
+            max_text_chars: 1024,
+        }
+    }
+}
+
+/// Why a file was refused. Nothing is imported from a refused file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatementError {
+    /// The file is larger than the limit.
+    #[error("the file has {size} bytes; at most {limit} are accepted")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The file is not UTF-8 text.
+    #[error("the file is not UTF-8 text (byte {0})")]
+    NotUtf8(usize),
+    /// The file declares a document type; statements never do, and entities in one can
+    /// expand without bound.
+    #[error("the file has a document type declaration (<!DOCTYPE>), which statements never carry")]
+    DocType,
+    /// The root is not a camt.053 or camt.054 document of a supported version.
+    #[error("not a camt.053 or camt.054 document (.001.02 or later): {0}")]
+    NotCamt(String),
+    /// The XML is malformed or does not follow the schema where it matters.
+    #[error("malformed statement: {0}")]
+    Xml(String),
+    /// An element's text is longer than the limit.
+    #[error("{element} has {chars} characters; at most {limit} are accepted")]
+    TextTooLong {
+        /// The element.
+        element: &'static str,
+        /// Its length.
+        chars: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A value does not read as what it is.
+    #[error("entry {entry}: {element} {reason}")]
+    Value {
+        /// The entry's position in the file, from 1.
+        entry: usize,
+        /// The element.
+        element: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A parsed statement or notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankMessage {
+    /// camt.053 or camt.054.
+    pub kind: MessageKind,
+    /// The message version: 2 for `camt.053.001.02`, 8 for `.001.08`, …
+    pub version: u32,
+    /// The message's id (`GrpHdr/MsgId`).
+    pub message_id: String,
+    /// One report per account statement or notification.
+    pub reports: Vec<AccountReport>,
+}
+
+/// The entries of one account in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountReport {
+    /// The statement's or notification's id.
+    pub id: String,
+    /// The account's IBAN, or its other identification.
+    pub account: String,
+    /// The entries, in file order.
+    pub entries: Vec<Entry>,
+}
+
+/// One entry (`Ntry`): a movement on the account, possibly a batch of several transfers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its position in the file, from 1.
+    pub position: usize,
+    /// The entry's reference in the statement (`NtryRef`).
+    pub entry_ref: Option<String>,
+    /// The bank's unique reference of the entry (`AcctSvcrRef`).
+    pub bank_ref: Option<String>,
+    /// The amount, always positive.
+    pub amount: Decimal,
+    /// Its currency.
+    pub currency: String,
+    /// Credit (`CRDT`) or debit (`DBIT`).
+    pub credit: bool,
+    /// Whether it reverses an earlier entry (`RvslInd`).
+    pub reversal: bool,
+    /// `BOOK`, `PDNG`, `INFO`, …
+    pub status: String,
+    /// The booking date.
+    pub booked_on: Option<NaiveDate>,
+    /// The value date.
+    pub value_on: Option<NaiveDate>,
+    /// The transactions it carries (`NtryDtls/TxDtls`); a batch has several.
+    pub details: Vec<Details>,
+    /// The bank's free text about the entry (`AddtlNtryInf`).
+    pub info: Option<String>,
+}
+
+/// One transaction of an entry (`TxDtls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    /// Its own amount and currency, when given (required to split a batch).
+    pub amount: Option<(Decimal, String)>,
+    /// The bank's reference of the transaction.
+    pub bank_ref: Option<String>,
+    /// The payer's end-to-end id.
+    pub end_to_end_id: Option<String>,
+    /// The interbank transaction id (TRN).
+    pub tx_id: Option<String>,
+    /// The payer's name.
+    pub debtor: Option<String>,
+    /// The payer's IBAN.
+    pub debtor_account: Option<String>,
+    /// Structured creditor references (`RmtInf/Strd/CdtrRefInf/Ref`).
+    pub references: Vec<String>,
+    /// Unstructured remittance lines (`RmtInf/Ustrd`).
+    pub unstructured: Vec<String>,
+}
+
+/// One credit or debit to match: an entry, or one transaction of a batch entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// Unique per account: the bank's reference (and the position in a batch), or a digest
+    /// of the contents when the bank gives no reference.
+    pub key: String,
+    /// The message it came in.
+    pub message_id: String,
+    /// The account credited or debited.
+    pub account: String,
+    /// The entry's position in the file.
+    pub entry: usize,
+    /// Credit or debit.
+    pub credit: bool,
+    /// Whether the entry is a reversal.
+    pub reversal: bool,
+    /// Whether the entry is booked.
+    pub booked: bool,
+    /// The amount, when known (a batch transaction without its own amount has none).
+    pub amount: Option<Decimal>,
+    /// The currency.
+    pub currency: String,
+    /// The booking date.
+    pub booked_on: Option<NaiveDate>,
+    /// The payer.
+    pub debtor: Option<String>,
+    /// The structured references given.
+    pub references: Vec<String>,
+    /// The unstructured remittance text, lines joined by a space.
+    pub text: String,
+}
+
+impl Movement {
+    /// The remittance as one text: structured references, then unstructured lines.
+    pub fn remittance(&self) -> String {
+        let mut parts: Vec<&str> = self.references.iter().map(String::as_str).collect();
+        if !self.text.is_empty() {
+            parts.push(&self.text);
+        }
+        parts.join(" ")
+    }
+}
+
+impl BankMessage {
+    /// Every movement, in file order: each entry, or each transaction of a batch entry.
+    pub fn movements(&self) -> Vec<Movement> {
+        let mut out = Vec::new();
+        for report in &self.reports {
+            for entry in &report.entries {
+                let batch = entry.details.len() > 1;
+                let empty = [Details::default()];
+                let details: &[Details] = if entry.details.is_empty() {
+                    &empty
+                } else {
+                    &entry.details
+                };
+                for (i, d) in details.iter().enumerate() {
+                    let amount = if batch {
+                        d.amount
+                            .as_ref()
+                            .filter(|(_, c)| *c == entry.currency)
+                            .map(|(a, _)| *a)
+                    } else {
+                        Some(entry.amount)
+                    };
+                    let text = d.unstructured.join(" ");
+                    let own_ref = entry
+                        .bank_ref
+                        .as_ref()
+                        .map(|r| {
+                            if batch {
+                                format!("{r}/{}", i + 1)
+                            } else {
+                                r.clone()
+                            }
+                        })
+                        .or_else(|| {
+                            [&d.bank_ref, &d.tx_id, &d.end_to_end_id]
+                                .into_iter()
+                                .flatten()
+                                .find(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
+                                .cloned()
+                        });
+                    let key = match own_ref {
+                        Some(r) => format!("{}:{r}", report.account),
+                        None => {
+                            let mut h = Sha256::new();
+                            for part in [
+                                report.account.as_str(),
+                                &entry.booked_on.map(|d| d.to_string()).unwrap_or_default(),
+                                &entry.amount.to_string(),
+                                &entry.currency,
+                                if entry.credit { "C" } else { "D" },
+                                entry.entry_ref.as_deref().unwrap_or(""),
+                                &i.to_string(),
+                                d.debtor.as_deref().unwrap_or(""),
+                                &d.references.join(" "),
+                                &text,
+                            ] {
+                                h.update(part.as_bytes());
+                                h.update([0]);
+                            }
+                            format!("{}:sha256:{}", report.account, hex::encode(h.finalize()))
+                        }
+                    };
+                    out.push(Movement {
+                        key,
+                        message_id: self.message_id.clone(),
+                        account: report.account.clone(),
+                        entry: entry.position,
+                        credit: entry.credit,
+                        reversal: entry.reversal,
+                        booked: entry.status == "BOOK",
+                        amount,
+                        currency: entry.currency.clone(),
+                        booked_on: entry.booked_on,
+                        debtor: d.debtor.clone(),
+                        references: d.references.clone(),
+                        text,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+// ------------------------------------------------------------------ the schema, as read
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Document {
+    BkToCstmrStmt: Option<Message>,
+    BkToCstmrDbtCdtNtfctn: Option<Message>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Message {
+    GrpHdr: GroupHeader,
+    #[serde(default)]
+    Stmt: Vec<Report>,
+    #[serde(default)]
+    Ntfctn: Vec<Report>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct GroupHeader {
+    MsgId: String,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Report {
+    Id: String,
+    Acct: Account,
+    #[serde(default)]
+    Ntry: Vec<RawEntry>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize, Default)]
+struct Account {
+    Id: AccountId,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize, Default)]
+struct AccountId {
+    IBAN: Option<String>,
+    Othr: Option<OtherId>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize, Default)]
+struct OtherId {
+    Id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Amount {
+    #[serde(rename = "@Ccy")]
+    ccy: String,
+    #[serde(rename = "$text")]
+    value: String,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Status {
+    #[serde(rename = "$text")]
+    text: Option<String>,
+    Cd: Option<String>,
+    Prtry: Option<String>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct DateChoice {
+    Dt: Option<String>,
+    DtTm: Option<String>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct RawEntry {
+    NtryRef: Option<String>,
+    Amt: Amount,
+    CdtDbtInd: String,
+    RvslInd: Option<String>,
+    Sts: Status,
+    BookgDt: Option<DateChoice>,
+    ValDt: Option<DateChoice>,
+    AcctSvcrRef: Option<String>,
+    #[serde(default)]
+    NtryDtls: Vec<EntryDetails>,
+    AddtlNtryInf: Option<String>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct EntryDetails {
+    #[serde(default)]
+    TxDtls: Vec<TxDetails>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct TxDetails {
+    Refs: Option<Refs>,
+    Amt: Option<Amount>,
+    AmtDtls: Option<AmountDetails>,
+    RltdPties: Option<Parties>,
+    RmtInf: Option<Remittance>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Refs {
+    AcctSvcrRef: Option<String>,
+    EndToEndId: Option<String>,
+    TxId: Option<String>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct AmountDetails {
+    TxAmt: Option<AmountHolder>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct AmountHolder {
+    Amt: Amount,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Parties {
+    Dbtr: Option<Party>,
+    DbtrAcct: Option<Account>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Party {
+    Nm: Option<String>,
+    Pty: Option<PartyName>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct PartyName {
+    Nm: Option<String>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Remittance {
+    #[serde(default)]
+    Ustrd: Vec<String>,
+    #[serde(default)]
+    Strd: Vec<Structured>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct Structured {
+    CdtrRefInf: Option<CreditorRef>,
+}
+
+#[allow(non_snake_case)]
+#[derive(Deserialize)]
+struct CreditorRef {
+    Ref: Option<String>,
+}
+
+// ------------------------------------------------------------------ parsing
+
+/// Reads the prolog up to the root element: refuses a DOCTYPE, and returns the kind and
+/// version named by the root's namespace.
+fn root_kind(text: &str) -> Result<(MessageKind, u32), StatementError> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    loop {
+        match reader.read_event() {
+            Ok(Event::DocType(_)) => return Err(StatementError::DocType),
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                if e.local_name().as_ref() != "Document" {
+                    let name = e.name().as_ref().to_owned();
+                    return Err(StatementError::NotCamt(format!("the root is <{name}>")));
+                }
+                for attr in e.attributes().flatten() {
+                    let key = attr.key.as_ref();
+                    if key != "xmlns" && !key.starts_with("xmlns:") {
+                        continue;
+                    }
+                    let value = attr.value.to_string();
+                    let Some(rest) = value.strip_prefix("urn:iso:std:iso:20022:tech:xsd:camt.")
+                    else {
+                        continue;
+                    };
+                    let (kind, version) = match rest.split_once(".001.") {
+                        Some(("053", v)) => (MessageKind::Statement, v),
+                        Some(("054", v)) => (MessageKind::Notification, v),
+                        _ => continue,
+                    };
+                    return match version.parse::<u32>() {
+                        Ok(v) if v >= 2 => Ok((kind, v)),
+                        _ => Err(StatementError::NotCamt(format!(
+                            "version {version} is not supported"
+                        ))),
+                    };
+                }
+                return Err(StatementError::NotCamt(
+                    "the root has no camt.053 or camt.054 namespace".into(),
+                ));
+            }
+            Ok(Event::Eof) => return Err(StatementError::NotCamt("the file is empty".into())),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(StatementError::Xml(format!(
+                    "{e} at byte {}",
+                    reader.error_position()
+                )));
+            }
+        }
+    }
+}
+
+struct Checker {
+    limit: usize,
+}
+
+impl Checker {
+    fn text(
+        &self,
+        element: &'static str,
+        value: Option<String>,
+    ) -> Result<Option<String>, StatementError> {
+        match value {
+            Some(v) => {
+                let v = v.trim();
+                let chars = v.chars().count();
+                if chars > self.limit {
+                    return Err(StatementError::TextTooLong {
+                        element,
+                        chars,
+                        limit: self.limit,
+                    });
+                }
+                Ok((!v.is_empty()).then(|| v.to_owned()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn required(&self, element: &'static str, value: String) -> Result<String, StatementError> {
+        Ok(self.text(element, Some(value))?.unwrap_or_default())
+    }
+
+    fn all(
+        &self,
+        element: &'static str,
+        values: Vec<String>,
+    ) -> Result<Vec<String>, StatementError> {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            if let Some(v) = self.text(element, Some(v))? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn amount(
+    entry: usize,
+    element: &'static str,
+    a: &Amount,
+) -> Result<(Decimal, String), StatementError> {
+    let bad = |reason: &str| StatementError::Value {
+        entry,
+        element,
+        reason: reason.into(),
+    };
+    let value: Decimal = a
+        .value
+        .trim()
+        .parse()
+        .map_err(|_| bad("is not a decimal number"))?;
+    if value.is_sign_negative() {
+        return Err(bad("is negative"));
+    }
+    let ccy = a.ccy.trim();
+    if ccy.len() != 3 || !ccy.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(bad("has no ISO 4217 currency"));
+    }
+    Ok((value, ccy.to_owned()))
+}
+
+fn date(
+    entry: usize,
+    element: &'static str,
+    d: Option<DateChoice>,
+) -> Result<Option<NaiveDate>, StatementError> {
+    let Some(d) = d else { return Ok(None) };
+    let text = d.Dt.or(d.DtTm).unwrap_or_default();
+    let day = text.trim().get(..10).unwrap_or("");
+    NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| StatementError::Value {
+            entry,
+            element,
+            reason: format!(
+                "is not a date: {:?}",
+                text.chars().take(40).collect::<String>()
+            ),
+        })
+}
+
+/// Parses a camt.053 statement or camt.054 notification.
+pub fn parse(file: &[u8], limits: &Limits) -> Result<BankMessage, StatementError> {
+    if file.len() > limits.max_bytes {
+        return Err(StatementError::TooLarge {
+            size: file.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(file).map_err(|e| StatementError::NotUtf8(e.valid_up_to()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (kind, version) = root_kind(text)?;
+    let doc: Document =
+        quick_xml::de::from_str(text).map_err(|e| StatementError::Xml(e.to_string()))?;
+    let message = match kind {
+        MessageKind::Statement => doc.BkToCstmrStmt,
+        MessageKind::Notification => doc.BkToCstmrDbtCdtNtfctn,
+    }
+    .ok_or_else(|| {
+        StatementError::NotCamt(match kind {
+            MessageKind::Statement => "no BkToCstmrStmt in a camt.053 document".into(),
+            MessageKind::Notification => "no BkToCstmrDbtCdtNtfctn in a camt.054 document".into(),
+        })
+    })?;
+    let check = Checker {
+        limit: limits.max_text_chars,
+    };
+    let raw_reports = match kind {
+        MessageKind::Statement => message.Stmt,
+        MessageKind::Notification => message.Ntfctn,
+    };
+    let mut position = 0;
+    let mut reports = Vec::with_capacity(raw_reports.len());
+    for r in raw_reports {
+        let account = check
+            .text("Acct/Id/IBAN", r.Acct.Id.IBAN)?
+            .map(|i| i.replace(' ', "").to_ascii_uppercase())
+            .or(check.text("Acct/Id/Othr/Id", r.Acct.Id.Othr.and_then(|o| o.Id))?)
+            .ok_or_else(|| StatementError::Xml("an account has no identification".into()))?;
+        let mut entries = Vec::with_capacity(r.Ntry.len());
+        for n in r.Ntry {
+            position += 1;
+            let (amount_value, currency) = amount(position, "Amt", &n.Amt)?;
+            let credit = match n.CdtDbtInd.trim() {
+                "CRDT" => true,
+                "DBIT" => false,
+                other => {
+                    return Err(StatementError::Value {
+                        entry: position,
+                        element: "CdtDbtInd",
+                        reason: format!(
+                            "is {:?}, not CRDT or DBIT",
+                            other.chars().take(10).collect::<String>()
+                        ),
+                    });
+                }
+            };
+            let reversal = matches!(
+                n.RvslInd.as_deref().map(str::trim),
+                Some("true") | Some("1")
+            );
+            let status = check
+                .text("Sts", n.Sts.Cd.or(n.Sts.text).or(n.Sts.Prtry))?
+                .unwrap_or_default();
+            let mut details = Vec::new();
+            for d in n.NtryDtls.into_iter().flat_map(|d| d.TxDtls) {
+                let own_amount = match d.Amt.as_ref().or(d
+                    .AmtDtls
+                    .as_ref()
+                    .and_then(|a| a.TxAmt.as_ref().map(|t| &t.Amt)))
+                {
+                    Some(a) => Some(amount(position, "TxDtls/Amt", a)?),
+                    None => None,
+                };
+                let (bank_ref, end_to_end_id, tx_id) = match d.Refs {
+                    Some(r) => (
+                        check.text("Refs/AcctSvcrRef", r.AcctSvcrRef)?,
+                        check.text("Refs/EndToEndId", r.EndToEndId)?,
+                        check.text("Refs/TxId", r.TxId)?,
+                    ),
+                    None => (None, None, None),
+                };
+                let (debtor, debtor_account) = match d.RltdPties {
+                    Some(p) => (
+                        check.text(
+                            "RltdPties/Dbtr/Nm",
+                            p.Dbtr.and_then(|d| d.Nm.or(d.Pty.and_then(|p| p.Nm))),
+                        )?,
+                        check.text(
+                            "RltdPties/DbtrAcct/Id",
+                            p.DbtrAcct
+                                .and_then(|a| a.Id.IBAN.or(a.Id.Othr.and_then(|o| o.Id))),
+                        )?,
+                    ),
+                    None => (None, None),
+                };
+                let (references, unstructured) = match d.RmtInf {
+                    Some(r) => (
+                        check.all(
+                            "RmtInf/Strd/CdtrRefInf/Ref",
+                            r.Strd
+                                .into_iter()
+                                .filter_map(|s| s.CdtrRefInf.and_then(|c| c.Ref))
+                                .collect(),
+                        )?,
+                        check.all("RmtInf/Ustrd", r.Ustrd)?,
+                    ),
+                    None => (Vec::new(), Vec::new()),
+                };
+                details.push(Details {
+                    amount: own_amount,
+                    bank_ref,
+                    end_to_end_id,
+                    tx_id,
+                    debtor,
+                    debtor_account,
+                    references,
+                    unstructured,
+                });
+            }
+            entries.push(Entry {
+                position,
+                entry_ref: check.text("NtryRef", n.NtryRef)?,
+                bank_ref: check.text("AcctSvcrRef", n.AcctSvcrRef)?,
+                amount: amount_value,
+                currency,
+                credit,
+                reversal,
+                status,
+                booked_on: date(position, "BookgDt", n.BookgDt)?,
+                value_on: date(position, "ValDt", n.ValDt)?,
+                details,
+                info: check.text("AddtlNtryInf", n.AddtlNtryInf)?,
+            });
+        }
+        reports.push(AccountReport {
+            id: check.required("Stmt/Id", r.Id)?,
+            account,
+            entries,
+        });
+    }
+    Ok(BankMessage {
+        kind,
+        version,
+        message_id: check.required("GrpHdr/MsgId", message.GrpHdr.MsgId)?,
+        reports,
+    })
+}

@@ -1,0 +1,807 @@
+//! Bank transfer (*bonifico*): it starts at once, needs no contract with a provider and
+//! costs the body nothing.
+//!
+//! - **Instructions.** At checkout the payer gets the beneficiary, the IBAN, the amount, a
+//!   structured creditor reference (ISO 11649 `RF…`, derived from the transaction), a
+//!   reason line that fits the 140 characters of the SEPA remittance field, and the EPC QR
+//!   code payload that a banking app scans ([`BankTransferGateway::qr`] renders it as SVG
+//!   or PNG).
+//! - **The payer's report** (date, amount, CRO/TRN) moves the transaction to `Reported`
+//!   through [`Payments::report_transfer`]; an operator confirms or rejects it
+//!   ([`Payments::confirm_payment`], [`Payments::reject_report`]), and reports left
+//!   unmatched too long are listed by [`BankTransferGateway::overdue_reports`].
+//! - **Statements.** [`BankTransferGateway::import_statement`] reads an ISO 20022 camt.053
+//!   statement or camt.054 notification and matches each credit to an open transaction,
+//!   first by the `RF` reference (structured, or anywhere in the free text, spaces and all),
+//!   then by the amount together with the reference written in the reason. A full match
+//!   pays the transaction, keeping the bank's reference of the credit; a partial amount, a
+//!   duplicate, a reversal or a credit that matches nothing is recorded as an exception for
+//!   an operator. Each credit is recorded once: importing a file again changes nothing.
+//! - **Notifications.** A camt.054 credit notification posted to the host's webhook and
+//!   signed with the key the body shares with its bank connector (HMAC-SHA256 of the raw
+//!   body, hex, header `x-bank-signature`) is a callback like any provider's.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> payments_core::Result<()> {
+//! use std::sync::Arc;
+//! use payments_core::testing::Fixture;
+//! use payments_core::*;
+//! use payments_gateways::bank_transfer::{BankAccount, BankTransferGateway};
+//!
+//! let bank = Arc::new(BankTransferGateway::new());
+//! let payments = Payments::builder()
+//!     .store(Arc::new(InMemoryStore::new()))
+//!     .gateway(bank.clone())
+//!     .notifier(Arc::new(RecordingNotifier::new()))
+//!     .build()?;
+//! let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer]).await?;
+//! bank.set_account(
+//!     fx.creditor.id,
+//!     BankAccount::new("Comune di Esempio", "IT60 X054 2811 1010 0000 0123 456")?,
+//! );
+//!
+//! let alice = Actor::payer("alice");
+//! let cart = payments.open_cart(&alice, fx.creditor.id, Fixture::payer("alice")).await?;
+//! let fee = NewFreeItem::new(fx.fees.id, "16,00", "Diritti pratica 2026/15")
+//!     .with_extra("case_number", "2026/15")
+//!     .with_extra("office", "edilizia");
+//! payments.add_free_item(&alice, cart.id, fee).await?;
+//! let method = fx.method(MethodKind::BankTransfer).id;
+//! let checkout = payments.checkout(&alice, cart.id, method, "k1").await?;
+//! let Instruction::BankTransfer(details) = &checkout.instruction else { unreachable!() };
+//! assert!(details.reference.starts_with("RF"));
+//! assert!(details.epc_qr_payload.starts_with("BCD\n002\n1\nSCT\n"));
+//! let svg = BankTransferGateway::qr(details).expect("fits").svg(240);
+//! assert!(svg.contains("<svg"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Payments::report_transfer`]: payments_core::Payments::report_transfer
+//! [`Payments::confirm_payment`]: payments_core::Payments::confirm_payment
+//! [`Payments::reject_report`]: payments_core::Payments::reject_report
+
+pub mod camt;
+pub mod epc;
+pub mod rf;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use payments_core::{
+    Actor, BankEntry, BankEntryOutcome, BankEntryQuery, BankTransferDetails, CallbackEvent,
+    CallbackRequest, CreditorId, Currency, Error, Gateway, GatewayErrorKind, GatewayId,
+    Instruction, MethodKind, Money, MovementQuery, PaymentOutcome, Payments, Result, Role,
+    StartRequest, Started, Transaction, TxStatus,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+use crate::qr::{PaymentQr, QrError};
+pub use camt::{Limits, StatementError};
+
+/// The gateway's id, to bind bank-transfer methods to.
+pub const GATEWAY_ID: &str = "bank_transfer";
+/// The header that carries a notification's signature.
+pub const SIGNATURE_HEADER: &str = "x-bank-signature";
+/// The largest QR version an EPC code may use.
+pub const EPC_MAX_QR_VERSION: i16 = 13;
+/// The characters of the transaction-derived part of a reference.
+const OWN_REFERENCE_LEN: usize = 12;
+
+/// How the creditor reference is built and given to the payer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReferenceScheme {
+    /// `RF` + check digits + an optional prefix of the body's (up to 9 letters and
+    /// digits, for its accounting) + 12 characters derived from the transaction. The EPC
+    /// code carries it in the structured field.
+    #[default]
+    Structured,
+    /// As [`ReferenceScheme::Structured`], after this prefix.
+    Prefixed(String),
+    /// The same reference, but the EPC code carries the reason line as unstructured text
+    /// (for payers whose banks drop structured references); matching still finds it.
+    Unstructured,
+}
+
+/// A creditor's account for bank transfers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankAccount {
+    beneficiary: String,
+    iban: String,
+    bic: Option<String>,
+    scheme: ReferenceScheme,
+    flag_after_days: u32,
+    expire_after_days: u32,
+}
+
+impl BankAccount {
+    /// An account in `beneficiary`'s name: the IBAN is checked (country format and check
+    /// digits, by `iban_validate`) and kept in electronic form. Defaults: structured
+    /// references, reports flagged after 5 days unmatched, transfers expiring after 30.
+    pub fn new(beneficiary: impl Into<String>, iban: &str) -> Result<Self> {
+        use iban::IbanLike;
+        let beneficiary = beneficiary.into().trim().to_owned();
+        if beneficiary.is_empty() || beneficiary.chars().count() > epc::MAX_NAME_CHARS {
+            return Err(Error::invalid(
+                "beneficiary",
+                format!("must have 1 to {} characters", epc::MAX_NAME_CHARS),
+            ));
+        }
+        let iban = iban
+            .trim()
+            .parse::<iban::Iban>()
+            .map_err(|_| Error::invalid("iban", "not a valid IBAN"))?
+            .electronic_str()
+            .to_owned();
+        Ok(BankAccount {
+            beneficiary,
+            iban,
+            bic: None,
+            scheme: ReferenceScheme::default(),
+            flag_after_days: 5,
+            expire_after_days: 30,
+        })
+    }
+
+    /// Sets the BIC (8 or 11 characters).
+    pub fn with_bic(mut self, bic: &str) -> Result<Self> {
+        let bic = bic.trim().to_ascii_uppercase();
+        let ok = (bic.len() == 8 || bic.len() == 11)
+            && bic[..6].chars().all(|c| c.is_ascii_uppercase())
+            && bic[6..].chars().all(|c| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(Error::invalid(
+                "bic",
+                "a BIC has 8 or 11 letters and digits",
+            ));
+        }
+        self.bic = Some(bic);
+        Ok(self)
+    }
+
+    /// Sets the reference scheme; a prefix has 1 to 9 letters and digits.
+    pub fn with_scheme(mut self, scheme: ReferenceScheme) -> Result<Self> {
+        if let ReferenceScheme::Prefixed(p) = &scheme
+            && (p.is_empty()
+                || p.len() > rf::MAX_BODY_LEN - OWN_REFERENCE_LEN
+                || !p.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(Error::invalid(
+                "reference_scheme",
+                "a prefix has 1 to 9 letters and digits",
+            ));
+        }
+        self.scheme = match scheme {
+            ReferenceScheme::Prefixed(p) => ReferenceScheme::Prefixed(p.to_ascii_uppercase()),
+            s => s,
+        };
+        Ok(self)
+    }
+
+    /// After how many days a reported transfer still unmatched is flagged (1 to 365).
+    pub fn flag_reports_after_days(mut self, days: u32) -> Result<Self> {
+        if !(1..=365).contains(&days) {
+            return Err(Error::invalid("flag_after_days", "must be 1 to 365"));
+        }
+        self.flag_after_days = days;
+        Ok(self)
+    }
+
+    /// After how many days an unpaid, unreported transfer expires and frees its items
+    /// (1 to 365).
+    pub fn expire_after_days(mut self, days: u32) -> Result<Self> {
+        if !(1..=365).contains(&days) {
+            return Err(Error::invalid("expire_after_days", "must be 1 to 365"));
+        }
+        self.expire_after_days = days;
+        Ok(self)
+    }
+
+    /// The beneficiary's name.
+    pub fn beneficiary(&self) -> &str {
+        &self.beneficiary
+    }
+
+    /// The IBAN, electronic form.
+    pub fn iban(&self) -> &str {
+        &self.iban
+    }
+
+    /// The creditor reference of `transaction`: `RF`, check digits, the prefix if any, and
+    /// twelve letters and digits derived from the transaction's id.
+    pub fn reference_for(&self, transaction: &Transaction) -> String {
+        // The low 62 bits of a UUIDv7 are random: in base 36 they fill 12 characters.
+        let bits = transaction.id.as_uuid().as_u128() & ((1u128 << 62) - 1);
+        let mut own = [b'0'; OWN_REFERENCE_LEN];
+        let mut n = bits;
+        for slot in own.iter_mut().rev() {
+            let d = (n % 36) as u8;
+            *slot = if d < 10 { b'0' + d } else { b'A' + d - 10 };
+            n /= 36;
+        }
+        let own = std::str::from_utf8(&own).expect("ASCII");
+        let body = match &self.scheme {
+            ReferenceScheme::Prefixed(p) => format!("{p}{own}"),
+            _ => own.to_owned(),
+        };
+        rf::creditor_reference(&body).expect("a body of letters and digits within 21")
+    }
+
+    /// The reason line: the reference in print form, then the items' reasons, cut to fit
+    /// 140 characters (the reference is never cut).
+    pub fn reason_for(&self, transaction: &Transaction, reference: &str) -> String {
+        let mut line = rf::pretty(reference);
+        let reasons: Vec<&str> = transaction
+            .lines
+            .iter()
+            .map(|l| l.reason.as_str())
+            .collect();
+        if !reasons.is_empty() {
+            line.push_str(" - ");
+            line.push_str(&reasons.join("; "));
+        }
+        let clean: String = line
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(epc::MAX_TEXT_CHARS)
+            .collect();
+        clean.trim_end().to_owned()
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// The message's id.
+    pub message_id: String,
+    /// Credits that paid a transaction.
+    pub matched: Vec<BankEntry>,
+    /// Credits an operator must look at, each with its reason.
+    pub exceptions: Vec<BankEntry>,
+    /// Credits recorded by an earlier import, left as they were.
+    pub already_imported: usize,
+    /// Debits and entries not booked, which are not payments to the body.
+    pub ignored: usize,
+}
+
+/// The bank-transfer gateway. Accounts are set per creditor; see the [module](self).
+pub struct BankTransferGateway {
+    accounts: RwLock<HashMap<CreditorId, BankAccount>>,
+    notification_key: Option<SecretString>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for BankTransferGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankTransferGateway")
+            .field("accounts", &self.read().len())
+            .field(
+                "notification_key",
+                &self.notification_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Default for BankTransferGateway {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BankTransferGateway {
+    /// A gateway with no accounts, no notification key and the default limits.
+    pub fn new() -> Self {
+        BankTransferGateway {
+            accounts: RwLock::new(HashMap::new()),
+            notification_key: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Accepts camt.054 notifications signed with `key` (HMAC-SHA256, hex, in
+    /// [`SIGNATURE_HEADER`]).
+    pub fn with_notification_key(mut self, key: impl Into<String>) -> Self {
+        self.notification_key = Some(SecretString::from(key.into()));
+        self
+    }
+
+    /// Sets the limits statements are read with.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets `creditor`'s account, replacing any.
+    pub fn set_account(&self, creditor: CreditorId, account: BankAccount) {
+        self.accounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(creditor, account);
+    }
+
+    /// `creditor`'s account.
+    pub fn account(&self, creditor: CreditorId) -> Option<BankAccount> {
+        self.read().get(&creditor).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<CreditorId, BankAccount>> {
+        self.accounts.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn error(kind: GatewayErrorKind) -> Error {
+        Error::gateway(GATEWAY_ID, kind)
+    }
+
+    /// The EPC QR code of an instruction, to render as SVG or PNG.
+    pub fn qr(details: &BankTransferDetails) -> std::result::Result<PaymentQr, QrError> {
+        PaymentQr::new(&details.epc_qr_payload, EPC_MAX_QR_VERSION)
+    }
+
+    /// Signs a notification body as the body's bank connector does; for tests and for
+    /// hosts that relay notifications themselves. `None` without a notification key.
+    pub fn signed_notification(&self, body: impl Into<Vec<u8>>) -> Option<CallbackRequest> {
+        let key = self.notification_key.as_ref()?;
+        let body = body.into();
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(&body);
+        let signature = hex::encode(mac.finalize().into_bytes());
+        Some(CallbackRequest::new(body).with_header(SIGNATURE_HEADER, signature))
+    }
+
+    fn verify(&self, request: &CallbackRequest) -> Result<()> {
+        let key = self
+            .notification_key
+            .as_ref()
+            .ok_or_else(|| Self::error(GatewayErrorKind::NotSupported("notifications")))?;
+        let signature = request
+            .header(SIGNATURE_HEADER)
+            .and_then(|s| hex::decode(s.trim()).ok())
+            .ok_or_else(|| Self::error(GatewayErrorKind::InvalidSignature))?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(&request.body);
+        mac.verify_slice(&signature)
+            .map_err(|_| Self::error(GatewayErrorKind::InvalidSignature))
+    }
+
+    /// The reported transfers of `creditor` still unmatched after its account's
+    /// `flag_reports_after_days`, oldest report first. For its operators.
+    pub async fn overdue_reports(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        creditor: CreditorId,
+    ) -> Result<Vec<Transaction>> {
+        let account = self
+            .account(creditor)
+            .ok_or_else(|| Error::not_found("bank account of creditor", creditor))?;
+        let due = payments.clock().now() - chrono::Duration::days(account.flag_after_days.into());
+        let mut query = MovementQuery::new(creditor);
+        query.statuses = vec![TxStatus::Reported];
+        query.method_kind = Some(MethodKind::BankTransfer);
+        query.limit = payments_core::MAX_PAGE_SIZE;
+        let mut overdue = Vec::new();
+        loop {
+            let page = payments.search(actor, &query).await?;
+            overdue.extend(page.page.items.into_iter().filter(|t| t.updated_at <= due));
+            match page.page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        overdue.sort_by_key(|t| t.updated_at);
+        Ok(overdue)
+    }
+
+    /// Imports a camt.053 statement or camt.054 notification of `creditor`'s account and
+    /// matches its credits; see the [module](self). Only a manager of the creditor may
+    /// import. A file that does not read is refused whole (`Validation` on `statement`)
+    /// and changes nothing; so is a file for another account.
+    pub async fn import_statement(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        creditor: CreditorId,
+        file: &[u8],
+    ) -> Result<ImportReport> {
+        actor.check_operator(&creditor, Role::Manager)?;
+        let account = self
+            .account(creditor)
+            .ok_or_else(|| Error::not_found("bank account of creditor", creditor))?;
+        let message = camt::parse(file, &self.limits)
+            .map_err(|e| Error::invalid("statement", e.to_string()))?;
+        if let Some(other) = message.reports.iter().find(|r| r.account != account.iban) {
+            return Err(Error::invalid(
+                "statement",
+                format!(
+                    "it is for account {}, not the creditor's {}",
+                    other.account, account.iban
+                ),
+            ));
+        }
+        let mut report = ImportReport {
+            message_id: message.message_id.clone(),
+            ..ImportReport::default()
+        };
+        for movement in message.movements() {
+            if !movement.booked || (!movement.credit && !movement.reversal) {
+                report.ignored += 1;
+                continue;
+            }
+            let mut known = BankEntryQuery::new(creditor);
+            known.key = Some(movement.key.clone());
+            known.limit = 1;
+            if !payments.bank_entries(actor, &known).await?.is_empty() {
+                report.already_imported += 1;
+                continue;
+            }
+            let (reference, outcome) = self.settle(payments, actor, creditor, &movement).await?;
+            let entry = BankEntry {
+                creditor_id: creditor,
+                key: movement.key.clone(),
+                statement_id: movement.message_id.clone(),
+                imported_at: payments.clock().now(),
+                booked_on: movement.booked_on,
+                amount: movement.amount.unwrap_or_default(),
+                currency: movement.currency.clone(),
+                debtor: movement.debtor.clone(),
+                remittance: movement.remittance(),
+                reference,
+                outcome,
+            };
+            if !payments.record_bank_entry(actor, &entry).await? {
+                // Another import recorded it meanwhile.
+                report.already_imported += 1;
+            } else if entry.is_exception() {
+                report.exceptions.push(entry);
+            } else {
+                report.matched.push(entry);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Decides what one credit does, and pays the transaction it matches in full.
+    async fn settle(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        creditor: CreditorId,
+        m: &camt::Movement,
+    ) -> Result<(Option<String>, BankEntryOutcome)> {
+        let exception = |reason: String, tx: Option<&Transaction>| BankEntryOutcome::Exception {
+            reason,
+            transaction_id: tx.map(|t| t.id),
+        };
+        let store = payments.store();
+        let gateway = GatewayId::from(GATEWAY_ID);
+        let mut candidates: Vec<String> = Vec::new();
+        for r in m.references.iter().flat_map(|r| rf::parse(r).ok()) {
+            candidates.push(r);
+        }
+        for r in m.references.iter().flat_map(|r| rf::find_in(r)) {
+            candidates.push(r);
+        }
+        candidates.extend(rf::find_in(&m.text));
+        candidates.dedup();
+        let first_reference = candidates.first().cloned();
+
+        // A credit already applied (the import stopped before recording it) is found by
+        // the bank's reference it left on the transaction.
+        if let Some(tx) = store.transaction_by_provider_ref(&gateway, &m.key).await?
+            && tx.creditor_id == creditor
+        {
+            let reference = tx
+                .instruction
+                .as_ref()
+                .and_then(|i| match i {
+                    Instruction::BankTransfer(d) => Some(d.reference.clone()),
+                    _ => None,
+                })
+                .or(first_reference);
+            return Ok((
+                reference,
+                BankEntryOutcome::Matched {
+                    transaction_id: tx.id,
+                },
+            ));
+        }
+        if m.reversal {
+            let what = if m.credit { "a debit" } else { "a credit" };
+            return Ok((
+                first_reference,
+                exception(
+                    format!("reversal of {what}: check the transaction it undoes"),
+                    None,
+                ),
+            ));
+        }
+        if m.currency != Currency::Eur.code() {
+            return Ok((
+                first_reference,
+                exception(format!("credited in {}, not EUR", m.currency), None),
+            ));
+        }
+        let Some(amount) = m.amount else {
+            return Ok((
+                first_reference,
+                exception(
+                    "a transaction of a batch entry without its own amount".into(),
+                    None,
+                ),
+            ));
+        };
+        let Ok(amount) = Money::new(amount, Currency::Eur) else {
+            return Ok((
+                first_reference,
+                exception(format!("the amount {amount} is not in euro cents"), None),
+            ));
+        };
+
+        // 1. By the creditor reference.
+        let mut found: Option<(String, Transaction)> = None;
+        for r in &candidates {
+            if let Some(tx) = store.transaction_by_provider_ref(&gateway, r).await?
+                && tx.creditor_id == creditor
+            {
+                found = Some((r.clone(), tx));
+                break;
+            }
+        }
+        // A reference an earlier credit already settled: a duplicate payment.
+        if found.is_none() {
+            for r in &candidates {
+                let mut q = BankEntryQuery::new(creditor);
+                q.reference = Some(r.clone());
+                q.limit = 1;
+                if let Some(earlier) = payments.bank_entries(actor, &q).await?.into_iter().next()
+                    && let Some(tx) = earlier.transaction_id()
+                {
+                    let tx = payments.transaction(actor, tx).await?;
+                    return Ok((
+                        Some(r.clone()),
+                        exception(
+                            format!(
+                                "duplicate: {} was already paid by the credit {}",
+                                r, earlier.key
+                            ),
+                            Some(&tx),
+                        ),
+                    ));
+                }
+            }
+        }
+        // 2. By the amount and the reference written in the reason.
+        if found.is_none() {
+            let text: String = format!("{} {}", m.references.join(" "), m.text)
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_uppercase())
+                .collect();
+            let mut q = MovementQuery::new(creditor);
+            q.statuses = vec![TxStatus::Pending, TxStatus::Reported];
+            q.method_kind = Some(MethodKind::BankTransfer);
+            q.min_total = Some(amount);
+            q.max_total = Some(amount);
+            q.limit = payments_core::MAX_PAGE_SIZE;
+            loop {
+                let page = payments.search(actor, &q).await?;
+                found = page.page.items.into_iter().find_map(|tx| {
+                    let r = tx.provider_ref.clone()?;
+                    let own = r.get(4..)?;
+                    (tx.gateway_id == gateway
+                        && own.len() >= OWN_REFERENCE_LEN
+                        && text.contains(own))
+                    .then_some((r, tx))
+                });
+                match (found.is_some(), page.page.next) {
+                    (false, Some(next)) => q.after = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        let Some((reference, tx)) = found else {
+            let reason = match &first_reference {
+                Some(r) => format!("no open transaction has the reference {r}"),
+                None => "no reference, and no open transfer of this amount is quoted in the reason"
+                    .into(),
+            };
+            return Ok((first_reference, exception(reason, None)));
+        };
+        let reference = Some(reference);
+        if !tx.status.is_open() {
+            let reason = if tx.status == TxStatus::Paid {
+                format!(
+                    "duplicate: the transaction was already paid ({})",
+                    tx.provider_ref
+                        .as_deref()
+                        .unwrap_or("confirmed by an operator")
+                )
+            } else {
+                format!(
+                    "the transaction is {}: return the money or settle the items by hand",
+                    tx.status
+                )
+            };
+            return Ok((reference, exception(reason, Some(&tx))));
+        }
+        match amount.compare(&tx.total) {
+            Some(std::cmp::Ordering::Less) => {
+                return Ok((
+                    reference,
+                    exception(
+                        format!("partial payment: {} received of {}", amount, tx.total),
+                        Some(&tx),
+                    ),
+                ));
+            }
+            Some(std::cmp::Ordering::Greater) => {
+                return Ok((
+                    reference,
+                    exception(
+                        format!("more than due: {} received for {}", amount, tx.total),
+                        Some(&tx),
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let note = format!(
+            "bank credit {} of {}{}",
+            m.key,
+            m.booked_on.map(|d| d.to_string()).unwrap_or_default(),
+            m.debtor
+                .as_ref()
+                .map(|d| format!(" from {d}"))
+                .unwrap_or_default()
+        );
+        let note: String = note.chars().take(500).collect();
+        match payments
+            .record_payment(actor, tx.id, &m.key, &amount, Some(note))
+            .await
+        {
+            Ok(_) => Ok((
+                reference,
+                BankEntryOutcome::Matched {
+                    transaction_id: tx.id,
+                },
+            )),
+            Err(e @ (Error::Conflict(_) | Error::Gateway { .. } | Error::Validation(_))) => Ok((
+                reference,
+                exception(format!("could not be applied: {e}"), Some(&tx)),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Gateway for BankTransferGateway {
+    fn id(&self) -> GatewayId {
+        GatewayId::from(GATEWAY_ID)
+    }
+
+    fn kinds(&self) -> Vec<MethodKind> {
+        vec![MethodKind::BankTransfer]
+    }
+
+    async fn start(&self, request: &StartRequest) -> Result<Started> {
+        let account = self.account(request.creditor.id).ok_or_else(|| {
+            Self::error(GatewayErrorKind::Rejected(format!(
+                "no bank account is set for creditor {}",
+                request.creditor.id
+            )))
+        })?;
+        let tx = &request.transaction;
+        let reference = account.reference_for(tx);
+        let reason = account.reason_for(tx, &reference);
+        let remittance = match account.scheme {
+            ReferenceScheme::Unstructured => epc::Remittance::Text(reason.clone()),
+            _ => epc::Remittance::Reference(reference.clone()),
+        };
+        let information: String = format!("{} - {}", account.beneficiary, request.creditor.name)
+            .chars()
+            .take(epc::MAX_INFO_CHARS)
+            .collect();
+        let mut payment = epc::EpcPayment {
+            bic: account.bic.clone(),
+            name: account.beneficiary.clone(),
+            iban: account.iban.clone(),
+            amount: tx.total,
+            purpose: Some("GOVT".into()),
+            remittance,
+            information: Some(information),
+        };
+        let payload = match payment.payload() {
+            Err(epc::EpcError::TooLong(_)) => {
+                payment.information = None;
+                payment.payload()
+            }
+            other => other,
+        }
+        .map_err(|e| Self::error(GatewayErrorKind::Rejected(format!("EPC QR code: {e}"))))?;
+        let details = BankTransferDetails {
+            iban: account.iban.clone(),
+            bic: account.bic.clone(),
+            beneficiary: account.beneficiary.clone(),
+            amount: tx.total,
+            reference: reference.clone(),
+            reason,
+            epc_qr_payload: payload,
+        };
+        Ok(Started {
+            instruction: Instruction::BankTransfer(details),
+            provider_ref: Some(reference),
+            expires_at: Some(
+                tx.created_at + chrono::Duration::days(account.expire_after_days.into()),
+            ),
+        })
+    }
+
+    /// Reads a camt.054 notification of one booked credit, signed with the notification
+    /// key. The transaction is found by the credit's `RF` reference; once paid it keeps the
+    /// bank's reference of the credit.
+    async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
+        self.verify(request)?;
+        let malformed = |m: String| Self::error(GatewayErrorKind::Malformed(m));
+        let message =
+            camt::parse(&request.body, &self.limits).map_err(|e| malformed(e.to_string()))?;
+        let credits: Vec<camt::Movement> = message
+            .movements()
+            .into_iter()
+            .filter(|m| m.booked && m.credit && !m.reversal)
+            .collect();
+        let [credit] = credits.as_slice() else {
+            return Err(malformed(format!(
+                "a notification carries one booked credit, not {}",
+                credits.len()
+            )));
+        };
+        let reference = credit
+            .references
+            .iter()
+            .flat_map(|r| rf::parse(r).ok())
+            .chain(rf::find_in(&credit.text))
+            .next()
+            .ok_or_else(|| malformed("the credit quotes no creditor reference".into()))?;
+        if credit.currency != Currency::Eur.code() {
+            return Err(Self::error(GatewayErrorKind::AmountMismatch {
+                expected: "EUR".into(),
+                actual: credit.currency.clone(),
+            }));
+        }
+        let amount = credit
+            .amount
+            .ok_or_else(|| malformed("the credit has no amount".into()))
+            .and_then(|a| Money::new(a, Currency::Eur).map_err(|e| malformed(e.to_string())))?;
+        Ok(CallbackEvent {
+            transaction_id: None,
+            provider_ref: Some(reference),
+            record_ref: Some(credit.key.clone()),
+            outcome: PaymentOutcome::Paid,
+            amount,
+            note: Some(format!(
+                "camt.054 {} credit {}{}",
+                message.message_id,
+                credit.key,
+                credit
+                    .debtor
+                    .as_ref()
+                    .map(|d| format!(" from {d}"))
+                    .unwrap_or_default()
+            )),
+        })
+    }
+
+    /// A bank transfer is known only from statements and notifications.
+    async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
+        Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
+    }
+}
