@@ -271,6 +271,7 @@ pub struct ImportReport {
 /// The bank-transfer gateway. Accounts are set per creditor; see the [module](self).
 pub struct BankTransferGateway {
     accounts: RwLock<HashMap<CreditorId, BankAccount>>,
+    default_account: Option<BankAccount>,
     notification_key: Option<SecretString>,
     limits: Limits,
 }
@@ -279,6 +280,7 @@ impl std::fmt::Debug for BankTransferGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BankTransferGateway")
             .field("accounts", &self.read().len())
+            .field("default_account", &self.default_account)
             .field(
                 "notification_key",
                 &self.notification_key.as_ref().map(|_| "[redacted]"),
@@ -299,6 +301,7 @@ impl BankTransferGateway {
     pub fn new() -> Self {
         BankTransferGateway {
             accounts: RwLock::new(HashMap::new()),
+            default_account: None,
             notification_key: None,
             limits: Limits::default(),
         }
@@ -317,6 +320,13 @@ impl BankTransferGateway {
         self
     }
 
+    /// The account of every creditor that has none of its own: a portal serving one body
+    /// sets just this.
+    pub fn with_default_account(mut self, account: BankAccount) -> Self {
+        self.default_account = Some(account);
+        self
+    }
+
     /// Sets `creditor`'s account, replacing any.
     pub fn set_account(&self, creditor: CreditorId, account: BankAccount) {
         self.accounts
@@ -325,9 +335,12 @@ impl BankTransferGateway {
             .insert(creditor, account);
     }
 
-    /// `creditor`'s account.
+    /// `creditor`'s account, or the default one.
     pub fn account(&self, creditor: CreditorId) -> Option<BankAccount> {
-        self.read().get(&creditor).cloned()
+        self.read()
+            .get(&creditor)
+            .cloned()
+            .or_else(|| self.default_account.clone())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<CreditorId, BankAccount>> {

@@ -1,0 +1,955 @@
+//! Bank transfer end to end on the in-memory store: instructions, the EPC QR code read
+//! back by real decoders, the payer's report, statements as banks write them, hostile
+//! files, signed notifications and overdue reports.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use payments_core::testing::Fixture;
+use payments_core::testing::gateway::GatewayDriver;
+use payments_core::*;
+use payments_gateways::bank_transfer::{
+    BankAccount, BankTransferGateway, ImportReport, Limits, ReferenceScheme, epc, rf,
+};
+
+const IBAN: &str = "IT60X0542811101000000123456";
+const KEY: &str = "a notification key shared with the bank connector";
+
+struct Env {
+    payments: Payments,
+    bank: Arc<BankTransferGateway>,
+    notifier: Arc<RecordingNotifier>,
+    clock: Arc<ManualClock>,
+    fx: Fixture,
+    operator: Actor,
+}
+
+impl Env {
+    async fn new() -> Env {
+        Env::with_account(BankAccount::new("Comune di Esempio - Tesoreria", IBAN).unwrap()).await
+    }
+
+    async fn with_account(account: BankAccount) -> Env {
+        let bank = Arc::new(BankTransferGateway::new().with_notification_key(KEY));
+        let notifier = Arc::new(RecordingNotifier::new());
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
+        ));
+        let payments = Payments::builder()
+            .store(Arc::new(InMemoryStore::new()))
+            .gateway(bank.clone())
+            .notifier(notifier.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
+            .await
+            .unwrap();
+        bank.set_account(fx.creditor.id, account);
+        let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+        Env {
+            payments,
+            bank,
+            notifier,
+            clock,
+            fx,
+            operator,
+        }
+    }
+
+    /// `payer` checks out a fee of `amount` by bank transfer.
+    async fn transfer(&self, payer: &str, amount: &str) -> (Transaction, BankTransferDetails) {
+        let actor = Actor::payer(payer);
+        let cart = self
+            .payments
+            .open_cart(&actor, self.fx.creditor.id, Fixture::payer(payer))
+            .await
+            .unwrap();
+        let fee = NewFreeItem::new(self.fx.fees.id, amount, format!("Diritti pratica {payer}"))
+            .with_extra("case_number", payer)
+            .with_extra("office", "edilizia");
+        self.payments
+            .add_free_item(&actor, cart.id, fee)
+            .await
+            .unwrap();
+        let method = self.fx.method(MethodKind::BankTransfer).id;
+        let checkout = self
+            .payments
+            .checkout(&actor, cart.id, method, "checkout")
+            .await
+            .unwrap();
+        let Instruction::BankTransfer(details) = checkout.instruction else {
+            panic!(
+                "a bank transfer instruction, got {:?}",
+                checkout.instruction
+            )
+        };
+        (checkout.transaction, details)
+    }
+
+    async fn status(&self, tx: &Transaction) -> TxStatus {
+        self.payments
+            .transaction(&self.operator, tx.id)
+            .await
+            .unwrap()
+            .status
+    }
+
+    async fn import(&self, file: &str) -> Result<ImportReport> {
+        self.bank
+            .import_statement(
+                &self.payments,
+                &self.operator,
+                self.fx.creditor.id,
+                file.as_bytes(),
+            )
+            .await
+    }
+
+    async fn entries(&self) -> Vec<BankEntry> {
+        self.payments
+            .bank_entries(&self.operator, &BankEntryQuery::new(self.fx.creditor.id))
+            .await
+            .unwrap()
+    }
+}
+
+fn amount(tx: &Transaction) -> String {
+    let cents = tx.total.minor_units();
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn spaced(text: &str, every: usize) -> String {
+    text.as_bytes()
+        .chunks(every)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn notification(msg: &str, amount: &str, reason: &str) -> String {
+    include_str!("data/camt054_v08.xml")
+        .replace("{{MSG}}", msg)
+        .replace("{{IBAN}}", IBAN)
+        .replace("{{AMOUNT}}", amount)
+        .replace("{{REASON}}", reason)
+}
+
+// ---------------------------------------------------------------- the gateway contract
+
+struct Driver(Arc<BankTransferGateway>);
+
+#[async_trait]
+impl GatewayDriver for Driver {
+    async fn complete(
+        &self,
+        request: &StartRequest,
+        started: &Started,
+        _outcome: PaymentOutcome,
+    ) -> CallbackRequest {
+        let Instruction::BankTransfer(d) = &started.instruction else {
+            panic!("a bank transfer")
+        };
+        let body = notification(
+            &request.transaction.id.to_string()[..8],
+            &amount(&request.transaction),
+            &d.reason,
+        );
+        self.0
+            .signed_notification(body)
+            .expect("a notification key")
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![KEY.into()]
+    }
+
+    fn outcomes(&self) -> Vec<PaymentOutcome> {
+        vec![PaymentOutcome::Paid]
+    }
+}
+
+#[tokio::test]
+async fn passes_the_gateway_conformance_suite() {
+    let bank = Arc::new(
+        BankTransferGateway::new()
+            .with_notification_key(KEY)
+            .with_default_account(BankAccount::new("Comune di Prova", IBAN).unwrap()),
+    );
+    payments_core::testing::gateway::run_all(bank.as_ref(), &Driver(bank.clone())).await;
+}
+
+// ---------------------------------------------------------------- instructions
+
+#[tokio::test]
+async fn the_instruction_carries_reference_reason_and_an_epc_payload() {
+    let env = Env::new().await;
+    let (tx, d) = env.transfer("alice", "16,00").await;
+    assert_eq!(d.iban, IBAN);
+    assert_eq!(d.beneficiary, "Comune di Esempio - Tesoreria");
+    assert_eq!(d.amount, tx.total);
+    assert_eq!(d.reference.len(), 16, "RF, two check digits, 12 characters");
+    assert!(rf::is_valid(&d.reference));
+    assert_eq!(tx.provider_ref.as_deref(), Some(d.reference.as_str()));
+    assert!(d.reason.starts_with(&rf::pretty(&d.reference)));
+    assert!(d.reason.contains("Diritti pratica alice"));
+    assert!(d.reason.chars().count() <= 140);
+    let lines: Vec<&str> = d.epc_qr_payload.split('\n').collect();
+    assert_eq!(&lines[..4], ["BCD", "002", "1", "SCT"]);
+    assert_eq!(lines[4], "", "no BIC was set");
+    assert_eq!(lines[5], "Comune di Esempio - Tesoreria");
+    assert_eq!(lines[6], IBAN);
+    assert_eq!(lines[7], "EUR16.00");
+    assert_eq!(lines[8], "GOVT");
+    assert_eq!(lines[9], d.reference, "the structured reference");
+    assert_eq!(lines[10], "", "never both structured and unstructured");
+    assert!(d.epc_qr_payload.len() <= epc::MAX_PAYLOAD_BYTES);
+    // Bank transfers wait for the statement: 30 days, not the card's minutes.
+    assert_eq!(tx.expires_at, tx.created_at + chrono::Duration::days(30));
+}
+
+#[tokio::test]
+async fn a_long_cart_keeps_its_reference_within_140_characters() {
+    let env = Env::new().await;
+    let actor = Actor::payer("bob");
+    let cart = env
+        .payments
+        .open_cart(&actor, env.fx.creditor.id, Fixture::payer("bob"))
+        .await
+        .unwrap();
+    for n in 0..6 {
+        let fee = NewFreeItem::new(
+            env.fx.fees.id,
+            "10",
+            format!("Diritti di segreteria per la pratica edilizia numero {n} del 2026"),
+        )
+        .with_extra("case_number", format!("2026/{n}"))
+        .with_extra("office", "edilizia");
+        env.payments
+            .add_free_item(&actor, cart.id, fee)
+            .await
+            .unwrap();
+    }
+    let method = env.fx.method(MethodKind::BankTransfer).id;
+    let checkout = env
+        .payments
+        .checkout(&actor, cart.id, method, "k")
+        .await
+        .unwrap();
+    let Instruction::BankTransfer(d) = checkout.instruction else {
+        panic!()
+    };
+    let len = d.reason.chars().count();
+    assert!((130..=140).contains(&len), "{len}");
+    assert_eq!(rf::find_in(&d.reason), vec![d.reference.clone()]);
+    assert!(d.epc_qr_payload.contains("EUR60.00"));
+}
+
+#[tokio::test]
+async fn reference_schemes_prefix_and_unstructured() {
+    let account = BankAccount::new("Comune di Esempio", IBAN)
+        .unwrap()
+        .with_bic("BPMOIT22XXX")
+        .unwrap()
+        .with_scheme(ReferenceScheme::Prefixed("TARI26".into()))
+        .unwrap();
+    let env = Env::with_account(account).await;
+    let (_, d) = env.transfer("carla", "12,30").await;
+    assert!(d.reference[4..].starts_with("TARI26"), "{}", d.reference);
+    assert_eq!(d.reference.len(), 22);
+    assert!(d.epc_qr_payload.contains("\nBPMOIT22XXX\n"));
+
+    let account = BankAccount::new("Comune di Esempio", IBAN)
+        .unwrap()
+        .with_scheme(ReferenceScheme::Unstructured)
+        .unwrap();
+    let env = Env::with_account(account).await;
+    let (_, d) = env.transfer("carla", "12,30").await;
+    let lines: Vec<&str> = d.epc_qr_payload.split('\n').collect();
+    assert_eq!(lines[9], "", "no structured reference");
+    assert_eq!(lines[10], d.reason, "the reason as unstructured text");
+
+    for bad in [
+        ReferenceScheme::Prefixed(String::new()),
+        ReferenceScheme::Prefixed("TOOLONGPREFIX".into()),
+        ReferenceScheme::Prefixed("TA-RI".into()),
+    ] {
+        let err = BankAccount::new("Comune", IBAN)
+            .unwrap()
+            .with_scheme(bad)
+            .unwrap_err();
+        assert_eq!(
+            err.validation_errors().unwrap().fields(),
+            ["reference_scheme"]
+        );
+    }
+}
+
+#[test]
+fn ibans_are_checked_when_an_account_is_set() {
+    for good in [
+        "IT60X0542811101000000123456",
+        "IT60 X054 2811 1010 0000 0123 456",
+        "DE89370400440532013000",
+        "FR1420041010050500013M02606",
+    ] {
+        let account = BankAccount::new("Comune", good).unwrap();
+        assert!(!account.iban().contains(' '));
+    }
+    for bad in [
+        "IT61X0542811101000000123456",  // check digits
+        "IT60X054281110100000012345",   // length
+        "XX60X0542811101000000123456",  // country
+        "IT60X05428111010000001234567", // one character too many
+        "",
+        "not an iban",
+    ] {
+        let err = BankAccount::new("Comune", bad).unwrap_err();
+        assert_eq!(err.validation_errors().unwrap().fields(), ["iban"], "{bad}");
+    }
+    let err = BankAccount::new("", IBAN).unwrap_err();
+    assert_eq!(err.validation_errors().unwrap().fields(), ["beneficiary"]);
+    let err = BankAccount::new("Comune", IBAN)
+        .unwrap()
+        .with_bic("BPM")
+        .unwrap_err();
+    assert_eq!(err.validation_errors().unwrap().fields(), ["bic"]);
+}
+
+#[tokio::test]
+async fn the_qr_code_decodes_back_to_the_payload() {
+    // A name with an accent: the payload is UTF-8 (character set 1).
+    let env =
+        Env::with_account(BankAccount::new("Comune di Forlì - Tesoreria", IBAN).unwrap()).await;
+    let (_, d) = env.transfer("dario", "456,78").await;
+    let qr = BankTransferGateway::qr(&d).unwrap();
+    assert!(qr.version() <= 13, "EPC codes stay within version 13");
+    assert!(d.epc_qr_payload.contains("Forlì"));
+    let png = qr.png(300).unwrap();
+    let svg = qr.svg(300);
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"));
+
+    // A pure-Rust decoder, everywhere.
+    let image = image::load_from_memory(&png).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1);
+    let (_, content) = grids[0].decode().unwrap();
+    assert_eq!(content, d.epc_qr_payload);
+
+    // ZBar, the decoder Debian ships, where it is installed (CI installs it).
+    let dir = std::env::temp_dir().join(format!("epc-qr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("epc.png");
+    std::fs::write(&file, &png).unwrap();
+    match std::process::Command::new("zbarimg")
+        .args(["--quiet", "--raw", "-Sbinary"])
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => {
+            assert!(out.status.success(), "zbarimg failed: {out:?}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(text.trim_end_matches('\n'), d.epc_qr_payload);
+        }
+        Err(e) => eprintln!(
+            "\n*** SKIPPED: zbarimg could not run ({e}); install zbar-tools to decode the EPC \
+             QR code with ZBar too (CI does). The rqrr decoder checked it above. ***\n"
+        ),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------- statements
+
+struct Six {
+    a: (Transaction, BankTransferDetails),
+    b: (Transaction, BankTransferDetails),
+    c: (Transaction, BankTransferDetails),
+    d: (Transaction, BankTransferDetails),
+    e: (Transaction, BankTransferDetails),
+    f: (Transaction, BankTransferDetails),
+}
+
+async fn six_transfers(env: &Env) -> Six {
+    Six {
+        a: env.transfer("a", "16,00").await,
+        b: env.transfer("b", "120,50").await,
+        c: env.transfer("c", "150").await,
+        d: env.transfer("d", "48").await,
+        e: env.transfer("e", "25").await,
+        f: env.transfer("f", "33,30").await,
+    }
+}
+
+fn statement_v02(s: &Six) -> String {
+    let batch = s.b.0.total.amount() + s.c.0.total.amount() + rust_decimal::Decimal::new(4000, 2);
+    include_str!("data/camt053_v02.xml")
+        .replace("{{IBAN}}", IBAN)
+        .replace("{{AMOUNT_A}}", &amount(&s.a.0))
+        .replace("{{RF_A}}", &s.a.1.reference)
+        .replace(
+            "{{RF_A_LOWER_SPACED}}",
+            &rf::pretty(&s.a.1.reference).to_lowercase(),
+        )
+        .replace("{{AMOUNT_BATCH}}", &format!("{batch:.2}"))
+        .replace("{{AMOUNT_B}}", &amount(&s.b.0))
+        .replace("{{RF_B_PRETTY}}", &rf::pretty(&s.b.1.reference))
+        .replace("{{AMOUNT_C}}", &amount(&s.c.0))
+        .replace("{{OWN_C_SPACED}}", &spaced(&s.c.1.reference[4..], 3))
+        .replace("{{AMOUNT_D_PARTIAL}}", "40.00")
+        .replace("{{RF_D}}", &s.d.1.reference)
+        .replace("{{AMOUNT_E}}", &amount(&s.e.0))
+        .replace("{{RF_E}}", &s.e.1.reference)
+        .replace("{{AMOUNT_F}}", &amount(&s.f.0))
+        .replace("{{RF_F}}", &s.f.1.reference)
+}
+
+fn statement_v08(s: &Six) -> String {
+    include_str!("data/camt053_v08.xml")
+        .replace("{{IBAN}}", IBAN)
+        .replace("{{AMOUNT_F}}", &amount(&s.f.0))
+        .replace("{{RF_F_PRETTY}}", &rf::pretty(&s.f.1.reference))
+}
+
+fn reason_of(report: &ImportReport, key_end: &str) -> String {
+    let e = report
+        .exceptions
+        .iter()
+        .find(|e| e.key.ends_with(key_end))
+        .unwrap_or_else(|| panic!("an exception for {key_end} in {:#?}", report.exceptions));
+    match &e.outcome {
+        BankEntryOutcome::Exception { reason, .. } => reason.clone(),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_statement_is_matched_as_banks_write_it_and_a_second_import_changes_nothing() {
+    let env = Env::new().await;
+    let s = six_transfers(&env).await;
+    let file = statement_v02(&s);
+    let report = env.import(&file).await.unwrap();
+
+    assert_eq!(report.message_id, "STMT-20261120-0001");
+    // Paid: A by its structured reference, B inside a batch by its reference written with
+    // spaces, C by its amount and the reference quoted without RF in the reason.
+    let matched: Vec<TransactionId> = report
+        .matched
+        .iter()
+        .map(|e| e.transaction_id().unwrap())
+        .collect();
+    assert_eq!(matched, vec![s.a.0.id, s.b.0.id, s.c.0.id]);
+    for t in [&s.a.0, &s.b.0, &s.c.0] {
+        assert_eq!(env.status(t).await, TxStatus::Paid);
+    }
+    let a = env
+        .payments
+        .transaction(&env.operator, s.a.0.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.provider_ref.as_deref(),
+        Some(format!("{IBAN}:2026112000000101").as_str()),
+        "the bank's reference of the credit is kept"
+    );
+    let b = env
+        .payments
+        .transaction(&env.operator, s.b.0.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.provider_ref.as_deref(),
+        Some(format!("{IBAN}:2026112000000102/1").as_str()),
+        "a batch transaction is its entry's reference and position"
+    );
+    assert_eq!(report.matched[1].debtor.as_deref(), Some("LUCIA BIANCHI"));
+    assert_eq!(
+        report.matched[2].reference.as_deref(),
+        Some(s.c.1.reference.as_str())
+    );
+
+    // Exceptions, each with its reason: the partial amount, the reversal, the foreign
+    // currency, the second payment of A, the gift.
+    assert_eq!(report.exceptions.len(), 5, "{:#?}", report.exceptions);
+    assert!(
+        reason_of(&report, "0102/3").contains("partial payment: 40.00 EUR received of 48.00 EUR")
+    );
+    assert_eq!(report.exceptions[0].transaction_id(), Some(s.d.0.id));
+    assert!(reason_of(&report, "0103").contains("reversal of a credit"));
+    assert!(reason_of(&report, "0105").contains("credited in CHF"));
+    assert!(reason_of(&report, "0106").starts_with("duplicate"));
+    assert!(reason_of(&report, "0107").contains("no reference"));
+    for t in [&s.d.0, &s.e.0, &s.f.0] {
+        assert_eq!(env.status(t).await, TxStatus::Pending, "unchanged");
+    }
+    // The fees debit and the entry not yet booked are not payments.
+    assert_eq!(report.ignored, 2);
+    assert_eq!(report.already_imported, 0);
+    assert_eq!(env.entries().await.len(), 8);
+    let mut q = BankEntryQuery::new(env.fx.creditor.id);
+    q.exceptions_only = true;
+    assert_eq!(
+        env.payments
+            .bank_entries(&env.operator, &q)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // The same file again: everything is known, nothing changes.
+    let events_before = env.payments.events(&env.operator, s.a.0.id).await.unwrap();
+    let again = env.import(&file).await.unwrap();
+    assert!(again.matched.is_empty() && again.exceptions.is_empty());
+    assert_eq!(again.already_imported, 8);
+    assert_eq!(again.ignored, 2);
+    assert_eq!(env.entries().await.len(), 8);
+    assert_eq!(
+        env.payments.events(&env.operator, s.a.0.id).await.unwrap(),
+        events_before
+    );
+
+    // A later statement in another version pays F.
+    let later = env.import(&statement_v08(&s)).await.unwrap();
+    assert_eq!(later.matched.len(), 1);
+    assert_eq!(later.matched[0].transaction_id(), Some(s.f.0.id));
+    assert_eq!(later.matched[0].debtor.as_deref(), Some("PAOLA FERRARI"));
+    assert_eq!(
+        later.matched[0].booked_on,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 21)
+    );
+    assert_eq!(env.status(&s.f.0).await, TxStatus::Paid);
+}
+
+#[tokio::test]
+async fn a_credit_for_a_closed_transaction_is_an_exception() {
+    let env = Env::new().await;
+    let s = six_transfers(&env).await;
+    env.payments
+        .cancel(&Actor::payer("a"), s.a.0.id)
+        .await
+        .unwrap();
+    let report = env.import(&statement_v02(&s)).await.unwrap();
+    assert!(reason_of(&report, "0101").contains("the transaction is cancelled"));
+    assert_eq!(env.status(&s.a.0).await, TxStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn hostile_or_malformed_files_are_refused_and_change_nothing() {
+    let env = Env::new().await;
+    let s = six_transfers(&env).await;
+    let good = statement_v02(&s);
+    let laughs = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol9 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+]>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt><GrpHdr><MsgId>&lol9;</MsgId></GrpHdr></BkToCstmrStmt></Document>"#;
+    let external = good.replacen(
+        "<Document",
+        "<!DOCTYPE Document [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n<Document",
+        1,
+    );
+    let entity_without_dtd = good.replacen("MARIO ROSSI", "&lol9;", 1);
+    let huge = good.replacen("CONTRIBUTO FESTA PATRONALE", &"A".repeat(5_000_000), 1);
+    let old_version = good.replace("camt.053.001.02", "camt.053.001.01");
+    let pain = good.replace("camt.053.001.02", "pain.001.001.03");
+    let truncated = good[..good.len() / 2].to_owned();
+    let other_account = good.replace(IBAN, "DE89370400440532013000");
+    let bad_amount = good.replacen(
+        "<Amt Ccy=\"EUR\">50.00</Amt>",
+        "<Amt Ccy=\"EUR\">cinquanta</Amt>",
+        1,
+    );
+    let bad_indicator = good.replacen(
+        "<CdtDbtInd>DBIT</CdtDbtInd>",
+        "<CdtDbtInd>BOTH</CdtDbtInd>",
+        1,
+    );
+    let mut latin1 = good.clone().into_bytes();
+    let at = good.find("MARIO").unwrap();
+    latin1[at] = 0xC8; // "È" in ISO 8859-1, invalid alone in UTF-8
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "billion laughs",
+            laughs.as_bytes().to_vec(),
+            "document type declaration",
+        ),
+        (
+            "external entity",
+            external.into_bytes(),
+            "document type declaration",
+        ),
+        (
+            "entity without DTD",
+            entity_without_dtd.into_bytes(),
+            "malformed statement",
+        ),
+        (
+            "huge text",
+            huge.into_bytes(),
+            "RmtInf/Ustrd has 5000000 characters",
+        ),
+        (
+            "version .001.01",
+            old_version.into_bytes(),
+            "version 01 is not supported",
+        ),
+        (
+            "not camt",
+            pain.into_bytes(),
+            "no camt.053 or camt.054 namespace",
+        ),
+        ("truncated", truncated.into_bytes(), "malformed statement"),
+        (
+            "another account",
+            other_account.into_bytes(),
+            "not the creditor's",
+        ),
+        (
+            "bad amount",
+            bad_amount.into_bytes(),
+            "Amt is not a decimal number",
+        ),
+        (
+            "bad indicator",
+            bad_indicator.into_bytes(),
+            "CdtDbtInd is \"BOTH\"",
+        ),
+        ("not UTF-8", latin1, "not UTF-8"),
+        ("empty", Vec::new(), "the file is empty"),
+    ];
+    for (name, file, expected) in cases {
+        let err = env
+            .bank
+            .import_statement(&env.payments, &env.operator, env.fx.creditor.id, &file)
+            .await
+            .expect_err(name);
+        let fields = err
+            .validation_errors()
+            .map(|v| v.fields())
+            .unwrap_or_default();
+        assert_eq!(fields, ["statement"], "{name}: {err}");
+        assert!(err.to_string().contains(expected), "{name}: {err}");
+    }
+    // Too large for the limits set.
+    let small = BankTransferGateway::new().with_limits(Limits {
+        max_bytes: 1024,
+        ..Limits::default()
+    });
+    small.set_account(
+        env.fx.creditor.id,
+        BankAccount::new("Comune", IBAN).unwrap(),
+    );
+    let err = small
+        .import_statement(
+            &env.payments,
+            &env.operator,
+            env.fx.creditor.id,
+            good.as_bytes(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("at most 1024 are accepted"),
+        "{err}"
+    );
+
+    assert!(env.entries().await.is_empty(), "nothing was recorded");
+    for t in [&s.a.0, &s.b.0, &s.c.0] {
+        assert_eq!(env.status(t).await, TxStatus::Pending, "nothing was paid");
+    }
+    // A payer may not import; an operator of another creditor may not either.
+    let err = env
+        .bank
+        .import_statement(
+            &env.payments,
+            &Actor::payer("a"),
+            env.fx.creditor.id,
+            good.as_bytes(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden { .. }));
+    let viewer = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
+    let err = env
+        .bank
+        .import_statement(&env.payments, &viewer, env.fx.creditor.id, good.as_bytes())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden { .. }));
+}
+
+// ---------------------------------------------------------------- the whole flow
+
+#[tokio::test]
+async fn checkout_report_import_paid_and_both_mails() {
+    let env = Env::new().await;
+    let (tx, d) = env.transfer("mario", "16,00").await;
+    let payer = Actor::payer("mario");
+
+    // A report that does not hold is refused field by field and changes nothing.
+    let wrong =
+        TransferReport::parse("2026-11-19", "15,00", "CRO 0306909606510", "IT00", "").unwrap_err();
+    assert_eq!(
+        wrong.validation_errors().unwrap().fields(),
+        ["ordering_iban"],
+        "what the form alone can tell"
+    );
+    let report = TransferReport::parse("2026-11-19", "15,00", "0306909606510", "", "").unwrap();
+    let err = env
+        .payments
+        .report_transfer(&payer, tx.id, &report)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.validation_errors().unwrap().fields(),
+        ["amount", "executed_on"],
+        "the amount is the total, and the transfer was made after the checkout"
+    );
+    assert_eq!(env.status(&tx).await, TxStatus::Pending);
+
+    let report = TransferReport::parse(
+        "2026-11-20",
+        "16,00",
+        "0306909606510",
+        "DE89 3704 0044 0532 0130 00",
+        "ricevuta-bonifico.pdf",
+    )
+    .unwrap();
+    let reported = env
+        .payments
+        .report_transfer(&payer, tx.id, &report)
+        .await
+        .unwrap();
+    assert_eq!(reported.status, TxStatus::Reported);
+    let events = env.payments.events(&payer, tx.id).await.unwrap();
+    let note = events.last().unwrap().note.clone().unwrap();
+    assert!(
+        note.contains("0306909606510") && note.contains("ricevuta-bonifico.pdf"),
+        "{note}"
+    );
+
+    // The statement arrives: the transfer quotes the reference.
+    let file = notification("ROSSI1", "16.00", &d.reason);
+    let imported = env.import(&file).await.unwrap();
+    assert_eq!(imported.matched.len(), 1, "{imported:#?}");
+    assert_eq!(env.status(&tx).await, TxStatus::Paid);
+    let steps: Vec<TxStatus> = env
+        .payments
+        .events(&payer, tx.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            TxStatus::Created,
+            TxStatus::Pending,
+            TxStatus::Reported,
+            TxStatus::Paid
+        ]
+    );
+
+    // Both mails of the payment are in the outbox, and go out.
+    let messages = env
+        .payments
+        .outbox(
+            &env.operator,
+            env.fx.creditor.id,
+            OutboxQuery {
+                transaction_id: Some(tx.id),
+                ..OutboxQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let paid_mails: Vec<NotificationKind> = messages
+        .iter()
+        .filter_map(|m| match &m.payload {
+            OutboxPayload::Notification(n) if n.summary.status == TxStatus::Paid => Some(n.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        paid_mails,
+        [NotificationKind::Receipt, NotificationKind::CreditorNotice]
+    );
+    env.payments.dispatch_outbox().await.unwrap();
+    let sent = env.notifier.sent();
+    assert_eq!(
+        sent.len(),
+        4,
+        "report: receipt and notice; payment: receipt and notice"
+    );
+    assert_eq!(sent[2].0.to, "mario@example.it");
+    assert_eq!(sent[3].0.to, "ragioneria@comune.example.it");
+}
+
+#[tokio::test]
+async fn an_operator_confirms_or_rejects_a_report_with_a_note() {
+    let env = Env::new().await;
+    let (a, _) = env.transfer("a", "10").await;
+    let (b, _) = env.transfer("b", "20").await;
+    for (payer, tx, amount) in [("a", &a, "10"), ("b", &b, "20")] {
+        let report = TransferReport::parse("2026-11-20", amount, "TRN1", "", "").unwrap();
+        env.payments
+            .report_transfer(&Actor::payer(payer), tx.id, &report)
+            .await
+            .unwrap();
+    }
+    env.payments
+        .confirm_payment(&env.operator, a.id, Some("seen in the bank's app".into()))
+        .await
+        .unwrap();
+    env.payments
+        .reject_report(
+            &env.operator,
+            b.id,
+            Some("no such transfer on the account".into()),
+        )
+        .await
+        .unwrap();
+    let a_events = env.payments.events(&env.operator, a.id).await.unwrap();
+    let last = a_events.last().unwrap();
+    assert_eq!(
+        (last.to, last.note.as_deref()),
+        (TxStatus::Paid, Some("seen in the bank's app"))
+    );
+    assert_eq!(last.actor, env.operator);
+    let b_events = env.payments.events(&env.operator, b.id).await.unwrap();
+    let last = b_events.last().unwrap();
+    assert_eq!(last.to, TxStatus::Rejected);
+    assert_eq!(
+        last.note.as_deref(),
+        Some("no such transfer on the account")
+    );
+    // A viewer may not confirm.
+    let viewer = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
+    assert!(matches!(
+        env.payments.confirm_payment(&viewer, a.id, None).await,
+        Err(Error::Forbidden { .. })
+    ));
+}
+
+#[tokio::test]
+async fn reports_left_unmatched_are_flagged_after_the_configured_days() {
+    let account = BankAccount::new("Comune di Esempio", IBAN)
+        .unwrap()
+        .flag_reports_after_days(3)
+        .unwrap();
+    let env = Env::with_account(account).await;
+    let (old, _) = env.transfer("old", "10").await;
+    let (new, _) = env.transfer("new", "20").await;
+    let report = TransferReport::parse("2026-11-20", "10", "TRN-OLD", "", "").unwrap();
+    env.payments
+        .report_transfer(&Actor::payer("old"), old.id, &report)
+        .await
+        .unwrap();
+    env.clock
+        .advance(std::time::Duration::from_secs(2 * 86_400));
+    let report = TransferReport::parse("2026-11-22", "20", "TRN-NEW", "", "").unwrap();
+    env.payments
+        .report_transfer(&Actor::payer("new"), new.id, &report)
+        .await
+        .unwrap();
+    assert!(flagged(&env).await.is_empty());
+    env.clock
+        .advance(std::time::Duration::from_secs(86_400 + 1));
+    assert_eq!(flagged(&env).await, vec![old.id]);
+    env.clock
+        .advance(std::time::Duration::from_secs(2 * 86_400));
+    assert_eq!(flagged(&env).await, vec![old.id, new.id]);
+}
+
+// ---------------------------------------------------------------- notifications
+
+#[tokio::test]
+async fn a_signed_notification_pays_once_and_a_statement_later_knows_it() {
+    let env = Env::new().await;
+    let s = six_transfers(&env).await;
+    let body = notification(
+        "N1",
+        &amount(&s.a.0),
+        &format!("rif {}", rf::pretty(&s.a.1.reference)),
+    );
+    let signed = env.bank.signed_notification(body.clone()).unwrap();
+    let outcome = env
+        .payments
+        .handle_callback("bank_transfer", &signed)
+        .await
+        .unwrap();
+    assert!(outcome.applied);
+    assert_eq!(outcome.transaction.status, TxStatus::Paid);
+    assert_eq!(
+        outcome.transaction.provider_ref.as_deref(),
+        Some(format!("{IBAN}:N-N1").as_str())
+    );
+    // A replay changes nothing.
+    let again = env
+        .payments
+        .handle_callback("bank_transfer", &signed)
+        .await
+        .unwrap();
+    assert!(!again.applied);
+
+    // Signed with another key, or not signed: refused.
+    let forged = BankTransferGateway::new()
+        .with_notification_key("another key")
+        .signed_notification(body.clone())
+        .unwrap();
+    let unsigned = CallbackRequest::new(body.clone());
+    for request in [forged, unsigned] {
+        assert!(matches!(
+            env.payments
+                .handle_callback("bank_transfer", &request)
+                .await,
+            Err(Error::Gateway {
+                kind: GatewayErrorKind::InvalidSignature,
+                ..
+            })
+        ));
+    }
+    // An amount that differs is refused and not applied.
+    let short = notification("N2", "1.00", &s.b.1.reference);
+    let err = env
+        .payments
+        .handle_callback(
+            "bank_transfer",
+            &env.bank.signed_notification(short).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Gateway {
+            kind: GatewayErrorKind::AmountMismatch { .. },
+            ..
+        }
+    ));
+    assert_eq!(env.status(&s.b.0).await, TxStatus::Pending);
+
+    // The notification, imported as a statement too, finds the payment already made.
+    let imported = env.import(&body).await.unwrap();
+    assert_eq!(imported.matched.len(), 1);
+    assert_eq!(imported.matched[0].transaction_id(), Some(s.a.0.id));
+    let events = env.payments.events(&env.operator, s.a.0.id).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.to == TxStatus::Paid).count(), 1);
+}
+
+async fn flagged(env: &Env) -> Vec<TransactionId> {
+    env.bank
+        .overdue_reports(&env.payments, &env.operator, env.fx.creditor.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect()
+}
