@@ -38,8 +38,9 @@
 //! compare-and-set that leaves a [`TransactionEvent`]; every call names its [`Actor`].
 //!
 //! ## Example
-//! The whole flow with a bank-transfer gateway written in a few lines (real gateways live
-//! in `payments-gateways`):
+//! The whole flow with a bank-transfer gateway written in a few lines (the real one, with
+//! creditor references, EPC QR codes and statement matching, is
+//! `payments_gateways::bank_transfer`):
 //! ```
 //! use std::sync::Arc;
 //! use payments_core::*;
@@ -61,6 +62,7 @@
 //!                 beneficiary: req.creditor.name.clone(),
 //!                 amount: t.total,
 //!                 reference: format!("RF{}", t.id.as_uuid().simple()),
+//!                 reason: "TARI 2025".into(),
 //!                 epc_qr_payload: String::new(),
 //!             }),
 //!             provider_ref: None,

@@ -27,6 +27,34 @@ struct State {
     events: BTreeMap<EventId, TransactionEvent>,
     outbox: BTreeMap<OutboxId, OutboxMessage>,
     bank_entries: BTreeMap<(CreditorId, String), crate::BankEntry>,
+    // Indexes, as a SQL store has them, so the store stays fast with many rows.
+    cart_by_payer: HashMap<(CreditorId, PayerId), CartId>,
+    item_by_source: HashMap<(CreditorId, crate::Source), ItemId>,
+    items_by_cart: HashMap<CartId, std::collections::BTreeSet<ItemId>>,
+    tx_by_key: HashMap<(PayerId, String), TransactionId>,
+    /// Transactions by gateway and provider reference, as a SQL index would find them.
+    by_provider_ref: HashMap<(GatewayId, String), std::collections::BTreeSet<TransactionId>>,
+}
+
+impl State {
+    fn index_provider_ref(&mut self, tx: &Transaction, old: Option<&str>) {
+        if old == tx.provider_ref.as_deref() {
+            return;
+        }
+        if let Some(old) = old
+            && let Some(set) = self
+                .by_provider_ref
+                .get_mut(&(tx.gateway_id.clone(), old.to_owned()))
+        {
+            set.remove(&tx.id);
+        }
+        if let Some(new) = &tx.provider_ref {
+            self.by_provider_ref
+                .entry((tx.gateway_id.clone(), new.clone()))
+                .or_default()
+                .insert(tx.id);
+        }
+    }
 }
 
 /// A [`Store`] in memory. Suitable for tests and examples; not for production.
@@ -112,15 +140,15 @@ impl Store for InMemoryStore {
 
     async fn open_cart(&self, cart: &Cart) -> Result<Cart> {
         let mut s = self.lock();
-        if let Some(existing) = s
-            .carts
-            .values_mut()
-            .find(|c| c.creditor_id == cart.creditor_id && c.payer.id == cart.payer.id)
+        let key = (cart.creditor_id, cart.payer.id.clone());
+        if let Some(id) = s.cart_by_payer.get(&key).copied()
+            && let Some(existing) = s.carts.get_mut(&id)
         {
             existing.payer = cart.payer.clone();
             return Ok(existing.clone());
         }
         s.carts.insert(cart.id, cart.clone());
+        s.cart_by_payer.insert(key, cart.id);
         Ok(cart.clone())
     }
 
@@ -130,21 +158,39 @@ impl Store for InMemoryStore {
 
     async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded> {
         let mut s = self.lock();
-        if let Some(existing) = s
-            .items
-            .values_mut()
-            .find(|i| i.creditor_id == item.creditor_id && i.source == item.source)
+        let key = (item.creditor_id, item.source.clone());
+        if let Some(id) = s.item_by_source.get(&key).copied()
+            && let Some(existing) = s.items.get_mut(&id)
         {
+            let mut moved = None;
             if existing.state == ItemState::Removed && existing.payer_id == item.payer_id {
                 existing.state = ItemState::Open;
-                existing.cart_id = item.cart_id;
+                if existing.cart_id != item.cart_id {
+                    moved = Some(existing.cart_id);
+                    existing.cart_id = item.cart_id;
+                }
+            }
+            let existing = existing.clone();
+            if let Some(old_cart) = moved {
+                if let Some(set) = s.items_by_cart.get_mut(&old_cart) {
+                    set.remove(&existing.id);
+                }
+                s.items_by_cart
+                    .entry(existing.cart_id)
+                    .or_default()
+                    .insert(existing.id);
             }
             return Ok(ItemAdded {
-                item: existing.clone(),
+                item: existing,
                 created: false,
             });
         }
         s.items.insert(item.id, item.clone());
+        s.item_by_source.insert(key, item.id);
+        s.items_by_cart
+            .entry(item.cart_id)
+            .or_default()
+            .insert(item.id);
         Ok(ItemAdded {
             item: item.clone(),
             created: true,
@@ -156,10 +202,12 @@ impl Store for InMemoryStore {
     }
 
     async fn cart_items(&self, cart: CartId) -> Result<Vec<PayableItem>> {
-        Ok(self
-            .lock()
-            .items
-            .values()
+        let s = self.lock();
+        Ok(s.items_by_cart
+            .get(&cart)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| s.items.get(id))
             .filter(|i| {
                 i.cart_id == cart && matches!(i.state, ItemState::Open | ItemState::Locked(_))
             })
@@ -189,9 +237,11 @@ impl Store for InMemoryStore {
         event: &TransactionEvent,
     ) -> Result<TransactionCreated> {
         let mut s = self.lock();
-        if let Some(existing) = s.transactions.values().find(|t| {
-            t.payer.id == transaction.payer.id && t.idempotency_key == transaction.idempotency_key
-        }) {
+        let key = (
+            transaction.payer.id.clone(),
+            transaction.idempotency_key.clone(),
+        );
+        if let Some(existing) = s.tx_by_key.get(&key).and_then(|id| s.transactions.get(id)) {
             return Ok(TransactionCreated {
                 transaction: existing.clone(),
                 created: false,
@@ -215,6 +265,8 @@ impl Store for InMemoryStore {
             }
         }
         s.transactions.insert(transaction.id, transaction.clone());
+        s.tx_by_key.insert(key, transaction.id);
+        s.index_provider_ref(transaction, None);
         s.events.insert(event.id, event.clone());
         Ok(TransactionCreated {
             transaction: transaction.clone(),
@@ -231,11 +283,10 @@ impl Store for InMemoryStore {
         payer: &PayerId,
         idempotency_key: &str,
     ) -> Result<Option<Transaction>> {
-        Ok(self
-            .lock()
-            .transactions
-            .values()
-            .find(|t| &t.payer.id == payer && t.idempotency_key == idempotency_key)
+        let s = self.lock();
+        Ok(s.tx_by_key
+            .get(&(payer.clone(), idempotency_key.to_owned()))
+            .and_then(|id| s.transactions.get(id))
             .cloned())
     }
 
@@ -244,11 +295,11 @@ impl Store for InMemoryStore {
         gateway: &GatewayId,
         provider_ref: &str,
     ) -> Result<Option<Transaction>> {
-        Ok(self
-            .lock()
-            .transactions
-            .values()
-            .find(|t| &t.gateway_id == gateway && t.provider_ref.as_deref() == Some(provider_ref))
+        let s = self.lock();
+        Ok(s.by_provider_ref
+            .get(&(gateway.clone(), provider_ref.to_owned()))
+            .and_then(|ids| ids.last())
+            .and_then(|id| s.transactions.get(id))
             .cloned())
     }
 
@@ -267,6 +318,7 @@ impl Store for InMemoryStore {
         }
         tx.status = t.to;
         tx.updated_at = t.at;
+        let old_ref = tx.provider_ref.clone();
         if t.provider_ref.is_some() {
             tx.provider_ref.clone_from(&t.provider_ref);
         }
@@ -277,6 +329,7 @@ impl Store for InMemoryStore {
             tx.expires_at = e;
         }
         let tx = tx.clone();
+        s.index_provider_ref(&tx, old_ref.as_deref());
         let item_state = if t.to == TxStatus::Paid {
             Some(ItemState::Paid(tx.id))
         } else if t.to.frees_items() {
@@ -460,12 +513,21 @@ impl Store for InMemoryStore {
 
     async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>> {
         let state = self.lock();
-        let mut entries: Vec<crate::BankEntry> = state
-            .bank_entries
-            .values()
-            .filter(|e| query.matches(e))
-            .cloned()
-            .collect();
+        let mut entries: Vec<crate::BankEntry> = match &query.key {
+            Some(key) => state
+                .bank_entries
+                .get(&(query.creditor_id, key.clone()))
+                .filter(|e| query.matches(e))
+                .cloned()
+                .into_iter()
+                .collect(),
+            None => state
+                .bank_entries
+                .values()
+                .filter(|e| query.matches(e))
+                .cloned()
+                .collect(),
+        };
         entries.sort_by(|a, b| (b.imported_at, &b.key).cmp(&(a.imported_at, &a.key)));
         entries.truncate(query.limit as usize);
         Ok(entries)

@@ -518,9 +518,34 @@ pub async fn transition_is_compare_and_set(store: Arc<dyn Store>) {
         (Some("started"), Some("prov-123"))
     );
     assert_eq!(e.actor, Actor::System);
+    // A new provider reference replaces the old one: the transaction is found by it alone.
+    let mut paid = transition(
+        &tx,
+        TxStatus::Pending,
+        TxStatus::Paid,
+        t0() + Duration::seconds(3),
+    );
+    paid.provider_ref = Some("bank-credit-9".into());
+    store.transition(&paid).await.unwrap();
+    let by = |r: &'static str| {
+        let gateway = s.method.gateway_id.clone();
+        async move {
+            store
+                .transaction_by_provider_ref(&gateway, r)
+                .await
+                .unwrap()
+                .map(|t| t.id)
+        }
+    };
+    assert_eq!(by("bank-credit-9").await, Some(tx.id));
+    assert_eq!(
+        by("prov-123").await,
+        None,
+        "the replaced reference finds nothing"
+    );
     let unknown = Transition {
         transaction: TransactionId::new(),
-        ..transition(&tx, TxStatus::Pending, TxStatus::Paid, t0())
+        ..transition(&tx, TxStatus::Paid, TxStatus::Refunded, t0())
     };
     assert!(matches!(
         store.transition(&unknown).await,

@@ -1,0 +1,251 @@
+//! `cargo bench -p payments-gateways --bench camt`: reading and matching a bank statement.
+//!
+//! A camt.053.001.08 statement of N credit entries (N = `BENCH_ENTRIES`, 100,000 by
+//! default), each paying one of N open bank-transfer transactions: most quote the
+//! reference in the structured field, one in ten writes it with spaces in the free text,
+//! one in a thousand quotes only the reference without `RF` (matched by amount and reason).
+//!
+//! 1. The floor: quick-xml alone reading every event of the file and unescaping every
+//!    text, the least any reader of this file does.
+//! 2. `camt::parse`: the file to typed entries, beside the floor.
+//! 3. `import_statement`: parse, match each credit, pay its transaction (with its events and
+//!    outbox messages) and record the entry — on the in-memory store, and on SQLite with
+//!    `BENCH_STORE=sqlite`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use payments_core::testing::Fixture;
+use payments_core::*;
+use payments_gateways::bank_transfer::{BankAccount, BankTransferGateway, Limits, camt, rf};
+use quick_xml::events::Event;
+
+const IBAN: &str = "IT60X0542811101000000123456";
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = f();
+        best = best.min(start.elapsed());
+        last = Some(out);
+    }
+    (best, last.expect("one run"))
+}
+
+/// The floor: every event read, every text unescaped.
+fn quick_xml_alone(text: &str) -> usize {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut bytes = 0;
+    loop {
+        match reader.read_event().expect("well-formed") {
+            Event::Text(t) => bytes += t.xml_content(quick_xml::XmlVersion::Explicit1_0).len(),
+            Event::GeneralRef(r) => bytes += r.len(),
+            Event::Start(e) => bytes += e.attributes().count(),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    bytes
+}
+
+fn entry(i: usize, tx: &Transaction, reference: &str) -> String {
+    let cents = tx.total.minor_units();
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let remittance = if i % 1000 == 999 {
+        format!("<Ustrd>PAGAMENTO DIRITTI COD {}</Ustrd>", &reference[4..])
+    } else if i % 10 == 9 {
+        format!("<Ustrd>DIRITTI RIF. {}</Ustrd>", rf::pretty(reference))
+    } else {
+        format!(
+            "<Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry></Tp><Ref>{reference}</Ref></CdtrRefInf></Strd>"
+        )
+    };
+    format!(
+        r#"
+      <Ntry>
+        <NtryRef>{i}</NtryRef>
+        <Amt Ccy="EUR">{amount}</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Sts><Cd>BOOK</Cd></Sts>
+        <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+        <ValDt><Dt>2026-11-20</Dt></ValDt>
+        <AcctSvcrRef>20261120{i:08}</AcctSvcrRef>
+        <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd>
+        <NtryDtls>
+          <TxDtls>
+            <Refs><EndToEndId>E2E-{i}</EndToEndId><TxId>TRN{i:011}</TxId></Refs>
+            <Amt Ccy="EUR">{amount}</Amt>
+            <CdtDbtInd>CRDT</CdtDbtInd>
+            <RltdPties>
+              <Dbtr><Pty><Nm>CITTADINO {i} &amp; FAMIGLIA</Nm></Pty></Dbtr>
+              <DbtrAcct><Id><IBAN>DE89370400440532013000</IBAN></Id></DbtrAcct>
+            </RltdPties>
+            <RmtInf>{remittance}</RmtInf>
+          </TxDtls>
+        </NtryDtls>
+      </Ntry>"#
+    )
+}
+
+fn statement(entries: &[String]) -> String {
+    let mut s = String::with_capacity(entries.len() * 1300 + 1000);
+    s.push_str(&format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08">
+  <BkToCstmrStmt>
+    <GrpHdr><MsgId>BENCH-{}</MsgId><CreDtTm>2026-11-20T22:00:00+01:00</CreDtTm></GrpHdr>
+    <Stmt>
+      <Id>BENCH</Id>
+      <Acct><Id><IBAN>{IBAN}</IBAN></Id><Ccy>EUR</Ccy></Acct>"#,
+        entries.len()
+    ));
+    for e in entries {
+        s.push_str(e);
+    }
+    s.push_str("\n    </Stmt>\n  </BkToCstmrStmt>\n</Document>\n");
+    s
+}
+
+async fn open_transfers(payments: &Payments, fx: &Fixture, n: usize) -> Vec<(Transaction, String)> {
+    let method = fx.method(MethodKind::BankTransfer).id;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let payer = format!("p{i}");
+        let actor = Actor::payer(payer.as_str());
+        let cart = payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
+            .await
+            .unwrap();
+        let amount = format!("{},{:02}", 1 + i % 400, i % 100);
+        let fee = NewFreeItem::new(fx.fees.id, amount.as_str(), format!("Diritti {i}"))
+            .with_extra("case_number", format!("B{i}"))
+            .with_extra("office", "edilizia");
+        payments.add_free_item(&actor, cart.id, fee).await.unwrap();
+        let checkout = payments
+            .checkout(&actor, cart.id, method, "k")
+            .await
+            .unwrap();
+        let Instruction::BankTransfer(d) = checkout.instruction else {
+            panic!("a transfer")
+        };
+        out.push((checkout.transaction, d.reference));
+    }
+    out
+}
+
+async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration) {
+    let bank = Arc::new(BankTransferGateway::new());
+    let payments = Payments::builder()
+        .store(store)
+        .gateway(bank.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
+        .await
+        .unwrap();
+    bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
+    let setup = Instant::now();
+    let open = open_transfers(&payments, &fx, n).await;
+    let entries: Vec<String> = open
+        .iter()
+        .enumerate()
+        .map(|(i, (tx, r))| entry(i, tx, r))
+        .collect();
+    let file = statement(&entries);
+    eprintln!(
+        "  ({name}: {n} open transfers and the statement prepared in {:.1} s)",
+        setup.elapsed().as_secs_f64()
+    );
+    let operator = Actor::operator(fx.creditor.id, Role::Manager, "bench");
+    let start = Instant::now();
+    let report = bank
+        .import_statement(&payments, &operator, fx.creditor.id, file.as_bytes())
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(report.matched.len(), n, "every credit is matched");
+    assert!(report.exceptions.is_empty());
+    println!(
+        "import (parse + match + pay + record) on {name}: {:>9.0} entries/s  ({:.2} s)   floor {:.2} s   ratio {:.1}x",
+        n as f64 / took.as_secs_f64(),
+        took.as_secs_f64(),
+        floor.as_secs_f64(),
+        took.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "# payments-gateways: camt.053 of {n} entries ({} cores)",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+
+    // Parsing alone, on a statement whose references need no store.
+    let fake: Vec<String> = (0..n)
+        .map(|i| {
+            let tx_total = Money::from_minor(100 + i as i64, Currency::Eur).unwrap();
+            let reference = rf::creditor_reference(&format!("{i:012}")).unwrap();
+            let mut tx = payments_core::testing::gateway::start_request(
+                &BankTransferGateway::new(),
+                MethodKind::BankTransfer,
+                "1",
+            )
+            .transaction;
+            tx.total = tx_total;
+            entry(i, &tx, &reference)
+        })
+        .collect();
+    let file = statement(&fake);
+    let mb = file.len() as f64 / 1e6;
+    let (floor, bytes) = best_of(3, || quick_xml_alone(&file));
+    assert!(bytes > 0);
+    let limits = Limits::default();
+    let (parse, message) = best_of(3, || camt::parse(file.as_bytes(), &limits).unwrap());
+    assert_eq!(message.movements().len(), n);
+    println!("file: {mb:.1} MB");
+    println!(
+        "floor: quick-xml reading every event: {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)",
+        n as f64 / floor.as_secs_f64(),
+        floor.as_secs_f64(),
+        mb / floor.as_secs_f64()
+    );
+    println!(
+        "camt::parse to typed entries:         {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)   ratio {:.2}x",
+        n as f64 / parse.as_secs_f64(),
+        parse.as_secs_f64(),
+        mb / parse.as_secs_f64(),
+        parse.as_secs_f64() / floor.as_secs_f64()
+    );
+
+    rt.block_on(import_on(
+        Arc::new(InMemoryStore::new()),
+        "the in-memory store",
+        n,
+        floor,
+    ));
+    if std::env::var("BENCH_STORE").as_deref() == Ok("sqlite") {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("camt.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let url = format!("sqlite://{}", db.display());
+        let store = rt
+            .block_on(payments_sqlx::SqlxStore::connect(&url))
+            .unwrap();
+        rt.block_on(import_on(Arc::new(store), "SQLite", n, floor));
+    }
+}
