@@ -190,6 +190,11 @@ async fn the_instruction_carries_reference_reason_and_an_epc_payload() {
     assert_eq!(d.beneficiary, "Comune di Esempio - Tesoreria");
     assert_eq!(d.amount, tx.total);
     assert_eq!(d.reference.len(), 16, "RF, two check digits, 12 characters");
+    assert!(
+        !d.reference[4..].contains(['I', 'L', 'O', 'U']),
+        "no letter a payer would confuse: {}",
+        d.reference
+    );
     assert!(rf::is_valid(&d.reference));
     assert_eq!(tx.provider_ref.as_deref(), Some(d.reference.as_str()));
     assert!(d.reason.starts_with(&rf::pretty(&d.reference)));
@@ -397,7 +402,17 @@ fn statement_v02(s: &Six) -> String {
         .replace("{{AMOUNT_B}}", &amount(&s.b.0))
         .replace("{{RF_B_PRETTY}}", &rf::pretty(&s.b.1.reference))
         .replace("{{AMOUNT_C}}", &amount(&s.c.0))
-        .replace("{{OWN_C_SPACED}}", &spaced(&s.c.1.reference[4..], 3))
+        // Copied by hand: in groups, lower case, zeros and ones written as letters.
+        .replace(
+            "{{OWN_C_SPACED}}",
+            &spaced(
+                &s.c.1.reference[4..]
+                    .to_lowercase()
+                    .replace('0', "o")
+                    .replace('1', "l"),
+                3,
+            ),
+        )
         .replace("{{AMOUNT_D_PARTIAL}}", "40.00")
         .replace("{{RF_D}}", &s.d.1.reference)
         .replace("{{AMOUNT_E}}", &amount(&s.e.0))

@@ -1,6 +1,8 @@
 //! The whole flow in a terminal, on a SQLite file with the sandbox gateway: a
 //! citizen's cart with items from two modules and a free payment, one checkout, the
-//! sandbox's signed callback, the receipts and the modules' settlements.
+//! sandbox's signed callback, the receipts and the modules' settlements. Then a bank
+//! transfer: the instruction with its EPC QR code, the citizen's report, and the body's
+//! camt.053 statement matched to it.
 //!
 //! Run it with `cargo run -p payments-examples`.
 
@@ -8,7 +10,10 @@ use std::sync::Arc;
 
 use payments_core::testing::Fixture;
 use payments_core::*;
+use payments_gateways::bank_transfer::{BankAccount, BankTransferGateway, rf};
 use payments_gateways::sandbox::SandboxGateway;
+
+const IBAN: &str = "IT60X0542811101000000123456";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
@@ -25,9 +30,11 @@ async fn main() -> Result<()> {
     let notifier = Arc::new(RecordingNotifier::new());
     let tributi = Arc::new(RecordingListener::new());
     let edilizia = Arc::new(RecordingListener::new());
+    let bank = Arc::new(BankTransferGateway::new());
     let payments = Payments::builder()
         .store(Arc::new(store))
         .gateway(sandbox.clone())
+        .gateway(bank.clone())
         .notifier(notifier.clone())
         .listener("tributi", tributi.clone())
         .listener("edilizia", edilizia.clone())
@@ -140,6 +147,97 @@ async fn main() -> Result<()> {
             event.actor
         );
     }
+    bank_transfer(&payments, &bank, &fx, &citizen).await?;
     println!("\nThe database: {}", db.display());
+    Ok(())
+}
+
+/// A second payment, by bank transfer, matched from the body's statement.
+async fn bank_transfer(
+    payments: &Payments,
+    bank: &BankTransferGateway,
+    fx: &Fixture,
+    citizen: &Actor,
+) -> Result<()> {
+    let admin = Actor::System;
+    bank.set_account(
+        fx.creditor.id,
+        BankAccount::new("Comune di Esempio - Tesoreria", IBAN)?,
+    );
+    let transfer = PaymentMethod::new(fx.creditor.id, MethodKind::BankTransfer, "bank_transfer");
+    payments.enable_method(&admin, &transfer).await?;
+    let payer = Payer::new("RSSMRA85T10A562S", "Mario Rossi").with_email("mario.rossi@example.it");
+    let cart = payments.open_cart(citizen, fx.creditor.id, payer).await?;
+    let fee = NewFreeItem::new(
+        fx.fees.id,
+        "32,00",
+        "Diritti di segreteria, pratica 2026/78",
+    )
+    .with_extra("case_number", "2026/78")
+    .with_extra("office", "anagrafe");
+    payments.add_free_item(citizen, cart.id, fee).await?;
+    let checkout = payments
+        .checkout(citizen, cart.id, transfer.id, "walkthrough-2")
+        .await?;
+    let Instruction::BankTransfer(details) = &checkout.instruction else {
+        unreachable!("a bank transfer instruction");
+    };
+    println!(
+        "\nBank transfer: pay {} to",
+        details.amount.format(Locale::It)
+    );
+    println!("  {} - IBAN {}", details.beneficiary, details.iban);
+    println!("  reference {}", rf::pretty(&details.reference));
+    println!("  reason    {}", details.reason);
+    let qr = std::env::temp_dir().join("payments-walkthrough-epc.svg");
+    let code = BankTransferGateway::qr(details)
+        .map_err(|e| Error::invalid("epc_qr_payload", e.to_string()))?;
+    std::fs::write(&qr, code.svg(240)).map_err(|e| Error::storage("writing the QR code", e))?;
+    println!("  the EPC QR code for a banking app: {}", qr.display());
+
+    let today = chrono::Utc::now().date_naive().to_string();
+    let report = TransferReport::parse(&today, "32,00", "0306909606510", "", "")?;
+    let reported = payments
+        .report_transfer(citizen, checkout.transaction.id, &report)
+        .await?;
+    println!("The citizen reports the transfer: {}", reported.status);
+
+    // The next morning the body downloads its statement and imports it.
+    let statement = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+<GrpHdr><MsgId>WALKTHROUGH-1</MsgId><CreDtTm>{today}T22:00:00</CreDtTm></GrpHdr>
+<Stmt><Id>1</Id><Acct><Id><IBAN>{IBAN}</IBAN></Id></Acct>
+<Ntry><Amt Ccy="EUR">32.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+<BookgDt><Dt>{today}</Dt></BookgDt><AcctSvcrRef>0000001</AcctSvcrRef>
+<NtryDtls><TxDtls><RltdPties><Dbtr><Pty><Nm>MARIO ROSSI</Nm></Pty></Dbtr></RltdPties>
+<RmtInf><Ustrd>DIRITTI {}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+</Stmt></BkToCstmrStmt></Document>"#,
+        rf::pretty(&details.reference)
+    );
+    let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+    let imported = bank
+        .import_statement(payments, &operator, fx.creditor.id, statement.as_bytes())
+        .await?;
+    println!(
+        "The statement is imported: {} matched, {} exceptions",
+        imported.matched.len(),
+        imported.exceptions.len()
+    );
+    let tx = payments
+        .transaction(citizen, checkout.transaction.id)
+        .await?;
+    println!(
+        "The transfer is {} (bank reference {})",
+        tx.status,
+        tx.provider_ref.unwrap_or_default()
+    );
+    let again = bank
+        .import_statement(payments, &operator, fx.creditor.id, statement.as_bytes())
+        .await?;
+    println!(
+        "Imported again, it changes nothing: {} already imported",
+        again.already_imported
+    );
     Ok(())
 }

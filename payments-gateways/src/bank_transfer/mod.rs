@@ -91,6 +91,8 @@ pub const SIGNATURE_HEADER: &str = "x-bank-signature";
 pub const EPC_MAX_QR_VERSION: i16 = 13;
 /// The characters of the transaction-derived part of a reference.
 const OWN_REFERENCE_LEN: usize = 12;
+/// Crockford's base 32 alphabet.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// How the creditor reference is built and given to the payer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -212,16 +214,15 @@ impl BankAccount {
     }
 
     /// The creditor reference of `transaction`: `RF`, check digits, the prefix if any, and
-    /// twelve letters and digits derived from the transaction's id.
+    /// twelve characters derived from the transaction's id, in Crockford's base 32 (digits
+    /// and letters but I, L, O and U, which a payer copying the reference would confuse).
     pub fn reference_for(&self, transaction: &Transaction) -> String {
-        // The low 62 bits of a UUIDv7 are random: in base 36 they fill 12 characters.
-        let bits = transaction.id.as_uuid().as_u128() & ((1u128 << 62) - 1);
+        // The low 60 bits of a UUIDv7 are random: in base 32 they fill 12 characters.
+        let mut n = transaction.id.as_uuid().as_u128() & ((1u128 << 60) - 1);
         let mut own = [b'0'; OWN_REFERENCE_LEN];
-        let mut n = bits;
         for slot in own.iter_mut().rev() {
-            let d = (n % 36) as u8;
-            *slot = if d < 10 { b'0' + d } else { b'A' + d - 10 };
-            n /= 36;
+            *slot = CROCKFORD[(n % 32) as usize];
+            n /= 32;
         }
         let own = std::str::from_utf8(&own).expect("ASCII");
         let body = match &self.scheme {
@@ -593,11 +594,9 @@ impl BankTransferGateway {
         }
         // 2. By the amount and the reference written in the reason.
         if found.is_none() {
-            let text: String = format!("{} {}", m.references.join(" "), m.text)
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .map(|c| c.to_ascii_uppercase())
-                .collect();
+            // Letters and digits only, upper case, with the letters a payer mistakes for
+            // digits read as Crockford's base 32 does (our references have none of them).
+            let text = loose(&format!("{} {}", m.references.join(" "), m.text));
             let mut q = MovementQuery::new(creditor);
             q.statuses = vec![TxStatus::Pending, TxStatus::Reported];
             q.method_kind = Some(MethodKind::BankTransfer);
@@ -608,10 +607,10 @@ impl BankTransferGateway {
                 let page = payments.search(actor, &q).await?;
                 found = page.page.items.into_iter().find_map(|tx| {
                     let r = tx.provider_ref.clone()?;
-                    let own = r.get(4..)?;
+                    let own = loose(r.get(4..)?);
                     (tx.gateway_id == gateway
                         && own.len() >= OWN_REFERENCE_LEN
-                        && text.contains(own))
+                        && text.contains(&own))
                     .then_some((r, tx))
                 });
                 match (found.is_some(), page.page.next) {
@@ -693,6 +692,20 @@ impl BankTransferGateway {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Letters and digits only, upper case, with the letters a payer mistakes for digits read
+/// as Crockford's base 32 reads them (O as 0, I and L as 1), for comparing references
+/// copied by hand.
+fn loose(text: &str) -> String {
+    text.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -816,5 +829,37 @@ impl Gateway for BankTransferGateway {
     /// A bank transfer is known only from statements and notifications.
     async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
         Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_copied_by_hand_compare_loosely() {
+        assert_eq!(loose("rif. 3h8 o1l-zz"), "R1F3H8011ZZ");
+        let own = "0A1B2C3D4E5F";
+        assert!(loose("pagamento oaib 2c3d-4e5f").contains(&loose(own)));
+    }
+
+    #[test]
+    fn a_reference_is_derived_from_the_transaction_alone() {
+        let request = payments_core::testing::gateway::start_request(
+            &BankTransferGateway::new(),
+            MethodKind::BankTransfer,
+            "10",
+        );
+        let account = BankAccount::new("Comune", "IT60X0542811101000000123456").unwrap();
+        let a = account.reference_for(&request.transaction);
+        assert_eq!(a, account.reference_for(&request.transaction));
+        assert!(rf::is_valid(&a));
+        assert!(a[4..].bytes().all(|b| CROCKFORD.contains(&b)));
+        let prefixed = account
+            .with_scheme(ReferenceScheme::Prefixed("tari".into()))
+            .unwrap()
+            .reference_for(&request.transaction);
+        assert_eq!(&prefixed[4..8], "TARI");
+        assert_eq!(&prefixed[8..], &a[4..]);
     }
 }
