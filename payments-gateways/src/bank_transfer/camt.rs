@@ -527,16 +527,23 @@ impl Checker {
     ) -> Result<Option<String>, StatementError> {
         match value {
             Some(v) => {
-                let v = v.trim();
-                let chars = v.chars().count();
-                if chars > self.limit {
-                    return Err(StatementError::TextTooLong {
-                        element,
-                        chars,
-                        limit: self.limit,
-                    });
+                // Most texts need no trimming: keep the string read rather than copy it.
+                let v = if v.trim().len() == v.len() {
+                    v
+                } else {
+                    v.trim().to_owned()
+                };
+                if v.len() > self.limit {
+                    let chars = v.chars().count();
+                    if chars > self.limit {
+                        return Err(StatementError::TextTooLong {
+                            element,
+                            chars,
+                            limit: self.limit,
+                        });
+                    }
                 }
-                Ok((!v.is_empty()).then(|| v.to_owned()))
+                Ok((!v.is_empty()).then_some(v))
             }
             None => Ok(None),
         }
