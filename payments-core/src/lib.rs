@@ -203,7 +203,8 @@ pub use query::{
     HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,
 };
 pub use service::{
-    CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, Payments, PaymentsBuilder,
+    CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
+    Payments, PaymentsBuilder,
 };
 pub use store::{ItemAdded, Store, TransactionCreated};
 pub use transaction::{

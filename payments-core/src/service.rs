@@ -21,6 +21,9 @@ use crate::{
     TransactionSummary, Transition, TxStatus, ValidationErrors,
 };
 
+/// The longest provider reference [`Payments::record_payment`] records.
+pub const MAX_PROVIDER_REF_LEN: usize = 200;
+
 /// Longest idempotency key.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
@@ -876,10 +879,13 @@ impl Payments {
             ));
         }
         let provider_ref = provider_ref.trim();
-        if provider_ref.is_empty() || provider_ref.len() > crate::MAX_KEY_LEN {
+        if provider_ref.is_empty()
+            || provider_ref.len() > MAX_PROVIDER_REF_LEN
+            || provider_ref.chars().any(char::is_control)
+        {
             return Err(Error::invalid(
                 "provider_ref",
-                format!("must have 1 to {} characters", crate::MAX_KEY_LEN),
+                format!("must have 1 to {MAX_PROVIDER_REF_LEN} printable characters"),
             ));
         }
         let change = Change {

@@ -751,9 +751,21 @@ async fn checkout_report_import_paid_and_both_mails() {
     );
 
     // The statement arrives: the transfer quotes the reference.
-    let file = notification("ROSSI1", "16.00", &d.reason);
+    // A bank that gives the credit no reference of its own: it is known by a digest.
+    let file = notification("ROSSI1", "16.00", &d.reason)
+        .replace("<AcctSvcrRef>N-ROSSI1</AcctSvcrRef>", "");
     let imported = env.import(&file).await.unwrap();
     assert_eq!(imported.matched.len(), 1, "{imported:#?}");
+    assert!(
+        imported.matched[0]
+            .key
+            .starts_with(&format!("{IBAN}:sha256:"))
+    );
+    let again = env.import(&file).await.unwrap();
+    assert_eq!(
+        again.already_imported, 1,
+        "the digest is the same the second time"
+    );
     assert_eq!(env.status(&tx).await, TxStatus::Paid);
     let steps: Vec<TxStatus> = env
         .payments
@@ -890,10 +902,22 @@ async fn reports_left_unmatched_are_flagged_after_the_configured_days() {
 async fn a_signed_notification_pays_once_and_a_statement_later_knows_it() {
     let env = Env::new().await;
     let s = six_transfers(&env).await;
+    // The reason runs on after the reference into a longer run that checks too: the
+    // reference of this gateway's length is the one taken.
+    let r = &s.a.1.reference;
+    let digit = |n: u32| char::from_digit(n, 36).unwrap().to_ascii_uppercase();
+    let tail = (0..36 * 36)
+        .map(|n| format!("{}{}", digit(n / 36), digit(n % 36)))
+        .find(|t| rf::is_valid(&format!("{r}{t}")))
+        .unwrap();
+    assert_eq!(
+        rf::find_in(&format!("rif {} {tail}", rf::pretty(r)))[0],
+        format!("{r}{tail}")
+    );
     let body = notification(
         "N1",
         &amount(&s.a.0),
-        &format!("rif {}", rf::pretty(&s.a.1.reference)),
+        &format!("rif {} {tail}", rf::pretty(r)),
     );
     let signed = env.bank.signed_notification(body.clone()).unwrap();
     let outcome = env

@@ -348,6 +348,22 @@ impl BankTransferGateway {
         self.accounts.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The lengths the references of the accounts set have.
+    fn reference_lengths(&self) -> Vec<usize> {
+        let accounts = self.read();
+        accounts
+            .values()
+            .chain(self.default_account.iter())
+            .map(|a| {
+                4 + OWN_REFERENCE_LEN
+                    + match &a.scheme {
+                        ReferenceScheme::Prefixed(p) => p.len(),
+                        _ => 0,
+                    }
+            })
+            .collect()
+    }
+
     fn error(kind: GatewayErrorKind) -> Error {
         Error::gateway(GATEWAY_ID, kind)
     }
@@ -504,7 +520,8 @@ impl BankTransferGateway {
             candidates.push(r);
         }
         candidates.extend(rf::find_in(&m.text));
-        candidates.dedup();
+        let mut seen = std::collections::HashSet::new();
+        candidates.retain(|c| seen.insert(c.clone()));
         let first_reference = candidates.first().cloned();
 
         // A credit already applied (the import stopped before recording it) is found by
@@ -790,12 +807,20 @@ impl Gateway for BankTransferGateway {
                 credits.len()
             )));
         };
-        let reference = credit
+        let candidates: Vec<String> = credit
             .references
             .iter()
             .flat_map(|r| rf::parse(r).ok())
             .chain(rf::find_in(&credit.text))
-            .next()
+            .collect();
+        // Free text may run on after the reference into a longer run that also checks:
+        // prefer a candidate of the length this gateway's references have.
+        let lengths = self.reference_lengths();
+        let reference = candidates
+            .iter()
+            .find(|c| lengths.contains(&c.len()))
+            .or(candidates.first())
+            .cloned()
             .ok_or_else(|| malformed("the credit quotes no creditor reference".into()))?;
         if credit.currency != Currency::Eur.code() {
             return Err(Self::error(GatewayErrorKind::AmountMismatch {
