@@ -315,11 +315,26 @@ fn ibans_are_checked_when_an_account_is_set() {
     }
     let err = BankAccount::new("", IBAN).unwrap_err();
     assert_eq!(err.validation_errors().unwrap().fields(), ["beneficiary"]);
-    let err = BankAccount::new("Comune", IBAN)
-        .unwrap()
-        .with_bic("BPM")
-        .unwrap_err();
-    assert_eq!(err.validation_errors().unwrap().fields(), ["bic"]);
+    for bic in [
+        "BPM",
+        "BPMOIT2",
+        "BPMOIT22XX",
+        "12MOIT22",
+        "ÀÀÀÀ",
+        "BPMOIT22XX€",
+    ] {
+        let err = BankAccount::new("Comune", IBAN)
+            .unwrap()
+            .with_bic(bic)
+            .unwrap_err();
+        assert_eq!(err.validation_errors().unwrap().fields(), ["bic"], "{bic}");
+    }
+    for bic in ["BPMOIT22", "bpmoit22xxx"] {
+        BankAccount::new("Comune", IBAN)
+            .unwrap()
+            .with_bic(bic)
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -549,6 +564,13 @@ async fn a_credit_for_a_closed_transaction_is_an_exception() {
     let report = env.import(&statement_v02(&s)).await.unwrap();
     assert!(reason_of(&report, "0101").contains("the transaction is cancelled"));
     assert_eq!(env.status(&s.a.0).await, TxStatus::Cancelled);
+    // More than due is not a payment either.
+    let more = notification("MORE", "33.31", &s.f.1.reference);
+    let report = env.import(&more).await.unwrap();
+    assert!(
+        reason_of(&report, "N-MORE").contains("more than due: 33.31 EUR received for 33.30 EUR")
+    );
+    assert_eq!(env.status(&s.f.0).await, TxStatus::Pending);
 }
 
 #[tokio::test]

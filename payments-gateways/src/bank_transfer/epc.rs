@@ -75,6 +75,17 @@ pub struct EpcPayment {
     pub information: Option<String>,
 }
 
+/// A BIC (ISO 9362) in upper case: 6 letters (bank and country), 2 letters or digits
+/// (location), optionally 3 more (branch). `None` when it is not one.
+pub fn normal_bic(bic: &str) -> Option<String> {
+    let b = bic.trim().to_ascii_uppercase();
+    let ok = (b.len() == 8 || b.len() == 11)
+        && b.is_ascii()
+        && b[..6].chars().all(|c| c.is_ascii_uppercase())
+        && b[6..].chars().all(|c| c.is_ascii_alphanumeric());
+    ok.then_some(b)
+}
+
 fn no_newlines(name: &'static str, value: &str) -> Result<(), EpcError> {
     if value.chars().any(|c| c.is_control()) {
         return Err(element(
@@ -89,16 +100,8 @@ impl EpcPayment {
     /// The payload, checked element by element.
     pub fn payload(&self) -> Result<String, EpcError> {
         let bic = match &self.bic {
-            Some(b) => {
-                let b = b.trim().to_ascii_uppercase();
-                let ok = (b.len() == 8 || b.len() == 11)
-                    && b[..6].chars().all(|c| c.is_ascii_uppercase())
-                    && b[6..].chars().all(|c| c.is_ascii_alphanumeric());
-                if !ok {
-                    return Err(element("bic", "a BIC has 8 or 11 letters and digits"));
-                }
-                b
-            }
+            Some(b) => normal_bic(b)
+                .ok_or_else(|| element("bic", "a BIC has 8 or 11 letters and digits"))?,
             None => String::new(),
         };
         let name = self.name.trim();

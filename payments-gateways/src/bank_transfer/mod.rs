@@ -151,16 +151,8 @@ impl BankAccount {
 
     /// Sets the BIC (8 or 11 characters).
     pub fn with_bic(mut self, bic: &str) -> Result<Self> {
-        let bic = bic.trim().to_ascii_uppercase();
-        let ok = (bic.len() == 8 || bic.len() == 11)
-            && bic[..6].chars().all(|c| c.is_ascii_uppercase())
-            && bic[6..].chars().all(|c| c.is_ascii_alphanumeric());
-        if !ok {
-            return Err(Error::invalid(
-                "bic",
-                "a BIC has 8 or 11 letters and digits",
-            ));
-        }
+        let bic = epc::normal_bic(bic)
+            .ok_or_else(|| Error::invalid("bic", "a BIC has 8 or 11 letters and digits"))?;
         self.bic = Some(bic);
         Ok(self)
     }
@@ -661,26 +653,18 @@ impl BankTransferGateway {
             };
             return Ok((reference, exception(reason, Some(&tx))));
         }
-        match amount.compare(&tx.total) {
-            Some(std::cmp::Ordering::Less) => {
-                return Ok((
-                    reference,
-                    exception(
-                        format!("partial payment: {} received of {}", amount, tx.total),
-                        Some(&tx),
-                    ),
-                ));
-            }
+        let wrong_amount = match amount.compare(&tx.total) {
+            Some(std::cmp::Ordering::Less) => Some(format!(
+                "partial payment: {amount} received of {}",
+                tx.total
+            )),
             Some(std::cmp::Ordering::Greater) => {
-                return Ok((
-                    reference,
-                    exception(
-                        format!("more than due: {} received for {}", amount, tx.total),
-                        Some(&tx),
-                    ),
-                ));
+                Some(format!("more than due: {amount} received for {}", tx.total))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(reason) = wrong_amount {
+            return Ok((reference, exception(reason, Some(&tx))));
         }
         let note = format!(
             "bank credit {} of {}{}",
