@@ -1,0 +1,142 @@
+//! A bank statement imported into the SQL store: matched credits pay their transactions
+//! durably, each credit is recorded once, and an import that stopped between paying and
+//! recording is finished by the next one without paying twice. SQLite always, PostgreSQL
+//! with `DATABASE_URL`.
+
+mod common;
+
+use std::sync::Arc;
+
+use payments_core::testing::Fixture;
+use payments_core::*;
+use payments_gateways::bank_transfer::{BankAccount, BankTransferGateway};
+
+const IBAN: &str = "IT60X0542811101000000123456";
+
+fn statement(credits: &[(&str, &Transaction, &str)]) -> String {
+    let mut entries = String::new();
+    for (bank_ref, tx, reference) in credits {
+        let cents = tx.total.minor_units();
+        entries.push_str(&format!(
+            r#"<Ntry><Amt Ccy="EUR">{}.{:02}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+<BookgDt><Dt>2026-11-20</Dt></BookgDt><AcctSvcrRef>{bank_ref}</AcctSvcrRef>
+<NtryDtls><TxDtls><RmtInf><Strd><CdtrRefInf><Ref>{reference}</Ref></CdtrRefInf></Strd></RmtInf></TxDtls></NtryDtls></Ntry>"#,
+            cents / 100,
+            cents % 100
+        ));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+<GrpHdr><MsgId>SQL-1</MsgId></GrpHdr><Stmt><Id>1</Id><Acct><Id><IBAN>{IBAN}</IBAN></Id></Acct>
+{entries}</Stmt></BkToCstmrStmt></Document>"#
+    )
+}
+
+async fn run(store: Arc<dyn Store>) {
+    let bank = Arc::new(BankTransferGateway::new());
+    let payments = Payments::builder()
+        .store(store.clone())
+        .gateway(bank.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
+        .await
+        .unwrap();
+    bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
+    let method = fx.method(MethodKind::BankTransfer).id;
+    let mut open = Vec::new();
+    for (payer, amount) in [("a", "16,00"), ("b", "120,50"), ("c", "7")] {
+        let actor = Actor::payer(payer);
+        let cart = payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(payer))
+            .await
+            .unwrap();
+        let fee = NewFreeItem::new(fx.fees.id, amount, format!("Diritti {payer}"))
+            .with_extra("case_number", payer)
+            .with_extra("office", "anagrafe");
+        payments.add_free_item(&actor, cart.id, fee).await.unwrap();
+        let checkout = payments
+            .checkout(&actor, cart.id, method, "k")
+            .await
+            .unwrap();
+        let Instruction::BankTransfer(d) = checkout.instruction else {
+            panic!("a transfer")
+        };
+        open.push((checkout.transaction, d.reference));
+    }
+    let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+
+    // An earlier import paid C and stopped before recording the credit.
+    payments
+        .record_payment(
+            &operator,
+            open[2].0.id,
+            &format!("{IBAN}:C-1"),
+            &open[2].0.total,
+            None,
+        )
+        .await
+        .unwrap();
+
+    let file = statement(&[
+        ("A-1", &open[0].0, &open[0].1),
+        ("B-1", &open[1].0, &open[1].1),
+        ("C-1", &open[2].0, &open[2].1),
+    ]);
+    let import = |file: String| {
+        let bank = bank.clone();
+        let payments = &payments;
+        let operator = &operator;
+        let creditor = fx.creditor.id;
+        async move {
+            bank.import_statement(payments, operator, creditor, file.as_bytes())
+                .await
+                .unwrap()
+        }
+    };
+    let report = import(file.clone()).await;
+    assert_eq!(report.matched.len(), 3, "{report:#?}");
+    assert!(report.exceptions.is_empty());
+    for (tx, _) in &open {
+        let stored = store.transaction(tx.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, TxStatus::Paid);
+        let paid_events = store
+            .events(tx.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.to == TxStatus::Paid)
+            .count();
+        assert_eq!(paid_events, 1, "paid once");
+    }
+    let again = import(file).await;
+    assert_eq!(again.already_imported, 3);
+    assert!(again.matched.is_empty());
+    let entries = payments
+        .bank_entries(&operator, &BankEntryQuery::new(fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|e| !e.is_exception()));
+    let outbox = store.outbox(&OutboxQuery::default()).await.unwrap();
+    assert_eq!(
+        outbox.len(),
+        6,
+        "a receipt and a notice for each payment, once"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_pays_durably_once_on_sqlite() {
+    run(Arc::new(common::sqlite().await)).await;
+}
+
+#[tokio::test]
+async fn a_statement_pays_durably_once_on_postgres() {
+    let Some(url) = common::postgres_url("a_statement_pays_durably_once_on_postgres") else {
+        return;
+    };
+    run(Arc::new(common::postgres(&url).await)).await;
+}
