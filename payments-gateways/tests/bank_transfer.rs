@@ -1014,3 +1014,77 @@ async fn flagged(env: &Env) -> Vec<TransactionId> {
         .map(|t| t.id)
         .collect()
 }
+
+#[tokio::test]
+async fn recording_a_payment_by_hand_is_checked_and_happens_once() {
+    let env = Env::new().await;
+    let (tx, _) = env.transfer("gino", "16,00").await;
+    let viewer = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
+    let sixteen = Money::parse_eur("16").unwrap();
+    let forbidden = env
+        .payments
+        .record_payment(&viewer, tx.id, "CRO-1", &sixteen, None)
+        .await;
+    assert!(matches!(forbidden, Err(Error::Forbidden { .. })));
+    let payer = env
+        .payments
+        .record_payment(&Actor::payer("gino"), tx.id, "CRO-1", &sixteen, None)
+        .await;
+    assert!(matches!(payer, Err(Error::Forbidden { .. })));
+    let short = env
+        .payments
+        .record_payment(
+            &env.operator,
+            tx.id,
+            "CRO-1",
+            &Money::parse_eur("15").unwrap(),
+            None,
+        )
+        .await;
+    assert!(matches!(
+        short,
+        Err(Error::Gateway {
+            kind: GatewayErrorKind::AmountMismatch { .. },
+            ..
+        })
+    ));
+    for bad in ["", "  ", "CRO\n1", &"x".repeat(MAX_PROVIDER_REF_LEN + 1)] {
+        let err = env
+            .payments
+            .record_payment(&env.operator, tx.id, bad, &sixteen, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.validation_errors().unwrap().fields(), ["provider_ref"]);
+    }
+    assert_eq!(env.status(&tx).await, TxStatus::Pending, "nothing changed");
+    let done = env
+        .payments
+        .record_payment(
+            &env.operator,
+            tx.id,
+            "CRO-1",
+            &sixteen,
+            Some("from the bank's app".into()),
+        )
+        .await
+        .unwrap();
+    assert!(done.applied);
+    assert_eq!(done.transaction.provider_ref.as_deref(), Some("CRO-1"));
+    let again = env
+        .payments
+        .record_payment(&env.operator, tx.id, "CRO-1", &sixteen, None)
+        .await
+        .unwrap();
+    assert!(!again.applied, "a second time changes nothing");
+    let last = env
+        .payments
+        .events(&env.operator, tx.id)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.to, last.actor),
+        (TxStatus::Paid, env.operator.clone())
+    );
+}

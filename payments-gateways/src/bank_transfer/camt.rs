@@ -34,7 +34,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 512 MiB per file (a 100,000-entry statement is about 130 MB); 1,024 characters per
+    /// 512 MiB per file (a 100,000-entry statement is about 100 MB); 1,024 characters per
     /// element (ISO 20022 texts are at most 500, remittance lines 140).
     fn default() -> Self {
         Limits {
