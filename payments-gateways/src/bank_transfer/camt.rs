@@ -479,7 +479,7 @@ fn root_kind(text: &str) -> Result<(MessageKind, u32), StatementError> {
             Ok(Event::DocType(_)) => return Err(StatementError::DocType),
             Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
                 if e.local_name().as_ref() != "Document" {
-                    let name = e.name().as_ref().to_owned();
+                    let name: String = e.name().as_ref().chars().take(40).collect();
                     return Err(StatementError::NotCamt(format!("the root is <{name}>")));
                 }
                 for attr in e.attributes().flatten() {
@@ -500,7 +500,8 @@ fn root_kind(text: &str) -> Result<(MessageKind, u32), StatementError> {
                     return match version.parse::<u32>() {
                         Ok(v) if v >= 2 => Ok((kind, v)),
                         _ => Err(StatementError::NotCamt(format!(
-                            "version {version} is not supported"
+                            "version {} is not supported",
+                            version.chars().take(20).collect::<String>()
                         ))),
                     };
                 }
