@@ -512,10 +512,10 @@ fn root_kind(text: &str) -> Result<(MessageKind, u32), StatementError> {
             Ok(Event::Eof) => return Err(StatementError::NotCamt("the file is empty".into())),
             Ok(_) => {}
             Err(e) => {
-                return Err(StatementError::Xml(format!(
+                return Err(StatementError::Xml(shorten(&format!(
                     "{e} at byte {}",
                     reader.error_position()
-                )));
+                ))));
             }
         }
     }
@@ -619,6 +619,15 @@ fn date(
         })
 }
 
+/// An error message cut to 300 characters: a hostile file must not fill the log.
+fn shorten(message: &str) -> String {
+    let mut out: String = message.chars().take(300).collect();
+    if out.len() < message.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// Parses a camt.053 statement or camt.054 notification.
 pub fn parse(file: &[u8], limits: &Limits) -> Result<BankMessage, StatementError> {
     if file.len() > limits.max_bytes {
@@ -631,7 +640,7 @@ pub fn parse(file: &[u8], limits: &Limits) -> Result<BankMessage, StatementError
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (kind, version) = root_kind(text)?;
     let doc: Document =
-        quick_xml::de::from_str(text).map_err(|e| StatementError::Xml(e.to_string()))?;
+        quick_xml::de::from_str(text).map_err(|e| StatementError::Xml(shorten(&e.to_string())))?;
     let message = match kind {
         MessageKind::Statement => doc.BkToCstmrStmt,
         MessageKind::Notification => doc.BkToCstmrDbtCdtNtfctn,
