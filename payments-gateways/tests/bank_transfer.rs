@@ -247,7 +247,9 @@ async fn a_long_cart_keeps_its_reference_within_140_characters() {
     };
     let len = d.reason.chars().count();
     assert!((130..=140).contains(&len), "{len}");
-    assert_eq!(rf::find_in(&d.reason), vec![d.reference.clone()]);
+    // The reference comes first among the candidates (a shorter run of it may check too,
+    // one time in 97 for each length).
+    assert_eq!(rf::find_in(&d.reason)[0], d.reference);
     assert!(d.epc_qr_payload.contains("EUR60.00"));
 }
 

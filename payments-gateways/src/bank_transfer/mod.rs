@@ -514,6 +514,9 @@ impl BankTransferGateway {
         candidates.extend(rf::find_in(&m.text));
         let mut seen = std::collections::HashSet::new();
         candidates.retain(|c| seen.insert(c.clone()));
+        // References of the length this gateway makes first (stable: otherwise in order).
+        let lengths = self.reference_lengths();
+        candidates.sort_by_key(|c| !lengths.contains(&c.len()));
         let first_reference = candidates.first().cloned();
 
         // A credit already applied (the import stopped before recording it) is found by
