@@ -448,6 +448,7 @@ impl BankTransferGateway {
                 ),
             ));
         }
+        let lengths = self.reference_lengths();
         let mut report = ImportReport {
             message_id: message.message_id.clone(),
             ..ImportReport::default()
@@ -464,7 +465,9 @@ impl BankTransferGateway {
                 report.already_imported += 1;
                 continue;
             }
-            let (reference, outcome) = self.settle(payments, actor, creditor, &movement).await?;
+            let (reference, outcome) = self
+                .settle(payments, actor, creditor, &movement, &lengths)
+                .await?;
             let entry = BankEntry {
                 creditor_id: creditor,
                 key: movement.key.clone(),
@@ -497,6 +500,7 @@ impl BankTransferGateway {
         actor: &Actor,
         creditor: CreditorId,
         m: &camt::Movement,
+        lengths: &[usize],
     ) -> Result<(Option<String>, BankEntryOutcome)> {
         let exception = |reason: String, tx: Option<&Transaction>| BankEntryOutcome::Exception {
             reason,
@@ -504,19 +508,7 @@ impl BankTransferGateway {
         };
         let store = payments.store();
         let gateway = GatewayId::from(GATEWAY_ID);
-        let mut candidates: Vec<String> = Vec::new();
-        for r in m.references.iter().flat_map(|r| rf::parse(r).ok()) {
-            candidates.push(r);
-        }
-        for r in m.references.iter().flat_map(|r| rf::find_in(r)) {
-            candidates.push(r);
-        }
-        candidates.extend(rf::find_in(&m.text));
-        let mut seen = std::collections::HashSet::new();
-        candidates.retain(|c| seen.insert(c.clone()));
-        // References of the length this gateway makes first (stable: otherwise in order).
-        let lengths = self.reference_lengths();
-        candidates.sort_by_key(|c| !lengths.contains(&c.len()));
+        let candidates = candidates(m, lengths);
         let first_reference = candidates.first().cloned();
 
         // A credit already applied (the import stopped before recording it) is found by
@@ -698,6 +690,23 @@ impl BankTransferGateway {
     }
 }
 
+/// The creditor references a movement may quote, each once: from its structured
+/// references, then from its free text. Free text may run on after a reference into a
+/// longer run that also checks, so those of `lengths` (the lengths this gateway's
+/// references have) come first; otherwise the order is kept.
+fn candidates(m: &camt::Movement, lengths: &[usize]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut found: Vec<String> = m
+        .references
+        .iter()
+        .flat_map(|r| rf::find_in(r))
+        .chain(rf::find_in(&m.text))
+        .filter(|c| seen.insert(c.clone()))
+        .collect();
+    found.sort_by_key(|c| !lengths.contains(&c.len()));
+    found
+}
+
 /// Letters and digits only, upper case, with the letters a payer mistakes for digits read
 /// as Crockford's base 32 reads them (O as 0, I and L as 1), for comparing references
 /// copied by hand.
@@ -794,20 +803,9 @@ impl Gateway for BankTransferGateway {
                 credits.len()
             )));
         };
-        let candidates: Vec<String> = credit
-            .references
-            .iter()
-            .flat_map(|r| rf::parse(r).ok())
-            .chain(rf::find_in(&credit.text))
-            .collect();
-        // Free text may run on after the reference into a longer run that also checks:
-        // prefer a candidate of the length this gateway's references have.
-        let lengths = self.reference_lengths();
-        let reference = candidates
-            .iter()
-            .find(|c| lengths.contains(&c.len()))
-            .or(candidates.first())
-            .cloned()
+        let reference = candidates(credit, &self.reference_lengths())
+            .into_iter()
+            .next()
             .ok_or_else(|| malformed("the credit quotes no creditor reference".into()))?;
         if credit.currency != Currency::Eur.code() {
             return Err(Self::error(GatewayErrorKind::AmountMismatch {
