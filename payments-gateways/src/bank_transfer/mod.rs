@@ -75,7 +75,7 @@ use payments_core::{
     Actor, BankEntry, BankEntryOutcome, BankEntryQuery, BankTransferDetails, CallbackEvent,
     CallbackRequest, CreditorId, Currency, Error, Gateway, GatewayErrorKind, GatewayId,
     Instruction, MethodKind, Money, MovementQuery, PaymentOutcome, Payments, Result, Role,
-    StartRequest, Started, Transaction, TxStatus,
+    StartRequest, Started, Transaction, TransactionId, TxStatus,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -502,10 +502,11 @@ impl BankTransferGateway {
         m: &camt::Movement,
         lengths: &[usize],
     ) -> Result<(Option<String>, BankEntryOutcome)> {
-        let exception = |reason: String, tx: Option<&Transaction>| BankEntryOutcome::Exception {
-            reason,
-            transaction_id: tx.map(|t| t.id),
-        };
+        let exception =
+            |reason: String, transaction_id: Option<TransactionId>| BankEntryOutcome::Exception {
+                reason,
+                transaction_id,
+            };
         let store = payments.store();
         let gateway = GatewayId::from(GATEWAY_ID);
         let candidates = candidates(m, lengths);
@@ -582,7 +583,6 @@ impl BankTransferGateway {
                 if let Some(earlier) = payments.bank_entries(actor, &q).await?.into_iter().next()
                     && let Some(tx) = earlier.transaction_id()
                 {
-                    let tx = payments.transaction(actor, tx).await?;
                     return Ok((
                         Some(r.clone()),
                         exception(
@@ -590,7 +590,7 @@ impl BankTransferGateway {
                                 "duplicate: {} was already paid by the credit {}",
                                 r, earlier.key
                             ),
-                            Some(&tx),
+                            Some(tx),
                         ),
                     ));
                 }
@@ -598,8 +598,6 @@ impl BankTransferGateway {
         }
         // 2. By the amount and the reference written in the reason.
         if found.is_none() {
-            // Letters and digits only, upper case, with the letters a payer mistakes for
-            // digits read as Crockford's base 32 does (our references have none of them).
             let text = loose(&format!("{} {}", m.references.join(" "), m.text));
             let mut q = MovementQuery::new(creditor);
             q.statuses = vec![TxStatus::Pending, TxStatus::Reported];
@@ -646,7 +644,7 @@ impl BankTransferGateway {
                     tx.status
                 )
             };
-            return Ok((reference, exception(reason, Some(&tx))));
+            return Ok((reference, exception(reason, Some(tx.id))));
         }
         let wrong_amount = match amount.compare(&tx.total) {
             Some(std::cmp::Ordering::Less) => Some(format!(
@@ -659,7 +657,7 @@ impl BankTransferGateway {
             _ => None,
         };
         if let Some(reason) = wrong_amount {
-            return Ok((reference, exception(reason, Some(&tx))));
+            return Ok((reference, exception(reason, Some(tx.id))));
         }
         let note = format!(
             "bank credit {} of {}{}",
@@ -683,7 +681,7 @@ impl BankTransferGateway {
             )),
             Err(e @ (Error::Conflict(_) | Error::Gateway { .. } | Error::Validation(_))) => Ok((
                 reference,
-                exception(format!("could not be applied: {e}"), Some(&tx)),
+                exception(format!("could not be applied: {e}"), Some(tx.id)),
             )),
             Err(e) => Err(e),
         }
