@@ -109,22 +109,16 @@ fn statement(entries: &[String]) -> String {
 }
 
 async fn open_transfers(payments: &Payments, fx: &Fixture, n: usize) -> Vec<(Transaction, String)> {
-    let method = fx.method(MethodKind::BankTransfer).id;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let payer = format!("p{i}");
-        let actor = Actor::payer(payer.as_str());
-        let cart = payments
-            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
-            .await
-            .unwrap();
         let amount = format!("{},{:02}", 1 + i % 400, i % 100);
-        let fee = NewFreeItem::new(fx.fees.id, amount.as_str(), format!("Diritti {i}"))
-            .with_extra("case_number", format!("B{i}"))
-            .with_extra("office", "edilizia");
-        payments.add_free_item(&actor, cart.id, fee).await.unwrap();
-        let checkout = payments
-            .checkout(&actor, cart.id, method, "k")
+        let checkout = fx
+            .pay_fee(
+                payments,
+                &format!("p{i}"),
+                &amount,
+                MethodKind::BankTransfer,
+            )
             .await
             .unwrap();
         let Instruction::BankTransfer(d) = checkout.instruction else {

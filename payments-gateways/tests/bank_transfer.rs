@@ -60,23 +60,9 @@ impl Env {
 
     /// `payer` checks out a fee of `amount` by bank transfer.
     async fn transfer(&self, payer: &str, amount: &str) -> (Transaction, BankTransferDetails) {
-        let actor = Actor::payer(payer);
-        let cart = self
-            .payments
-            .open_cart(&actor, self.fx.creditor.id, Fixture::payer(payer))
-            .await
-            .unwrap();
-        let fee = NewFreeItem::new(self.fx.fees.id, amount, format!("Diritti pratica {payer}"))
-            .with_extra("case_number", payer)
-            .with_extra("office", "edilizia");
-        self.payments
-            .add_free_item(&actor, cart.id, fee)
-            .await
-            .unwrap();
-        let method = self.fx.method(MethodKind::BankTransfer).id;
         let checkout = self
-            .payments
-            .checkout(&actor, cart.id, method, "checkout")
+            .fx
+            .pay_fee(&self.payments, payer, amount, MethodKind::BankTransfer)
             .await
             .unwrap();
         let Instruction::BankTransfer(details) = checkout.instruction else {

@@ -45,20 +45,10 @@ async fn run(store: Arc<dyn Store>) {
         .await
         .unwrap();
     bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
-    let method = fx.method(MethodKind::BankTransfer).id;
     let mut open = Vec::new();
     for (payer, amount) in [("a", "16,00"), ("b", "120,50"), ("c", "7")] {
-        let actor = Actor::payer(payer);
-        let cart = payments
-            .open_cart(&actor, fx.creditor.id, Fixture::payer(payer))
-            .await
-            .unwrap();
-        let fee = NewFreeItem::new(fx.fees.id, amount, format!("Diritti {payer}"))
-            .with_extra("case_number", payer)
-            .with_extra("office", "anagrafe");
-        payments.add_free_item(&actor, cart.id, fee).await.unwrap();
-        let checkout = payments
-            .checkout(&actor, cart.id, method, "k")
+        let checkout = fx
+            .pay_fee(&payments, payer, amount, MethodKind::BankTransfer)
             .await
             .unwrap();
         let Instruction::BankTransfer(d) = checkout.instruction else {

@@ -25,8 +25,8 @@ pub mod notifier;
 pub mod store;
 
 use crate::{
-    Actor, AmountRule, Creditor, FieldKind, FieldSpec, MethodKind, Money, Payer, PaymentMethod,
-    PaymentType, Payments, Result,
+    Actor, AmountRule, Checkout, Creditor, FieldKind, FieldSpec, MethodKind, Money, NewFreeItem,
+    Payer, PaymentMethod, PaymentType, Payments, Result,
 };
 
 /// A creditor set up as a typical municipality, for tests and examples.
@@ -131,6 +131,28 @@ impl Fixture {
             .iter()
             .find(|m| m.kind == kind)
             .unwrap_or_else(|| panic!("the fixture has no {kind:?} method"))
+    }
+
+    /// `payer` pays a secretarial fee of `amount` (case number `payer`) in one checkout
+    /// with the method of `kind`.
+    pub async fn pay_fee(
+        &self,
+        payments: &Payments,
+        payer: &str,
+        amount: &str,
+        kind: MethodKind,
+    ) -> Result<Checkout> {
+        let actor = Actor::payer(payer);
+        let cart = payments
+            .open_cart(&actor, self.creditor.id, Fixture::payer(payer))
+            .await?;
+        let fee = NewFreeItem::new(self.fees.id, amount, format!("Diritti pratica {payer}"))
+            .with_extra("case_number", payer)
+            .with_extra("office", "edilizia");
+        payments.add_free_item(&actor, cart.id, fee).await?;
+        payments
+            .checkout(&actor, cart.id, self.method(kind).id, "pay-fee")
+            .await
     }
 
     /// A payer with an email address.
