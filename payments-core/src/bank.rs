@@ -238,6 +238,9 @@ pub struct BankEntryQuery {
     pub reference: Option<String>,
     /// Only the entry with this key.
     pub key: Option<String>,
+    /// Only entries that paid or concern this transaction.
+    #[serde(default)]
+    pub transaction_id: Option<TransactionId>,
     /// At most this many, 1 to [`crate::MAX_PAGE_SIZE`].
     pub limit: u32,
 }
@@ -250,6 +253,7 @@ impl BankEntryQuery {
             exceptions_only: false,
             reference: None,
             key: None,
+            transaction_id: None,
             limit: 50,
         }
     }
@@ -263,6 +267,9 @@ impl BankEntryQuery {
                 .as_ref()
                 .is_none_or(|r| entry.reference.as_ref() == Some(r))
             && self.key.as_ref().is_none_or(|k| &entry.key == k)
+            && self
+                .transaction_id
+                .is_none_or(|t| entry.transaction_id() == Some(t))
     }
 }
 

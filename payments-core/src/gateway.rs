@@ -102,6 +102,51 @@ pub struct CallbackEvent {
     pub amount: Money,
     /// The provider's own words, for the event's note.
     pub note: Option<String>,
+    /// Set when the provider pays a transaction line by line (pagoPA sends one receipt per
+    /// notice): which line this callback pays. `amount` is then the line's amount, and the
+    /// transaction is paid when every line is.
+    pub part: Option<CallbackPart>,
+}
+
+/// One line of a transaction paid on its own, as a provider that settles line by line
+/// reports it. The service records each part once, as a [`BankEntry`](crate::BankEntry)
+/// keyed by [`CallbackPart::key`], and moves the transaction to `Paid` with the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackPart {
+    /// The creditor, when the gateway knows it from the callback itself; an unknown
+    /// payment can then be recorded as an exception for it.
+    pub creditor_id: Option<crate::CreditorId>,
+    /// The line paid: its index in the transaction's lines.
+    pub line: usize,
+    /// Unique per creditor and payment: a replay carries the same key.
+    pub key: String,
+    /// The reference the line was paid with (a pagoPA notice number).
+    pub reference: String,
+    /// The day it was paid, as the provider says (for pagoPA, what discharges the debtor).
+    pub paid_on: Option<chrono::NaiveDate>,
+    /// Who paid, as the provider names them.
+    pub debtor: Option<String>,
+    /// The provider's account of the payment, kept with the entry for operators.
+    pub details: String,
+}
+
+/// What checkout does with a cart of more lines than a gateway takes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    /// Refuse the checkout, naming the cart.
+    Refuse,
+    /// Pay the oldest `max` items now; the others stay in the cart for a later checkout.
+    Split,
+}
+
+/// The most lines one transaction may have with a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LineLimit {
+    /// At most this many lines.
+    pub max: usize,
+    /// What to do with a larger cart.
+    pub over: OverLimit,
 }
 
 /// A payment provider (or bank transfer, or pagoPA) behind one interface.
@@ -122,6 +167,11 @@ pub trait Gateway: std::fmt::Debug + Send + Sync + 'static {
     fn id(&self) -> GatewayId;
     /// The method kinds it serves.
     fn kinds(&self) -> Vec<MethodKind>;
+    /// The most lines one transaction may have, if the provider limits them (pagoPA's
+    /// checkout pays at most five notices at once). `None`: no limit.
+    fn line_limit(&self) -> Option<LineLimit> {
+        None
+    }
     /// Starts a payment and tells the payer what to do.
     async fn start(&self, request: &StartRequest) -> Result<Started>;
     /// Verifies and reads a callback. Must not mutate anything.

@@ -180,7 +180,10 @@ pub use config::{
 pub use error::{
     BoxError, Conflict, Error, FieldError, GatewayErrorKind, Result, ValidationErrors,
 };
-pub use gateway::{CallbackEvent, CallbackRequest, Gateway, PaymentOutcome, StartRequest, Started};
+pub use gateway::{
+    CallbackEvent, CallbackPart, CallbackRequest, Gateway, LineLimit, OverLimit, PaymentOutcome,
+    StartRequest, Started,
+};
 pub use ids::{
     CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, OutboxId, PayerId, PaymentTypeId,
     TransactionId,
@@ -206,10 +209,10 @@ pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
     Payments, PaymentsBuilder,
 };
-pub use store::{ItemAdded, Store, TransactionCreated};
+pub use store::{ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence};
 pub use transaction::{
-    BankTransferDetails, Instruction, PagoPaNotice, Transaction, TransactionEvent, TransactionLine,
-    Transition, TxStatus,
+    BankTransferDetails, Instruction, PagoPaNotice, PagoPaPayment, Transaction, TransactionEvent,
+    TransactionLine, Transition, TxStatus,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -27,6 +27,7 @@ struct State {
     events: BTreeMap<EventId, TransactionEvent>,
     outbox: BTreeMap<OutboxId, OutboxMessage>,
     bank_entries: BTreeMap<(CreditorId, String), crate::BankEntry>,
+    sequences: HashMap<String, u64>,
     // Indexes, as a SQL store has them, so the store stays fast with many rows.
     cart_by_payer: HashMap<(CreditorId, PayerId), CartId>,
     item_by_source: HashMap<(CreditorId, crate::Source), ItemId>,
@@ -531,6 +532,17 @@ impl Store for InMemoryStore {
         entries.sort_by(|a, b| (b.imported_at, &b.key).cmp(&(a.imported_at, &a.key)));
         entries.truncate(query.limit as usize);
         Ok(entries)
+    }
+
+    async fn allocate_sequence(&self, name: &str, count: u32) -> Result<u64> {
+        crate::store::check_sequence(name, count)?;
+        let mut state = self.lock();
+        let next = state.sequences.entry(name.to_owned()).or_insert(1);
+        let first = *next;
+        *next = first
+            .checked_add(u64::from(count))
+            .ok_or_else(|| crate::Error::invalid("count", "the counter would overflow"))?;
+        Ok(first)
     }
 
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage> {

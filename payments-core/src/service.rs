@@ -11,14 +11,14 @@ use futures::StreamExt;
 use crate::cache::Cached;
 use crate::item::check_reason;
 use crate::{
-    Actor, CallbackRequest, Cart, CartContents, CartId, Clock, Conflict, Creditor, CreditorId,
-    Error, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind, GatewayId, HistoryEntry, HistoryQuery,
-    Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId, Money, MovementPage, MovementQuery,
-    NewFreeItem, NewItem, NewOutboxMessage, Notification, NotificationKind, Notifier, OutboxId,
-    OutboxMessage, OutboxPayload, OutboxQuery, Page, PayableItem, Payer, PaymentMethod,
-    PaymentOutcome, PaymentType, Result, RetryPolicy, Role, Settlement, SettlementListener, Source,
-    StartRequest, Store, SystemClock, Transaction, TransactionEvent, TransactionId,
-    TransactionSummary, Transition, TxStatus, ValidationErrors,
+    Actor, CallbackEvent, CallbackPart, CallbackRequest, Cart, CartContents, CartId, Clock,
+    Conflict, Creditor, CreditorId, Error, FREE_PAYMENT_MODULE, Gateway, GatewayErrorKind,
+    GatewayId, HistoryEntry, HistoryQuery, Instruction, ItemId, ItemState, MAX_PAGE_SIZE, MethodId,
+    Money, MovementPage, MovementQuery, NewFreeItem, NewItem, NewOutboxMessage, Notification,
+    NotificationKind, Notifier, OutboxId, OutboxMessage, OutboxPayload, OutboxQuery, OverLimit,
+    Page, PayableItem, Payer, PaymentMethod, PaymentOutcome, PaymentType, Result, RetryPolicy,
+    Role, Settlement, SettlementListener, Source, StartRequest, Store, SystemClock, Transaction,
+    TransactionEvent, TransactionId, TransactionSummary, Transition, TxStatus, ValidationErrors,
 };
 
 /// The longest provider reference [`Payments::record_payment`] records.
@@ -191,7 +191,8 @@ pub struct Checkout {
 pub struct CallbackOutcome {
     /// The transaction after the callback.
     pub transaction: Transaction,
-    /// Whether it changed state (false for a replay or a "still pending").
+    /// Whether it changed anything: a state change, or a line paid on its own recorded
+    /// (false for a replay or a "still pending").
     pub applied: bool,
 }
 
@@ -594,6 +595,28 @@ impl Payments {
         if items.is_empty() {
             return Err(Error::invalid("cart", "is empty"));
         }
+        let mut items = items;
+        if let Some(limit) = gateway.line_limit()
+            && items.len() > limit.max
+        {
+            match limit.over {
+                OverLimit::Refuse => {
+                    return Err(Error::invalid(
+                        "cart",
+                        format!(
+                            "{} pays at most {} items at a time and this cart has {}: remove {} \
+                             and pay them afterwards",
+                            method.kind.as_str(),
+                            limit.max,
+                            items.len(),
+                            items.len() - limit.max
+                        ),
+                    ));
+                }
+                // The oldest items now; the others stay open in the cart.
+                OverLimit::Split => items.truncate(limit.max),
+            }
+        }
         let mut types: HashMap<crate::PaymentTypeId, PaymentType> = HashMap::new();
         for item in &items {
             if !types.contains_key(&item.payment_type_id) {
@@ -707,7 +730,7 @@ impl Payments {
         request: &CallbackRequest,
     ) -> Result<CallbackOutcome> {
         let gateway = self.gateway(&GatewayId::from(gateway))?.clone();
-        let event = gateway.parse_callback(request).await?;
+        let mut event = gateway.parse_callback(request).await?;
         let tx = match event.transaction_id {
             Some(id) => self.store_ref().transaction(id).await?,
             None => {
@@ -728,8 +751,11 @@ impl Payments {
                 }
                 found
             }
+        };
+        if let Some(part) = event.part.take() {
+            return self.apply_part(&gateway.id(), event, part, tx).await;
         }
-        .ok_or_else(|| {
+        let tx = tx.ok_or_else(|| {
             Error::not_found(
                 "transaction",
                 event
@@ -759,6 +785,162 @@ impl Payments {
             ..Change::default()
         };
         self.apply_outcome(tx, event.outcome, &actor, change).await
+    }
+
+    /// Applies a callback that pays one line of a transaction (see [`CallbackPart`]).
+    ///
+    /// The part is recorded once as a [`BankEntry`](crate::BankEntry): matched when it pays
+    /// a line of an open transaction with the line's exact amount, an exception an operator
+    /// sees otherwise (no such transaction, an amount that differs, a line already paid, a
+    /// transaction no longer open). The transaction moves to `Paid` when every line is paid.
+    /// A replay finds its entry and answers `applied: false`.
+    async fn apply_part(
+        &self,
+        gateway: &GatewayId,
+        event: CallbackEvent,
+        part: CallbackPart,
+        tx: Option<Transaction>,
+    ) -> Result<CallbackOutcome> {
+        let store = self.store_ref();
+        let Some(creditor) = tx.as_ref().map(|t| t.creditor_id).or(part.creditor_id) else {
+            return Err(Error::not_found("transaction", &part.reference));
+        };
+        let mut by_key = crate::BankEntryQuery::new(creditor);
+        by_key.key = Some(part.key.clone());
+        by_key.limit = 1;
+        let replay = !store.bank_entries(&by_key).await?.is_empty();
+        let entry = |outcome: crate::BankEntryOutcome| crate::BankEntry {
+            creditor_id: creditor,
+            key: part.key.clone(),
+            statement_id: part.key.clone(),
+            imported_at: self.inner.clock.now(),
+            booked_on: part.paid_on,
+            amount: event.amount.amount(),
+            currency: event.amount.currency().code().to_owned(),
+            debtor: part.debtor.clone(),
+            remittance: part.details.clone(),
+            reference: Some(part.reference.clone()),
+            outcome,
+        };
+        let exception = |reason: String, transaction_id: Option<TransactionId>| {
+            entry(crate::BankEntryOutcome::Exception {
+                reason,
+                transaction_id,
+            })
+        };
+        let Some(tx) = tx else {
+            if !replay {
+                store
+                    .insert_bank_entry(&exception(
+                        format!("no transaction has reference {}", part.reference),
+                        None,
+                    ))
+                    .await?;
+            }
+            return Err(Error::not_found("transaction", &part.reference));
+        };
+        if tx.gateway_id != *gateway {
+            return Err(Error::forbidden(
+                "the callback's gateway does not run this transaction",
+            ));
+        }
+        if replay {
+            return Ok(CallbackOutcome {
+                transaction: tx,
+                applied: false,
+            });
+        }
+        let Some(line) = tx.lines.get(part.line) else {
+            store
+                .insert_bank_entry(&exception(
+                    format!("transaction {} has no line {}", tx.id, part.line + 1),
+                    Some(tx.id),
+                ))
+                .await?;
+            return Err(Error::gateway(
+                gateway.0.clone(),
+                GatewayErrorKind::Malformed(format!("no line {} to pay", part.line + 1)),
+            ));
+        };
+        if event.amount != line.amount {
+            store
+                .insert_bank_entry(&exception(
+                    format!(
+                        "pays {} for {}, which is of {}",
+                        event.amount, part.reference, line.amount
+                    ),
+                    Some(tx.id),
+                ))
+                .await?;
+            return Err(Error::gateway(
+                gateway.0.clone(),
+                GatewayErrorKind::AmountMismatch {
+                    expected: line.amount.to_string(),
+                    actual: event.amount.to_string(),
+                },
+            ));
+        }
+        let paid_lines = |entries: &[crate::BankEntry]| -> std::collections::BTreeSet<String> {
+            entries
+                .iter()
+                .filter(|e| !e.is_exception())
+                .filter_map(|e| e.reference.clone())
+                .collect()
+        };
+        let mut of_tx = crate::BankEntryQuery::new(creditor);
+        of_tx.transaction_id = Some(tx.id);
+        of_tx.limit = crate::MAX_PAGE_SIZE;
+        let reason = if paid_lines(&store.bank_entries(&of_tx).await?).contains(&part.reference) {
+            Some(format!(
+                "{} was already paid: this is a second payment of it",
+                part.reference
+            ))
+        } else if !tx.status.is_open() {
+            Some(format!(
+                "pays {} of transaction {}, which is {}",
+                part.reference, tx.id, tx.status
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let recorded = store
+                .insert_bank_entry(&exception(reason, Some(tx.id)))
+                .await?;
+            return Ok(CallbackOutcome {
+                transaction: tx,
+                applied: recorded,
+            });
+        }
+        let matched = entry(crate::BankEntryOutcome::Matched {
+            transaction_id: tx.id,
+        });
+        if !store.insert_bank_entry(&matched).await? {
+            return Ok(CallbackOutcome {
+                transaction: tx,
+                applied: false,
+            });
+        }
+        let paid = paid_lines(&store.bank_entries(&of_tx).await?);
+        if paid.len() < tx.lines.len() {
+            return Ok(CallbackOutcome {
+                transaction: tx,
+                applied: true,
+            });
+        }
+        let actor = Actor::Gateway {
+            id: gateway.clone(),
+        };
+        let note = format!(
+            "every line paid: {}",
+            paid.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        let mut outcome = self
+            .apply_outcome(tx, PaymentOutcome::Paid, &actor, Change::note(note))
+            .await?;
+        // This part was recorded even when a concurrent part made the last move.
+        outcome.applied = true;
+        Ok(outcome)
     }
 
     /// Asks the gateway where an unfinished transaction stands and applies the answer.
@@ -1385,6 +1567,7 @@ mod tests {
         g.expect_id().returning(|| GatewayId::from("sandbox"));
         g.expect_kinds()
             .returning(|| vec![crate::MethodKind::Card, crate::MethodKind::BankTransfer]);
+        g.expect_line_limit().returning(|| None);
         setup(&mut g);
         Arc::new(g)
     }
@@ -1530,6 +1713,7 @@ mod tests {
                     outcome,
                     amount,
                     note: None,
+                    part: None,
                 })
             });
         })

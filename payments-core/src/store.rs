@@ -144,8 +144,31 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// A creditor's bank entries, newest first (by import time, then key).
     async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>>;
 
+    /// Reserves `count` (at least 1) consecutive values of the counter `name` and returns
+    /// the first. A counter starts at 1. Values are never handed out twice, also to callers
+    /// in several processes sharing the database; a value reserved and never used is
+    /// skipped. pagoPA allocates the bases of its notice numbers with it.
+    async fn allocate_sequence(&self, name: &str, count: u32) -> Result<u64>;
+
     /// An operator's search; the count and total cover the whole selection.
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage>;
     /// A payer's transactions.
     async fn history(&self, query: &HistoryQuery) -> Result<Page<Transaction>>;
+}
+
+/// The longest counter name [`Store::allocate_sequence`] takes.
+pub const MAX_SEQUENCE_NAME_LEN: usize = 100;
+
+/// Checks the arguments of [`Store::allocate_sequence`], for every store.
+pub fn check_sequence(name: &str, count: u32) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_SEQUENCE_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(crate::Error::invalid(
+            "name",
+            format!("must have 1 to {MAX_SEQUENCE_NAME_LEN} printable characters"),
+        ));
+    }
+    if count == 0 {
+        return Err(crate::Error::invalid("count", "must be at least 1"));
+    }
+    Ok(())
 }

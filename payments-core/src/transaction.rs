@@ -284,8 +284,8 @@ pub enum Instruction {
     },
     /// Make a bank transfer with these details, then report it.
     BankTransfer(BankTransferDetails),
-    /// Pay this pagoPA notice at any bank, post office or app.
-    PagoPa(PagoPaNotice),
+    /// Pay these pagoPA notices online at the checkout, or at any bank, post office or app.
+    PagoPa(PagoPaPayment),
     /// Nothing to do: the payment is complete.
     Completed,
 }
@@ -311,6 +311,25 @@ pub struct BankTransferDetails {
     pub epc_qr_payload: String,
 }
 
+/// What a payer needs to pay a transaction through pagoPA: one notice per line, and the
+/// checkout page that pays them all at once online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PagoPaPayment {
+    /// One notice per line of the transaction, in the same order.
+    pub notices: Vec<PagoPaNotice>,
+    /// The pagoPA checkout page that pays every notice in one go, when the creditor offers
+    /// online payment; without it the notices are paid one by one at any bank, post office
+    /// or app.
+    pub checkout_url: Option<String>,
+}
+
+impl PagoPaPayment {
+    /// The sum of the notices.
+    pub fn total(&self) -> Option<Money> {
+        Money::sum(crate::Currency::Eur, self.notices.iter().map(|n| &n.amount)).ok()
+    }
+}
+
 /// A pagoPA notice (*avviso*).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PagoPaNotice {
@@ -326,6 +345,16 @@ pub struct PagoPaNotice {
     pub due_date: Option<NaiveDate>,
     /// The QR code payload printed on the notice.
     pub qr_payload: String,
+    /// What it pays (the item's reason), at most 140 characters.
+    #[serde(default)]
+    pub description: String,
+    /// The creditor's name, as the notice shows it.
+    #[serde(default)]
+    pub company_name: String,
+    /// The taxonomy code of the payment type (*tassonomia dei servizi di incasso*), when
+    /// the creditor configured one.
+    #[serde(default)]
+    pub taxonomy: Option<String>,
 }
 
 #[cfg(test)]

@@ -1026,6 +1026,10 @@ impl Store for SqlxStore {
         if let Some(k) = &q.key {
             sql.push(" AND entry_key = ").arg(Arg::Text(k.clone()));
         }
+        if let Some(t) = &q.transaction_id {
+            sql.push(" AND transaction_id = ")
+                .arg(Arg::Text(t.to_string()));
+        }
         sql.push(" ORDER BY imported_at DESC, entry_key DESC LIMIT ")
             .arg(Arg::Int(i64::from(q.limit)));
         let rows = sql
@@ -1036,6 +1040,23 @@ impl Store for SqlxStore {
         rows.iter()
             .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
             .collect()
+    }
+
+    async fn allocate_sequence(&self, name: &str, count: u32) -> Result<u64> {
+        payments_core::check_sequence(name, count)?;
+        let count = i64::from(count);
+        let next: i64 = sqlx::query_scalar(
+            "INSERT INTO sequences (name, next_value) VALUES ($1, 1 + $2) \
+             ON CONFLICT (name) DO UPDATE SET next_value = sequences.next_value + $2 \
+             RETURNING next_value",
+        )
+        .bind(name.to_owned())
+        .bind(count)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err("allocating from a sequence"))?;
+        u64::try_from(next - count)
+            .map_err(|_| Error::invalid("name", "the counter holds a negative value"))
     }
 
     async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {

@@ -33,6 +33,7 @@ where
     search_filters_pages_and_totals(make().await).await;
     history_is_per_payer_and_paged(make().await).await;
     bank_entries_are_recorded_once(make().await).await;
+    sequences_never_hand_out_a_value_twice(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.
@@ -1262,7 +1263,7 @@ pub async fn bank_entries_are_recorded_once(store: Arc<dyn Store>) {
     let mut q = BankEntryQuery::new(s.creditor.id);
     q.reference = Some("RF18539007547034".into());
     let found = store.bank_entries(&q).await.expect("list");
-    assert_eq!(found, vec![matched]);
+    assert_eq!(found, vec![matched.clone()]);
     assert_eq!(found[0].transaction_id(), Some(tx));
     let mut q = BankEntryQuery::new(s.creditor.id);
     q.key = Some("AS-2/1".into());
@@ -1272,10 +1273,68 @@ pub async fn bank_entries_are_recorded_once(store: Arc<dyn Store>) {
         "by key"
     );
     let mut q = BankEntryQuery::new(s.creditor.id);
+    q.transaction_id = Some(tx);
+    assert_eq!(
+        store.bank_entries(&q).await.expect("list"),
+        vec![matched.clone()],
+        "by transaction"
+    );
+    let mut q = BankEntryQuery::new(s.creditor.id);
     q.limit = 1;
     assert_eq!(
         store.bank_entries(&q).await.expect("list").len(),
         1,
         "the limit holds"
+    );
+}
+
+/// [`Store::allocate_sequence`] starts at 1, reserves blocks, keeps counters apart, refuses
+/// bad arguments, and never hands a value out twice to concurrent callers.
+pub async fn sequences_never_hand_out_a_value_twice(store: Arc<dyn Store>) {
+    assert_eq!(store.allocate_sequence("a", 1).await.expect("allocate"), 1);
+    assert_eq!(store.allocate_sequence("a", 5).await.expect("allocate"), 2);
+    assert_eq!(store.allocate_sequence("a", 1).await.expect("allocate"), 7);
+    assert_eq!(
+        store.allocate_sequence("b", 1).await.expect("allocate"),
+        1,
+        "counters are apart"
+    );
+    for (name, count, field) in [("", 1, "name"), ("a", 0, "count"), ("a\n", 1, "name")] {
+        let err = store
+            .allocate_sequence(name, count)
+            .await
+            .expect_err("bad arguments are refused");
+        assert_eq!(
+            err.validation_errors().map(|v| v.fields()),
+            Some(vec![field]),
+            "the error names {field}"
+        );
+    }
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let count = 1 + i % 3;
+            let first = store.allocate_sequence("shared", count).await?;
+            Ok::<_, crate::Error>((first, count))
+        }));
+    }
+    let mut taken = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (first, count) = t.await.expect("task").expect("allocate");
+        for v in first..first + u64::from(count) {
+            assert!(taken.insert(v), "value {v} was handed out twice");
+        }
+    }
+    assert_eq!(taken.first(), Some(&1));
+    assert_eq!(
+        taken.last().copied(),
+        Some(taken.len() as u64),
+        "no value is skipped by callers that all succeed"
+    );
+    assert_eq!(
+        store.allocate_sequence("a", 1).await.expect("allocate"),
+        8,
+        "other counters are untouched"
     );
 }
