@@ -8,7 +8,7 @@
 //! | `sandbox` (default) | [`sandbox`] | card, SEPA direct debit, account debit | a hosted page that the test or example drives; HMAC-SHA256 signed callbacks |
 //! | `bank_transfer` (default) | [`bank_transfer`] | bank transfer | IBAN, ISO 11649 creditor reference, EPC QR code, the payer's report, camt.053/camt.054 statement import and matching, signed camt.054 notifications |
 //! | `stripe`, `nexi` | — | card, SEPA direct debit, MyBank | planned |
-//! | `pagopa` | — | pagoPA notices | planned |
+//! | `pagopa` (default) | [`pagopa`] | pagoPA | notices with IUV and QR code, online checkout of up to five notices, `paSendRT` receipts that settle each item |
 //!
 //! Every gateway passes the conformance suite `payments_core::testing::gateway`.
 //!
@@ -55,6 +55,10 @@
 
 #[cfg(feature = "bank_transfer")]
 pub mod bank_transfer;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "pagopa")]
+pub mod pagopa;
 #[cfg(feature = "qr")]
 pub mod qr;
 #[cfg(feature = "sandbox")]

@@ -264,6 +264,7 @@ impl Gateway for SandboxGateway {
             outcome: body.status,
             amount,
             note: Some(format!("sandbox event {}", body.event_id)),
+            part: None,
         })
     }
 

@@ -2,7 +2,8 @@
 //! citizen's cart with items from two modules and a free payment, one checkout, the
 //! sandbox's signed callback, the receipts and the modules' settlements. Then a bank
 //! transfer: the instruction with its EPC QR code, the citizen's report, and the body's
-//! camt.053 statement matched to it.
+//! camt.053 statement matched to it. Last, two TARI instalments as pagoPA notices, each with
+//! its notice number and QR code, settled by the receipts pagoPA sends.
 //!
 //! Run it with `cargo run -p payments-examples`.
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use payments_core::testing::Fixture;
 use payments_core::*;
 use payments_gateways::bank_transfer::{BankAccount, BankTransferGateway, rf};
+use payments_gateways::pagopa::{NoticeNumber, PagoPaCreditor, PagoPaGateway};
 use payments_gateways::sandbox::SandboxGateway;
 
 const IBAN: &str = "IT60X0542811101000000123456";
@@ -26,15 +28,22 @@ async fn main() -> Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let store = payments_sqlx::SqlxStore::connect(&format!("sqlite://{}", db.display())).await?;
+    let store: Arc<dyn Store> =
+        Arc::new(payments_sqlx::SqlxStore::connect(&format!("sqlite://{}", db.display())).await?);
     let notifier = Arc::new(RecordingNotifier::new());
     let tributi = Arc::new(RecordingListener::new());
     let edilizia = Arc::new(RecordingListener::new());
     let bank = Arc::new(BankTransferGateway::new());
+    // pagoPA numbers its notices from a counter in the store.
+    let pagopa = Arc::new(PagoPaGateway::new(
+        store.clone(),
+        "walkthrough-station-key",
+    )?);
     let payments = Payments::builder()
-        .store(Arc::new(store))
+        .store(store)
         .gateway(sandbox.clone())
         .gateway(bank.clone())
+        .gateway(pagopa.clone())
         .notifier(notifier.clone())
         .listener("tributi", tributi.clone())
         .listener("edilizia", edilizia.clone())
@@ -148,6 +157,7 @@ async fn main() -> Result<()> {
         );
     }
     bank_transfer(&payments, &bank, &fx, &citizen).await?;
+    pago_pa(&payments, &pagopa, &fx, &citizen).await?;
     println!("\nThe database: {}", db.display());
     Ok(())
 }
@@ -239,5 +249,95 @@ async fn bank_transfer(
         "Imported again, it changes nothing: {} already imported",
         again.already_imported
     );
+    Ok(())
+}
+
+/// Two TARI instalments as pagoPA notices, settled by pagoPA's receipts.
+async fn pago_pa(
+    payments: &Payments,
+    pagopa: &PagoPaGateway,
+    fx: &Fixture,
+    citizen: &Actor,
+) -> Result<()> {
+    // Notices only here (no network); a portal online also gets a checkout page.
+    let config = PagoPaCreditor::new("01")?
+        .with_taxonomy(fx.tari.id, "0101101IM")?
+        .notices_only();
+    pagopa.set_creditor(&fx.creditor, config)?;
+    let method = PaymentMethod::new(fx.creditor.id, MethodKind::PagoPa, "pagopa");
+    payments.enable_method(&Actor::System, &method).await?;
+    let payer = Payer::new("RSSMRA85T10A562S", "Mario Rossi").with_email("mario.rossi@example.it");
+    let cart = payments.open_cart(citizen, fx.creditor.id, payer).await?;
+    for (key, reason) in [
+        ("TARI-2026-2", "TARI 2026, seconda rata"),
+        ("TARI-2026-3", "TARI 2026, terza rata"),
+    ] {
+        let item = NewItem::new(
+            Source::new("tributi", key),
+            fx.tari.id,
+            reason,
+            Money::parse_eur("182,40")?,
+        )
+        .with_extra("year", "2026");
+        payments.add_item(citizen, cart.id, item).await?;
+    }
+    let checkout = payments
+        .checkout(citizen, cart.id, method.id, "walkthrough-3")
+        .await?;
+    let Instruction::PagoPa(payment) = &checkout.instruction else {
+        unreachable!("a pagoPA instruction");
+    };
+    println!(
+        "
+pagoPA: two notices, payable at any bank, post office or app"
+    );
+    for notice in &payment.notices {
+        let number = NoticeNumber::parse(&notice.notice_number)
+            .map_err(|e| Error::invalid("notice_number", e.to_string()))?;
+        let qr = std::env::temp_dir().join(format!("payments-walkthrough-{number}.svg"));
+        let code =
+            PagoPaGateway::qr(notice).map_err(|e| Error::invalid("qr_payload", e.to_string()))?;
+        std::fs::write(&qr, code.svg(240)).map_err(|e| Error::storage("writing the QR code", e))?;
+        println!(
+            "  {:<28} {:>10}  notice {}  (QR code: {})",
+            notice.description,
+            notice.amount.format(Locale::It),
+            number.pretty(),
+            qr.display()
+        );
+    }
+
+    // pagoPA sends one receipt per notice to the portal's endpoint for receipts.
+    for (i, notice) in payment.notices.iter().enumerate() {
+        let cents = notice.amount.minor_units();
+        let euros = format!("{}.{:02}", cents / 100, cents % 100);
+        let receipt = format!(
+            r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:pafn="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Body><pafn:paSendRTReq>
+<idPA>{fc}</idPA><idBrokerPA>{fc}</idBrokerPA><idStation>{fc}_01</idStation><receipt>
+<receiptId>walkthrough-{i}</receiptId><noticeNumber>{n}</noticeNumber><fiscalCode>{fc}</fiscalCode>
+<outcome>OK</outcome><creditorReferenceId>{iuv}</creditorReferenceId><paymentAmount>{euros}</paymentAmount>
+<debtor><fullName>Mario Rossi</fullName></debtor>
+<transferList><transfer><idTransfer>1</idTransfer><transferAmount>{euros}</transferAmount><fiscalCodePA>{fc}</fiscalCodePA>
+<IBAN>{IBAN}</IBAN><remittanceInformation>TARI</remittanceInformation><transferCategory>0101101IM</transferCategory></transfer></transferList>
+<PSPCompanyName>Poste Italiane</PSPCompanyName><paymentMethod>PO</paymentMethod>
+<paymentDateTime>2026-11-27T10:15:00</paymentDateTime></receipt></pafn:paSendRTReq></soapenv:Body></soapenv:Envelope>"#,
+            fc = notice.creditor_fiscal_code,
+            n = notice.notice_number,
+            iuv = notice.iuv,
+        );
+        let request = pagopa.authenticated_request(receipt);
+        let result = payments.handle_callback("pagopa", &request).await;
+        let answer = PagoPaGateway::receipt_response(&result, &notice.creditor_fiscal_code);
+        println!(
+            "Receipt {} of 2: the transaction is {}; the portal answers pagoPA {}",
+            i + 1,
+            result?.transaction.status,
+            if answer.contains("<outcome>OK</outcome>") {
+                "OK"
+            } else {
+                "KO"
+            }
+        );
+    }
     Ok(())
 }

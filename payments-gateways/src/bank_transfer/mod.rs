@@ -831,6 +831,7 @@ impl Gateway for BankTransferGateway {
                     .map(|d| format!(" from {d}"))
                     .unwrap_or_default()
             )),
+            part: None,
         })
     }
 

@@ -1,0 +1,667 @@
+//! pagoPA, the Italian public bodies' payment platform (feature `pagopa`).
+//!
+//! Every line of a transaction becomes a pagoPA notice (*avviso*) with its own notice
+//! number: the citizen pays them all at once online through the pagoPA checkout, or each
+//! one at any bank, post office or app by scanning its QR code. pagoPA then sends the body
+//! one receipt (`paSendRT`) per notice; the receipts come through
+//! [`Payments::handle_callback`](payments_core::Payments::handle_callback) like any
+//! provider's callback, each settles its line, and the transaction is paid with the last.
+//!
+//! - **Notice numbers** are aux digit 3: the creditor's segregation code, a 13-digit IUV
+//!   base and two check digits ([`notice`]). Bases come from a counter in the
+//!   [`Store`] (one per fiscal code and segregation code), so application instances sharing
+//!   a database never hand out the same number. A transaction takes one block of ten bases:
+//!   its line `i` has base `10 × block + i`, so a receipt names its transaction and line.
+//! - **The QR code** carries `PAGOPA|002|<notice number>|<fiscal code>|<amount in cents>`
+//!   ([`PagoPaGateway::qr`]).
+//! - **Online checkout**: `start` sends the notices to the checkout's `POST /carts` (one to
+//!   five notices per call) and returns the page it answers with.
+//! - **Receipts**: [`PagoPaGateway::parse_callback`](Gateway::parse_callback) reads
+//!   `paSendRT` and checks it against the notice it settles; the service records it once
+//!   and flags an unknown notice, an amount that differs or a second payment as an
+//!   exception that operators see among the creditor's entries
+//!   ([`Payments::bank_entries`](payments_core::Payments::bank_entries)). Answer pagoPA with
+//!   [`PagoPaGateway::receipt_response`].
+//!
+//! ```
+//! use payments_gateways::pagopa::{NoticeNumber, PagoPaGateway};
+//!
+//! // Segregation code 02, IUV base 1004400094: 3020001004400094 mod 93 = 84.
+//! let notice = NoticeNumber::aux3(2, 1_004_400_094);
+//! assert_eq!(notice.as_str(), "302000100440009484");
+//! assert_eq!(notice.iuv(), "02000100440009484");
+//! assert_eq!(NoticeNumber::parse("3020 0010 0440 0094 84").unwrap(), notice);
+//! assert!(NoticeNumber::parse("302000100440009485").is_err());
+//! assert_eq!(
+//!     PagoPaGateway::qr_payload(&notice, "00488410010", 1250),
+//!     "PAGOPA|002|302000100440009484|00488410010|1250"
+//! );
+//! ```
+//!
+//! pagoPA does not sign receipts: they arrive over the channel agreed with the body's
+//! station. The gateway requires its credential in a header (by default
+//! [`DEFAULT_CALLBACK_HEADER`]), compared in constant time; a host that authenticates the
+//! channel otherwise (mutual TLS at its proxy) has the proxy add the header.
+
+pub mod notice;
+pub mod receipt;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use payments_core::{
+    CallbackEvent, CallbackOutcome, CallbackPart, CallbackRequest, Creditor, CreditorId, Error,
+    Gateway, GatewayErrorKind, GatewayId, Instruction, LineLimit, MethodKind, OverLimit,
+    PagoPaNotice, PagoPaPayment, PaymentOutcome, PaymentTypeId, Result, StartRequest, Started,
+    Store, Transaction,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use notice::{NoticeError, NoticeNumber};
+pub use receipt::{Fault, Receipt, ReceiptError, ReceiptTransfer};
+
+use crate::http::HttpClient;
+use crate::qr::{PaymentQr, QrError};
+
+/// The gateway's id.
+pub const GATEWAY_ID: &str = "pagopa";
+/// The most notices the checkout takes in one cart.
+pub const MAX_NOTICES: usize = 5;
+/// The longest description and company name a notice carries.
+pub const MAX_TEXT_CHARS: usize = 140;
+/// The production API host of the checkout.
+pub const DEFAULT_CHECKOUT_URL: &str = "https://api.platform.pagopa.it";
+/// The checkout's cart endpoint, below its base URL.
+pub const CARTS_PATH: &str = "/checkout/ec/v1/carts";
+/// The header that carries the credential of the channel receipts arrive on.
+pub const DEFAULT_CALLBACK_HEADER: &str = "ocp-apim-subscription-key";
+/// The largest receipt read, in bytes.
+pub const MAX_RECEIPT_BYTES: usize = 256 * 1024;
+
+/// Whether `code` is an 11-digit fiscal code (*codice fiscale* of a body, the same digits
+/// as its VAT number) with a valid check digit.
+pub fn is_valid_fiscal_code(code: &str) -> bool {
+    code.len() == 11 && code.bytes().all(|b| b.is_ascii_digit()) && luhn::valid(code)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    text.trim().chars().take(max).collect()
+}
+
+/// A creditor's pagoPA configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagoPaCreditor {
+    segregation_code: u8,
+    application_code: Option<String>,
+    taxonomy: HashMap<PaymentTypeId, String>,
+    company_name: Option<String>,
+    online: bool,
+    validity_days: u32,
+}
+
+impl PagoPaCreditor {
+    /// A configuration with the two-digit segregation code pagoPA assigned to the
+    /// creditor's system; notices are payable online and anywhere for 30 days.
+    pub fn new(segregation_code: &str) -> Result<Self> {
+        let code = segregation_code.trim();
+        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid("segregation_code", "must be two digits"));
+        }
+        Ok(PagoPaCreditor {
+            segregation_code: code.parse().expect("two digits"),
+            application_code: None,
+            taxonomy: HashMap::new(),
+            company_name: None,
+            online: true,
+            validity_days: 30,
+        })
+    }
+
+    /// The two-digit application code of the creditor's older aux-0 notices, kept so
+    /// they are recognised; new notices use aux 3.
+    pub fn with_application_code(mut self, code: &str) -> Result<Self> {
+        let code = code.trim();
+        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid("application_code", "must be two digits"));
+        }
+        self.application_code = Some(code.to_owned());
+        Ok(self)
+    }
+
+    /// The taxonomy code of `payment_type` (*tassonomia*, as `transferCategory`: seven
+    /// digits and two letters, such as `0101100IM`; the full form `9/0101100IM/` is
+    /// accepted).
+    pub fn with_taxonomy(mut self, payment_type: PaymentTypeId, code: &str) -> Result<Self> {
+        let code = code.trim();
+        let bare = code
+            .strip_prefix("9/")
+            .map(|c| c.strip_suffix('/').unwrap_or(c))
+            .unwrap_or(code);
+        let b = bare.as_bytes();
+        let valid = b.len() == 9
+            && b[..7].iter().all(u8::is_ascii_digit)
+            && b[7..].iter().all(u8::is_ascii_uppercase);
+        if !valid {
+            return Err(Error::invalid(
+                "taxonomy",
+                "must be seven digits and two capital letters, such as 0101100IM",
+            ));
+        }
+        self.taxonomy.insert(payment_type, bare.to_owned());
+        Ok(self)
+    }
+
+    /// The name notices show, when not the creditor's own (at most 140 characters).
+    pub fn with_company_name(mut self, name: &str) -> Result<Self> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_TEXT_CHARS {
+            return Err(Error::invalid(
+                "company_name",
+                format!("must have 1 to {MAX_TEXT_CHARS} characters"),
+            ));
+        }
+        self.company_name = Some(name.to_owned());
+        Ok(self)
+    }
+
+    /// Notices only, payable anywhere: no online checkout.
+    pub fn notices_only(mut self) -> Self {
+        self.online = false;
+        self
+    }
+
+    /// How long notices stay payable (and the transaction open), 1 to 365 days.
+    pub fn valid_for_days(mut self, days: u32) -> Result<Self> {
+        if !(1..=365).contains(&days) {
+            return Err(Error::invalid("validity_days", "must be 1 to 365"));
+        }
+        self.validity_days = days;
+        Ok(self)
+    }
+
+    /// The segregation code.
+    pub fn segregation_code(&self) -> u8 {
+        self.segregation_code
+    }
+
+    /// The application code, if set.
+    pub fn application_code(&self) -> Option<&str> {
+        self.application_code.as_deref()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CartRequest {
+    payment_notices: Vec<CartNotice>,
+    return_urls: ReturnUrls,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_notice: Option<String>,
+    id_cart: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CartNotice {
+    notice_number: String,
+    fiscal_code: String,
+    amount: i64,
+    company_name: String,
+    description: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReturnUrls {
+    return_ok_url: String,
+    return_cancel_url: String,
+    return_error_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CartAnswer {
+    checkout_redirect_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    title: Option<String>,
+    detail: Option<String>,
+}
+
+/// pagoPA: notices with IUV and QR code, online checkout of up to five notices, and
+/// receipts that settle the lines one by one.
+pub struct PagoPaGateway {
+    store: Arc<dyn Store>,
+    http: HttpClient,
+    checkout_url: String,
+    checkout_key: Option<SecretString>,
+    callback_header: String,
+    callback_key: SecretString,
+    station: Option<(String, String)>,
+    creditors: RwLock<HashMap<CreditorId, PagoPaCreditor>>,
+    by_fiscal_code: RwLock<HashMap<String, CreditorId>>,
+    default_creditor: Option<PagoPaCreditor>,
+    over_limit: OverLimit,
+}
+
+impl std::fmt::Debug for PagoPaGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagoPaGateway")
+            .field("checkout_url", &self.checkout_url)
+            .field(
+                "checkout_key",
+                &self.checkout_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("callback_header", &self.callback_header)
+            .field("callback_key", &"[redacted]")
+            .field("station", &self.station)
+            .field(
+                "creditors",
+                &self
+                    .creditors
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len(),
+            )
+            .field("default_creditor", &self.default_creditor)
+            .field("over_limit", &self.over_limit)
+            .finish()
+    }
+}
+
+impl PagoPaGateway {
+    /// A gateway that allocates notice numbers from `store` and accepts receipts that carry
+    /// `callback_key` in [`DEFAULT_CALLBACK_HEADER`]. It talks to the production checkout,
+    /// and refuses carts of more than five items.
+    pub fn new(store: Arc<dyn Store>, callback_key: impl Into<String>) -> Result<Self> {
+        let callback_key = callback_key.into();
+        if callback_key.trim().len() < 16 {
+            return Err(Error::invalid(
+                "callback_key",
+                "must have at least 16 characters",
+            ));
+        }
+        Ok(PagoPaGateway {
+            store,
+            http: HttpClient::new()?,
+            checkout_url: DEFAULT_CHECKOUT_URL.to_owned(),
+            checkout_key: None,
+            callback_header: DEFAULT_CALLBACK_HEADER.to_owned(),
+            callback_key: SecretString::from(callback_key),
+            station: None,
+            creditors: RwLock::new(HashMap::new()),
+            by_fiscal_code: RwLock::new(HashMap::new()),
+            default_creditor: None,
+            over_limit: OverLimit::Refuse,
+        })
+    }
+
+    /// The checkout's base URL (the UAT environment, or a local server in tests).
+    pub fn with_checkout_url(mut self, url: &str) -> Result<Self> {
+        let url = url.trim().trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::invalid("checkout_url", "must be an http(s) URL"));
+        }
+        self.checkout_url = url.to_owned();
+        Ok(self)
+    }
+
+    /// A subscription key sent to the checkout as `Ocp-Apim-Subscription-Key`.
+    pub fn with_checkout_key(mut self, key: impl Into<String>) -> Self {
+        self.checkout_key = Some(SecretString::from(key.into()));
+        self
+    }
+
+    /// The header receipts carry the channel's credential in.
+    pub fn with_callback_header(mut self, name: &str) -> Self {
+        self.callback_header = name.trim().to_ascii_lowercase();
+        self
+    }
+
+    /// Accepts only receipts addressed to this broker and station (`idBrokerPA`,
+    /// `idStation`).
+    pub fn with_station(mut self, broker_id: &str, station_id: &str) -> Self {
+        self.station = Some((broker_id.trim().to_owned(), station_id.trim().to_owned()));
+        self
+    }
+
+    /// The HTTP client (timeouts, retries) to reach the checkout with.
+    pub fn with_http(mut self, http: HttpClient) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Splits a cart of more than five items: the oldest five are paid now, the others
+    /// stay in the cart. By default such a cart is refused.
+    pub fn split_large_carts(mut self) -> Self {
+        self.over_limit = OverLimit::Split;
+        self
+    }
+
+    /// The configuration of every creditor without one of its own.
+    pub fn with_default_creditor(mut self, config: PagoPaCreditor) -> Self {
+        self.default_creditor = Some(config);
+        self
+    }
+
+    /// Sets `creditor`'s configuration. Its fiscal code must be 11 digits with a valid
+    /// check digit; receipts naming it are attributed to it, so a receipt for a notice
+    /// unknown to the library becomes an exception its operators see.
+    pub fn set_creditor(&self, creditor: &Creditor, config: PagoPaCreditor) -> Result<()> {
+        if !is_valid_fiscal_code(creditor.fiscal_code.trim()) {
+            return Err(Error::invalid(
+                "fiscal_code",
+                "pagoPA needs the creditor's 11-digit fiscal code",
+            ));
+        }
+        self.creditors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(creditor.id, config);
+        self.by_fiscal_code
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(creditor.fiscal_code.trim().to_owned(), creditor.id);
+        Ok(())
+    }
+
+    /// `creditor`'s configuration, or the default one.
+    pub fn creditor_config(&self, creditor: CreditorId) -> Option<PagoPaCreditor> {
+        self.creditors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&creditor)
+            .cloned()
+            .or_else(|| self.default_creditor.clone())
+    }
+
+    /// The QR payload of a notice: `PAGOPA|002|<notice number>|<fiscal code>|<cents>`.
+    pub fn qr_payload(notice: &NoticeNumber, fiscal_code: &str, cents: i64) -> String {
+        format!("PAGOPA|002|{notice}|{fiscal_code}|{cents}")
+    }
+
+    /// The notice's QR code (error correction M, as the notice's layout prints it), to
+    /// render as `.svg(px)` or `.png(px)`.
+    pub fn qr(notice: &PagoPaNotice) -> std::result::Result<PaymentQr, QrError> {
+        PaymentQr::new(&notice.qr_payload, 10)
+    }
+
+    /// A receipt as it arrives over the authenticated channel: `body` with the channel's
+    /// credential. For tests, and for a proxy that authenticates pagoPA itself.
+    pub fn authenticated_request(&self, body: impl Into<Vec<u8>>) -> CallbackRequest {
+        CallbackRequest::new(body).with_header(
+            &self.callback_header,
+            self.callback_key.expose_secret().to_owned(),
+        )
+    }
+
+    /// The SOAP answer to a `paSendRT` that
+    /// [`Payments::handle_callback`](payments_core::Payments::handle_callback) handled:
+    /// `OK` when the receipt was recorded (also a replay, or a receipt recorded as an
+    /// exception), `KO` with a fault otherwise, so pagoPA sends it again. `id_pa` is the
+    /// creditor's fiscal code.
+    pub fn receipt_response(result: &Result<CallbackOutcome>, id_pa: &str) -> String {
+        let fault = match result {
+            Ok(_) => None,
+            Err(Error::Gateway {
+                kind: GatewayErrorKind::Malformed(m),
+                ..
+            }) => Some((Fault::Syntax, m.clone())),
+            Err(
+                e @ Error::Gateway {
+                    kind: GatewayErrorKind::Unavailable,
+                    ..
+                },
+            )
+            | Err(e @ Error::Storage { .. }) => Some((Fault::System, e.to_string())),
+            Err(e) => Some((Fault::Semantics, e.to_string())),
+        };
+        receipt::response(fault.as_ref().map(|(f, m)| (*f, m.as_str())), id_pa)
+    }
+
+    fn error(kind: GatewayErrorKind) -> Error {
+        Error::gateway(GATEWAY_ID, kind)
+    }
+
+    fn authenticate(&self, request: &CallbackRequest) -> Result<()> {
+        let given = request
+            .header(&self.callback_header)
+            .ok_or_else(|| Self::error(GatewayErrorKind::InvalidSignature))?;
+        let a = Sha256::digest(given.trim().as_bytes());
+        let b = Sha256::digest(self.callback_key.expose_secret().as_bytes());
+        if bool::from(a.ct_eq(&b)) {
+            Ok(())
+        } else {
+            Err(Self::error(GatewayErrorKind::InvalidSignature))
+        }
+    }
+
+    /// Asks the checkout for a cart of `notices` and returns the page to send the payer to.
+    async fn create_cart(
+        &self,
+        request: &StartRequest,
+        notices: &[PagoPaNotice],
+    ) -> Result<String> {
+        let tx = &request.transaction;
+        let return_url = request.return_url.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "return_url",
+                "pagoPA's checkout needs an address to send the payer back to",
+            )
+        })?;
+        let sep = if return_url.contains('?') { '&' } else { '?' };
+        let back =
+            |outcome: &str| format!("{return_url}{sep}transaction={}&outcome={outcome}", tx.id);
+        let body = CartRequest {
+            payment_notices: notices
+                .iter()
+                .map(|n| CartNotice {
+                    notice_number: n.notice_number.clone(),
+                    fiscal_code: n.creditor_fiscal_code.clone(),
+                    amount: n.amount.minor_units(),
+                    company_name: n.company_name.clone(),
+                    description: n.description.clone(),
+                })
+                .collect(),
+            return_urls: ReturnUrls {
+                return_ok_url: back("ok"),
+                return_cancel_url: back("cancel"),
+                return_error_url: back("error"),
+            },
+            email_notice: tx.payer.email.clone(),
+            id_cart: tx.id.as_uuid().simple().to_string(),
+        };
+        let url = format!("{}{CARTS_PATH}", self.checkout_url);
+        let response = self
+            .http
+            .send(GATEWAY_ID, |client| {
+                let mut r = client.post(&url).json(&body);
+                if let Some(key) = &self.checkout_key {
+                    r = r.header("Ocp-Apim-Subscription-Key", key.expose_secret());
+                }
+                r
+            })
+            .await?;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let text = response
+            .text()
+            .await
+            .map_err(|_| Self::error(GatewayErrorKind::Unavailable))?;
+        let page = if status.is_redirection() {
+            location
+        } else if status.is_success() {
+            serde_json::from_str::<CartAnswer>(&text)
+                .ok()
+                .and_then(|a| a.checkout_redirect_url)
+        } else if status.is_client_error() {
+            let problem = serde_json::from_str::<Problem>(&text).ok();
+            let why = problem
+                .and_then(|p| p.detail.or(p.title))
+                .unwrap_or_else(|| status.to_string());
+            return Err(Self::error(GatewayErrorKind::Rejected(cut(&why, 200))));
+        } else {
+            return Err(Self::error(GatewayErrorKind::Unavailable));
+        };
+        match page {
+            Some(p) if p.starts_with("https://") || p.starts_with("http://") => Ok(p),
+            _ => Err(Self::error(GatewayErrorKind::Malformed(format!(
+                "the checkout answered {status} without a page to go to"
+            )))),
+        }
+    }
+}
+
+#[async_trait]
+impl Gateway for PagoPaGateway {
+    fn id(&self) -> GatewayId {
+        GatewayId::from(GATEWAY_ID)
+    }
+
+    fn kinds(&self) -> Vec<MethodKind> {
+        vec![MethodKind::PagoPa]
+    }
+
+    fn line_limit(&self) -> Option<LineLimit> {
+        Some(LineLimit {
+            max: MAX_NOTICES,
+            over: self.over_limit,
+        })
+    }
+
+    /// Allocates a notice per line, and a checkout page for them when the creditor pays
+    /// online.
+    async fn start(&self, request: &StartRequest) -> Result<Started> {
+        let tx = &request.transaction;
+        let config = self
+            .creditor_config(tx.creditor_id)
+            .ok_or_else(|| Error::invalid("creditor", "has no pagoPA configuration"))?;
+        let fiscal_code = request.creditor.fiscal_code.trim();
+        if !is_valid_fiscal_code(fiscal_code) {
+            return Err(Error::invalid(
+                "fiscal_code",
+                "pagoPA needs the creditor's 11-digit fiscal code",
+            ));
+        }
+        if tx.lines.is_empty() || tx.lines.len() > MAX_NOTICES {
+            return Err(Error::invalid(
+                "lines",
+                format!("pagoPA pays 1 to {MAX_NOTICES} notices at a time"),
+            ));
+        }
+        let counter = format!("pagopa/{fiscal_code}/{:02}", config.segregation_code);
+        let block = self.store.allocate_sequence(&counter, 1).await?;
+        if block > notice::MAX_BASE / 10 {
+            return Err(Error::invalid(
+                "segregation_code",
+                "has no notice numbers left: ask pagoPA for another segregation code",
+            ));
+        }
+        let expires_at = tx.created_at + chrono::Duration::days(config.validity_days.into());
+        let company_name = config
+            .company_name
+            .clone()
+            .unwrap_or_else(|| cut(&request.creditor.name, MAX_TEXT_CHARS));
+        let notices: Vec<PagoPaNotice> = tx
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let number = NoticeNumber::aux3(config.segregation_code, block * 10 + i as u64);
+                PagoPaNotice {
+                    qr_payload: Self::qr_payload(&number, fiscal_code, line.amount.minor_units()),
+                    iuv: number.iuv().to_owned(),
+                    notice_number: number.as_str().to_owned(),
+                    creditor_fiscal_code: fiscal_code.to_owned(),
+                    amount: line.amount,
+                    due_date: Some(expires_at.date_naive()),
+                    description: cut(&line.reason, MAX_TEXT_CHARS),
+                    company_name: company_name.clone(),
+                    taxonomy: config.taxonomy.get(&line.payment_type_id).cloned(),
+                }
+            })
+            .collect();
+        let checkout_url = if config.online {
+            Some(self.create_cart(request, &notices).await?)
+        } else {
+            None
+        };
+        Ok(Started {
+            provider_ref: Some(format!("{fiscal_code}/{}", notices[0].notice_number)),
+            instruction: Instruction::PagoPa(PagoPaPayment {
+                notices,
+                checkout_url,
+            }),
+            expires_at: Some(expires_at),
+        })
+    }
+
+    /// Reads a `paSendRT` receipt that carries the channel's credential, and checks it: a
+    /// valid notice number with its IUV, transfers that add up, outcome `OK`, and (when
+    /// set) our broker and station. The event pays the notice's line of its transaction.
+    async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
+        self.authenticate(request)?;
+        let receipt = receipt::parse(&request.body, MAX_RECEIPT_BYTES)
+            .map_err(|e| Self::error(GatewayErrorKind::Malformed(e.to_string())))?;
+        if receipt.outcome != "OK" {
+            return Err(Self::error(GatewayErrorKind::Malformed(format!(
+                "a receipt with outcome {} pays nothing",
+                cut(&receipt.outcome, 10)
+            ))));
+        }
+        if let Some((broker, station)) = &self.station
+            && (receipt.broker_id != *broker || receipt.station_id != *station)
+        {
+            return Err(Self::error(GatewayErrorKind::Malformed(format!(
+                "the receipt is addressed to station {}, not ours",
+                cut(&receipt.station_id, 40)
+            ))));
+        }
+        let (line, first) = match (receipt.notice.segregation_code(), receipt.notice.base()) {
+            (Some(seg), Some(base)) => (
+                (base % 10) as usize,
+                NoticeNumber::aux3(seg, base - base % 10),
+            ),
+            _ => (0, receipt.notice.clone()),
+        };
+        let creditor_id = self
+            .by_fiscal_code
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&receipt.fiscal_code)
+            .copied();
+        let summary = receipt.summary();
+        Ok(CallbackEvent {
+            transaction_id: None,
+            provider_ref: Some(format!("{}/{first}", receipt.fiscal_code)),
+            record_ref: None,
+            outcome: PaymentOutcome::Paid,
+            amount: receipt.amount,
+            note: Some(summary.clone()),
+            part: Some(CallbackPart {
+                creditor_id,
+                line,
+                key: format!("pagopa:{}", receipt.receipt_id),
+                reference: receipt.notice.to_string(),
+                paid_on: receipt.paid_on(),
+                debtor: receipt.debtor.clone(),
+                details: summary,
+            }),
+        })
+    }
+
+    /// pagoPA tells the body by receipt; there is no status to ask for.
+    async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
+        Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
+    }
+}

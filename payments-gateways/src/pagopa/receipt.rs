@@ -1,0 +1,409 @@
+//! The receipt pagoPA sends the creditor (`paSendRT`, and `paSendRTV2`), read with
+//! quick-xml's serde support, and the SOAP answer the creditor gives back.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use payments_core::{Currency, Money};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::notice::{NoticeError, NoticeNumber};
+
+/// Why a receipt could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Larger than the limit.
+    #[error("the receipt has {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not UTF-8, or it declares a DTD (entities are never expanded).
+    #[error("the receipt is not plain UTF-8 XML: {0}")]
+    NotPlainXml(&'static str),
+    /// Not XML as `paSendRT` writes it.
+    #[error("the receipt does not read as paSendRT: {0}")]
+    Xml(String),
+    /// A field is missing or wrong.
+    #[error("{field} {reason}")]
+    Field {
+        /// The element, as pagoPA names it.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The notice number is not valid.
+    #[error("noticeNumber: {0}")]
+    Notice(#[from] NoticeError),
+}
+
+/// One transfer of a receipt: where the money goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptTransfer {
+    /// Its index, 1 to 5.
+    pub id: Option<String>,
+    /// The amount.
+    pub amount: Money,
+    /// The creditor that receives it.
+    pub fiscal_code: Option<String>,
+    /// The IBAN credited.
+    pub iban: Option<String>,
+    /// Its reason.
+    pub remittance: Option<String>,
+    /// Its taxonomy code (`transferCategory`).
+    pub category: Option<String>,
+}
+
+/// A `paSendRT` receipt, read and checked for consistency: a valid notice number, the
+/// IUV it contains, transfers that add up to the amount, a positive euro amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The creditor's fiscal code, as the request names it (`idPA`).
+    pub id_pa: String,
+    /// The creditor's broker (`idBrokerPA`).
+    pub broker_id: String,
+    /// The creditor's station (`idStation`).
+    pub station_id: String,
+    /// pagoPA's id of this receipt: the same receipt sent again has the same id.
+    pub receipt_id: String,
+    /// The notice paid.
+    pub notice: NoticeNumber,
+    /// The creditor's fiscal code, as the receipt names it.
+    pub fiscal_code: String,
+    /// `OK` for a payment.
+    pub outcome: String,
+    /// The amount paid.
+    pub amount: Money,
+    /// The description of the payment.
+    pub description: Option<String>,
+    /// Who owed it (the debtor's full name).
+    pub debtor: Option<String>,
+    /// The debtor's fiscal code, or `ANONIMO`.
+    pub debtor_id: Option<String>,
+    /// The payment service provider's name.
+    pub psp: Option<String>,
+    /// How the payer paid (`creditCard`, `PO`, `BBT`, …).
+    pub payment_method: Option<String>,
+    /// The PSP's fee, paid by the payer on top.
+    pub fee: Option<Decimal>,
+    /// When it was paid, in Italian time as pagoPA writes it: what discharges the debtor.
+    pub paid_at: Option<NaiveDateTime>,
+    /// The day the payment was applied.
+    pub application_date: Option<NaiveDate>,
+    /// The transfers.
+    pub transfers: Vec<ReceiptTransfer>,
+}
+
+impl Receipt {
+    /// The day that discharges the debtor: of the payment, or else of its application.
+    pub fn paid_on(&self) -> Option<NaiveDate> {
+        self.paid_at.map(|t| t.date()).or(self.application_date)
+    }
+
+    /// The receipt in one line, for operators.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "pagoPA receipt {} for notice {}, {}",
+            self.receipt_id, self.notice, self.amount
+        );
+        if let Some(at) = self.paid_at {
+            s.push_str(&format!(", paid {at}"));
+        }
+        if let Some(psp) = &self.psp {
+            s.push_str(&format!(" through {psp}"));
+        }
+        if let Some(m) = &self.payment_method {
+            s.push_str(&format!(" ({m})"));
+        }
+        if let Some(d) = &self.debtor {
+            s.push_str(&format!(", debtor {d}"));
+        }
+        s
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Body")]
+    body: Body,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(rename = "paSendRTReq", alias = "paSendRTV2Request")]
+    request: Option<SendRt>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct SendRt {
+    idPA: Option<String>,
+    idBrokerPA: Option<String>,
+    idStation: Option<String>,
+    receipt: Option<RawReceipt>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct RawReceipt {
+    receiptId: Option<String>,
+    noticeNumber: Option<String>,
+    fiscalCode: Option<String>,
+    outcome: Option<String>,
+    creditorReferenceId: Option<String>,
+    paymentAmount: Option<String>,
+    description: Option<String>,
+    debtor: Option<Subject>,
+    transferList: Option<TransferList>,
+    PSPCompanyName: Option<String>,
+    paymentMethod: Option<String>,
+    fee: Option<String>,
+    paymentDateTime: Option<String>,
+    applicationDate: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct Subject {
+    uniqueIdentifier: Option<UniqueIdentifier>,
+    fullName: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct UniqueIdentifier {
+    entityUniqueIdentifierValue: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TransferList {
+    #[serde(default)]
+    transfer: Vec<RawTransfer>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct RawTransfer {
+    idTransfer: Option<String>,
+    transferAmount: Option<String>,
+    fiscalCodePA: Option<String>,
+    IBAN: Option<String>,
+    remittanceInformation: Option<String>,
+    transferCategory: Option<String>,
+}
+
+/// The longest text kept from a receipt field; longer ones are refused.
+const MAX_FIELD_CHARS: usize = 1000;
+
+fn text(field: &'static str, value: Option<String>) -> Result<Option<String>, ReceiptError> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if v.chars().count() > MAX_FIELD_CHARS => Err(ReceiptError::Field {
+            field,
+            reason: format!("is longer than {MAX_FIELD_CHARS} characters"),
+        }),
+        Some(v) if v.is_empty() => Ok(None),
+        v => Ok(v),
+    }
+}
+
+fn required(field: &'static str, value: Option<String>) -> Result<String, ReceiptError> {
+    text(field, value)?.ok_or(ReceiptError::Field {
+        field,
+        reason: "is missing".into(),
+    })
+}
+
+/// An amount in euros as pagoPA writes it: `30.00`, two decimals at most, positive.
+fn euros(field: &'static str, value: &str) -> Result<Money, ReceiptError> {
+    let bad = |reason: String| ReceiptError::Field { field, reason };
+    let valid = value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && value.bytes().filter(|b| *b == b'.').count() <= 1;
+    if !valid {
+        return Err(bad(format!("is not an amount: {value:?}")));
+    }
+    let decimal: Decimal = value
+        .parse()
+        .map_err(|_| bad(format!("is not an amount: {value:?}")))?;
+    let money = Money::new(decimal, Currency::Eur).map_err(|e| bad(e.to_string()))?;
+    if !money.is_positive() {
+        return Err(bad("must be positive".into()));
+    }
+    Ok(money)
+}
+
+fn error_text(message: &str) -> String {
+    let mut out: String = message.chars().take(300).collect();
+    if out.len() < message.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Reads a `paSendRT` (or `paSendRTV2`) SOAP request of at most `max_bytes`.
+pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
+    if body.len() > max_bytes {
+        return Err(ReceiptError::TooLarge {
+            size: body.len(),
+            limit: max_bytes,
+        });
+    }
+    let text_body =
+        std::str::from_utf8(body).map_err(|_| ReceiptError::NotPlainXml("not UTF-8"))?;
+    let upper = text_body.to_ascii_uppercase();
+    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+        return Err(ReceiptError::NotPlainXml("it declares a DTD"));
+    }
+    let envelope: Envelope = quick_xml::de::from_str(text_body.trim_start_matches('\u{feff}'))
+        .map_err(|e| ReceiptError::Xml(error_text(&e.to_string())))?;
+    let request = envelope
+        .body
+        .request
+        .ok_or_else(|| ReceiptError::Xml("the body holds no paSendRTReq".into()))?;
+    let raw = request.receipt.ok_or(ReceiptError::Field {
+        field: "receipt",
+        reason: "is missing".into(),
+    })?;
+
+    let notice = NoticeNumber::parse(&required("noticeNumber", raw.noticeNumber)?)?;
+    let creditor_reference = required("creditorReferenceId", raw.creditorReferenceId)?;
+    if creditor_reference != notice.iuv() {
+        return Err(ReceiptError::Field {
+            field: "creditorReferenceId",
+            reason: format!("is not the IUV of notice {notice}"),
+        });
+    }
+    let fiscal_code = required("fiscalCode", raw.fiscalCode)?;
+    let amount = euros(
+        "paymentAmount",
+        &required("paymentAmount", raw.paymentAmount)?,
+    )?;
+    let mut transfers = Vec::new();
+    for t in raw.transferList.map(|l| l.transfer).unwrap_or_default() {
+        transfers.push(ReceiptTransfer {
+            id: text("idTransfer", t.idTransfer)?,
+            amount: euros(
+                "transferAmount",
+                &required("transferAmount", t.transferAmount)?,
+            )?,
+            fiscal_code: text("fiscalCodePA", t.fiscalCodePA)?,
+            iban: text("IBAN", t.IBAN)?,
+            remittance: text("remittanceInformation", t.remittanceInformation)?,
+            category: text("transferCategory", t.transferCategory)?,
+        });
+    }
+    if transfers.is_empty() || transfers.len() > 5 {
+        return Err(ReceiptError::Field {
+            field: "transferList",
+            reason: format!("has {} transfers, not 1 to 5", transfers.len()),
+        });
+    }
+    let sum = Money::sum(Currency::Eur, transfers.iter().map(|t| &t.amount)).map_err(|e| {
+        ReceiptError::Field {
+            field: "transferList",
+            reason: e.to_string(),
+        }
+    })?;
+    if sum != amount {
+        return Err(ReceiptError::Field {
+            field: "transferList",
+            reason: format!("adds up to {sum}, not the paymentAmount {amount}"),
+        });
+    }
+    let paid_at = text("paymentDateTime", raw.paymentDateTime)?
+        .map(|t| {
+            // Local time, sometimes with fractions of a second or an offset.
+            let local = t.get(..19).unwrap_or(&t);
+            NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S").map_err(|_| {
+                ReceiptError::Field {
+                    field: "paymentDateTime",
+                    reason: format!("is not a date and time: {t:?}"),
+                }
+            })
+        })
+        .transpose()?;
+    let application_date = text("applicationDate", raw.applicationDate)?
+        .map(|d| {
+            NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| ReceiptError::Field {
+                field: "applicationDate",
+                reason: format!("is not a date: {d:?}"),
+            })
+        })
+        .transpose()?;
+    let fee = text("fee", raw.fee)?
+        .map(|f| euros("fee", &f).map(|m| m.amount()))
+        .transpose()?;
+    let (debtor, debtor_id) = match raw.debtor {
+        Some(d) => (
+            text("debtor/fullName", d.fullName)?,
+            text(
+                "debtor/uniqueIdentifier",
+                d.uniqueIdentifier
+                    .and_then(|u| u.entityUniqueIdentifierValue),
+            )?,
+        ),
+        None => (None, None),
+    };
+    Ok(Receipt {
+        id_pa: required("idPA", request.idPA)?,
+        broker_id: required("idBrokerPA", request.idBrokerPA)?,
+        station_id: required("idStation", request.idStation)?,
+        receipt_id: required("receiptId", raw.receiptId)?,
+        notice,
+        fiscal_code,
+        outcome: required("outcome", raw.outcome)?,
+        amount,
+        description: text("description", raw.description)?,
+        debtor,
+        debtor_id,
+        psp: text("PSPCompanyName", raw.PSPCompanyName)?,
+        payment_method: text("paymentMethod", raw.paymentMethod)?,
+        fee,
+        paid_at,
+        application_date,
+        transfers,
+    })
+}
+
+/// The fault codes a creditor answers `paSendRT` with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The receipt is not well formed.
+    Syntax,
+    /// The receipt is well formed but wrong: an unknown notice, an amount that differs.
+    Semantics,
+    /// The creditor could not record it now; pagoPA sends it again.
+    System,
+}
+
+impl Fault {
+    /// The code pagoPA expects.
+    pub fn code(self) -> &'static str {
+        match self {
+            Fault::Syntax => "PAA_SINTASSI_XSD",
+            Fault::Semantics => "PAA_SEMANTICA",
+            Fault::System => "PAA_SYSTEM_ERROR",
+        }
+    }
+}
+
+/// The SOAP answer to `paSendRT`: `OK`, or `KO` with a fault (its text escaped).
+pub fn response(fault: Option<(Fault, &str)>, id_pa: &str) -> String {
+    let outcome = match fault {
+        None => "<outcome>OK</outcome>".to_owned(),
+        Some((fault, text)) => format!(
+            "<outcome>KO</outcome><fault><faultCode>{}</faultCode><faultString>{}</faultString>\
+             <id>{}</id></fault>",
+            fault.code(),
+            quick_xml::escape::escape(error_text(text).as_str()),
+            quick_xml::escape::escape(id_pa)
+        ),
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:paf=\"http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd\">\
+         <soapenv:Body><paf:paSendRTRes>{outcome}</paf:paSendRTRes></soapenv:Body>\
+         </soapenv:Envelope>"
+    )
+}
