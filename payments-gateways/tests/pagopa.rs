@@ -829,3 +829,221 @@ fn fiscal_codes_and_configuration_are_checked() {
         "checkout_url"
     );
 }
+
+// ---------------------------------------------------------------- the station
+
+const IBAN: &str = "IT60X0542811101000000123456";
+
+fn station_request(primitive: &str, notice: &str) -> String {
+    format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd">
+  <soapenv:Header/>
+  <soapenv:Body>
+    <nod:{primitive}>
+      <idPA>{FISCAL}</idPA>
+      <idBrokerPA>15376371009</idBrokerPA>
+      <idStation>15376371009_01</idStation>
+      <qrCode>
+        <fiscalCode>{FISCAL}</fiscalCode>
+        <noticeNumber>{notice}</noticeNumber>
+      </qrCode>
+      <amount>1.00</amount>
+    </nod:{primitive}>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct Answer {
+    #[serde(rename = "Body")]
+    body: AnswerBody,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[allow(non_snake_case)]
+struct AnswerBody {
+    paVerifyPaymentNoticeRes: Option<StationAnswer>,
+    paGetPaymentRes: Option<StationAnswer>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[allow(non_snake_case)]
+struct StationAnswer {
+    outcome: String,
+    fault: Option<AnswerFault>,
+    paymentList: Option<Value>,
+    fiscalCodePA: Option<String>,
+    companyName: Option<String>,
+    data: Option<Value>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[allow(non_snake_case)]
+struct AnswerFault {
+    faultCode: String,
+}
+
+impl Env {
+    async fn station(&self, primitive: &str, notice: &str) -> StationAnswer {
+        let request = self
+            .pagopa
+            .authenticated_request(station_request(primitive, notice));
+        let xml = self.pagopa.station_response(&self.payments, &request).await;
+        let answer: Answer = quick_xml::de::from_str(&xml).expect("the answer is XML");
+        answer
+            .body
+            .paVerifyPaymentNoticeRes
+            .or(answer.body.paGetPaymentRes)
+            .expect("an answer to the primitive asked")
+    }
+}
+
+/// The text of an element read into a `Value`.
+fn t(v: &Value) -> &str {
+    v.get("$text")
+        .unwrap_or(v)
+        .as_str()
+        .unwrap_or_else(|| panic!("a text element, got {v}"))
+}
+
+fn fault_of(a: &StationAnswer) -> Option<&str> {
+    a.fault.as_ref().map(|f| f.faultCode.as_str())
+}
+
+#[tokio::test]
+async fn the_station_describes_an_open_notice_and_refuses_a_paid_one() {
+    let env = Env::with(
+        |g| g,
+        PagoPaCreditor::new("02").unwrap().with_iban(IBAN).unwrap(),
+    )
+    .await;
+    let cart = env.cart("mario", &["120.50", "80.00"]).await;
+    let (tx, payment) = env.checkout("mario", cart).await.unwrap();
+    let (n1, n2) = (&payment.notices[0], &payment.notices[1]);
+
+    let verify = env
+        .station("paVerifyPaymentNoticeReq", &n1.notice_number)
+        .await;
+    assert_eq!(verify.outcome, "OK", "{verify:?}");
+    assert_eq!(verify.fiscalCodePA.as_deref(), Some(FISCAL));
+    assert_eq!(verify.companyName.as_deref(), Some("Comune di Esempio"));
+    let option = &verify.paymentList.as_ref().unwrap()["paymentOptionDescription"];
+    assert_eq!(t(&option["amount"]), "120.50");
+    assert_eq!(t(&option["dueDate"]), "2026-12-20");
+    assert_eq!(t(&option["options"]), "EQ");
+    assert_eq!(t(&option["detailDescription"]), "TARI 2026 rata 1");
+
+    let get = env.station("paGetPaymentReq", &n2.notice_number).await;
+    assert_eq!(get.outcome, "OK", "{get:?}");
+    let data = get.data.as_ref().unwrap();
+    assert_eq!(t(&data["creditorReferenceId"]), n2.iuv.as_str());
+    assert_eq!(t(&data["paymentAmount"]), "80.00");
+    assert_eq!(t(&data["description"]), "TARI 2026 rata 2");
+    assert_eq!(
+        t(&data["debtor"]["uniqueIdentifier"]["entityUniqueIdentifierValue"]),
+        "ANONIMO"
+    );
+    let transfer = &data["transferList"]["transfer"];
+    assert_eq!(t(&transfer["transferAmount"]), "80.00");
+    assert_eq!(t(&transfer["IBAN"]), IBAN);
+    assert_eq!(t(&transfer["fiscalCodePA"]), FISCAL);
+    assert_eq!(t(&transfer["transferCategory"]), "0101101IM");
+    let v2 = env
+        .station("paGetPaymentV2Request", &n2.notice_number)
+        .await;
+    assert_eq!(v2.outcome, "OK");
+
+    // Once its receipt is in, a notice is refused as paid; the other is still payable.
+    env.send(receipt("rcpt-s", &n2.notice_number, 8000))
+        .await
+        .unwrap();
+    let again = env
+        .station("paVerifyPaymentNoticeReq", &n2.notice_number)
+        .await;
+    assert_eq!(fault_of(&again), Some("PAA_PAGAMENTO_DUPLICATO"));
+    assert_eq!(
+        env.station("paVerifyPaymentNoticeReq", &n1.notice_number)
+            .await
+            .outcome,
+        "OK"
+    );
+    env.send(receipt("rcpt-t", &n1.notice_number, 12050))
+        .await
+        .unwrap();
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
+    let paid = env.station("paGetPaymentReq", &n1.notice_number).await;
+    assert_eq!(fault_of(&paid), Some("PAA_PAGAMENTO_DUPLICATO"));
+
+    // Unknown notices, cancelled transactions, requests without the credential.
+    let unknown = NoticeNumber::aux3(2, 55_550);
+    assert_eq!(
+        fault_of(
+            &env.station("paVerifyPaymentNoticeReq", unknown.as_str())
+                .await
+        ),
+        Some("PAA_PAGAMENTO_SCONOSCIUTO")
+    );
+    assert_eq!(
+        fault_of(
+            &env.station("paVerifyPaymentNoticeReq", "311111111112222222")
+                .await
+        ),
+        Some("PAA_PAGAMENTO_SCONOSCIUTO"),
+        "wrong check digits"
+    );
+    let cart = env.cart("lia", &["5.00"]).await;
+    let (other, p) = env.checkout("lia", cart).await.unwrap();
+    env.payments
+        .cancel(&Actor::payer("lia"), other.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        fault_of(
+            &env.station("paVerifyPaymentNoticeReq", &p.notices[0].notice_number)
+                .await
+        ),
+        Some("PAA_PAGAMENTO_ANNULLATO")
+    );
+    let bare = CallbackRequest::new(station_request(
+        "paGetPaymentReq",
+        &p.notices[0].notice_number,
+    ));
+    let xml = env.pagopa.station_response(&env.payments, &bare).await;
+    assert!(xml.contains("<outcome>KO</outcome>") && xml.contains("PAA_SYSTEM_ERROR"));
+    assert!(
+        !xml.contains("5.00"),
+        "nothing is told without the credential"
+    );
+    let junk = env
+        .pagopa
+        .station_response(&env.payments, &env.pagopa.authenticated_request("<a>"))
+        .await;
+    assert!(junk.contains("PAA_SINTASSI_XSD"), "{junk}");
+}
+
+#[tokio::test]
+async fn the_station_needs_an_iban_to_say_where_the_money_goes() {
+    let env = Env::new().await;
+    let cart = env.cart("mario", &["10.00"]).await;
+    let (_, payment) = env.checkout("mario", cart).await.unwrap();
+    let n = &payment.notices[0].notice_number;
+    assert_eq!(
+        env.station("paVerifyPaymentNoticeReq", n).await.outcome,
+        "OK"
+    );
+    assert_eq!(
+        fault_of(&env.station("paGetPaymentReq", n).await),
+        Some("PAA_SYSTEM_ERROR")
+    );
+    let field = |e: Error| e.validation_errors().unwrap().fields()[0].to_owned();
+    assert_eq!(
+        field(
+            PagoPaCreditor::new("02")
+                .unwrap()
+                .with_iban("IT00X")
+                .unwrap_err()
+        ),
+        "iban"
+    );
+}

@@ -262,6 +262,7 @@ async fn pago_pa(
     // Notices only here (no network); a portal online also gets a checkout page.
     let config = PagoPaCreditor::new("01")?
         .with_taxonomy(fx.tari.id, "0101101IM")?
+        .with_iban(IBAN)?
         .notices_only();
     pagopa.set_creditor(&fx.creditor, config)?;
     let method = PaymentMethod::new(fx.creditor.id, MethodKind::PagoPa, "pagopa");
@@ -306,6 +307,28 @@ pagoPA: two notices, payable at any bank, post office or app"
             qr.display()
         );
     }
+
+    // At the post office, pagoPA first asks the body's station about the notice.
+    let first = &payment.notices[0];
+    let verify = format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Body><nod:paGetPaymentReq>
+<idPA>{fc}</idPA><idBrokerPA>{fc}</idBrokerPA><idStation>{fc}_01</idStation>
+<qrCode><fiscalCode>{fc}</fiscalCode><noticeNumber>{n}</noticeNumber></qrCode><amount>182.40</amount>
+</nod:paGetPaymentReq></soapenv:Body></soapenv:Envelope>"#,
+        fc = first.creditor_fiscal_code,
+        n = first.notice_number,
+    );
+    let answer = pagopa
+        .station_response(payments, &pagopa.authenticated_request(verify))
+        .await;
+    println!(
+        "pagoPA asks the station about the first notice (paGetPayment): {}",
+        if answer.contains("<outcome>OK</outcome>") && answer.contains(IBAN) {
+            "OK, the money goes to the body's IBAN"
+        } else {
+            "refused"
+        }
+    );
 
     // pagoPA sends one receipt per notice to the portal's endpoint for receipts.
     for (i, notice) in payment.notices.iter().enumerate() {

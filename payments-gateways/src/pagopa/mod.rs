@@ -22,6 +22,10 @@
 //!   exception that operators see among the creditor's entries
 //!   ([`Payments::bank_entries`](payments_core::Payments::bank_entries)). Answer pagoPA with
 //!   [`PagoPaGateway::receipt_response`].
+//! - **The station**: before a bank, post office or app takes a notice's payment, pagoPA
+//!   asks the body's station about it (`paVerifyPaymentNotice`, `paGetPayment`);
+//!   [`PagoPaGateway::station_response`] answers from the notice's transaction, and refuses
+//!   a notice already paid, expired or cancelled.
 //!
 //! ```
 //! use payments_gateways::pagopa::{NoticeNumber, PagoPaGateway};
@@ -45,6 +49,7 @@
 
 pub mod notice;
 pub mod receipt;
+mod station;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -63,6 +68,7 @@ use subtle::ConstantTimeEq;
 
 pub use notice::{NoticeError, NoticeNumber};
 pub use receipt::{Fault, Receipt, ReceiptError, ReceiptTransfer};
+pub use station::StationFault;
 
 use crate::http::HttpClient;
 use crate::qr::{PaymentQr, QrError};
@@ -101,6 +107,7 @@ pub struct PagoPaCreditor {
     company_name: Option<String>,
     online: bool,
     validity_days: u32,
+    iban: Option<String>,
 }
 
 impl PagoPaCreditor {
@@ -118,6 +125,7 @@ impl PagoPaCreditor {
             company_name: None,
             online: true,
             validity_days: 30,
+            iban: None,
         })
     }
 
@@ -180,6 +188,18 @@ impl PagoPaCreditor {
             return Err(Error::invalid("validity_days", "must be 1 to 365"));
         }
         self.validity_days = days;
+        Ok(self)
+    }
+
+    /// The IBAN the notices' money goes to, which the station tells pagoPA when a notice
+    /// is paid ([`PagoPaGateway::station_response`]).
+    pub fn with_iban(mut self, iban: &str) -> Result<Self> {
+        use iban::IbanLike;
+        let iban = iban
+            .trim()
+            .parse::<iban::Iban>()
+            .map_err(|_| Error::invalid("iban", "not a valid IBAN"))?;
+        self.iban = Some(iban.electronic_str().to_owned());
         Ok(self)
     }
 

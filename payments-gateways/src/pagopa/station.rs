@@ -1,0 +1,320 @@
+//! What a creditor's station answers when a payment service provider (a bank, a post
+//! office, an app, or the checkout) is about to take a notice's payment: pagoPA's node asks
+//! `paVerifyPaymentNotice` (what is due?) and then `paGetPayment` (where does the money
+//! go?). The answers come from the transaction the notice belongs to.
+
+use payments_core::{
+    BankEntryQuery, GatewayId, Payments, Result, Transaction, TransactionLine, TxStatus,
+};
+use quick_xml::escape::escape;
+use serde::Deserialize;
+
+use super::notice::NoticeNumber;
+use super::{GATEWAY_ID, PagoPaGateway, cut};
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Body")]
+    body: Body,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(rename = "paVerifyPaymentNoticeReq")]
+    verify: Option<Request>,
+    #[serde(rename = "paGetPaymentReq", alias = "paGetPaymentV2Request")]
+    get: Option<Request>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct Request {
+    idPA: Option<String>,
+    qrCode: Option<QrCode>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct QrCode {
+    fiscalCode: Option<String>,
+    noticeNumber: Option<String>,
+}
+
+/// Why a station refuses a notice, as pagoPA's fault codes say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StationFault {
+    /// No such notice.
+    Unknown,
+    /// Already paid.
+    Duplicate,
+    /// No longer payable: its time ran out.
+    Expired,
+    /// No longer payable: cancelled or refused.
+    Cancelled,
+    /// The request does not read.
+    Syntax,
+    /// The station cannot answer now (or is not configured to).
+    System,
+}
+
+impl StationFault {
+    /// The code pagoPA expects.
+    pub fn code(self) -> &'static str {
+        match self {
+            StationFault::Unknown => "PAA_PAGAMENTO_SCONOSCIUTO",
+            StationFault::Duplicate => "PAA_PAGAMENTO_DUPLICATO",
+            StationFault::Expired => "PAA_PAGAMENTO_SCADUTO",
+            StationFault::Cancelled => "PAA_PAGAMENTO_ANNULLATO",
+            StationFault::Syntax => "PAA_SINTASSI_XSD",
+            StationFault::System => "PAA_SYSTEM_ERROR",
+        }
+    }
+}
+
+enum Primitive {
+    Verify,
+    Get,
+}
+
+impl Primitive {
+    fn response(&self) -> &'static str {
+        match self {
+            Primitive::Verify => "paVerifyPaymentNoticeRes",
+            Primitive::Get => "paGetPaymentRes",
+        }
+    }
+}
+
+fn envelope(element: &str, content: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:paf=\"http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd\">\
+         <soapenv:Body><paf:{element}>{content}</paf:{element}></soapenv:Body>\
+         </soapenv:Envelope>"
+    )
+}
+
+fn fault(element: &str, fault: StationFault, text: &str, id_pa: &str) -> String {
+    envelope(
+        element,
+        &format!(
+            "<outcome>KO</outcome><fault><faultCode>{}</faultCode>\
+             <faultString>{}</faultString><id>{}</id></fault>",
+            fault.code(),
+            escape(cut(text, 200).as_str()),
+            escape(cut(id_pa, 35).as_str())
+        ),
+    )
+}
+
+fn euros(line: &TransactionLine) -> String {
+    let cents = line.amount.minor_units();
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+impl PagoPaGateway {
+    /// Answers a `paVerifyPaymentNotice` or `paGetPayment` (v1 or v2) request from pagoPA's
+    /// node, which must carry the channel's credential like a receipt: the amount, due date
+    /// and description of the notice, and for `paGetPayment` the debtor and the transfer to
+    /// the creditor's IBAN (set with
+    /// [`PagoPaCreditor::with_iban`](super::PagoPaCreditor::with_iban)) with its taxonomy
+    /// code. A notice already paid, expired, cancelled or unknown is refused with the fault
+    /// code pagoPA expects, so the payer is never charged for it.
+    pub async fn station_response(
+        &self,
+        payments: &Payments,
+        request: &payments_core::CallbackRequest,
+    ) -> String {
+        let primitive = |body: &Body| match (&body.verify, &body.get) {
+            (Some(_), _) => Primitive::Verify,
+            _ => Primitive::Get,
+        };
+        let parsed = std::str::from_utf8(&request.body)
+            .ok()
+            .filter(|t| {
+                let upper = t.to_ascii_uppercase();
+                !upper.contains("<!DOCTYPE") && !upper.contains("<!ENTITY")
+            })
+            .filter(|_| request.body.len() <= super::MAX_RECEIPT_BYTES)
+            .and_then(|t| quick_xml::de::from_str::<Envelope>(t).ok());
+        let Some(Envelope { body }) = parsed else {
+            return fault(
+                "paVerifyPaymentNoticeRes",
+                StationFault::Syntax,
+                "the request does not read as paVerifyPaymentNotice or paGetPayment",
+                "",
+            );
+        };
+        let kind = primitive(&body);
+        let element = kind.response();
+        let Some(req) = body.verify.or(body.get) else {
+            return fault(element, StationFault::Syntax, "no request in the body", "");
+        };
+        let id_pa = req.idPA.unwrap_or_default();
+        if self.authenticate(request).is_err() {
+            return fault(
+                element,
+                StationFault::System,
+                "the request does not carry the station's credential",
+                &id_pa,
+            );
+        }
+        let Some(QrCode {
+            fiscalCode: Some(fiscal_code),
+            noticeNumber: Some(number),
+        }) = req.qrCode
+        else {
+            return fault(
+                element,
+                StationFault::Syntax,
+                "qrCode is incomplete",
+                &id_pa,
+            );
+        };
+        let fiscal_code = fiscal_code.trim().to_owned();
+        let Ok(notice) = NoticeNumber::parse(&number) else {
+            return fault(
+                element,
+                StationFault::Unknown,
+                "not a valid notice number",
+                &id_pa,
+            );
+        };
+        match self.position(payments, &fiscal_code, &notice).await {
+            Ok(Ok((tx, line))) => self.answer(&kind, &tx, line, &notice, &fiscal_code),
+            Ok(Err((f, text))) => fault(element, f, &text, &id_pa),
+            Err(_) => fault(
+                element,
+                StationFault::System,
+                "the station cannot read its positions now",
+                &id_pa,
+            ),
+        }
+    }
+
+    /// The open transaction and line that `notice` pays, or why it cannot be paid.
+    async fn position(
+        &self,
+        payments: &Payments,
+        fiscal_code: &str,
+        notice: &NoticeNumber,
+    ) -> Result<std::result::Result<(Transaction, usize), (StationFault, String)>> {
+        let (Some(seg), Some(base)) = (notice.segregation_code(), notice.base()) else {
+            return Ok(Err((StationFault::Unknown, "not a notice of ours".into())));
+        };
+        let first = NoticeNumber::aux3(seg, base - base % 10);
+        let line = (base % 10) as usize;
+        let found = payments
+            .store()
+            .transaction_by_provider_ref(
+                &GatewayId::from(GATEWAY_ID),
+                &format!("{fiscal_code}/{first}"),
+            )
+            .await?;
+        let Some(tx) = found.filter(|t| line < t.lines.len()) else {
+            return Ok(Err((StationFault::Unknown, format!("no notice {notice}"))));
+        };
+        let mut q = BankEntryQuery::new(tx.creditor_id);
+        q.reference = Some(notice.to_string());
+        q.transaction_id = Some(tx.id);
+        let paid = payments
+            .store()
+            .bank_entries(&q)
+            .await?
+            .iter()
+            .any(|e| !e.is_exception());
+        let refused = match tx.status {
+            _ if paid => Some((StationFault::Duplicate, "already paid")),
+            TxStatus::Paid | TxStatus::Refunded => Some((StationFault::Duplicate, "already paid")),
+            TxStatus::Expired => Some((StationFault::Expired, "no longer payable")),
+            TxStatus::Cancelled | TxStatus::Failed | TxStatus::Rejected => {
+                Some((StationFault::Cancelled, "cancelled"))
+            }
+            TxStatus::Created | TxStatus::Pending | TxStatus::Reported => None,
+        };
+        Ok(match refused {
+            Some((f, why)) => Err((f, format!("notice {notice} is {why}"))),
+            None => Ok((tx, line)),
+        })
+    }
+
+    fn answer(
+        &self,
+        kind: &Primitive,
+        tx: &Transaction,
+        line: usize,
+        notice: &NoticeNumber,
+        fiscal_code: &str,
+    ) -> String {
+        let l = &tx.lines[line];
+        let notice_data = tx.instruction.as_ref().and_then(|i| match i {
+            payments_core::Instruction::PagoPa(p) => p.notices.get(line).cloned(),
+            _ => None,
+        });
+        let company = notice_data
+            .as_ref()
+            .map(|n| n.company_name.clone())
+            .unwrap_or_default();
+        let due = notice_data
+            .as_ref()
+            .and_then(|n| n.due_date)
+            .unwrap_or_else(|| tx.expires_at.date_naive());
+        let description = escape(cut(&l.reason, super::MAX_TEXT_CHARS).as_str()).into_owned();
+        let company = escape(company.as_str()).into_owned();
+        let amount = euros(l);
+        match kind {
+            Primitive::Verify => envelope(
+                kind.response(),
+                &format!(
+                    "<outcome>OK</outcome><paymentList><paymentOptionDescription>\
+                     <amount>{amount}</amount><options>EQ</options><dueDate>{due}</dueDate>\
+                     <detailDescription>{description}</detailDescription><allCCP>false</allCCP>\
+                     </paymentOptionDescription></paymentList>\
+                     <paymentDescription>{description}</paymentDescription>\
+                     <fiscalCodePA>{fiscal_code}</fiscalCodePA><companyName>{company}</companyName>"
+                ),
+            ),
+            Primitive::Get => {
+                let config = self.creditor_config(tx.creditor_id);
+                let Some(iban) = config.as_ref().and_then(|c| c.iban.clone()) else {
+                    return fault(
+                        kind.response(),
+                        StationFault::System,
+                        "the creditor has no IBAN configured for pagoPA",
+                        fiscal_code,
+                    );
+                };
+                let category = notice_data
+                    .and_then(|n| n.taxonomy)
+                    .or_else(|| config.and_then(|c| c.taxonomy.get(&l.payment_type_id).cloned()))
+                    .unwrap_or_default();
+                let (id_type, id_value) = match &tx.payer.fiscal_code {
+                    Some(cf) if cf.len() == 11 => ("G", cf.clone()),
+                    Some(cf) => ("F", cf.clone()),
+                    None => ("F", "ANONIMO".to_owned()),
+                };
+                envelope(
+                    kind.response(),
+                    &format!(
+                        "<outcome>OK</outcome><data>\
+                         <creditorReferenceId>{iuv}</creditorReferenceId>\
+                         <paymentAmount>{amount}</paymentAmount><dueDate>{due}</dueDate>\
+                         <description>{description}</description><companyName>{company}</companyName>\
+                         <debtor><uniqueIdentifier><entityUniqueIdentifierType>{id_type}</entityUniqueIdentifierType>\
+                         <entityUniqueIdentifierValue>{id_value}</entityUniqueIdentifierValue></uniqueIdentifier>\
+                         <fullName>{name}</fullName></debtor>\
+                         <transferList><transfer><idTransfer>1</idTransfer>\
+                         <transferAmount>{amount}</transferAmount><fiscalCodePA>{fiscal_code}</fiscalCodePA>\
+                         <IBAN>{iban}</IBAN><remittanceInformation>{description}</remittanceInformation>\
+                         <transferCategory>{category}</transferCategory></transfer></transferList>\
+                         </data>",
+                        iuv = notice.iuv(),
+                        id_value = escape(cut(&id_value, 35).as_str()),
+                        name = escape(cut(&tx.payer.name, 70).as_str()),
+                    ),
+                )
+            }
+        }
+    }
+}
