@@ -27,6 +27,9 @@ struct State {
     events: BTreeMap<EventId, TransactionEvent>,
     outbox: BTreeMap<OutboxId, OutboxMessage>,
     bank_entries: BTreeMap<(CreditorId, String), crate::BankEntry>,
+    /// Bank entry keys by transaction and by reference, as the SQL indexes find them.
+    entries_by_tx: HashMap<TransactionId, Vec<(CreditorId, String)>>,
+    entries_by_reference: HashMap<(CreditorId, String), Vec<(CreditorId, String)>>,
     sequences: HashMap<String, u64>,
     // Indexes, as a SQL store has them, so the store stays fast with many rows.
     cart_by_payer: HashMap<(CreditorId, PayerId), CartId>,
@@ -508,27 +511,52 @@ impl Store for InMemoryStore {
         if state.bank_entries.contains_key(&key) {
             return Ok(false);
         }
+        if let Some(t) = entry.transaction_id() {
+            state.entries_by_tx.entry(t).or_default().push(key.clone());
+        }
+        if let Some(r) = &entry.reference {
+            state
+                .entries_by_reference
+                .entry((entry.creditor_id, r.clone()))
+                .or_default()
+                .push(key.clone());
+        }
         state.bank_entries.insert(key, entry.clone());
         Ok(true)
     }
 
     async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>> {
         let state = self.lock();
-        let mut entries: Vec<crate::BankEntry> = match &query.key {
-            Some(key) => state
-                .bank_entries
-                .get(&(query.creditor_id, key.clone()))
+        let by_keys = |keys: Option<&Vec<(CreditorId, String)>>| -> Vec<crate::BankEntry> {
+            keys.into_iter()
+                .flatten()
+                .filter_map(|k| state.bank_entries.get(k))
                 .filter(|e| query.matches(e))
                 .cloned()
-                .into_iter()
-                .collect(),
-            None => state
-                .bank_entries
-                .values()
-                .filter(|e| query.matches(e))
-                .cloned()
-                .collect(),
+                .collect()
         };
+        let mut entries: Vec<crate::BankEntry> =
+            match (&query.key, query.transaction_id, &query.reference) {
+                (Some(key), _, _) => state
+                    .bank_entries
+                    .get(&(query.creditor_id, key.clone()))
+                    .filter(|e| query.matches(e))
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+                (None, Some(t), _) => by_keys(state.entries_by_tx.get(&t)),
+                (None, None, Some(r)) => by_keys(
+                    state
+                        .entries_by_reference
+                        .get(&(query.creditor_id, r.clone())),
+                ),
+                (None, None, None) => state
+                    .bank_entries
+                    .values()
+                    .filter(|e| query.matches(e))
+                    .cloned()
+                    .collect(),
+            };
         entries.sort_by(|a, b| (b.imported_at, &b.key).cmp(&(a.imported_at, &a.key)));
         entries.truncate(query.limit as usize);
         Ok(entries)

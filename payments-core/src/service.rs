@@ -805,10 +805,6 @@ impl Payments {
         let Some(creditor) = tx.as_ref().map(|t| t.creditor_id).or(part.creditor_id) else {
             return Err(Error::not_found("transaction", &part.reference));
         };
-        let mut by_key = crate::BankEntryQuery::new(creditor);
-        by_key.key = Some(part.key.clone());
-        by_key.limit = 1;
-        let replay = !store.bank_entries(&by_key).await?.is_empty();
         let entry = |outcome: crate::BankEntryOutcome| crate::BankEntry {
             creditor_id: creditor,
             key: part.key.clone(),
@@ -829,14 +825,13 @@ impl Payments {
             })
         };
         let Some(tx) = tx else {
-            if !replay {
-                store
-                    .insert_bank_entry(&exception(
-                        format!("no transaction has reference {}", part.reference),
-                        None,
-                    ))
-                    .await?;
-            }
+            // Recorded once: a replay's insert finds the key taken and changes nothing.
+            store
+                .insert_bank_entry(&exception(
+                    format!("no transaction has reference {}", part.reference),
+                    None,
+                ))
+                .await?;
             return Err(Error::not_found("transaction", &part.reference));
         };
         if tx.gateway_id != *gateway {
@@ -844,7 +839,12 @@ impl Payments {
                 "the callback's gateway does not run this transaction",
             ));
         }
-        if replay {
+        // Every entry this part can have recorded names the transaction.
+        let mut of_tx = crate::BankEntryQuery::new(creditor);
+        of_tx.transaction_id = Some(tx.id);
+        of_tx.limit = crate::MAX_PAGE_SIZE;
+        let recorded = store.bank_entries(&of_tx).await?;
+        if recorded.iter().any(|e| e.key == part.key) {
             return Ok(CallbackOutcome {
                 transaction: tx,
                 applied: false,
@@ -887,10 +887,8 @@ impl Payments {
                 .filter_map(|e| e.reference.clone())
                 .collect()
         };
-        let mut of_tx = crate::BankEntryQuery::new(creditor);
-        of_tx.transaction_id = Some(tx.id);
-        of_tx.limit = crate::MAX_PAGE_SIZE;
-        let reason = if paid_lines(&store.bank_entries(&of_tx).await?).contains(&part.reference) {
+        let mut paid = paid_lines(&recorded);
+        let reason = if paid.contains(&part.reference) {
             Some(format!(
                 "{} was already paid: this is a second payment of it",
                 part.reference
@@ -921,7 +919,11 @@ impl Payments {
                 applied: false,
             });
         }
-        let paid = paid_lines(&store.bank_entries(&of_tx).await?);
+        paid.insert(part.reference.clone());
+        if paid.len() < tx.lines.len() {
+            // Another line may have been paid meanwhile: read again before deciding.
+            paid = paid_lines(&store.bank_entries(&of_tx).await?);
+        }
         if paid.len() < tx.lines.len() {
             return Ok(CallbackOutcome {
                 transaction: tx,
