@@ -12,43 +12,18 @@
 //!    outbox messages) and record the entry — on the in-memory store, and on SQLite with
 //!    `BENCH_STORE=sqlite`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{best_of, quick_xml_alone};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
 use payments_gateways::bank_transfer::{BankAccount, BankTransferGateway, Limits, camt, rf};
-use quick_xml::events::Event;
 
 const IBAN: &str = "IT60X0542811101000000123456";
-
-fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = Duration::MAX;
-    let mut last = None;
-    for _ in 0..runs {
-        let start = Instant::now();
-        let out = f();
-        best = best.min(start.elapsed());
-        last = Some(out);
-    }
-    (best, last.expect("one run"))
-}
-
-/// The floor: every event read, every text unescaped.
-fn quick_xml_alone(text: &str) -> usize {
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut bytes = 0;
-    loop {
-        match reader.read_event().expect("well-formed") {
-            Event::Text(t) => bytes += t.xml_content(quick_xml::XmlVersion::Explicit1_0).len(),
-            Event::GeneralRef(r) => bytes += r.len(),
-            Event::Start(e) => bytes += e.attributes().count(),
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    bytes
-}
 
 fn entry(i: usize, tx: &Transaction, reference: &str) -> String {
     let cents = tx.total.minor_units();

@@ -63,3 +63,5 @@ pub mod pagopa;
 pub mod qr;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+#[cfg(any(feature = "bank_transfer", feature = "pagopa"))]
+mod text;

@@ -9,6 +9,7 @@
 //! attack is refused before it starts) and that its root is a camt.053 or camt.054
 //! `Document`. After parsing, every text is checked against a length limit.
 
+use crate::text::shorten;
 use chrono::NaiveDate;
 use quick_xml::events::Event;
 use rust_decimal::Decimal;
@@ -617,15 +618,6 @@ fn date(
                 text.chars().take(40).collect::<String>()
             ),
         })
-}
-
-/// An error message cut to 300 characters: a hostile file must not fill the log.
-fn shorten(message: &str) -> String {
-    let mut out: String = message.chars().take(300).collect();
-    if out.len() < message.len() {
-        out.push('…');
-    }
-    out
 }
 
 /// Parses a camt.053 statement or camt.054 notification.

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::notice::{NoticeError, NoticeNumber};
+use crate::text::shorten;
 
 /// Why a receipt could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -232,14 +233,6 @@ fn euros(field: &'static str, value: &str) -> Result<Money, ReceiptError> {
     Ok(money)
 }
 
-fn error_text(message: &str) -> String {
-    let mut out: String = message.chars().take(300).collect();
-    if out.len() < message.len() {
-        out.push('…');
-    }
-    out
-}
-
 /// Reads a `paSendRT` (or `paSendRTV2`) SOAP request of at most `max_bytes`.
 pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
     if body.len() > max_bytes {
@@ -255,7 +248,7 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
         return Err(ReceiptError::NotPlainXml("it declares a DTD"));
     }
     let envelope: Envelope = quick_xml::de::from_str(text_body.trim_start_matches('\u{feff}'))
-        .map_err(|e| ReceiptError::Xml(error_text(&e.to_string())))?;
+        .map_err(|e| ReceiptError::Xml(shorten(&e.to_string())))?;
     let request = envelope
         .body
         .request
@@ -395,7 +388,7 @@ pub fn response(fault: Option<(Fault, &str)>, id_pa: &str) -> String {
             "<outcome>KO</outcome><fault><faultCode>{}</faultCode><faultString>{}</faultString>\
              <id>{}</id></fault>",
             fault.code(),
-            quick_xml::escape::escape(error_text(text).as_str()),
+            quick_xml::escape::escape(shorten(text).as_str()),
             quick_xml::escape::escape(id_pa)
         ),
     };
