@@ -17,7 +17,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{best_of, quick_xml_alone};
+use common::{best_of, quick_xml_alone, runtime, size, sqlite_store};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -147,15 +147,8 @@ async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration)
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_ENTRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let n = size("BENCH_ENTRIES", 100_000);
+    let rt = runtime();
     println!(
         "# payments-gateways: camt.053 of {n} entries ({} cores)",
         std::thread::available_parallelism().map_or(0, |p| p.get())
@@ -204,17 +197,7 @@ fn main() {
         n,
         floor,
     ));
-    if std::env::var("BENCH_STORE").as_deref() == Ok("sqlite") {
-        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("camt.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
-        let url = format!("sqlite://{}", db.display());
-        let store = rt
-            .block_on(payments_sqlx::SqlxStore::connect(&url))
-            .unwrap();
-        rt.block_on(import_on(Arc::new(store), "SQLite", n, floor));
+    if let Some(store) = sqlite_store(&rt, "camt.db") {
+        rt.block_on(import_on(store, "SQLite", n, floor));
     }
 }

@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{best_of, quick_xml_alone};
+use common::{best_of, quick_xml_alone, runtime, size, sqlite_store};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -149,15 +149,8 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration) 
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_RECEIPTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let n = size("BENCH_RECEIPTS", 20_000);
+    let rt = runtime();
     println!(
         "# payments-gateways: {n} pagoPA receipts ({} cores)",
         std::thread::available_parallelism().map_or(0, |p| p.get())
@@ -203,17 +196,7 @@ fn main() {
         n,
         floor,
     ));
-    if std::env::var("BENCH_STORE").as_deref() == Ok("sqlite") {
-        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("pagopa.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
-        let url = format!("sqlite://{}", db.display());
-        let store = rt
-            .block_on(payments_sqlx::SqlxStore::connect(&url))
-            .unwrap();
-        rt.block_on(apply_on(Arc::new(store), "SQLite", n, floor));
+    if let Some(store) = sqlite_store(&rt, "pagopa.db") {
+        rt.block_on(apply_on(store, "SQLite", n, floor));
     }
 }

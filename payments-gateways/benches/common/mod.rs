@@ -34,3 +34,42 @@ pub(crate) fn quick_xml_alone(text: &str) -> usize {
     }
     bytes
 }
+
+/// The number in the environment variable `var`, or `default`.
+pub(crate) fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A two-worker runtime, as on this project's two-core machine.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// With `BENCH_STORE=sqlite`, a store on a new SQLite file `name` under the target
+/// directory; `None` otherwise.
+pub(crate) fn sqlite_store(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+) -> Option<std::sync::Arc<dyn payments_core::Store>> {
+    if std::env::var("BENCH_STORE").as_deref() != Ok("sqlite") {
+        return None;
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).expect("the bench directory");
+    let db = dir.join(name);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let url = format!("sqlite://{}", db.display());
+    let store = rt
+        .block_on(payments_sqlx::SqlxStore::connect(&url))
+        .expect("a SQLite store");
+    Some(std::sync::Arc::new(store))
+}
