@@ -606,7 +606,7 @@ impl Payments {
                         format!(
                             "{} pays at most {} items at a time and this cart has {}: remove {} \
                              and pay them afterwards",
-                            method.kind.as_str(),
+                            method.gateway_id,
                             limit.max,
                             items.len(),
                             items.len() - limit.max
@@ -853,13 +853,20 @@ impl Payments {
         let Some(line) = tx.lines.get(part.line) else {
             store
                 .insert_bank_entry(&exception(
-                    format!("transaction {} has no line {}", tx.id, part.line + 1),
+                    format!(
+                        "transaction {} has no line {}",
+                        tx.id,
+                        part.line.saturating_add(1)
+                    ),
                     Some(tx.id),
                 ))
                 .await?;
             return Err(Error::gateway(
                 gateway.0.clone(),
-                GatewayErrorKind::Malformed(format!("no line {} to pay", part.line + 1)),
+                GatewayErrorKind::Malformed(format!(
+                    "no line {} to pay",
+                    part.line.saturating_add(1)
+                )),
             ));
         };
         if event.amount != line.amount {
