@@ -422,11 +422,22 @@ async fn a_cart_of_more_than_five_items_is_refused_or_split_as_configured() {
 }
 
 #[tokio::test]
-async fn the_checkout_answering_500_is_retried_and_a_refusal_fails_the_transaction() {
+async fn the_checkout_answering_500_or_late_is_retried_and_a_refusal_fails_the_transaction() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(CARTS_PATH))
         .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    // Then an answer that comes after the attempt's timeout.
+    Mock::given(method("POST"))
+        .and(path(CARTS_PATH))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", CHECKOUT_PAGE)
+                .set_delay(Duration::from_secs(3)),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -444,7 +455,7 @@ async fn the_checkout_answering_500_is_retried_and_a_refusal_fails_the_transacti
         .with_checkout_key(CHECKOUT_KEY)
         .with_default_creditor(PagoPaCreditor::new("02").unwrap())
         .with_http(
-            HttpClient::new()
+            HttpClient::with_timeouts(Duration::from_secs(1), Duration::from_millis(500))
                 .unwrap()
                 .with_retries(2, Duration::from_millis(10)),
         );
@@ -454,7 +465,40 @@ async fn the_checkout_answering_500_is_retried_and_a_refusal_fails_the_transacti
         panic!()
     };
     assert_eq!(p.checkout_url.as_deref(), Some(CHECKOUT_PAGE));
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "a 500, a timeout, then the answer"
+    );
+
+    // A checkout that never answers in time: unavailable after the bounded retries.
+    let silent = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(302).set_delay(Duration::from_secs(3)))
+        .mount(&silent)
+        .await;
+    let gateway = PagoPaGateway::new(Arc::new(InMemoryStore::new()), KEY)
+        .unwrap()
+        .with_checkout_url(&silent.uri())
+        .unwrap()
+        .with_default_creditor(PagoPaCreditor::new("02").unwrap())
+        .with_http(
+            HttpClient::with_timeouts(Duration::from_secs(1), Duration::from_millis(200))
+                .unwrap()
+                .with_retries(1, Duration::from_millis(10)),
+        );
+    let err = gateway.start(&request).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Gateway {
+                kind: GatewayErrorKind::Unavailable,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(silent.received_requests().await.unwrap().len(), 2);
 
     // The checkout refuses the cart: the transaction fails, the items are free again.
     env.server.reset().await;
