@@ -422,10 +422,15 @@ impl PagoPaGateway {
     }
 
     /// The SOAP answer to a `paSendRT` that
-    /// [`Payments::handle_callback`](payments_core::Payments::handle_callback) handled:
-    /// `OK` when the receipt was recorded (also a replay, or a receipt recorded as an
-    /// exception), `KO` with a fault otherwise, so pagoPA sends it again. `id_pa` is the
-    /// creditor's fiscal code.
+    /// [`Payments::handle_callback`](payments_core::Payments::handle_callback) handled.
+    /// `id_pa` is the creditor's fiscal code.
+    ///
+    /// - `OK` when the receipt was applied or recorded: also a replay, a second payment of a
+    ///   notice, or a payment of a transaction no longer open (both recorded as exceptions).
+    /// - `KO` with `PAA_SINTASSI_XSD` for a receipt that does not read, `PAA_SEMANTICA` for
+    ///   one that is not authentic, names an unknown notice, or pays another amount (the
+    ///   last two are recorded as exceptions, once), `PAA_SYSTEM_ERROR` when the store
+    ///   fails; pagoPA's node sends a refused receipt again, within its own limits.
     pub fn receipt_response(result: &Result<CallbackOutcome>, id_pa: &str) -> String {
         let fault = match result {
             Ok(_) => None,
