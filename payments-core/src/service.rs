@@ -909,12 +909,12 @@ impl Payments {
             None
         };
         if let Some(reason) = reason {
-            let recorded = store
+            let inserted = store
                 .insert_bank_entry(&exception(reason, Some(tx.id)))
                 .await?;
             return Ok(CallbackOutcome {
                 transaction: tx,
-                applied: recorded,
+                applied: inserted,
             });
         }
         let matched = entry(crate::BankEntryOutcome::Matched {

@@ -124,10 +124,11 @@ impl Receipt {
     }
 }
 
+/// A SOAP envelope, whatever its namespace prefixes: quick-xml matches local names.
 #[derive(Deserialize)]
-struct Envelope {
+pub(super) struct Envelope<B> {
     #[serde(rename = "Body")]
-    body: Body,
+    pub(super) body: B,
 }
 
 #[derive(Deserialize)]
@@ -233,22 +234,30 @@ fn euros(field: &'static str, value: &str) -> Result<Money, ReceiptError> {
     Ok(money)
 }
 
-/// Reads a `paSendRT` (or `paSendRTV2`) SOAP request of at most `max_bytes`.
-pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
+/// Reads a SOAP request from pagoPA's node of at most `max_bytes`: UTF-8, without a DTD
+/// (entities are never expanded), into `T`.
+pub(super) fn read_soap<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max_bytes: usize,
+) -> Result<Envelope<T>, ReceiptError> {
     if body.len() > max_bytes {
         return Err(ReceiptError::TooLarge {
             size: body.len(),
             limit: max_bytes,
         });
     }
-    let text_body =
-        std::str::from_utf8(body).map_err(|_| ReceiptError::NotPlainXml("not UTF-8"))?;
-    let upper = text_body.to_ascii_uppercase();
+    let text = std::str::from_utf8(body).map_err(|_| ReceiptError::NotPlainXml("not UTF-8"))?;
+    let upper = text.to_ascii_uppercase();
     if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
         return Err(ReceiptError::NotPlainXml("it declares a DTD"));
     }
-    let envelope: Envelope = quick_xml::de::from_str(text_body.trim_start_matches('\u{feff}'))
-        .map_err(|e| ReceiptError::Xml(shorten(&e.to_string())))?;
+    quick_xml::de::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| ReceiptError::Xml(shorten(&e.to_string())))
+}
+
+/// Reads a `paSendRT` (or `paSendRTV2`) SOAP request of at most `max_bytes`.
+pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
+    let envelope: Envelope<Body> = read_soap(body, max_bytes)?;
     let request = envelope
         .body
         .request
@@ -380,23 +389,34 @@ impl Fault {
     }
 }
 
-/// The SOAP answer to `paSendRT`: `OK`, or `KO` with a fault (its text escaped).
-pub fn response(fault: Option<(Fault, &str)>, id_pa: &str) -> String {
-    let outcome = match fault {
-        None => "<outcome>OK</outcome>".to_owned(),
-        Some((fault, text)) => format!(
-            "<outcome>KO</outcome><fault><faultCode>{}</faultCode><faultString>{}</faultString>\
-             <id>{}</id></fault>",
-            fault.code(),
-            quick_xml::escape::escape(shorten(text).as_str()),
-            quick_xml::escape::escape(id_pa)
-        ),
-    };
+/// A SOAP answer to pagoPA's node: `<paf:{element}>{content}</paf:{element}>` in its
+/// envelope.
+pub(super) fn soap(element: &str, content: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
          <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
          xmlns:paf=\"http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd\">\
-         <soapenv:Body><paf:paSendRTRes>{outcome}</paf:paSendRTRes></soapenv:Body>\
+         <soapenv:Body><paf:{element}>{content}</paf:{element}></soapenv:Body>\
          </soapenv:Envelope>"
     )
+}
+
+/// The content of a `KO` answer: the fault's code, its text (shortened) and the creditor,
+/// escaped.
+pub(super) fn ko(code: &str, text: &str, id_pa: &str) -> String {
+    format!(
+        "<outcome>KO</outcome><fault><faultCode>{code}</faultCode><faultString>{}</faultString>\
+         <id>{}</id></fault>",
+        quick_xml::escape::escape(shorten(text).as_str()),
+        quick_xml::escape::escape(id_pa)
+    )
+}
+
+/// The SOAP answer to `paSendRT`: `OK`, or `KO` with a fault (its text escaped).
+pub fn response(fault: Option<(Fault, &str)>, id_pa: &str) -> String {
+    let outcome = match fault {
+        None => "<outcome>OK</outcome>".to_owned(),
+        Some((fault, text)) => ko(fault.code(), text, id_pa),
+    };
+    soap("paSendRTRes", &outcome)
 }

@@ -10,13 +10,8 @@ use quick_xml::escape::escape;
 use serde::Deserialize;
 
 use super::notice::NoticeNumber;
+use super::receipt::{Envelope, ko, read_soap, soap};
 use super::{GATEWAY_ID, PagoPaGateway, cut};
-
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Body")]
-    body: Body,
-}
 
 #[derive(Deserialize)]
 struct Body {
@@ -85,27 +80,8 @@ impl Primitive {
     }
 }
 
-fn envelope(element: &str, content: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-         <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-         xmlns:paf=\"http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd\">\
-         <soapenv:Body><paf:{element}>{content}</paf:{element}></soapenv:Body>\
-         </soapenv:Envelope>"
-    )
-}
-
 fn fault(element: &str, fault: StationFault, text: &str, id_pa: &str) -> String {
-    envelope(
-        element,
-        &format!(
-            "<outcome>KO</outcome><fault><faultCode>{}</faultCode>\
-             <faultString>{}</faultString><id>{}</id></fault>",
-            fault.code(),
-            escape(cut(text, 200).as_str()),
-            escape(cut(id_pa, 35).as_str())
-        ),
-    )
+    soap(element, &ko(fault.code(), text, &cut(id_pa, 35)))
 }
 
 fn euros(line: &TransactionLine) -> String {
@@ -130,15 +106,8 @@ impl PagoPaGateway {
             (Some(_), _) => Primitive::Verify,
             _ => Primitive::Get,
         };
-        let parsed = std::str::from_utf8(&request.body)
-            .ok()
-            .filter(|t| {
-                let upper = t.to_ascii_uppercase();
-                !upper.contains("<!DOCTYPE") && !upper.contains("<!ENTITY")
-            })
-            .filter(|_| request.body.len() <= super::MAX_RECEIPT_BYTES)
-            .and_then(|t| quick_xml::de::from_str::<Envelope>(t).ok());
-        let Some(Envelope { body }) = parsed else {
+        let Ok(Envelope { body }) = read_soap::<Body>(&request.body, super::MAX_RECEIPT_BYTES)
+        else {
             return fault(
                 "paVerifyPaymentNoticeRes",
                 StationFault::Syntax,
@@ -264,7 +233,7 @@ impl PagoPaGateway {
         let company = escape(company.as_str()).into_owned();
         let amount = euros(l);
         match kind {
-            Primitive::Verify => envelope(
+            Primitive::Verify => soap(
                 kind.response(),
                 &format!(
                     "<outcome>OK</outcome><paymentList><paymentOptionDescription>\
@@ -294,7 +263,7 @@ impl PagoPaGateway {
                     Some(cf) => ("F", cf.clone()),
                     None => ("F", "ANONIMO".to_owned()),
                 };
-                envelope(
+                soap(
                     kind.response(),
                     &format!(
                         "<outcome>OK</outcome><data>\
