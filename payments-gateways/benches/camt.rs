@@ -17,7 +17,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{best_of, quick_xml_alone, runtime, size, sqlite_store};
+use common::{best_of, print_rate, quick_xml_alone, runtime, size, sqlite_store};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -137,12 +137,12 @@ async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration)
     let took = start.elapsed();
     assert_eq!(report.matched.len(), n, "every credit is matched");
     assert!(report.exceptions.is_empty());
-    println!(
-        "import (parse + match + pay + record) on {name}: {:>9.0} entries/s  ({:.2} s)   floor {:.2} s   ratio {:.1}x",
-        n as f64 / took.as_secs_f64(),
-        took.as_secs_f64(),
-        floor.as_secs_f64(),
-        took.as_secs_f64() / floor.as_secs_f64()
+    print_rate(
+        &format!("import (parse + match + pay + record) on {name}"),
+        n,
+        "entries",
+        took,
+        floor,
     );
 }
 

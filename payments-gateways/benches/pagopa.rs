@@ -15,7 +15,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{best_of, quick_xml_alone, runtime, size, sqlite_store};
+use common::{best_of, print_rate, quick_xml_alone, runtime, size, sqlite_store};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -139,12 +139,12 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration) 
         assert_eq!(outcome.transaction.status, TxStatus::Paid);
     }
     let took = start.elapsed();
-    println!(
-        "handle_callback (verify + parse + record + pay) on {name}: {:>8.0} receipts/s  ({:.2} s)   floor {:.2} s   ratio {:.1}x",
-        n as f64 / took.as_secs_f64(),
-        took.as_secs_f64(),
-        floor.as_secs_f64(),
-        took.as_secs_f64() / floor.as_secs_f64()
+    print_rate(
+        &format!("handle_callback (verify + parse + record + pay) on {name}"),
+        n,
+        "receipts",
+        took,
+        floor,
     );
 }
 

@@ -73,3 +73,15 @@ pub(crate) fn sqlite_store(
         .expect("a SQLite store");
     Some(std::sync::Arc::new(store))
 }
+
+/// Prints the library's figure for `n` `unit` done in `took`, the floor's time, and their
+/// ratio, on one line: the form every benchmark of this project reports in.
+pub(crate) fn print_rate(what: &str, n: usize, unit: &str, took: Duration, floor: Duration) {
+    println!(
+        "{what}: {:>9.0} {unit}/s  ({:.2} s)   floor {:.2} s   ratio {:.1}x",
+        n as f64 / took.as_secs_f64(),
+        took.as_secs_f64(),
+        floor.as_secs_f64(),
+        took.as_secs_f64() / floor.as_secs_f64()
+    );
+}
