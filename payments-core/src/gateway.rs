@@ -178,9 +178,15 @@ pub trait Gateway: std::fmt::Debug + Send + Sync + 'static {
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent>;
     /// Asks the provider where a payment stands, for reconciliation.
     async fn fetch_status(&self, transaction: &Transaction) -> Result<PaymentOutcome>;
-    /// Gives back `amount` of a paid transaction; returns the provider's refund reference.
-    async fn refund(&self, transaction: &Transaction, amount: &Money) -> Result<String> {
-        let _ = (transaction, amount);
+    /// Gives back `refund.amount` of a paid transaction; returns the provider's refund
+    /// reference. The service has already checked the amount against what is left and
+    /// recorded the refund; `refund.id` is stable across retries, so a provider with
+    /// idempotency keys gets it as one. An answer that leaves the outcome unknown (the
+    /// provider could not be reached, or timed out) must be
+    /// [`GatewayErrorKind::Unavailable`]: the refund then stays requested and may be
+    /// retried; any other error marks it failed.
+    async fn refund(&self, transaction: &Transaction, refund: &crate::Refund) -> Result<String> {
+        let _ = (transaction, refund);
         Err(Error::gateway(
             self.id().0,
             GatewayErrorKind::NotSupported("refund"),

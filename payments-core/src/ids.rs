@@ -120,6 +120,10 @@ uuid_id!(
     /// Identifies an [`OutboxMessage`](crate::OutboxMessage).
     OutboxId
 );
+uuid_id!(
+    /// Identifies a [`Refund`](crate::Refund).
+    RefundId
+);
 string_id!(
     /// Identifies a payer, as the host application knows them (its user id).
     PayerId

@@ -160,6 +160,7 @@ mod money;
 mod notify;
 mod outbox;
 mod query;
+mod refund;
 mod service;
 mod store;
 mod transaction;
@@ -186,7 +187,7 @@ pub use gateway::{
 };
 pub use ids::{
     CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, OutboxId, PayerId, PaymentTypeId,
-    TransactionId,
+    RefundId, TransactionId,
 };
 pub use item::{
     Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem, Source,
@@ -205,14 +206,20 @@ pub use outbox::{
 pub use query::{
     HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,
 };
+pub use refund::{
+    MAX_REFUND_KEY_LEN, MAX_REFUND_REASON_LEN, Refund, RefundCreated, RefundRequest, RefundStatus,
+    RefundUpdate,
+};
 pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
-    Payments, PaymentsBuilder,
+    Payments, PaymentsBuilder, SweepReport,
 };
-pub use store::{ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence};
+pub use store::{
+    ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,
+};
 pub use transaction::{
-    BankTransferDetails, Instruction, PagoPaNotice, PagoPaPayment, Transaction, TransactionEvent,
-    TransactionLine, Transition, TxStatus,
+    BankTransferDetails, FormField, Instruction, PagoPaNotice, PagoPaPayment, RedirectMethod,
+    Transaction, TransactionEvent, TransactionLine, Transition, TxStatus,
 };
 
 #[cfg(any(test, feature = "mocks"))]

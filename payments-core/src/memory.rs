@@ -31,6 +31,8 @@ struct State {
     entries_by_tx: HashMap<TransactionId, Vec<(CreditorId, String)>>,
     entries_by_reference: HashMap<(CreditorId, String), Vec<(CreditorId, String)>>,
     sequences: HashMap<String, u64>,
+    refunds: BTreeMap<crate::RefundId, crate::Refund>,
+    refunds_by_tx: HashMap<TransactionId, Vec<crate::RefundId>>,
     // Indexes, as a SQL store has them, so the store stays fast with many rows.
     cart_by_payer: HashMap<(CreditorId, PayerId), CartId>,
     item_by_source: HashMap<(CreditorId, crate::Source), ItemId>,
@@ -408,6 +410,115 @@ impl Store for InMemoryStore {
             .values()
             .filter(|t| {
                 matches!(t.status, TxStatus::Created | TxStatus::Pending) && t.expires_at <= now
+            })
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn create_refund(
+        &self,
+        refund: &crate::Refund,
+        event: &TransactionEvent,
+    ) -> Result<crate::RefundCreated> {
+        let mut s = self.lock();
+        let earlier: Vec<crate::Refund> = s
+            .refunds_by_tx
+            .get(&refund.transaction_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| s.refunds.get(id).cloned())
+            .collect();
+        if let Some(existing) = earlier.iter().find(|r| r.key == refund.key) {
+            return Ok(crate::RefundCreated {
+                refund: existing.clone(),
+                created: false,
+            });
+        }
+        let tx = s
+            .transactions
+            .get(&refund.transaction_id)
+            .ok_or_else(|| Error::not_found("transaction", refund.transaction_id))?;
+        if tx.status != TxStatus::Paid {
+            return Err(Error::Conflict(Conflict::StaleState {
+                transaction: tx.id.to_string(),
+                expected: TxStatus::Paid.to_string(),
+                actual: tx.status.to_string(),
+            }));
+        }
+        let refunded: i64 = earlier
+            .iter()
+            .filter(|r| r.status.counts())
+            .map(|r| r.amount.minor_units())
+            .sum();
+        if refund.amount.currency() != tx.total.currency()
+            || refunded + refund.amount.minor_units() > tx.total.minor_units()
+        {
+            let refunded = Money::from_minor(refunded, tx.total.currency())?;
+            return Err(crate::refund_exceeds(&tx.total, &refunded, &refund.amount));
+        }
+        s.refunds.insert(refund.id, refund.clone());
+        s.refunds_by_tx
+            .entry(refund.transaction_id)
+            .or_default()
+            .push(refund.id);
+        s.events.insert(event.id, event.clone());
+        Ok(crate::RefundCreated {
+            refund: refund.clone(),
+            created: true,
+        })
+    }
+
+    async fn finish_refund(&self, update: &crate::RefundUpdate) -> Result<crate::Refund> {
+        let mut s = self.lock();
+        let refund = s
+            .refunds
+            .get_mut(&update.refund)
+            .ok_or_else(|| Error::not_found("refund", update.refund))?;
+        if refund.status != crate::RefundStatus::Requested {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "refund {} is {}, not requested",
+                refund.id, refund.status
+            ))));
+        }
+        refund.status = update.to;
+        refund.provider_ref = update.provider_ref.clone().or(refund.provider_ref.take());
+        refund.note = update.note.clone();
+        refund.updated_at = update.at;
+        let done = refund.clone();
+        s.events.insert(update.event.id, update.event.clone());
+        Ok(done)
+    }
+
+    async fn refunds(&self, transaction: TransactionId) -> Result<Vec<crate::Refund>> {
+        let s = self.lock();
+        let mut list: Vec<crate::Refund> = s
+            .refunds_by_tx
+            .get(&transaction)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| s.refunds.get(id).cloned())
+            .collect();
+        list.sort_by_key(|r| r.id);
+        Ok(list)
+    }
+
+    async fn unfinished(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<TransactionId>,
+        limit: u32,
+    ) -> Result<Vec<Transaction>> {
+        let s = self.lock();
+        let from = match after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(s.transactions
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, t)| t)
+            .filter(|t| {
+                matches!(t.status, TxStatus::Created | TxStatus::Pending) && t.updated_at <= before
             })
             .take(limit as usize)
             .cloned()

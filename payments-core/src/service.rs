@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+mod refunds;
+pub use refunds::SweepReport;
+
 use crate::cache::Cached;
 use crate::item::check_reason;
 use crate::{
@@ -770,6 +773,36 @@ impl Payments {
             ));
         }
         if event.amount != tx.total {
+            // Flagged for operators, once per reported amount: the outcome is not applied.
+            let reference = event
+                .provider_ref
+                .clone()
+                .or_else(|| event.record_ref.clone())
+                .unwrap_or_else(|| tx.id.to_string());
+            let flag = crate::BankEntry {
+                creditor_id: tx.creditor_id,
+                key: format!("mismatch:{}:{reference}:{}", gateway.id(), event.amount),
+                statement_id: format!("callback:{}", gateway.id()),
+                imported_at: self.inner.clock.now(),
+                booked_on: None,
+                amount: event.amount.amount(),
+                currency: event.amount.currency().code().to_owned(),
+                debtor: None,
+                remittance: event.note.clone().unwrap_or_default(),
+                reference: Some(reference),
+                outcome: crate::BankEntryOutcome::Exception {
+                    reason: format!(
+                        "{} reported {} ({:?}) for transaction {}, whose total is {}: not applied",
+                        gateway.id(),
+                        event.amount,
+                        event.outcome,
+                        tx.id,
+                        tx.total
+                    ),
+                    transaction_id: Some(tx.id),
+                },
+            };
+            self.store_ref().insert_bank_entry(&flag).await?;
             return Err(Error::gateway(
                 gateway.id().0,
                 GatewayErrorKind::AmountMismatch {
@@ -1778,10 +1811,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_amount_mismatch_never_reaches_the_store() {
+    async fn an_amount_mismatch_is_flagged_and_never_applied() {
         let (tx, _) = pending_transaction().await;
         let mut store = store_reading(&tx);
         store.expect_transition().never();
+        let tx_id = tx.id;
+        store
+            .expect_insert_bank_entry()
+            .withf(move |e| {
+                e.is_exception()
+                    && e.transaction_id() == Some(tx_id)
+                    && e.amount == rust_decimal::Decimal::new(1001, 2)
+            })
+            .times(1)
+            .returning(|_| Ok(true));
         let gateway = gateway_reporting(
             &tx,
             PaymentOutcome::Paid,

@@ -150,6 +150,33 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// skipped. pagoPA allocates the bases of its notice numbers with it.
     async fn allocate_sequence(&self, name: &str, count: u32) -> Result<u64>;
 
+    /// Records a refund of a `Paid` transaction with its event, atomically: idempotent on
+    /// `(transaction, key)` (the refund the key already has is returned, `created: false`);
+    /// otherwise refused with a `Conflict` unless the transaction is `Paid`, and with a
+    /// validation error on `amount` if the refunds that count (see
+    /// [`RefundStatus::counts`](crate::RefundStatus::counts)) and this one would add up to
+    /// more than the transaction's total. Two refunds asked at once can never both pass.
+    async fn create_refund(
+        &self,
+        refund: &crate::Refund,
+        event: &TransactionEvent,
+    ) -> Result<crate::RefundCreated>;
+    /// Moves a refund from `Requested` to `update.to` and appends the event; a
+    /// `Conflict` if it is no longer `Requested`.
+    async fn finish_refund(&self, update: &crate::RefundUpdate) -> Result<crate::Refund>;
+    /// A transaction's refunds, oldest first.
+    async fn refunds(&self, transaction: TransactionId) -> Result<Vec<crate::Refund>>;
+
+    /// Up to `limit` transactions still `Created` or `Pending` that last changed at or
+    /// before `before`, by id, after `after`: what a reconciliation sweep asks providers
+    /// about.
+    async fn unfinished(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<TransactionId>,
+        limit: u32,
+    ) -> Result<Vec<Transaction>>;
+
     /// An operator's search; the count and total cover the whole selection.
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage>;
     /// A payer's transactions.
@@ -171,4 +198,22 @@ pub fn check_sequence(name: &str, count: u32) -> Result<()> {
         return Err(crate::Error::invalid("count", "must be at least 1"));
     }
     Ok(())
+}
+
+/// The error a store gives when a refund of `amount` would exceed what is left of `total`
+/// after `refunded`.
+pub fn refund_exceeds(
+    total: &crate::Money,
+    refunded: &crate::Money,
+    amount: &crate::Money,
+) -> crate::Error {
+    let left = crate::Money::from_minor(
+        total.minor_units() - refunded.minor_units(),
+        total.currency(),
+    )
+    .unwrap_or_else(|_| crate::Money::zero(total.currency()));
+    crate::Error::invalid(
+        "amount",
+        format!("{amount} is more than the {left} left to refund of {total}"),
+    )
 }

@@ -277,10 +277,18 @@ pub struct Transition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Instruction {
-    /// Go to the provider's hosted payment page.
+    /// Go to the provider's hosted payment page: follow a link (`GET`), or submit a form of
+    /// `fields` to `url` (`POST`, as Nexi XPay asks). Build one with
+    /// [`Instruction::redirect`] or [`Instruction::post_form`].
     Redirect {
         /// The page.
         url: String,
+        /// How the browser goes there.
+        #[serde(default)]
+        method: RedirectMethod,
+        /// The form's fields, in order, for `POST`; empty for `GET`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fields: Vec<FormField>,
     },
     /// Make a bank transfer with these details, then report it.
     BankTransfer(BankTransferDetails),
@@ -288,6 +296,57 @@ pub enum Instruction {
     PagoPa(PagoPaPayment),
     /// Nothing to do: the payment is complete.
     Completed,
+}
+
+impl Instruction {
+    /// A link to follow (`GET`).
+    pub fn redirect(url: impl Into<String>) -> Self {
+        Instruction::Redirect {
+            url: url.into(),
+            method: RedirectMethod::Get,
+            fields: Vec::new(),
+        }
+    }
+
+    /// A form to submit to `url` (`POST`) with `fields`, in order.
+    pub fn post_form(url: impl Into<String>, fields: Vec<FormField>) -> Self {
+        Instruction::Redirect {
+            url: url.into(),
+            method: RedirectMethod::Post,
+            fields,
+        }
+    }
+}
+
+/// How a browser is sent to a provider's page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectMethod {
+    /// Follow the link (an HTTP redirect or an anchor).
+    #[default]
+    Get,
+    /// Submit a form of hidden fields (the host renders it and a button, or submits it
+    /// with a line of script; it must work without).
+    Post,
+}
+
+/// One field of a `POST` redirect form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormField {
+    /// The field's name.
+    pub name: String,
+    /// Its value, not escaped: the host escapes it as it renders the form.
+    pub value: String,
+}
+
+impl FormField {
+    /// A field.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        FormField {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
 }
 
 /// What a payer needs to make a bank transfer (*bonifico*).

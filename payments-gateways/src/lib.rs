@@ -40,7 +40,7 @@
 //! let checkout = payments.checkout(&alice, cart.id, fx.method(MethodKind::Card).id, "k1").await?;
 //!
 //! // The payer pays on the sandbox's page, which then calls back, signed.
-//! let Instruction::Redirect { url } = &checkout.instruction else { unreachable!() };
+//! let Instruction::Redirect { url, .. } = &checkout.instruction else { unreachable!() };
 //! let session = url.rsplit('/').next().unwrap();
 //! let callback = sandbox.complete(session, PaymentOutcome::Paid)?;
 //! let outcome = payments.handle_callback("sandbox", &callback).await?;

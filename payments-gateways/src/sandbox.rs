@@ -227,9 +227,7 @@ impl Gateway for SandboxGateway {
             },
         );
         Ok(Started {
-            instruction: Instruction::Redirect {
-                url: format!("{}/pay/{id}", self.base_url),
-            },
+            instruction: Instruction::redirect(format!("{}/pay/{id}", self.base_url)),
             provider_ref: Some(id),
             expires_at: None,
         })

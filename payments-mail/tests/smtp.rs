@@ -220,7 +220,7 @@ async fn pay(env: &Env, payer: Payer) -> Transaction {
         .checkout(&actor, cart.id, env.fx.method(MethodKind::Card).id, "k")
         .await
         .unwrap();
-    let Instruction::Redirect { url } = &c.instruction else {
+    let Instruction::Redirect { url, .. } = &c.instruction else {
         unreachable!()
     };
     let cb = env

@@ -147,7 +147,7 @@ async fn flow(url: &str, dialect: Dialect) {
             payments.add_item(&actor, cart.id, item).await.unwrap();
         }
         let c = payments.checkout(&actor, cart.id, card, "k").await.unwrap();
-        let Instruction::Redirect { url } = &c.instruction else {
+        let Instruction::Redirect { url, .. } = &c.instruction else {
             unreachable!()
         };
         let cb = sandbox

@@ -1059,6 +1059,158 @@ impl Store for SqlxStore {
             .map_err(|_| Error::invalid("name", "the counter holds a negative value"))
     }
 
+    async fn create_refund(
+        &self,
+        refund: &payments_core::Refund,
+        event: &TransactionEvent,
+    ) -> Result<payments_core::RefundCreated> {
+        let mut tx = self.write().await?;
+        // PostgreSQL: the transaction's row lock serialises its refunds; SQLite: the
+        // immediate transaction already holds the database's write lock.
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = $1{lock}"
+        )))
+        .bind(refund.transaction_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("reading a transaction"))?;
+        let Some(row) = row else {
+            return Err(Error::not_found("transaction", refund.transaction_id));
+        };
+        let paid = rows::transaction(&row)?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT data FROM refunds WHERE transaction_id = $1 AND refund_key = $2",
+        )
+        .bind(refund.transaction_id.to_string())
+        .bind(refund.key.clone())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("reading a refund"))?;
+        if let Some(data) = existing {
+            return Ok(payments_core::RefundCreated {
+                refund: rows::from_json(&data)?,
+                created: false,
+            });
+        }
+        if paid.status != TxStatus::Paid {
+            return Err(stale(&paid, TxStatus::Paid));
+        }
+        let refunded: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM refunds \
+             WHERE transaction_id = $1 AND status <> 'failed'",
+        )
+        .bind(refund.transaction_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err("adding up refunds"))?;
+        if refund.amount.currency() != paid.total.currency()
+            || refunded + refund.amount.minor_units() > paid.total.minor_units()
+        {
+            let refunded = Money::from_minor(refunded, paid.total.currency())
+                .map_err(|_| rows::corrupt("refunds"))?;
+            return Err(payments_core::refund_exceeds(
+                &paid.total,
+                &refunded,
+                &refund.amount,
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO refunds (id, transaction_id, refund_key, amount_cents, status, data) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(refund.id.to_string())
+        .bind(refund.transaction_id.to_string())
+        .bind(refund.key.clone())
+        .bind(refund.amount.minor_units())
+        .bind(refund.status.as_str())
+        .bind(to_json(refund)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("recording a refund"))?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(payments_core::RefundCreated {
+            refund: refund.clone(),
+            created: true,
+        })
+    }
+
+    async fn finish_refund(
+        &self,
+        update: &payments_core::RefundUpdate,
+    ) -> Result<payments_core::Refund> {
+        let mut tx = self.write().await?;
+        let data: Option<String> = sqlx::query_scalar("SELECT data FROM refunds WHERE id = $1")
+            .bind(update.refund.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("reading a refund"))?;
+        let Some(data) = data else {
+            return Err(Error::not_found("refund", update.refund));
+        };
+        let mut refund: payments_core::Refund = rows::from_json(&data)?;
+        let stale_refund = |r: &payments_core::Refund| {
+            Error::Conflict(payments_core::Conflict::Other(format!(
+                "refund {} is {}, not requested",
+                r.id, r.status
+            )))
+        };
+        if refund.status != payments_core::RefundStatus::Requested {
+            return Err(stale_refund(&refund));
+        }
+        refund.status = update.to;
+        refund.provider_ref = update.provider_ref.clone().or(refund.provider_ref.take());
+        refund.note = update.note.clone();
+        refund.updated_at = update.at;
+        let done = sqlx::query(
+            "UPDATE refunds SET status = $1, data = $2 WHERE id = $3 AND status = 'requested'",
+        )
+        .bind(refund.status.as_str())
+        .bind(to_json(&refund)?)
+        .bind(refund.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("updating a refund"))?;
+        if done.rows_affected() != 1 {
+            return Err(stale_refund(&refund));
+        }
+        insert_event(&mut tx, &update.event).await?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(refund)
+    }
+
+    async fn refunds(&self, transaction: TransactionId) -> Result<Vec<payments_core::Refund>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT data FROM refunds WHERE transaction_id = $1 ORDER BY id")
+                .bind(transaction.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("listing refunds"))?;
+        rows.iter().map(|d| rows::from_json(d)).collect()
+    }
+
+    async fn unfinished(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<TransactionId>,
+        limit: u32,
+    ) -> Result<Vec<Transaction>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE status IN ('created', 'pending') AND updated_at <= "
+        ));
+        sql.arg(Arg::Int(micros(before)));
+        if let Some(after) = after {
+            sql.push(" AND id > ").arg(Arg::Text(after.to_string()));
+        }
+        sql.push(" ORDER BY id LIMIT ")
+            .arg(Arg::Int(i64::from(limit)));
+        self.fetch_transactions(&sql).await
+    }
+
     async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {
         let mut totals = Sql::new(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(t.total_cents), 0) AS BIGINT) AS total FROM transactions t",

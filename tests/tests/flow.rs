@@ -36,7 +36,7 @@ async fn two_modules_and_a_free_item_paid_in_one_transaction() {
         Money::parse_eur("286.67").unwrap(),
         "the total is the exact sum"
     );
-    let Instruction::Redirect { url } = &checkout.instruction else {
+    let Instruction::Redirect { url, .. } = &checkout.instruction else {
         panic!("a hosted page")
     };
     assert!(url.starts_with("http://localhost:8080/sandbox/pay/sbx_"));

@@ -110,7 +110,7 @@ async fn main() -> Result<()> {
     let checkout = payments
         .checkout(&citizen, cart.id, card, "walkthrough-1")
         .await?;
-    let Instruction::Redirect { url } = &checkout.instruction else {
+    let Instruction::Redirect { url, .. } = &checkout.instruction else {
         unreachable!("the sandbox answers with its hosted page");
     };
     println!(

@@ -106,7 +106,7 @@ pub async fn run_all(gateway: &dyn Gateway, driver: &dyn GatewayDriver) {
         let req = start_request(gateway, *kind, "12.34");
         let started = gateway.start(&req).await.expect("start");
         match &started.instruction {
-            Instruction::Redirect { url } => {
+            Instruction::Redirect { url, .. } => {
                 assert!(url.starts_with("http"), "a redirect goes to a URL")
             }
             Instruction::BankTransfer(d) => assert_eq!(

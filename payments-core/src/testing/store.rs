@@ -34,6 +34,8 @@ where
     history_is_per_payer_and_paged(make().await).await;
     bank_entries_are_recorded_once(make().await).await;
     sequences_never_hand_out_a_value_twice(make().await).await;
+    refunds_never_exceed_what_was_paid(make().await).await;
+    unfinished_lists_open_transactions_by_age(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.
@@ -459,9 +461,14 @@ pub async fn transition_is_compare_and_set(store: Arc<dyn Store>) {
         t0() + Duration::seconds(1),
     );
     t.provider_ref = Some("prov-123".into());
-    t.instruction = Some(Instruction::Redirect {
-        url: "https://pay.example/s/1".into(),
-    });
+    // A POST form keeps its fields, in order, through the store.
+    t.instruction = Some(Instruction::post_form(
+        "https://pay.example/s/1",
+        vec![
+            crate::FormField::new("importo", "1234"),
+            crate::FormField::new("alias", "ALIAS_WEB_1"),
+        ],
+    ));
     t.expires_at = Some(t0() + Duration::hours(2));
     t.note = Some("started".into());
     let moved = store.transition(&t).await.unwrap();
@@ -1337,4 +1344,206 @@ pub async fn sequences_never_hand_out_a_value_twice(store: Arc<dyn Store>) {
         8,
         "other counters are untouched"
     );
+}
+
+fn refund_of(tx: &Transaction, key: &str, amount: &str) -> crate::Refund {
+    crate::Refund {
+        id: crate::RefundId::new(),
+        transaction_id: tx.id,
+        creditor_id: tx.creditor_id,
+        amount: eur(amount),
+        key: key.into(),
+        reason: None,
+        status: crate::RefundStatus::Requested,
+        provider_ref: None,
+        note: None,
+        requested_by: crate::Actor::System,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn refund_event(tx: &Transaction, note: &str) -> TransactionEvent {
+    TransactionEvent {
+        id: crate::EventId::new(),
+        transaction_id: tx.id,
+        actor: crate::Actor::System,
+        at: t0(),
+        from: Some(TxStatus::Paid),
+        to: TxStatus::Paid,
+        provider_ref: None,
+        note: Some(note.into()),
+    }
+}
+
+/// Refunds: idempotent per key, only of a paid transaction, and never, even when asked at
+/// once, adding up to more than was paid; a failed one stops counting.
+pub async fn refunds_never_exceed_what_was_paid(store: Arc<dyn Store>) {
+    let s = Sample::install(store.as_ref()).await;
+    let (tx, _) = paid_transaction_with_outbox(store.as_ref(), &s, "r").await;
+    assert_eq!(tx.total, eur("3.00"));
+
+    let first = refund_of(&tx, "a", "1.00");
+    let created = store
+        .create_refund(&first, &refund_event(&tx, "a"))
+        .await
+        .expect("a refund within the total");
+    assert!(created.created);
+    let again = store
+        .create_refund(&refund_of(&tx, "a", "2.00"), &refund_event(&tx, "a again"))
+        .await
+        .expect("the same key");
+    assert!(!again.created, "the same key gives the same refund");
+    assert_eq!(again.refund, first);
+
+    // 2.00 is left: of eight concurrent refunds of 0.50, four pass.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_refund(
+                    &refund_of(&tx, &format!("c{i}"), "0.50"),
+                    &refund_event(&tx, "c"),
+                )
+                .await
+        }));
+    }
+    let mut passed = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(c) => {
+                assert!(c.created);
+                passed += 1;
+            }
+            Err(e) => assert_eq!(
+                e.validation_errors().map(|v| v.fields()),
+                Some(vec!["amount"]),
+                "a refund past the total names the amount: {e}"
+            ),
+        }
+    }
+    assert_eq!(passed, 4, "concurrent refunds never exceed what was paid");
+    let list = store.refunds(tx.id).await.unwrap();
+    assert_eq!(list.len(), 5);
+    assert_eq!(list[0].id, first.id, "oldest first");
+    let err = store
+        .create_refund(&refund_of(&tx, "more", "0.01"), &refund_event(&tx, "more"))
+        .await
+        .expect_err("nothing is left");
+    assert!(err.validation_errors().is_some());
+
+    // A failed refund no longer counts; a finished one does not move again.
+    let update = |to| crate::RefundUpdate {
+        refund: first.id,
+        to,
+        provider_ref: None,
+        note: Some("card expired".into()),
+        at: t0() + Duration::seconds(5),
+        event: refund_event(&tx, "refused"),
+    };
+    let failed = store
+        .finish_refund(&update(crate::RefundStatus::Failed))
+        .await
+        .expect("requested to failed");
+    assert_eq!(failed.status, crate::RefundStatus::Failed);
+    assert_eq!(failed.note.as_deref(), Some("card expired"));
+    assert!(matches!(
+        store
+            .finish_refund(&update(crate::RefundStatus::Succeeded))
+            .await,
+        Err(crate::Error::Conflict(_))
+    ));
+    let stored = store.refunds(tx.id).await.unwrap();
+    assert_eq!(stored[0].status, crate::RefundStatus::Failed, "kept");
+    store
+        .create_refund(
+            &refund_of(&tx, "after", "1.00"),
+            &refund_event(&tx, "after"),
+        )
+        .await
+        .expect("the failed refund's amount is free again");
+    let events = store.events(tx.id).await.unwrap();
+    let notes: Vec<_> = events.iter().filter_map(|e| e.note.as_deref()).collect();
+    assert_eq!(
+        notes.iter().filter(|n| **n == "c").count(),
+        4,
+        "each refund recorded leaves one event, a refused one none"
+    );
+    assert!(notes.contains(&"refused") && notes.contains(&"after"));
+
+    // Only a paid transaction is refunded.
+    let item = s
+        .item(store.as_ref(), &s.cart, "tributi", "open", "1.00")
+        .await;
+    let open = s
+        .checkout(store.as_ref(), &s.cart, &[item], "open", t0())
+        .await;
+    assert!(matches!(
+        store
+            .create_refund(&refund_of(&open, "x", "1.00"), &refund_event(&open, "x"))
+            .await,
+        Err(crate::Error::Conflict(_))
+    ));
+    assert!(store.refunds(open.id).await.unwrap().is_empty());
+}
+
+/// What the reconciliation sweep asks about: created or pending, unchanged since a time,
+/// by id, paged.
+pub async fn unfinished_lists_open_transactions_by_age(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let s = Sample::install(store).await;
+    let mut txs = Vec::new();
+    for (n, status) in [
+        TxStatus::Created,
+        TxStatus::Pending,
+        TxStatus::Paid,
+        TxStatus::Pending,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let item = s
+            .item(store, &s.cart, "tributi", &format!("u{n}"), "1.00")
+            .await;
+        let tx = s
+            .checkout(store, &s.cart, &[item], &format!("u{n}"), t0())
+            .await;
+        // The last one changes later than the others.
+        let at = t0() + Duration::minutes(if n == 3 { 10 } else { 1 });
+        if status != TxStatus::Created {
+            store
+                .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, at))
+                .await
+                .unwrap();
+        }
+        if status == TxStatus::Paid {
+            store
+                .transition(&transition(&tx, TxStatus::Pending, status, at))
+                .await
+                .unwrap();
+        }
+        txs.push(tx);
+    }
+    let ids = |list: Vec<Transaction>| list.iter().map(|t| t.id).collect::<Vec<_>>();
+    let old = store
+        .unfinished(t0() + Duration::minutes(5), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(old),
+        vec![txs[0].id, txs[1].id],
+        "open and unchanged since"
+    );
+    let all = store
+        .unfinished(t0() + Duration::minutes(10), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(all), vec![txs[0].id, txs[1].id, txs[3].id]);
+    let page = store
+        .unfinished(t0() + Duration::minutes(10), Some(txs[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), vec![txs[1].id], "paged by id");
 }

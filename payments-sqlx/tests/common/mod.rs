@@ -164,7 +164,7 @@ pub fn tari(fx: &Fixture, key: &str, amount: &str) -> NewItem {
 /// The sandbox session in a checkout's redirect.
 pub fn session(checkout: &Checkout) -> String {
     match &checkout.instruction {
-        Instruction::Redirect { url } => url.rsplit('/').next().unwrap().to_owned(),
+        Instruction::Redirect { url, .. } => url.rsplit('/').next().unwrap().to_owned(),
         other => panic!("expected a redirect, got {other:?}"),
     }
 }

@@ -135,7 +135,7 @@ impl Env {
     /// The sandbox session of a checkout.
     pub fn session(checkout: &Checkout) -> String {
         match &checkout.instruction {
-            Instruction::Redirect { url } => url.rsplit('/').next().unwrap().to_owned(),
+            Instruction::Redirect { url, .. } => url.rsplit('/').next().unwrap().to_owned(),
             other => panic!("expected a redirect, got {other:?}"),
         }
     }
