@@ -71,4 +71,29 @@ impl HttpClient {
         }
         Err(Error::gateway(gateway, GatewayErrorKind::Unavailable))
     }
+
+    /// Sends a request that must not be repeated once it may have reached the provider (a
+    /// refund without an idempotency key): it is sent again only when the connection could
+    /// not be made. A timeout or a 5xx leaves the outcome unknown and is
+    /// [`GatewayErrorKind::Unavailable`], for the caller to check before trying again.
+    pub async fn send_once(
+        &self,
+        gateway: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut wait = self.backoff;
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+            match build(&self.client).send().await {
+                Ok(response) if response.status().is_server_error() => break,
+                Ok(response) => return Ok(response),
+                Err(e) if e.is_connect() => continue,
+                Err(_) => break,
+            }
+        }
+        Err(Error::gateway(gateway, GatewayErrorKind::Unavailable))
+    }
 }

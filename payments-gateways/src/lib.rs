@@ -7,7 +7,8 @@
 //! | --- | --- | --- | --- |
 //! | `sandbox` (default) | [`sandbox`] | card, SEPA direct debit, account debit | a hosted page that the test or example drives; HMAC-SHA256 signed callbacks |
 //! | `bank_transfer` (default) | [`bank_transfer`] | bank transfer | IBAN, ISO 11649 creditor reference, EPC QR code, the payer's report, camt.053/camt.054 statement import and matching, signed camt.054 notifications |
-//! | `stripe`, `nexi` | — | card, SEPA direct debit, MyBank | planned |
+//! | `stripe` (default) | [`stripe`] | card, SEPA direct debit | Checkout Sessions with idempotency keys, `Stripe-Signature` verified webhooks, session status, full and partial refunds |
+//! | `nexi` (default) | [`nexi`] | card, MyBank (account debit) | the XPay hosted page by POST form with its MAC, verified returns and notifications, order status and refunds through the back-office API |
 //! | `pagopa` (default) | [`pagopa`] | pagoPA | notices with IUV and QR code, online checkout of up to five notices, `paSendRT` receipts that settle each item |
 //!
 //! Every gateway passes the conformance suite `payments_core::testing::gateway`.
@@ -57,11 +58,20 @@
 pub mod bank_transfer;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "nexi")]
+pub mod nexi;
 #[cfg(feature = "pagopa")]
 pub mod pagopa;
 #[cfg(feature = "qr")]
 pub mod qr;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
-#[cfg(any(feature = "bank_transfer", feature = "pagopa"))]
+#[cfg(feature = "stripe")]
+pub mod stripe;
+#[cfg(any(
+    feature = "bank_transfer",
+    feature = "pagopa",
+    feature = "stripe",
+    feature = "nexi"
+))]
 mod text;

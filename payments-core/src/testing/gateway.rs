@@ -162,7 +162,12 @@ pub async fn run_all(gateway: &dyn Gateway, driver: &dyn GatewayDriver) {
             "parsing does not change anything: the same callback gives the same event"
         );
         if outcome == PaymentOutcome::Paid {
-            match gateway.fetch_status(&req.transaction).await {
+            // As the service has it by then: pending, with the provider's reference.
+            let mut tx = req.transaction.clone();
+            tx.status = crate::TxStatus::Pending;
+            tx.provider_ref = started.provider_ref.clone();
+            tx.instruction = Some(started.instruction.clone());
+            match gateway.fetch_status(&tx).await {
                 Ok(status) => assert_eq!(
                     status,
                     PaymentOutcome::Paid,
