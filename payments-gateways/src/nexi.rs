@@ -20,8 +20,8 @@
 //!   `apiKey`, the order, and a millisecond `timeStamp`, and a MAC on the answer that is
 //!   checked too: [`Gateway::fetch_status`] asks `situazioneOrdine`, [`Gateway::refund`]
 //!   asks `storna` (full or partial). `storna` has no idempotency key: it is sent once, and
-//!   a timeout leaves the refund requested for an operator to check in XPay's back office
-//!   before asking again.
+//!   a timeout, a 5xx or an answer whose MAC does not verify leaves the refund requested
+//!   (in doubt) for an operator to check in XPay's back office before asking again.
 //! - **MyBank** is an account debit with immediate capture and no refunds: a refund of a
 //!   MyBank payment is refused as not supported.
 //!
@@ -330,18 +330,13 @@ impl NexiGateway {
 }
 
 /// A number or a string, as XPay's JSON writes either.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(untagged)]
 enum Loose {
     Text(String),
     Number(serde_json::Number),
+    #[default]
     Null,
-}
-
-impl Default for Loose {
-    fn default() -> Self {
-        Loose::Null
-    }
 }
 
 impl Loose {
@@ -615,7 +610,15 @@ impl Gateway for NexiGateway {
                 ],
                 true,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // An answer that does not verify says nothing about the refund: in doubt.
+                Error::Gateway {
+                    kind: GatewayErrorKind::InvalidSignature | GatewayErrorKind::Malformed(_),
+                    ..
+                } => self.error(GatewayErrorKind::Unavailable),
+                e => e,
+            })?;
         let id = answer.id_operazione.as_text();
         if id.is_empty() {
             return Err(self.error(GatewayErrorKind::Malformed(

@@ -34,13 +34,16 @@ enum Trouble {
     Slow(Duration),
 }
 
+/// A form as Stripe reads it: name and value pairs, in order.
+type Form = Vec<(String, String)>;
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<String, Value>,
     refunds: Vec<Value>,
     by_key: HashMap<String, Value>,
     /// (method, path, Idempotency-Key, form)
-    requests: Vec<(String, String, Option<String>, Vec<(String, String)>)>,
+    requests: Vec<(String, String, Option<String>, Form)>,
     trouble: VecDeque<Trouble>,
     counter: u32,
 }
@@ -234,7 +237,7 @@ impl StripeApi {
         })
     }
 
-    fn requests(&self, method: &str, path: &str) -> Vec<(Option<String>, Vec<(String, String)>)> {
+    fn requests(&self, method: &str, path: &str) -> Vec<(Option<String>, Form)> {
         self.0
             .lock()
             .unwrap()

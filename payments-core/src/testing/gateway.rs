@@ -30,6 +30,14 @@ pub trait GatewayDriver: Send + Sync {
     fn body_signed(&self) -> bool {
         true
     }
+    /// `callback` without its signature. By default its headers and query are cleared; a
+    /// provider that signs inside the body (Nexi's `mac` field) removes that instead.
+    fn unsigned(&self, callback: &CallbackRequest) -> CallbackRequest {
+        let mut unsigned = callback.clone();
+        unsigned.headers.clear();
+        unsigned.query = None;
+        unsigned
+    }
     /// The outcomes the provider can report by callback. All three by default; a bank
     /// transfer's callback only ever reports money received.
     fn outcomes(&self) -> Vec<PaymentOutcome> {
@@ -195,9 +203,7 @@ pub async fn run_all(gateway: &dyn Gateway, driver: &dyn GatewayDriver) {
             Err(Error::Gateway { .. }) if !driver.body_signed() => {}
             r => panic!("a tampered callback must fail verification, got {r:?}"),
         }
-        let mut unsigned = callback.clone();
-        unsigned.headers.clear();
-        unsigned.query = None;
+        let unsigned = driver.unsigned(&callback);
         let err = gateway
             .parse_callback(&unsigned)
             .await
