@@ -11,7 +11,7 @@
 //! | part | trait | here | elsewhere |
 //! | --- | --- | --- | --- |
 //! | persistence | [`Store`] | [`InMemoryStore`] | `payments-sqlx` (SQLite, PostgreSQL) |
-//! | payment providers | [`Gateway`] | — | `payments-gateways` (sandbox, bank transfer, …) |
+//! | payment providers | [`Gateway`] | — | `payments-gateways` (sandbox, bank transfer, pagoPA, Stripe, Nexi XPay) |
 //! | receipts and notices | [`Notifier`] | [`RecordingNotifier`] | `payments-mail` (SMTP, files) |
 //! | modules told of payments | [`SettlementListener`] | [`RecordingListener`] | the host's modules |
 //! | time | [`Clock`] | [`SystemClock`], [`ManualClock`] | |
@@ -26,13 +26,16 @@
 //!    idempotency key returns the same transaction.
 //! 3. **Outcome.** [`Payments::handle_callback`] applies a provider's verified callback
 //!    once; a bank transfer is reported by the payer ([`Payments::report_transfer`]) and
-//!    confirmed by an operator ([`Payments::confirm_payment`]). Unfinished transactions
-//!    expire ([`Payments::expire_due`]) and free their items.
+//!    confirmed by an operator ([`Payments::confirm_payment`]). A callback that never came
+//!    is recovered by asking the provider ([`Payments::reconcile_pending`], a sweep the
+//!    host schedules). Unfinished transactions expire ([`Payments::expire_due`]) and free
+//!    their items.
 //! 4. **Settlement.** Marking a transaction `Paid` enqueues, atomically, the payer's
 //!    receipt, the creditor's notice and a settlement per module item;
 //!    [`Payments::dispatch_outbox`] delivers them at least once, with backoff.
 //! 5. **Afterwards.** [`Payments::history`] for the payer, [`Payments::search`] for
-//!    operators.
+//!    operators, and [`Payments::refund`] (full or partial, never more than was paid) for
+//!    the body's managers.
 //!
 //! Money is exact ([`Money`] over `rust_decimal`, never a float); every state change is a
 //! compare-and-set that leaves a [`TransactionEvent`]; every call names its [`Actor`].
