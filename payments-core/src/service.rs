@@ -49,6 +49,8 @@ struct Inner {
     transaction_ttl: Duration,
     return_url: Option<String>,
     dispatch_batch: u32,
+    /// (how often, how old) for the worker's reconciliation sweep; `None`: never.
+    sweep: Option<(Duration, Duration)>,
     creditors: Cached<CreditorId, Creditor>,
     types: Cached<crate::PaymentTypeId, PaymentType>,
     methods: Cached<MethodId, PaymentMethod>,
@@ -67,6 +69,7 @@ pub struct PaymentsBuilder {
     return_url: Option<String>,
     dispatch_batch: Option<u32>,
     config_ttl: Option<Duration>,
+    sweep: Option<Option<(Duration, Duration)>>,
 }
 
 impl PaymentsBuilder {
@@ -142,6 +145,20 @@ impl PaymentsBuilder {
         self
     }
 
+    /// How often [`Payments::run_worker`] runs the reconciliation sweep
+    /// ([`Payments::reconcile_pending`]), and for transactions unchanged for how long: every
+    /// 5 minutes, for those unchanged for 10, by default.
+    pub fn reconcile_every(mut self, every: Duration, older_than: Duration) -> Self {
+        self.sweep = Some(Some((every, older_than)));
+        self
+    }
+
+    /// The worker never runs the reconciliation sweep (the host schedules its own).
+    pub fn no_reconciliation(mut self) -> Self {
+        self.sweep = Some(None);
+        self
+    }
+
     /// Builds the service; refuses a missing store or notifier, or two gateways with one id.
     pub fn build(self) -> Result<Payments> {
         let store = self
@@ -172,6 +189,9 @@ impl PaymentsBuilder {
                 transaction_ttl: self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60)),
                 return_url: self.return_url,
                 dispatch_batch: self.dispatch_batch.unwrap_or(50),
+                sweep: self
+                    .sweep
+                    .unwrap_or(Some((Duration::from_secs(300), Duration::from_secs(600)))),
                 creditors: Cached::new(config_ttl),
                 types: Cached::new(config_ttl),
                 methods: Cached::new(config_ttl),
@@ -1415,11 +1435,19 @@ impl Payments {
     }
 
     /// Runs the background work until `shutdown` completes: every `interval`, delivers the
-    /// due outbox messages and expires the transactions whose time is up. Errors are
-    /// retried on the next round.
+    /// due outbox messages and expires the transactions whose time is up; and, as often as
+    /// the builder's [`PaymentsBuilder::reconcile_every`] says (every 5 minutes by
+    /// default), runs the reconciliation sweep. Errors are retried on the next round.
     pub async fn run_worker(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
+            if let Some((every, older_than)) = self.inner.sweep
+                && last_sweep.is_none_or(|t| t.elapsed() >= every)
+            {
+                last_sweep = Some(tokio::time::Instant::now());
+                let _ = self.reconcile_pending(older_than, 500).await;
+            }
             // Keep draining while whole batches come back.
             while let Ok(r) = self.dispatch_outbox().await {
                 if r.claimed() < self.inner.dispatch_batch {

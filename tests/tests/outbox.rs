@@ -254,3 +254,51 @@ async fn the_worker_delivers_in_the_background_until_shut_down() {
     assert_eq!(env.notifier.sent().len(), 2);
     assert_eq!(env.tributi.heard().len(), 1);
 }
+
+#[tokio::test]
+async fn the_worker_recovers_a_lost_callback_with_its_reconciliation_sweep() {
+    let env = Env::new().await;
+    let (_, checkout) = env.pending("alice", "a").await;
+    let (_, untouched) = env.pending("bruno", "b").await;
+    // The payer paid on the provider's page; its callback never arrived.
+    let _lost = env.callback(&checkout, PaymentOutcome::Paid);
+    env.clock.advance(Duration::from_secs(11 * 60));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = {
+        let p = env.payments.clone();
+        tokio::spawn(async move {
+            p.run_worker(Duration::from_millis(10), async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    for _ in 0..200 {
+        if env.notifier.sent().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    let operator = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
+    let tx = env
+        .payments
+        .transaction(&operator, checkout.transaction.id)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, TxStatus::Paid, "recovered from the provider");
+    let events = env.payments.events(&operator, tx.id).await.unwrap();
+    assert_eq!(events.last().unwrap().note.as_deref(), Some("reconciled"));
+    assert_eq!(env.notifier.sent().len(), 2, "and its mails went out");
+    let other = env
+        .payments
+        .transaction(&operator, untouched.transaction.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status,
+        TxStatus::Pending,
+        "a payment still open stays so"
+    );
+}

@@ -210,24 +210,24 @@ impl Payments {
     /// registered gateway where its transactions stand that are still unfinished
     /// `older_than` after their last change, and applies the answers, as
     /// [`Payments::reconcile`] does one by one. A callback the provider never delivered,
-    /// or that failed, is recovered this way. Looks at no more than `limit` transactions;
-    /// a provider that cannot be asked (bank transfer, pagoPA) is skipped.
+    /// or that failed, is recovered this way. Asks about no more than `limit` transactions;
+    /// those of a provider that cannot be asked (bank transfer, pagoPA) are skipped and do
+    /// not count. [`Payments::run_worker`] runs it every 5 minutes unless the builder says
+    /// otherwise.
     pub async fn reconcile_pending(&self, older_than: Duration, limit: u32) -> Result<SweepReport> {
         let before = self.inner.clock.now()
             - chrono::Duration::from_std(older_than)
                 .map_err(|_| Error::invalid("older_than", "too long"))?;
         let mut report = SweepReport::default();
         let mut after = None;
-        let mut seen = 0u32;
-        while seen < limit {
-            let page = self
-                .store_ref()
-                .unfinished(before, after, (limit - seen).min(100))
-                .await?;
+        'pages: while report.checked < limit {
+            let page = self.store_ref().unfinished(before, after, 100).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for tx in page {
-                seen += 1;
+                if report.checked >= limit {
+                    break 'pages;
+                }
                 if !self.inner.gateways.contains_key(&tx.gateway_id) {
                     report.skipped += 1;
                     continue;
