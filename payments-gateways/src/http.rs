@@ -56,20 +56,7 @@ impl HttpClient {
         gateway: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
-        let mut wait = self.backoff;
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(2);
-            }
-            match build(&self.client).send().await {
-                Ok(response) if response.status().is_server_error() => continue,
-                Ok(response) => return Ok(response),
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => continue,
-                Err(_) => break,
-            }
-        }
-        Err(Error::gateway(gateway, GatewayErrorKind::Unavailable))
+        self.send_retrying(gateway, build, true).await
     }
 
     /// Sends a request that must not be repeated once it may have reached the provider (a
@@ -81,17 +68,31 @@ impl HttpClient {
         gateway: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
+        self.send_retrying(gateway, build, false).await
+    }
+
+    /// Sends, retrying a connection that could not be made, and, when `repeatable`, a
+    /// timeout, an interrupted exchange or a 5xx.
+    async fn send_retrying(
+        &self,
+        gateway: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        repeatable: bool,
+    ) -> Result<reqwest::Response> {
         let mut wait = self.backoff;
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 tokio::time::sleep(wait).await;
                 wait = wait.saturating_mul(2);
             }
-            match build(&self.client).send().await {
-                Ok(response) if response.status().is_server_error() => break,
+            let again = match build(&self.client).send().await {
+                Ok(response) if response.status().is_server_error() => repeatable,
                 Ok(response) => return Ok(response),
-                Err(e) if e.is_connect() => continue,
-                Err(_) => break,
+                Err(e) if e.is_connect() => true,
+                Err(e) => repeatable && (e.is_timeout() || e.is_request()),
+            };
+            if !again {
+                break;
             }
         }
         Err(Error::gateway(gateway, GatewayErrorKind::Unavailable))

@@ -58,6 +58,8 @@
 pub mod bank_transfer;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "stripe", feature = "nexi"))]
+mod kinds;
 #[cfg(feature = "nexi")]
 pub mod nexi;
 #[cfg(feature = "pagopa")]

@@ -200,19 +200,11 @@ impl NexiGateway {
 
     /// The methods the body enabled on XPay: card and MyBank (account debit), or either.
     pub fn with_methods(mut self, kinds: &[MethodKind]) -> Result<Self> {
-        if kinds.is_empty()
-            || kinds
-                .iter()
-                .any(|k| !matches!(k, MethodKind::Card | MethodKind::AccountDebit))
-        {
-            return Err(Error::invalid(
-                "methods",
-                "Nexi XPay serves card and account_debit (MyBank)",
-            ));
-        }
-        let mut kinds = kinds.to_vec();
-        kinds.dedup();
-        self.kinds = kinds;
+        self.kinds = crate::kinds::enabled(
+            kinds,
+            &[MethodKind::Card, MethodKind::AccountDebit],
+            "Nexi XPay",
+        )?;
         Ok(self)
     }
 

@@ -134,19 +134,11 @@ impl StripeGateway {
 
     /// The methods the body enabled on Stripe: card and SEPA direct debit, or either.
     pub fn with_methods(mut self, kinds: &[MethodKind]) -> Result<Self> {
-        if kinds.is_empty()
-            || kinds
-                .iter()
-                .any(|k| !matches!(k, MethodKind::Card | MethodKind::SepaDirectDebit))
-        {
-            return Err(Error::invalid(
-                "methods",
-                "Stripe serves card and sepa_direct_debit",
-            ));
-        }
-        let mut kinds = kinds.to_vec();
-        kinds.dedup();
-        self.kinds = kinds;
+        self.kinds = crate::kinds::enabled(
+            kinds,
+            &[MethodKind::Card, MethodKind::SepaDirectDebit],
+            "Stripe",
+        )?;
         Ok(self)
     }
 

@@ -233,24 +233,7 @@ async fn the_worker_delivers_in_the_background_until_shut_down() {
         .handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid))
         .await
         .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = {
-        let p = env.payments.clone();
-        tokio::spawn(async move {
-            p.run_worker(Duration::from_millis(10), async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
-    for _ in 0..200 {
-        if env.notifier.sent().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.send(()).unwrap();
-    worker.await.unwrap();
+    run_worker_until_mails(&env, 2).await;
     assert_eq!(env.notifier.sent().len(), 2);
     assert_eq!(env.tributi.heard().len(), 1);
 }
@@ -263,24 +246,7 @@ async fn the_worker_recovers_a_lost_callback_with_its_reconciliation_sweep() {
     // The payer paid on the provider's page; its callback never arrived.
     let _lost = env.callback(&checkout, PaymentOutcome::Paid);
     env.clock.advance(Duration::from_secs(11 * 60));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = {
-        let p = env.payments.clone();
-        tokio::spawn(async move {
-            p.run_worker(Duration::from_millis(10), async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
-    for _ in 0..200 {
-        if env.notifier.sent().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.send(()).unwrap();
-    worker.await.unwrap();
+    run_worker_until_mails(&env, 2).await;
     let operator = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
     let tx = env
         .payments
@@ -301,4 +267,26 @@ async fn the_worker_recovers_a_lost_callback_with_its_reconciliation_sweep() {
         TxStatus::Pending,
         "a payment still open stays so"
     );
+}
+
+/// Runs the worker until `n` mails are sent (two seconds at most), then stops it.
+async fn run_worker_until_mails(env: &Env, n: usize) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = {
+        let p = env.payments.clone();
+        tokio::spawn(async move {
+            p.run_worker(Duration::from_millis(10), async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    for _ in 0..200 {
+        if env.notifier.sent().len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap();
 }
