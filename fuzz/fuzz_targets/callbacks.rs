@@ -3,6 +3,8 @@
 //! the input, never panic, and an event they accept is consistent.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use libfuzzer_sys::fuzz_target;
 use payments_core::{CallbackRequest, Gateway};
 use payments_gateways::nexi::{NexiGateway, result_mac};
@@ -10,6 +12,12 @@ use payments_gateways::stripe::StripeGateway;
 
 const SECRET: &str = "whsec_fuzz";
 const MAC_KEY: &str = "fuzz mac key";
+
+// Built once: a gateway holds an HTTP client, slow to make.
+static STRIPE: LazyLock<StripeGateway> =
+    LazyLock::new(|| StripeGateway::new("sk_fuzz", SECRET).unwrap());
+static NEXI: LazyLock<NexiGateway> =
+    LazyLock::new(|| NexiGateway::new("ALIAS_WEB_FUZZ", MAC_KEY, "https://x.example/n").unwrap());
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
@@ -43,15 +51,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let result = futures::executor::block_on(async {
         if which % 2 == 0 {
-            let stripe = StripeGateway::new("sk_fuzz", SECRET).unwrap();
-            stripe.parse_callback(&request).await
+            STRIPE.parse_callback(&request).await
         } else {
-            let nexi = NexiGateway::new("ALIAS_WEB_FUZZ", MAC_KEY, "https://x.example/n").unwrap();
-            nexi.parse_callback(&request).await
+            NEXI.parse_callback(&request).await
         }
     });
     if let Ok(event) = result {
-        assert!(event.provider_ref.is_some(), "an event names the provider's reference");
+        assert!(
+            event.provider_ref.is_some(),
+            "an event names the provider's reference"
+        );
         assert!(event.amount.minor_units() >= 0);
         assert!(event.part.is_none());
     }
