@@ -342,10 +342,20 @@ impl Env {
         base: &str,
         make: impl FnOnce(&str) -> StripeGateway,
     ) -> Env {
+        Env::on_store(api, server, base, make, Arc::new(InMemoryStore::new())).await
+    }
+
+    async fn on_store(
+        api: StripeApi,
+        server: MockServer,
+        base: &str,
+        make: impl FnOnce(&str) -> StripeGateway,
+        store: Arc<dyn Store>,
+    ) -> Env {
         let notifier = Arc::new(RecordingNotifier::new());
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let payments = Payments::builder()
-            .store(Arc::new(InMemoryStore::new()))
+            .store(store)
             .gateway(Arc::new(make(base)))
             .notifier(notifier.clone())
             .clock(clock.clone())
@@ -1209,5 +1219,93 @@ async fn configuration_errors_name_their_field_and_keys_never_show() {
     assert_eq!(
         err.validation_errors().map(|v| v.fields()),
         Some(vec!["method"])
+    );
+}
+
+#[tokio::test]
+async fn concurrent_refunds_on_sqlite_never_exceed_what_was_paid() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("stripe-refunds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join(format!("{}.db", TransactionId::new()));
+    let store = payments_sqlx::SqlxStore::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let api = StripeApi::default();
+    let server = server(&api).await;
+    let uri = server.uri();
+    let env = Env::on_store(
+        api,
+        server,
+        &uri,
+        |base| gateway(base, Duration::from_secs(5)),
+        Arc::new(store),
+    )
+    .await;
+    let checkout = env.pay("alice", "10,00", MethodKind::Card).await;
+    let session = env.api.pay(&session_id(&checkout), true);
+    env.payments
+        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
+        .await
+        .unwrap();
+
+    // Eight operators refund 3.00 each at once: three fit in 10.00.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let payments = env.payments.clone();
+        let operator = env.operator.clone();
+        let tx = checkout.transaction.id;
+        tasks.push(tokio::spawn(async move {
+            payments
+                .refund(
+                    &operator,
+                    tx,
+                    RefundRequest::partial(Money::parse_eur("3.00").unwrap(), format!("k{i}")),
+                )
+                .await
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.status, RefundStatus::Succeeded);
+                done += 1;
+            }
+            Err(e) => assert_eq!(
+                e.validation_errors().map(|v| v.fields()),
+                Some(vec!["amount"]),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(done, 3);
+    let at_stripe: i64 = env
+        .api
+        .0
+        .lock()
+        .unwrap()
+        .refunds
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(at_stripe, 900, "Stripe was asked for 9.00 in all");
+    assert_eq!(
+        env.tx(checkout.transaction.id).await.status,
+        TxStatus::Paid,
+        "1.00 is left"
+    );
+    let rest = env
+        .payments
+        .refund(
+            &env.operator,
+            checkout.transaction.id,
+            RefundRequest::full("rest"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.amount, Money::parse_eur("1.00").unwrap());
+    assert_eq!(
+        env.tx(checkout.transaction.id).await.status,
+        TxStatus::Refunded
     );
 }
