@@ -216,6 +216,11 @@ impl StripeGateway {
             .bytes()
             .await
             .map_err(|_| self.error(GatewayErrorKind::Unavailable))?;
+        // 409: the same idempotency key is in use by a request still running, so the
+        // outcome is not known yet.
+        if status == reqwest::StatusCode::CONFLICT {
+            return Err(self.error(GatewayErrorKind::Unavailable));
+        }
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|_| {
                 self.error(GatewayErrorKind::Malformed(

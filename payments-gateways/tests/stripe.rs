@@ -32,6 +32,8 @@ enum Trouble {
     ServerError,
     /// Do the work, then answer only after this long.
     Slow(Duration),
+    /// Answer 409: a request with this idempotency key is still running.
+    KeyInUse,
 }
 
 /// A form as Stripe reads it: name and value pairs, in order.
@@ -93,6 +95,13 @@ impl Respond for StripeApi {
                 }));
             }
             Some(Trouble::Slow(d)) => Some(d),
+            Some(Trouble::KeyInUse) => {
+                return stripe_error(
+                    409,
+                    "idempotency_key_in_use",
+                    "There is currently another in-progress request using this Stripe-Idempotency-Key",
+                );
+            }
             None => None,
         };
         let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -1308,4 +1317,42 @@ async fn concurrent_refunds_on_sqlite_never_exceed_what_was_paid() {
         env.tx(checkout.transaction.id).await.status,
         TxStatus::Refunded
     );
+}
+
+#[tokio::test]
+async fn a_refund_whose_key_stripe_says_is_in_use_stays_in_doubt() {
+    let env = Env::new().await;
+    let checkout = env.pay("alice", "10,00", MethodKind::Card).await;
+    let session = env.api.pay(&session_id(&checkout), true);
+    env.payments
+        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
+        .await
+        .unwrap();
+    env.api.trouble(Trouble::KeyInUse);
+    let tx = checkout.transaction.id;
+    let err = env
+        .payments
+        .refund(&env.operator, tx, RefundRequest::full("k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Gateway {
+            kind: GatewayErrorKind::Unavailable,
+            ..
+        }
+    ));
+    let refunds = env.payments.refunds(&env.operator, tx).await.unwrap();
+    assert_eq!(
+        refunds[0].status,
+        RefundStatus::Requested,
+        "not marked failed"
+    );
+    let done = env
+        .payments
+        .refund(&env.operator, tx, RefundRequest::full("k"))
+        .await
+        .unwrap();
+    assert_eq!(done.status, RefundStatus::Succeeded);
+    assert_eq!(env.tx(tx).await.status, TxStatus::Refunded);
 }

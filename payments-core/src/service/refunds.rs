@@ -120,6 +120,11 @@ impl Payments {
         };
         let event = refund_event(&tx, actor, now, note);
         let created = store.create_refund(&refund, &event).await?;
+        if !created.created {
+            // Another call with this key recorded it a moment ago and is asking the
+            // provider: one asker is enough.
+            return Ok(created.refund);
+        }
         self.settle_refund(&tx, created.refund, actor).await
     }
 
