@@ -430,14 +430,6 @@ fn method_type(kind: MethodKind) -> Option<&'static str> {
     }
 }
 
-fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{query}")
-}
-
 #[async_trait]
 impl Gateway for StripeGateway {
     fn id(&self) -> GatewayId {
@@ -486,11 +478,11 @@ impl Gateway for StripeGateway {
                 .append_pair("payment_intent_data[metadata][transaction_id]", &id)
                 .append_pair(
                     "success_url",
-                    &with_query(return_url, &[("transaction", &id), ("outcome", "success")]),
+                    &crate::text::return_to(return_url, tx.id, "success"),
                 )
                 .append_pair(
                     "cancel_url",
-                    &with_query(return_url, &[("transaction", &id), ("outcome", "cancel")]),
+                    &crate::text::return_to(return_url, tx.id, "cancel"),
                 )
                 .append_pair("expires_at", &expires.timestamp().to_string())
                 .append_pair(

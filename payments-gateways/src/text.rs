@@ -9,3 +9,15 @@ pub(crate) fn shorten(message: &str) -> String {
     }
     out
 }
+
+/// `url` with the transaction and the outcome added to its query: where a provider's page
+/// sends the payer back (`…?transaction=<id>&outcome=<outcome>`). Both values are URL-safe.
+#[cfg(any(feature = "pagopa", feature = "stripe"))]
+pub(crate) fn return_to(
+    url: &str,
+    transaction: payments_core::TransactionId,
+    outcome: &str,
+) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}transaction={transaction}&outcome={outcome}")
+}

@@ -480,9 +480,7 @@ impl PagoPaGateway {
                 "pagoPA's checkout needs an address to send the payer back to",
             )
         })?;
-        let sep = if return_url.contains('?') { '&' } else { '?' };
-        let back =
-            |outcome: &str| format!("{return_url}{sep}transaction={}&outcome={outcome}", tx.id);
+        let back = |outcome: &str| crate::text::return_to(return_url, tx.id, outcome);
         let body = CartRequest {
             payment_notices: notices
                 .iter()
