@@ -408,6 +408,18 @@ impl Env {
             .unwrap()
     }
 
+    /// The payer paid by card on Stripe's page; Stripe's webhook pays the transaction.
+    async fn paid(&self, checkout: &Checkout) -> Value {
+        let session = self.api.pay(&session_id(checkout), true);
+        let out = self
+            .payments
+            .handle_callback("stripe", &webhook("checkout.session.completed", &session))
+            .await
+            .unwrap();
+        assert_eq!(out.transaction.status, TxStatus::Paid);
+        session
+    }
+
     async fn tx(&self, id: TransactionId) -> Transaction {
         self.payments.transaction(&self.operator, id).await.unwrap()
     }
@@ -990,11 +1002,7 @@ async fn refunds_full_and_partial_never_exceed_what_was_paid() {
     let env = Env::new().await;
     let checkout = env.pay("alice", "12,34", MethodKind::Card).await;
     let tx_id = checkout.transaction.id;
-    let session = env.api.pay(&session_id(&checkout), true);
-    env.payments
-        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
-        .await
-        .unwrap();
+    let session = env.paid(&checkout).await;
 
     let eur = |s: &str| Money::parse_eur(s).unwrap();
     let first = env
@@ -1112,11 +1120,7 @@ async fn refunds_full_and_partial_never_exceed_what_was_paid() {
 async fn a_refund_stripe_could_not_answer_is_retried_with_the_same_key() {
     let env = Env::with(|uri| gateway(uri, Duration::from_millis(300))).await;
     let checkout = env.pay("alice", "10,00", MethodKind::Card).await;
-    let session = env.api.pay(&session_id(&checkout), true);
-    env.payments
-        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
-        .await
-        .unwrap();
+    env.paid(&checkout).await;
     // Every attempt of the first call fails (a 500, then slow answers that did the work).
     env.api.trouble(Trouble::ServerError);
     for _ in 0..3 {
@@ -1251,11 +1255,7 @@ async fn concurrent_refunds_on_sqlite_never_exceed_what_was_paid() {
     )
     .await;
     let checkout = env.pay("alice", "10,00", MethodKind::Card).await;
-    let session = env.api.pay(&session_id(&checkout), true);
-    env.payments
-        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
-        .await
-        .unwrap();
+    env.paid(&checkout).await;
 
     // Eight operators refund 3.00 each at once: three fit in 10.00.
     let mut tasks = Vec::new();
@@ -1323,11 +1323,7 @@ async fn concurrent_refunds_on_sqlite_never_exceed_what_was_paid() {
 async fn a_refund_whose_key_stripe_says_is_in_use_stays_in_doubt() {
     let env = Env::new().await;
     let checkout = env.pay("alice", "10,00", MethodKind::Card).await;
-    let session = env.api.pay(&session_id(&checkout), true);
-    env.payments
-        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
-        .await
-        .unwrap();
+    env.paid(&checkout).await;
     env.api.trouble(Trouble::KeyInUse);
     let tx = checkout.transaction.id;
     let err = env
