@@ -7,8 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use async_trait::async_trait;
-use chrono::Utc;
+use common::RETURN;
 use payments_core::testing::Fixture;
 use payments_core::testing::gateway::{GatewayDriver, run_all};
 use payments_core::*;
@@ -24,7 +26,6 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const ALIAS: &str = "ALIAS_WEB_00000001";
 const MAC_KEY: &str = "TLGHTOWIZXQPTIZRALWKG";
 const NOTIFY: &str = "https://portale.example.it/webhooks/nexi";
-const RETURN: &str = "https://portale.example.it/pagamenti/esito";
 
 fn sha1_hex(text: &str) -> String {
     hex::encode(Sha1::digest(text.as_bytes()))
@@ -393,40 +394,19 @@ impl Env {
     async fn new() -> Env {
         let office = BackOffice::default();
         let server = server(&office).await;
-        let notifier = Arc::new(RecordingNotifier::new());
-        let clock = Arc::new(ManualClock::new(Utc::now()));
-        let payments = Payments::builder()
-            .store(Arc::new(InMemoryStore::new()))
-            .gateway(Arc::new(gateway(&server.uri())))
-            .notifier(notifier.clone())
-            .clock(clock.clone())
-            .return_url(RETURN)
-            .build()
-            .unwrap();
-        let mut fx = Fixture::install(
-            &payments,
-            "nexi",
+        let s = common::service(
+            Arc::new(gateway(&server.uri())),
+            Arc::new(InMemoryStore::new()),
             &[MethodKind::Card, MethodKind::AccountDebit],
         )
-        .await
-        .unwrap();
-        fx.fees = fx.fees.clone().with_methods([
-            MethodKind::Card,
-            MethodKind::AccountDebit,
-            MethodKind::BankTransfer,
-        ]);
-        payments
-            .define_payment_type(&Actor::System, &fx.fees)
-            .await
-            .unwrap();
-        let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+        .await;
         Env {
-            payments,
+            payments: s.payments,
             office,
-            notifier,
-            fx,
-            operator,
-            clock,
+            notifier: s.notifier,
+            fx: s.fx,
+            operator: s.operator,
+            clock: s.clock,
             _server: server,
         }
     }

@@ -8,8 +8,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use async_trait::async_trait;
 use chrono::Utc;
+use common::RETURN;
 use hmac::{Hmac, Mac};
 use payments_core::testing::Fixture;
 use payments_core::testing::gateway::{GatewayDriver, run_all};
@@ -24,7 +27,6 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const API_KEY: &str = "sk_test_51Hx0nlyTheBodyKnowsThis";
 const WEBHOOK_SECRET: &str = "whsec_0nlyStripeAndTheBodyKnowThis";
-const RETURN: &str = "https://portale.example.it/pagamenti/esito";
 
 /// What the test server should do with the next request, before answering normally.
 enum Trouble {
@@ -361,42 +363,19 @@ impl Env {
         make: impl FnOnce(&str) -> StripeGateway,
         store: Arc<dyn Store>,
     ) -> Env {
-        let notifier = Arc::new(RecordingNotifier::new());
-        let clock = Arc::new(ManualClock::new(Utc::now()));
-        let payments = Payments::builder()
-            .store(store)
-            .gateway(Arc::new(make(base)))
-            .notifier(notifier.clone())
-            .clock(clock.clone())
-            .return_url(RETURN)
-            .build()
-            .unwrap();
-        let fx = Fixture::install(
-            &payments,
-            "stripe",
+        let s = common::service(
+            Arc::new(make(base)),
+            store,
             &[MethodKind::Card, MethodKind::SepaDirectDebit],
         )
-        .await
-        .unwrap();
-        // Fees are paid by SEPA debit here too.
-        let mut fx = fx;
-        fx.fees = fx.fees.clone().with_methods([
-            MethodKind::Card,
-            MethodKind::SepaDirectDebit,
-            MethodKind::BankTransfer,
-        ]);
-        payments
-            .define_payment_type(&Actor::System, &fx.fees)
-            .await
-            .unwrap();
-        let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+        .await;
         Env {
-            payments,
+            payments: s.payments,
             api,
-            notifier,
-            fx,
-            operator,
-            clock,
+            notifier: s.notifier,
+            fx: s.fx,
+            operator: s.operator,
+            clock: s.clock,
             _server: server,
         }
     }
