@@ -565,6 +565,40 @@ impl Payments {
         Ok(CartContents { cart, items, total })
     }
 
+    /// The methods that can pay everything open in the cart: enabled at its creditor, served
+    /// by a registered gateway, and accepted by every open item's payment type. This is the
+    /// choice a checkout page offers; an empty cart can be paid by none.
+    pub async fn cart_methods(&self, actor: &Actor, cart: CartId) -> Result<Vec<PaymentMethod>> {
+        let cart = self.cart_for(actor, cart).await?;
+        let items = self.store_ref().cart_items(cart.id).await?;
+        let open: Vec<_> = items
+            .iter()
+            .filter(|i| i.state == ItemState::Open)
+            .collect();
+        if open.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut types = Vec::new();
+        for item in &open {
+            if !types
+                .iter()
+                .any(|t: &PaymentType| t.id == item.payment_type_id)
+            {
+                let t = self
+                    .payment_type(item.payment_type_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("payment type", item.payment_type_id))?;
+                types.push(t);
+            }
+        }
+        let mut methods = self.methods(cart.creditor_id).await?;
+        methods.retain(|m| {
+            self.inner.gateways.contains_key(&m.gateway_id)
+                && types.iter().all(|t| t.methods.contains(&m.kind))
+        });
+        Ok(methods)
+    }
+
     // ---------------------------------------------------------------- checkout
 
     /// Pays the whole cart in one transaction with `method`.

@@ -468,3 +468,44 @@ async fn a_failed_payment_frees_the_items_for_another_try() {
     assert_ne!(retry.transaction.id, checkout.transaction.id);
     assert_eq!(retry.transaction.total, checkout.transaction.total);
 }
+
+#[tokio::test]
+async fn cart_methods_are_those_every_open_item_accepts() {
+    let env = Env::new().await;
+    let (alice, cart) = env.cart("alice").await;
+    let p = &env.payments;
+    // A method stored by an earlier configuration, whose gateway this service no longer
+    // has, is never offered.
+    let orphan = PaymentMethod::new(env.fx.creditor.id, MethodKind::PagoPa, "nowhere");
+    p.store().put_method(&orphan).await.unwrap();
+    let kinds = |methods: Vec<PaymentMethod>| methods.iter().map(|m| m.kind).collect::<Vec<_>>();
+    assert!(
+        p.cart_methods(&alice, cart.id).await.unwrap().is_empty(),
+        "an empty cart has nothing to pay"
+    );
+    p.add_item(&alice, cart.id, env.tari("2026-1", "120.40"))
+        .await
+        .unwrap();
+    let mut tari = kinds(p.cart_methods(&alice, cart.id).await.unwrap());
+    tari.sort_by_key(|k| k.as_str());
+    assert_eq!(tari, [MethodKind::Card, MethodKind::SepaDirectDebit]);
+    // Secretarial fees accept card and bank transfer only: direct debit goes.
+    let fee = p
+        .add_free_item(&alice, cart.id, env.fee("16,00"))
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(p.cart_methods(&alice, cart.id).await.unwrap()),
+        [MethodKind::Card]
+    );
+    p.remove_item(&alice, cart.id, fee.id).await.unwrap();
+    assert_eq!(p.cart_methods(&alice, cart.id).await.unwrap().len(), 2);
+    let (bob, _) = env.cart("bob").await;
+    assert!(
+        matches!(
+            p.cart_methods(&bob, cart.id).await,
+            Err(Error::Forbidden { .. })
+        ),
+        "another payer's cart is refused"
+    );
+}
