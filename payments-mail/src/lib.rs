@@ -168,7 +168,8 @@ impl MailNotifierBuilder {
         self
     }
 
-    /// Writes each message as an `.eml` file in `dir`, for development.
+    /// Writes each message as an `.eml` file in `dir` (created by [`build`](Self::build) if
+    /// missing), for development.
     pub fn file(mut self, dir: impl Into<PathBuf>) -> Self {
         self.file = Some(dir.into());
         self
@@ -231,6 +232,9 @@ impl MailNotifierBuilder {
             (Transport::Smtp(builder.build()), describe)
         } else {
             let dir = self.file.unwrap_or_default();
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::invalid("file", format!("cannot create {}: {e}", dir.display()))
+            })?;
             let describe = format!("files in {}", dir.display());
             (Transport::File(AsyncFileTransport::new(dir)), describe)
         };

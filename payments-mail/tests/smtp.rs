@@ -444,8 +444,10 @@ async fn a_retried_delivery_carries_the_same_message_id() {
 
 #[tokio::test]
 async fn the_file_transport_writes_both_parts() {
-    let dir = std::env::temp_dir().join(format!("payments-mail-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // A directory that does not exist yet: `build` creates it.
+    let dir = std::env::temp_dir()
+        .join(format!("payments-mail-{}", uuid_like()))
+        .join("mail");
     let notifier = MailNotifier::builder("pagamenti@comune.example.it")
         .file(&dir)
         .build()

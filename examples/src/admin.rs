@@ -1,0 +1,504 @@
+//! The body's operators: movements with filters, paging and totals; a transaction's detail
+//! and events; confirming or rejecting a reported transfer; importing a camt.053 statement;
+//! the outbox with a retry button; exports of the selection as CSV and XLSX.
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect};
+use axum::{Extension, Form};
+use chrono::{NaiveDate, TimeZone, Utc};
+use minijinja::{Value, context};
+use payments_core::{
+    Actor, BankEntryOutcome, BankEntryQuery, Locale, MethodKind, Money, MovementQuery,
+    NotificationKind, OutboxPayload, OutboxQuery, OutboxStatus, TxStatus,
+};
+use payments_sqlx::ExportFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::Portal;
+use crate::auth::Ctx;
+use crate::views::{self, OrPage, PageError, PageResult, status_label, text};
+
+/// The movements' filters, as the search form sends them (all optional).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct Filters {
+    /// From this day (YYYY-MM-DD).
+    #[serde(default)]
+    pub from: String,
+    /// To this day, included.
+    #[serde(default)]
+    pub to: String,
+    /// A state (`paid`, `reported`, …).
+    #[serde(default)]
+    pub status: String,
+    /// A payment type id.
+    #[serde(default, rename = "type")]
+    pub payment_type: String,
+    /// A method kind (`card`, `bank_transfer`, …).
+    #[serde(default)]
+    pub method: String,
+    /// A module (`tributi`, …, or `free` for free payments).
+    #[serde(default)]
+    pub module: String,
+    /// The payer's id (fiscal code).
+    #[serde(default)]
+    pub payer: String,
+    /// The smallest total.
+    #[serde(default)]
+    pub min: String,
+    /// The largest total.
+    #[serde(default)]
+    pub max: String,
+    /// The page's cursor.
+    #[serde(default)]
+    pub after: String,
+}
+
+impl Filters {
+    /// The library's query; a filter that does not read is an error naming it.
+    pub fn query(&self, portal: &Portal) -> payments_core::Result<MovementQuery> {
+        let mut q = MovementQuery::new(portal.creditor().id);
+        let mut errors = payments_core::ValidationErrors::default();
+        let day = |s: &str, field: &str, errors: &mut payments_core::ValidationErrors| {
+            let s = s.trim();
+            if s.is_empty() {
+                return None;
+            }
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| errors.push(field, "must be a date, YYYY-MM-DD"))
+                .ok()
+        };
+        q.from = day(&self.from, "from", &mut errors)
+            .and_then(|d| Utc.from_local_datetime(&d.and_hms_opt(0, 0, 0)?).single());
+        q.to = day(&self.to, "to", &mut errors).and_then(|d| {
+            Utc.from_local_datetime(&d.succ_opt()?.and_hms_opt(0, 0, 0)?)
+                .single()
+        });
+        if !self.status.is_empty() {
+            match TxStatus::parse(&self.status) {
+                Some(s) => q.statuses = vec![s],
+                None => errors.push("status", "unknown state"),
+            }
+        }
+        if !self.payment_type.is_empty() {
+            match self.payment_type.parse() {
+                Ok(t) => q.payment_type_id = Some(t),
+                Err(_) => errors.push("type", "unknown payment type"),
+            }
+        }
+        if !self.method.is_empty() {
+            match MethodKind::parse(&self.method) {
+                Some(k) => q.method_kind = Some(k),
+                None => errors.push("method", "unknown method"),
+            }
+        }
+        if !self.module.trim().is_empty() {
+            q.module = Some(self.module.trim().to_owned());
+        }
+        if !self.payer.trim().is_empty() {
+            q.payer_id = Some(self.payer.trim().to_uppercase().into());
+        }
+        for (field, raw, target) in [
+            ("min", &self.min, &mut q.min_total),
+            ("max", &self.max, &mut q.max_total),
+        ] {
+            if !raw.trim().is_empty() {
+                match Money::parse_eur(raw) {
+                    Ok(m) => *target = Some(m),
+                    Err(e) => errors.push(field, e.to_string()),
+                }
+            }
+        }
+        if !self.after.is_empty() {
+            q.after = self.after.parse().ok();
+        }
+        q.limit = 20;
+        errors.into_result()?;
+        Ok(q)
+    }
+
+    fn query_string(&self, after: Option<String>) -> String {
+        let mut f = self.clone();
+        f.after = after.unwrap_or_default();
+        let pairs = [
+            ("from", &f.from),
+            ("to", &f.to),
+            ("status", &f.status),
+            ("type", &f.payment_type),
+            ("method", &f.method),
+            ("module", &f.module),
+            ("payer", &f.payer),
+            ("min", &f.min),
+            ("max", &f.max),
+            ("after", &f.after),
+        ];
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            if !v.is_empty() {
+                out.append_pair(k, v);
+            }
+        }
+        out.finish()
+    }
+}
+
+/// Movements: the filters, a page of transactions, how many and their total, links to the
+/// next page and to the exports of the same selection.
+pub async fn movements(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let locale = ctx.locale();
+    let (rows, count, total, next, error) = match filters.query(&portal) {
+        Ok(q) => {
+            let found = portal.payments().search(&actor, &q).await.or_page(&ctx)?;
+            let rows: Vec<Value> = found
+                .page
+                .items
+                .iter()
+                .map(|t| views::transaction(t, locale))
+                .collect();
+            let next = found
+                .page
+                .next
+                .map(|n| filters.query_string(Some(n.to_string())));
+            (rows, found.count, found.total.format(locale), next, None)
+        }
+        Err(e) => (Vec::new(), 0, String::new(), None, Some(e.to_string())),
+    };
+    let types: Vec<Value> = portal
+        .payments()
+        .payment_types(portal.creditor().id)
+        .await
+        .or_page(&ctx)?
+        .iter()
+        .map(|t| context! { id => t.id.to_string(), name => t.name.clone() })
+        .collect();
+    let statuses: Vec<Value> = TxStatus::ALL
+        .iter()
+        .map(|s| context! { code => s.as_str(), label => status_label(*s, locale) })
+        .collect();
+    let methods: Vec<Value> = MethodKind::ALL
+        .iter()
+        .map(|m| context! { code => m.as_str(), label => m.label(locale) })
+        .collect();
+    let modules: Vec<&str> = portal
+        .inner
+        .modules
+        .iter()
+        .map(|m| m.name)
+        .chain(["free"])
+        .collect();
+    let selection = filters.query_string(None);
+    portal.page(
+        &ctx,
+        "admin.html",
+        context! { rows, count, total, next, error, filters => Value::from(minijinja::value::Serde(filters.clone())), types, statuses, methods, modules, selection },
+    )
+}
+
+async fn export(portal: Portal, ctx: Ctx, filters: Filters, format: ExportFormat) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let query = filters.query(&portal).or_page(&ctx)?;
+    // The store streams rows to any writer in constant memory; this demo collects them in
+    // a buffer, where a portal with large exports streams them to the response or a file.
+    let mut out = Vec::new();
+    portal
+        .inner
+        .store
+        .export(&actor, &query, format, &mut out)
+        .await
+        .or_page(&ctx)?;
+    let (mime, name) = match format {
+        ExportFormat::Xlsx => (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "movimenti.xlsx",
+        ),
+        _ => ("text/csv; charset=utf-8", "movimenti.csv"),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// The selection as CSV (`;`-separated, for Italian spreadsheets), one row per item.
+pub async fn export_csv(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    export(portal, ctx, filters, ExportFormat::Csv { separator: b';' }).await
+}
+
+/// The selection as an Excel workbook.
+pub async fn export_xlsx(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    export(portal, ctx, filters, ExportFormat::Xlsx).await
+}
+
+fn tx_id(ctx: &Ctx, id: &str) -> Result<payments_core::TransactionId, PageError> {
+    id.parse()
+        .map_err(|_| PageError::status(ctx, StatusCode::NOT_FOUND, "not_found"))
+}
+
+/// A transaction: its lines, its events, the bank entries matched to it, and the
+/// confirm/reject forms while a transfer waits.
+pub async fn detail(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let locale = ctx.locale();
+    let id = tx_id(&ctx, &id)?;
+    let tx = portal
+        .payments()
+        .transaction(&actor, id)
+        .await
+        .or_page(&ctx)?;
+    let events = portal.payments().events(&actor, id).await.or_page(&ctx)?;
+    let mut q = BankEntryQuery::new(portal.creditor().id);
+    q.transaction_id = Some(id);
+    let entries = portal
+        .payments()
+        .bank_entries(&actor, &q)
+        .await
+        .or_page(&ctx)?;
+    let entries: Vec<Value> = entries.iter().map(|e| entry(e, locale)).collect();
+    let can_confirm = matches!(tx.status, TxStatus::Reported | TxStatus::Pending)
+        && tx.method_kind == MethodKind::BankTransfer;
+    portal.page(
+        &ctx,
+        "detail.html",
+        context! {
+            tx => views::transaction(&tx, locale), events => views::events(&events, locale), entries,
+            can_confirm, can_reject => tx.status == TxStatus::Reported,
+        },
+    )
+}
+
+fn entry(e: &payments_core::BankEntry, locale: Locale) -> Value {
+    let (outcome, tx, reason) = match &e.outcome {
+        BankEntryOutcome::Matched { transaction_id } => {
+            ("matched", Some(transaction_id.to_string()), None)
+        }
+        BankEntryOutcome::Exception {
+            reason,
+            transaction_id,
+        } => (
+            "exception",
+            transaction_id.map(|t| t.to_string()),
+            Some(reason.clone()),
+        ),
+    };
+    let amount = Money::eur(e.amount)
+        .map(|m| m.format(locale))
+        .unwrap_or_else(|_| e.amount.to_string());
+    context! {
+        key => e.key.clone(), booked_on => e.booked_on.map(|d| d.format("%d/%m/%Y").to_string()), amount,
+        debtor => e.debtor.clone(), remittance => e.remittance.clone(), outcome, tx, reason,
+    }
+}
+
+/// An operator's note on a confirmation or rejection.
+#[derive(Debug, Deserialize)]
+pub struct Note {
+    #[serde(default)]
+    note: String,
+}
+
+fn note(form: Note) -> Option<String> {
+    Some(form.note.trim().to_owned()).filter(|n| !n.is_empty())
+}
+
+/// A manager confirms the money arrived: the transaction is paid, the receipt, the notice
+/// and the module's settlement go out.
+pub async fn confirm(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Form(form): Form<Note>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let id = tx_id(&ctx, &id)?;
+    portal
+        .payments()
+        .confirm_payment(&actor, id, note(form))
+        .await
+        .or_page(&ctx)?;
+    Ok(Redirect::to(&format!("/admin/payments/{id}")).into_response())
+}
+
+/// A manager finds no transfer behind a report: the items are payable again.
+pub async fn reject(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Form(form): Form<Note>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let id = tx_id(&ctx, &id)?;
+    portal
+        .payments()
+        .reject_report(&actor, id, note(form))
+        .await
+        .or_page(&ctx)?;
+    Ok(Redirect::to(&format!("/admin/payments/{id}")).into_response())
+}
+
+async fn statements_page(
+    portal: &Portal,
+    ctx: &Ctx,
+    actor: &Actor,
+    report: Option<Value>,
+    status: StatusCode,
+) -> PageResult {
+    let locale = ctx.locale();
+    let mut q = BankEntryQuery::new(portal.creditor().id);
+    q.exceptions_only = true;
+    q.limit = 50;
+    let open: Vec<Value> = portal
+        .payments()
+        .bank_entries(actor, &q)
+        .await
+        .or_page(ctx)?
+        .iter()
+        .map(|e| entry(e, locale))
+        .collect();
+    let mut response = portal.page(ctx, "statements.html", context! { report, open })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// The statement upload form, and the entries still to check.
+pub async fn statements(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    statements_page(&portal, &ctx, &actor, None, StatusCode::OK).await
+}
+
+/// Imports an uploaded camt.053 (or camt.054): each credit matched to the payment its
+/// reference names, or kept as an exception to check; importing it again changes nothing.
+pub async fn import(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    mut form: Multipart,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let mut csrf = None;
+    let mut file = Vec::new();
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.ok(),
+            Some("file") => file = field.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    // The only multipart form: it checks its CSRF token itself.
+    if !ctx.csrf_matches(csrf.as_deref()) {
+        return Err(PageError::forbidden(&ctx, "csrf"));
+    }
+    let locale = ctx.locale();
+    let (report, status) = match portal
+        .inner
+        .bank
+        .import_statement(portal.payments(), &actor, portal.creditor().id, &file)
+        .await
+    {
+        Ok(r) => (
+            context! {
+                message_id => r.message_id,
+                matched => r.matched.iter().map(|e| entry(e, locale)).collect::<Vec<_>>(),
+                exceptions => r.exceptions.iter().map(|e| entry(e, locale)).collect::<Vec<_>>(),
+                already => r.already_imported, ignored => r.ignored,
+            },
+            StatusCode::OK,
+        ),
+        Err(e @ (payments_core::Error::Validation(_) | payments_core::Error::Gateway { .. })) => (
+            context! { error => e.to_string() },
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(e) => return Err(PageError::from_error(&ctx, e)),
+    };
+    statements_page(&portal, &ctx, &actor, Some(report), status).await
+}
+
+/// Which messages to list.
+#[derive(Debug, Deserialize)]
+pub struct OutboxFilter {
+    #[serde(default)]
+    failed: Option<String>,
+}
+
+/// The outbox: receipts, notices and settlements, the failed ones with a retry button.
+pub async fn outbox(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Query(filter): Query<OutboxFilter>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let locale = ctx.locale();
+    let failed_only = filter.failed.is_some();
+    let query = OutboxQuery {
+        status: failed_only.then_some(OutboxStatus::Dead),
+        limit: 100,
+        ..Default::default()
+    };
+    let messages = portal
+        .payments()
+        .outbox(&actor, portal.creditor().id, query)
+        .await
+        .or_page(&ctx)?;
+    let rows: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let what = match &m.payload {
+                OutboxPayload::Notification(n) => format!(
+                    "{} {}",
+                    text(locale, if n.kind == NotificationKind::Receipt { "outbox.receipt" } else { "outbox.notice" }),
+                    n.to
+                ),
+                OutboxPayload::Settlement(s) => format!("{} {}: {}", text(locale, "outbox.settlement"), s.source.module, s.source.key),
+            };
+            context! {
+                id => m.id.to_string(), tx => m.transaction_id.to_string(), what,
+                status => text(locale, &format!("outbox.{}", m.status.as_str())), dead => m.status == OutboxStatus::Dead,
+                attempts => m.attempts, error => m.last_error.clone(), created => m.created_at.format("%d/%m/%Y %H:%M").to_string(),
+            }
+        })
+        .collect();
+    portal.page(&ctx, "outbox.html", context! { rows, failed_only })
+}
+
+/// A manager puts a failed message back in the queue.
+pub async fn retry(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let id = id
+        .parse()
+        .map_err(|_| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    portal
+        .payments()
+        .retry_message(&actor, id)
+        .await
+        .or_page(&ctx)?;
+    Ok(Redirect::to("/admin/outbox").into_response())
+}

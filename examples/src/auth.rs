@@ -1,0 +1,408 @@
+//! Who is signed in, behind a trait a host replaces with its own authentication; the
+//! sessions, the language and the CSRF token of every form.
+//!
+//! The demo's sign-in page lists a few people to pick from. A real portal learns who came
+//! from SPID or CIE and implements [`Accounts`] over that: the rest of the portal only asks
+//! [`Ctx::citizen`] or [`Ctx::operator`] for the [`Actor`](payments_core::Actor) to pass to
+//! the library, which checks every access again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use payments_core::{Actor, CreditorId, Locale, Payer, Role};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::Portal;
+use crate::views::{PageError, PageResult};
+
+/// Someone who may sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// A stable id (the demo's are short names).
+    pub id: String,
+    /// The name pages show.
+    pub name: String,
+    /// A citizen or an operator of the body.
+    pub kind: AccountKind,
+}
+
+/// What an account may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountKind {
+    /// A citizen: pays, and sees their own payments.
+    Citizen {
+        /// Their fiscal code, the payer's id.
+        fiscal_code: String,
+        /// Where receipts go.
+        email: String,
+    },
+    /// One of the body's operators, with a role.
+    Operator {
+        /// Viewer (reads, exports) or manager (also confirms, imports, retries).
+        role: Role,
+    },
+}
+
+impl Account {
+    /// The actor the library checks access with.
+    pub fn actor(&self, creditor: CreditorId) -> Actor {
+        match &self.kind {
+            AccountKind::Citizen { fiscal_code, .. } => Actor::payer(fiscal_code.as_str()),
+            AccountKind::Operator { role } => Actor::operator(creditor, *role, self.id.as_str()),
+        }
+    }
+
+    /// The payer a citizen's cart is opened for, receipts in `locale`.
+    pub fn payer(&self, locale: Locale) -> Option<Payer> {
+        match &self.kind {
+            AccountKind::Citizen { fiscal_code, email } => Some(
+                Payer::new(fiscal_code.as_str(), self.name.as_str())
+                    .with_email(email.as_str())
+                    .with_fiscal_code(fiscal_code.as_str())
+                    .with_locale(locale),
+            ),
+            AccountKind::Operator { .. } => None,
+        }
+    }
+
+    /// Whether this is an operator.
+    pub fn is_operator(&self) -> bool {
+        matches!(self.kind, AccountKind::Operator { .. })
+    }
+}
+
+/// Where accounts come from: the demo's list, or the host's identity provider.
+pub trait Accounts: Send + Sync + 'static {
+    /// The accounts the demo sign-in page offers (a real portal offers none: its identity
+    /// provider says who came).
+    fn list(&self) -> Vec<Account>;
+    /// The account with `id`.
+    fn find(&self, id: &str) -> Option<Account> {
+        self.list().into_iter().find(|a| a.id == id)
+    }
+}
+
+/// Two citizens and two operators of the demo body.
+#[derive(Debug, Clone, Default)]
+pub struct DemoAccounts;
+
+impl DemoAccounts {
+    /// The demo's accounts.
+    pub fn new() -> Self {
+        DemoAccounts
+    }
+}
+
+impl Accounts for DemoAccounts {
+    fn list(&self) -> Vec<Account> {
+        let citizen = |id: &str, name: &str, fiscal_code: &str, email: &str| Account {
+            id: id.into(),
+            name: name.into(),
+            kind: AccountKind::Citizen {
+                fiscal_code: fiscal_code.into(),
+                email: email.into(),
+            },
+        };
+        let operator = |id: &str, name: &str, role| Account {
+            id: id.into(),
+            name: name.into(),
+            kind: AccountKind::Operator { role },
+        };
+        vec![
+            citizen(
+                "mario",
+                "Mario Rossi",
+                "RSSMRA85T10A562S",
+                "mario.rossi@example.it",
+            ),
+            citizen(
+                "giulia",
+                "Giulia Bianchi",
+                "BNCGLI90A41H501X",
+                "giulia.bianchi@example.it",
+            ),
+            operator("anna", "Anna Verdi (ragioneria)", Role::Manager),
+            operator("luca", "Luca Neri (consultazione)", Role::Viewer),
+        ]
+    }
+}
+
+/// A browser's session: who signed in, the language, the CSRF token of its forms.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The account signed in, if any.
+    pub account: Option<Account>,
+    /// The language pages are in.
+    pub locale: Locale,
+    /// The token every form of this session carries.
+    pub csrf: String,
+}
+
+/// The sessions, by the random token of their cookie. In memory: a restart signs everyone
+/// out (a portal with several instances keeps them in a shared store).
+#[derive(Debug, Default)]
+pub struct Sessions(Mutex<HashMap<String, Session>>);
+
+impl Sessions {
+    fn get(&self, token: &str) -> Option<Session> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    fn update(&self, token: &str, change: impl FnOnce(&mut Session)) {
+        if let Some(s) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(token)
+        {
+            change(s);
+        }
+    }
+
+    fn create(&self) -> (String, Session) {
+        let token = random_token();
+        let session = Session {
+            account: None,
+            locale: Locale::It,
+            csrf: random_token(),
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.clone(), session.clone());
+        (token, session)
+    }
+}
+
+fn random_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+const COOKIE: &str = "portal_session";
+
+/// The request's session, which every page handler receives.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    token: String,
+    /// The session as the request found it.
+    pub session: Session,
+    /// The request's path and query, for the language switch.
+    pub path: String,
+}
+
+impl Ctx {
+    /// The language of the pages.
+    pub fn locale(&self) -> Locale {
+        self.session.locale
+    }
+
+    /// The signed-in citizen and their actor; anyone else goes to the sign-in page.
+    pub fn citizen(&self, portal: &Portal) -> Result<(Account, Actor), PageError> {
+        match &self.session.account {
+            Some(a) if !a.is_operator() => Ok((a.clone(), a.actor(portal.creditor().id))),
+            Some(_) => Err(PageError::forbidden(self, "citizens_only")),
+            None => Err(PageError::redirect("/signin")),
+        }
+    }
+
+    /// The signed-in operator's actor; a citizen is refused, nobody goes to sign in.
+    pub fn operator(&self, portal: &Portal) -> Result<Actor, PageError> {
+        match &self.session.account {
+            Some(a) if a.is_operator() => Ok(a.actor(portal.creditor().id)),
+            Some(_) => Err(PageError::forbidden(self, "operators_only")),
+            None => Err(PageError::redirect("/signin")),
+        }
+    }
+}
+
+/// Finds or opens the browser's session, checks the CSRF token of every form posted (not
+/// the providers' webhooks, which are verified by their signatures), and hands the
+/// session to the handlers.
+pub async fn session_layer(
+    State(portal): State<Portal>,
+    jar: CookieJar,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let sessions = &portal.inner.sessions;
+    let found = jar
+        .get(COOKIE)
+        .and_then(|c| sessions.get(c.value()).map(|s| (c.value().to_owned(), s)));
+    let (token, session, new) = match found {
+        Some((token, session)) => (token, session, false),
+        None => {
+            let (token, session) = sessions.create();
+            (token, session, true)
+        }
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let ctx = Ctx {
+        token: token.clone(),
+        session,
+        path,
+    };
+    if request.method() == Method::POST && !request.uri().path().starts_with("/webhooks/") {
+        let form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        // The statement upload (multipart) checks its own token, being the only one.
+        if form {
+            let (parts, body) = request.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+                return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+            };
+            let sent = form_field(&bytes, "csrf");
+            if !ctx.csrf_matches(sent.as_deref()) {
+                return PageError::forbidden(&ctx, "csrf").into_response();
+            }
+            request = Request::from_parts(parts, Body::from(bytes));
+        }
+    }
+    request.extensions_mut().insert(ctx);
+    let response = next.run(request).await;
+    if new {
+        let cookie = Cookie::build((COOKIE, token))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .build();
+        (jar.add(cookie), response).into_response()
+    } else {
+        response
+    }
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    url_pairs(body)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// The pairs of a form body or query string, in order.
+pub(crate) fn url_pairs(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+impl Ctx {
+    /// Whether `sent` is this session's CSRF token (compared in constant time).
+    pub fn csrf_matches(&self, sent: Option<&str>) -> bool {
+        sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(self.session.csrf.as_bytes())))
+    }
+}
+
+/// The demo's sign-in page: pick someone.
+pub async fn signin_page(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+) -> PageResult {
+    let accounts: Vec<_> = portal
+        .inner
+        .accounts
+        .list()
+        .into_iter()
+        .map(|a| {
+            let operator = a.is_operator();
+            minijinja::context! { id => a.id, name => a.name, operator => operator }
+        })
+        .collect();
+    portal.page(&ctx, "signin.html", minijinja::context! { accounts })
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct SignIn {
+    account: String,
+}
+
+/// Signs in as the account picked: a new session (and token), so that a session fixed
+/// before sign-in is worth nothing after.
+pub async fn signin(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    jar: CookieJar,
+    Form(form): Form<SignIn>,
+) -> PageResult {
+    let Some(account) = portal.inner.accounts.find(&form.account) else {
+        return Err(PageError::status(
+            &ctx,
+            StatusCode::BAD_REQUEST,
+            "unknown_account",
+        ));
+    };
+    let sessions = &portal.inner.sessions;
+    sessions
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&ctx.token);
+    let (token, _) = sessions.create();
+    let home = if account.is_operator() { "/admin" } else { "/" };
+    sessions.update(&token, |s| {
+        s.account = Some(account);
+        s.locale = ctx.session.locale;
+    });
+    let cookie = Cookie::build((COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build();
+    Ok((jar.add(cookie), Redirect::to(home)).into_response())
+}
+
+/// Signs out.
+pub async fn signout(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) -> PageResult {
+    portal
+        .inner
+        .sessions
+        .update(&ctx.token, |s| s.account = None);
+    Ok(Redirect::to("/signin").into_response())
+}
+
+/// Where to go back to after switching language.
+#[derive(Debug, Deserialize)]
+pub struct Back {
+    back: Option<String>,
+}
+
+/// Switches the pages' language (`it` or `en`) and goes back.
+pub async fn language(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(code): Path<String>,
+    Query(back): Query<Back>,
+) -> PageResult {
+    let locale = if code == "en" { Locale::En } else { Locale::It };
+    portal
+        .inner
+        .sessions
+        .update(&ctx.token, |s| s.locale = locale);
+    // Only a path of this site: never an open redirect.
+    let back = back
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/".into());
+    Ok(Redirect::to(&back).into_response())
+}

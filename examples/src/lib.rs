@@ -1,0 +1,295 @@
+//! The example portal: a small axum application that shows a host how to compose the
+//! payments crates, and the code a portal developer copies from.
+//!
+//! It starts with no set-up: a SQLite file, the sandbox gateway (card, direct debit,
+//! account debit), bank transfer, pagoPA notices, and mail written to `.eml` files (SMTP when
+//! `SMTP_URL` is set, PostgreSQL when `DATABASE_URL` is set). It seeds one body, *Comune di
+//! Esempio*, with its payment types and four demo modules, and serves in Italian with an
+//! English switch, without JavaScript:
+//!
+//! - [`modules`]: four services of the portal (TARI, secretarial fees, building charges, an
+//!   on-demand service invoice). Each holds its own data, puts an item in the citizen's cart
+//!   with [`Payments::add_item`](payments_core::Payments::add_item), and learns through its
+//!   [`SettlementListener`](payments_core::SettlementListener) that the item was paid.
+//! - [`citizen`]: free payments from the payment type's fields, the cart, the checkout with
+//!   the methods every item accepts, the sandbox's hosted page, the bank-transfer page, the
+//!   receipt and the history.
+//! - [`admin`]: the body's operators: movements, a transaction's events, confirming a
+//!   reported transfer, importing a camt.053 statement, the outbox, CSV and XLSX exports.
+//! - [`auth`]: a demo sign-in behind the [`auth::Accounts`] trait, where a host plugs in its
+//!   own authentication (SPID, CIE); sessions and CSRF tokens.
+//!
+//! `cargo run -p payments-examples` starts it and prints the address to open.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> payments_core::Result<()> {
+//! let dir = std::env::temp_dir().join(format!("portal-doc-{}", std::process::id()));
+//! let portal = portal::Portal::new(portal::Config::local(&dir, "127.0.0.1:0".parse().unwrap())).await?;
+//! // The tax office's module lists what Mario Rossi owes, each item not yet paid.
+//! let tributi = portal.module("tributi").expect("the tax module");
+//! let dues = tributi.dues_of("RSSMRA85T10A562S");
+//! assert!(!dues.is_empty() && dues.iter().all(|d| !d.paid));
+//! // `portal.router()` is the axum application; `portal.serve(listener)` runs it.
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use payments_core::{Creditor, Error, Payments, Result};
+use payments_gateways::bank_transfer::BankTransferGateway;
+use payments_gateways::pagopa::PagoPaGateway;
+use payments_gateways::sandbox::SandboxGateway;
+use payments_sqlx::SqlxStore;
+
+pub mod admin;
+pub mod auth;
+pub mod citizen;
+pub mod modules;
+mod seed;
+mod views;
+
+use auth::{Accounts, DemoAccounts, Sessions};
+use modules::DemoModule;
+use views::Views;
+pub use views::{PageError, PageResult};
+
+/// Where the portal listens, keeps its data and sends its mail.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address to listen on (`PORTAL_ADDR`, default `127.0.0.1:3000`).
+    pub addr: SocketAddr,
+    /// The address browsers and providers reach the portal at (`PUBLIC_URL`, default
+    /// `http://` and the address).
+    pub public_url: String,
+    /// The directory of the SQLite file, the mail files and the modules' data
+    /// (`PORTAL_DATA`, default `target/portal`).
+    pub data_dir: PathBuf,
+    /// The database (`DATABASE_URL`); `None` is a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// The SMTP server (`SMTP_URL`, such as `smtp://localhost:2525`); `None` writes each
+    /// mail as an `.eml` file under `data_dir/mail`.
+    pub smtp_url: Option<String>,
+    /// How often the background worker delivers the outbox.
+    pub worker_interval: Duration,
+}
+
+impl Config {
+    /// SQLite, mail files and the modules' data under `data_dir`; the portal at `addr`.
+    pub fn local(data_dir: impl AsRef<Path>, addr: SocketAddr) -> Config {
+        Config {
+            addr,
+            public_url: format!("http://{addr}"),
+            data_dir: data_dir.as_ref().to_owned(),
+            database_url: None,
+            smtp_url: None,
+            worker_interval: Duration::from_millis(500),
+        }
+    }
+
+    /// Reads `PORTAL_ADDR`, `PUBLIC_URL`, `PORTAL_DATA`, `DATABASE_URL` and `SMTP_URL`.
+    pub fn from_env() -> Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let addr = var("PORTAL_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:3000".into())
+            .parse()
+            .map_err(|_| {
+                Error::invalid("PORTAL_ADDR", "must be host:port, such as 127.0.0.1:3000")
+            })?;
+        let mut config = Config::local(
+            var("PORTAL_DATA").unwrap_or_else(|| "target/portal".into()),
+            addr,
+        );
+        if let Some(url) = var("PUBLIC_URL") {
+            config.public_url = url.trim_end_matches('/').to_owned();
+        }
+        config.database_url = var("DATABASE_URL");
+        config.smtp_url = var("SMTP_URL");
+        Ok(config)
+    }
+
+    /// The directory the mail files go to when there is no SMTP server.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+}
+
+/// The portal: the payments service, its gateways, the demo modules and the web pages.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Portal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    payments: Payments,
+    store: Arc<SqlxStore>,
+    sandbox: Arc<SandboxGateway>,
+    bank: Arc<BankTransferGateway>,
+    creditor: Creditor,
+    modules: Vec<Arc<DemoModule>>,
+    accounts: Arc<dyn Accounts>,
+    sessions: Sessions,
+    views: Views,
+}
+
+impl std::fmt::Debug for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Portal")
+            .field("public_url", &self.inner.config.public_url)
+            .field("creditor", &self.inner.creditor.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Portal {
+    /// Opens the store (migrating it), builds the payments service with its gateways,
+    /// notifier and the modules' listeners, and seeds the demo body. Starting again on the
+    /// same data keeps everything: the seed only writes what is missing or changed.
+    pub async fn new(config: Config) -> Result<Portal> {
+        Portal::with_accounts(config, Arc::new(DemoAccounts::new())).await
+    }
+
+    /// As [`Portal::new`], with the host's own [`Accounts`].
+    pub async fn with_accounts(config: Config, accounts: Arc<dyn Accounts>) -> Result<Portal> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::storage("creating the data directory", e))?;
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", config.data_dir.join("portal.db").display()),
+        };
+        let store = Arc::new(SqlxStore::connect(&url).await?);
+        let mail = match &config.smtp_url {
+            Some(url) => {
+                payments_mail::MailNotifier::builder(seed::MAIL_FROM).smtp_url(url.clone())
+            }
+            None => payments_mail::MailNotifier::builder(seed::MAIL_FROM).file(config.mail_dir()),
+        }
+        .build()?;
+        // The sandbox plays a provider's hosted page; this portal serves that page too.
+        let sandbox = Arc::new(
+            SandboxGateway::new(seed::SANDBOX_KEY)
+                .with_base_url(format!("{}/sandbox", config.public_url))
+                .with_kinds(seed::SANDBOX_KINDS),
+        );
+        let bank = Arc::new(BankTransferGateway::new());
+        let pagopa = Arc::new(PagoPaGateway::new(store.clone(), seed::PAGOPA_KEY)?);
+        let modules = modules::demo_modules(&config.data_dir)?;
+        let mut builder = Payments::builder()
+            .store(store.clone())
+            .gateway(sandbox.clone())
+            .gateway(bank.clone())
+            .gateway(pagopa.clone())
+            .notifier(Arc::new(mail))
+            .return_url(format!("{}/return", config.public_url));
+        for module in &modules {
+            builder = builder.listener(module.name, module.clone());
+        }
+        let payments = builder.build()?;
+        let creditor = seed::install(&payments, &bank, &pagopa).await?;
+        for module in &modules {
+            module.seed(accounts.as_ref())?;
+        }
+        Ok(Portal {
+            inner: Arc::new(Inner {
+                config,
+                payments,
+                store,
+                sandbox,
+                bank,
+                creditor,
+                modules,
+                accounts,
+                sessions: Sessions::default(),
+                views: Views::new(),
+            }),
+        })
+    }
+
+    /// The payments service.
+    pub fn payments(&self) -> &Payments {
+        &self.inner.payments
+    }
+
+    /// The body the portal collects for.
+    pub fn creditor(&self) -> &Creditor {
+        &self.inner.creditor
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The demo module named `name` (`tributi`, `segreteria`, `edilizia`, `servizi`).
+    pub fn module(&self, name: &str) -> Option<&Arc<DemoModule>> {
+        self.inner.modules.iter().find(|m| m.name == name)
+    }
+
+    /// The web application: every page, the sandbox's hosted page and the webhooks.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(citizen::home))
+            .route("/signin", get(auth::signin_page).post(auth::signin))
+            .route("/signout", post(auth::signout))
+            .route("/lang/{code}", get(auth::language))
+            .route("/modules/{module}/{key}", post(citizen::add_due))
+            .route("/free", get(citizen::free_page).post(citizen::add_free))
+            .route("/cart", get(citizen::cart))
+            .route("/cart/remove", post(citizen::remove))
+            .route("/checkout", post(citizen::checkout))
+            .route(
+                "/sandbox/pay/{session}",
+                get(citizen::sandbox_page).post(citizen::sandbox_outcome),
+            )
+            .route("/return", get(citizen::provider_return))
+            .route("/payments/{id}", get(citizen::payment))
+            .route("/payments/{id}/report", post(citizen::report))
+            .route("/history", get(citizen::history))
+            .route("/admin", get(admin::movements))
+            .route("/admin/export.csv", get(admin::export_csv))
+            .route("/admin/export.xlsx", get(admin::export_xlsx))
+            .route("/admin/payments/{id}", get(admin::detail))
+            .route("/admin/payments/{id}/confirm", post(admin::confirm))
+            .route("/admin/payments/{id}/reject", post(admin::reject))
+            .route(
+                "/admin/statements",
+                get(admin::statements).post(admin::import),
+            )
+            .route("/admin/outbox", get(admin::outbox))
+            .route("/admin/outbox/{id}/retry", post(admin::retry))
+            .route("/webhooks/{gateway}", post(citizen::webhook))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                auth::session_layer,
+            ))
+            .with_state(self.clone())
+    }
+
+    /// Serves the portal on `listener`, with the outbox worker (receipts, notices, the
+    /// modules' settlements, expiry and the reconciliation sweep) in the background, until
+    /// Ctrl-C.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let worker = self.clone();
+        let interval = self.inner.config.worker_interval;
+        tokio::spawn(async move {
+            worker
+                .payments()
+                .run_worker(interval, std::future::pending::<()>())
+                .await
+        });
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    }
+}

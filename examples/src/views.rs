@@ -1,0 +1,622 @@
+//! Pages: minijinja templates (escaped as HTML), the Italian and English texts, and the
+//! error page.
+
+use std::sync::OnceLock;
+
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::{Environment, State, Value, context};
+use payments_core::{Locale, TxStatus};
+
+use crate::Portal;
+use crate::auth::Ctx;
+
+/// What a page handler answers.
+pub type PageResult = Result<Response, PageError>;
+
+/// The templates, compiled once.
+pub(crate) struct Views {
+    env: Environment<'static>,
+}
+
+const TEMPLATES: [(&str, &str); 14] = [
+    ("base.html", include_str!("../templates/base.html")),
+    ("signin.html", include_str!("../templates/signin.html")),
+    ("home.html", include_str!("../templates/home.html")),
+    ("free.html", include_str!("../templates/free.html")),
+    ("cart.html", include_str!("../templates/cart.html")),
+    ("sandbox.html", include_str!("../templates/sandbox.html")),
+    ("redirect.html", include_str!("../templates/redirect.html")),
+    ("payment.html", include_str!("../templates/payment.html")),
+    ("history.html", include_str!("../templates/history.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
+    ("detail.html", include_str!("../templates/detail.html")),
+    (
+        "statements.html",
+        include_str!("../templates/statements.html"),
+    ),
+    ("outbox.html", include_str!("../templates/outbox.html")),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+impl Views {
+    pub(crate) fn new() -> Views {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .expect("the portal's templates compile");
+        }
+        env.add_function("t", |state: &State, key: &str| -> String {
+            let locale = match state.lookup("lang").as_ref().and_then(Value::as_str) {
+                Some("en") => Locale::En,
+                _ => Locale::It,
+            };
+            text(locale, key).to_owned()
+        });
+        Views { env }
+    }
+
+    fn render(&self, name: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+fn views() -> &'static Views {
+    static VIEWS: OnceLock<Views> = OnceLock::new();
+    VIEWS.get_or_init(Views::new)
+}
+
+impl Portal {
+    /// Renders page `name` with `values` and what every page has: the language, the
+    /// signed-in account, the CSRF token and the path (for the language switch).
+    pub(crate) fn page(&self, ctx: &Ctx, name: &str, values: Value) -> PageResult {
+        let _ = &self.inner.views;
+        render(ctx, StatusCode::OK, name, values)
+    }
+}
+
+fn render(ctx: &Ctx, status: StatusCode, name: &str, values: Value) -> PageResult {
+    let account = ctx.session.account.as_ref().map(|a| {
+        context! { name => a.name.clone(), operator => a.is_operator() }
+    });
+    let base = context! {
+        lang => ctx.locale().tag(),
+        account,
+        csrf => ctx.session.csrf.clone(),
+        back => form_urlencoded::byte_serialize(ctx.path.as_bytes()).collect::<String>(),
+    };
+    let html = views()
+        .render(name, context! { ..values, ..base })
+        .map_err(|e| PageError::internal(format!("template {name}: {e:#}")))?;
+    Ok((status, Html(html)).into_response())
+}
+
+/// A page that could not be shown: a redirect, or an error page in the session's language.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    location: Option<String>,
+    ctx: Option<Ctx>,
+    key: &'static str,
+    detail: String,
+}
+
+impl PageError {
+    pub(crate) fn redirect(to: &str) -> PageError {
+        PageError {
+            status: StatusCode::SEE_OTHER,
+            location: Some(to.into()),
+            ctx: None,
+            key: "",
+            detail: String::new(),
+        }
+    }
+
+    pub(crate) fn status(ctx: &Ctx, status: StatusCode, key: &'static str) -> PageError {
+        PageError {
+            status,
+            location: None,
+            ctx: Some(ctx.clone()),
+            key,
+            detail: String::new(),
+        }
+    }
+
+    pub(crate) fn forbidden(ctx: &Ctx, key: &'static str) -> PageError {
+        PageError::status(ctx, StatusCode::FORBIDDEN, key)
+    }
+
+    pub(crate) fn internal(detail: String) -> PageError {
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            location: None,
+            ctx: None,
+            key: "internal",
+            detail,
+        }
+    }
+
+    /// The library's error as a page: forbidden, not found, a conflict, bad input, or
+    /// (logged, not shown) anything else.
+    pub(crate) fn from_error(ctx: &Ctx, error: payments_core::Error) -> PageError {
+        use payments_core::Error;
+        let (status, key) = match &error {
+            Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            eprintln!("portal: {error}");
+            String::new()
+        } else {
+            error.to_string()
+        };
+        PageError {
+            status,
+            location: None,
+            ctx: Some(ctx.clone()),
+            key,
+            detail,
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        if let Some(to) = self.location {
+            return Redirect::to(&to).into_response();
+        }
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR && !self.detail.is_empty() {
+            eprintln!("portal: {}", self.detail);
+        }
+        let values = context! { status => self.status.as_u16(), key => self.key, detail => self.detail.clone() };
+        match &self.ctx {
+            Some(ctx) => render(ctx, self.status, "error.html", values)
+                .unwrap_or_else(|e| e.status.into_response()),
+            None => (
+                self.status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "Errore / Error",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The library's results, as pages.
+pub(crate) trait OrPage<T> {
+    /// An error becomes the error page of `ctx`'s language.
+    fn or_page(self, ctx: &Ctx) -> Result<T, PageError>;
+}
+
+impl<T> OrPage<T> for payments_core::Result<T> {
+    fn or_page(self, ctx: &Ctx) -> Result<T, PageError> {
+        self.map_err(|e| PageError::from_error(ctx, e))
+    }
+}
+
+/// A transaction state as citizens and operators read it.
+pub(crate) fn status_label(status: TxStatus, locale: Locale) -> &'static str {
+    let key = match status {
+        TxStatus::Created => "status.created",
+        TxStatus::Pending => "status.pending",
+        TxStatus::Reported => "status.reported",
+        TxStatus::Paid => "status.paid",
+        TxStatus::Failed => "status.failed",
+        TxStatus::Cancelled => "status.cancelled",
+        TxStatus::Expired => "status.expired",
+        TxStatus::Rejected => "status.rejected",
+        TxStatus::Refunded => "status.refunded",
+    };
+    text(locale, key)
+}
+
+/// The text of `key` in `locale`; the key itself when missing (a test looks for none).
+pub(crate) fn text(locale: Locale, key: &str) -> &str {
+    match TEXTS.iter().find(|(k, _, _)| *k == key) {
+        Some((_, it, en)) => match locale {
+            Locale::En => en,
+            _ => it,
+        },
+        None => key,
+    }
+}
+
+/// Every text of the pages: key, Italian, English.
+pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
+    ("site", "Portale dei pagamenti", "Payments portal"),
+    ("skip", "Vai al contenuto", "Skip to content"),
+    ("nav.home", "Servizi", "Services"),
+    ("nav.free", "Pagamento spontaneo", "Free payment"),
+    ("nav.cart", "Carrello", "Cart"),
+    ("nav.history", "I miei pagamenti", "My payments"),
+    ("nav.admin", "Movimenti", "Movements"),
+    ("nav.statements", "Estratti conto", "Statements"),
+    ("nav.outbox", "Messaggi", "Messages"),
+    ("nav.signin", "Accedi", "Sign in"),
+    ("nav.signout", "Esci", "Sign out"),
+    ("nav.language", "Lingua", "Language"),
+    ("signin.title", "Accesso (dimostrativo)", "Sign in (demo)"),
+    (
+        "signin.intro",
+        "Scegli con chi entrare. Un portale vero usa SPID o CIE al posto di questa pagina.",
+        "Pick who to sign in as. A real portal uses SPID or CIE instead of this page.",
+    ),
+    ("signin.citizen", "Cittadino", "Citizen"),
+    ("signin.operator", "Operatore dell'ente", "Body's operator"),
+    ("signin.submit", "Entra", "Sign in"),
+    ("home.title", "Cosa devi pagare", "What you owe"),
+    ("home.none", "Nulla da pagare.", "Nothing to pay."),
+    ("home.due", "Scadenza", "Due"),
+    ("pay", "Paga", "Pay"),
+    ("paid", "Pagato", "Paid"),
+    ("in_cart", "Nel carrello", "In the cart"),
+    ("amount", "Importo", "Amount"),
+    ("reason", "Causale", "Reason"),
+    ("total", "Totale", "Total"),
+    ("required", "obbligatorio", "required"),
+    ("free.title", "Pagamento spontaneo", "Free payment"),
+    ("free.type", "Tipo di pagamento", "Payment type"),
+    ("free.choose", "Scegli", "Choose"),
+    ("free.add", "Aggiungi al carrello", "Add to cart"),
+    (
+        "free.errors",
+        "Alcuni campi non vanno bene: correggili e riprova.",
+        "Some fields are not right: correct them and try again.",
+    ),
+    (
+        "error.required",
+        "Campo obbligatorio.",
+        "This field is required.",
+    ),
+    ("error.invalid", "Valore non valido", "Not a valid value"),
+    ("cart.title", "Carrello", "Cart"),
+    ("cart.empty", "Il carrello è vuoto.", "The cart is empty."),
+    ("cart.remove", "Rimuovi", "Remove"),
+    (
+        "cart.method",
+        "Come vuoi pagare?",
+        "How do you want to pay?",
+    ),
+    (
+        "cart.methods_note",
+        "Sono elencati solo i metodi accettati da tutte le voci del carrello.",
+        "Only the methods every item of the cart accepts are listed.",
+    ),
+    (
+        "cart.no_method",
+        "Nessun metodo accetta tutte le voci insieme: pagale separatamente.",
+        "No method accepts every item together: pay them separately.",
+    ),
+    ("cart.pay", "Procedi al pagamento", "Proceed to payment"),
+    ("cart.locked", "In pagamento", "Being paid"),
+    (
+        "sandbox.title",
+        "Pagina di pagamento (sandbox)",
+        "Payment page (sandbox)",
+    ),
+    (
+        "sandbox.intro",
+        "Questa pagina fa le veci del fornitore: nessun denaro si muove.",
+        "This page stands in for the provider: no money moves.",
+    ),
+    ("sandbox.pay", "Paga", "Pay"),
+    ("sandbox.fail", "Simula un rifiuto", "Simulate a refusal"),
+    ("sandbox.cancel", "Annulla", "Cancel"),
+    (
+        "redirect.title",
+        "Prosegui presso il fornitore",
+        "Continue at the provider",
+    ),
+    ("redirect.continue", "Continua", "Continue"),
+    ("payment.title", "Pagamento", "Payment"),
+    (
+        "payment.id",
+        "Identificativo del pagamento",
+        "Payment identifier",
+    ),
+    ("payment.status", "Stato", "Status"),
+    ("payment.method", "Metodo", "Method"),
+    (
+        "payment.provider_ref",
+        "Riferimento del fornitore",
+        "Provider's reference",
+    ),
+    ("payment.receipt", "Ricevuta", "Receipt"),
+    (
+        "payment.receipt_mail",
+        "Ti abbiamo inviato la ricevuta per email.",
+        "We emailed you the receipt.",
+    ),
+    (
+        "payment.failed",
+        "Il pagamento non è andato a buon fine. Le voci sono di nuovo nel carrello.",
+        "The payment did not go through. The items are back in the cart.",
+    ),
+    (
+        "payment.waiting",
+        "In attesa dell'esito dal fornitore.",
+        "Waiting for the provider's outcome.",
+    ),
+    (
+        "payment.resume",
+        "Torna alla pagina di pagamento",
+        "Back to the payment page",
+    ),
+    (
+        "payment.reported",
+        "Hai segnalato il bonifico: l'ente lo verificherà.",
+        "You reported the transfer: the body will verify it.",
+    ),
+    (
+        "transfer.title",
+        "Paga con bonifico",
+        "Pay by bank transfer",
+    ),
+    ("transfer.beneficiary", "Beneficiario", "Beneficiary"),
+    (
+        "transfer.reference",
+        "Riferimento (da indicare nella causale)",
+        "Reference (put it in the transfer's reason)",
+    ),
+    (
+        "transfer.qr",
+        "Inquadra il codice con l'app della tua banca",
+        "Scan the code with your banking app",
+    ),
+    (
+        "report.title",
+        "Hai già fatto il bonifico? Segnalalo",
+        "Made the transfer already? Report it",
+    ),
+    (
+        "report.executed_on",
+        "Data del bonifico",
+        "Date of the transfer",
+    ),
+    ("report.bank_reference", "CRO / TRN", "CRO / TRN"),
+    (
+        "report.ordering_iban",
+        "IBAN da cui hai pagato",
+        "IBAN you paid from",
+    ),
+    (
+        "report.submit",
+        "Segnala il bonifico",
+        "Report the transfer",
+    ),
+    ("pagopa.title", "Avvisi pagoPA", "pagoPA notices"),
+    (
+        "pagopa.intro",
+        "Paga in banca, alla posta, in tabaccheria o in app con il codice avviso o il QR.",
+        "Pay at a bank, post office, tobacconist or app with the notice code or the QR.",
+    ),
+    ("pagopa.notice", "Codice avviso", "Notice code"),
+    ("history.title", "I miei pagamenti", "My payments"),
+    ("history.none", "Nessun pagamento.", "No payments."),
+    ("history.items", "Voci", "Items"),
+    ("history.timeline", "Cronologia", "Timeline"),
+    ("date", "Data", "Date"),
+    ("more", "Pagina successiva", "Next page"),
+    ("admin.title", "Movimenti", "Movements"),
+    ("admin.filters", "Filtri", "Filters"),
+    ("admin.from", "Dal", "From"),
+    ("admin.to", "Al", "To"),
+    ("admin.status", "Stato", "Status"),
+    ("admin.type", "Tipo", "Type"),
+    ("admin.method", "Metodo", "Method"),
+    ("admin.module", "Modulo", "Module"),
+    (
+        "admin.payer",
+        "Pagatore (codice fiscale)",
+        "Payer (fiscal code)",
+    ),
+    ("admin.min", "Importo minimo", "Minimum amount"),
+    ("admin.max", "Importo massimo", "Maximum amount"),
+    ("admin.any", "Tutti", "Any"),
+    ("admin.search", "Cerca", "Search"),
+    ("admin.count", "Transazioni trovate", "Transactions found"),
+    (
+        "admin.sum",
+        "Totale della selezione",
+        "Total of the selection",
+    ),
+    ("admin.export_csv", "Esporta CSV", "Export CSV"),
+    ("admin.export_xlsx", "Esporta Excel", "Export Excel"),
+    ("admin.none", "Nessun movimento.", "No movements."),
+    ("admin.payer_col", "Pagatore", "Payer"),
+    ("admin.open", "Dettaglio", "Detail"),
+    ("detail.title", "Dettaglio del pagamento", "Payment detail"),
+    ("detail.events", "Eventi", "Events"),
+    ("detail.actor", "Da", "By"),
+    ("detail.note", "Nota", "Note"),
+    (
+        "detail.confirm",
+        "Conferma l'incasso",
+        "Confirm the payment",
+    ),
+    (
+        "detail.reject",
+        "Respingi la segnalazione",
+        "Reject the report",
+    ),
+    (
+        "detail.entries",
+        "Movimenti bancari collegati",
+        "Bank entries matched",
+    ),
+    ("statements.title", "Estratti conto", "Statements"),
+    (
+        "statements.intro",
+        "Importa un estratto conto camt.053 della tesoreria: i bonifici vengono abbinati ai pagamenti.",
+        "Import a camt.053 statement of the treasury account: transfers are matched to payments.",
+    ),
+    (
+        "statements.file",
+        "File camt.053 (XML)",
+        "camt.053 file (XML)",
+    ),
+    ("statements.import", "Importa", "Import"),
+    ("statements.matched", "Abbinati", "Matched"),
+    ("statements.exceptions", "Da verificare", "To check"),
+    ("statements.already", "Già importati", "Already imported"),
+    (
+        "statements.ignored",
+        "Ignorati (addebiti, non contabilizzati)",
+        "Ignored (debits, not booked)",
+    ),
+    (
+        "statements.open_exceptions",
+        "Movimenti da verificare",
+        "Entries to check",
+    ),
+    ("statements.debtor", "Ordinante", "Debtor"),
+    ("outbox.title", "Messaggi in uscita", "Outgoing messages"),
+    (
+        "outbox.intro",
+        "Ricevute, avvisi all'ente e notifiche ai moduli. Quelli falliti si possono rimettere in coda.",
+        "Receipts, notices to the body and news to the modules. Failed ones can be queued again.",
+    ),
+    ("outbox.what", "Messaggio", "Message"),
+    ("outbox.attempts", "Tentativi", "Attempts"),
+    ("outbox.error", "Ultimo errore", "Last error"),
+    ("outbox.retry", "Riprova", "Retry"),
+    ("outbox.failed_only", "Solo falliti", "Failed only"),
+    ("outbox.all", "Tutti", "All"),
+    ("outbox.receipt", "Ricevuta a", "Receipt to"),
+    (
+        "outbox.notice",
+        "Avviso all'ente a",
+        "Notice to the body at",
+    ),
+    ("outbox.settlement", "Notifica al modulo", "News for module"),
+    ("status.created", "Creato", "Created"),
+    ("status.pending", "In attesa", "Pending"),
+    ("status.reported", "Segnalato", "Reported"),
+    ("status.paid", "Pagato", "Paid"),
+    ("status.failed", "Non riuscito", "Failed"),
+    ("status.cancelled", "Annullato", "Cancelled"),
+    ("status.expired", "Scaduto", "Expired"),
+    ("status.rejected", "Respinto", "Rejected"),
+    ("status.refunded", "Rimborsato", "Refunded"),
+    ("outbox.pending", "Da inviare", "To send"),
+    ("outbox.delivered", "Inviato", "Sent"),
+    ("outbox.dead", "Fallito", "Failed"),
+    ("error.title", "Errore", "Error"),
+    (
+        "error.forbidden",
+        "Non hai accesso a questa pagina.",
+        "You have no access to this page.",
+    ),
+    (
+        "error.operators_only",
+        "Questa pagina è riservata agli operatori dell'ente.",
+        "This page is for the body's operators only.",
+    ),
+    (
+        "error.citizens_only",
+        "Questa pagina è per i cittadini.",
+        "This page is for citizens.",
+    ),
+    (
+        "error.csrf",
+        "Il modulo è scaduto o non viene da questo sito: ricarica la pagina e riprova.",
+        "The form has expired or does not come from this site: reload the page and try again.",
+    ),
+    ("error.not_found", "Pagina non trovata.", "Page not found."),
+    (
+        "error.conflict",
+        "L'operazione non è possibile nello stato attuale.",
+        "This cannot be done in the current state.",
+    ),
+    ("error.invalid", "Dati non validi.", "Invalid data."),
+    (
+        "error.unknown_account",
+        "Account sconosciuto.",
+        "Unknown account.",
+    ),
+    (
+        "error.internal",
+        "Qualcosa è andato storto. Riprova più tardi.",
+        "Something went wrong. Try again later.",
+    ),
+    (
+        "back_home",
+        "Torna alla pagina iniziale",
+        "Back to the home page",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_text_key_used_by_a_template_exists_in_both_languages() {
+        let mut missing = Vec::new();
+        for (name, source) in TEMPLATES {
+            for part in source.split("t(\"").skip(1) {
+                let key = part.split('"').next().unwrap_or_default();
+                if !TEXTS
+                    .iter()
+                    .any(|(k, it, en)| *k == key && !it.is_empty() && !en.is_empty())
+                {
+                    missing.push(format!("{name}: {key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "texts missing: {missing:?}");
+        let mut keys: Vec<_> = TEXTS.iter().map(|(k, _, _)| *k).collect();
+        keys.sort();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "a key is defined twice");
+    }
+
+    #[test]
+    fn italian_is_the_default() {
+        assert_eq!(text(Locale::It, "paid"), "Pagato");
+        assert_eq!(text(Locale::En, "paid"), "Paid");
+        assert_eq!(status_label(TxStatus::Reported, Locale::It), "Segnalato");
+    }
+}
+
+/// A transaction as pages show it.
+pub(crate) fn transaction(tx: &payments_core::Transaction, locale: Locale) -> Value {
+    let lines: Vec<Value> = tx
+        .lines
+        .iter()
+        .map(|l| context! { reason => l.reason.clone(), amount => l.amount.format(locale), module => l.source.module.clone() })
+        .collect();
+    context! {
+        id => tx.id.to_string(),
+        status => tx.status.as_str(),
+        status_label => status_label(tx.status, locale),
+        total => tx.total.format(locale),
+        method => tx.method_kind.label(locale),
+        payer => tx.payer.name.clone(),
+        payer_id => tx.payer.id.to_string(),
+        provider_ref => tx.provider_ref.clone(),
+        created => tx.created_at.format("%d/%m/%Y %H:%M").to_string(),
+        updated => tx.updated_at.format("%d/%m/%Y %H:%M").to_string(),
+        lines,
+    }
+}
+
+/// A transaction's events as a timeline.
+pub(crate) fn events(events: &[payments_core::TransactionEvent], locale: Locale) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| {
+            context! {
+                at => e.at.format("%d/%m/%Y %H:%M:%S").to_string(),
+                from => e.from.map(|s| status_label(s, locale)),
+                to => status_label(e.to, locale),
+                actor => e.actor.to_string(),
+                note => e.note.clone(),
+            }
+        })
+        .collect()
+}
