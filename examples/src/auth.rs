@@ -3,7 +3,7 @@
 //!
 //! The demo's sign-in page lists a few people to pick from. A real portal learns who came
 //! from SPID or CIE and implements [`Accounts`] over that: the rest of the portal only asks
-//! [`Ctx::citizen`] or [`Ctx::operator`] for the [`Actor`](payments_core::Actor) to pass to
+//! [`Ctx::citizen`] or [`Ctx::operator`] for the `Actor` to pass to
 //! the library, which checks every access again.
 
 use std::collections::HashMap;
@@ -126,7 +126,7 @@ impl Accounts for DemoAccounts {
             citizen(
                 "giulia",
                 "Giulia Bianchi",
-                "BNCGLI90A41H501X",
+                "BNCGLI90A41H501E",
                 "giulia.bianchi@example.it",
             ),
             operator("anna", "Anna Verdi (ragioneria)", Role::Manager),

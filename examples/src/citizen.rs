@@ -239,7 +239,7 @@ pub async fn add_free(
                     let message = if e.reason == "required" {
                         text(locale, "error.required").to_owned()
                     } else {
-                        format!("{}: {}.", text(locale, "error.invalid"), e.reason)
+                        format!("{}: {}.", text(locale, "field.invalid"), e.reason)
                     };
                     (e.field, message)
                 })

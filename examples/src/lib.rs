@@ -267,6 +267,7 @@ impl Portal {
             .route("/admin/outbox", get(admin::outbox))
             .route("/admin/outbox/{id}/retry", post(admin::retry))
             .route("/webhooks/{gateway}", post(citizen::webhook))
+            .fallback(views::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 auth::session_layer,

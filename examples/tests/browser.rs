@@ -1,0 +1,811 @@
+//! The example portal in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver) with fantoccini, against the portal served on localhost with a SQLite file,
+//! the sandbox gateway and mail written to files.
+//!
+//! They need Chromium and ChromeDriver (Debian: `apt-get install chromium chromium-driver`;
+//! `.ci/run` installs them). Without them every test here says SKIPPED. `CHROMIUM` and
+//! `CHROMEDRIVER` name other binaries. A screenshot of each main page goes to
+//! `target/screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use http_body_util::BodyExt;
+use payments_core::{Actor, TransactionId, TxStatus};
+use portal::{Config, Portal};
+
+const MARIO: &str = "RSSMRA85T10A562S";
+const GIULIA: &str = "BNCGLI90A41H501E";
+
+/// One browser at a time: two cores do not run several Chromiums well.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Run {
+    portal: Portal,
+    base: String,
+    dir: PathBuf,
+    client: Client,
+    driver: Child,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn binary(var: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var(var) {
+        return Some(PathBuf::from(path));
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a portal on a fresh directory and a headless Chromium; `None` (and SKIPPED,
+/// loudly) when there is no browser on this machine.
+async fn start(test: &str) -> Option<Run> {
+    let (Some(chromium), Some(chromedriver)) = (
+        binary(
+            "CHROMIUM",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        ),
+        binary("CHROMEDRIVER", &["/usr/bin/chromedriver"]),
+    ) else {
+        eprintln!(
+            "SKIPPED {test}: no Chromium and ChromeDriver here (apt-get install chromium chromium-driver)"
+        );
+        return None;
+    };
+    let turn = ONE_AT_A_TIME.lock().await;
+    let dir = std::env::temp_dir().join(format!("portal-e2e-{test}-{}", uuid::Uuid::new_v4()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = Config::local(&dir, listener.local_addr().unwrap());
+    config.worker_interval = Duration::from_millis(200);
+    let base = config.public_url.clone();
+    let portal = Portal::new(config).await.unwrap();
+    tokio::spawn(portal.clone().serve(listener));
+
+    let port = free_port();
+    let driver = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = dir.join("chromium-profile");
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1024",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let mut client = None;
+    for _ in 0..100 {
+        let http = hyper_util::client::legacy::connect::HttpConnector::new();
+        let connected = ClientBuilder::new(http)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await;
+        match connected {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let client = client.expect("chromedriver answers within 10 s");
+    Some(Run {
+        portal,
+        base,
+        dir,
+        client,
+        driver,
+        _turn: turn,
+    })
+}
+
+impl Run {
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// The element `css` selects, waiting up to 10 s for it; the panic shows the page.
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let found = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await;
+        match found {
+            Ok(element) => element,
+            Err(e) => {
+                let url = self
+                    .client
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                let page = self.client.find(Locator::Css("main")).await;
+                let text = match page {
+                    Ok(main) => main.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                panic!("no {css} on {url} ({e}):\n{text}");
+            }
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Clicks what submits a form or follows a link, and waits for the next page.
+    async fn press(&self, css: &str) {
+        self.client
+            .execute("window.__stale = true", vec![])
+            .await
+            .unwrap();
+        self.click(css).await;
+        for _ in 0..200 {
+            let fresh = self
+                .client
+                .execute(
+                    "return window.__stale === undefined && document.readyState === 'complete'",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_bool());
+            if fresh == Some(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("pressing {css} led to no new page");
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .attr(name)
+            .await
+            .unwrap()
+    }
+
+    async fn source(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    async fn sign_in(&self, account: &str) {
+        self.goto("/signin").await;
+        self.click(&format!("#account-{account}")).await;
+        self.click("#signin").await;
+        self.client
+            .wait()
+            .for_element(Locator::Css("main h1"))
+            .await
+            .unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// GETs `path` with the browser's cookies (its session), as a download would.
+    async fn download(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let response = self
+            .client
+            .raw_client_for(axum::http::Method::GET, &format!("{}{path}", self.base))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, kind, body)
+    }
+
+    /// The id of the transaction on the payment page the browser shows.
+    async fn payment_id(&self) -> TransactionId {
+        self.text("#payment-id").await.trim().parse().unwrap()
+    }
+
+    /// Waits until the home page shows "Pagato" for the due `key`.
+    async fn wait_paid_on_home(&self, key: &str) {
+        for _ in 0..100 {
+            self.goto("/").await;
+            if self
+                .text(&format!("[id='due-{key}']"))
+                .await
+                .contains("Pagato")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the module never showed {key} as paid");
+    }
+
+    fn mails(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("mail"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn wait_mails(&self, n: usize) -> Vec<String> {
+        for _ in 0..150 {
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("expected {n} mails, found {}", self.mails().len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_pays_two_module_items_and_a_free_payment_by_card() {
+    let Some(run) = start("card").await else {
+        return;
+    };
+    run.sign_in("mario").await;
+    run.screenshot("home").await;
+    // Two modules' items: the first TARI instalment and the school canteen invoice.
+    run.press(&format!("[id='due-TARI-2026-1-{MARIO}'] button"))
+        .await;
+    run.goto("/").await;
+    run.press(&format!("[id='due-MENSA-2026-11-{MARIO}'] button"))
+        .await;
+    // A free payment: secretarial fees, from the form its fields make.
+    run.goto("/free").await;
+    run.client
+        .find(Locator::Css("#type"))
+        .await
+        .unwrap()
+        .select_by_label("Diritti di segreteria")
+        .await
+        .unwrap();
+    run.press("#choose").await;
+    run.fill("#f-amount", "16,00").await;
+    run.fill("#f-reason", "Diritti di segreteria, pratica 2026/12")
+        .await;
+    run.fill("#f-extra-case_number", "2026/12").await;
+    run.client
+        .find(Locator::Css("#f-extra-office"))
+        .await
+        .unwrap()
+        .select_by_value("anagrafe")
+        .await
+        .unwrap();
+    run.screenshot("free-payment").await;
+    run.press("#add").await;
+
+    assert_eq!(
+        run.text("#total").await,
+        "€ 244,00",
+        "182,40 + 45,60 + 16,00"
+    );
+    assert_eq!(
+        run.client
+            .find_all(Locator::Css("tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    run.screenshot("cart").await;
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    // The sandbox's hosted page.
+    assert_eq!(run.text("#amount").await, "€ 244,00");
+    assert!(
+        run.client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/sandbox/pay/")
+    );
+    run.screenshot("sandbox").await;
+    run.press("#sandbox-pay").await;
+
+    // The receipt, with the payment identifier.
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("paid")
+    );
+    assert!(run.source().await.contains("Ricevuta"));
+    let id = run.payment_id().await;
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::payer(MARIO), id)
+        .await
+        .unwrap();
+    assert_eq!((tx.status, tx.lines.len()), (TxStatus::Paid, 3));
+    run.screenshot("receipt").await;
+
+    // The history: the payment, its three items and its timeline.
+    run.goto("/history").await;
+    let history = run.text("main").await;
+    assert!(history.contains(&id.to_string()), "{history}");
+    for item in [
+        "TARI 2026, rata 1 di 3",
+        "Mensa scolastica, novembre 2026",
+        "pratica 2026/12",
+    ] {
+        assert!(history.contains(item), "{item} missing from {history}");
+    }
+    assert!(
+        history.contains("In attesa") && history.contains("Pagato"),
+        "the timeline"
+    );
+    run.screenshot("history").await;
+
+    // The receipt to the citizen and the notice to the body, as files.
+    let mails = run.wait_mails(2).await;
+    assert_eq!(mails.len(), 2, "exactly the two mails");
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("To: mario.rossi@example.it")
+                || m.contains("To: \"Mario Rossi\" <mario.rossi@example.it>")),
+        "a receipt to Mario"
+    );
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("ragioneria@comune.example.it")),
+        "a notice to the body"
+    );
+    // Both modules heard: their items show "Pagato".
+    run.wait_paid_on_home(&format!("TARI-2026-1-{MARIO}")).await;
+    run.wait_paid_on_home(&format!("MENSA-2026-11-{MARIO}"))
+        .await;
+    assert!(
+        run.text(&format!("[id='due-TARI-2026-2-{MARIO}']"))
+            .await
+            .contains("Paga")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_bank_transfer_confirmed_by_an_operator_marks_the_module_item_paid() {
+    let Some(run) = start("transfer").await else {
+        return;
+    };
+    run.sign_in("mario").await;
+    let key = format!("PE-2026-031-{MARIO}");
+    run.press(&format!("[id='due-{key}'] button")).await;
+    // Building charges accept bank transfer and pagoPA only: no card on offer.
+    assert!(
+        run.client
+            .find(Locator::Css("#method-bank_transfer"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        run.client
+            .find(Locator::Css("#method-pago_pa, #method-pagopa"))
+            .await
+            .is_ok()
+    );
+    assert!(run.client.find(Locator::Css("#method-card")).await.is_err());
+    run.click("#method-bank_transfer").await;
+    run.press("#pay").await;
+
+    assert_eq!(run.text("#iban").await, "IT60X0542811101000000123456");
+    let reference = run.text("#reference").await;
+    assert!(reference.starts_with("RF"), "{reference}");
+    assert!(
+        run.client.find(Locator::Css("#qr svg")).await.is_ok(),
+        "the EPC QR code"
+    );
+    run.screenshot("bank-transfer").await;
+    let id = run.payment_id().await;
+
+    // A report with a mistake shows it beside the field and keeps what was typed.
+    run.fill("#r-amount", "1250,00").await;
+    run.fill("#r-bank_reference", "0306909606510").await;
+    run.press("#report").await;
+    assert!(
+        run.client
+            .find(Locator::Css("#r-executed_on-error"))
+            .await
+            .is_ok()
+    );
+    let kept = run.attr("#r-amount", "value").await;
+    assert_eq!(kept.as_deref(), Some("1250,00"));
+    let today = chrono::Utc::now().date_naive().to_string();
+    run.client
+        .execute(
+            "document.getElementById('r-executed_on').value = arguments[0]",
+            vec![today.into()],
+        )
+        .await
+        .unwrap();
+    run.press("#report").await;
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("reported")
+    );
+
+    // The operator finds it among the reported movements and confirms it.
+    run.sign_in("anna").await;
+    run.goto("/admin?status=reported").await;
+    assert_eq!(run.text("#count").await, "1");
+    run.screenshot("admin-movements").await;
+    run.press(&format!("tr[data-id='{id}'] a")).await;
+    run.screenshot("admin-detail").await;
+    run.fill("#confirm-note", "accredito verificato").await;
+    run.press("#confirm").await;
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("paid")
+    );
+    let events = run.text("#events").await;
+    assert!(
+        events.contains("accredito verificato") && events.contains("operator:"),
+        "{events}"
+    );
+
+    // The module hears of it through its settlement.
+    run.sign_in("mario").await;
+    run.wait_paid_on_home(&key).await;
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::System, id)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, TxStatus::Paid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_exports_the_selection_as_csv() {
+    let Some(run) = start("export").await else {
+        return;
+    };
+    // Three payments: two paid, one cancelled, by two citizens, through the sandbox's page.
+    let mut paid = Vec::new();
+    for (account, dues, outcome) in [
+        (
+            "mario",
+            vec![("tributi", "TARI-2026-1"), ("servizi", "MENSA-2026-11")],
+            "paid",
+        ),
+        ("giulia", vec![("tributi", "TARI-2026-1")], "cancelled"),
+        ("giulia", vec![("segreteria", "SUAP-2026-77")], "paid"),
+    ] {
+        run.sign_in(account).await;
+        let payer = if account == "mario" { MARIO } else { GIULIA };
+        for (_, key) in &dues {
+            run.press(&format!("[id='due-{key}-{payer}'] button")).await;
+            run.goto("/").await;
+        }
+        run.goto("/cart").await;
+        run.click("#method-card").await;
+        run.press("#pay").await;
+        run.press(&format!(
+            "#sandbox-{}",
+            if outcome == "paid" { "pay" } else { "cancel" }
+        ))
+        .await;
+        let id = run.payment_id().await;
+        if outcome == "paid" {
+            paid.push(id);
+        }
+        // A cancelled payment frees its items: take them out of the cart.
+        if outcome != "paid" {
+            let p = run.portal.payments();
+            let actor = Actor::payer(payer);
+            let tx = p.transaction(&actor, id).await.unwrap();
+            assert_eq!(tx.status, TxStatus::Cancelled);
+            for line in &tx.lines {
+                p.remove_item(&actor, tx.cart_id, line.item_id)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    run.sign_in("anna").await;
+    run.client
+        .find(Locator::Css("#status"))
+        .await
+        .unwrap()
+        .select_by_value("paid")
+        .await
+        .unwrap();
+    run.press("#search").await;
+    assert_eq!(run.text("#count").await, "2");
+    assert_eq!(run.text("#sum").await, "€ 244,00", "228,00 + 16,00");
+    run.screenshot("admin-export").await;
+    let href = run.attr("#export-csv", "href").await.unwrap();
+    assert!(href.contains("status=paid"), "{href}");
+    let path = href.strip_prefix(&run.base).unwrap_or(&href).to_owned();
+    let (status, kind, body) = run.download(&path).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(body.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(
+        rows.len(),
+        3,
+        "one row per item of the two paid transactions"
+    );
+    let mut ids: Vec<&str> = rows.iter().map(|r| &r[col("transaction_id")]).collect();
+    ids.dedup();
+    let mut expected: Vec<String> = paid.iter().map(ToString::to_string).collect();
+    expected.sort();
+    let mut got: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(rows.iter().all(|r| &r[col("status")] == "paid"));
+    let mut reasons: Vec<&str> = rows.iter().map(|r| &r[col("reason")]).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "Diritti di segreteria, pratica SUAP 2026/77",
+            "Mensa scolastica, novembre 2026",
+            "TARI 2026, rata 1 di 3"
+        ]
+    );
+
+    // The same selection narrowed to one module, and as a workbook.
+    run.goto("/admin?status=paid&module=servizi").await;
+    assert_eq!(run.text("#count").await, "1");
+    let href = run.attr("#export-xlsx", "href").await.unwrap();
+    let (status, kind, body) = run
+        .download(href.strip_prefix(&run.base).unwrap_or(&href))
+        .await;
+    assert_eq!(status, 200);
+    assert!(kind.contains("spreadsheetml"), "{kind}");
+    assert!(body.starts_with(b"PK"), "an XLSX is a zip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_is_refused_the_administration() {
+    let Some(run) = start("refused").await else {
+        return;
+    };
+    // Nobody signed in: to the sign-in page.
+    run.goto("/admin").await;
+    assert_eq!(run.client.current_url().await.unwrap().path(), "/signin");
+    run.screenshot("signin").await;
+    run.sign_in("giulia").await;
+    for path in ["/admin", "/admin/statements", "/admin/outbox"] {
+        run.goto(path).await;
+        let error = run.text("#error").await;
+        assert!(
+            error.contains("riservata agli operatori"),
+            "{path}: {error}"
+        );
+    }
+    run.screenshot("refused").await;
+    let (status, _, _) = run.download("/admin/export.csv").await;
+    assert_eq!(status, 403, "no export either");
+    // In English too.
+    run.goto("/lang/en?back=/admin").await;
+    assert!(
+        run.text("#error")
+            .await
+            .contains("for the body's operators only")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_payment_missing_a_required_field_shows_the_error_beside_it() {
+    let Some(run) = start("free").await else {
+        return;
+    };
+    run.sign_in("giulia").await;
+    run.goto("/free").await;
+    run.client
+        .find(Locator::Css("#type"))
+        .await
+        .unwrap()
+        .select_by_label("Sanzioni amministrative")
+        .await
+        .unwrap();
+    run.press("#choose").await;
+    let required = run.attr("#f-extra-report", "aria-required").await;
+    assert_eq!(
+        required.as_deref(),
+        Some("true"),
+        "the required field is marked"
+    );
+    run.fill("#f-amount", "50,00").await;
+    run.fill("#f-reason", "Verbale di via Roma").await;
+    run.fill("#f-extra-plate", "AB123CD").await;
+    run.press("#add").await;
+
+    assert_eq!(
+        run.text("#f-extra-report-error").await,
+        "Campo obbligatorio."
+    );
+    assert_eq!(
+        run.attr("#f-extra-report", "aria-invalid").await.as_deref(),
+        Some("true")
+    );
+    assert!(run.client.find(Locator::Css("#form-errors")).await.is_ok());
+    // What was typed is kept.
+    assert_eq!(
+        run.attr("#f-amount", "value").await.as_deref(),
+        Some("50,00")
+    );
+    assert_eq!(
+        run.attr("#f-reason", "value").await.as_deref(),
+        Some("Verbale di via Roma")
+    );
+    assert_eq!(
+        run.attr("#f-extra-plate", "value").await.as_deref(),
+        Some("AB123CD")
+    );
+    assert!(
+        run.client
+            .find(Locator::Css("#f-amount-error"))
+            .await
+            .is_err(),
+        "no error where there is none"
+    );
+    run.screenshot("free-payment-error").await;
+    // Nothing went in the cart.
+    run.goto("/cart").await;
+    assert!(run.text("main").await.contains("Il carrello è vuoto."));
+    let cart = run
+        .portal
+        .payments()
+        .open_cart(
+            &Actor::payer(GIULIA),
+            run.portal.creditor().id,
+            payments_core::Payer::new(GIULIA, "Giulia Bianchi"),
+        )
+        .await
+        .unwrap();
+    let contents = run
+        .portal
+        .payments()
+        .cart(&Actor::payer(GIULIA), cart.id)
+        .await
+        .unwrap();
+    assert!(contents.items.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_imports_a_statement_that_pays_a_transfer_and_flags_the_rest() {
+    let Some(run) = start("statement").await else {
+        return;
+    };
+    run.sign_in("mario").await;
+    let key = format!("SUAP-2026-77-{MARIO}");
+    run.press(&format!("[id='due-{key}'] button")).await;
+    run.click("#method-bank_transfer").await;
+    run.press("#pay").await;
+    let reference = run.text("#reference").await;
+    let id = run.payment_id().await;
+
+    // The treasury's statement: the citizen's transfer, and a credit nobody can place.
+    let today = chrono::Utc::now().date_naive();
+    let entry = |n: u32, amount: &str, debtor: &str, text: &str| {
+        format!(
+            r#"<Ntry><Amt Ccy="EUR">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
+<BookgDt><Dt>{today}</Dt></BookgDt><AcctSvcrRef>E2E-{n}</AcctSvcrRef><NtryDtls><TxDtls>
+<RltdPties><Dbtr><Pty><Nm>{debtor}</Nm></Pty></Dbtr></RltdPties><RmtInf><Ustrd>{text}</Ustrd></RmtInf>
+</TxDtls></NtryDtls></Ntry>"#
+        )
+    };
+    let statement = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+<GrpHdr><MsgId>E2E-STATEMENT-1</MsgId><CreDtTm>{today}T22:00:00</CreDtTm></GrpHdr>
+<Stmt><Id>1</Id><Acct><Id><IBAN>IT60X0542811101000000123456</IBAN></Id></Acct>
+{}{}</Stmt></BkToCstmrStmt></Document>"#,
+        entry(1, "16.00", "MARIO ROSSI", &format!("DIRITTI {reference}")),
+        entry(2, "99.00", "ANONIMO", "VERSAMENTO")
+    );
+    let file = run.dir.join("statement.xml");
+    std::fs::write(&file, statement).unwrap();
+
+    run.sign_in("anna").await;
+    run.goto("/admin/statements").await;
+    run.find("#file")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    run.press("#import").await;
+    let matched = run.text("#matched").await;
+    assert!(matched.contains(&id.to_string()), "{matched}");
+    let exceptions = run.text("#exceptions").await;
+    assert!(
+        exceptions.contains("99,00") && exceptions.contains("VERSAMENTO"),
+        "{exceptions}"
+    );
+    assert_eq!(
+        run.client
+            .find_all(Locator::Css("#matched tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    run.screenshot("admin-statements").await;
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::System, id)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, TxStatus::Paid);
+
+    // The outbox shows the receipt, the notice and the module's settlement.
+    run.goto("/admin/outbox").await;
+    let outbox = run.text("#outbox").await;
+    assert!(
+        outbox.contains("mario.rossi@example.it") && outbox.contains("segreteria"),
+        "{outbox}"
+    );
+    run.screenshot("admin-outbox").await;
+    run.sign_in("mario").await;
+    run.wait_paid_on_home(&key).await;
+}
