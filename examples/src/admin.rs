@@ -68,11 +68,17 @@ impl Filters {
                 .map_err(|_| errors.push(field, "must be a date, YYYY-MM-DD"))
                 .ok()
         };
-        q.from = day(&self.from, "from", &mut errors)
-            .and_then(|d| Utc.from_local_datetime(&d.and_hms_opt(0, 0, 0)?).single());
-        q.to = day(&self.to, "to", &mut errors).and_then(|d| {
-            Utc.from_local_datetime(&d.succ_opt()?.and_hms_opt(0, 0, 0)?)
+        q.from = day(&self.from, "from", &mut errors).and_then(|d| {
+            views::ZONE
+                .from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
                 .single()
+                .map(|t| t.with_timezone(&Utc))
+        });
+        q.to = day(&self.to, "to", &mut errors).and_then(|d| {
+            views::ZONE
+                .from_local_datetime(&d.succ_opt()?.and_hms_opt(0, 0, 0)?)
+                .single()
+                .map(|t| t.with_timezone(&Utc))
         });
         if !self.status.is_empty() {
             match TxStatus::parse(&self.status) {
@@ -478,7 +484,7 @@ pub async fn outbox(
             context! {
                 id => m.id.to_string(), tx => m.transaction_id.to_string(), what,
                 status => text(locale, &format!("outbox.{}", m.status.as_str())), dead => m.status == OutboxStatus::Dead,
-                attempts => m.attempts, error => m.last_error.clone(), created => m.created_at.format("%d/%m/%Y %H:%M").to_string(),
+                attempts => m.attempts, error => m.last_error.clone(), created => views::local(m.created_at, "%d/%m/%Y %H:%M"),
             }
         })
         .collect();

@@ -231,15 +231,19 @@ impl Ctx {
     }
 }
 
-/// Finds or opens the browser's session, checks the CSRF token of every form posted (not
-/// the providers' webhooks, which are verified by their signatures), and hands the
-/// session to the handlers.
+/// Finds or opens the browser's session, checks the CSRF token of every form posted, and
+/// hands the session to the handlers. The providers' webhooks pass untouched: their
+/// signatures are what the library checks.
 pub async fn session_layer(
     State(portal): State<Portal>,
     jar: CookieJar,
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Providers' callbacks carry no session and need none.
+    if request.uri().path().starts_with("/webhooks/") {
+        return next.run(request).await;
+    }
     let sessions = &portal.inner.sessions;
     let found = jar
         .get(COOKIE)
@@ -261,7 +265,7 @@ pub async fn session_layer(
         session,
         path,
     };
-    if request.method() == Method::POST && !request.uri().path().starts_with("/webhooks/") {
+    if request.method() == Method::POST {
         let form = request
             .headers()
             .get(header::CONTENT_TYPE)

@@ -58,7 +58,6 @@ mod views;
 
 use auth::{Accounts, DemoAccounts, Sessions};
 use modules::DemoModule;
-use views::Views;
 pub use views::{PageError, PageResult};
 
 /// Where the portal listens, keeps its data and sends its mail.
@@ -138,7 +137,6 @@ struct Inner {
     modules: Vec<Arc<DemoModule>>,
     accounts: Arc<dyn Accounts>,
     sessions: Sessions,
-    views: Views,
 }
 
 impl std::fmt::Debug for Portal {
@@ -209,7 +207,6 @@ impl Portal {
                 modules,
                 accounts,
                 sessions: Sessions::default(),
-                views: Views::new(),
             }),
         })
     }

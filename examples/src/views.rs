@@ -14,7 +14,7 @@ use crate::auth::Ctx;
 /// What a page handler answers.
 pub type PageResult = Result<Response, PageError>;
 
-/// The templates, compiled once.
+/// The templates, compiled once (on first use).
 pub(crate) struct Views {
     env: Environment<'static>,
 }
@@ -40,7 +40,7 @@ const TEMPLATES: [(&str, &str); 14] = [
 ];
 
 impl Views {
-    pub(crate) fn new() -> Views {
+    fn new() -> Views {
         let mut env = Environment::new();
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
@@ -70,7 +70,6 @@ impl Portal {
     /// Renders page `name` with `values` and what every page has: the language, the
     /// signed-in account, the CSRF token and the path (for the language switch).
     pub(crate) fn page(&self, ctx: &Ctx, name: &str, values: Value) -> PageResult {
-        let _ = &self.inner.views;
         render(ctx, StatusCode::OK, name, values)
     }
 }
@@ -554,6 +553,14 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The body's time zone: pages show, and filters read, Italian time.
+pub(crate) const ZONE: chrono_tz::Tz = chrono_tz::Europe::Rome;
+
+/// `at` in Italian time.
+pub(crate) fn local(at: chrono::DateTime<chrono::Utc>, format: &str) -> String {
+    at.with_timezone(&ZONE).format(format).to_string()
+}
+
 /// A transaction as pages show it.
 pub(crate) fn transaction(tx: &payments_core::Transaction, locale: Locale) -> Value {
     let lines: Vec<Value> = tx
@@ -570,8 +577,8 @@ pub(crate) fn transaction(tx: &payments_core::Transaction, locale: Locale) -> Va
         payer => tx.payer.name.clone(),
         payer_id => tx.payer.id.to_string(),
         provider_ref => tx.provider_ref.clone(),
-        created => tx.created_at.format("%d/%m/%Y %H:%M").to_string(),
-        updated => tx.updated_at.format("%d/%m/%Y %H:%M").to_string(),
+        created => local(tx.created_at, "%d/%m/%Y %H:%M"),
+        updated => local(tx.updated_at, "%d/%m/%Y %H:%M"),
         lines,
     }
 }
@@ -582,7 +589,7 @@ pub(crate) fn events(events: &[payments_core::TransactionEvent], locale: Locale)
         .iter()
         .map(|e| {
             context! {
-                at => e.at.format("%d/%m/%Y %H:%M:%S").to_string(),
+                at => local(e.at, "%d/%m/%Y %H:%M:%S"),
                 from => e.from.map(|s| status_label(s, locale)),
                 to => status_label(e.to, locale),
                 actor => e.actor.to_string(),
