@@ -78,6 +78,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// How often the background worker delivers the outbox.
     pub worker_interval: Duration,
+    /// When the outbox tries a message again, and when it gives up (the library's default:
+    /// 30 s doubling to 1 h, 10 attempts).
+    pub retry: payments_core::RetryPolicy,
 }
 
 impl Config {
@@ -90,6 +93,7 @@ impl Config {
             database_url: None,
             smtp_url: None,
             worker_interval: Duration::from_millis(500),
+            retry: payments_core::RetryPolicy::default(),
         }
     }
 
@@ -187,6 +191,7 @@ impl Portal {
             .gateway(bank.clone())
             .gateway(pagopa.clone())
             .notifier(Arc::new(mail))
+            .retry_policy(config.retry)
             .return_url(format!("{}/return", config.public_url));
         for module in &modules {
             builder = builder.listener(module.name, module.clone());

@@ -56,6 +56,16 @@ fn free_port() -> u16 {
 /// Starts a portal on a fresh directory and a headless Chromium; `None` (and SKIPPED,
 /// loudly) when there is no browser on this machine.
 async fn start(test: &str) -> Option<Run> {
+    start_with(test, true, |_| {}).await
+}
+
+/// As [`start`], with the portal's configuration changed by `configure`, and JavaScript
+/// on or off in the browser.
+async fn start_with(
+    test: &str,
+    javascript: bool,
+    configure: impl FnOnce(&mut Config),
+) -> Option<Run> {
     let (Some(chromium), Some(chromedriver)) = (
         binary(
             "CHROMIUM",
@@ -73,6 +83,7 @@ async fn start(test: &str) -> Option<Run> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = Config::local(&dir, listener.local_addr().unwrap());
     config.worker_interval = Duration::from_millis(200);
+    configure(&mut config);
     let base = config.public_url.clone();
     let portal = Portal::new(config).await.unwrap();
     tokio::spawn(portal.clone().serve(listener));
@@ -85,9 +96,15 @@ async fn start(test: &str) -> Option<Run> {
         .spawn()
         .expect("chromedriver starts");
     let profile = dir.join("chromium-profile");
+    // With JavaScript off (a content setting) pages must still work: WebDriver's own
+    // scripts, which the tests use to wait for a new page, still run.
+    let prefs = serde_json::json!({
+        "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }
+    });
     let caps = serde_json::json!({
         "goog:chromeOptions": {
             "binary": chromium,
+            "prefs": prefs,
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -224,7 +241,35 @@ impl Run {
             .unwrap();
     }
 
+    /// Checks what a machine can check of the page's accessibility: a language, one `main`
+    /// and one `h1`, every control labelled, every button and link with a name, no id twice.
+    async fn check_accessible(&self, name: &str) {
+        let problems = self
+            .client
+            .execute(
+                r#"const p = [];
+                if (!document.documentElement.lang) p.push('no lang');
+                if (document.querySelectorAll('main').length !== 1) p.push('main');
+                if (document.querySelectorAll('h1').length !== 1) p.push('h1');
+                for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+                  const label = el.id && document.querySelector('label[for="' + el.id + '"]');
+                  if (!label && !el.getAttribute('aria-label')) p.push('unlabelled ' + (el.name || el.id));
+                }
+                for (const el of document.querySelectorAll('button, a')) {
+                  if (!(el.textContent.trim() || el.getAttribute('aria-label'))) p.push('nameless ' + el.outerHTML.slice(0, 80));
+                }
+                const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+                for (const id of ids) if (ids.indexOf(id) !== ids.lastIndexOf(id)) p.push('id twice ' + id);
+                return [...new Set(p)];"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(problems, serde_json::json!([]), "accessibility of {name}");
+    }
+
     async fn screenshot(&self, name: &str) {
+        self.check_accessible(name).await;
         let png = self.client.screenshot().await.unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -808,4 +853,165 @@ async fn an_operator_imports_a_statement_that_pays_a_transfer_and_flags_the_rest
     run.screenshot("admin-outbox").await;
     run.sign_in("mario").await;
     run.wait_paid_on_home(&key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_a_citizen_still_pays_in_english() {
+    let Some(run) = start_with("nojs", false, |_| {}).await else {
+        return;
+    };
+    run.goto("/signin").await;
+    let scripts = run
+        .client
+        .execute("return document.querySelectorAll('script').length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        scripts,
+        serde_json::json!(0),
+        "the portal sends no script at all"
+    );
+    // And this browser really runs none: a page's own script leaves no trace.
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let probe_url = format!("http://{}/", probe.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = probe.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let page = "<!doctype html><title>off</title><script>document.title='on'</script>";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                page.len()
+            );
+            let _ = socket.write_all(format!("{head}{page}").as_bytes()).await;
+        }
+    });
+    run.client.goto(&probe_url).await.unwrap();
+    assert_eq!(
+        run.client.title().await.unwrap(),
+        "off",
+        "JavaScript is off"
+    );
+    run.sign_in("giulia").await;
+    run.press("a[href^='/lang/en']").await;
+    assert_eq!(run.text("main h1").await, "What you owe");
+    run.press(&format!("[id='due-MENSA-2026-11-{GIULIA}'] button"))
+        .await;
+    assert_eq!(run.text("main h1").await, "Cart");
+    run.click("#method-account_debit").await;
+    run.press("#pay").await;
+    run.press("#sandbox-pay").await;
+    assert_eq!(run.text("#status").await, "Paid");
+    run.screenshot("receipt-en").await;
+    let id = run.payment_id().await;
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::System, id)
+        .await
+        .unwrap();
+    assert_eq!(tx.method_kind, payments_core::MethodKind::AccountDebit);
+    // The receipt mail follows the language the citizen chose.
+    let mails = run.wait_mails(2).await;
+    let subject = format!("Subject: Payment receipt {id}");
+    assert!(
+        mails.iter().any(|m| m.contains(&subject)),
+        "an English receipt: {mails:?}"
+    );
+}
+
+/// An SMTP server that keeps what it receives.
+#[derive(Clone, Default)]
+struct Mailbox(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>, Vec<u8>);
+
+impl mailin_embedded::Handler for Mailbox {
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.1.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.0.lock().unwrap().push(std::mem::take(&mut self.1));
+        mailin_embedded::response::OK
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_that_failed_is_retried_by_an_operator_once_the_server_is_back() {
+    let port = free_port();
+    let Some(run) = start_with("outbox", true, |config| {
+        config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        config.retry.max_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    run.sign_in("mario").await;
+    run.press(&format!("[id='due-SUAP-2026-77-{MARIO}'] button"))
+        .await;
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    run.press("#sandbox-pay").await;
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("paid")
+    );
+
+    // No mail server: both mails give up after their one attempt.
+    run.sign_in("anna").await;
+    let mut dead = 0;
+    for _ in 0..100 {
+        run.goto("/admin/outbox?failed=1").await;
+        dead = run
+            .client
+            .find_all(Locator::Css("#outbox tbody tr"))
+            .await
+            .map(|r| r.len())
+            .unwrap_or(0);
+        if dead == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(dead, 2, "the receipt and the notice failed");
+    assert!(run.text("#outbox").await.contains("Fallito"));
+    run.screenshot("admin-outbox-failed").await;
+
+    // The server is back; the operator retries the receipt.
+    let mailbox = Mailbox::default();
+    let received = mailbox.0.clone();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        let mut server = mailin_embedded::Server::new(mailbox);
+        server.with_name("mail.test").with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+    let receipt_row = run
+        .find("#outbox tbody tr:first-child")
+        .await
+        .text()
+        .await
+        .unwrap();
+    run.press("#outbox tbody tr:first-child button").await;
+    for _ in 0..100 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails = received.lock().unwrap().clone();
+    assert_eq!(
+        mails.len(),
+        1,
+        "only the message retried is sent: {receipt_row}"
+    );
+    run.goto("/admin/outbox").await;
+    let outbox = run.text("#outbox").await;
+    assert!(
+        outbox.contains("Inviato") && outbox.contains("Fallito"),
+        "{outbox}"
+    );
 }
