@@ -286,7 +286,22 @@ pub async fn cart(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) 
         .collect();
     let methods: Vec<Value> = methods
         .iter()
-        .map(|m| context! { id => m.id.to_string(), label => m.kind.label(locale), kind => m.kind.as_str() })
+        .map(|m| {
+            // The card providers name themselves beside the method; the demo's own do not.
+            let (provider, html_id) = match m.gateway_id.as_str() {
+                "stripe" => (Some("Stripe"), format!("{}-stripe", m.kind.as_str())),
+                "nexi" => (
+                    Some(if m.kind == payments_core::MethodKind::AccountDebit {
+                        "MyBank, Nexi XPay"
+                    } else {
+                        "Nexi XPay"
+                    }),
+                    format!("{}-nexi", m.kind.as_str()),
+                ),
+                _ => (None, m.kind.as_str().to_owned()),
+            };
+            context! { id => m.id.to_string(), label => m.kind.label(locale), provider, html_id }
+        })
         .collect();
     let open = contents.items.iter().any(|i| i.state == ItemState::Open);
     portal.page(
@@ -418,18 +433,42 @@ pub async fn sandbox_outcome(
     Ok(Redirect::to(&format!("/payments/{}", done.transaction.id)).into_response())
 }
 
-/// Where providers send the payer back (`…/return?transaction=…`).
+/// Where providers send the payer back: Stripe with `?transaction=…&outcome=…`, Nexi XPay
+/// with its signed outcome (`?codTrans=…&esito=…&mac=…`).
 #[derive(Debug, Deserialize)]
 pub struct Returned {
     transaction: Option<String>,
+    #[serde(rename = "codTrans")]
+    cod_trans: Option<String>,
 }
 
-/// The payer back from a provider's page: to the payment page, where the state shows.
-pub async fn provider_return(Query(back): Query<Returned>) -> Response {
-    match back
-        .transaction
-        .and_then(|t| t.parse::<TransactionId>().ok())
-    {
+/// The payer back from a provider's page, to the payment page. XPay's return carries the
+/// outcome, signed as its notification is: it goes to the library first, so the page shows
+/// the outcome at once (whichever of the two arrives second is a replay).
+pub async fn provider_return(
+    State(portal): State<Portal>,
+    RawQuery(query): RawQuery,
+    Query(back): Query<Returned>,
+) -> Response {
+    let id = match back.cod_trans {
+        Some(code) => {
+            let request = CallbackRequest {
+                query,
+                ..Default::default()
+            };
+            match portal.payments().handle_callback("nexi", &request).await {
+                Ok(done) => Some(done.transaction.id),
+                Err(e) => {
+                    eprintln!("portal: XPay's return refused: {e}");
+                    payments_gateways::nexi::transaction_of(&code)
+                }
+            }
+        }
+        None => back
+            .transaction
+            .and_then(|t| t.parse::<TransactionId>().ok()),
+    };
+    match id {
         Some(id) => Redirect::to(&format!("/payments/{id}")).into_response(),
         None => Redirect::to("/history").into_response(),
     }

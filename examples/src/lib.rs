@@ -43,11 +43,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use payments_core::MethodKind;
 use payments_core::{Creditor, Error, Payments, Result};
 use payments_gateways::bank_transfer::BankTransferGateway;
+use payments_gateways::nexi::NexiGateway;
 use payments_gateways::pagopa::PagoPaGateway;
 use payments_gateways::sandbox::SandboxGateway;
+use payments_gateways::stripe::StripeGateway;
 use payments_sqlx::SqlxStore;
+use secrecy::{ExposeSecret, SecretString};
 
 pub mod admin;
 pub mod auth;
@@ -81,6 +85,48 @@ pub struct Config {
     /// When the outbox tries a message again, and when it gives up (the library's default:
     /// 30 s doubling to 1 h, 10 attempts).
     pub retry: payments_core::RetryPolicy,
+    /// Stripe, for card and SEPA direct debit, when its keys are given
+    /// (`STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`).
+    pub stripe: Option<StripeKeys>,
+    /// Nexi XPay, for card and MyBank, when its terminal is given (`NEXI_ALIAS`,
+    /// `NEXI_MAC_KEY`, and `NEXI_BASE_URL` for production).
+    pub nexi: Option<NexiKeys>,
+}
+
+/// A Stripe account's keys. `Debug` shows neither.
+#[derive(Clone)]
+pub struct StripeKeys {
+    /// The secret API key (`sk_…`).
+    pub secret_key: SecretString,
+    /// The signing secret of the webhook endpoint `POST /webhooks/stripe` (`whsec_…`).
+    pub webhook_secret: SecretString,
+}
+
+impl std::fmt::Debug for StripeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StripeKeys { .. }")
+    }
+}
+
+/// A Nexi XPay terminal. `Debug` hides the MAC key.
+#[derive(Clone)]
+pub struct NexiKeys {
+    /// The terminal's alias (`ALIAS_WEB_…`).
+    pub alias: String,
+    /// The terminal's MAC key.
+    pub mac_key: SecretString,
+    /// XPay's address: its test environment unless given
+    /// ([`payments_gateways::nexi::PRODUCTION_BASE`] in production).
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for NexiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NexiKeys")
+            .field("alias", &self.alias)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -94,6 +140,8 @@ impl Config {
             smtp_url: None,
             worker_interval: Duration::from_millis(500),
             retry: payments_core::RetryPolicy::default(),
+            stripe: None,
+            nexi: None,
         }
     }
 
@@ -115,6 +163,22 @@ impl Config {
         }
         config.database_url = var("DATABASE_URL");
         config.smtp_url = var("SMTP_URL");
+        if let (Some(secret_key), Some(webhook_secret)) =
+            (var("STRIPE_SECRET_KEY"), var("STRIPE_WEBHOOK_SECRET"))
+        {
+            config.stripe = Some(StripeKeys {
+                secret_key: secret_key.into(),
+                webhook_secret: webhook_secret.into(),
+            });
+        }
+        if let (Some(alias), Some(mac_key)) = (var("NEXI_ALIAS"), var("NEXI_MAC_KEY")) {
+            config.nexi = Some(NexiKeys {
+                alias,
+                mac_key: mac_key.into(),
+                base_url: var("NEXI_BASE_URL")
+                    .unwrap_or_else(|| payments_gateways::nexi::TEST_BASE.into()),
+            });
+        }
         Ok(config)
     }
 
@@ -196,8 +260,40 @@ impl Portal {
         for module in &modules {
             builder = builder.listener(module.name, module.clone());
         }
+        // The card providers, when configured; their methods are enabled beside the
+        // sandbox's, and the checkout offers each.
+        let mut providers = Vec::new();
+        if let Some(keys) = &config.stripe {
+            let stripe = StripeGateway::new(
+                keys.secret_key.expose_secret(),
+                keys.webhook_secret.expose_secret(),
+            )?
+            .with_methods(&[MethodKind::Card, MethodKind::SepaDirectDebit])?;
+            builder = builder.gateway(Arc::new(stripe));
+            providers.push((
+                payments_gateways::stripe::GATEWAY_ID,
+                [MethodKind::Card, MethodKind::SepaDirectDebit],
+            ));
+        }
+        if let Some(keys) = &config.nexi {
+            let nexi = NexiGateway::new(
+                keys.alias.as_str(),
+                keys.mac_key.expose_secret(),
+                format!("{}/webhooks/nexi", config.public_url),
+            )?
+            .with_base_url(keys.base_url.as_str())
+            .with_methods(&[MethodKind::Card, MethodKind::AccountDebit])?;
+            builder = builder.gateway(Arc::new(nexi));
+            providers.push((
+                payments_gateways::nexi::GATEWAY_ID,
+                [MethodKind::Card, MethodKind::AccountDebit],
+            ));
+        }
         let payments = builder.build()?;
         let creditor = seed::install(&payments, &bank, &pagopa).await?;
+        for (gateway, kinds) in providers {
+            seed::enable(&payments, &creditor, gateway, &kinds).await?;
+        }
         for module in &modules {
             module.seed(accounts.as_ref())?;
         }
@@ -224,6 +320,11 @@ impl Portal {
     /// The body the portal collects for.
     pub fn creditor(&self) -> &Creditor {
         &self.inner.creditor
+    }
+
+    /// The sandbox gateway (its sessions are the demo's hosted pages).
+    pub fn sandbox(&self) -> &Arc<SandboxGateway> {
+        &self.inner.sandbox
     }
 
     /// The configuration it runs with.

@@ -167,3 +167,19 @@ pub(crate) async fn install(
     pagopa.set_creditor(&creditor, config)?;
     Ok(creditor)
 }
+
+/// Enables `kinds` through a card provider (`stripe`, `nexi`), with fixed ids.
+pub(crate) async fn enable(
+    payments: &Payments,
+    creditor: &Creditor,
+    gateway: &str,
+    kinds: &[MethodKind],
+) -> Result<()> {
+    let base = if gateway == "stripe" { 40 } else { 50 };
+    for (n, kind) in kinds.iter().enumerate() {
+        let mut method = PaymentMethod::new(creditor.id, *kind, gateway);
+        method.id = MethodId(id(base + n as u128));
+        payments.enable_method(&Actor::System, &method).await?;
+    }
+    Ok(())
+}

@@ -1015,3 +1015,232 @@ async fn a_mail_that_failed_is_retried_by_an_operator_once_the_server_is_back() 
         "{outbox}"
     );
 }
+
+const NEXI_ALIAS: &str = "ALIAS_WEB_00000001";
+const NEXI_KEY: &str = "portal-e2e-mac-key";
+
+/// The fields XPay sends back, signed as it documents (see the gateway's own tests).
+fn xpay_outcome(code: &str, esito: &str, cents: i64, key: &str) -> Vec<(String, String)> {
+    let importo = cents.to_string();
+    let mac = payments_gateways::nexi::result_mac(
+        code, esito, &importo, "EUR", "20261127", "101500", "TESTOK", key,
+    );
+    [
+        ("codTrans", code),
+        ("esito", esito),
+        ("importo", importo.as_str()),
+        ("divisa", "EUR"),
+        ("data", "20261127"),
+        ("orario", "101500"),
+        ("codAut", "TESTOK"),
+        ("alias", NEXI_ALIAS),
+        ("brand", "VISA"),
+        ("mac", mac.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_payment_through_nexi_posts_the_signed_form_and_takes_the_notification() {
+    use wiremock::matchers::{method, path};
+    // XPay's hosted page, played by a local server that shows a page for the form posted.
+    let xpay = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path(payments_gateways::nexi::PAYMENT_PATH))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(
+            "<!doctype html><title>XPay</title><h1>XPay</h1>",
+            "text/html",
+        ))
+        .expect(1)
+        .mount(&xpay)
+        .await;
+    let xpay_url = xpay.uri();
+    let Some(run) = start_with("nexi", true, |config| {
+        config.nexi = Some(portal::NexiKeys {
+            alias: NEXI_ALIAS.into(),
+            mac_key: NEXI_KEY.to_owned().into(),
+            base_url: xpay_url,
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    run.sign_in("mario").await;
+    run.press(&format!("[id='due-MENSA-2026-11-{MARIO}'] button"))
+        .await;
+    assert!(run.text("main").await.contains("(Nexi XPay)"));
+    run.click("#method-card-nexi").await;
+    run.press("#pay").await;
+
+    // The page with XPay's form: no JavaScript, a button.
+    let field = |name: &str| format!("form input[name='{name}']");
+    let code = run.attr(&field("codTrans"), "value").await.unwrap();
+    assert_eq!(
+        run.attr(&field("importo"), "value").await.as_deref(),
+        Some("4560")
+    );
+    assert_eq!(
+        run.attr(&field("mac"), "value").await.unwrap(),
+        payments_gateways::nexi::request_mac(&code, "EUR", 4560, NEXI_KEY)
+    );
+    assert_eq!(
+        run.attr(&field("urlpost"), "value").await.unwrap(),
+        format!("{}/webhooks/nexi", run.base)
+    );
+    run.screenshot("redirect-nexi").await;
+    run.press("#continue").await;
+    assert_eq!(run.client.title().await.unwrap(), "XPay");
+    let posted = xpay.received_requests().await.unwrap();
+    let form: Vec<(String, String)> = form_urlencoded::parse(&posted[0].body)
+        .into_owned()
+        .collect();
+    assert!(
+        form.contains(&("codTrans".into(), code.clone())),
+        "{form:?}"
+    );
+    assert!(form.contains(&("alias".into(), NEXI_ALIAS.into())));
+
+    // XPay notifies the portal's webhook: a forged notification is refused, the real one
+    // pays, and the payer's return shows the receipt (a replay by then).
+    let id = payments_gateways::nexi::transaction_of(&code).unwrap();
+    let http = reqwest::Client::new();
+    let webhook = format!("{}/webhooks/nexi", run.base);
+    let notify = |fields: Vec<(String, String)>| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&fields)
+            .finish();
+        http.post(&webhook)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let forged = xpay_outcome(&code, "OK", 4560, "another-key");
+    assert_eq!(notify(forged).await.unwrap().status(), 400);
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::System, id)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.status,
+        TxStatus::Pending,
+        "a forged notification changes nothing"
+    );
+    let fields = xpay_outcome(&code, "OK", 4560, NEXI_KEY);
+    assert_eq!(notify(fields.clone()).await.unwrap().status(), 200);
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::System, id)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, TxStatus::Paid);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    run.goto(&format!("/return?{query}")).await;
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("paid")
+    );
+    assert_eq!(run.payment_id().await, id);
+    run.wait_paid_on_home(&format!("MENSA-2026-11-{MARIO}"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
+    let Some(run) = start("webhook").await else {
+        return;
+    };
+    run.sign_in("giulia").await;
+    run.press(&format!("[id='due-MENSA-2026-11-{GIULIA}'] button"))
+        .await;
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    // The payer leaves the sandbox's page open; its callback arrives over HTTP instead.
+    let url = run.client.current_url().await.unwrap();
+    let session = url.path().rsplit('/').next().unwrap().to_owned();
+    let callback = run
+        .portal
+        .sandbox()
+        .complete(&session, payments_core::PaymentOutcome::Paid)
+        .unwrap();
+    let tx = run
+        .portal
+        .sandbox()
+        .session(&session)
+        .unwrap()
+        .transaction_id;
+    let http = reqwest::Client::new();
+    let post = |gateway: &str, body: Vec<u8>| {
+        let mut request = http
+            .post(format!("{}/webhooks/{gateway}", run.base))
+            .body(body);
+        for (name, value) in &callback.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request.send()
+    };
+    let portal = run.portal.clone();
+    let status = |tx| {
+        let portal = portal.clone();
+        async move {
+            portal
+                .payments()
+                .transaction(&Actor::System, tx)
+                .await
+                .unwrap()
+                .status
+        }
+    };
+    // A body changed after signing is refused, and changes nothing.
+    let mut changed = callback.body.clone();
+    let at = changed.iter().position(|b| b.is_ascii_digit()).unwrap();
+    changed[at] = if changed[at] == b'9' {
+        b'8'
+    } else {
+        changed[at] + 1
+    };
+    assert_eq!(post("sandbox", changed).await.unwrap().status(), 400);
+    assert_eq!(status(tx).await, TxStatus::Pending);
+    assert_eq!(
+        post("nowhere", callback.body.clone())
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "no such gateway"
+    );
+    // The callback as signed pays; sent again, it is a replay and still answers 200.
+    assert_eq!(
+        post("sandbox", callback.body.clone())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(status(tx).await, TxStatus::Paid);
+    assert_eq!(
+        post("sandbox", callback.body.clone())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let events = run
+        .portal
+        .payments()
+        .events(&Actor::System, tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.to == TxStatus::Paid).count(),
+        1,
+        "paid once"
+    );
+}
