@@ -255,11 +255,6 @@ pub async fn export_xlsx(
     export(portal, ctx, filters, ExportFormat::Xlsx).await
 }
 
-fn tx_id(ctx: &Ctx, id: &str) -> Result<payments_core::TransactionId, PageError> {
-    id.parse()
-        .map_err(|_| PageError::status(ctx, StatusCode::NOT_FOUND, "not_found"))
-}
-
 /// A transaction: its lines, its events, the bank entries matched to it, and the
 /// confirm/reject forms while a transfer waits.
 pub async fn detail(
@@ -269,7 +264,7 @@ pub async fn detail(
 ) -> PageResult {
     let actor = ctx.operator(&portal)?;
     let locale = ctx.locale();
-    let id = tx_id(&ctx, &id)?;
+    let id = views::parse_id(&ctx, &id)?;
     let tx = portal
         .payments()
         .transaction(&actor, id)
@@ -330,38 +325,24 @@ fn note(form: Note) -> Option<String> {
     Some(form.note.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
-/// A manager confirms the money arrived: the transaction is paid, the receipt, the notice
-/// and the module's settlement go out.
-pub async fn confirm(
+/// A manager's decision on a transfer: `confirm` that the money arrived (the transaction is
+/// paid; the receipt, the notice and the module's settlement go out), or `reject` a report
+/// with no transfer behind it (the items are payable again).
+pub async fn decide(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<String>,
+    Path((id, decision)): Path<(String, String)>,
     Form(form): Form<Note>,
 ) -> PageResult {
     let actor = ctx.operator(&portal)?;
-    let id = tx_id(&ctx, &id)?;
-    portal
-        .payments()
-        .confirm_payment(&actor, id, note(form))
-        .await
-        .or_page(&ctx)?;
-    Ok(Redirect::to(&format!("/admin/payments/{id}")).into_response())
-}
-
-/// A manager finds no transfer behind a report: the items are payable again.
-pub async fn reject(
-    State(portal): State<Portal>,
-    Extension(ctx): Extension<Ctx>,
-    Path(id): Path<String>,
-    Form(form): Form<Note>,
-) -> PageResult {
-    let actor = ctx.operator(&portal)?;
-    let id = tx_id(&ctx, &id)?;
-    portal
-        .payments()
-        .reject_report(&actor, id, note(form))
-        .await
-        .or_page(&ctx)?;
+    let id = views::parse_id(&ctx, &id)?;
+    let payments = portal.payments();
+    match decision.as_str() {
+        "confirm" => payments.confirm_payment(&actor, id, note(form)).await,
+        "reject" => payments.reject_report(&actor, id, note(form)).await,
+        _ => return Err(PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found")),
+    }
+    .or_page(&ctx)?;
     Ok(Redirect::to(&format!("/admin/payments/{id}")).into_response())
 }
 
@@ -498,9 +479,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> PageResult {
     let actor = ctx.operator(&portal)?;
-    let id = id
-        .parse()
-        .map_err(|_| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let id = views::parse_id(&ctx, &id)?;
     portal
         .payments()
         .retry_message(&actor, id)

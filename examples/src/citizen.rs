@@ -325,10 +325,7 @@ pub async fn remove(
 ) -> PageResult {
     let (account, actor) = ctx.citizen(&portal)?;
     let cart = portal.cart_of(&ctx, &account, &actor).await?;
-    let item = form
-        .item
-        .parse()
-        .map_err(|_| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let item = views::parse_id(&ctx, &form.item)?;
     portal
         .payments()
         .remove_item(&actor, cart.id, item)
@@ -502,9 +499,7 @@ async fn payment_page(
 ) -> PageResult {
     let (_, actor) = ctx.citizen(portal)?;
     let locale = ctx.locale();
-    let id: TransactionId = id
-        .parse()
-        .map_err(|_| PageError::status(ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let id: TransactionId = views::parse_id(ctx, id)?;
     let tx = portal
         .payments()
         .transaction(&actor, id)
@@ -565,9 +560,7 @@ pub async fn report(
     let (_, actor) = ctx.citizen(&portal)?;
     let values: BTreeMap<String, String> = pairs.into_iter().collect();
     let v = |k: &str| values.get(k).map(String::as_str).unwrap_or_default();
-    let tx: TransactionId = id
-        .parse()
-        .map_err(|_| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let tx: TransactionId = views::parse_id(&ctx, &id)?;
     let result = match TransferReport::parse(
         v("executed_on"),
         v("amount"),

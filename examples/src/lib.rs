@@ -361,8 +361,7 @@ impl Portal {
             .route("/admin/export.csv", get(admin::export_csv))
             .route("/admin/export.xlsx", get(admin::export_xlsx))
             .route("/admin/payments/{id}", get(admin::detail))
-            .route("/admin/payments/{id}/confirm", post(admin::confirm))
-            .route("/admin/payments/{id}/reject", post(admin::reject))
+            .route("/admin/payments/{id}/{decision}", post(admin::decide))
             .route(
                 "/admin/statements",
                 get(admin::statements).post(admin::import),

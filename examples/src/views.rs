@@ -184,6 +184,14 @@ impl IntoResponse for PageError {
     }
 }
 
+/// An id from the address (or a form), or the not-found page: an id that does not read
+/// names nothing.
+pub(crate) fn parse_id<T: std::str::FromStr>(ctx: &Ctx, raw: &str) -> Result<T, PageError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| PageError::status(ctx, StatusCode::NOT_FOUND, "not_found"))
+}
+
 /// Any other address: a page that says so.
 pub(crate) async fn not_found(axum::Extension(ctx): axum::Extension<Ctx>) -> PageError {
     PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found")

@@ -216,6 +216,10 @@ impl Run {
         self.find(css).await.text().await.unwrap()
     }
 
+    async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
     async fn attr(&self, css: &str, name: &str) -> Option<String> {
         self.client
             .find(Locator::Css(css))
@@ -384,14 +388,7 @@ async fn a_citizen_pays_two_module_items_and_a_free_payment_by_card() {
         "€ 244,00",
         "182,40 + 45,60 + 16,00"
     );
-    assert_eq!(
-        run.client
-            .find_all(Locator::Css("tbody tr"))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(run.count("tbody tr").await, 3);
     run.screenshot("cart").await;
     run.click("#method-card").await;
     run.press("#pay").await;
@@ -826,14 +823,7 @@ async fn an_operator_imports_a_statement_that_pays_a_transfer_and_flags_the_rest
         exceptions.contains("99,00") && exceptions.contains("VERSAMENTO"),
         "{exceptions}"
     );
-    assert_eq!(
-        run.client
-            .find_all(Locator::Css("#matched tbody tr"))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(run.count("#matched tbody tr").await, 1);
     run.screenshot("admin-statements").await;
     let tx = run
         .portal
