@@ -666,7 +666,7 @@ async fn an_operator_exports_the_selection_as_csv() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_citizen_is_refused_the_administration() {
+async fn a_citizen_is_refused_the_administration_and_a_forged_form() {
     let Some(run) = start("refused").await else {
         return;
     };
@@ -693,6 +693,29 @@ async fn a_citizen_is_refused_the_administration() {
             .await
             .contains("for the body's operators only")
     );
+
+    // A form whose CSRF token is not the session's is refused, and changes nothing.
+    run.goto("/lang/it?back=/").await;
+    let key = format!("TARI-2026-1-{GIULIA}");
+    run.client
+        .execute(
+            "document.querySelector(arguments[0]).value = 'forged'",
+            vec![format!("[id='due-{key}'] input[name='csrf']").into()],
+        )
+        .await
+        .unwrap();
+    run.press(&format!("[id='due-{key}'] button")).await;
+    assert!(
+        run.text("#error")
+            .await
+            .contains("non viene da questo sito")
+    );
+    run.goto("/cart").await;
+    assert!(run.text("main").await.contains("Il carrello è vuoto."));
+    // The same form with its token goes through.
+    run.goto("/").await;
+    run.press(&format!("[id='due-{key}'] button")).await;
+    assert_eq!(run.count("tbody tr").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
