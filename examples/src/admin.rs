@@ -37,7 +37,7 @@ pub struct Filters {
     /// A method kind (`card`, `bank_transfer`, …).
     #[serde(default)]
     pub method: String,
-    /// A module (`tributi`, …, or `free` for free payments).
+    /// A module (`tributi`, …, or `free-payment` for free payments).
     #[serde(default)]
     pub module: String,
     /// The payer's id (fiscal code).
@@ -195,7 +195,7 @@ pub async fn movements(
         .modules
         .iter()
         .map(|m| m.name)
-        .chain(["free"])
+        .chain([payments_core::FREE_PAYMENT_MODULE])
         .collect();
     let selection = filters.query_string(None);
     portal.page(

@@ -359,6 +359,15 @@ async fn a_citizen_pays_two_module_items_and_a_free_payment_by_card() {
     run.goto("/").await;
     run.press(&format!("[id='due-MENSA-2026-11-{MARIO}'] button"))
         .await;
+    // A third, taken out again.
+    run.goto("/").await;
+    run.press(&format!("[id='due-TARI-2026-2-{MARIO}'] button"))
+        .await;
+    assert_eq!(run.count("tbody tr").await, 3);
+    run.press("button[aria-label='Rimuovi: TARI 2026, rata 2 di 3']")
+        .await;
+    assert_eq!(run.count("tbody tr").await, 2);
+    assert_eq!(run.text("#total").await, "€ 228,00");
     // A free payment: secretarial fees, from the form its fields make.
     run.goto("/free").await;
     run.client
@@ -912,6 +921,13 @@ async fn without_javascript_a_citizen_still_pays_in_english() {
     run.press(&format!("[id='due-MENSA-2026-11-{GIULIA}'] button"))
         .await;
     assert_eq!(run.text("main h1").await, "Cart");
+    // The bank refuses the first attempt: the item is back in the cart, to pay again.
+    run.click("#method-account_debit").await;
+    run.press("#pay").await;
+    run.press("#sandbox-fail").await;
+    assert_eq!(run.text("#status").await, "Failed");
+    assert!(run.text("main").await.contains("did not go through"));
+    run.goto("/cart").await;
     run.click("#method-account_debit").await;
     run.press("#pay").await;
     run.press("#sandbox-pay").await;
@@ -1256,4 +1272,172 @@ async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
         1,
         "paid once"
     );
+}
+
+/// `payer` pays a secretarial fee of `amount` (case `case`) through the library, by the
+/// method of `kind`, as the pages would; a card payment is completed by the sandbox.
+async fn pay_fee(
+    portal: &Portal,
+    payer: &str,
+    name: &str,
+    amount: &str,
+    case: &str,
+    kind: payments_core::MethodKind,
+) -> TransactionId {
+    use payments_core::{MethodKind, NewFreeItem, Payer, PaymentOutcome};
+    let p = portal.payments();
+    let actor = Actor::payer(payer);
+    let cart = p
+        .open_cart(
+            &actor,
+            portal.creditor().id,
+            Payer::new(payer, name).with_email("x@example.it"),
+        )
+        .await
+        .unwrap();
+    let fees = p
+        .payment_types(portal.creditor().id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.code == "diritti")
+        .unwrap();
+    let item = NewFreeItem::new(
+        fees.id,
+        amount,
+        format!("Diritti di segreteria, pratica {case}"),
+    )
+    .with_extra("case_number", case)
+    .with_extra("office", "anagrafe");
+    p.add_free_item(&actor, cart.id, item).await.unwrap();
+    let method = p
+        .cart_methods(&actor, cart.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.kind == kind)
+        .unwrap();
+    let checkout = p.checkout(&actor, cart.id, method.id, case).await.unwrap();
+    if kind == MethodKind::Card {
+        let payments_core::Instruction::Redirect { url, .. } = &checkout.instruction else {
+            panic!("the sandbox's page")
+        };
+        let session = url.rsplit('/').next().unwrap();
+        let callback = portal
+            .sandbox()
+            .complete(session, PaymentOutcome::Paid)
+            .unwrap();
+        p.handle_callback("sandbox", &callback).await.unwrap();
+    }
+    checkout.transaction.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pages_filters_and_rejects_a_report_with_no_transfer() {
+    use payments_core::MethodKind;
+    let Some(run) = start("filters").await else {
+        return;
+    };
+    // 22 card payments by Mario of 10.00 to 31.00, one transfer reported by Giulia.
+    for n in 0..22 {
+        let amount = format!("{},00", 10 + n);
+        pay_fee(
+            &run.portal,
+            MARIO,
+            "Mario Rossi",
+            &amount,
+            &format!("2026/{n}"),
+            MethodKind::Card,
+        )
+        .await;
+    }
+    let transfer = pay_fee(
+        &run.portal,
+        GIULIA,
+        "Giulia Bianchi",
+        "99,00",
+        "2026/99",
+        MethodKind::BankTransfer,
+    )
+    .await;
+    let report = payments_core::TransferReport::parse(
+        &chrono::Utc::now().date_naive().to_string(),
+        "99,00",
+        "0306909606510",
+        "",
+        "",
+    )
+    .unwrap();
+    run.portal
+        .payments()
+        .report_transfer(&Actor::payer(GIULIA), transfer, &report)
+        .await
+        .unwrap();
+
+    run.sign_in("anna").await;
+    // Every movement: 23, shown 20 to a page.
+    assert_eq!(run.text("#count").await, "23");
+    assert_eq!(
+        run.text("#sum").await,
+        "€ 550,00",
+        "10 + … + 31 = 451, and 99"
+    );
+    assert_eq!(run.count("#movements tbody tr").await, 20);
+    run.press("#next").await;
+    assert_eq!(run.count("#movements tbody tr").await, 3);
+    assert!(
+        run.client.find(Locator::Css("#next")).await.is_err(),
+        "the last page"
+    );
+    // Each filter narrows the selection.
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    for (query, count) in [
+        (format!("payer={GIULIA}"), "1"),
+        ("method=bank_transfer".to_owned(), "1"),
+        ("method=card&min=30,00".to_owned(), "2"),
+        ("max=10,00".to_owned(), "1"),
+        ("min=20&max=29".to_owned(), "10"),
+        (format!("from={today}&to={today}"), "23"),
+        (format!("from={tomorrow}"), "0"),
+        ("module=tributi".to_owned(), "0"),
+        (
+            format!("module={}", payments_core::FREE_PAYMENT_MODULE),
+            "23",
+        ),
+        ("status=reported".to_owned(), "1"),
+    ] {
+        run.goto(&format!("/admin?{query}")).await;
+        assert_eq!(run.text("#count").await, count, "{query}");
+    }
+    // The type filter, chosen in the form.
+    run.goto("/admin").await;
+    run.find("#type")
+        .await
+        .select_by_label("Diritti di segreteria")
+        .await
+        .unwrap();
+    run.press("#search").await;
+    assert_eq!(run.text("#count").await, "23");
+    run.goto("/admin?min=dieci").await;
+    assert!(
+        run.text("main").await.contains("min"),
+        "a filter that does not read is named"
+    );
+
+    // No transfer arrived for Giulia's report: the operator rejects it.
+    run.goto(&format!("/admin/payments/{transfer}")).await;
+    run.fill("#reject-note", "nessun accredito").await;
+    run.press("#reject").await;
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("rejected")
+    );
+    let tx = run
+        .portal
+        .payments()
+        .transaction(&Actor::System, transfer)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, TxStatus::Rejected);
 }
