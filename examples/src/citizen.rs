@@ -11,31 +11,32 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use minijinja::{Value, context};
 use payments_core::{
-    AmountRule, CallbackRequest, Cart, Error, FieldKind, HistoryQuery, Instruction, ItemState,
-    Locale, NewFreeItem, PaymentOutcome, RedirectMethod, TransactionId, TransferReport, TxStatus,
+    Actor, AmountRule, CallbackRequest, Cart, Error, FieldKind, HistoryQuery, Instruction,
+    ItemState, Locale, NewFreeItem, PaymentOutcome, RedirectMethod, TransactionId, TransferReport,
+    TxStatus,
 };
 use payments_gateways::bank_transfer::{BankTransferGateway, rf};
 use payments_gateways::pagopa::{NoticeNumber, PagoPaGateway};
 use serde::Deserialize;
 
 use crate::Portal;
-use crate::auth::{Account, Ctx};
+use crate::auth::Ctx;
 use crate::views::{self, OrPage, PageError, PageResult, text};
 
 impl Portal {
-    async fn cart_of(
-        &self,
-        ctx: &Ctx,
-        account: &Account,
-        actor: &payments_core::Actor,
-    ) -> Result<Cart, PageError> {
+    /// The signed-in citizen's actor and cart (opened if they have none); anyone else goes
+    /// to the sign-in page or is refused.
+    async fn citizen_cart(&self, ctx: &Ctx) -> Result<(Actor, Cart), PageError> {
+        let (account, actor) = ctx.citizen(self)?;
         let payer = account
             .payer(ctx.locale())
             .ok_or_else(|| PageError::forbidden(ctx, "citizens_only"))?;
-        self.payments()
-            .open_cart(actor, self.creditor().id, payer)
+        let cart = self
+            .payments()
+            .open_cart(&actor, self.creditor().id, payer)
             .await
-            .or_page(ctx)
+            .or_page(ctx)?;
+        Ok((actor, cart))
     }
 }
 
@@ -46,8 +47,7 @@ pub async fn home(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) 
         Some(a) if a.is_operator() => return Err(PageError::redirect("/admin")),
         Some(_) => {}
     }
-    let (account, actor) = ctx.citizen(&portal)?;
-    let cart = portal.cart_of(&ctx, &account, &actor).await?;
+    let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let contents = portal
         .payments()
         .cart(&actor, cart.id)
@@ -93,9 +93,9 @@ pub async fn home(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) 
     )
 }
 
-fn actor_id(actor: &payments_core::Actor) -> String {
+fn actor_id(actor: &Actor) -> String {
     match actor {
-        payments_core::Actor::Payer { id } => id.to_string(),
+        Actor::Payer { id } => id.to_string(),
         _ => String::new(),
     }
 }
@@ -106,11 +106,10 @@ pub async fn add_due(
     Extension(ctx): Extension<Ctx>,
     Path((module, key)): Path<(String, String)>,
 ) -> PageResult {
-    let (account, actor) = ctx.citizen(&portal)?;
+    let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let module = portal
         .module(&module)
         .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
-    let cart = portal.cart_of(&ctx, &account, &actor).await?;
     module
         .add_to_cart(portal.payments(), &actor, cart.id, &actor_id(&actor), &key)
         .await
@@ -210,7 +209,7 @@ pub async fn add_free(
     Extension(ctx): Extension<Ctx>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let (account, actor) = ctx.citizen(&portal)?;
+    let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let values: BTreeMap<String, String> = pairs.into_iter().filter(|(k, _)| k != "csrf").collect();
     let chosen = values.get("type").cloned().unwrap_or_default();
     let mut item = NewFreeItem::new(
@@ -227,7 +226,6 @@ pub async fn add_free(
             item = item.with_extra(key, v.trim());
         }
     }
-    let cart = portal.cart_of(&ctx, &account, &actor).await?;
     match portal.payments().add_free_item(&actor, cart.id, item).await {
         Ok(_) => Ok(Redirect::to("/cart").into_response()),
         Err(Error::Validation(errors)) => {
@@ -260,9 +258,8 @@ pub async fn add_free(
 
 /// The cart: its items, the total, and the methods every item accepts.
 pub async fn cart(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) -> PageResult {
-    let (account, actor) = ctx.citizen(&portal)?;
+    let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let locale = ctx.locale();
-    let cart = portal.cart_of(&ctx, &account, &actor).await?;
     let contents = portal
         .payments()
         .cart(&actor, cart.id)
@@ -323,8 +320,7 @@ pub async fn remove(
     Extension(ctx): Extension<Ctx>,
     Form(form): Form<Remove>,
 ) -> PageResult {
-    let (account, actor) = ctx.citizen(&portal)?;
-    let cart = portal.cart_of(&ctx, &account, &actor).await?;
+    let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let item = views::parse_id(&ctx, &form.item)?;
     portal
         .payments()
@@ -348,8 +344,7 @@ pub async fn checkout(
     Extension(ctx): Extension<Ctx>,
     Form(form): Form<CheckoutForm>,
 ) -> PageResult {
-    let (account, actor) = ctx.citizen(&portal)?;
-    let cart = portal.cart_of(&ctx, &account, &actor).await?;
+    let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let method = form
         .method
         .parse()

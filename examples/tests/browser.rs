@@ -216,6 +216,11 @@ impl Run {
         self.find(css).await.text().await.unwrap()
     }
 
+    /// Chooses the option with `label` in the select `css`.
+    async fn select(&self, css: &str, label: &str) {
+        self.find(css).await.select_by_label(label).await.unwrap();
+    }
+
     async fn count(&self, css: &str) -> usize {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
@@ -370,25 +375,13 @@ async fn a_citizen_pays_two_module_items_and_a_free_payment_by_card() {
     assert_eq!(run.text("#total").await, "€ 228,00");
     // A free payment: secretarial fees, from the form its fields make.
     run.goto("/free").await;
-    run.client
-        .find(Locator::Css("#type"))
-        .await
-        .unwrap()
-        .select_by_label("Diritti di segreteria")
-        .await
-        .unwrap();
+    run.select("#type", "Diritti di segreteria").await;
     run.press("#choose").await;
     run.fill("#f-amount", "16,00").await;
     run.fill("#f-reason", "Diritti di segreteria, pratica 2026/12")
         .await;
     run.fill("#f-extra-case_number", "2026/12").await;
-    run.client
-        .find(Locator::Css("#f-extra-office"))
-        .await
-        .unwrap()
-        .select_by_value("anagrafe")
-        .await
-        .unwrap();
+    run.select("#f-extra-office", "anagrafe").await;
     run.screenshot("free-payment").await;
     run.press("#add").await;
 
@@ -615,13 +608,7 @@ async fn an_operator_exports_the_selection_as_csv() {
     }
 
     run.sign_in("anna").await;
-    run.client
-        .find(Locator::Css("#status"))
-        .await
-        .unwrap()
-        .select_by_value("paid")
-        .await
-        .unwrap();
+    run.select("#status", "Pagato").await;
     run.press("#search").await;
     assert_eq!(run.text("#count").await, "2");
     assert_eq!(run.text("#sum").await, "€ 244,00", "228,00 + 16,00");
@@ -734,13 +721,7 @@ async fn a_free_payment_missing_a_required_field_shows_the_error_beside_it() {
     };
     run.sign_in("giulia").await;
     run.goto("/free").await;
-    run.client
-        .find(Locator::Css("#type"))
-        .await
-        .unwrap()
-        .select_by_label("Sanzioni amministrative")
-        .await
-        .unwrap();
+    run.select("#type", "Sanzioni amministrative").await;
     run.press("#choose").await;
     let required = run.attr("#f-extra-report", "aria-required").await;
     assert_eq!(
@@ -1412,11 +1393,7 @@ async fn an_operator_pages_filters_and_rejects_a_report_with_no_transfer() {
     }
     // The type filter, chosen in the form.
     run.goto("/admin").await;
-    run.find("#type")
-        .await
-        .select_by_label("Diritti di segreteria")
-        .await
-        .unwrap();
+    run.select("#type", "Diritti di segreteria").await;
     run.press("#search").await;
     assert_eq!(run.text("#count").await, "23");
     run.goto("/admin?min=dieci").await;
