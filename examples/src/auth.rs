@@ -287,15 +287,21 @@ pub async fn session_layer(
     request.extensions_mut().insert(ctx);
     let response = next.run(request).await;
     if new {
-        let cookie = Cookie::build((COOKIE, token))
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .path("/")
-            .build();
-        (jar.add(cookie), response).into_response()
+        (jar.add(session_cookie(&portal, token)), response).into_response()
     } else {
         response
     }
+}
+
+/// The session's cookie: not readable by scripts, not sent by other sites' forms, and only
+/// over HTTPS when the portal is served over HTTPS.
+fn session_cookie(portal: &Portal, token: String) -> Cookie<'static> {
+    Cookie::build((COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(portal.config().public_url.starts_with("https://"))
+        .path("/")
+        .build()
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
@@ -368,12 +374,7 @@ pub async fn signin(
         s.account = Some(account);
         s.locale = ctx.session.locale;
     });
-    let cookie = Cookie::build((COOKIE, token))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .build();
-    Ok((jar.add(cookie), Redirect::to(home)).into_response())
+    Ok((jar.add(session_cookie(&portal, token)), Redirect::to(home)).into_response())
 }
 
 /// Signs out.

@@ -663,3 +663,25 @@ pub async fn webhook(
         }
     }
 }
+
+/// pagoPA's node asking the body's station about a notice before a bank, post office or app
+/// takes its money (`paVerifyPaymentNotice`, `paGetPayment`): the SOAP answer, built by the
+/// library from the notice's transaction, always with 200.
+pub async fn station(State(portal): State<Portal>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut request = CallbackRequest::new(body.to_vec());
+    for (name, value) in &headers {
+        if let Ok(value) = value.to_str() {
+            request = request.with_header(name.as_str(), value);
+        }
+    }
+    let answer = portal
+        .inner
+        .pagopa
+        .station_response(portal.payments(), &request)
+        .await;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        answer,
+    )
+        .into_response()
+}

@@ -201,6 +201,7 @@ struct Inner {
     store: Arc<SqlxStore>,
     sandbox: Arc<SandboxGateway>,
     bank: Arc<BankTransferGateway>,
+    pagopa: Arc<PagoPaGateway>,
     creditor: Creditor,
     modules: Vec<Arc<DemoModule>>,
     accounts: Arc<dyn Accounts>,
@@ -304,6 +305,7 @@ impl Portal {
                 store,
                 sandbox,
                 bank,
+                pagopa,
                 creditor,
                 modules,
                 accounts,
@@ -369,6 +371,7 @@ impl Portal {
             .route("/admin/outbox", get(admin::outbox))
             .route("/admin/outbox/{id}/retry", post(admin::retry))
             .route("/webhooks/{gateway}", post(citizen::webhook))
+            .route("/webhooks/pagopa/station", post(citizen::station))
             .fallback(views::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

@@ -484,7 +484,7 @@ async fn a_reported_bank_transfer_confirmed_by_an_operator_marks_the_module_item
     );
     assert!(
         run.client
-            .find(Locator::Css("#method-pago_pa, #method-pagopa"))
+            .find(Locator::Css("#method-pago_pa"))
             .await
             .is_ok()
     );
@@ -1417,4 +1417,63 @@ async fn an_operator_pages_filters_and_rejects_a_report_with_no_transfer() {
         .await
         .unwrap();
     assert_eq!(tx.status, TxStatus::Rejected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pagopa_notice_is_shown_and_its_station_answers_the_node() {
+    let Some(run) = start("pagopa").await else {
+        return;
+    };
+    run.sign_in("mario").await;
+    run.press(&format!("[id='due-TARI-2026-3-{MARIO}'] button"))
+        .await;
+    run.click("#method-pago_pa").await;
+    run.press("#pay").await;
+    // The notice: its code, pretty, and its QR code.
+    let number: String = run
+        .text("code.notice")
+        .await
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(number.len(), 18, "{number}");
+    assert!(
+        run.client
+            .find(Locator::Css("#pagopa-title ~ div svg"))
+            .await
+            .is_ok()
+    );
+    run.screenshot("pagopa-notice").await;
+
+    // pagoPA's node asks the station about it, with the station's credential.
+    let fiscal_code = run.portal.creditor().fiscal_code.clone();
+    let verify = format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Body><nod:paVerifyPaymentNoticeReq>
+<idPA>{fiscal_code}</idPA><idBrokerPA>{fiscal_code}</idBrokerPA><idStation>{fiscal_code}_01</idStation>
+<qrCode><fiscalCode>{fiscal_code}</fiscalCode><noticeNumber>{number}</noticeNumber></qrCode>
+</nod:paVerifyPaymentNoticeReq></soapenv:Body></soapenv:Envelope>"#
+    );
+    let http = reqwest::Client::new();
+    let station = format!("{}/webhooks/pagopa/station", run.base);
+    let ask = |key: Option<&str>| {
+        let mut request = http
+            .post(&station)
+            .header("content-type", "text/xml")
+            .body(verify.clone());
+        if let Some(key) = key {
+            request = request.header(payments_gateways::pagopa::DEFAULT_CALLBACK_HEADER, key);
+        }
+        request.send()
+    };
+    let answer = ask(Some("portal-pagopa-station-key")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = answer.text().await.unwrap();
+    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
+    assert!(answer.contains("182.40"), "the amount: {answer}");
+    // Without the credential the station tells nothing.
+    let refused = ask(None).await.unwrap().text().await.unwrap();
+    assert!(
+        refused.contains("<outcome>KO</outcome>") && !refused.contains("182.40"),
+        "{refused}"
+    );
 }
