@@ -28,13 +28,27 @@ struct Run {
     dir: PathBuf,
     client: Client,
     driver: Child,
+    profile: PathBuf,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
+        // Ending the WebDriver session makes chromedriver close Chromium; killing
+        // chromedriver alone would leave Chromium running.
+        let client = self.client.clone();
+        let _ = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), client.close()).await
+            })
+        });
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Whatever of this test's Chromium is left (a test that failed mid-command) goes too.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
     }
 }
 
@@ -138,6 +152,7 @@ async fn start_with(
         dir,
         client,
         driver,
+        profile,
         _turn: turn,
     })
 }
