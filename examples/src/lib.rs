@@ -64,8 +64,9 @@ use auth::{Accounts, DemoAccounts, Sessions};
 use modules::DemoModule;
 pub use views::{PageError, PageResult};
 
-/// Where the portal listens, keeps its data and sends its mail.
-#[derive(Debug, Clone)]
+/// Where the portal listens, keeps its data and sends its mail. `Debug` says whether the
+/// database and SMTP URLs are set, never what they are (they may carry passwords).
+#[derive(Clone)]
 pub struct Config {
     /// The address to listen on (`PORTAL_ADDR`, default `127.0.0.1:3000`).
     pub addr: SocketAddr,
@@ -91,6 +92,22 @@ pub struct Config {
     /// Nexi XPay, for card and MyBank, when its terminal is given (`NEXI_ALIAS`,
     /// `NEXI_MAC_KEY`, and `NEXI_BASE_URL` for production).
     pub nexi: Option<NexiKeys>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "set" } else { "unset" };
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &set(&self.database_url))
+            .field("smtp_url", &set(&self.smtp_url))
+            .field("worker_interval", &self.worker_interval)
+            .field("stripe", &self.stripe)
+            .field("nexi", &self.nexi)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A Stripe account's keys. `Debug` shows neither.
@@ -397,5 +414,40 @@ impl Portal {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_shows_no_password_or_key() {
+        let mut config = Config::local("/tmp/portal", "127.0.0.1:3000".parse().unwrap());
+        config.database_url = Some("postgres://portal:db-secret@db/portal".into());
+        config.smtp_url = Some("smtps://mailer:smtp-secret@smtp.example.it:465".into());
+        config.stripe = Some(StripeKeys {
+            secret_key: "sk_test_stripe-secret".to_owned().into(),
+            webhook_secret: "whsec_hook-secret".to_owned().into(),
+        });
+        config.nexi = Some(NexiKeys {
+            alias: "ALIAS_WEB_1".into(),
+            mac_key: "nexi-secret".to_owned().into(),
+            base_url: payments_gateways::nexi::TEST_BASE.into(),
+        });
+        let debug = format!("{config:?}");
+        for secret in [
+            "db-secret",
+            "smtp-secret",
+            "stripe-secret",
+            "hook-secret",
+            "nexi-secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(
+            debug.contains("ALIAS_WEB_1") && debug.contains("\"set\""),
+            "{debug}"
+        );
     }
 }
