@@ -42,10 +42,14 @@ impl Portal {
 
 /// The home page: each module's dues, with **Paga** or **Pagato**.
 pub async fn home(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) -> PageResult {
-    match &ctx.session.account {
-        None => return Err(PageError::redirect("/signin")),
-        Some(a) if a.is_operator() => return Err(PageError::redirect("/admin")),
-        Some(_) => {}
+    // An operator's home is the administration; nobody signed in goes to sign in.
+    if ctx
+        .session
+        .account
+        .as_ref()
+        .is_some_and(|a| a.is_operator())
+    {
+        return Err(PageError::redirect("/admin"));
     }
     let (actor, cart) = portal.citizen_cart(&ctx).await?;
     let contents = portal
@@ -623,6 +627,19 @@ pub async fn history(
     )
 }
 
+/// A request from a provider as the library reads it: the raw body, the headers (names in
+/// lower case) and the query, exactly as they arrived.
+fn callback_request(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> CallbackRequest {
+    let mut request = CallbackRequest::new(body.to_vec());
+    request.query = query;
+    for (name, value) in headers {
+        if let Ok(value) = value.to_str() {
+            request = request.with_header(name.as_str(), value);
+        }
+    }
+    request
+}
+
 /// A provider's callback, `POST /webhooks/{gateway}`: the raw body, headers and query go
 /// to the library, which verifies the signature before anything changes. The answer tells
 /// the provider whether to send it again: 200 for done (also a replay), 400 for a callback
@@ -634,13 +651,7 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut request = CallbackRequest::new(body.to_vec());
-    request.query = query;
-    for (name, value) in &headers {
-        if let Ok(value) = value.to_str() {
-            request = request.with_header(name.as_str(), value);
-        }
-    }
+    let request = callback_request(query, &headers, &body);
     let result = portal.payments().handle_callback(&gateway, &request).await;
     if gateway == "pagopa" {
         // pagoPA wants its SOAP answer, OK or KO with a fault code, always with 200.
@@ -668,12 +679,7 @@ pub async fn webhook(
 /// takes its money (`paVerifyPaymentNotice`, `paGetPayment`): the SOAP answer, built by the
 /// library from the notice's transaction, always with 200.
 pub async fn station(State(portal): State<Portal>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut request = CallbackRequest::new(body.to_vec());
-    for (name, value) in &headers {
-        if let Ok(value) = value.to_str() {
-            request = request.with_header(name.as_str(), value);
-        }
-    }
+    let request = callback_request(None, &headers, &body);
     let answer = portal
         .inner
         .pagopa

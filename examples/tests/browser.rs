@@ -682,8 +682,14 @@ async fn a_citizen_is_refused_the_administration_and_a_forged_form() {
         return;
     };
     // Nobody signed in: to the sign-in page.
-    run.goto("/admin").await;
-    assert_eq!(run.client.current_url().await.unwrap().path(), "/signin");
+    for path in ["/", "/admin", "/cart"] {
+        run.goto(path).await;
+        assert_eq!(
+            run.client.current_url().await.unwrap().path(),
+            "/signin",
+            "{path}"
+        );
+    }
     run.screenshot("signin").await;
     run.sign_in("giulia").await;
     for path in ["/admin", "/admin/statements", "/admin/outbox"] {
