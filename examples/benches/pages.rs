@@ -37,6 +37,28 @@ async fn get(http: &reqwest::Client, url: &str, cookie: &str, n: usize) -> (Dura
     (start.elapsed(), body)
 }
 
+/// The session cookie a response sets, as a `Cookie` header value.
+fn session(response: &reqwest::Response) -> String {
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// POSTs a form with the session's cookie.
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    cookie: &str,
+    form: String,
+) -> reqwest::Response {
+    http.post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
     page[at..at + 64].to_owned()
@@ -59,29 +81,16 @@ async fn main() {
 
     // Sign in as Mario and put two items in his cart, as the pages do.
     let first = http.get(format!("{base}/signin")).send().await.unwrap();
-    let cookie = first.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = session(&first);
     let token = csrf(&first.text().await.unwrap());
-    let signed = http
-        .post(format!("{base}/signin"))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={token}&account=mario"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let signed = post(
+        &http,
+        format!("{base}/signin"),
+        &cookie,
+        format!("csrf={token}&account=mario"),
+    )
+    .await;
+    let cookie = session(&signed);
     let home = http
         .get(format!("{base}/"))
         .header("cookie", &cookie)
@@ -93,14 +102,13 @@ async fn main() {
         "tributi/TARI-2026-1-RSSMRA85T10A562S",
         "servizi/MENSA-2026-11-RSSMRA85T10A562S",
     ] {
-        let added = http
-            .post(format!("{base}/modules/{key}"))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={token}"))
-            .send()
-            .await
-            .unwrap();
+        let added = post(
+            &http,
+            format!("{base}/modules/{key}"),
+            &cookie,
+            format!("csrf={token}"),
+        )
+        .await;
         assert_eq!(added.status(), 303);
     }
 

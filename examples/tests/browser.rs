@@ -324,6 +324,15 @@ impl Run {
         (status, kind, body)
     }
 
+    /// The transaction `id` as the library has it now.
+    async fn transaction(&self, id: TransactionId) -> payments_core::Transaction {
+        self.portal
+            .payments()
+            .transaction(&Actor::System, id)
+            .await
+            .unwrap()
+    }
+
     /// The id of the transaction on the payment page the browser shows.
     async fn payment_id(&self) -> TransactionId {
         self.text("#payment-id").await.trim().parse().unwrap()
@@ -565,12 +574,7 @@ async fn a_reported_bank_transfer_confirmed_by_an_operator_marks_the_module_item
     // The module hears of it through its settlement.
     run.sign_in("mario").await;
     run.wait_paid_on_home(&key).await;
-    let tx = run
-        .portal
-        .payments()
-        .transaction(&Actor::System, id)
-        .await
-        .unwrap();
+    let tx = run.transaction(id).await;
     assert_eq!(tx.status, TxStatus::Paid);
 }
 
@@ -859,12 +863,7 @@ async fn an_operator_imports_a_statement_that_pays_a_transfer_and_flags_the_rest
     );
     assert_eq!(run.count("#matched tbody tr").await, 1);
     run.screenshot("admin-statements").await;
-    let tx = run
-        .portal
-        .payments()
-        .transaction(&Actor::System, id)
-        .await
-        .unwrap();
+    let tx = run.transaction(id).await;
     assert_eq!(tx.status, TxStatus::Paid);
 
     // The outbox shows the receipt, the notice and the module's settlement.
@@ -936,12 +935,7 @@ async fn without_javascript_a_citizen_still_pays_in_english() {
     assert_eq!(run.text("#status").await, "Paid");
     run.screenshot("receipt-en").await;
     let id = run.payment_id().await;
-    let tx = run
-        .portal
-        .payments()
-        .transaction(&Actor::System, id)
-        .await
-        .unwrap();
+    let tx = run.transaction(id).await;
     assert_eq!(tx.method_kind, payments_core::MethodKind::AccountDebit);
     // The receipt mail follows the language the citizen chose.
     let mails = run.wait_mails(2).await;
@@ -1150,12 +1144,7 @@ async fn a_card_payment_through_nexi_posts_the_signed_form_and_takes_the_notific
     };
     let forged = xpay_outcome(&code, "OK", 4560, "another-key");
     assert_eq!(notify(forged).await.unwrap().status(), 400);
-    let tx = run
-        .portal
-        .payments()
-        .transaction(&Actor::System, id)
-        .await
-        .unwrap();
+    let tx = run.transaction(id).await;
     assert_eq!(
         tx.status,
         TxStatus::Pending,
@@ -1163,12 +1152,7 @@ async fn a_card_payment_through_nexi_posts_the_signed_form_and_takes_the_notific
     );
     let fields = xpay_outcome(&code, "OK", 4560, NEXI_KEY);
     assert_eq!(notify(fields.clone()).await.unwrap().status(), 200);
-    let tx = run
-        .portal
-        .payments()
-        .transaction(&Actor::System, id)
-        .await
-        .unwrap();
+    let tx = run.transaction(id).await;
     assert_eq!(tx.status, TxStatus::Paid);
     let query = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&fields)
@@ -1217,18 +1201,6 @@ async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
         }
         request.send()
     };
-    let portal = run.portal.clone();
-    let status = |tx| {
-        let portal = portal.clone();
-        async move {
-            portal
-                .payments()
-                .transaction(&Actor::System, tx)
-                .await
-                .unwrap()
-                .status
-        }
-    };
     // A body changed after signing is refused, and changes nothing.
     let mut changed = callback.body.clone();
     let at = changed.iter().position(|b| b.is_ascii_digit()).unwrap();
@@ -1238,7 +1210,7 @@ async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
         changed[at] + 1
     };
     assert_eq!(post("sandbox", changed).await.unwrap().status(), 400);
-    assert_eq!(status(tx).await, TxStatus::Pending);
+    assert_eq!(run.transaction(tx).await.status, TxStatus::Pending);
     assert_eq!(
         post("nowhere", callback.body.clone())
             .await
@@ -1255,7 +1227,7 @@ async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
             .status(),
         200
     );
-    assert_eq!(status(tx).await, TxStatus::Paid);
+    assert_eq!(run.transaction(tx).await.status, TxStatus::Paid);
     assert_eq!(
         post("sandbox", callback.body.clone())
             .await
@@ -1431,12 +1403,7 @@ async fn an_operator_pages_filters_and_rejects_a_report_with_no_transfer() {
         run.attr("#status", "data-status").await.as_deref(),
         Some("rejected")
     );
-    let tx = run
-        .portal
-        .payments()
-        .transaction(&Actor::System, transfer)
-        .await
-        .unwrap();
+    let tx = run.transaction(transfer).await;
     assert_eq!(tx.status, TxStatus::Rejected);
 }
 
