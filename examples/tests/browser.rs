@@ -1072,15 +1072,6 @@ async fn a_card_payment_through_nexi_posts_the_signed_form_and_takes_the_notific
     use wiremock::matchers::{method, path};
     // XPay's hosted page, played by a local server that shows a page for the form posted.
     let xpay = wiremock::MockServer::start().await;
-    wiremock::Mock::given(method("POST"))
-        .and(path(payments_gateways::nexi::PAYMENT_PATH))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(
-            "<!doctype html><title>XPay</title><h1>XPay</h1>",
-            "text/html",
-        ))
-        .expect(1)
-        .mount(&xpay)
-        .await;
     let xpay_url = xpay.uri();
     let Some(run) = start_with("nexi", true, |config| {
         config.nexi = Some(portal::NexiKeys {
@@ -1093,6 +1084,17 @@ async fn a_card_payment_through_nexi_posts_the_signed_form_and_takes_the_notific
     else {
         return;
     };
+    // Mounted once the browser is known to be here: without it the test is SKIPPED, and
+    // an expectation left unmet would fail it.
+    wiremock::Mock::given(method("POST"))
+        .and(path(payments_gateways::nexi::PAYMENT_PATH))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(
+            "<!doctype html><title>XPay</title><h1>XPay</h1>",
+            "text/html",
+        ))
+        .expect(1)
+        .mount(&xpay)
+        .await;
     run.sign_in("mario").await;
     run.press(&format!("[id='due-MENSA-2026-11-{MARIO}'] button"))
         .await;

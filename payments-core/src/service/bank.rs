@@ -1,0 +1,144 @@
+//! Bank transfers: the payer's report, an operator's confirmation or rejection, and
+//! payments recorded from bank statements.
+
+use super::{CallbackOutcome, Change, MAX_PROVIDER_REF_LEN, Payments, check_limit, check_note};
+use crate::{
+    Actor, Error, GatewayErrorKind, Money, PaymentOutcome, Result, Role, Transaction,
+    TransactionId, TxStatus,
+};
+
+impl Payments {
+    /// The payer says they made the bank transfer: `Pending` → `Reported`, and the payer
+    /// and the creditor are told. The report is checked against the transaction (the
+    /// amount is its total; the transfer was executed between its start and today) and
+    /// recorded in the event; a refused report names its fields and changes nothing.
+    pub async fn report_transfer(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        report: &crate::TransferReport,
+    ) -> Result<Transaction> {
+        let tx = self.load_transaction(transaction).await?;
+        match actor {
+            Actor::Payer { id } if *id == tx.payer.id => {}
+            _ => return Err(Error::forbidden("only the payer reports their transfer")),
+        }
+        if tx.method_kind != crate::MethodKind::BankTransfer {
+            return Err(Error::invalid("transaction", "is not a bank transfer"));
+        }
+        let today = self
+            .inner
+            .clock
+            .now()
+            .with_timezone(&chrono_tz::Europe::Rome)
+            .date_naive();
+        let report = report.validate_for(&tx, today)?;
+        self.apply(
+            &tx,
+            TxStatus::Reported,
+            actor,
+            Change::note(format!("reported: {}", report.summary())),
+        )
+        .await
+    }
+
+    /// Records a payment an operator's evidence proves (an imported bank statement, most
+    /// often): `Pending` or `Reported` → `Paid`, with `provider_ref` (the bank's reference of
+    /// the credit) recorded. The amount must be the transaction's total. Only a manager of
+    /// the transaction's creditor may do this; a transaction already paid answers
+    /// `applied: false`.
+    pub async fn record_payment(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        provider_ref: &str,
+        amount: &Money,
+        note: Option<String>,
+    ) -> Result<CallbackOutcome> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_operator(&tx.creditor_id, Role::Manager)?;
+        if *amount != tx.total {
+            return Err(Error::gateway(
+                tx.gateway_id.0.clone(),
+                GatewayErrorKind::AmountMismatch {
+                    expected: tx.total.to_string(),
+                    actual: amount.to_string(),
+                },
+            ));
+        }
+        let provider_ref = provider_ref.trim();
+        if provider_ref.is_empty()
+            || provider_ref.len() > MAX_PROVIDER_REF_LEN
+            || provider_ref.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "provider_ref",
+                format!("must have 1 to {MAX_PROVIDER_REF_LEN} printable characters"),
+            ));
+        }
+        let change = Change {
+            provider_ref: Some(provider_ref.to_owned()),
+            note: check_note(note)?,
+            ..Change::default()
+        };
+        self.apply_outcome(tx, PaymentOutcome::Paid, actor, change)
+            .await
+    }
+
+    /// Records a credit read from a bank statement, once per creditor and key: answers
+    /// `false` when an entry with that key was already recorded (and changes nothing). Only
+    /// a manager of the creditor may record.
+    pub async fn record_bank_entry(&self, actor: &Actor, entry: &crate::BankEntry) -> Result<bool> {
+        actor.check_operator(&entry.creditor_id, Role::Manager)?;
+        self.store_ref().insert_bank_entry(entry).await
+    }
+
+    /// A creditor's bank entries (matched credits and exceptions), newest first, for its
+    /// operators.
+    pub async fn bank_entries(
+        &self,
+        actor: &Actor,
+        query: &crate::BankEntryQuery,
+    ) -> Result<Vec<crate::BankEntry>> {
+        actor.check_operator(&query.creditor_id, Role::Viewer)?;
+        check_limit(query.limit)?;
+        self.store_ref().bank_entries(query).await
+    }
+
+    /// An operator confirms that the money arrived: `Pending` or `Reported` → `Paid`.
+    pub async fn confirm_payment(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        note: Option<String>,
+    ) -> Result<Transaction> {
+        self.operator_move(actor, transaction, TxStatus::Paid, note)
+            .await
+    }
+
+    /// An operator finds no transfer behind a report: `Reported` → `Rejected`; the items are
+    /// payable again.
+    pub async fn reject_report(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        note: Option<String>,
+    ) -> Result<Transaction> {
+        self.operator_move(actor, transaction, TxStatus::Rejected, note)
+            .await
+    }
+
+    /// A move that only a manager of the transaction's creditor may make.
+    pub(super) async fn operator_move(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        to: TxStatus,
+        note: Option<String>,
+    ) -> Result<Transaction> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_operator(&tx.creditor_id, Role::Manager)?;
+        let change = Change::note_opt(check_note(note)?);
+        self.apply(&tx, to, actor, change).await
+    }
+}

@@ -1,0 +1,248 @@
+//! The payer's cart: items from modules, free payments, and the methods that can pay them.
+
+use super::Payments;
+use crate::item::check_reason;
+use crate::{
+    Actor, Cart, CartContents, CartId, Conflict, CreditorId, Error, FREE_PAYMENT_MODULE, ItemId,
+    ItemState, Money, NewFreeItem, NewItem, PayableItem, Payer, PaymentMethod, PaymentType, Result,
+    Source, ValidationErrors,
+};
+
+impl Payments {
+    // ---------------------------------------------------------------- cart
+
+    /// The payer's cart at `creditor`, opened if they have none.
+    pub async fn open_cart(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        payer: Payer,
+    ) -> Result<Cart> {
+        actor.check_payer_access(&creditor, &payer.id)?;
+        payer.validate()?;
+        self.creditor(creditor).await?;
+        let cart = Cart {
+            id: CartId::new(),
+            creditor_id: creditor,
+            payer,
+            created_at: self.inner.clock.now(),
+        };
+        self.store_ref().open_cart(&cart).await
+    }
+
+    pub(super) async fn cart_for(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
+        let cart = self
+            .store_ref()
+            .cart(cart)
+            .await?
+            .ok_or_else(|| Error::not_found("cart", cart))?;
+        actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
+        Ok(cart)
+    }
+
+    pub(super) async fn payment_type_of(
+        &self,
+        creditor: CreditorId,
+        id: crate::PaymentTypeId,
+        errors: &mut ValidationErrors,
+    ) -> Result<Option<PaymentType>> {
+        match self.payment_type(id).await? {
+            Some(t) if t.creditor_id == creditor => Ok(Some(t)),
+            _ => {
+                errors.push("payment_type_id", "no such payment type at this creditor");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts an item a module wants paid in the cart. Adding the same source twice returns
+    /// the first item unchanged (a removed item comes back).
+    pub async fn add_item(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        item: NewItem,
+    ) -> Result<PayableItem> {
+        let cart = self.cart_for(actor, cart).await?;
+        let creditor = self.creditor(cart.creditor_id).await?;
+        let mut errors = ValidationErrors::default();
+        item.source.check(&mut errors);
+        let reason = check_reason(&mut errors, &item.reason);
+        let mut extra = Default::default();
+        if let Some(t) = self
+            .payment_type_of(cart.creditor_id, item.payment_type_id, &mut errors)
+            .await?
+        {
+            if let Err(reason) = t.check_amount(&item.amount, &creditor) {
+                errors.push("amount", reason);
+            }
+            extra = t.check_extra(&item.extra, &mut errors);
+        }
+        errors.into_result()?;
+        self.insert_item(
+            &cart,
+            item.source,
+            item.payment_type_id,
+            reason,
+            item.amount,
+            item.due_date,
+            extra,
+        )
+        .await
+    }
+
+    /// Puts a free payment (*pagamento libero*) the payer filled in in the cart, after
+    /// checking it against its payment type. All problems are reported at once, each with
+    /// its field.
+    pub async fn add_free_item(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        item: NewFreeItem,
+    ) -> Result<PayableItem> {
+        let cart = self.cart_for(actor, cart).await?;
+        let creditor = self.creditor(cart.creditor_id).await?;
+        let mut errors = ValidationErrors::default();
+        let reason = check_reason(&mut errors, &item.reason);
+        let Some(type_id) = item.payment_type_id else {
+            errors.push("payment_type_id", "required");
+            return Err(Error::Validation(errors));
+        };
+        let Some(t) = self
+            .payment_type_of(cart.creditor_id, type_id, &mut errors)
+            .await?
+        else {
+            return Err(Error::Validation(errors));
+        };
+        if !t.free_payments {
+            errors.push(
+                "payment_type_id",
+                "free payments of this type are not allowed",
+            );
+        }
+        let amount = match (item.amount.as_deref().map(str::trim), &t.amount_rule) {
+            (None | Some(""), crate::AmountRule::Fixed { amount }) => Some(*amount),
+            (None | Some(""), _) => {
+                errors.push("amount", "required");
+                None
+            }
+            (Some(text), _) => match Money::parse_eur(text) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    errors.push("amount", e.to_string());
+                    None
+                }
+            },
+        };
+        if let Some(amount) = &amount
+            && let Err(reason) = t.check_amount(amount, &creditor)
+        {
+            errors.push("amount", reason);
+        }
+        let extra = t.check_extra(&item.extra, &mut errors);
+        errors.into_result()?;
+        let source = Source::new(FREE_PAYMENT_MODULE, uuid::Uuid::now_v7().to_string());
+        let amount = amount.ok_or_else(|| Error::invalid("amount", "required"))?;
+        self.insert_item(&cart, source, type_id, reason, amount, None, extra)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn insert_item(
+        &self,
+        cart: &Cart,
+        source: Source,
+        payment_type_id: crate::PaymentTypeId,
+        reason: String,
+        amount: Money,
+        due_date: Option<chrono::NaiveDate>,
+        extra: std::collections::BTreeMap<String, String>,
+    ) -> Result<PayableItem> {
+        let item = PayableItem {
+            id: ItemId::new(),
+            creditor_id: cart.creditor_id,
+            cart_id: cart.id,
+            payer_id: cart.payer.id.clone(),
+            source,
+            payment_type_id,
+            reason,
+            amount,
+            due_date,
+            extra,
+            state: ItemState::Open,
+            created_at: self.inner.clock.now(),
+        };
+        let added = self.store_ref().add_item(&item).await?;
+        if added.item.payer_id != cart.payer.id {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "source {}/{} belongs to another payer",
+                item.source.module, item.source.key
+            ))));
+        }
+        Ok(added.item)
+    }
+
+    /// Takes an open item out of the cart.
+    pub async fn remove_item(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+        item: ItemId,
+    ) -> Result<PayableItem> {
+        let cart = self.cart_for(actor, cart).await?;
+        match self.store_ref().item(item).await? {
+            Some(i) if i.cart_id == cart.id => self.store_ref().remove_item(item).await,
+            _ => Err(Error::not_found("item", item)),
+        }
+    }
+
+    /// What the cart holds: open items and items in an unfinished transaction; the total is
+    /// that of the open ones, what a checkout would charge.
+    pub async fn cart(&self, actor: &Actor, cart: CartId) -> Result<CartContents> {
+        let cart = self.cart_for(actor, cart).await?;
+        let items = self.store_ref().cart_items(cart.id).await?;
+        let total = Money::sum(
+            crate::Currency::Eur,
+            items
+                .iter()
+                .filter(|i| i.state == ItemState::Open)
+                .map(|i| &i.amount),
+        )
+        .map_err(|e| Error::invalid("total", e.to_string()))?;
+        Ok(CartContents { cart, items, total })
+    }
+
+    /// The methods that can pay everything open in the cart: enabled at its creditor, served
+    /// by a registered gateway, and accepted by every open item's payment type. This is the
+    /// choice a checkout page offers; an empty cart can be paid by none.
+    pub async fn cart_methods(&self, actor: &Actor, cart: CartId) -> Result<Vec<PaymentMethod>> {
+        let cart = self.cart_for(actor, cart).await?;
+        let items = self.store_ref().cart_items(cart.id).await?;
+        let open: Vec<_> = items
+            .iter()
+            .filter(|i| i.state == ItemState::Open)
+            .collect();
+        if open.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut types = Vec::new();
+        for item in &open {
+            if !types
+                .iter()
+                .any(|t: &PaymentType| t.id == item.payment_type_id)
+            {
+                let t = self
+                    .payment_type(item.payment_type_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("payment type", item.payment_type_id))?;
+                types.push(t);
+            }
+        }
+        let mut methods = self.methods(cart.creditor_id).await?;
+        methods.retain(|m| {
+            self.inner.gateways.contains_key(&m.gateway_id)
+                && types.iter().all(|t| t.methods.contains(&m.kind))
+        });
+        Ok(methods)
+    }
+}

@@ -1,0 +1,199 @@
+//! [`Payments`]: the service a portal's modules hold, composed of a store, gateways, a
+//! notifier, settlement listeners and a clock.
+//!
+//! One file per concern, each with its tests:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `config.rs` | the builder; creditors, payment types and methods |
+//! | `cart.rs` | carts, items and free payments |
+//! | `checkout.rs` | one transaction for a cart |
+//! | `outcomes.rs` | callbacks, reconciliation, cancellation, expiry |
+//! | `bank.rs` | transfer reports, confirmations, bank statement entries |
+//! | `reading.rs` | a transaction, its events, history, search |
+//! | `outbox.rs` | delivering messages; the worker |
+//! | `refunds.rs` | refunds; the reconciliation sweep |
+//!
+//! Every state change goes through one function here, `Payments::apply`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod bank;
+mod cart;
+mod checkout;
+mod config;
+mod outbox;
+mod outcomes;
+mod reading;
+mod refunds;
+#[cfg(test)]
+mod testkit;
+
+pub use checkout::Checkout;
+pub use config::PaymentsBuilder;
+pub use outbox::DispatchReport;
+pub(crate) use outbox::messages_for_status;
+pub use outcomes::CallbackOutcome;
+pub use refunds::SweepReport;
+
+use crate::cache::Cached;
+use crate::{
+    Actor, Clock, Conflict, Creditor, CreditorId, Error, Gateway, GatewayId, Instruction,
+    MAX_PAGE_SIZE, MethodId, Notifier, PaymentMethod, PaymentType, Result, RetryPolicy,
+    SettlementListener, Store, Transaction, Transition, TxStatus,
+};
+
+/// The longest provider reference [`Payments::record_payment`] records.
+pub const MAX_PROVIDER_REF_LEN: usize = 200;
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// The payments service. Cheap to clone: every clone shares the same parts.
+///
+/// Build it with [`Payments::builder`]; see the crate documentation for the whole flow.
+#[derive(Clone, Debug)]
+pub struct Payments {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    gateways: HashMap<GatewayId, Arc<dyn Gateway>>,
+    notifier: Arc<dyn Notifier>,
+    listeners: HashMap<String, Arc<dyn SettlementListener>>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    transaction_ttl: Duration,
+    return_url: Option<String>,
+    dispatch_batch: u32,
+    /// (how often, how old) for the worker's reconciliation sweep; `None`: never.
+    sweep: Option<(Duration, Duration)>,
+    creditors: Cached<CreditorId, Creditor>,
+    types: Cached<crate::PaymentTypeId, PaymentType>,
+    methods: Cached<MethodId, PaymentMethod>,
+}
+
+impl Payments {
+    /// Starts building the service.
+    pub fn builder() -> PaymentsBuilder {
+        PaymentsBuilder::new()
+    }
+
+    /// The store, for adapters' own operations (exports, migrations).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    fn store_ref(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    fn gateway(&self, id: &GatewayId) -> Result<&Arc<dyn Gateway>> {
+        self.inner
+            .gateways
+            .get(id)
+            .ok_or_else(|| Error::not_found("gateway", id))
+    }
+}
+
+impl Payments {
+    /// The one function that moves a transaction: checks the state machine, builds the
+    /// settlement messages for `Paid`, and asks the store for an atomic compare-and-set.
+    async fn apply(
+        &self,
+        tx: &Transaction,
+        to: TxStatus,
+        actor: &Actor,
+        change: Change,
+    ) -> Result<Transaction> {
+        if !tx.status.can_move_to(to) {
+            return Err(Error::Conflict(Conflict::InvalidTransition {
+                from: tx.status.to_string(),
+                to: to.to_string(),
+            }));
+        }
+        let now = self.inner.clock.now();
+        // A payment, or a transfer the payer reports, is told to the payer and the creditor.
+        let outbox = if to == TxStatus::Paid || to == TxStatus::Reported {
+            let creditor = self.creditor(tx.creditor_id).await?;
+            let provider_ref = change
+                .provider_ref
+                .clone()
+                .or_else(|| tx.provider_ref.clone());
+            let mut type_names = std::collections::BTreeMap::new();
+            for line in &tx.lines {
+                if let Some(t) = self.payment_type(line.payment_type_id).await? {
+                    type_names.insert(t.id, t.name);
+                }
+            }
+            messages_for_status(tx, &creditor, provider_ref, now, to, type_names)
+        } else {
+            Vec::new()
+        };
+        let transition = Transition {
+            transaction: tx.id,
+            from: tx.status,
+            to,
+            actor: actor.clone(),
+            at: now,
+            provider_ref: change.provider_ref,
+            instruction: change.instruction,
+            expires_at: change.expires_at,
+            note: change.note,
+            outbox,
+        };
+        self.store_ref().transition(&transition).await
+    }
+}
+
+/// What a transition records beside the state.
+#[derive(Debug, Clone, Default)]
+struct Change {
+    provider_ref: Option<String>,
+    instruction: Option<Instruction>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    note: Option<String>,
+}
+
+impl Change {
+    fn note(note: impl Into<String>) -> Self {
+        Change {
+            note: Some(note.into()),
+            ..Change::default()
+        }
+    }
+
+    fn note_opt(note: Option<String>) -> Self {
+        Change {
+            note,
+            ..Change::default()
+        }
+    }
+}
+
+fn check_note(note: Option<String>) -> Result<Option<String>> {
+    match note.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(n) if n.chars().count() > 500 => Err(Error::invalid("note", "at most 500 characters")),
+        Some(n) => Ok(Some(n.to_owned())),
+    }
+}
+
+fn check_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be 1 to {MAX_PAGE_SIZE}"),
+        ));
+    }
+    Ok(())
+}

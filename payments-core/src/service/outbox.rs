@@ -1,0 +1,331 @@
+//! The outbox: delivering receipts, notices and settlements at least once, and the
+//! background worker.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::Payments;
+use crate::{
+    Actor, Creditor, CreditorId, Error, FREE_PAYMENT_MODULE, NewOutboxMessage, Notification,
+    NotificationKind, OutboxId, OutboxMessage, OutboxPayload, OutboxQuery, Result, Role,
+    Settlement, Transaction, TransactionSummary, TxStatus,
+};
+
+/// What one pass of the outbox dispatcher did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Messages delivered.
+    pub delivered: u32,
+    /// Messages that failed and will be retried.
+    pub retrying: u32,
+    /// Messages given up on.
+    pub dead: u32,
+}
+
+impl DispatchReport {
+    /// How many messages the pass claimed.
+    pub fn claimed(&self) -> u32 {
+        self.delivered + self.retrying + self.dead
+    }
+}
+
+impl Payments {
+    // ---------------------------------------------------------------- outbox
+
+    /// Delivers the outbox messages that are due, once each: receipts and notices through
+    /// the notifier, settlements to the module's listener. A failure is retried later with
+    /// exponential backoff; after the policy's last attempt the message is `Dead` until an
+    /// operator retries it. Run it periodically ([`Payments::run_worker`] does).
+    pub async fn dispatch_outbox(&self) -> Result<DispatchReport> {
+        let now = self.inner.clock.now();
+        let lease =
+            chrono::Duration::from_std(self.inner.retry.lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = self
+            .store_ref()
+            .claim_outbox(now, now + lease, self.inner.dispatch_batch)
+            .await?;
+        let results: Vec<(OutboxMessage, Result<()>)> = futures::stream::iter(claimed)
+            .map(|m| async move {
+                let r = self.deliver(&m).await;
+                (m, r)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut report = DispatchReport::default();
+        for (message, result) in results {
+            match result {
+                Ok(()) => {
+                    self.store_ref()
+                        .outbox_delivered(message.id, self.inner.clock.now())
+                        .await?;
+                    report.delivered += 1;
+                }
+                Err(e) => {
+                    let retry_at = if e.is_retryable() {
+                        self.inner.retry.delay_after(message.attempts).map(|d| {
+                            now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+                        })
+                    } else {
+                        None
+                    };
+                    if retry_at.is_some() {
+                        report.retrying += 1;
+                    } else {
+                        report.dead += 1;
+                    }
+                    self.store_ref()
+                        .outbox_failed(message.id, &e.to_string(), retry_at)
+                        .await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    pub(super) async fn deliver(&self, message: &OutboxMessage) -> Result<()> {
+        match &message.payload {
+            OutboxPayload::Notification(n) => self.inner.notifier.send(n).await,
+            OutboxPayload::Settlement(s) => match self.inner.listeners.get(&s.source.module) {
+                Some(listener) => listener.settled(s).await,
+                None => Err(Error::Notification {
+                    message: format!("no settlement listener for module {}", s.source.module),
+                    transient: true,
+                    source: None,
+                }),
+            },
+        }
+    }
+
+    /// Runs the background work until `shutdown` completes: every `interval`, delivers the
+    /// due outbox messages and expires the transactions whose time is up; and, as often as
+    /// the builder's [`PaymentsBuilder::reconcile_every`] says (every 5 minutes by
+    /// default), runs the reconciliation sweep. Errors are retried on the next round.
+    pub async fn run_worker(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut last_sweep: Option<tokio::time::Instant> = None;
+        loop {
+            if let Some((every, older_than)) = self.inner.sweep
+                && last_sweep.is_none_or(|t| t.elapsed() >= every)
+            {
+                last_sweep = Some(tokio::time::Instant::now());
+                let _ = self.reconcile_pending(older_than, 500).await;
+            }
+            // Keep draining while whole batches come back.
+            while let Ok(r) = self.dispatch_outbox().await {
+                if r.claimed() < self.inner.dispatch_batch {
+                    break;
+                }
+            }
+            let _ = self.expire_due().await;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Outbox messages of the operator's creditor (for instance the `Dead` ones).
+    pub async fn outbox(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        mut query: OutboxQuery,
+    ) -> Result<Vec<OutboxMessage>> {
+        actor.check_operator(&creditor, Role::Viewer)?;
+        query.creditor_id = Some(creditor);
+        self.store_ref().outbox(&query).await
+    }
+
+    /// Puts a `Dead` message back in the queue, due now; a manager of its creditor.
+    pub async fn retry_message(&self, actor: &Actor, id: OutboxId) -> Result<OutboxMessage> {
+        let message = self
+            .store_ref()
+            .outbox_message(id)
+            .await?
+            .ok_or_else(|| Error::not_found("outbox message", id))?;
+        actor.check_operator(&message.creditor_id, Role::Manager)?;
+        self.store_ref()
+            .outbox_retry(id, self.inner.clock.now())
+            .await
+    }
+}
+
+/// The messages a transaction reaching `status` leaves: the payer's receipt (when they gave
+/// an email address) and the creditor's notice; when `Paid`, also one settlement for each
+/// item that came from a module (free payments have no module to tell).
+pub(crate) fn messages_for_status(
+    tx: &Transaction,
+    creditor: &Creditor,
+    provider_ref: Option<String>,
+    paid_at: chrono::DateTime<chrono::Utc>,
+    status: TxStatus,
+    type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
+) -> Vec<NewOutboxMessage> {
+    let summary = TransactionSummary {
+        status,
+        type_names,
+        transaction_id: tx.id,
+        provider_ref,
+        creditor_id: creditor.id,
+        creditor_name: creditor.name.clone(),
+        creditor_fiscal_code: creditor.fiscal_code.clone(),
+        payer_id: tx.payer.id.clone(),
+        payer_name: tx.payer.name.clone(),
+        payer_fiscal_code: tx.payer.fiscal_code.clone(),
+        method_kind: tx.method_kind,
+        lines: tx.lines.clone(),
+        total: tx.total,
+        paid_at,
+    };
+    let mut out = Vec::new();
+    let mut notify = |kind, to: &str, locale| {
+        let id = OutboxId::new();
+        out.push(NewOutboxMessage {
+            id,
+            transaction_id: tx.id,
+            payload: OutboxPayload::Notification(Notification {
+                id,
+                kind,
+                to: to.to_owned(),
+                locale,
+                summary: summary.clone(),
+            }),
+        });
+    };
+    if let Some(email) = &tx.payer.email {
+        notify(NotificationKind::Receipt, email, tx.payer.locale);
+    }
+    notify(
+        NotificationKind::CreditorNotice,
+        &creditor.notification_email,
+        crate::Locale::It,
+    );
+    for line in tx
+        .lines
+        .iter()
+        .filter(|l| status == TxStatus::Paid && l.source.module != FREE_PAYMENT_MODULE)
+    {
+        let id = OutboxId::new();
+        out.push(NewOutboxMessage {
+            id,
+            transaction_id: tx.id,
+            payload: OutboxPayload::Settlement(Settlement {
+                id,
+                source: line.source.clone(),
+                item_id: line.item_id,
+                transaction_id: tx.id,
+                amount: line.amount,
+                paid_at,
+            }),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testkit::*;
+
+    fn message(attempts: u32) -> OutboxMessage {
+        let n = crate::testing::notifier::sample_notification(
+            NotificationKind::Receipt,
+            "a@example.it",
+            crate::Locale::It,
+        );
+        OutboxMessage {
+            id: n.id,
+            transaction_id: n.summary.transaction_id,
+            creditor_id: n.summary.creditor_id,
+            payload: OutboxPayload::Notification(n),
+            status: OutboxStatus::Pending,
+            attempts,
+            next_attempt_at: t0(),
+            last_error: None,
+            created_at: t0(),
+            delivered_at: None,
+        }
+    }
+
+    async fn dispatch_one(
+        attempts: u32,
+        error: Error,
+    ) -> (DispatchReport, Option<chrono::DateTime<chrono::Utc>>) {
+        let m = message(attempts);
+        let mut store = MockStore::new();
+        let claimed = m.clone();
+        store
+            .expect_claim_outbox()
+            .withf(|now, lease, _| *now == t0() && *lease == t0() + chrono::Duration::seconds(300))
+            .returning(move |_, _, _| Ok(vec![claimed.clone()]));
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let seen2 = seen.clone();
+        store
+            .expect_outbox_failed()
+            .with(
+                eq(m.id),
+                mockall::predicate::always(),
+                mockall::predicate::always(),
+            )
+            .times(1)
+            .returning(move |_, _, retry_at| {
+                *seen2.lock().unwrap() = Some(retry_at);
+                Ok(())
+            });
+        store.expect_outbox_delivered().never();
+        let mut notifier = MockNotifier::new();
+        let mut error = Some(error);
+        notifier
+            .expect_send()
+            .times(1)
+            .returning(move |_| Err(error.take().unwrap()));
+        let p = service(store, gateway_with(|_| {}), notifier);
+        let report = p.dispatch_outbox().await.unwrap();
+        let retry_at = seen.lock().unwrap().take().unwrap();
+        (report, retry_at)
+    }
+
+    fn transient() -> Error {
+        Error::Notification {
+            message: "down".into(),
+            transient: true,
+            source: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_with_exponential_backoff() {
+        let (report, retry) = dispatch_one(1, transient()).await;
+        assert_eq!(
+            report,
+            DispatchReport {
+                delivered: 0,
+                retrying: 1,
+                dead: 0
+            }
+        );
+        assert_eq!(retry, Some(t0() + chrono::Duration::seconds(30)));
+        let (_, retry) = dispatch_one(3, transient()).await;
+        assert_eq!(
+            retry,
+            Some(t0() + chrono::Duration::seconds(120)),
+            "30 s doubled twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_or_a_permanent_failure_gives_up() {
+        let (report, retry) = dispatch_one(10, transient()).await;
+        assert_eq!((report.dead, retry), (1, None));
+        let permanent = Error::Notification {
+            message: "no such mailbox".into(),
+            transient: false,
+            source: None,
+        };
+        let (report, retry) = dispatch_one(1, permanent).await;
+        assert_eq!((report.dead, retry), (1, None));
+    }
+}
