@@ -10,7 +10,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use minijinja::{Value, context};
 use payments_core::{
     Actor, BankEntryOutcome, BankEntryQuery, Locale, MethodKind, Money, MovementQuery,
-    NotificationKind, OutboxPayload, OutboxQuery, OutboxStatus, TxStatus,
+    OutboxPayload, OutboxQuery, OutboxStatus, TxStatus,
 };
 use payments_sqlx::ExportFormat;
 use serde::{Deserialize, Serialize};
@@ -457,10 +457,11 @@ pub async fn outbox(
             let what = match &m.payload {
                 OutboxPayload::Notification(n) => format!(
                     "{} {}",
-                    text(locale, if n.kind == NotificationKind::Receipt { "outbox.receipt" } else { "outbox.notice" }),
+                    text(locale, if n.kind.is_for_payer() { "outbox.receipt" } else { "outbox.notice" }),
                     n.to
                 ),
                 OutboxPayload::Settlement(s) => format!("{} {}: {}", text(locale, "outbox.settlement"), s.source.module, s.source.key),
+                OutboxPayload::Refund(r) => format!("{} {}: {}", text(locale, "outbox.refund"), r.source.module, r.source.key),
             };
             context! {
                 id => m.id.to_string(), tx => m.transaction_id.to_string(), what,

@@ -221,6 +221,7 @@ pub(crate) fn status_label(status: TxStatus, locale: Locale) -> &'static str {
         TxStatus::Expired => "status.expired",
         TxStatus::Rejected => "status.rejected",
         TxStatus::Refunded => "status.refunded",
+        TxStatus::PartiallyPaid => "status.partially_paid",
     };
     text(locale, key)
 }
@@ -504,6 +505,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "Notice to the body at",
     ),
     ("outbox.settlement", "Notifica al modulo", "News for module"),
+    (
+        "outbox.refund",
+        "Rimborso al modulo",
+        "Refund to the module",
+    ),
     ("status.created", "Creato", "Created"),
     ("status.pending", "In attesa", "Pending"),
     ("status.reported", "Segnalato", "Reported"),
@@ -513,6 +519,7 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("status.expired", "Scaduto", "Expired"),
     ("status.rejected", "Respinto", "Rejected"),
     ("status.refunded", "Rimborsato", "Refunded"),
+    ("status.partially_paid", "Pagato in parte", "Partially paid"),
     ("outbox.pending", "Da inviare", "To send"),
     ("outbox.delivered", "Inviato", "Sent"),
     ("outbox.dead", "Fallito", "Failed"),

@@ -219,6 +219,13 @@ pub enum Conflict {
         /// Requested state.
         to: String,
     },
+    /// A move to `Paid` found the items of the transaction's lines other than the service
+    /// read them (another payment settled one meanwhile): read again and retry.
+    #[error("the items of transaction {transaction} changed meanwhile")]
+    ItemsChanged {
+        /// The transaction's id.
+        transaction: String,
+    },
     /// The same request is still being processed; try again shortly.
     #[error("{what} is in progress")]
     InProgress {

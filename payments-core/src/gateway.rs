@@ -74,8 +74,11 @@ impl CallbackRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentOutcome {
-    /// Not finished yet.
+    /// Not finished yet: the payer has not paid (the provider's page is still open).
     Pending,
+    /// The payer authorised it and the provider has not finished (a SEPA direct debit
+    /// takes days, a bank's own approval may come late): never expire it meanwhile.
+    Processing,
     /// Paid.
     Paid,
     /// Refused.
@@ -106,6 +109,22 @@ pub struct CallbackEvent {
     /// notice): which line this callback pays. `amount` is then the line's amount, and the
     /// transaction is paid when every line is.
     pub part: Option<CallbackPart>,
+    /// Set when the callback is about a refund, not a payment (Stripe's `refund.updated`):
+    /// `outcome` is then ignored and `amount` is the refund's.
+    pub refund: Option<RefundEvent>,
+}
+
+/// A provider's news about a refund, read from a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundEvent {
+    /// Our refund id, when the provider echoes it.
+    pub refund_id: Option<crate::RefundId>,
+    /// The provider's reference of the refund, by which it is found otherwise.
+    pub provider_ref: String,
+    /// `Pending`, `Succeeded` or `Failed`.
+    pub status: crate::RefundStatus,
+    /// The provider's words.
+    pub note: Option<String>,
 }
 
 /// One line of a transaction paid on its own, as a provider that settles line by line
@@ -176,20 +195,65 @@ pub trait Gateway: std::fmt::Debug + Send + Sync + 'static {
     async fn start(&self, request: &StartRequest) -> Result<Started>;
     /// Verifies and reads a callback. Must not mutate anything.
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent>;
-    /// Asks the provider where a payment stands, for reconciliation.
+    /// Asks the provider where a payment stands, for reconciliation, and before the
+    /// service expires or cancels a transaction.
     async fn fetch_status(&self, transaction: &Transaction) -> Result<PaymentOutcome>;
-    /// Gives back `refund.amount` of a paid transaction; returns the provider's refund
-    /// reference. The service has already checked the amount against what is left and
-    /// recorded the refund; `refund.id` is stable across retries, so a provider with
-    /// idempotency keys gets it as one. An answer that leaves the outcome unknown (the
-    /// provider could not be reached, or timed out) must be
-    /// [`GatewayErrorKind::Unavailable`]: the refund then stays requested and may be
-    /// retried; any other error marks it failed.
-    async fn refund(&self, transaction: &Transaction, refund: &crate::Refund) -> Result<String> {
+    /// Closes the provider's session of an unfinished payment so that it can no longer
+    /// take money; the service calls it before it frees the items of a transaction it
+    /// expires or the payer cancels. Answers `Cancelled` once closed (or when nothing was
+    /// open), or the outcome that stops it: `Paid` (the service then records the payment
+    /// instead), `Processing` (the expiry waits). A provider that has nothing to close
+    /// answers [`GatewayErrorKind::NotSupported`] (the default), and its documentation
+    /// says what happens to money that comes later (it is recorded as a late payment).
+    async fn close(&self, transaction: &Transaction) -> Result<PaymentOutcome> {
+        let _ = transaction;
+        Err(Error::gateway(
+            self.id().0,
+            GatewayErrorKind::NotSupported("close"),
+        ))
+    }
+    /// The longest a payment of `kind` may stay processing at the provider (SEPA direct
+    /// debit: 14 business days), if the provider says. A payment still processing after
+    /// that becomes an exception for operators; it is never expired while the provider
+    /// says it is processing.
+    fn processing_window(&self, kind: MethodKind) -> Option<std::time::Duration> {
+        let _ = kind;
+        None
+    }
+    /// Whether [`Gateway::refund`] can give money back (false by default). Hosts show a
+    /// refund button only where it can.
+    fn supports_refunds(&self) -> bool {
+        false
+    }
+    /// Gives back `refund.amount` of a paid transaction; answers the provider's reference
+    /// of the refund and where it stands: succeeded, pending (accepted, still under way:
+    /// its end comes by callback or [`Gateway::refund_status`]) or failed. The service has
+    /// already checked the amount against what is left and recorded the refund;
+    /// `refund.id` is stable across retries, so a provider with idempotency keys gets it
+    /// as one. An answer that leaves the outcome unknown (the provider could not be
+    /// reached, or timed out) must be [`GatewayErrorKind::Unavailable`]: the refund then
+    /// stays requested and may be retried; any other error marks it failed.
+    async fn refund(
+        &self,
+        transaction: &Transaction,
+        refund: &crate::Refund,
+    ) -> Result<crate::RefundAnswer> {
         let _ = (transaction, refund);
         Err(Error::gateway(
             self.id().0,
             GatewayErrorKind::NotSupported("refund"),
+        ))
+    }
+    /// Asks the provider where a refund it accepted stands, for the reconciliation sweep.
+    async fn refund_status(
+        &self,
+        transaction: &Transaction,
+        refund: &crate::Refund,
+    ) -> Result<crate::RefundAnswer> {
+        let _ = (transaction, refund);
+        Err(Error::gateway(
+            self.id().0,
+            GatewayErrorKind::NotSupported("refund_status"),
         ))
     }
 }

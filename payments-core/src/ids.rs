@@ -124,6 +124,10 @@ uuid_id!(
     /// Identifies a [`Refund`](crate::Refund).
     RefundId
 );
+uuid_id!(
+    /// Identifies an [`Exception`](crate::Exception) of the ledger operators resolve.
+    ExceptionId
+);
 string_id!(
     /// Identifies a payer, as the host application knows them (its user id).
     PayerId

@@ -60,16 +60,21 @@ pub enum ItemState {
     Paid(TransactionId),
     /// Taken out of the cart by the payer; adding its source again brings it back.
     Removed,
+    /// Paid by this transaction, then given back in full: no longer paid. Its module was
+    /// told ([`SettlementListener::refunded`](crate::SettlementListener::refunded)) and
+    /// decides whether it is owed again; adding its source again brings it back `Open`.
+    Refunded(TransactionId),
 }
 
 impl ItemState {
-    /// The state's name: `open`, `locked`, `paid`, `removed`.
+    /// The state's name: `open`, `locked`, `paid`, `removed`, `refunded`.
     pub fn name(&self) -> &'static str {
         match self {
             ItemState::Open => "open",
             ItemState::Locked(_) => "locked",
             ItemState::Paid(_) => "paid",
             ItemState::Removed => "removed",
+            ItemState::Refunded(_) => "refunded",
         }
     }
 }

@@ -154,6 +154,7 @@ mod cache;
 mod clock;
 mod config;
 mod error;
+mod exception;
 mod gateway;
 mod ids;
 mod item;
@@ -184,13 +185,17 @@ pub use config::{
 pub use error::{
     BoxError, Conflict, Error, FieldError, GatewayErrorKind, Result, ValidationErrors,
 };
+pub use exception::{
+    Exception, ExceptionKind, ExceptionQuery, ExceptionResolution, ExceptionStatus,
+    ExceptionUpdate, MAX_EXCEPTION_KEY_LEN,
+};
 pub use gateway::{
     CallbackEvent, CallbackPart, CallbackRequest, Gateway, LineLimit, OverLimit, PaymentOutcome,
-    StartRequest, Started,
+    RefundEvent, StartRequest, Started,
 };
 pub use ids::{
-    CartId, CreditorId, EventId, GatewayId, ItemId, MethodId, OutboxId, PayerId, PaymentTypeId,
-    RefundId, TransactionId,
+    CartId, CreditorId, EventId, ExceptionId, GatewayId, ItemId, MethodId, OutboxId, PayerId,
+    PaymentTypeId, RefundId, TransactionId,
 };
 pub use item::{
     Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem, Source,
@@ -204,24 +209,25 @@ pub use notify::{
 };
 pub use outbox::{
     NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload, OutboxStatus,
-    RetryPolicy, Settlement, TransactionSummary,
+    RefundSettlement, RetryPolicy, Settlement, TransactionSummary,
 };
 pub use query::{
     HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,
 };
 pub use refund::{
-    MAX_REFUND_KEY_LEN, MAX_REFUND_REASON_LEN, Refund, RefundCreated, RefundRequest, RefundStatus,
-    RefundUpdate,
+    MAX_REFUND_KEY_LEN, MAX_REFUND_REASON_LEN, Refund, RefundAnswer, RefundCreated, RefundLine,
+    RefundRequest, RefundStatus, RefundUpdate, allocate_refund, lines_refunded_in_full,
 };
 pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
-    Payments, PaymentsBuilder, SweepReport,
+    MAX_RESOLUTION_NOTE_LEN, Payments, PaymentsBuilder, SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,
 };
 pub use transaction::{
-    BankTransferDetails, FormField, Instruction, PagoPaNotice, PagoPaPayment, RedirectMethod,
+    BankTransferDetails, ExpiryExtension, FormField, Instruction, LinePaid, LinePayment,
+    LinePaymentOutcome, LinePaymentRecord, PagoPaNotice, PagoPaPayment, RedirectMethod,
     Transaction, TransactionEvent, TransactionLine, Transition, TxStatus,
 };
 

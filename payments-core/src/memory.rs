@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use crate::{
     Cart, CartId, Conflict, Creditor, CreditorId, Currency, Error, EventId, GatewayId,
     HistoryQuery, ItemAdded, ItemId, ItemState, MethodId, Money, MovementPage, MovementQuery,
-    OutboxId, OutboxMessage, OutboxQuery, OutboxStatus, Page, PayableItem, PayerId, PaymentMethod,
-    PaymentType, PaymentTypeId, Result, Store, Transaction, TransactionCreated, TransactionEvent,
-    TransactionId, Transition, TxStatus,
+    NewOutboxMessage, OutboxId, OutboxMessage, OutboxQuery, OutboxStatus, Page, PayableItem,
+    PayerId, PaymentMethod, PaymentType, PaymentTypeId, Result, Store, Transaction,
+    TransactionCreated, TransactionEvent, TransactionId, Transition, TxStatus,
 };
 
 #[derive(Debug, Default)]
@@ -33,6 +33,10 @@ struct State {
     sequences: HashMap<String, u64>,
     refunds: BTreeMap<crate::RefundId, crate::Refund>,
     refunds_by_tx: HashMap<TransactionId, Vec<crate::RefundId>>,
+    exceptions: BTreeMap<crate::ExceptionId, crate::Exception>,
+    exception_by_key: HashMap<(CreditorId, String), crate::ExceptionId>,
+    line_payments: HashMap<(CreditorId, String), crate::LinePaymentRecord>,
+    line_payments_by_tx: HashMap<TransactionId, Vec<(CreditorId, String)>>,
     // Indexes, as a SQL store has them, so the store stays fast with many rows.
     cart_by_payer: HashMap<(CreditorId, PayerId), CartId>,
     item_by_source: HashMap<(CreditorId, crate::Source), ItemId>,
@@ -43,6 +47,58 @@ struct State {
 }
 
 impl State {
+    /// Records an exception once per creditor and key; answers whether it was new.
+    fn insert_exception(&mut self, e: &crate::Exception) -> bool {
+        let key = (e.creditor_id, e.key.clone());
+        if self.exception_by_key.contains_key(&key) {
+            return false;
+        }
+        self.exception_by_key.insert(key, e.id);
+        self.exceptions.insert(e.id, e.clone());
+        true
+    }
+
+    fn enqueue(&mut self, creditor: CreditorId, at: DateTime<Utc>, messages: &[NewOutboxMessage]) {
+        for m in messages {
+            self.outbox.insert(
+                m.id,
+                OutboxMessage {
+                    id: m.id,
+                    transaction_id: m.transaction_id,
+                    creditor_id: creditor,
+                    payload: m.payload.clone(),
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: at,
+                    last_error: None,
+                    created_at: at,
+                    delivered_at: None,
+                },
+            );
+        }
+    }
+
+    fn event(
+        &mut self,
+        tx: &Transaction,
+        actor: &crate::Actor,
+        at: DateTime<Utc>,
+        from: TxStatus,
+        note: Option<String>,
+    ) {
+        let event = TransactionEvent {
+            id: EventId::new(),
+            transaction_id: tx.id,
+            actor: actor.clone(),
+            at,
+            from: Some(from),
+            to: tx.status,
+            provider_ref: tx.provider_ref.clone(),
+            note,
+        };
+        self.events.insert(event.id, event);
+    }
+
     fn index_provider_ref(&mut self, tx: &Transaction, old: Option<&str>) {
         if old == tx.provider_ref.as_deref() {
             return;
@@ -169,7 +225,9 @@ impl Store for InMemoryStore {
             && let Some(existing) = s.items.get_mut(&id)
         {
             let mut moved = None;
-            if existing.state == ItemState::Removed && existing.payer_id == item.payer_id {
+            if matches!(existing.state, ItemState::Removed | ItemState::Refunded(_))
+                && existing.payer_id == item.payer_id
+            {
                 existing.state = ItemState::Open;
                 if existing.cart_id != item.cart_id {
                     moved = Some(existing.cart_id);
@@ -313,8 +371,9 @@ impl Store for InMemoryStore {
         let mut s = self.lock();
         let tx = s
             .transactions
-            .get_mut(&t.transaction)
-            .ok_or_else(|| Error::not_found("transaction", t.transaction))?;
+            .get(&t.transaction)
+            .ok_or_else(|| Error::not_found("transaction", t.transaction))?
+            .clone();
         if tx.status != t.from {
             return Err(Error::Conflict(Conflict::StaleState {
                 transaction: tx.id.to_string(),
@@ -322,63 +381,236 @@ impl Store for InMemoryStore {
                 actual: tx.status.to_string(),
             }));
         }
-        tx.status = t.to;
-        tx.updated_at = t.at;
+        let paid_by = |s: &State, item: &ItemId| match s.items.get(item).map(|i| i.state) {
+            Some(ItemState::Paid(by)) => Some(by),
+            _ => None,
+        };
+        let mut to = t.to;
+        if to == TxStatus::Paid {
+            // Whether an item is already paid is decided here, under the lock.
+            for line in &tx.lines {
+                let by = paid_by(&s, &line.item_id);
+                let elsewhere = by.is_some_and(|b| b != tx.id);
+                if elsewhere != t.paid_elsewhere.contains(&line.item_id) {
+                    return Err(Error::Conflict(Conflict::ItemsChanged {
+                        transaction: tx.id.to_string(),
+                    }));
+                }
+            }
+        } else if to.frees_items()
+            && tx
+                .lines
+                .iter()
+                .any(|l| paid_by(&s, &l.item_id) == Some(tx.id))
+        {
+            to = TxStatus::PartiallyPaid;
+        }
         let old_ref = tx.provider_ref.clone();
+        let mut moved = tx;
+        moved.status = to;
+        moved.updated_at = t.at;
         if t.provider_ref.is_some() {
-            tx.provider_ref.clone_from(&t.provider_ref);
+            moved.provider_ref.clone_from(&t.provider_ref);
         }
         if t.instruction.is_some() {
-            tx.instruction.clone_from(&t.instruction);
+            moved.instruction.clone_from(&t.instruction);
         }
         if let Some(e) = t.expires_at {
-            tx.expires_at = e;
+            moved.expires_at = e;
         }
-        let tx = tx.clone();
-        s.index_provider_ref(&tx, old_ref.as_deref());
-        let item_state = if t.to == TxStatus::Paid {
-            Some(ItemState::Paid(tx.id))
-        } else if t.to.frees_items() {
-            Some(ItemState::Open)
-        } else {
-            None
-        };
-        if let Some(state) = item_state {
-            for line in &tx.lines {
-                if let Some(i) = s.items.get_mut(&line.item_id)
-                    && i.state == ItemState::Locked(tx.id)
-                {
-                    i.state = state;
+        s.transactions.insert(moved.id, moved.clone());
+        s.index_provider_ref(&moved, old_ref.as_deref());
+        for line in &moved.lines {
+            if let Some(i) = s.items.get_mut(&line.item_id) {
+                if to == TxStatus::Paid {
+                    if !matches!(i.state, ItemState::Paid(_)) {
+                        i.state = ItemState::Paid(moved.id);
+                    }
+                } else if to.frees_items() && i.state == ItemState::Locked(moved.id) {
+                    i.state = ItemState::Open;
                 }
             }
         }
-        let event = TransactionEvent {
-            id: EventId::new(),
-            transaction_id: tx.id,
-            actor: t.actor.clone(),
-            at: t.at,
-            from: Some(t.from),
-            to: t.to,
-            provider_ref: tx.provider_ref.clone(),
-            note: t.note.clone(),
+        let note = if to == t.to {
+            t.note.clone()
+        } else {
+            Some(
+                format!(
+                    "{} asked; some lines were already paid, so only the others are freed{}",
+                    t.to,
+                    t.note
+                        .as_ref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
+                )
+                .chars()
+                .take(500)
+                .collect(),
+            )
         };
-        s.events.insert(event.id, event);
-        for m in &t.outbox {
-            s.outbox.insert(
-                m.id,
-                OutboxMessage {
-                    id: m.id,
-                    transaction_id: m.transaction_id,
-                    creditor_id: tx.creditor_id,
-                    payload: m.payload.clone(),
-                    status: OutboxStatus::Pending,
-                    attempts: 0,
-                    next_attempt_at: t.at,
-                    last_error: None,
-                    created_at: t.at,
-                    delivered_at: None,
-                },
+        s.event(&moved, &t.actor, t.at, t.from, note);
+        s.enqueue(moved.creditor_id, t.at, &t.outbox);
+        for e in &t.exceptions {
+            s.insert_exception(e);
+        }
+        Ok(moved)
+    }
+
+    async fn pay_line(&self, p: &crate::LinePayment) -> Result<crate::LinePaid> {
+        let mut s = self.lock();
+        let mut tx = s
+            .transactions
+            .get(&p.transaction)
+            .ok_or_else(|| Error::not_found("transaction", p.transaction))?
+            .clone();
+        let line = tx
+            .lines
+            .get(p.line)
+            .ok_or_else(|| Error::invalid("line", "the transaction has no such line"))?
+            .clone();
+        let key = (tx.creditor_id, p.key.clone());
+        if let Some(earlier) = s.line_payments.get(&key) {
+            return Ok(crate::LinePaid {
+                transaction: tx,
+                outcome: earlier.outcome,
+                recorded: false,
+                exceptions: Vec::new(),
+            });
+        }
+        let already_paid = matches!(
+            s.items.get(&line.item_id).map(|i| i.state),
+            Some(ItemState::Paid(_))
+        );
+        let from = tx.status;
+        let mut exceptions = Vec::new();
+        let outcome = if already_paid {
+            if s.insert_exception(&p.duplicate) {
+                exceptions.push(p.duplicate.clone());
+            }
+            s.enqueue(tx.creditor_id, p.at, &p.on_duplicate);
+            let note = format!(
+                "line {} ({}) paid a second time, by {}: recorded as a double payment",
+                p.line + 1,
+                p.reference,
+                p.key
             );
+            s.event(&tx, &p.actor, p.at, from, Some(note));
+            crate::LinePaymentOutcome::Duplicate
+        } else {
+            if let Some(i) = s.items.get_mut(&line.item_id) {
+                i.state = ItemState::Paid(tx.id);
+            }
+            tx.lines[p.line].paid_at = Some(p.at);
+            tx.updated_at = p.at;
+            if tx.status.is_late() && s.insert_exception(&p.late) {
+                exceptions.push(p.late.clone());
+            }
+            s.enqueue(tx.creditor_id, p.at, &p.outbox);
+            let note = format!("line {} ({}) paid by {}", p.line + 1, p.reference, p.key);
+            s.event(&tx, &p.actor, p.at, from, Some(note));
+            if tx.lines.iter().all(|l| l.paid_at.is_some()) {
+                tx.status = TxStatus::Paid;
+                s.event(&tx, &p.actor, p.at, from, Some("every line paid".into()));
+            } else if from.is_late() && from != TxStatus::PartiallyPaid {
+                tx.status = TxStatus::PartiallyPaid;
+                s.event(
+                    &tx,
+                    &p.actor,
+                    p.at,
+                    from,
+                    Some("a line paid after the end: partially paid".into()),
+                );
+            }
+            s.transactions.insert(tx.id, tx.clone());
+            crate::LinePaymentOutcome::Settled
+        };
+        s.line_payments.insert(
+            key.clone(),
+            crate::LinePaymentRecord::of(p, tx.creditor_id, outcome),
+        );
+        s.line_payments_by_tx.entry(tx.id).or_default().push(key);
+        Ok(crate::LinePaid {
+            transaction: tx,
+            outcome,
+            recorded: true,
+            exceptions,
+        })
+    }
+
+    async fn line_payments(
+        &self,
+        transaction: TransactionId,
+    ) -> Result<Vec<crate::LinePaymentRecord>> {
+        let s = self.lock();
+        Ok(s.line_payments_by_tx
+            .get(&transaction)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| s.line_payments.get(k).cloned())
+            .collect())
+    }
+
+    async fn insert_exception(&self, exception: &crate::Exception) -> Result<bool> {
+        Ok(self.lock().insert_exception(exception))
+    }
+
+    async fn exception(&self, id: crate::ExceptionId) -> Result<Option<crate::Exception>> {
+        Ok(self.lock().exceptions.get(&id).cloned())
+    }
+
+    async fn exceptions(&self, query: &crate::ExceptionQuery) -> Result<Vec<crate::Exception>> {
+        let s = self.lock();
+        Ok(s.exceptions
+            .values()
+            .rev()
+            .filter(|e| query.matches(e))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn resolve_exception(&self, u: &crate::ExceptionUpdate) -> Result<crate::Exception> {
+        let mut s = self.lock();
+        let e = s
+            .exceptions
+            .get_mut(&u.exception)
+            .ok_or_else(|| Error::not_found("exception", u.exception))?;
+        if !e.is_open() {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "exception {} is already resolved",
+                e.id
+            ))));
+        }
+        e.status = crate::ExceptionStatus::Resolved;
+        e.resolution = Some(u.resolution.clone());
+        if u.refund_id.is_some() {
+            e.refund_id = u.refund_id;
+        }
+        let done = e.clone();
+        if let Some(event) = &u.event {
+            s.events.insert(event.id, event.clone());
+        }
+        Ok(done)
+    }
+
+    async fn extend_expiry(&self, x: &crate::ExpiryExtension) -> Result<Transaction> {
+        let mut s = self.lock();
+        let tx = s
+            .transactions
+            .get_mut(&x.transaction)
+            .ok_or_else(|| Error::not_found("transaction", x.transaction))?;
+        if tx.status != x.status {
+            return Err(Error::Conflict(Conflict::StaleState {
+                transaction: tx.id.to_string(),
+                expected: x.status.to_string(),
+                actual: tx.status.to_string(),
+            }));
+        }
+        tx.expires_at = x.until;
+        let tx = tx.clone();
+        s.event(&tx, &x.actor, x.at, x.status, Some(x.note.clone()));
+        for e in &x.exceptions {
+            s.insert_exception(e);
         }
         Ok(tx)
     }
@@ -404,16 +636,18 @@ impl Store for InMemoryStore {
     }
 
     async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>> {
-        Ok(self
+        let mut due: Vec<Transaction> = self
             .lock()
             .transactions
             .values()
             .filter(|t| {
                 matches!(t.status, TxStatus::Created | TxStatus::Pending) && t.expires_at <= now
             })
-            .take(limit as usize)
             .cloned()
-            .collect())
+            .collect();
+        due.sort_by_key(|t| (t.expires_at, t.id));
+        due.truncate(limit as usize);
+        Ok(due)
     }
 
     async fn create_refund(
@@ -475,10 +709,10 @@ impl Store for InMemoryStore {
             .refunds
             .get_mut(&update.refund)
             .ok_or_else(|| Error::not_found("refund", update.refund))?;
-        if refund.status != crate::RefundStatus::Requested {
+        if refund.status != update.from {
             return Err(Error::Conflict(Conflict::Other(format!(
-                "refund {} is {}, not requested",
-                refund.id, refund.status
+                "refund {} is {}, not {}",
+                refund.id, refund.status, update.from
             ))));
         }
         refund.status = update.to;
@@ -487,7 +721,48 @@ impl Store for InMemoryStore {
         refund.updated_at = update.at;
         let done = refund.clone();
         s.events.insert(update.event.id, update.event.clone());
+        if let Some(tx) = s.transactions.get(&done.transaction_id).cloned() {
+            s.enqueue(tx.creditor_id, update.at, &update.outbox);
+            if let Some(e) = &update.exception {
+                s.insert_exception(e);
+            }
+            if update.to == crate::RefundStatus::Succeeded {
+                let refunds: Vec<crate::Refund> = s
+                    .refunds_by_tx
+                    .get(&tx.id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| s.refunds.get(id).cloned())
+                    .collect();
+                for position in crate::lines_refunded_in_full(&tx, &refunds) {
+                    if let Some(i) = s.items.get_mut(&tx.lines[position].item_id)
+                        && i.state == ItemState::Paid(tx.id)
+                    {
+                        i.state = ItemState::Refunded(tx.id);
+                    }
+                }
+            }
+        }
         Ok(done)
+    }
+
+    async fn unfinished_refunds(
+        &self,
+        after: Option<crate::RefundId>,
+        limit: u32,
+    ) -> Result<Vec<crate::Refund>> {
+        let s = self.lock();
+        let from = match after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(s.refunds
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, r)| r)
+            .filter(|r| r.status.is_unfinished())
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn refunds(&self, transaction: TransactionId) -> Result<Vec<crate::Refund>> {
@@ -633,6 +908,9 @@ impl Store for InMemoryStore {
                 .push(key.clone());
         }
         state.bank_entries.insert(key, entry.clone());
+        if let Some(e) = crate::Exception::for_bank_entry(entry) {
+            state.insert_exception(&e);
+        }
         Ok(true)
     }
 

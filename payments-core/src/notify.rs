@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::{Error, Locale, Notification, NotificationKind, Result, Settlement};
+use crate::{Error, Locale, Notification, NotificationKind, RefundSettlement, Result, Settlement};
 
 /// Delivers one notification. The outbox decides when and how often; an implementation
 /// only tries once per call and says whether a failure is worth retrying
@@ -23,13 +23,21 @@ pub trait Notifier: std::fmt::Debug + Send + Sync + 'static {
     async fn send(&self, notification: &Notification) -> Result<()>;
 }
 
-/// What a portal module registers to learn that its items were paid. Called at least once
-/// per paid item: make it idempotent on [`Settlement::id`].
+/// What a portal module registers to learn that its items were paid, and that money paid
+/// for them was given back. Called at least once per message: make it idempotent on the
+/// message's id ([`Settlement::id`], [`RefundSettlement::id`]).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait SettlementListener: std::fmt::Debug + Send + Sync + 'static {
     /// The item in `settlement` was paid.
     async fn settled(&self, settlement: &Settlement) -> Result<()>;
+    /// Money paid for the item in `refund` was given back (all of it when
+    /// [`RefundSettlement::in_full`]: the item is no longer paid). By default nothing is
+    /// done, so a listener written before refunds were told keeps compiling.
+    async fn refunded(&self, refund: &RefundSettlement) -> Result<()> {
+        let _ = refund;
+        Ok(())
+    }
 }
 
 /// A notification rendered as text.
@@ -47,6 +55,7 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
     let s = &n.summary;
     let l = n.locale;
     let t = |it: &'static str, en: &'static str| if l == Locale::It { it } else { en };
+    let returned = s.returned.unwrap_or(s.total);
     let subject = match n.kind {
         NotificationKind::Receipt => format!(
             "{} {} - {}",
@@ -60,6 +69,24 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
             s.transaction_id,
             s.total.format(l)
         ),
+        NotificationKind::RefundReceipt => format!(
+            "{} {} - {}",
+            t("Rimborso del pagamento", "Refund of payment"),
+            s.transaction_id,
+            s.creditor_name
+        ),
+        NotificationKind::RefundNotice => format!(
+            "{} {} - {}",
+            t("Rimborso eseguito", "Refund made"),
+            s.transaction_id,
+            returned.format(l)
+        ),
+        NotificationKind::DuplicatePayment => format!(
+            "{} {} - {}",
+            t("Pagamento doppio", "Double payment"),
+            s.transaction_id,
+            s.creditor_name
+        ),
     };
     let mut text = String::new();
     if s.status == crate::TxStatus::Reported {
@@ -68,16 +95,41 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
             "The bank transfer has been reported and awaits verification by the public body.\n\n",
         ));
     }
-    text.push_str(match n.kind {
-        NotificationKind::Receipt => t(
+    match n.kind {
+        NotificationKind::Receipt => text.push_str(t(
             "Gentile utente, il pagamento è stato completato.\n\n",
             "Dear citizen, your payment is complete.\n\n",
-        ),
-        NotificationKind::CreditorNotice => t(
+        )),
+        NotificationKind::CreditorNotice => text.push_str(t(
             "È stato completato un pagamento.\n\n",
             "A payment has been completed.\n\n",
-        ),
-    });
+        )),
+        NotificationKind::RefundReceipt => text.push_str(&format!(
+            "{} {}.\n\n",
+            t(
+                "Gentile utente, le è stato rimborsato l'importo di",
+                "Dear citizen, you have been refunded"
+            ),
+            returned.format(l)
+        )),
+        NotificationKind::RefundNotice => text.push_str(&format!(
+            "{} {}.\n\n",
+            t("È stato eseguito un rimborso di", "A refund was made of"),
+            returned.format(l)
+        )),
+        NotificationKind::DuplicatePayment => text.push_str(&format!(
+            "{} {} {}\n\n",
+            t(
+                "Gentile utente, il suo pagamento comprende voci già pagate. L'importo di",
+                "Dear citizen, your payment includes items already paid. The amount of"
+            ),
+            returned.format(l),
+            t(
+                "le sarà restituito dall'ente.",
+                "will be given back to you by the public body."
+            ),
+        )),
+    }
     let date = match l {
         Locale::It => s.paid_at.format("%d/%m/%Y %H:%M UTC").to_string(),
         Locale::En => s.paid_at.format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -185,6 +237,7 @@ impl Notifier for RecordingNotifier {
 #[derive(Debug, Default)]
 pub struct RecordingListener {
     heard: Mutex<Vec<Settlement>>,
+    refunds: Mutex<Vec<RefundSettlement>>,
 }
 
 impl RecordingListener {
@@ -193,9 +246,17 @@ impl RecordingListener {
         Self::default()
     }
 
-    /// What it heard, in order.
+    /// The payments it heard of, in order.
     pub fn heard(&self) -> Vec<Settlement> {
         self.heard.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The refunds it heard of, in order.
+    pub fn refunds(&self) -> Vec<RefundSettlement> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -206,6 +267,14 @@ impl SettlementListener for RecordingListener {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(settlement.clone());
+        Ok(())
+    }
+
+    async fn refunded(&self, refund: &RefundSettlement) -> Result<()> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(refund.clone());
         Ok(())
     }
 }

@@ -19,6 +19,8 @@ pub enum OutboxPayload {
     Notification(Notification),
     /// News for the module that created an item: it was paid.
     Settlement(Settlement),
+    /// News for the module that created an item: money paid for it was given back.
+    Refund(RefundSettlement),
 }
 
 /// Who a notification is for.
@@ -29,6 +31,26 @@ pub enum NotificationKind {
     Receipt,
     /// The creditor's notice of a completed payment.
     CreditorNotice,
+    /// The payer's receipt of a refund: [`TransactionSummary::returned`] was given back.
+    RefundReceipt,
+    /// The creditor's notice of a refund.
+    RefundNotice,
+    /// The payer is told that part of a payment ([`TransactionSummary::returned`]) paid
+    /// items already paid, and will be given back.
+    DuplicatePayment,
+}
+
+impl NotificationKind {
+    /// Whether it goes to the payer (receipts and news of their money), or else to the
+    /// creditor.
+    pub fn is_for_payer(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::Receipt
+                | NotificationKind::RefundReceipt
+                | NotificationKind::DuplicatePayment
+        )
+    }
 }
 
 /// A transaction as a receipt or a notice tells it.
@@ -62,8 +84,11 @@ pub struct TransactionSummary {
     pub type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
     /// The total.
     pub total: Money,
-    /// When it was paid (or reported).
+    /// When it was paid (or reported, or refunded).
     pub paid_at: DateTime<Utc>,
+    /// For a refund, what was given back; for a double payment, what will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<Money>,
 }
 
 /// A notification to deliver: who to, in which language, about which payment. A
@@ -98,6 +123,28 @@ pub struct Settlement {
     pub amount: Money,
     /// When.
     pub paid_at: DateTime<Utc>,
+}
+
+/// What a module learns when money paid for one of its items is given back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundSettlement {
+    /// The outbox message it travels in: the same on every attempt.
+    pub id: OutboxId,
+    /// The item's module and key.
+    pub source: Source,
+    /// The item.
+    pub item_id: ItemId,
+    /// The transaction that had paid it.
+    pub transaction_id: TransactionId,
+    /// The refund.
+    pub refund_id: crate::RefundId,
+    /// What was given back for this item.
+    pub amount: Money,
+    /// Whether the item's whole amount has now been given back: the item is no longer
+    /// paid ([`ItemState::Refunded`](crate::ItemState::Refunded)).
+    pub in_full: bool,
+    /// When.
+    pub refunded_at: DateTime<Utc>,
 }
 
 /// A message to enqueue.

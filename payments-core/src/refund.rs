@@ -16,8 +16,11 @@ pub const MAX_REFUND_REASON_LEN: usize = 500;
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
     /// Recorded and counted against what may still be refunded; the provider has not
-    /// confirmed it yet (or could not be reached: asking again with the same key retries).
+    /// answered yet (or could not be reached: asking again with the same key retries).
     Requested,
+    /// The provider accepted it and is still giving the money back (Stripe's `pending`
+    /// and `requires_action`); its webhook or the reconciliation sweep says how it ends.
+    Pending,
     /// The provider gave the money back.
     Succeeded,
     /// The provider refused it; it no longer counts.
@@ -29,6 +32,7 @@ impl RefundStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RefundStatus::Requested => "requested",
+            RefundStatus::Pending => "pending",
             RefundStatus::Succeeded => "succeeded",
             RefundStatus::Failed => "failed",
         }
@@ -37,6 +41,23 @@ impl RefundStatus {
     /// Whether the refund counts against what may still be refunded.
     pub fn counts(self) -> bool {
         self != RefundStatus::Failed
+    }
+
+    /// Whether the provider has still to say how it ends (`Requested`, `Pending`).
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, RefundStatus::Requested | RefundStatus::Pending)
+    }
+
+    /// Reads a name written by [`RefundStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RefundStatus::Requested,
+            RefundStatus::Pending,
+            RefundStatus::Succeeded,
+            RefundStatus::Failed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 
@@ -56,6 +77,10 @@ pub struct RefundRequest {
     pub key: String,
     /// Why, for the transaction's history.
     pub reason: Option<String>,
+    /// Only these lines (their positions in the transaction); empty: the whole
+    /// transaction. The amount is shared among them in order, each up to what is left of
+    /// it.
+    pub lines: Vec<usize>,
 }
 
 impl RefundRequest {
@@ -65,6 +90,7 @@ impl RefundRequest {
             amount: None,
             key: key.into(),
             reason: None,
+            lines: Vec::new(),
         }
     }
 
@@ -74,7 +100,14 @@ impl RefundRequest {
             amount: Some(amount),
             key: key.into(),
             reason: None,
+            lines: Vec::new(),
         }
+    }
+
+    /// Gives back only (what is left of) these lines.
+    pub fn of_lines(mut self, lines: impl IntoIterator<Item = usize>) -> Self {
+        self.lines = lines.into_iter().collect();
+        self
     }
 
     /// Adds the reason.
@@ -105,12 +138,122 @@ pub struct Refund {
     pub provider_ref: Option<String>,
     /// The provider's words when it refused.
     pub note: Option<String>,
+    /// How the amount is shared among the transaction's lines: what each line gets back.
+    #[serde(default)]
+    pub lines: Vec<RefundLine>,
     /// Who asked.
     pub requested_by: Actor,
     /// When it was asked.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The part of a refund that gives back (part of) one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    /// The line's position in the transaction.
+    pub line: usize,
+    /// What it gets back.
+    pub amount: Money,
+}
+
+/// Shares `amount` among `lines` of `transaction` (all of them when empty), in order, each
+/// getting up to its amount less what `earlier` refunds that count already gave it back.
+/// `None` when the lines have less than `amount` left.
+pub fn allocate_refund(
+    transaction: &crate::Transaction,
+    earlier: &[Refund],
+    lines: &[usize],
+    amount: Money,
+) -> Option<Vec<RefundLine>> {
+    let positions: Vec<usize> = if lines.is_empty() {
+        (0..transaction.lines.len()).collect()
+    } else {
+        lines.to_vec()
+    };
+    let mut left = amount.minor_units();
+    let mut out = Vec::new();
+    for position in positions {
+        if left == 0 {
+            break;
+        }
+        let line = transaction.lines.get(position)?;
+        let given: i64 = earlier
+            .iter()
+            .filter(|r| r.status.counts())
+            .flat_map(|r| r.lines.iter())
+            .filter(|l| l.line == position)
+            .map(|l| l.amount.minor_units())
+            .sum();
+        let room = line.amount.minor_units() - given;
+        let take = room.min(left);
+        if take > 0 {
+            out.push(RefundLine {
+                line: position,
+                amount: Money::from_minor(take, amount.currency()).ok()?,
+            });
+            left -= take;
+        }
+    }
+    (left == 0).then_some(out)
+}
+
+/// The lines of `transaction` that the succeeded `refunds` gave back in full.
+pub fn lines_refunded_in_full(transaction: &crate::Transaction, refunds: &[Refund]) -> Vec<usize> {
+    (0..transaction.lines.len())
+        .filter(|&position| {
+            let back: i64 = refunds
+                .iter()
+                .filter(|r| r.status == RefundStatus::Succeeded)
+                .flat_map(|r| r.lines.iter())
+                .filter(|l| l.line == position)
+                .map(|l| l.amount.minor_units())
+                .sum();
+            back >= transaction.lines[position].amount.minor_units()
+        })
+        .collect()
+}
+
+/// A provider's answer about a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefundAnswer {
+    /// The provider's reference of the refund.
+    pub provider_ref: String,
+    /// `Succeeded`, `Pending` (accepted, still under way) or `Failed`.
+    pub status: RefundStatus,
+    /// The provider's words, for a failure.
+    pub note: Option<String>,
+}
+
+impl RefundAnswer {
+    /// The money was given back.
+    pub fn succeeded(provider_ref: impl Into<String>) -> Self {
+        RefundAnswer {
+            provider_ref: provider_ref.into(),
+            status: RefundStatus::Succeeded,
+            note: None,
+        }
+    }
+
+    /// Accepted; the provider is still giving the money back.
+    pub fn pending(provider_ref: impl Into<String>) -> Self {
+        RefundAnswer {
+            provider_ref: provider_ref.into(),
+            status: RefundStatus::Pending,
+            note: None,
+        }
+    }
+
+    /// It failed at the provider, with its words.
+    pub fn failed(provider_ref: impl Into<String>, note: impl Into<String>) -> Self {
+        RefundAnswer {
+            provider_ref: provider_ref.into(),
+            status: RefundStatus::Failed,
+            note: Some(note.into()),
+        }
+    }
 }
 
 /// The result of [`Store::create_refund`](crate::Store::create_refund).
@@ -122,12 +265,15 @@ pub struct RefundCreated {
     pub created: bool,
 }
 
-/// A compare-and-set on a refund: from `Requested` to `to`, with its event, atomically.
+/// A compare-and-set on a refund: from `from` to `to`, with its event, messages and
+/// exception, atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundUpdate {
     /// The refund.
     pub refund: RefundId,
-    /// `Succeeded` or `Failed`.
+    /// The state it must be in: `Requested` or `Pending`.
+    pub from: RefundStatus,
+    /// `Pending`, `Succeeded` or `Failed`.
     pub to: RefundStatus,
     /// The provider's reference.
     pub provider_ref: Option<String>,
@@ -137,4 +283,9 @@ pub struct RefundUpdate {
     pub at: DateTime<Utc>,
     /// The event appended to the transaction's history in the same database transaction.
     pub event: TransactionEvent,
+    /// Messages to enqueue with it: for a refund that succeeded, the payer's and the
+    /// creditor's mail and each affected module's message.
+    pub outbox: Vec<crate::NewOutboxMessage>,
+    /// An exception to record with it: for a refund that failed.
+    pub exception: Option<crate::Exception>,
 }

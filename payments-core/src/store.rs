@@ -41,9 +41,23 @@ pub struct TransactionCreated {
 ///   at most one open transaction, and a paid item is never locked again.
 /// - [`Store::transition`] is a compare-and-set: it applies only if the transaction is in
 ///   `from`, and then in one database transaction it moves the state, appends the event,
-///   settles (`Paid`) or frees (`Failed`, `Cancelled`, `Expired`, `Rejected`) the items,
-///   and enqueues the outbox messages. Otherwise it changes nothing and returns
+///   settles (`Paid`) or frees (`Failed`, `Cancelled`, `Expired`, `Rejected`,
+///   `PartiallyPaid`) the items, enqueues the outbox messages and records the exceptions.
+///   Otherwise it changes nothing and returns
 ///   [`Conflict::StaleState`](crate::Conflict::StaleState).
+///   - A move to `Paid` settles every line's item, whatever its state (`Open`, `Locked` by
+///     any transaction, `Removed`, `Refunded`), except those in `paid_elsewhere`, which
+///     must be `Paid` by another transaction and stay so. If an item is `Paid` by another
+///     transaction without being in `paid_elsewhere`, or one in it is not, nothing changes
+///     and the answer is [`Conflict::ItemsChanged`](crate::Conflict::ItemsChanged): whether
+///     an item is already paid is decided here, atomically.
+///   - A move to a state that frees items, of a transaction some of whose lines were
+///     paid on their own ([`Store::pay_line`]), ends in `PartiallyPaid` instead (the event
+///     says so): the paid items stay paid, only the others are freed.
+/// - [`Store::pay_line`] records a line's payment once per key and decides, atomically,
+///   whether it settles the line or pays it a second time.
+/// - [`Store::insert_bank_entry`] and [`Store::insert_exception`] record once per key;
+///   a bank entry that is an exception records its [`Exception::for_bank_entry`](crate::Exception::for_bank_entry) with it.
 /// - [`Store::claim_outbox`] hands a due message to one claimer until its lease ends.
 /// - Listings come newest first (by id, which is time-ordered) and page by keyset.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -72,8 +86,8 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// A cart.
     async fn cart(&self, id: CartId) -> Result<Option<Cart>>;
     /// Inserts an item, unless the creditor already has one with its source: then returns
-    /// that one, and if it was `Removed` by the same payer, puts it back `Open` in the
-    /// new item's cart.
+    /// that one, and if it was `Removed` or `Refunded` and belongs to the same payer, puts
+    /// it back `Open` in the new item's cart.
     async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded>;
     /// An item.
     async fn item(&self, id: ItemId) -> Result<Option<PayableItem>>;
@@ -111,7 +125,7 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// first.
     async fn events_of(&self, transactions: &[TransactionId]) -> Result<Vec<TransactionEvent>>;
     /// Up to `limit` transactions still `Created` or `Pending` whose `expires_at` is not
-    /// after `now`.
+    /// after `now`, soonest first.
     async fn due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Transaction>>;
 
     /// Claims up to `limit` `Pending` messages due at `now`: each gets one more attempt and
@@ -139,8 +153,45 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn outbox(&self, query: &OutboxQuery) -> Result<Vec<OutboxMessage>>;
 
     /// Inserts a bank entry unless the creditor already has one with its key; answers
-    /// whether it was inserted.
+    /// whether it was inserted. An entry whose outcome is an exception records, in the
+    /// same database transaction, the ledger's [`Exception::for_bank_entry`](crate::Exception::for_bank_entry) (once per
+    /// key).
     async fn insert_bank_entry(&self, entry: &crate::BankEntry) -> Result<bool>;
+
+    /// Records the payment of one line of a transaction, atomically:
+    /// - a payment whose key the creditor already has is a replay: nothing changes, and
+    ///   the answer says what became of it the first time (`recorded: false`);
+    /// - if the line's item is already `Paid` (by this transaction or another), the
+    ///   payment is recorded as a [`LinePaymentOutcome::Duplicate`](crate::LinePaymentOutcome::Duplicate)
+    ///   with its `duplicate` exception and an event;
+    /// - otherwise the item becomes `Paid` by this transaction whatever its state (`Open`,
+    ///   `Locked` by any transaction, `Removed`, `Refunded`), the line's `paid_at` is set,
+    ///   the payment's messages are enqueued and an event appended; if the transaction had
+    ///   ended (`is_late`), the `late` exception is recorded too. When every line is then
+    ///   paid, the transaction moves to `Paid` (from any state but `Paid`, with its own
+    ///   event); when it had ended without all of them, to `PartiallyPaid`.
+    async fn pay_line(&self, payment: &crate::LinePayment) -> Result<crate::LinePaid>;
+    /// The line payments recorded for a transaction, oldest first.
+    async fn line_payments(
+        &self,
+        transaction: TransactionId,
+    ) -> Result<Vec<crate::LinePaymentRecord>>;
+
+    /// Records an exception unless the creditor already has one with its key; answers
+    /// whether it was inserted.
+    async fn insert_exception(&self, exception: &crate::Exception) -> Result<bool>;
+    /// An exception.
+    async fn exception(&self, id: crate::ExceptionId) -> Result<Option<crate::Exception>>;
+    /// A creditor's exceptions, newest first (by id), paged by `before`.
+    async fn exceptions(&self, query: &crate::ExceptionQuery) -> Result<Vec<crate::Exception>>;
+    /// Resolves an open exception and appends the update's event, atomically; a
+    /// `Conflict` if it is no longer open.
+    async fn resolve_exception(&self, update: &crate::ExceptionUpdate) -> Result<crate::Exception>;
+
+    /// Postpones the expiry of a transaction still in `extension.status`, appends an
+    /// event with the note (from and to that state) and records the exceptions;
+    /// [`Conflict::StaleState`](crate::Conflict::StaleState) if it moved meanwhile.
+    async fn extend_expiry(&self, extension: &crate::ExpiryExtension) -> Result<Transaction>;
     /// A creditor's bank entries, newest first (by import time, then key).
     async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>>;
 
@@ -161,11 +212,22 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         refund: &crate::Refund,
         event: &TransactionEvent,
     ) -> Result<crate::RefundCreated>;
-    /// Moves a refund from `Requested` to `update.to` and appends the event; a
-    /// `Conflict` if it is no longer `Requested`.
+    /// Moves a refund from `update.from` to `update.to` (a `Conflict` if it is in another
+    /// state), and in the same database transaction appends the event, enqueues the
+    /// messages and records the exception. When it moves to `Succeeded`, the items of the
+    /// lines that the succeeded refunds now give back in full
+    /// ([`lines_refunded_in_full`](crate::lines_refunded_in_full)) and that this
+    /// transaction had paid become [`ItemState::Refunded`](crate::ItemState::Refunded).
     async fn finish_refund(&self, update: &crate::RefundUpdate) -> Result<crate::Refund>;
     /// A transaction's refunds, oldest first.
     async fn refunds(&self, transaction: TransactionId) -> Result<Vec<crate::Refund>>;
+    /// Up to `limit` refunds still `Requested` or `Pending`, by id, after `after`: what the
+    /// reconciliation sweep asks providers about.
+    async fn unfinished_refunds(
+        &self,
+        after: Option<crate::RefundId>,
+        limit: u32,
+    ) -> Result<Vec<crate::Refund>>;
 
     /// Up to `limit` transactions still `Created` or `Pending` that last changed at or
     /// before `before`, by id, after `after`: what a reconciliation sweep asks providers

@@ -16,10 +16,16 @@ use crate::{
 /// ```text
 /// Created → Pending → Paid | Failed | Cancelled | Expired
 ///           Pending → Reported → Paid | Rejected
+///           Expired | Cancelled | Failed | Rejected → Paid      (money that arrives late)
+///           any move that frees items → PartiallyPaid           (some lines already paid)
+///           PartiallyPaid → Paid                                 (the other lines paid late)
 ///           Paid → Refunded
 /// ```
 /// A transaction still `Created` (its gateway never answered) may also fail, be cancelled
-/// or expire.
+/// or expire. Money is a fact: a provider's verified report that it was paid is recorded
+/// whatever state the transaction is in, so the states that end a payment without money
+/// (`Expired`, `Cancelled`, `Failed`, `Rejected`) and `PartiallyPaid` may still move to
+/// `Paid` — only for a gateway, or an operator with evidence (a bank credit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TxStatus {
@@ -41,11 +47,14 @@ pub enum TxStatus {
     Rejected,
     /// Paid, then given back.
     Refunded,
+    /// Some lines were paid on their own (pagoPA notices) and the rest ended unpaid
+    /// (expired, cancelled): the paid lines are settled, the other items are free again.
+    PartiallyPaid,
 }
 
 impl TxStatus {
     /// Every state.
-    pub const ALL: [TxStatus; 9] = [
+    pub const ALL: [TxStatus; 10] = [
         TxStatus::Created,
         TxStatus::Pending,
         TxStatus::Reported,
@@ -55,6 +64,7 @@ impl TxStatus {
         TxStatus::Expired,
         TxStatus::Rejected,
         TxStatus::Refunded,
+        TxStatus::PartiallyPaid,
     ];
 
     /// Whether the state machine allows `self → to`.
@@ -62,11 +72,34 @@ impl TxStatus {
         use TxStatus::*;
         matches!(
             (self, to),
-            (Created, Pending | Failed | Cancelled | Expired)
-                | (Pending, Paid | Failed | Cancelled | Expired | Reported)
-                | (Reported, Paid | Rejected)
+            (
+                Created,
+                Pending | Failed | Cancelled | Expired | PartiallyPaid
+            ) | (
+                Pending,
+                Paid | Failed | Cancelled | Expired | Reported | PartiallyPaid
+            ) | (Reported, Paid | Rejected | PartiallyPaid)
                 | (Paid, Refunded)
+        ) || (self.is_late() && matches!(to, Paid | PartiallyPaid) && self != to)
+    }
+
+    /// Whether the transaction ended without (all of) its money, so that money arriving
+    /// now is late: `Expired`, `Cancelled`, `Failed`, `Rejected`, `PartiallyPaid`.
+    pub fn is_late(self) -> bool {
+        matches!(
+            self,
+            TxStatus::Expired
+                | TxStatus::Cancelled
+                | TxStatus::Failed
+                | TxStatus::Rejected
+                | TxStatus::PartiallyPaid
         )
+    }
+
+    /// Whether the money of the whole transaction was received (`Paid`, or `Refunded`
+    /// since).
+    pub fn is_paid(self) -> bool {
+        matches!(self, TxStatus::Paid | TxStatus::Refunded)
     }
 
     /// Whether the transaction still holds its items and awaits an outcome.
@@ -77,11 +110,16 @@ impl TxStatus {
         )
     }
 
-    /// Whether the items of a transaction in this state are free to pay again.
+    /// Whether the items of a transaction in this state are free to pay again (the
+    /// unpaid ones, for `PartiallyPaid`).
     pub fn frees_items(self) -> bool {
         matches!(
             self,
-            TxStatus::Failed | TxStatus::Cancelled | TxStatus::Expired | TxStatus::Rejected
+            TxStatus::Failed
+                | TxStatus::Cancelled
+                | TxStatus::Expired
+                | TxStatus::Rejected
+                | TxStatus::PartiallyPaid
         )
     }
 
@@ -97,6 +135,7 @@ impl TxStatus {
             TxStatus::Expired => "expired",
             TxStatus::Rejected => "rejected",
             TxStatus::Refunded => "refunded",
+            TxStatus::PartiallyPaid => "partially_paid",
         }
     }
 
@@ -125,6 +164,10 @@ pub struct TransactionLine {
     pub reason: String,
     /// Its amount.
     pub amount: Money,
+    /// When it was paid on its own (a pagoPA notice's receipt), for a transaction paid
+    /// line by line; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 impl From<&PayableItem> for TransactionLine {
@@ -135,6 +178,7 @@ impl From<&PayableItem> for TransactionLine {
             payment_type_id: item.payment_type_id,
             reason: item.reason.clone(),
             amount: item.amount,
+            paid_at: None,
         }
     }
 }
@@ -248,7 +292,8 @@ pub struct TransactionEvent {
 
 /// A compare-and-set state change, as the service asks the store to apply it atomically:
 /// move `transaction` from `from` to `to` (refused if it is in another state), append the
-/// event, free or settle the items, and enqueue `outbox` — all or nothing.
+/// event, free or settle the items, enqueue `outbox` and record `exceptions` — all or
+/// nothing. See [`Store::transition`](crate::Store::transition) for the items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// The transaction.
@@ -271,6 +316,183 @@ pub struct Transition {
     pub note: Option<String>,
     /// Messages to enqueue in the same database transaction.
     pub outbox: Vec<NewOutboxMessage>,
+    /// For a move to `Paid`: the items of the lines that another transaction has already
+    /// paid, as the service read them. They stay as they are; the store refuses the move
+    /// ([`Conflict::ItemsChanged`](crate::Conflict::ItemsChanged)) if that is no longer
+    /// exactly so.
+    pub paid_elsewhere: Vec<ItemId>,
+    /// Exceptions to record in the same database transaction, each once per key.
+    pub exceptions: Vec<crate::Exception>,
+}
+
+/// A payment of one line of a transaction on its own, as the service asks the store to
+/// record it ([`Store::pay_line`](crate::Store::pay_line)): pagoPA sends one receipt per
+/// notice, and each notice is a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinePayment {
+    /// The transaction.
+    pub transaction: TransactionId,
+    /// The line paid: its position in the transaction.
+    pub line: usize,
+    /// Unique per creditor: the provider's id of this payment (a receipt id). The same key
+    /// again is a replay and changes nothing.
+    pub key: String,
+    /// The reference the line was paid with (a notice number).
+    pub reference: String,
+    /// The amount paid (the service has checked it is the line's).
+    pub amount: Money,
+    /// The day it was paid, as the provider says.
+    pub paid_on: Option<NaiveDate>,
+    /// Who paid, as the provider names them.
+    pub debtor: Option<String>,
+    /// The provider's account of the payment.
+    pub details: String,
+    /// Who reports it.
+    pub actor: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Enqueued when the line settles: its module's settlement, the payer's receipt and
+    /// the creditor's notice for this line.
+    pub outbox: Vec<NewOutboxMessage>,
+    /// Recorded instead when the line's item was already paid (by this transaction or
+    /// another): the body holds this money twice.
+    pub duplicate: crate::Exception,
+    /// Enqueued with the duplicate: the payer is told the money will be given back.
+    pub on_duplicate: Vec<NewOutboxMessage>,
+    /// Recorded as well when the line settles while the transaction had already ended.
+    pub late: crate::Exception,
+}
+
+impl LinePayment {
+    /// The payment of line `line` of `transaction`, keyed `key`, of `amount`, with the
+    /// messages to enqueue if it settles and the exceptions to record if it does not or
+    /// is late.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        transaction: TransactionId,
+        line: usize,
+        key: impl Into<String>,
+        reference: impl Into<String>,
+        amount: Money,
+        actor: Actor,
+        at: DateTime<Utc>,
+        duplicate: crate::Exception,
+        late: crate::Exception,
+    ) -> Self {
+        LinePayment {
+            transaction,
+            line,
+            key: key.into(),
+            reference: reference.into(),
+            amount,
+            paid_on: None,
+            debtor: None,
+            details: String::new(),
+            actor,
+            at,
+            outbox: Vec::new(),
+            duplicate,
+            on_duplicate: Vec::new(),
+            late,
+        }
+    }
+}
+
+/// What became of a [`LinePayment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LinePaymentOutcome {
+    /// The line is paid by it, and its item settled.
+    Settled,
+    /// The line's item was already paid: recorded as a double payment.
+    Duplicate,
+}
+
+/// A line payment as the store recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LinePaymentRecord {
+    /// The creditor.
+    pub creditor_id: CreditorId,
+    /// The provider's id of the payment.
+    pub key: String,
+    /// The transaction.
+    pub transaction_id: TransactionId,
+    /// The line.
+    pub line: usize,
+    /// The reference it was paid with.
+    pub reference: String,
+    /// The amount.
+    pub amount: Money,
+    /// The day it was paid.
+    pub paid_on: Option<NaiveDate>,
+    /// Who paid.
+    pub debtor: Option<String>,
+    /// The provider's account of it.
+    pub details: String,
+    /// What became of it.
+    pub outcome: LinePaymentOutcome,
+    /// The exception it raised, for a duplicate.
+    pub exception_id: Option<crate::ExceptionId>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl LinePaymentRecord {
+    /// The record of `payment`, for `creditor`, as it turned out.
+    pub fn of(payment: &LinePayment, creditor_id: CreditorId, outcome: LinePaymentOutcome) -> Self {
+        LinePaymentRecord {
+            creditor_id,
+            key: payment.key.clone(),
+            transaction_id: payment.transaction,
+            line: payment.line,
+            reference: payment.reference.clone(),
+            amount: payment.amount,
+            paid_on: payment.paid_on,
+            debtor: payment.debtor.clone(),
+            details: payment.details.clone(),
+            exception_id: (outcome == LinePaymentOutcome::Duplicate)
+                .then_some(payment.duplicate.id),
+            outcome,
+            recorded_at: payment.at,
+        }
+    }
+}
+
+/// What [`Store::pay_line`](crate::Store::pay_line) did. Stores build it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinePaid {
+    /// The transaction afterwards.
+    pub transaction: Transaction,
+    /// What became of the payment; for a replay, what became of it the first time.
+    pub outcome: LinePaymentOutcome,
+    /// Whether it was recorded now (false for a replay).
+    pub recorded: bool,
+    /// The exceptions recorded with it (a double payment, a late payment).
+    pub exceptions: Vec<crate::Exception>,
+}
+
+/// A postponed expiry, as the service asks the store to record it: the transaction stays
+/// in `status`, now expiring at `until`, with an event saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpiryExtension {
+    /// The transaction.
+    pub transaction: TransactionId,
+    /// The state it must still be in.
+    pub status: TxStatus,
+    /// Its new expiry.
+    pub until: DateTime<Utc>,
+    /// Who postpones it.
+    pub actor: Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub note: String,
+    /// Exceptions to record with it, once per key.
+    pub exceptions: Vec<crate::Exception>,
 }
 
 /// What the payer must do to pay, as the gateway answered.
@@ -435,14 +657,27 @@ mod tests {
                 (Created, Failed),
                 (Created, Cancelled),
                 (Created, Expired),
+                (Created, PartiallyPaid),
                 (Pending, Reported),
                 (Pending, Paid),
                 (Pending, Failed),
                 (Pending, Cancelled),
                 (Pending, Expired),
+                (Pending, PartiallyPaid),
                 (Reported, Paid),
                 (Reported, Rejected),
+                (Reported, PartiallyPaid),
                 (Paid, Refunded),
+                // Money that arrives after the end is recorded (DESIGN.md, "Money is a fact").
+                (Failed, Paid),
+                (Failed, PartiallyPaid),
+                (Cancelled, Paid),
+                (Cancelled, PartiallyPaid),
+                (Expired, Paid),
+                (Expired, PartiallyPaid),
+                (Rejected, Paid),
+                (Rejected, PartiallyPaid),
+                (PartiallyPaid, Paid),
             ]
         );
         for s in TxStatus::ALL {

@@ -54,6 +54,14 @@
 //! # fn main() {}
 //! ```
 
+/// The longest a SEPA direct debit may stay processing: the SEPA Core rulebook lets the
+/// debtor's bank answer within days of settlement, and providers (Stripe) say a debit can
+/// take up to 14 business days to succeed or fail. Three calendar weeks cover 14 business
+/// days with a holiday to spare. Gateways state it in
+/// [`Gateway::processing_window`](payments_core::Gateway::processing_window).
+pub const SEPA_DIRECT_DEBIT_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(21 * 24 * 3600);
+
 #[cfg(feature = "bank_transfer")]
 pub mod bank_transfer;
 #[cfg(feature = "http")]

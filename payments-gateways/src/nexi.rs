@@ -24,6 +24,11 @@
 //!   (in doubt) for an operator to check in XPay's back office before asking again.
 //! - **MyBank** is an account debit with immediate capture and no refunds: a refund of a
 //!   MyBank payment is refused as not supported.
+//! - **Closing**: XPay has no call that closes a payment page a payer still has open; its
+//!   page times out on its own. Before a transaction expires or is cancelled the service
+//!   asks `situazioneOrdine` (an order XPay does not know was never submitted), and a
+//!   payment XPay still takes afterwards arrives as a late payment: recorded, its items
+//!   settled if still free, or a double payment for operators to refund.
 //!
 //! ```
 //! use payments_gateways::nexi::{request_mac, result_mac};
@@ -42,8 +47,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use payments_core::{
     CallbackEvent, CallbackRequest, Clock, Currency, Error, FormField, Gateway, GatewayErrorKind,
-    GatewayId, Instruction, Locale, MethodKind, Money, PaymentOutcome, Refund, Result,
-    StartRequest, Started, SystemClock, Transaction, TransactionId,
+    GatewayId, Instruction, Locale, MethodKind, Money, PaymentOutcome, Refund, RefundAnswer,
+    Result, StartRequest, Started, SystemClock, Transaction, TransactionId,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -544,6 +549,7 @@ impl Gateway for NexiGateway {
             amount,
             note: Some(crate::text::shorten(&note)),
             part: None,
+            refund: None,
         })
     }
 
@@ -553,9 +559,8 @@ impl Gateway for NexiGateway {
             .back_office(STATUS_PATH, &[("codiceTransazione", code.clone())], false)
             .await?;
         let Some(order) = answer.report.iter().find(|r| r.codice_transazione == code) else {
-            return Err(self.error(GatewayErrorKind::Rejected(format!(
-                "XPay knows no order {code}"
-            ))));
+            // The payer never submitted XPay's form: nothing was paid, nothing is open.
+            return Ok(PaymentOutcome::Pending);
         };
         let amount = self.money(&order.importo.as_text(), &order.divisa.as_text())?;
         if amount != transaction.total {
@@ -588,7 +593,11 @@ impl Gateway for NexiGateway {
         )
     }
 
-    async fn refund(&self, transaction: &Transaction, refund: &Refund) -> Result<String> {
+    fn supports_refunds(&self) -> bool {
+        true
+    }
+
+    async fn refund(&self, transaction: &Transaction, refund: &Refund) -> Result<RefundAnswer> {
         if transaction.method_kind == MethodKind::AccountDebit {
             return Err(self.error(GatewayErrorKind::NotSupported("refund of a MyBank payment")));
         }
@@ -617,6 +626,7 @@ impl Gateway for NexiGateway {
                 "the refund's answer has no idOperazione".into(),
             )));
         }
-        Ok(id)
+        // `storna` answers once the refund is done.
+        Ok(RefundAnswer::succeeded(id))
     }
 }

@@ -3,7 +3,7 @@
 //! [`Gateway::start`] opens a session and answers with a redirect to
 //! `{base_url}/pay/{session}`. Whoever plays the payer — a test, or the example portal's
 //! page at that URL — then calls [`SandboxGateway::complete`] with the outcome (paid,
-//! failed, cancelled); it returns the callback the provider sends: a JSON body signed with
+//! failed, cancelled, processing); it returns the callback the provider sends: a JSON body signed with
 //! HMAC-SHA256 in the `X-Sandbox-Signature` header (lower-case hex of the MAC of the raw
 //! body). [`Gateway::parse_callback`] verifies that signature in constant time before it
 //! reads anything.
@@ -81,6 +81,7 @@ pub struct SandboxGateway {
     base_url: String,
     kinds: Vec<MethodKind>,
     sessions: Mutex<HashMap<String, SandboxSession>>,
+    refunds: Mutex<Vec<(TransactionId, Money)>>,
 }
 
 impl fmt::Debug for SandboxGateway {
@@ -109,6 +110,7 @@ impl SandboxGateway {
                 MethodKind::AccountDebit,
             ],
             sessions: Mutex::new(HashMap::new()),
+            refunds: Mutex::new(Vec::new()),
         }
     }
 
@@ -155,7 +157,8 @@ impl SandboxGateway {
     /// The payer finished on the hosted page with `outcome`: records it and returns the
     /// signed callback the provider sends. Completing again with the same outcome returns
     /// the same callback (a provider's retry); a session that already ended differently is
-    /// refused.
+    /// refused, and so is one the library closed ([`Gateway::close`]). A payment still
+    /// `Processing` (a direct debit) may end later as paid or failed.
     pub fn complete(&self, session: &str, outcome: PaymentOutcome) -> Result<CallbackRequest> {
         let mut sessions = self.sessions();
         let s = sessions.get_mut(session).ok_or_else(|| {
@@ -164,7 +167,11 @@ impl SandboxGateway {
                 GatewayErrorKind::Rejected("unknown session".into()),
             )
         })?;
-        if s.outcome != PaymentOutcome::Pending && s.outcome != outcome {
+        let open = matches!(
+            s.outcome,
+            PaymentOutcome::Pending | PaymentOutcome::Processing
+        );
+        if !open && s.outcome != outcome {
             return Err(Error::gateway(
                 self.id.0.clone(),
                 GatewayErrorKind::Rejected(format!("session already {:?}", s.outcome)),
@@ -180,6 +187,14 @@ impl SandboxGateway {
             currency: s.amount.currency().code().to_owned(),
         };
         Ok(self.signed_callback(&body))
+    }
+
+    /// The refunds the sandbox made, in order: (transaction, amount).
+    pub fn refunds(&self) -> Vec<(TransactionId, Money)> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A callback with `body`, signed with the sandbox's key: what the provider would send.
@@ -263,6 +278,7 @@ impl Gateway for SandboxGateway {
             amount,
             note: Some(format!("sandbox event {}", body.event_id)),
             part: None,
+            refund: None,
         })
     }
 
@@ -272,6 +288,44 @@ impl Gateway for SandboxGateway {
             .find(|s| s.transaction_id == transaction.id)
             .map(|s| s.outcome)
             .ok_or_else(|| self.error(GatewayErrorKind::Rejected("unknown payment".into())))
+    }
+
+    /// Closes the session: a page still open can no longer pay (answers `Cancelled`);
+    /// a session that ended, or is processing, answers how.
+    async fn close(&self, transaction: &Transaction) -> Result<PaymentOutcome> {
+        let mut sessions = self.sessions();
+        let s = sessions
+            .values_mut()
+            .find(|s| s.transaction_id == transaction.id)
+            .ok_or_else(|| self.error(GatewayErrorKind::Rejected("unknown payment".into())))?;
+        if s.outcome == PaymentOutcome::Pending {
+            s.outcome = PaymentOutcome::Cancelled;
+        }
+        Ok(s.outcome)
+    }
+
+    fn supports_refunds(&self) -> bool {
+        true
+    }
+
+    fn processing_window(&self, kind: MethodKind) -> Option<std::time::Duration> {
+        (kind == MethodKind::SepaDirectDebit).then_some(crate::SEPA_DIRECT_DEBIT_WINDOW)
+    }
+
+    /// Gives the money back at once.
+    async fn refund(
+        &self,
+        transaction: &Transaction,
+        refund: &payments_core::Refund,
+    ) -> Result<payments_core::RefundAnswer> {
+        self.refunds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((transaction.id, refund.amount));
+        Ok(payments_core::RefundAnswer::succeeded(format!(
+            "sbx_re_{}",
+            refund.id.as_uuid().simple()
+        )))
     }
 }
 

@@ -11,22 +11,33 @@
 //! - **Webhooks**: [`Gateway::parse_callback`] verifies `Stripe-Signature` as Stripe
 //!   specifies: `t` and every `v1`, an HMAC-SHA256 with the endpoint's signing secret of
 //!   `"{t}.{raw body}"`, compared in constant time, with `t` no further than the tolerance
-//!   (300 s) from now. It maps `checkout.session.completed` (paid, or still pending when
-//!   `payment_status` is not `paid`, as with SEPA debit),
+//!   (300 s) from now. It maps `checkout.session.completed` (paid, or still processing
+//!   when `payment_status` is not `paid`, as with SEPA debit),
 //!   `checkout.session.async_payment_succeeded` (paid),
 //!   `checkout.session.async_payment_failed` (failed) and `checkout.session.expired`
 //!   (cancelled). The session's `amount_total` and `currency` are the event's amount,
-//!   which the service checks against the transaction.
+//!   which the service checks against the transaction. Refund events (`refund.created`,
+//!   `refund.updated`, `refund.failed`, and the older `charge.refund.updated`) carry the
+//!   refund, found by our refund id in its metadata: `pending` and `requires_action` are
+//!   under way, `succeeded` done, `failed` and `canceled` failed.
+//! - **Closing**: before the service expires or cancels a transaction, [`Gateway::close`]
+//!   expires its Checkout Session (`POST /v1/checkout/sessions/{id}/expire`), so a page the
+//!   payer left open can no longer take the money; a session that is no longer open says
+//!   how it ended instead (paid, or processing for a SEPA debit).
 //! - **Status**: [`Gateway::fetch_status`] retrieves the session (with its payment intent),
 //!   for [`Payments::reconcile`](payments_core::Payments::reconcile) and the
 //!   reconciliation sweep.
 //! - **Refunds**: [`Gateway::refund`] creates a refund of the session's payment intent
 //!   (`POST /v1/refunds`), full or partial, with the refund's id as idempotency key; the
-//!   service never asks for more than was paid less earlier refunds.
+//!   service never asks for more than was paid less earlier refunds. A refund Stripe
+//!   answers `pending` or `requires_action` stays under way until its webhook or
+//!   [`Gateway::refund_status`] (`GET /v1/refunds/{id}`) says how it ended.
 //!
 //! A SEPA debit takes days to confirm: its transaction stays pending for
 //! [`SEPA_SETTLEMENT_DAYS`] after the session expires, waiting for
-//! `async_payment_succeeded` or `async_payment_failed`.
+//! `async_payment_succeeded` or `async_payment_failed`, and is never expired while
+//! Stripe says it is processing ([`crate::SEPA_DIRECT_DEBIT_WINDOW`] is its longest
+//! window, after which it becomes an exception for operators).
 //!
 //! ```
 //! use payments_core::MethodKind;
@@ -48,8 +59,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use payments_core::{
     CallbackEvent, CallbackRequest, Clock, Currency, Error, Gateway, GatewayErrorKind, GatewayId,
-    Instruction, Locale, MethodKind, Money, PaymentOutcome, Refund, Result, StartRequest, Started,
-    SystemClock, Transaction, TransactionId,
+    Instruction, Locale, MethodKind, Money, PaymentOutcome, Refund, RefundAnswer, RefundEvent,
+    RefundStatus, Result, StartRequest, Started, SystemClock, Transaction, TransactionId,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -362,7 +373,57 @@ struct Event {
 
 #[derive(Debug, Deserialize)]
 struct EventData {
-    object: Session,
+    object: Json,
+}
+
+/// A refund, as Stripe answers and sends it.
+#[derive(Debug, Deserialize)]
+struct StripeRefund {
+    id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    amount: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    failure_reason: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl StripeRefund {
+    /// Our refund status for Stripe's.
+    fn status(&self) -> Option<RefundStatus> {
+        match self.status.as_deref()? {
+            "succeeded" => Some(RefundStatus::Succeeded),
+            "pending" | "requires_action" => Some(RefundStatus::Pending),
+            "failed" | "canceled" => Some(RefundStatus::Failed),
+            _ => None,
+        }
+    }
+
+    fn answer(&self) -> Option<RefundAnswer> {
+        let mut answer = match self.status()? {
+            RefundStatus::Succeeded => RefundAnswer::succeeded(&self.id),
+            RefundStatus::Pending => RefundAnswer::pending(&self.id),
+            _ => RefundAnswer::failed(
+                &self.id,
+                format!(
+                    "Stripe: {}{}",
+                    self.status.as_deref().unwrap_or("failed"),
+                    self.failure_reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            ),
+        };
+        if answer.status == RefundStatus::Failed {
+            answer.note = answer.note.map(|n| crate::text::shorten(&n));
+        }
+        Some(answer)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -554,7 +615,14 @@ impl Gateway for StripeGateway {
                 "the event is not a Checkout Session event".into(),
             ))
         })?;
-        let session = event.data.object;
+        if event.kind.starts_with("refund.") || event.kind == "charge.refund.updated" {
+            return self.refund_event(&event);
+        }
+        let session: Session = serde_json::from_value(event.data.object.clone()).map_err(|_| {
+            self.error(GatewayErrorKind::Malformed(
+                "the event is not about a Checkout Session".into(),
+            ))
+        })?;
         if session
             .object
             .as_deref()
@@ -566,13 +634,14 @@ impl Gateway for StripeGateway {
         }
         let outcome = match event.kind.as_str() {
             "checkout.session.completed" if session.is_paid() => PaymentOutcome::Paid,
-            "checkout.session.completed" => PaymentOutcome::Pending,
+            // Completed by the payer, not yet paid: a SEPA debit on its way.
+            "checkout.session.completed" => PaymentOutcome::Processing,
             "checkout.session.async_payment_succeeded" => PaymentOutcome::Paid,
             "checkout.session.async_payment_failed" => PaymentOutcome::Failed,
             "checkout.session.expired" => PaymentOutcome::Cancelled,
             _ => {
                 return Err(self.error(GatewayErrorKind::NotSupported(
-                    "this Stripe event type (subscribe the endpoint to checkout.session.* only)",
+                    "this Stripe event type (subscribe the endpoint to checkout.session.* and refund.*)",
                 )));
             }
         };
@@ -590,6 +659,7 @@ impl Gateway for StripeGateway {
                 session.payment_status.as_deref().unwrap_or("unknown")
             ))),
             part: None,
+            refund: None,
         })
     }
 
@@ -614,12 +684,48 @@ impl Gateway for StripeGateway {
                 (Some("complete"), false, Some("requires_payment_method" | "canceled")) => {
                     PaymentOutcome::Failed
                 }
+                // The payer completed the page; the payment is on its way (SEPA debit).
+                (Some("complete"), false, _) => PaymentOutcome::Processing,
                 _ => PaymentOutcome::Pending,
             },
         )
     }
 
-    async fn refund(&self, transaction: &Transaction, refund: &Refund) -> Result<String> {
+    async fn close(&self, transaction: &Transaction) -> Result<PaymentOutcome> {
+        let session = self.session(transaction, false).await?;
+        if session.status.as_deref() == Some("open") {
+            let path = format!("/v1/checkout/sessions/{}/expire", session.id);
+            let key = format!("payments-expire-{}", transaction.id);
+            match self.post_form(&path, String::new(), &key).await {
+                Ok(json) => {
+                    if json.get("status").and_then(Json::as_str) == Some("expired") {
+                        return Ok(PaymentOutcome::Cancelled);
+                    }
+                }
+                // Refused: the session is no longer open (the payer finished meanwhile).
+                Err(Error::Gateway {
+                    kind: GatewayErrorKind::Rejected(_),
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // No longer open: how it ended decides.
+        match self.fetch_status(transaction).await? {
+            PaymentOutcome::Pending => Ok(PaymentOutcome::Pending),
+            outcome => Ok(outcome),
+        }
+    }
+
+    fn processing_window(&self, kind: MethodKind) -> Option<Duration> {
+        (kind == MethodKind::SepaDirectDebit).then_some(crate::SEPA_DIRECT_DEBIT_WINDOW)
+    }
+
+    fn supports_refunds(&self) -> bool {
+        true
+    }
+
+    async fn refund(&self, transaction: &Transaction, refund: &Refund) -> Result<RefundAnswer> {
         let session = self.session(transaction, false).await?;
         let intent = session.payment_intent.as_ref().ok_or_else(|| {
             self.error(GatewayErrorKind::Rejected(
@@ -636,21 +742,97 @@ impl Gateway for StripeGateway {
         let json = self
             .post_form("/v1/refunds", body, &Self::refund_key(refund))
             .await?;
-        let id = json.get("id").and_then(Json::as_str).unwrap_or_default();
-        let status = json
-            .get("status")
-            .and_then(Json::as_str)
-            .unwrap_or_default();
-        if !id.starts_with("re_") && !id.starts_with("pyr_") {
+        self.refund_answer(json)
+    }
+
+    async fn refund_status(
+        &self,
+        _transaction: &Transaction,
+        refund: &Refund,
+    ) -> Result<RefundAnswer> {
+        let id = refund.provider_ref.as_deref().ok_or_else(|| {
+            self.error(GatewayErrorKind::Rejected(
+                "the refund has no Stripe id yet".into(),
+            ))
+        })?;
+        if !(id.starts_with("re_") || id.starts_with("pyr_"))
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(self.error(GatewayErrorKind::Rejected(
+                "the refund's reference is not a Stripe refund id".into(),
+            )));
+        }
+        let json = self.get(&format!("/v1/refunds/{id}")).await?;
+        self.refund_answer(json)
+    }
+}
+
+impl StripeGateway {
+    /// Reads a refund Stripe answered with.
+    fn refund_answer(&self, json: Json) -> Result<RefundAnswer> {
+        let refund: StripeRefund = serde_json::from_value(json).map_err(|_| {
+            self.error(GatewayErrorKind::Malformed(
+                "Stripe's refund is not the JSON expected".into(),
+            ))
+        })?;
+        if !refund.id.starts_with("re_") && !refund.id.starts_with("pyr_") {
             return Err(self.error(GatewayErrorKind::Malformed(
                 "Stripe's refund has no id".into(),
             )));
         }
-        match status {
-            "succeeded" | "pending" | "requires_action" => Ok(id.to_owned()),
-            other => Err(self.error(GatewayErrorKind::Rejected(format!(
-                "refund {id} is {other}"
-            )))),
+        refund.answer().ok_or_else(|| {
+            self.error(GatewayErrorKind::Malformed(format!(
+                "refund {} has a status Stripe does not document",
+                refund.id
+            )))
+        })
+    }
+
+    /// A refund event: the refund's news, for the transaction in its metadata.
+    fn refund_event(&self, event: &Event) -> Result<CallbackEvent> {
+        let refund: StripeRefund =
+            serde_json::from_value(event.data.object.clone()).map_err(|_| {
+                self.error(GatewayErrorKind::Malformed(
+                    "the event is not about a refund".into(),
+                ))
+            })?;
+        let answer = self.refund_answer(event.data.object.clone())?;
+        let (Some(cents), Some(currency)) = (refund.amount, refund.currency.as_deref()) else {
+            return Err(self.error(GatewayErrorKind::Malformed(
+                "the refund has no amount or currency".into(),
+            )));
+        };
+        if !currency.eq_ignore_ascii_case("eur") {
+            return Err(self.error(GatewayErrorKind::Malformed(format!(
+                "a refund in {}",
+                crate::text::shorten(currency)
+            ))));
         }
+        let amount = Money::from_minor(cents, Currency::Eur)
+            .map_err(|_| self.error(GatewayErrorKind::Malformed("the refund's amount".into())))?;
+        Ok(CallbackEvent {
+            transaction_id: refund
+                .metadata
+                .get("transaction_id")
+                .and_then(|t| t.parse().ok()),
+            provider_ref: None,
+            record_ref: None,
+            outcome: PaymentOutcome::Pending,
+            amount,
+            note: Some(crate::text::shorten(&format!(
+                "{} {}",
+                event.kind, event.id
+            ))),
+            part: None,
+            refund: Some(RefundEvent {
+                refund_id: refund
+                    .metadata
+                    .get("refund_id")
+                    .and_then(|r| r.parse().ok()),
+                provider_ref: refund.id.clone(),
+                status: answer.status,
+                note: answer.note,
+            }),
+        })
     }
 }

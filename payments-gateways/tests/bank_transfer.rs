@@ -966,23 +966,34 @@ async fn a_signed_notification_pays_once_and_a_statement_later_knows_it() {
             })
         ));
     }
-    // An amount that differs is refused and not applied.
+    // An amount that differs is money all the same: recorded as an exception operators
+    // see, not applied, and answered Ok so the bank's connector does not send it again
+    // (DESIGN.md, "Money is a fact").
     let short = notification("N2", "1.00", &s.b.1.reference);
-    let err = env
+    let recorded = env
+        .payments
+        .handle_callback(
+            "bank_transfer",
+            &env.bank.signed_notification(short.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(recorded.applied);
+    let exception = recorded.exception.expect("an exception");
+    assert_eq!(exception.kind, ExceptionKind::AmountMismatch);
+    assert_eq!(exception.transaction_id, Some(s.b.0.id));
+    assert_eq!(exception.amount, Some(Money::parse_eur("1.00").unwrap()));
+    assert_eq!(exception.expected, Some(s.b.0.total));
+    let replay = env
         .payments
         .handle_callback(
             "bank_transfer",
             &env.bank.signed_notification(short).unwrap(),
         )
         .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Gateway {
-            kind: GatewayErrorKind::AmountMismatch { .. },
-            ..
-        }
-    ));
+        .unwrap();
+    assert!(!replay.applied, "recorded once");
+    assert_eq!(replay.exception.map(|e| e.id), Some(exception.id));
     assert_eq!(env.status(&s.b.0).await, TxStatus::Pending);
 
     // The notification, imported as a statement too, finds the payment already made.

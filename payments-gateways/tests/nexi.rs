@@ -352,7 +352,7 @@ impl GatewayDriver for Driver {
             PaymentOutcome::Paid => ("OK", "Contabilizzato"),
             PaymentOutcome::Failed => ("KO", "Negato"),
             PaymentOutcome::Cancelled => ("ANNULLO", "Annullato"),
-            PaymentOutcome::Pending => ("PEN", "In attesa"),
+            PaymentOutcome::Pending | PaymentOutcome::Processing => ("PEN", "In attesa"),
         };
         self.0.order(code, cents, stato);
         notification(&outcome_fields(code, esito, cents, MAC_KEY))
@@ -620,22 +620,22 @@ async fn an_amount_or_currency_that_differs_is_flagged_and_not_applied() {
     let env = Env::new().await;
     let checkout = env.pay("alice", "12,34", MethodKind::Card).await;
     let code = checkout.transaction.provider_ref.clone().unwrap();
-    // Signed with the right key, for another amount.
-    let err = env
+    // Signed with the right key, for another amount: money all the same, recorded for
+    // operators and answered Ok, so XPay does not notify it again (DESIGN.md, "Money is a
+    // fact"); the transaction is not paid by it.
+    let out = env
         .payments
         .handle_callback(
             "nexi",
             &notification(&outcome_fields(&code, "OK", 1000, MAC_KEY)),
         )
         .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Gateway {
-            kind: GatewayErrorKind::AmountMismatch { .. },
-            ..
-        }
-    ));
+        .unwrap();
+    assert!(out.applied);
+    assert_eq!(
+        out.exception.as_ref().map(|e| e.kind),
+        Some(ExceptionKind::AmountMismatch)
+    );
     // Another currency, signed too.
     let mut usd = outcome_fields(&code, "OK", 1234, MAC_KEY);
     let mac = sha1_hex(&format!(
@@ -658,12 +658,19 @@ async fn an_amount_or_currency_that_differs_is_flagged_and_not_applied() {
         env.tx(checkout.transaction.id).await.status,
         TxStatus::Pending
     );
-    let mut q = BankEntryQuery::new(env.fx.creditor.id);
-    q.exceptions_only = true;
-    let flagged = env.payments.bank_entries(&env.operator, &q).await.unwrap();
+    let flagged = env
+        .payments
+        .exceptions(
+            &env.operator,
+            &ExceptionQuery::new(env.fx.creditor.id).of_kind(ExceptionKind::AmountMismatch),
+        )
+        .await
+        .unwrap();
     assert_eq!(flagged.len(), 1);
-    assert!(flagged[0].remittance.contains("esito OK"));
-    assert_eq!(flagged[0].transaction_id(), Some(checkout.transaction.id));
+    assert!(flagged[0].reason.contains("Paid"), "{}", flagged[0].reason);
+    assert_eq!(flagged[0].transaction_id, Some(checkout.transaction.id));
+    assert_eq!(flagged[0].amount, Some(Money::parse_eur("10").unwrap()));
+    assert_eq!(flagged[0].expected, Some(checkout.transaction.total));
 }
 
 #[tokio::test]

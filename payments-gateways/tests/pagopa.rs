@@ -152,9 +152,16 @@ impl Env {
         self.payments.handle_callback("pagopa", &request).await
     }
 
-    async fn entries(&self) -> Vec<BankEntry> {
+    async fn line_payments(&self, tx: TransactionId) -> Vec<LinePaymentRecord> {
         self.payments
-            .bank_entries(&self.operator, &BankEntryQuery::new(self.fx.creditor.id))
+            .line_payments(&self.operator, tx)
+            .await
+            .unwrap()
+    }
+
+    async fn exceptions(&self) -> Vec<Exception> {
+        self.payments
+            .exceptions(&self.operator, &ExceptionQuery::new(self.fx.creditor.id))
             .await
             .unwrap()
     }
@@ -551,12 +558,38 @@ async fn receipts_settle_their_items_and_the_last_one_pays_the_transaction() {
         TxStatus::Pending,
         "one notice of two"
     );
+    // The line is settled the moment its notice is paid: its item leaves the cart, its
+    // module hears of it, and the payer and the body get a receipt for it.
+    assert!(first.transaction.lines[1].paid_at.is_some());
+    assert!(first.transaction.lines[0].paid_at.is_none());
+    let mario = Actor::payer("mario");
+    let contents = env.payments.cart(&mario, cart).await.unwrap();
+    assert_eq!(
+        contents.items.len(),
+        1,
+        "only the unpaid notice's item is left"
+    );
+    assert_eq!(contents.items[0].state, ItemState::Locked(tx.id));
+    env.payments.dispatch_outbox().await.unwrap();
+    let after_first: Vec<NotificationKind> =
+        env.notifier.sent().iter().map(|(n, _)| n.kind).collect();
+    assert_eq!(
+        after_first,
+        [NotificationKind::Receipt, NotificationKind::CreditorNotice]
+    );
+    let (receipt_mail, _) = &env.notifier.sent()[0];
+    assert_eq!(receipt_mail.summary.lines.len(), 1);
+    assert_eq!(
+        receipt_mail.summary.total, n2.amount,
+        "the line paid, not the cart"
+    );
+
     let replay = env
         .send(receipt("rcpt-1", &n2.notice_number, 8000))
         .await
         .unwrap();
     assert!(!replay.applied, "a duplicate receipt changes nothing");
-    assert_eq!(env.entries().await.len(), 1);
+    assert_eq!(env.line_payments(tx.id).await.len(), 1);
 
     let last = env
         .send(receipt("rcpt-2", &n1.notice_number, 12050))
@@ -566,62 +599,89 @@ async fn receipts_settle_their_items_and_the_last_one_pays_the_transaction() {
     assert_eq!(last.transaction.status, TxStatus::Paid);
     assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
 
-    let entries = env.entries().await;
-    assert_eq!(entries.len(), 2);
-    for e in &entries {
-        assert_eq!(e.transaction_id(), Some(tx.id));
-        assert!(!e.is_exception());
+    let paid = env.line_payments(tx.id).await;
+    assert_eq!(paid.len(), 2);
+    for p in &paid {
+        assert_eq!(p.transaction_id, tx.id);
+        assert_eq!(p.outcome, LinePaymentOutcome::Settled);
         assert_eq!(
-            e.booked_on,
+            p.paid_on,
             Some(chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()),
             "the payment date that discharges the debtor is kept"
         );
         assert!(
-            e.remittance.contains("paid 2026-11-20 17:48:22"),
+            p.details.contains("paid 2026-11-20 17:48:22"),
             "{}",
-            e.remittance
+            p.details
         );
-        assert!(e.remittance.contains("Intesa Sanpaolo"));
-        assert_eq!(e.debtor.as_deref(), Some("Mario Rossi"));
+        assert!(p.details.contains("Intesa Sanpaolo"));
+        assert_eq!(p.debtor.as_deref(), Some("Mario Rossi"));
     }
+    assert_eq!(
+        (paid[0].line, paid[1].line),
+        (1, 0),
+        "each receipt pays its own line"
+    );
     let events = env.payments.events(&env.operator, tx.id).await.unwrap();
-    let paid = events.last().unwrap();
-    assert_eq!(paid.to, TxStatus::Paid);
-    assert!(paid.note.as_deref().unwrap().contains(&n1.notice_number));
+    let paid_event = events.last().unwrap();
+    assert_eq!(paid_event.to, TxStatus::Paid);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.note.as_deref().unwrap_or("").contains(&n1.notice_number)),
+        "the line's event names its notice"
+    );
 
-    // The items are settled, the module hears of both, and both mails go out.
-    let contents = env
-        .payments
-        .cart(&Actor::payer("mario"), cart)
-        .await
-        .unwrap();
+    // Both items are settled, the module heard of each once, and each line had its mails.
+    let contents = env.payments.cart(&mario, cart).await.unwrap();
     assert!(contents.items.is_empty(), "paid items leave the cart");
     env.payments.dispatch_outbox().await.unwrap();
-    let sent = env.notifier.sent();
-    let kinds: Vec<NotificationKind> = sent.iter().map(|(n, _)| n.kind).collect();
-    assert_eq!(kinds.len(), 2, "{kinds:?}");
-    assert!(kinds.contains(&NotificationKind::Receipt));
-    assert!(kinds.contains(&NotificationKind::CreditorNotice));
+    let kinds: Vec<NotificationKind> = env.notifier.sent().iter().map(|(n, _)| n.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            NotificationKind::Receipt,
+            NotificationKind::CreditorNotice,
+            NotificationKind::Receipt,
+            NotificationKind::CreditorNotice
+        ]
+    );
+    assert!(env.exceptions().await.is_empty(), "nothing odd so far");
 
-    // A later receipt of the same notice is a second payment: an exception, nothing paid.
+    // A later receipt of the same notice is a second payment: recorded as a double
+    // payment for operators, the payer told it will be given back, nothing paid again.
     let again = env
         .send(receipt("rcpt-3", &n1.notice_number, 12050))
         .await
         .unwrap();
+    assert!(again.applied);
     assert_eq!(again.transaction.status, TxStatus::Paid);
-    let mut q = BankEntryQuery::new(env.fx.creditor.id);
-    q.exceptions_only = true;
-    let exceptions = env.payments.bank_entries(&env.operator, &q).await.unwrap();
+    let exceptions = env.exceptions().await;
     assert_eq!(exceptions.len(), 1);
-    let BankEntryOutcome::Exception {
-        reason,
-        transaction_id,
-    } = &exceptions[0].outcome
-    else {
-        panic!()
-    };
-    assert!(reason.contains("already paid"), "{reason}");
-    assert_eq!(*transaction_id, Some(tx.id));
+    assert_eq!(exceptions[0].kind, ExceptionKind::DoublePayment);
+    assert!(
+        exceptions[0].reason.contains("already paid"),
+        "{}",
+        exceptions[0].reason
+    );
+    assert_eq!(exceptions[0].transaction_id, Some(tx.id));
+    assert_eq!(exceptions[0].lines, [0]);
+    assert_eq!(exceptions[0].amount, Some(n1.amount));
+    assert_eq!(
+        again.exception.as_ref().map(|e| e.id),
+        Some(exceptions[0].id)
+    );
+    let records = env.line_payments(tx.id).await;
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2].outcome, LinePaymentOutcome::Duplicate);
+    env.payments.dispatch_outbox().await.unwrap();
+    let last_mail = env.notifier.sent().pop().unwrap().0;
+    assert_eq!(last_mail.kind, NotificationKind::DuplicatePayment);
+    assert_eq!(last_mail.summary.returned, Some(n1.amount));
+    assert!(
+        PagoPaGateway::receipt_response(&Ok(again), FISCAL).contains("<outcome>OK</outcome>"),
+        "recorded: pagoPA stops resending"
+    );
 }
 
 #[tokio::test]
@@ -629,25 +689,20 @@ async fn a_receipt_with_another_amount_is_flagged_and_not_applied() {
     let env = Env::new().await;
     let cart = env.cart("mario", &["50.00"]).await;
     let (tx, payment) = env.checkout("mario", cart).await.unwrap();
-    let err = env
+    // Money all the same: recorded for operators and acknowledged, so pagoPA's node does
+    // not resend it (DESIGN.md, "Money is a fact"); the notice is not paid by it.
+    let out = env
         .send(receipt("rcpt-x", &payment.notices[0].notice_number, 4999))
         .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Gateway {
-                kind: GatewayErrorKind::AmountMismatch { expected, actual },
-                ..
-            } if expected.contains("50.00") && actual.contains("49.99")
-        ),
-        "{err:?}"
-    );
+        .unwrap();
+    assert!(out.applied);
+    let exception = out.exception.clone().expect("an exception");
+    assert_eq!(exception.kind, ExceptionKind::AmountMismatch);
+    assert_eq!(exception.amount, Some(Money::parse_eur("49.99").unwrap()));
+    assert_eq!(exception.expected, Some(Money::parse_eur("50.00").unwrap()));
+    assert_eq!(exception.transaction_id, Some(tx.id));
+    assert!(PagoPaGateway::receipt_response(&Ok(out), FISCAL).contains("<outcome>OK</outcome>"));
     assert_eq!(env.tx(tx.id).await.status, TxStatus::Pending);
-    let entries = env.entries().await;
-    assert_eq!(entries.len(), 1);
-    assert!(entries[0].is_exception(), "an operator sees it");
-    assert_eq!(entries[0].transaction_id(), Some(tx.id));
     // The same receipt again is acknowledged and recorded once.
     assert!(
         !env.send(receipt("rcpt-x", &payment.notices[0].notice_number, 4999))
@@ -655,7 +710,8 @@ async fn a_receipt_with_another_amount_is_flagged_and_not_applied() {
             .unwrap()
             .applied
     );
-    assert_eq!(env.entries().await.len(), 1);
+    assert_eq!(env.exceptions().await.len(), 1);
+    assert!(env.line_payments(tx.id).await.is_empty());
     assert_eq!(env.tx(tx.id).await.status, TxStatus::Pending);
 }
 
@@ -665,25 +721,32 @@ async fn a_receipt_for_an_unknown_notice_is_an_exception_operators_see() {
     let unknown = NoticeNumber::aux3(2, 987_650);
     let result = env.send(receipt("rcpt-u", unknown.as_str(), 1000)).await;
     assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+    // The money was taken for a notice of this body: recorded, and acknowledged so that
+    // pagoPA's node does not resend it until it gives up.
     let answer = PagoPaGateway::receipt_response(&result, FISCAL);
-    assert!(answer.contains("<outcome>KO</outcome>"));
-    assert!(answer.contains("PAA_SEMANTICA"));
-    let entries = env.entries().await;
-    assert_eq!(entries.len(), 1);
-    assert!(entries[0].is_exception());
-    assert_eq!(entries[0].reference.as_deref(), Some(unknown.as_str()));
-    assert_eq!(entries[0].transaction_id(), None);
+    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
+    let exceptions = env.exceptions().await;
+    assert_eq!(exceptions.len(), 1);
+    assert_eq!(exceptions[0].kind, ExceptionKind::UnknownPayment);
+    assert_eq!(
+        exceptions[0].provider_ref.as_deref(),
+        Some(unknown.as_str())
+    );
+    assert_eq!(exceptions[0].transaction_id, None);
+    assert_eq!(exceptions[0].amount, Some(Money::parse_eur("10").unwrap()));
     // Sent again, it is not recorded twice.
     assert!(
         env.send(receipt("rcpt-u", unknown.as_str(), 1000))
             .await
             .is_err()
     );
-    assert_eq!(env.entries().await.len(), 1);
+    assert_eq!(env.exceptions().await.len(), 1);
 }
 
 #[tokio::test]
-async fn a_receipt_for_an_expired_transaction_is_an_exception() {
+async fn a_receipt_for_a_cancelled_transaction_is_a_late_payment() {
+    // Money is a fact (DESIGN.md): the notice's item was still free, so the receipt pays
+    // it, and operators see that it came after the end.
     let env = Env::new().await;
     let cart = env.cart("mario", &["20.00"]).await;
     let (tx, payment) = env.checkout("mario", cart).await.unwrap();
@@ -691,17 +754,23 @@ async fn a_receipt_for_an_expired_transaction_is_an_exception() {
         .cancel(&Actor::payer("mario"), tx.id)
         .await
         .unwrap();
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Cancelled);
     let outcome = env
         .send(receipt("rcpt-c", &payment.notices[0].notice_number, 2000))
         .await
         .unwrap();
-    assert_eq!(outcome.transaction.status, TxStatus::Cancelled);
-    let entries = env.entries().await;
-    assert!(entries[0].is_exception());
+    assert_eq!(outcome.transaction.status, TxStatus::Paid);
+    let exception = outcome.exception.clone().expect("a late payment");
+    assert_eq!(exception.kind, ExceptionKind::LatePayment);
+    assert_eq!(exception.transaction_id, Some(tx.id));
+    let contents = env
+        .payments
+        .cart(&Actor::payer("mario"), cart)
+        .await
+        .unwrap();
     assert!(
-        format!("{:?}", entries[0].outcome).contains("cancelled"),
-        "{:?}",
-        entries[0].outcome
+        contents.items.is_empty(),
+        "the item is paid, not in the cart"
     );
     let answer = PagoPaGateway::receipt_response(&Ok(outcome), FISCAL);
     assert!(
@@ -806,7 +875,11 @@ async fn receipts_that_do_not_verify_change_nothing() {
         let answer = PagoPaGateway::receipt_response(&Err(err), FISCAL);
         assert!(answer.contains("PAA_SINTASSI_XSD"), "{what}: {answer}");
     }
-    assert!(env.entries().await.is_empty(), "nothing recorded");
+    assert!(env.exceptions().await.is_empty(), "nothing recorded");
+    assert!(
+        env.line_payments(tx.id).await.is_empty(),
+        "nothing recorded"
+    );
     assert_eq!(env.tx(tx.id).await.status, TxStatus::Pending);
 
     // The genuine receipt still pays.

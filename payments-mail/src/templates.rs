@@ -18,20 +18,31 @@ pub struct RenderedMail {
     pub html: String,
 }
 
-/// The names of the templates, each in `it/` and `en/`. `items.txt` and `items.html` are
-/// the list of items and the total, which the receipt and the notice include.
-pub const TEMPLATE_NAMES: [&str; 8] = [
+/// The names of the templates, each in `it/` and `en/`: the payer's receipt, the
+/// creditor's notice, the payer's refund receipt and the creditor's refund notice, and the
+/// payer's news of a double payment. `items.txt` and `items.html` are the list of items
+/// and the total, which the others include.
+pub const TEMPLATE_NAMES: [&str; 17] = [
     "receipt.subject",
     "receipt.txt",
     "receipt.html",
     "notice.subject",
     "notice.txt",
     "notice.html",
+    "refund.subject",
+    "refund.txt",
+    "refund.html",
+    "refund_notice.subject",
+    "refund_notice.txt",
+    "refund_notice.html",
+    "duplicate.subject",
+    "duplicate.txt",
+    "duplicate.html",
     "items.txt",
     "items.html",
 ];
 
-const DEFAULTS: [(&str, &str); 16] = [
+const DEFAULTS: [(&str, &str); 34] = [
     (
         "it/receipt.subject",
         include_str!("../templates/it/receipt.subject"),
@@ -52,6 +63,39 @@ const DEFAULTS: [(&str, &str); 16] = [
     (
         "it/notice.html",
         include_str!("../templates/it/notice.html"),
+    ),
+    (
+        "it/refund.subject",
+        include_str!("../templates/it/refund.subject"),
+    ),
+    ("it/refund.txt", include_str!("../templates/it/refund.txt")),
+    (
+        "it/refund.html",
+        include_str!("../templates/it/refund.html"),
+    ),
+    (
+        "it/refund_notice.subject",
+        include_str!("../templates/it/refund_notice.subject"),
+    ),
+    (
+        "it/refund_notice.txt",
+        include_str!("../templates/it/refund_notice.txt"),
+    ),
+    (
+        "it/refund_notice.html",
+        include_str!("../templates/it/refund_notice.html"),
+    ),
+    (
+        "it/duplicate.subject",
+        include_str!("../templates/it/duplicate.subject"),
+    ),
+    (
+        "it/duplicate.txt",
+        include_str!("../templates/it/duplicate.txt"),
+    ),
+    (
+        "it/duplicate.html",
+        include_str!("../templates/it/duplicate.html"),
     ),
     ("it/items.txt", include_str!("../templates/it/items.txt")),
     ("it/items.html", include_str!("../templates/it/items.html")),
@@ -75,6 +119,39 @@ const DEFAULTS: [(&str, &str); 16] = [
     (
         "en/notice.html",
         include_str!("../templates/en/notice.html"),
+    ),
+    (
+        "en/refund.subject",
+        include_str!("../templates/en/refund.subject"),
+    ),
+    ("en/refund.txt", include_str!("../templates/en/refund.txt")),
+    (
+        "en/refund.html",
+        include_str!("../templates/en/refund.html"),
+    ),
+    (
+        "en/refund_notice.subject",
+        include_str!("../templates/en/refund_notice.subject"),
+    ),
+    (
+        "en/refund_notice.txt",
+        include_str!("../templates/en/refund_notice.txt"),
+    ),
+    (
+        "en/refund_notice.html",
+        include_str!("../templates/en/refund_notice.html"),
+    ),
+    (
+        "en/duplicate.subject",
+        include_str!("../templates/en/duplicate.subject"),
+    ),
+    (
+        "en/duplicate.txt",
+        include_str!("../templates/en/duplicate.txt"),
+    ),
+    (
+        "en/duplicate.html",
+        include_str!("../templates/en/duplicate.html"),
     ),
     ("en/items.txt", include_str!("../templates/en/items.txt")),
     ("en/items.html", include_str!("../templates/en/items.html")),
@@ -131,6 +208,9 @@ impl Templates {
         let kind = match n.kind {
             NotificationKind::Receipt => "receipt",
             NotificationKind::CreditorNotice => "notice",
+            NotificationKind::RefundReceipt => "refund",
+            NotificationKind::RefundNotice => "refund_notice",
+            NotificationKind::DuplicatePayment => "duplicate",
         };
         let when = s.paid_at.with_timezone(&Rome);
         let date = match locale {
@@ -167,6 +247,7 @@ impl Templates {
             timezone => "Europe/Rome",
             items => Value::from(items),
             total => s.total.format(locale),
+            returned => s.returned.map(|m| m.format(locale)).unwrap_or_default(),
             awaiting_verification => s.status == TxStatus::Reported,
         };
         let render = |part: &str| -> payments_core::Result<String> {
@@ -201,6 +282,10 @@ pub fn template_variables() -> BTreeMap<&'static str, &'static str> {
         ("timezone", "\"Europe/Rome\""),
         ("items", "a list of {module, reason, payment_type, amount}"),
         ("total", "the total, formatted for the language"),
+        (
+            "returned",
+            "for a refund, the amount given back; for a double payment, the amount to give back",
+        ),
         (
             "awaiting_verification",
             "true for a reported bank transfer not yet verified",

@@ -19,6 +19,7 @@ fn notification(kind: NotificationKind, locale: Locale, status: TxStatus) -> Not
             payment_type_id: t,
             reason: reason.into(),
             amount: Money::parse_eur(amount).unwrap(),
+            paid_at: None,
         };
     Notification {
         id: id(0x200),
@@ -54,6 +55,12 @@ fn notification(kind: NotificationKind, locale: Locale, status: TxStatus) -> Not
                 .with_ymd_and_hms(2026, 12, 31, 23, 15, 0)
                 .single()
                 .unwrap(),
+            returned: match kind {
+                NotificationKind::RefundReceipt
+                | NotificationKind::RefundNotice
+                | NotificationKind::DuplicatePayment => Some(Money::parse_eur("234.56").unwrap()),
+                _ => None,
+            },
         },
     }
 }
@@ -104,6 +111,42 @@ fn snapshots_of_both_templates_in_both_languages() {
             NotificationKind::Receipt,
             Locale::En,
             TxStatus::Reported,
+        ),
+        (
+            "refund_it",
+            NotificationKind::RefundReceipt,
+            Locale::It,
+            TxStatus::Refunded,
+        ),
+        (
+            "refund_en",
+            NotificationKind::RefundReceipt,
+            Locale::En,
+            TxStatus::Refunded,
+        ),
+        (
+            "refund_notice_it",
+            NotificationKind::RefundNotice,
+            Locale::It,
+            TxStatus::Refunded,
+        ),
+        (
+            "refund_notice_en",
+            NotificationKind::RefundNotice,
+            Locale::En,
+            TxStatus::Refunded,
+        ),
+        (
+            "duplicate_it",
+            NotificationKind::DuplicatePayment,
+            Locale::It,
+            TxStatus::Paid,
+        ),
+        (
+            "duplicate_en",
+            NotificationKind::DuplicatePayment,
+            Locale::En,
+            TxStatus::Paid,
         ),
     ] {
         let rendered = t.render(&notification(kind, locale, status)).unwrap();

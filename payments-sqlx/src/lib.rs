@@ -1,6 +1,6 @@
 //! # payments-sqlx
 //!
-//! The [`Store`](payments_core::Store) on a database, with sqlx: **SQLite** (WAL, the
+//! The [`Store`](payments_core::Store) on a database, with sqlx: **SQLite** (WAL, `synchronous = FULL` by default, the
 //! embedded default, so a newcomer runs everything with no server) and **PostgreSQL** (for
 //! several application instances sharing one database: item locks are row updates, the
 //! outbox is claimed with `FOR UPDATE SKIP LOCKED`). Money is kept as integer cents, times
@@ -52,4 +52,4 @@ mod rows;
 mod store;
 
 pub use export::{COLUMNS, ExportFormat, ExportRow, XLSX_ROWS_PER_SHEET, neutralise};
-pub use store::{Dialect, SqlxStore, SqlxStoreBuilder};
+pub use store::{Dialect, SqliteSync, SqlxStore, SqlxStoreBuilder};

@@ -115,6 +115,7 @@ pub(crate) fn item(row: &AnyRow) -> Result<PayableItem> {
         "removed" => ItemState::Removed,
         "locked" => ItemState::Locked(parse_id(row, "transaction_id")?),
         "paid" => ItemState::Paid(parse_id(row, "transaction_id")?),
+        "refunded" => ItemState::Refunded(parse_id(row, "transaction_id")?),
         other => return Err(corrupt(format!("item state {other}"))),
     };
     let due_date = match get::<Option<String>>(row, "due_date")? {
@@ -147,6 +148,10 @@ pub(crate) fn item_state(state: &ItemState) -> (&'static str, Option<String>) {
         ItemState::Removed => ("removed", None),
         ItemState::Locked(t) => ("locked", Some(t.to_string())),
         ItemState::Paid(t) => ("paid", Some(t.to_string())),
+        ItemState::Refunded(t) => ("refunded", Some(t.to_string())),
+        // A state added to the core later: refused rather than stored wrongly.
+        #[allow(unreachable_patterns)]
+        _ => ("unknown", None),
     }
 }
 

@@ -44,6 +44,29 @@ impl Dialect {
     }
 }
 
+/// How SQLite makes a commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SqliteSync {
+    /// `FULL`, the default: a commit is on disk before it returns, so a payment the
+    /// provider was answered for survives a power loss.
+    #[default]
+    Full,
+    /// `NORMAL`: faster in WAL mode, but the last commits before a power loss (not a
+    /// crash of the process) can be lost — a payment already acknowledged to its
+    /// provider among them. For tests and throwaway data.
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        }
+    }
+}
+
 /// Builds a [`SqlxStore`].
 #[derive(Debug, Clone)]
 pub struct SqlxStoreBuilder {
@@ -51,6 +74,7 @@ pub struct SqlxStoreBuilder {
     max_connections: u32,
     schema: Option<String>,
     busy_timeout: Duration,
+    sync: SqliteSync,
 }
 
 impl SqlxStoreBuilder {
@@ -62,6 +86,7 @@ impl SqlxStoreBuilder {
             max_connections: 8,
             schema: None,
             busy_timeout: Duration::from_secs(10),
+            sync: SqliteSync::Full,
         }
     }
 
@@ -88,6 +113,12 @@ impl SqlxStoreBuilder {
     /// SQLite only: how long a writer waits for the lock (10 s by default).
     pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// SQLite only: how a commit is made durable ([`SqliteSync::Full`] by default).
+    pub fn with_sqlite_sync(mut self, sync: SqliteSync) -> Self {
+        self.sync = sync;
         self
     }
 
@@ -130,6 +161,7 @@ impl SqlxStoreBuilder {
         }
         let schema = self.schema.clone();
         let busy_ms = self.busy_timeout.as_millis();
+        let sync = self.sync.pragma();
         // Each connection to an in-memory SQLite database has a database of its own.
         let max_connections = if url.contains(":memory:") {
             1
@@ -144,7 +176,7 @@ impl SqlxStoreBuilder {
                     match dialect {
                         Dialect::Sqlite => {
                             conn.execute(sqlx::AssertSqlSafe(format!(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
                                  PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON;"
                             )))
                             .await?;
@@ -220,6 +252,53 @@ impl SqlxStore {
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// `FOR UPDATE` on PostgreSQL, where row locks serialise writers; nothing on SQLite,
+    /// where the immediate transaction already holds the database's write lock.
+    fn for_update(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The transaction `id`, its row locked until the end of `tx` (PostgreSQL).
+    async fn locked_tx(&self, tx: &mut Tx, id: TransactionId) -> Result<Option<Transaction>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = $1{}",
+            self.for_update()
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err("reading a transaction"))?;
+        row.as_ref().map(rows::transaction).transpose()
+    }
+
+    /// The state and paying transaction of each item, their rows locked until the end of
+    /// `tx` (PostgreSQL, in id order so that writers never wait on each other in a cycle).
+    async fn locked_items(
+        &self,
+        tx: &mut Tx,
+        items: &[ItemId],
+    ) -> Result<std::collections::HashMap<ItemId, payments_core::ItemState>> {
+        let mut sql = Sql::new(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id IN ("));
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.arg(Arg::Text(item.to_string()));
+        }
+        sql.push(") ORDER BY id").push(self.for_update());
+        let rows = sql
+            .query()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err("reading items"))?;
+        rows.iter()
+            .map(|r| rows::item(r).map(|i| (i.id, i.state)))
+            .collect()
     }
 
     async fn write(&self) -> Result<Tx> {
@@ -502,10 +581,11 @@ impl Store for SqlxStore {
                 created: true,
             });
         }
-        // The source exists: bring it back if its payer removed it, then read it.
+        // The source exists: bring it back if its payer removed it (or it was refunded),
+        // then read it.
         let reopened = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE items SET state = 'open', cart_id = $1 WHERE creditor_id = $2 AND module = $3 \
-             AND source_key = $4 AND state = 'removed' AND payer_id = $5 RETURNING {ITEM_COLUMNS}"
+             AND source_key = $4 AND state IN ('removed', 'refunded') AND payer_id = $5 RETURNING {ITEM_COLUMNS}"
         )))
         .bind(item.cart_id.to_string())
         .bind(item.creditor_id.to_string())
@@ -743,13 +823,40 @@ impl Store for SqlxStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<Transaction> {
+        use payments_core::ItemState;
         let mut tx = self.write().await?;
+        let Some(current) = self.locked_tx(&mut tx, t.transaction).await? else {
+            return Err(Error::not_found("transaction", t.transaction));
+        };
+        if current.status != t.from {
+            return Err(stale(&current, t.from));
+        }
+        let item_ids: Vec<ItemId> = current.lines.iter().map(|l| l.item_id).collect();
+        let items = self.locked_items(&mut tx, &item_ids).await?;
+        let paid_by = |item: &ItemId| match items.get(item) {
+            Some(ItemState::Paid(by)) => Some(*by),
+            _ => None,
+        };
+        let mut to = t.to;
+        if to == TxStatus::Paid {
+            // Whether an item is already paid is decided here, with its row locked.
+            for item in &item_ids {
+                let elsewhere = paid_by(item).is_some_and(|b| b != current.id);
+                if elsewhere != t.paid_elsewhere.contains(item) {
+                    return Err(Error::Conflict(Conflict::ItemsChanged {
+                        transaction: current.id.to_string(),
+                    }));
+                }
+            }
+        } else if to.frees_items() && item_ids.iter().any(|i| paid_by(i) == Some(current.id)) {
+            to = TxStatus::PartiallyPaid;
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE transactions SET status = $1, updated_at = $2, provider_ref = COALESCE($3, provider_ref), \
              instruction = COALESCE($4, instruction), expires_at = COALESCE($5, expires_at) \
              WHERE id = $6 AND status = $7 RETURNING {TX_COLUMNS}"
         )))
-        .bind(t.to.as_str())
+        .bind(to.as_str())
         .bind(micros(t.at))
         .bind(t.provider_ref.clone())
         .bind(t.instruction.as_ref().map(to_json).transpose()?)
@@ -760,66 +867,352 @@ impl Store for SqlxStore {
         .await
         .map_err(db_err("moving a transaction"))?;
         let Some(row) = row else {
-            let current = Self::tx_in(&mut tx, t.transaction).await?;
-            return Err(match current {
-                Some(c) => stale(&c, t.from),
-                None => Error::not_found("transaction", t.transaction),
-            });
+            return Err(stale(&current, t.from));
         };
         let moved = rows::transaction(&row)?;
-        let items = if t.to == TxStatus::Paid {
-            Some("UPDATE items SET state = 'paid' WHERE transaction_id = $1 AND state = 'locked'")
-        } else if t.to.frees_items() {
-            Some(
-                "UPDATE items SET state = 'open', transaction_id = NULL WHERE transaction_id = $1 AND state = 'locked'",
-            )
-        } else {
-            None
-        };
-        if let Some(sql) = items {
-            sqlx::query(sql)
-                .bind(moved.id.to_string())
+        if to == TxStatus::Paid {
+            let mut settle = Sql::new("UPDATE items SET state = 'paid', transaction_id = ");
+            settle
+                .arg(Arg::Text(moved.id.to_string()))
+                .push(" WHERE state <> 'paid' AND id IN (");
+            for (i, item) in item_ids.iter().enumerate() {
+                if i > 0 {
+                    settle.push(", ");
+                }
+                settle.arg(Arg::Text(item.to_string()));
+            }
+            settle.push(")");
+            settle
+                .query()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("settling items"))?;
+        } else if to.frees_items() {
+            sqlx::query(
+                "UPDATE items SET state = 'open', transaction_id = NULL WHERE transaction_id = $1 AND state = 'locked'",
+            )
+            .bind(moved.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("freeing items"))?;
         }
+        let note = if to == t.to {
+            t.note.clone()
+        } else {
+            Some(
+                format!(
+                    "{} asked; some lines were already paid, so only the others are freed{}",
+                    t.to,
+                    t.note
+                        .as_ref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
+                )
+                .chars()
+                .take(500)
+                .collect(),
+            )
+        };
         let event = TransactionEvent {
             id: payments_core::EventId::new(),
             transaction_id: moved.id,
             actor: t.actor.clone(),
             at: t.at,
             from: Some(t.from),
-            to: t.to,
+            to,
             provider_ref: moved.provider_ref.clone(),
-            note: t.note.clone(),
+            note,
         };
         insert_event(&mut tx, &event).await?;
-        if !t.outbox.is_empty() {
-            let mut outbox = Sql::new(
-                "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, \
-                 last_error, created_at, delivered_at) VALUES ",
-            );
-            for (n, m) in t.outbox.iter().enumerate() {
-                outbox.push(if n == 0 { "(" } else { ", (" });
-                outbox
-                    .arg(Arg::Text(m.id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(m.transaction_id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(moved.creditor_id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(to_json(&m.payload)?))
-                    .push(", 'pending', 0, ")
-                    .arg(Arg::Int(micros(t.at)))
-                    .push(", NULL, ")
-                    .arg(Arg::Int(micros(t.at)))
-                    .push(", NULL)");
+        enqueue(&mut tx, moved.creditor_id, t.at, &t.outbox).await?;
+        for e in &t.exceptions {
+            insert_exception_in(&mut tx, e).await?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(moved)
+    }
+
+    async fn pay_line(&self, p: &payments_core::LinePayment) -> Result<payments_core::LinePaid> {
+        use payments_core::{ItemState, LinePaymentOutcome, LinePaymentRecord};
+        let mut tx = self.write().await?;
+        let Some(mut current) = self.locked_tx(&mut tx, p.transaction).await? else {
+            return Err(Error::not_found("transaction", p.transaction));
+        };
+        let Some(line) = current.lines.get(p.line).cloned() else {
+            return Err(Error::invalid("line", "the transaction has no such line"));
+        };
+        let earlier: Option<String> = sqlx::query_scalar(
+            "SELECT outcome FROM line_payments WHERE creditor_id = $1 AND payment_key = $2",
+        )
+        .bind(current.creditor_id.to_string())
+        .bind(p.key.clone())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("reading a line payment"))?;
+        if let Some(outcome) = earlier {
+            return Ok(payments_core::LinePaid {
+                transaction: current,
+                outcome: if outcome == "duplicate" {
+                    LinePaymentOutcome::Duplicate
+                } else {
+                    LinePaymentOutcome::Settled
+                },
+                recorded: false,
+                exceptions: Vec::new(),
+            });
+        }
+        let items = self.locked_items(&mut tx, &[line.item_id]).await?;
+        let already_paid = matches!(items.get(&line.item_id), Some(ItemState::Paid(_)));
+        let from = current.status;
+        let mut exceptions = Vec::new();
+        let mut events = Vec::new();
+        let outcome = if already_paid {
+            if insert_exception_in(&mut tx, &p.duplicate).await? {
+                exceptions.push(p.duplicate.clone());
             }
-            outbox
-                .query()
+            enqueue(&mut tx, current.creditor_id, p.at, &p.on_duplicate).await?;
+            events.push((
+                from,
+                format!(
+                    "line {} ({}) paid a second time, by {}: recorded as a double payment",
+                    p.line + 1,
+                    p.reference,
+                    p.key
+                ),
+            ));
+            LinePaymentOutcome::Duplicate
+        } else {
+            sqlx::query("UPDATE items SET state = 'paid', transaction_id = $1 WHERE id = $2")
+                .bind(current.id.to_string())
+                .bind(line.item_id.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(db_err("enqueuing messages"))?;
+                .map_err(db_err("settling an item"))?;
+            current.lines[p.line].paid_at = Some(p.at);
+            if from.is_late() && insert_exception_in(&mut tx, &p.late).await? {
+                exceptions.push(p.late.clone());
+            }
+            enqueue(&mut tx, current.creditor_id, p.at, &p.outbox).await?;
+            events.push((
+                from,
+                format!("line {} ({}) paid by {}", p.line + 1, p.reference, p.key),
+            ));
+            if current.lines.iter().all(|l| l.paid_at.is_some()) {
+                current.status = TxStatus::Paid;
+                events.push((from, "every line paid".into()));
+            } else if from.is_late() && from != TxStatus::PartiallyPaid {
+                current.status = TxStatus::PartiallyPaid;
+                events.push((from, "a line paid after the end: partially paid".into()));
+            }
+            current.updated_at = p.at;
+            sqlx::query(
+                "UPDATE transactions SET lines = $1, status = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(to_json(&current.lines)?)
+            .bind(current.status.as_str())
+            .bind(micros(p.at))
+            .bind(current.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("recording a line paid"))?;
+            LinePaymentOutcome::Settled
+        };
+        for (i, (from, note)) in events.into_iter().enumerate() {
+            // The line's own event stays in its state; the move, if any, comes last.
+            let to = if i == 0 && outcome == LinePaymentOutcome::Settled {
+                from
+            } else {
+                current.status
+            };
+            let event = TransactionEvent {
+                id: payments_core::EventId::new(),
+                transaction_id: current.id,
+                actor: p.actor.clone(),
+                at: p.at,
+                from: Some(from),
+                to,
+                provider_ref: current.provider_ref.clone(),
+                note: Some(note.chars().take(500).collect()),
+            };
+            insert_event(&mut tx, &event).await?;
+        }
+        let record = LinePaymentRecord::of(p, current.creditor_id, outcome);
+        sqlx::query(
+            "INSERT INTO line_payments (creditor_id, payment_key, transaction_id, position, outcome, recorded_at, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(current.creditor_id.to_string())
+        .bind(p.key.clone())
+        .bind(current.id.to_string())
+        .bind(i64::try_from(p.line).map_err(|_| Error::invalid("line", "too large"))?)
+        .bind(match outcome {
+            LinePaymentOutcome::Duplicate => "duplicate",
+            _ => "settled",
+        })
+        .bind(micros(p.at))
+        .bind(to_json(&record)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("recording a line payment"))?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(payments_core::LinePaid {
+            transaction: current,
+            outcome,
+            recorded: true,
+            exceptions,
+        })
+    }
+
+    async fn line_payments(
+        &self,
+        transaction: TransactionId,
+    ) -> Result<Vec<payments_core::LinePaymentRecord>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT data FROM line_payments WHERE transaction_id = $1 ORDER BY recorded_at, payment_key",
+        )
+        .bind(transaction.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("listing line payments"))?;
+        rows.iter().map(|d| rows::from_json(d)).collect()
+    }
+
+    async fn insert_exception(&self, e: &payments_core::Exception) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let inserted = insert_exception_in(&mut tx, e).await?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(inserted)
+    }
+
+    async fn exception(
+        &self,
+        id: payments_core::ExceptionId,
+    ) -> Result<Option<payments_core::Exception>> {
+        let data: Option<String> = sqlx::query_scalar("SELECT data FROM exceptions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading an exception"))?;
+        data.map(|d| rows::from_json(&d)).transpose()
+    }
+
+    async fn exceptions(
+        &self,
+        q: &payments_core::ExceptionQuery,
+    ) -> Result<Vec<payments_core::Exception>> {
+        let mut sql = Sql::new("SELECT data FROM exceptions WHERE creditor_id = ");
+        sql.arg(Arg::Text(q.creditor_id.to_string()));
+        if let Some(k) = q.kind {
+            sql.push(" AND kind = ").arg(Arg::Text(k.as_str().into()));
+        }
+        if let Some(st) = q.status {
+            sql.push(" AND status = ")
+                .arg(Arg::Text(st.as_str().into()));
+        }
+        if let Some(t) = q.transaction_id {
+            sql.push(" AND transaction_id = ")
+                .arg(Arg::Text(t.to_string()));
+        }
+        if let Some(k) = &q.key {
+            sql.push(" AND exception_key = ").arg(Arg::Text(k.clone()));
+        }
+        if let Some(b) = q.before {
+            sql.push(" AND id < ").arg(Arg::Text(b.to_string()));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing exceptions"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
+    async fn resolve_exception(
+        &self,
+        u: &payments_core::ExceptionUpdate,
+    ) -> Result<payments_core::Exception> {
+        let mut tx = self.write().await?;
+        let data: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT data FROM exceptions WHERE id = $1{}",
+            self.for_update()
+        )))
+        .bind(u.exception.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("reading an exception"))?;
+        let Some(data) = data else {
+            return Err(Error::not_found("exception", u.exception));
+        };
+        let mut e: payments_core::Exception = rows::from_json(&data)?;
+        if !e.is_open() {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "exception {} is already resolved",
+                e.id
+            ))));
+        }
+        e.status = payments_core::ExceptionStatus::Resolved;
+        e.resolution = Some(u.resolution.clone());
+        if u.refund_id.is_some() {
+            e.refund_id = u.refund_id;
+        }
+        let done = sqlx::query(
+            "UPDATE exceptions SET status = $1, data = $2 WHERE id = $3 AND status = 'open'",
+        )
+        .bind(e.status.as_str())
+        .bind(to_json(&e)?)
+        .bind(e.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("resolving an exception"))?;
+        if done.rows_affected() != 1 {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "exception {} is already resolved",
+                e.id
+            ))));
+        }
+        if let Some(event) = &u.event {
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(e)
+    }
+
+    async fn extend_expiry(&self, x: &payments_core::ExpiryExtension) -> Result<Transaction> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE transactions SET expires_at = $1 WHERE id = $2 AND status = $3 RETURNING {TX_COLUMNS}"
+        )))
+        .bind(micros(x.until))
+        .bind(x.transaction.to_string())
+        .bind(x.status.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("postponing an expiry"))?;
+        let Some(row) = row else {
+            let current = Self::tx_in(&mut tx, x.transaction).await?;
+            return Err(match current {
+                Some(c) => stale(&c, x.status),
+                None => Error::not_found("transaction", x.transaction),
+            });
+        };
+        let moved = rows::transaction(&row)?;
+        let event = TransactionEvent {
+            id: payments_core::EventId::new(),
+            transaction_id: moved.id,
+            actor: x.actor.clone(),
+            at: x.at,
+            from: Some(x.status),
+            to: x.status,
+            provider_ref: moved.provider_ref.clone(),
+            note: Some(x.note.clone()),
+        };
+        insert_event(&mut tx, &event).await?;
+        for e in &x.exceptions {
+            insert_exception_in(&mut tx, e).await?;
         }
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(moved)
@@ -993,6 +1386,7 @@ impl Store for SqlxStore {
     }
 
     async fn insert_bank_entry(&self, entry: &payments_core::BankEntry) -> Result<bool> {
+        let mut tx = self.write().await?;
         let done = sqlx::query(
             "INSERT INTO bank_entries \
              (creditor_id, entry_key, imported_at, reference, transaction_id, is_exception, data) \
@@ -1005,10 +1399,15 @@ impl Store for SqlxStore {
         .bind(entry.transaction_id().map(|t| t.to_string()))
         .bind(i64::from(entry.is_exception()))
         .bind(to_json(entry)?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err("recording a bank entry"))?;
-        Ok(done.rows_affected() == 1)
+        let inserted = done.rows_affected() == 1;
+        if inserted && let Some(e) = payments_core::Exception::for_bank_entry(entry) {
+            insert_exception_in(&mut tx, &e).await?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(inserted)
     }
 
     async fn bank_entries(
@@ -1144,41 +1543,72 @@ impl Store for SqlxStore {
         update: &payments_core::RefundUpdate,
     ) -> Result<payments_core::Refund> {
         let mut tx = self.write().await?;
-        let data: Option<String> = sqlx::query_scalar("SELECT data FROM refunds WHERE id = $1")
-            .bind(update.refund.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err("reading a refund"))?;
+        let data: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT data FROM refunds WHERE id = $1{}",
+            self.for_update()
+        )))
+        .bind(update.refund.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("reading a refund"))?;
         let Some(data) = data else {
             return Err(Error::not_found("refund", update.refund));
         };
         let mut refund: payments_core::Refund = rows::from_json(&data)?;
         let stale_refund = |r: &payments_core::Refund| {
             Error::Conflict(payments_core::Conflict::Other(format!(
-                "refund {} is {}, not requested",
-                r.id, r.status
+                "refund {} is {}, not {}",
+                r.id, r.status, update.from
             )))
         };
-        if refund.status != payments_core::RefundStatus::Requested {
+        if refund.status != update.from {
             return Err(stale_refund(&refund));
         }
         refund.status = update.to;
         refund.provider_ref = update.provider_ref.clone().or(refund.provider_ref.take());
         refund.note = update.note.clone();
         refund.updated_at = update.at;
-        let done = sqlx::query(
-            "UPDATE refunds SET status = $1, data = $2 WHERE id = $3 AND status = 'requested'",
-        )
-        .bind(refund.status.as_str())
-        .bind(to_json(&refund)?)
-        .bind(refund.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("updating a refund"))?;
+        let done =
+            sqlx::query("UPDATE refunds SET status = $1, data = $2 WHERE id = $3 AND status = $4")
+                .bind(refund.status.as_str())
+                .bind(to_json(&refund)?)
+                .bind(refund.id.to_string())
+                .bind(update.from.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("updating a refund"))?;
         if done.rows_affected() != 1 {
             return Err(stale_refund(&refund));
         }
         insert_event(&mut tx, &update.event).await?;
+        enqueue(&mut tx, refund.creditor_id, update.at, &update.outbox).await?;
+        if let Some(e) = &update.exception {
+            insert_exception_in(&mut tx, e).await?;
+        }
+        if update.to == payments_core::RefundStatus::Succeeded
+            && let Some(paid) = Self::tx_in(&mut tx, refund.transaction_id).await?
+        {
+            let all: Vec<String> =
+                sqlx::query_scalar("SELECT data FROM refunds WHERE transaction_id = $1")
+                    .bind(paid.id.to_string())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err("listing refunds"))?;
+            let all = all
+                .iter()
+                .map(|d| rows::from_json(d))
+                .collect::<Result<Vec<payments_core::Refund>>>()?;
+            for position in payments_core::lines_refunded_in_full(&paid, &all) {
+                sqlx::query(
+                    "UPDATE items SET state = 'refunded' WHERE id = $1 AND state = 'paid' AND transaction_id = $2",
+                )
+                .bind(paid.lines[position].item_id.to_string())
+                .bind(paid.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("marking an item refunded"))?;
+            }
+        }
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(refund)
     }
@@ -1191,6 +1621,27 @@ impl Store for SqlxStore {
                 .await
                 .map_err(db_err("listing refunds"))?;
         rows.iter().map(|d| rows::from_json(d)).collect()
+    }
+
+    async fn unfinished_refunds(
+        &self,
+        after: Option<payments_core::RefundId>,
+        limit: u32,
+    ) -> Result<Vec<payments_core::Refund>> {
+        let mut sql = Sql::new("SELECT data FROM refunds WHERE status IN ('requested', 'pending')");
+        if let Some(a) = after {
+            sql.push(" AND id > ").arg(Arg::Text(a.to_string()));
+        }
+        sql.push(" ORDER BY id LIMIT ")
+            .arg(Arg::Int(i64::from(limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing unfinished refunds"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
     }
 
     async fn unfinished(
@@ -1266,6 +1717,63 @@ impl Store for SqlxStore {
             q.limit,
         ))
     }
+}
+
+/// Enqueues `messages` of `creditor`, due at `at`, in `tx`.
+async fn enqueue(
+    tx: &mut Tx,
+    creditor: CreditorId,
+    at: DateTime<Utc>,
+    messages: &[payments_core::NewOutboxMessage],
+) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut outbox = Sql::new(
+        "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, \
+         last_error, created_at, delivered_at) VALUES ",
+    );
+    for (n, m) in messages.iter().enumerate() {
+        outbox.push(if n == 0 { "(" } else { ", (" });
+        outbox
+            .arg(Arg::Text(m.id.to_string()))
+            .push(", ")
+            .arg(Arg::Text(m.transaction_id.to_string()))
+            .push(", ")
+            .arg(Arg::Text(creditor.to_string()))
+            .push(", ")
+            .arg(Arg::Text(to_json(&m.payload)?))
+            .push(", 'pending', 0, ")
+            .arg(Arg::Int(micros(at)))
+            .push(", NULL, ")
+            .arg(Arg::Int(micros(at)))
+            .push(", NULL)");
+    }
+    outbox
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("enqueuing messages"))?;
+    Ok(())
+}
+
+/// Records an exception in `tx` unless its creditor has one with its key.
+async fn insert_exception_in(tx: &mut Tx, e: &payments_core::Exception) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO exceptions (id, creditor_id, exception_key, kind, status, transaction_id, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (creditor_id, exception_key) DO NOTHING",
+    )
+    .bind(e.id.to_string())
+    .bind(e.creditor_id.to_string())
+    .bind(e.key.clone())
+    .bind(e.kind.as_str())
+    .bind(e.status.as_str())
+    .bind(e.transaction_id.map(|t| t.to_string()))
+    .bind(to_json(e)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("recording an exception"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 async fn insert_event(tx: &mut Tx, e: &TransactionEvent) -> Result<()> {

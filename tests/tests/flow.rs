@@ -315,7 +315,8 @@ async fn a_replayed_callback_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(outbox.len(), 3, "one receipt, one notice, one settlement");
-    // A late contradicting callback cannot undo a payment.
+    // A late contradicting callback cannot undo a payment: it is old news, answered as a
+    // replay (so the provider stops sending it) and changing nothing.
     let failed = env
         .sandbox
         .signed_callback(&payments_gateways::sandbox::CallbackBody {
@@ -326,10 +327,13 @@ async fn a_replayed_callback_changes_nothing() {
             amount: "80.00".into(),
             currency: "EUR".into(),
         });
-    assert!(matches!(
-        env.payments.handle_callback("sandbox", &failed).await,
-        Err(Error::Conflict(Conflict::InvalidTransition { .. }))
-    ));
+    let late = env
+        .payments
+        .handle_callback("sandbox", &failed)
+        .await
+        .unwrap();
+    assert!(!late.applied);
+    assert_eq!(late.transaction.status, TxStatus::Paid);
     assert_eq!(
         env.payments
             .transaction(&Actor::System, tx)
@@ -392,7 +396,10 @@ async fn a_tampered_signature_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_callback_with_another_amount_or_currency_is_refused() {
+async fn a_callback_with_another_amount_is_recorded_for_operators_and_never_applied() {
+    // Money is a fact (DESIGN.md): a verified payment of another amount is kept as an
+    // exception operators see, and answered Ok so the provider does not resend it; it does
+    // not pay the transaction.
     let env = Env::new().await;
     let (_, checkout) = env.pending("alice", "a").await;
     let body = |amount: &str| payments_gateways::sandbox::CallbackBody {
@@ -406,17 +413,28 @@ async fn a_callback_with_another_amount_or_currency_is_refused() {
     // Signed with the right key, so only the amount check can stop it.
     for amount in ["79.99", "80.01", "8.00"] {
         let cb = env.sandbox.signed_callback(&body(amount));
-        match env.payments.handle_callback("sandbox", &cb).await {
-            Err(Error::Gateway {
-                kind: GatewayErrorKind::AmountMismatch { expected, actual },
-                ..
-            }) => {
-                assert_eq!(expected, "80.00 EUR");
-                assert!(actual.starts_with(amount));
-            }
-            r => panic!("an amount mismatch must be refused, got {r:?}"),
-        }
+        let out = env.payments.handle_callback("sandbox", &cb).await.unwrap();
+        assert!(out.applied, "recorded");
+        assert_eq!(out.transaction.status, TxStatus::Pending, "not applied");
+        let e = out.exception.expect("an exception");
+        assert_eq!(e.kind, ExceptionKind::AmountMismatch);
+        assert_eq!(e.amount, Some(Money::parse_eur(amount).unwrap()));
+        assert_eq!(e.expected, Some(checkout.transaction.total));
+        // Sent again, it is recorded once.
+        let again = env.payments.handle_callback("sandbox", &cb).await.unwrap();
+        assert!(!again.applied);
+        assert_eq!(again.exception.map(|x| x.id), Some(e.id));
     }
+    let ledger = env
+        .payments
+        .exceptions(
+            &Actor::operator(env.fx.creditor.id, Role::Viewer, "vera"),
+            &ExceptionQuery::new(env.fx.creditor.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 3);
+    // A currency that is not ours cannot even be read as money here: refused.
     let mut other_currency = body("80.00");
     other_currency.currency = "USD".into();
     let cb = env.sandbox.signed_callback(&other_currency);
@@ -437,6 +455,11 @@ async fn a_callback_with_another_amount_or_currency_is_refused() {
             .unwrap()
             .len(),
         2
+    );
+    assert_eq!(
+        env.payments.dispatch_outbox().await.unwrap().claimed(),
+        0,
+        "nothing was sent"
     );
 }
 

@@ -139,6 +139,13 @@ impl Payments {
         let tx = self.load_transaction(transaction).await?;
         actor.check_operator(&tx.creditor_id, Role::Manager)?;
         let change = Change::note_opt(check_note(note)?);
+        if to == TxStatus::Paid && tx.status.is_open() {
+            // Through the payment path, which settles each item once.
+            return Ok(self
+                .apply_outcome(tx, crate::PaymentOutcome::Paid, actor, change)
+                .await?
+                .transaction);
+        }
         self.apply(&tx, to, actor, change).await
     }
 }

@@ -146,7 +146,7 @@ impl Payments {
             provider_ref: started.provider_ref.clone(),
             instruction: Some(started.instruction.clone()),
             expires_at: started.expires_at,
-            note: None,
+            ..Change::default()
         };
         let actor = Actor::Gateway {
             id: tx.gateway_id.clone(),

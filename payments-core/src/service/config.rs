@@ -23,6 +23,7 @@ pub struct PaymentsBuilder {
     clock: Option<Arc<dyn Clock>>,
     retry: Option<RetryPolicy>,
     transaction_ttl: Option<Duration>,
+    expiry_recheck: Option<Duration>,
     return_url: Option<String>,
     dispatch_batch: Option<u32>,
     config_ttl: Option<Duration>,
@@ -79,6 +80,14 @@ impl PaymentsBuilder {
     /// gateway may ask for longer).
     pub fn transaction_ttl(mut self, ttl: Duration) -> Self {
         self.transaction_ttl = Some(ttl);
+        self
+    }
+
+    /// How long the expiry of a transaction waits before asking again when its provider
+    /// says the payment is still processing, or cannot be reached (15 minutes by default).
+    /// A transaction is never expired while its provider says it is processing.
+    pub fn expiry_recheck(mut self, wait: Duration) -> Self {
+        self.expiry_recheck = Some(wait.max(Duration::from_secs(1)));
         self
     }
 
@@ -144,6 +153,7 @@ impl PaymentsBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 retry: self.retry.unwrap_or_default(),
                 transaction_ttl: self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60)),
+                expiry_recheck: self.expiry_recheck.unwrap_or(Duration::from_secs(15 * 60)),
                 return_url: self.return_url,
                 dispatch_batch: self.dispatch_batch.unwrap_or(50),
                 sweep: self

@@ -13,6 +13,7 @@
 //! | `reading.rs` | a transaction, its events, history, search |
 //! | `outbox.rs` | delivering messages; the worker |
 //! | `refunds.rs` | refunds; the reconciliation sweep |
+//! | `exceptions.rs` | the ledger of exceptions operators resolve |
 //!
 //! Every state change goes through one function here, `Payments::apply`.
 
@@ -24,6 +25,7 @@ mod bank;
 mod cart;
 mod checkout;
 mod config;
+mod exceptions;
 mod outbox;
 mod outcomes;
 mod reading;
@@ -33,6 +35,7 @@ mod testkit;
 
 pub use checkout::Checkout;
 pub use config::PaymentsBuilder;
+pub use exceptions::MAX_RESOLUTION_NOTE_LEN;
 pub use outbox::DispatchReport;
 pub(crate) use outbox::messages_for_status;
 pub use outcomes::CallbackOutcome;
@@ -40,9 +43,9 @@ pub use refunds::SweepReport;
 
 use crate::cache::Cached;
 use crate::{
-    Actor, Clock, Conflict, Creditor, CreditorId, Error, Gateway, GatewayId, Instruction,
-    MAX_PAGE_SIZE, MethodId, Notifier, PaymentMethod, PaymentType, Result, RetryPolicy,
-    SettlementListener, Store, Transaction, Transition, TxStatus,
+    Actor, Clock, Conflict, Creditor, CreditorId, Error, Exception, Gateway, GatewayId,
+    Instruction, ItemId, MAX_PAGE_SIZE, MethodId, NewOutboxMessage, Notifier, PaymentMethod,
+    PaymentType, Result, RetryPolicy, SettlementListener, Store, Transaction, Transition, TxStatus,
 };
 
 /// The longest provider reference [`Payments::record_payment`] records.
@@ -68,6 +71,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     transaction_ttl: Duration,
+    /// How long an expiry waits when the provider says the payment is still processing,
+    /// or cannot be asked.
+    expiry_recheck: Duration,
     return_url: Option<String>,
     dispatch_batch: u32,
     /// (how often, how old) for the worker's reconciliation sweep; `None`: never.
@@ -106,8 +112,9 @@ impl Payments {
 }
 
 impl Payments {
-    /// The one function that moves a transaction: checks the state machine, builds the
-    /// settlement messages for `Paid`, and asks the store for an atomic compare-and-set.
+    /// The one function that moves a transaction: checks the state machine (and that only
+    /// a gateway or an operator with evidence records money that arrives late), builds the
+    /// messages for `Paid` and `Reported`, and asks the store for an atomic compare-and-set.
     async fn apply(
         &self,
         tx: &Transaction,
@@ -115,30 +122,40 @@ impl Payments {
         actor: &Actor,
         change: Change,
     ) -> Result<Transaction> {
-        if !tx.status.can_move_to(to) {
+        // Money that arrives after the end is recorded on a provider's word, or on an
+        // operator's evidence (a bank credit's reference): never by hand alone.
+        let late_money = tx.status.is_late() && matches!(to, TxStatus::Paid);
+        let evidence = match actor {
+            Actor::Gateway { .. } => true,
+            Actor::Operator { .. } => change.provider_ref.is_some(),
+            _ => false,
+        };
+        if !tx.status.can_move_to(to) || (late_money && !evidence) {
             return Err(Error::Conflict(Conflict::InvalidTransition {
                 from: tx.status.to_string(),
                 to: to.to_string(),
             }));
         }
         let now = self.inner.clock.now();
-        // A payment, or a transfer the payer reports, is told to the payer and the creditor.
-        let outbox = if to == TxStatus::Paid || to == TxStatus::Reported {
+        // A payment, or a transfer the payer reports, is told to the payer and the creditor;
+        // each line paid now is told to its module (not those paid elsewhere, nor those
+        // already paid on their own).
+        let mut outbox = if to == TxStatus::Paid || to == TxStatus::Reported {
             let creditor = self.creditor(tx.creditor_id).await?;
             let provider_ref = change
                 .provider_ref
                 .clone()
                 .or_else(|| tx.provider_ref.clone());
-            let mut type_names = std::collections::BTreeMap::new();
-            for line in &tx.lines {
-                if let Some(t) = self.payment_type(line.payment_type_id).await? {
-                    type_names.insert(t.id, t.name);
-                }
-            }
-            messages_for_status(tx, &creditor, provider_ref, now, to, type_names)
+            let type_names = self.type_names(tx).await?;
+            let settle = |p: usize| {
+                let line = &tx.lines[p];
+                line.paid_at.is_none() && !change.paid_elsewhere.contains(&line.item_id)
+            };
+            messages_for_status(tx, &creditor, provider_ref, now, to, type_names, &settle)
         } else {
             Vec::new()
         };
+        outbox.extend(change.outbox);
         let transition = Transition {
             transaction: tx.id,
             from: tx.status,
@@ -150,8 +167,39 @@ impl Payments {
             expires_at: change.expires_at,
             note: change.note,
             outbox,
+            paid_elsewhere: change.paid_elsewhere,
+            exceptions: change.exceptions,
         };
         self.store_ref().transition(&transition).await
+    }
+
+    /// The names of the payment types of a transaction's lines, for its messages.
+    async fn type_names(
+        &self,
+        tx: &Transaction,
+    ) -> Result<std::collections::BTreeMap<crate::PaymentTypeId, String>> {
+        let mut names = std::collections::BTreeMap::new();
+        for line in &tx.lines {
+            if !names.contains_key(&line.payment_type_id)
+                && let Some(t) = self.payment_type(line.payment_type_id).await?
+            {
+                names.insert(t.id, t.name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// How a transaction's messages tell it.
+    async fn telling<'a>(
+        &self,
+        tx: &'a Transaction,
+        creditor: &'a Creditor,
+    ) -> Result<outbox::Telling<'a>> {
+        Ok(outbox::Telling {
+            tx,
+            creditor,
+            type_names: self.type_names(tx).await?,
+        })
     }
 }
 
@@ -162,6 +210,13 @@ struct Change {
     instruction: Option<Instruction>,
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
     note: Option<String>,
+    /// For `Paid`: the items another transaction already paid (their lines are not
+    /// settled again).
+    paid_elsewhere: Vec<ItemId>,
+    /// Exceptions recorded with the move.
+    exceptions: Vec<Exception>,
+    /// Messages enqueued with the move beside those of its state.
+    outbox: Vec<NewOutboxMessage>,
 }
 
 impl Change {

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::Payments;
 use crate::{
-    Actor, Creditor, CreditorId, Error, FREE_PAYMENT_MODULE, NewOutboxMessage, Notification,
+    Actor, Creditor, CreditorId, Error, FREE_PAYMENT_MODULE, Money, NewOutboxMessage, Notification,
     NotificationKind, OutboxId, OutboxMessage, OutboxPayload, OutboxQuery, Result, Role,
     Settlement, Transaction, TransactionSummary, TxStatus,
 };
@@ -85,17 +85,22 @@ impl Payments {
         Ok(report)
     }
 
+    fn listener(&self, module: &str) -> Result<&std::sync::Arc<dyn crate::SettlementListener>> {
+        self.inner
+            .listeners
+            .get(module)
+            .ok_or_else(|| Error::Notification {
+                message: format!("no settlement listener for module {module}"),
+                transient: true,
+                source: None,
+            })
+    }
+
     pub(super) async fn deliver(&self, message: &OutboxMessage) -> Result<()> {
         match &message.payload {
             OutboxPayload::Notification(n) => self.inner.notifier.send(n).await,
-            OutboxPayload::Settlement(s) => match self.inner.listeners.get(&s.source.module) {
-                Some(listener) => listener.settled(s).await,
-                None => Err(Error::Notification {
-                    message: format!("no settlement listener for module {}", s.source.module),
-                    transient: true,
-                    source: None,
-                }),
-            },
+            OutboxPayload::Settlement(s) => self.listener(&s.source.module)?.settled(s).await,
+            OutboxPayload::Refund(r) => self.listener(&r.source.module)?.refunded(r).await,
         }
     }
 
@@ -153,63 +158,103 @@ impl Payments {
     }
 }
 
-/// The messages a transaction reaching `status` leaves: the payer's receipt (when they gave
-/// an email address) and the creditor's notice; when `Paid`, also one settlement for each
-/// item that came from a module (free payments have no module to tell).
-pub(crate) fn messages_for_status(
-    tx: &Transaction,
-    creditor: &Creditor,
-    provider_ref: Option<String>,
-    paid_at: chrono::DateTime<chrono::Utc>,
-    status: TxStatus,
-    type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
-) -> Vec<NewOutboxMessage> {
-    let summary = TransactionSummary {
-        status,
-        type_names,
-        transaction_id: tx.id,
-        provider_ref,
-        creditor_id: creditor.id,
-        creditor_name: creditor.name.clone(),
-        creditor_fiscal_code: creditor.fiscal_code.clone(),
-        payer_id: tx.payer.id.clone(),
-        payer_name: tx.payer.name.clone(),
-        payer_fiscal_code: tx.payer.fiscal_code.clone(),
-        method_kind: tx.method_kind,
-        lines: tx.lines.clone(),
-        total: tx.total,
-        paid_at,
-    };
-    let mut out = Vec::new();
-    let mut notify = |kind, to: &str, locale| {
-        let id = OutboxId::new();
-        out.push(NewOutboxMessage {
-            id,
+/// A payment as its messages tell it: a transaction (or some of its lines) with its
+/// creditor, and the names of its payment types.
+pub(crate) struct Telling<'a> {
+    pub(crate) tx: &'a Transaction,
+    pub(crate) creditor: &'a Creditor,
+    pub(crate) type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
+}
+
+impl Telling<'_> {
+    /// The summary of `lines` (positions) of the transaction, in `status`, at `at`; all
+    /// lines and the total when `lines` is `None`.
+    pub(crate) fn summary(
+        &self,
+        status: TxStatus,
+        provider_ref: Option<String>,
+        at: chrono::DateTime<chrono::Utc>,
+        lines: Option<&[usize]>,
+        returned: Option<Money>,
+    ) -> TransactionSummary {
+        let tx = self.tx;
+        let (lines, total) = match lines {
+            None => (tx.lines.clone(), tx.total),
+            Some(positions) => {
+                let lines: Vec<_> = positions
+                    .iter()
+                    .filter_map(|&p| tx.lines.get(p).cloned())
+                    .collect();
+                let total = Money::sum(tx.total.currency(), lines.iter().map(|l| &l.amount))
+                    .unwrap_or(tx.total);
+                (lines, total)
+            }
+        };
+        TransactionSummary {
+            status,
+            type_names: self.type_names.clone(),
             transaction_id: tx.id,
-            payload: OutboxPayload::Notification(Notification {
-                id,
-                kind,
-                to: to.to_owned(),
-                locale,
-                summary: summary.clone(),
-            }),
-        });
-    };
-    if let Some(email) = &tx.payer.email {
-        notify(NotificationKind::Receipt, email, tx.payer.locale);
+            provider_ref,
+            creditor_id: self.creditor.id,
+            creditor_name: self.creditor.name.clone(),
+            creditor_fiscal_code: self.creditor.fiscal_code.clone(),
+            payer_id: tx.payer.id.clone(),
+            payer_name: tx.payer.name.clone(),
+            payer_fiscal_code: tx.payer.fiscal_code.clone(),
+            method_kind: tx.method_kind,
+            lines,
+            total,
+            paid_at: at,
+            returned,
+        }
     }
-    notify(
-        NotificationKind::CreditorNotice,
-        &creditor.notification_email,
-        crate::Locale::It,
-    );
-    for line in tx
-        .lines
-        .iter()
-        .filter(|l| status == TxStatus::Paid && l.source.module != FREE_PAYMENT_MODULE)
-    {
+
+    /// The payer's `payer_kind` message (when they gave an email address) and the
+    /// creditor's `creditor_kind` one, both telling `summary`.
+    pub(crate) fn mails(
+        &self,
+        payer_kind: Option<NotificationKind>,
+        creditor_kind: Option<NotificationKind>,
+        summary: &TransactionSummary,
+    ) -> Vec<NewOutboxMessage> {
+        let tx = self.tx;
+        let mut out = Vec::new();
+        let mut notify = |kind, to: &str, locale| {
+            let id = OutboxId::new();
+            out.push(NewOutboxMessage {
+                id,
+                transaction_id: tx.id,
+                payload: OutboxPayload::Notification(Notification {
+                    id,
+                    kind,
+                    to: to.to_owned(),
+                    locale,
+                    summary: summary.clone(),
+                }),
+            });
+        };
+        if let (Some(kind), Some(email)) = (payer_kind, &tx.payer.email) {
+            notify(kind, email, tx.payer.locale);
+        }
+        if let Some(kind) = creditor_kind {
+            notify(kind, &self.creditor.notification_email, crate::Locale::It);
+        }
+        out
+    }
+
+    /// The settlement of line `position` for its module (none for a free payment).
+    pub(crate) fn settlement(
+        &self,
+        position: usize,
+        paid_at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<NewOutboxMessage> {
+        let tx = self.tx;
+        let line = tx.lines.get(position)?;
+        if line.source.module == FREE_PAYMENT_MODULE {
+            return None;
+        }
         let id = OutboxId::new();
-        out.push(NewOutboxMessage {
+        Some(NewOutboxMessage {
             id,
             transaction_id: tx.id,
             payload: OutboxPayload::Settlement(Settlement {
@@ -220,7 +265,39 @@ pub(crate) fn messages_for_status(
                 amount: line.amount,
                 paid_at,
             }),
-        });
+        })
+    }
+}
+
+/// The messages a transaction reaching `status` leaves: the payer's receipt (when they gave
+/// an email address) and the creditor's notice; when `Paid`, also one settlement for each
+/// line `settle` says (free payments have no module to tell).
+pub(crate) fn messages_for_status(
+    tx: &Transaction,
+    creditor: &Creditor,
+    provider_ref: Option<String>,
+    paid_at: chrono::DateTime<chrono::Utc>,
+    status: TxStatus,
+    type_names: std::collections::BTreeMap<crate::PaymentTypeId, String>,
+    settle: &dyn Fn(usize) -> bool,
+) -> Vec<NewOutboxMessage> {
+    let telling = Telling {
+        tx,
+        creditor,
+        type_names,
+    };
+    let summary = telling.summary(status, provider_ref, paid_at, None, None);
+    let mut out = telling.mails(
+        Some(NotificationKind::Receipt),
+        Some(NotificationKind::CreditorNotice),
+        &summary,
+    );
+    if status == TxStatus::Paid {
+        out.extend(
+            (0..tx.lines.len())
+                .filter(|&p| settle(p))
+                .filter_map(|p| telling.settlement(p, paid_at)),
+        );
     }
     out
 }

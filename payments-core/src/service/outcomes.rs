@@ -1,9 +1,17 @@
 //! Outcomes: providers' callbacks, reconciliation, cancellation and expiry.
+//!
+//! Money is a fact. A provider's verified report that money was taken is recorded whatever
+//! state the transaction is in: if it had ended (expired, cancelled, failed, rejected) its
+//! items are settled by it when still free, and whatever does not fit — a late payment,
+//! items another payment already settled, an amount that differs, a payment of nothing we
+//! know — becomes an [`Exception`] operators see. Nothing here answers a provider with an
+//! error it would retry for money already recorded.
 
 use super::{Change, Payments};
 use crate::{
-    Actor, CallbackEvent, CallbackPart, CallbackRequest, Conflict, Error, GatewayErrorKind,
-    GatewayId, PaymentOutcome, Result, Transaction, TransactionId, TxStatus,
+    Actor, CallbackEvent, CallbackPart, CallbackRequest, Conflict, Error, Exception, ExceptionKind,
+    ExceptionQuery, ExpiryExtension, GatewayErrorKind, GatewayId, ItemId, ItemState, LinePayment,
+    Money, NotificationKind, PaymentOutcome, Result, Transaction, TransactionId, TxStatus,
 };
 
 /// What a callback did.
@@ -11,17 +19,49 @@ use crate::{
 pub struct CallbackOutcome {
     /// The transaction after the callback.
     pub transaction: Transaction,
-    /// Whether it changed anything: a state change, or a line paid on its own recorded
-    /// (false for a replay or a "still pending").
+    /// Whether it changed anything: a state change, a line paid on its own, or an
+    /// exception recorded (false for a replay or a "still pending").
     pub applied: bool,
+    /// The exception recorded for the money, when it did not fit: a late or double
+    /// payment, an amount that differs. For a replay, the one recorded the first time.
+    pub exception: Option<Exception>,
+}
+
+impl CallbackOutcome {
+    fn unchanged(transaction: Transaction) -> Self {
+        CallbackOutcome {
+            transaction,
+            applied: false,
+            exception: None,
+        }
+    }
+}
+
+/// What the provider says before a transaction's items are freed.
+enum Verdict {
+    /// Nothing is open there any more: free the items (with a note, when worth one).
+    Free(Option<String>),
+    /// The provider knows how it ended: record that instead.
+    Outcome(PaymentOutcome),
+    /// The payment is processing at the provider: wait.
+    Processing,
+    /// The provider could not be asked or could not close: why.
+    Unreachable(String),
 }
 
 impl Payments {
-    // ---------------------------------------------------------------- outcomes
-
     /// Applies a provider's callback: the gateway verifies and reads it, the amount and
     /// currency are checked against the transaction, and the outcome is applied once. A
     /// replay changes nothing and answers `applied: false`.
+    ///
+    /// A payment is recorded whatever state the transaction is in (see the module): one
+    /// that comes after the transaction ended is applied as a late payment, or, when
+    /// another payment settled its items meanwhile, recorded with a
+    /// [`ExceptionKind::DoublePayment`] exception; an amount that differs from the total
+    /// is recorded as an [`ExceptionKind::AmountMismatch`] and not applied. All these
+    /// answer `Ok`, with the exception in [`CallbackOutcome::exception`]. A payment of a
+    /// notice that no transaction has is recorded as an [`ExceptionKind::UnknownPayment`]
+    /// of the creditor the gateway names, and answered `NotFound` on `transaction`.
     pub async fn handle_callback(
         &self,
         gateway: &str,
@@ -50,6 +90,9 @@ impl Payments {
                 found
             }
         };
+        if let Some(refund) = event.refund.take() {
+            return self.apply_refund_event(&gateway.id(), tx, refund).await;
+        }
         if let Some(part) = event.part.take() {
             return self.apply_part(&gateway.id(), event, part, tx).await;
         }
@@ -68,43 +111,36 @@ impl Payments {
             ));
         }
         if event.amount != tx.total {
-            // Flagged for operators, once per reported amount: the outcome is not applied.
+            // Recorded for operators, once per reported amount and outcome; not applied.
             let reference = event
                 .provider_ref
                 .clone()
                 .or_else(|| event.record_ref.clone())
                 .unwrap_or_else(|| tx.id.to_string());
-            let flag = crate::BankEntry {
-                creditor_id: tx.creditor_id,
-                key: format!("mismatch:{}:{reference}:{}", gateway.id(), event.amount),
-                statement_id: format!("callback:{}", gateway.id()),
-                imported_at: self.inner.clock.now(),
-                booked_on: None,
-                amount: event.amount.amount(),
-                currency: event.amount.currency().code().to_owned(),
-                debtor: None,
-                remittance: event.note.clone().unwrap_or_default(),
-                reference: Some(reference),
-                outcome: crate::BankEntryOutcome::Exception {
-                    reason: format!(
-                        "{} reported {} ({:?}) for transaction {}, whose total is {}: not applied",
-                        gateway.id(),
-                        event.amount,
-                        event.outcome,
-                        tx.id,
-                        tx.total
-                    ),
-                    transaction_id: Some(tx.id),
-                },
-            };
-            self.store_ref().insert_bank_entry(&flag).await?;
-            return Err(Error::gateway(
-                gateway.id().0,
-                GatewayErrorKind::AmountMismatch {
-                    expected: tx.total.to_string(),
-                    actual: event.amount.to_string(),
-                },
-            ));
+            let exception = Exception::new(
+                tx.creditor_id,
+                ExceptionKind::AmountMismatch,
+                format!(
+                    "mismatch:{}:{reference}:{}:{:?}",
+                    gateway.id(),
+                    event.amount,
+                    event.outcome
+                ),
+                format!(
+                    "{} reported {} ({:?}) for transaction {}, whose total is {}: not applied",
+                    gateway.id(),
+                    event.amount,
+                    event.outcome,
+                    tx.id,
+                    tx.total
+                ),
+                self.inner.clock.now(),
+            )
+            .with_transaction(tx.id)
+            .with_amount(event.amount)
+            .with_expected(tx.total)
+            .with_provider_ref(reference);
+            return self.recorded(tx, exception).await;
         }
         let actor = Actor::Gateway { id: gateway.id() };
         let change = Change {
@@ -115,13 +151,40 @@ impl Payments {
         self.apply_outcome(tx, event.outcome, &actor, change).await
     }
 
+    /// Records `exception` (once per key) about `tx`, which does not change, and answers
+    /// with it: the stored one for a replay.
+    pub(super) async fn recorded(
+        &self,
+        tx: Transaction,
+        exception: Exception,
+    ) -> Result<CallbackOutcome> {
+        let inserted = self.store_ref().insert_exception(&exception).await?;
+        let exception = if inserted {
+            exception
+        } else {
+            let mut q = ExceptionQuery::new(exception.creditor_id);
+            q.key = Some(exception.key.clone());
+            q.limit = 1;
+            self.store_ref()
+                .exceptions(&q)
+                .await?
+                .pop()
+                .unwrap_or(exception)
+        };
+        Ok(CallbackOutcome {
+            transaction: tx,
+            applied: inserted,
+            exception: Some(exception),
+        })
+    }
+
     /// Applies a callback that pays one line of a transaction (see [`CallbackPart`]).
     ///
-    /// The part is recorded once as a [`BankEntry`](crate::BankEntry): matched when it pays
-    /// a line of an open transaction with the line's exact amount, an exception an operator
-    /// sees otherwise (no such transaction, an amount that differs, a line already paid, a
-    /// transaction no longer open). The transaction moves to `Paid` when every line is paid.
-    /// A replay finds its entry and answers `applied: false`.
+    /// The store records the payment once per key and decides, atomically, whether it
+    /// settles the line (its item is paid, its module told, the payer and the creditor
+    /// get a receipt and a notice for it; the transaction is `Paid` with the last line)
+    /// or pays it a second time (a double payment). An unknown line or notice, or an
+    /// amount that differs from the line's, is recorded as an exception.
     pub(super) async fn apply_part(
         &self,
         gateway: &GatewayId,
@@ -129,35 +192,29 @@ impl Payments {
         part: CallbackPart,
         tx: Option<Transaction>,
     ) -> Result<CallbackOutcome> {
-        let store = self.store_ref();
-        let Some(creditor) = tx.as_ref().map(|t| t.creditor_id).or(part.creditor_id) else {
-            return Err(Error::not_found("transaction", &part.reference));
+        let now = self.inner.clock.now();
+        let Some(creditor_id) = tx.as_ref().map(|t| t.creditor_id).or(part.creditor_id) else {
+            // No transaction, and a body not served here: nothing of ours to record.
+            return Err(Error::forbidden(format!(
+                "{} is a payment of a body not served here",
+                part.reference
+            )));
         };
-        let entry = |outcome: crate::BankEntryOutcome| crate::BankEntry {
-            creditor_id: creditor,
-            key: part.key.clone(),
-            statement_id: part.key.clone(),
-            imported_at: self.inner.clock.now(),
-            booked_on: part.paid_on,
-            amount: event.amount.amount(),
-            currency: event.amount.currency().code().to_owned(),
-            debtor: part.debtor.clone(),
-            remittance: part.details.clone(),
-            reference: Some(part.reference.clone()),
-            outcome,
-        };
-        let exception = |reason: String, transaction_id: Option<TransactionId>| {
-            entry(crate::BankEntryOutcome::Exception {
-                reason,
-                transaction_id,
-            })
+        let exception = |kind, reason: String| {
+            Exception::new(creditor_id, kind, part.key.clone(), reason, now)
+                .with_amount(event.amount)
+                .with_provider_ref(part.reference.clone())
         };
         let Some(tx) = tx else {
-            // Recorded once: a replay's insert finds the key taken and changes nothing.
-            store
-                .insert_bank_entry(&exception(
-                    format!("no transaction has reference {}", part.reference),
-                    None,
+            // Money for a notice nobody here knows: kept for the creditor's operators.
+            self.store_ref()
+                .insert_exception(&exception(
+                    ExceptionKind::UnknownPayment,
+                    format!(
+                        "{} was paid ({}), but no transaction has this reference: find \
+                         what it pays, or give it back",
+                        part.reference, event.amount
+                    ),
                 ))
                 .await?;
             return Err(Error::not_found("transaction", &part.reference));
@@ -167,120 +224,109 @@ impl Payments {
                 "the callback's gateway does not run this transaction",
             ));
         }
-        // Every entry this part can have recorded names the transaction.
-        let mut of_tx = crate::BankEntryQuery::new(creditor);
-        of_tx.transaction_id = Some(tx.id);
-        of_tx.limit = crate::MAX_PAGE_SIZE;
-        let recorded = store.bank_entries(&of_tx).await?;
-        if recorded.iter().any(|e| e.key == part.key) {
-            return Ok(CallbackOutcome {
-                transaction: tx,
-                applied: false,
-            });
-        }
         let Some(line) = tx.lines.get(part.line) else {
-            store
-                .insert_bank_entry(&exception(
-                    format!(
-                        "transaction {} has no line {}",
-                        tx.id,
-                        part.line.saturating_add(1)
-                    ),
-                    Some(tx.id),
-                ))
-                .await?;
-            return Err(Error::gateway(
-                gateway.0.clone(),
-                GatewayErrorKind::Malformed(format!(
-                    "no line {} to pay",
+            let e = exception(
+                ExceptionKind::UnknownPayment,
+                format!(
+                    "{} was paid ({}), but transaction {} has no line {}",
+                    part.reference,
+                    event.amount,
+                    tx.id,
                     part.line.saturating_add(1)
-                )),
-            ));
+                ),
+            )
+            .with_transaction(tx.id);
+            return self.recorded(tx, e).await;
         };
         if event.amount != line.amount {
-            store
-                .insert_bank_entry(&exception(
-                    format!(
-                        "pays {} for {}, which is of {}",
-                        event.amount, part.reference, line.amount
-                    ),
-                    Some(tx.id),
-                ))
-                .await?;
-            return Err(Error::gateway(
-                gateway.0.clone(),
-                GatewayErrorKind::AmountMismatch {
-                    expected: line.amount.to_string(),
-                    actual: event.amount.to_string(),
-                },
-            ));
+            let e = exception(
+                ExceptionKind::AmountMismatch,
+                format!(
+                    "pays {} for {}, which is of {}: not applied",
+                    event.amount, part.reference, line.amount
+                ),
+            )
+            .with_transaction(tx.id)
+            .with_lines([part.line])
+            .with_expected(line.amount);
+            return self.recorded(tx, e).await;
         }
-        let paid_lines = |entries: &[crate::BankEntry]| -> std::collections::BTreeSet<String> {
-            entries
-                .iter()
-                .filter(|e| !e.is_exception())
-                .filter_map(|e| e.reference.clone())
-                .collect()
-        };
-        let mut paid = paid_lines(&recorded);
-        let reason = if paid.contains(&part.reference) {
-            Some(format!(
-                "{} was already paid: this is a second payment of it",
-                part.reference
-            ))
-        } else if !tx.status.is_open() {
-            Some(format!(
-                "pays {} of transaction {}, which is {}",
-                part.reference, tx.id, tx.status
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            let inserted = store
-                .insert_bank_entry(&exception(reason, Some(tx.id)))
-                .await?;
-            return Ok(CallbackOutcome {
-                transaction: tx,
-                applied: inserted,
-            });
-        }
-        let matched = entry(crate::BankEntryOutcome::Matched {
-            transaction_id: tx.id,
-        });
-        if !store.insert_bank_entry(&matched).await? {
-            return Ok(CallbackOutcome {
-                transaction: tx,
-                applied: false,
-            });
-        }
-        paid.insert(part.reference.clone());
-        if paid.len() < tx.lines.len() {
-            // Another line may have been paid meanwhile: read again before deciding.
-            paid = paid_lines(&store.bank_entries(&of_tx).await?);
-        }
-        if paid.len() < tx.lines.len() {
-            return Ok(CallbackOutcome {
-                transaction: tx,
-                applied: true,
-            });
-        }
-        let actor = Actor::Gateway {
-            id: gateway.clone(),
-        };
-        let note = format!(
-            "every line paid: {}",
-            paid.into_iter().collect::<Vec<_>>().join(", ")
+        let creditor = self.creditor(tx.creditor_id).await?;
+        let telling = self.telling(&tx, &creditor).await?;
+        let positions = [part.line];
+        let summary = telling.summary(
+            TxStatus::Paid,
+            Some(part.reference.clone()),
+            now,
+            Some(&positions),
+            None,
         );
-        let mut outcome = self
-            .apply_outcome(tx, PaymentOutcome::Paid, &actor, Change::note(note))
-            .await?;
-        // This part was recorded even when a concurrent part made the last move.
-        outcome.applied = true;
-        Ok(outcome)
+        let mut outbox = telling.mails(
+            Some(NotificationKind::Receipt),
+            Some(NotificationKind::CreditorNotice),
+            &summary,
+        );
+        outbox.extend(telling.settlement(part.line, now));
+        let returned = telling.summary(
+            TxStatus::Paid,
+            Some(part.reference.clone()),
+            now,
+            Some(&positions),
+            Some(event.amount),
+        );
+        let on_duplicate = telling.mails(Some(NotificationKind::DuplicatePayment), None, &returned);
+        let duplicate = exception(
+            ExceptionKind::DoublePayment,
+            format!(
+                "{} was already paid: this payment of {} pays it again; give it back",
+                part.reference, event.amount
+            ),
+        )
+        .with_transaction(tx.id)
+        .with_lines([part.line]);
+        let late = Exception::new(
+            creditor_id,
+            ExceptionKind::LatePayment,
+            format!("late:{}", part.key),
+            format!(
+                "{} was paid after its transaction ended: its item was still free and is \
+                 now paid",
+                part.reference
+            ),
+            now,
+        )
+        .with_transaction(tx.id)
+        .with_lines([part.line])
+        .with_amount(event.amount)
+        .with_provider_ref(part.reference.clone());
+        let mut payment = LinePayment::new(
+            tx.id,
+            part.line,
+            part.key,
+            part.reference,
+            event.amount,
+            Actor::Gateway {
+                id: gateway.clone(),
+            },
+            now,
+            duplicate,
+            late,
+        );
+        payment.paid_on = part.paid_on;
+        payment.debtor = part.debtor;
+        payment.details = part.details;
+        payment.outbox = outbox;
+        payment.on_duplicate = on_duplicate;
+        let paid = self.store_ref().pay_line(&payment).await?;
+        Ok(CallbackOutcome {
+            transaction: paid.transaction,
+            applied: paid.recorded,
+            exception: paid.exceptions.into_iter().next(),
+        })
     }
 
-    /// Asks the gateway where an unfinished transaction stands and applies the answer.
+    /// Asks the gateway where a transaction stands and applies the answer (a payment is
+    /// recorded even when the transaction had ended).
     pub async fn reconcile(&self, transaction: TransactionId) -> Result<CallbackOutcome> {
         let tx = self.load_transaction(transaction).await?;
         let gateway = self.gateway(&tx.gateway_id)?.clone();
@@ -298,36 +344,27 @@ impl Payments {
         change: Change,
     ) -> Result<CallbackOutcome> {
         let target = match outcome {
-            PaymentOutcome::Pending => {
-                return Ok(CallbackOutcome {
-                    transaction: tx,
-                    applied: false,
-                });
+            PaymentOutcome::Pending | PaymentOutcome::Processing => {
+                return Ok(CallbackOutcome::unchanged(tx));
             }
-            PaymentOutcome::Paid => TxStatus::Paid,
+            PaymentOutcome::Paid => return self.apply_paid(tx, actor, change).await,
             PaymentOutcome::Failed => TxStatus::Failed,
             PaymentOutcome::Cancelled => TxStatus::Cancelled,
         };
         for _ in 0..4 {
-            if tx.status == target {
-                return Ok(CallbackOutcome {
-                    transaction: tx,
-                    applied: false,
-                });
+            // A transaction that already ended is not failed or cancelled again: the news
+            // is old (the provider telling of a session the expiry closed, say).
+            if !tx.status.is_open() || !tx.status.can_move_to(target) {
+                return Ok(CallbackOutcome::unchanged(tx));
             }
-            let step = if tx.status == TxStatus::Created && target == TxStatus::Paid {
-                TxStatus::Pending
-            } else {
-                target
-            };
-            match self.apply(&tx, step, actor, change.clone()).await {
-                Ok(t) if t.status == target => {
+            match self.apply(&tx, target, actor, change.clone()).await {
+                Ok(t) => {
                     return Ok(CallbackOutcome {
                         transaction: t,
                         applied: true,
+                        exception: None,
                     });
                 }
-                Ok(t) => tx = t,
                 Err(Error::Conflict(Conflict::StaleState { .. })) => {
                     tx = self.load_transaction(tx.id).await?;
                 }
@@ -339,45 +376,368 @@ impl Payments {
         }))
     }
 
+    /// Records that the whole of `tx` was paid, in whatever state it is.
+    async fn apply_paid(
+        &self,
+        mut tx: Transaction,
+        actor: &Actor,
+        change: Change,
+    ) -> Result<CallbackOutcome> {
+        let mut read_items = false;
+        for _ in 0..6 {
+            if tx.status.is_paid() {
+                return self.paid_again(tx, actor, &change).await;
+            }
+            let result = if tx.status == TxStatus::Created {
+                // The gateway's start was never recorded: `Pending` first.
+                self.apply(&tx, TxStatus::Pending, actor, change.clone())
+                    .await
+                    .map(|t| (t, None))
+            } else {
+                let mut change = change.clone();
+                if read_items || tx.status.is_late() {
+                    self.late_or_double(&tx, &mut change).await?;
+                }
+                let exception = change.exceptions.first().cloned();
+                self.apply(&tx, TxStatus::Paid, actor, change)
+                    .await
+                    .map(|t| (t, exception))
+            };
+            match result {
+                Ok((t, exception)) if t.status == TxStatus::Paid => {
+                    return Ok(CallbackOutcome {
+                        transaction: t,
+                        applied: true,
+                        exception,
+                    });
+                }
+                Ok((t, _)) => tx = t,
+                Err(Error::Conflict(Conflict::StaleState { .. })) => {
+                    tx = self.load_transaction(tx.id).await?;
+                }
+                Err(Error::Conflict(Conflict::ItemsChanged { .. })) => {
+                    // Another payment settled one of its items meanwhile: read them.
+                    read_items = true;
+                    tx = self.load_transaction(tx.id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(Conflict::InProgress {
+            what: format!("transaction {}", tx.id),
+        }))
+    }
+
+    /// A payment of a transaction already paid: a replay when it carries the same
+    /// reference (or none); otherwise a second payment. A gateway's is recorded as a
+    /// double payment; an operator's evidence (a bank credit) is refused with a
+    /// `Conflict`, for the caller to record as its own exception.
+    async fn paid_again(
+        &self,
+        tx: Transaction,
+        actor: &Actor,
+        change: &Change,
+    ) -> Result<CallbackOutcome> {
+        let (Some(new), Some(old)) = (change.provider_ref.as_deref(), tx.provider_ref.as_deref())
+        else {
+            return Ok(CallbackOutcome::unchanged(tx));
+        };
+        if new == old {
+            return Ok(CallbackOutcome::unchanged(tx));
+        }
+        if !matches!(actor, Actor::Gateway { .. }) {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "transaction {} was already paid ({old}); {new} would pay it again",
+                tx.id
+            ))));
+        }
+        let exception = Exception::new(
+            tx.creditor_id,
+            ExceptionKind::DoublePayment,
+            format!("double:{}:{new}", tx.id),
+            format!(
+                "paid again ({new}) after it was paid ({old}): check with the provider and \
+                 give the second payment back"
+            ),
+            self.inner.clock.now(),
+        )
+        .with_transaction(tx.id)
+        .with_amount(tx.total)
+        .with_provider_ref(new);
+        self.recorded(tx, exception).await
+    }
+
+    /// Reads which items of `tx` another transaction paid, and sets `change` up for a
+    /// late payment or a double payment: the items paid elsewhere are left as they are,
+    /// an exception is recorded, and the payer is told what will be given back.
+    async fn late_or_double(&self, tx: &Transaction, change: &mut Change) -> Result<()> {
+        let now = self.inner.clock.now();
+        let mut elsewhere: Vec<(usize, ItemId, TransactionId)> = Vec::new();
+        for (position, line) in tx.lines.iter().enumerate() {
+            if let Some(item) = self.store_ref().item(line.item_id).await?
+                && let ItemState::Paid(other) = item.state
+                && other != tx.id
+            {
+                elsewhere.push((position, item.id, other));
+            }
+        }
+        let reference = change
+            .provider_ref
+            .clone()
+            .or_else(|| tx.provider_ref.clone());
+        let when = if tx.status.is_late() {
+            format!(" after the transaction was {}", tx.status)
+        } else {
+            String::new()
+        };
+        change.paid_elsewhere = elsewhere.iter().map(|(_, item, _)| *item).collect();
+        change.exceptions.clear();
+        change.outbox.clear();
+        let mut exception = if elsewhere.is_empty() {
+            if !tx.status.is_late() {
+                return Ok(());
+            }
+            Exception::new(
+                tx.creditor_id,
+                ExceptionKind::LatePayment,
+                format!("late:{}", tx.id),
+                format!("paid{when}: its items were still free and are now paid by it"),
+                now,
+            )
+            .with_amount(tx.total)
+        } else {
+            let positions: Vec<usize> = elsewhere.iter().map(|(p, _, _)| *p).collect();
+            let amount = Money::sum(
+                tx.total.currency(),
+                positions.iter().map(|&p| &tx.lines[p].amount),
+            )
+            .map_err(|e| Error::invalid("amount", e.to_string()))?;
+            let mut others: Vec<String> = elsewhere.iter().map(|(_, _, t)| t.to_string()).collect();
+            others.dedup();
+            let numbers: Vec<String> = positions.iter().map(|p| (p + 1).to_string()).collect();
+            let creditor = self.creditor(tx.creditor_id).await?;
+            let telling = self.telling(tx, &creditor).await?;
+            let summary = telling.summary(
+                TxStatus::Paid,
+                reference.clone(),
+                now,
+                Some(&positions),
+                Some(amount),
+            );
+            change.outbox = telling.mails(Some(NotificationKind::DuplicatePayment), None, &summary);
+            Exception::new(
+                tx.creditor_id,
+                ExceptionKind::DoublePayment,
+                format!("double:{}", tx.id),
+                format!(
+                    "paid{when}, but line {} had been paid meanwhile by {}: {amount} of it is \
+                     paid twice; give it back",
+                    numbers.join(", "),
+                    others.join(", ")
+                ),
+                now,
+            )
+            .with_lines(positions)
+            .with_amount(amount)
+        };
+        exception = exception.with_transaction(tx.id);
+        if let Some(r) = &reference {
+            exception = exception.with_provider_ref(r.clone());
+        }
+        let note = format!(
+            "{} ({})",
+            exception.kind.label(crate::Locale::En),
+            exception.reason
+        );
+        change.note = Some(match change.note.take() {
+            Some(n) => format!("{note}; {n}"),
+            None => note,
+        })
+        .map(|n| n.chars().take(500).collect());
+        change.exceptions.push(exception);
+        Ok(())
+    }
+
     /// The payer gives up an unfinished transaction: → `Cancelled`; the items are payable
-    /// again.
+    /// again. The provider is asked first, and its session closed: if it says the payment
+    /// went through, it is recorded instead (the answer is then the `Paid` transaction);
+    /// a payment it is still processing (a SEPA debit) cannot be cancelled
+    /// (`Conflict::InProgress`). When the provider cannot be reached, the transaction is
+    /// cancelled all the same and a payment that comes later is recorded as late.
     pub async fn cancel(&self, actor: &Actor, transaction: TransactionId) -> Result<Transaction> {
         let tx = self.load_transaction(transaction).await?;
         actor.check_payer_access(&tx.creditor_id, &tx.payer.id)?;
-        self.apply(&tx, TxStatus::Cancelled, actor, Change::default())
+        if !tx.status.can_move_to(TxStatus::Cancelled) {
+            return Err(Error::Conflict(Conflict::InvalidTransition {
+                from: tx.status.to_string(),
+                to: TxStatus::Cancelled.to_string(),
+            }));
+        }
+        let note = match self.ask_before_freeing(&tx).await {
+            Verdict::Free(note) => note,
+            Verdict::Outcome(outcome) => {
+                let gateway = Actor::Gateway {
+                    id: tx.gateway_id.clone(),
+                };
+                let change = Change::note("the provider answered before the cancellation");
+                return Ok(self
+                    .apply_outcome(tx, outcome, &gateway, change)
+                    .await?
+                    .transaction);
+            }
+            Verdict::Processing => {
+                return Err(Error::Conflict(Conflict::InProgress {
+                    what: format!("the payment of transaction {} at the provider", tx.id),
+                }));
+            }
+            Verdict::Unreachable(why) => Some(format!(
+                "cancelled without the provider ({why}): a payment it takes now is recorded \
+                 as late"
+            )),
+        };
+        self.apply(&tx, TxStatus::Cancelled, actor, Change::note_opt(note))
             .await
     }
 
-    /// Expires the transactions whose time is up and frees their items. A transaction whose
-    /// gateway says it was paid meanwhile is marked paid instead. Returns how many expired.
+    /// Expires the transactions whose time is up and frees their items, asking each
+    /// provider first: a payment it says went through (or failed) is recorded instead; one
+    /// it is still processing is never expired (the expiry waits
+    /// [`PaymentsBuilder::expiry_recheck`](crate::PaymentsBuilder::expiry_recheck), with an
+    /// event; past the provider's longest processing window it becomes an exception); its
+    /// session is closed before the items are freed; a provider that cannot be reached is
+    /// asked again later. Returns how many expired.
     pub async fn expire_due(&self) -> Result<u32> {
         let now = self.inner.clock.now();
         let mut expired = 0;
         for tx in self.store_ref().due_for_expiry(now, 500).await? {
-            if let Some(gateway) = self.inner.gateways.get(&tx.gateway_id).cloned()
-                && tx.status == TxStatus::Pending
-                && let Ok(PaymentOutcome::Paid) = gateway.fetch_status(&tx).await
-            {
-                let actor = Actor::Gateway { id: gateway.id() };
-                self.apply_outcome(
-                    tx,
-                    PaymentOutcome::Paid,
-                    &actor,
-                    Change::note("paid before expiry"),
-                )
-                .await?;
-                continue;
-            }
-            match self
-                .apply(&tx, TxStatus::Expired, &Actor::System, Change::default())
-                .await
-            {
-                Ok(_) => expired += 1,
-                Err(Error::Conflict(Conflict::StaleState { .. })) => {}
-                Err(e) => return Err(e),
+            match self.ask_before_freeing(&tx).await {
+                Verdict::Free(note) => match self
+                    .apply(
+                        &tx,
+                        TxStatus::Expired,
+                        &Actor::System,
+                        Change::note_opt(note),
+                    )
+                    .await
+                {
+                    Ok(_) => expired += 1,
+                    Err(Error::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                },
+                Verdict::Outcome(outcome) => {
+                    let gateway = Actor::Gateway {
+                        id: tx.gateway_id.clone(),
+                    };
+                    match self
+                        .apply_outcome(tx, outcome, &gateway, Change::note("before expiry"))
+                        .await
+                    {
+                        Ok(_) | Err(Error::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Verdict::Processing => {
+                    self.postpone(&tx, "the provider is still processing the payment", true)
+                        .await?;
+                }
+                Verdict::Unreachable(why) => {
+                    self.postpone(
+                        &tx,
+                        &format!("the provider could not be asked: {why}"),
+                        false,
+                    )
+                    .await?;
+                }
             }
         }
         Ok(expired)
+    }
+
+    /// What the provider says of `tx` before its items are freed: its status, then the
+    /// closing of its session.
+    async fn ask_before_freeing(&self, tx: &Transaction) -> Verdict {
+        let Some(gateway) = self.inner.gateways.get(&tx.gateway_id).cloned() else {
+            return Verdict::Free(Some(format!(
+                "gateway {} is not registered here",
+                tx.gateway_id
+            )));
+        };
+        let not_supported = |e: &Error| {
+            matches!(
+                e,
+                Error::Gateway {
+                    kind: GatewayErrorKind::NotSupported(_),
+                    ..
+                }
+            )
+        };
+        match gateway.fetch_status(tx).await {
+            Ok(PaymentOutcome::Pending) => {}
+            Ok(PaymentOutcome::Processing) => return Verdict::Processing,
+            Ok(outcome) => return Verdict::Outcome(outcome),
+            Err(e) if not_supported(&e) => {}
+            Err(e) => return Verdict::Unreachable(e.to_string()),
+        }
+        match gateway.close(tx).await {
+            Ok(PaymentOutcome::Cancelled) => {
+                Verdict::Free(Some(format!("{} closed its payment page", tx.gateway_id)))
+            }
+            Ok(PaymentOutcome::Processing) => Verdict::Processing,
+            Ok(PaymentOutcome::Pending) => {
+                Verdict::Unreachable(format!("{} did not close its payment page", tx.gateway_id))
+            }
+            Ok(outcome) => Verdict::Outcome(outcome),
+            Err(e) if not_supported(&e) => Verdict::Free(None),
+            Err(e) => Verdict::Unreachable(e.to_string()),
+        }
+    }
+
+    /// Postpones the expiry of `tx` by the recheck wait, with an event; a payment still
+    /// processing past its method's longest window becomes an exception, once.
+    async fn postpone(&self, tx: &Transaction, why: &str, processing: bool) -> Result<()> {
+        let now = self.inner.clock.now();
+        let wait = chrono::Duration::from_std(self.inner.expiry_recheck)
+            .unwrap_or(chrono::Duration::minutes(15));
+        let mut exceptions = Vec::new();
+        if processing
+            && let Some(gateway) = self.inner.gateways.get(&tx.gateway_id)
+            && let Some(window) = gateway.processing_window(tx.method_kind)
+            && let Ok(window) = chrono::Duration::from_std(window)
+            && now > tx.created_at + window
+        {
+            exceptions.push(
+                Exception::new(
+                    tx.creditor_id,
+                    ExceptionKind::StillProcessing,
+                    format!("processing:{}", tx.id),
+                    format!(
+                        "{} still says the payment is processing, {} days after it started: \
+                         ask the provider",
+                        tx.gateway_id,
+                        (now - tx.created_at).num_days()
+                    ),
+                    now,
+                )
+                .with_transaction(tx.id)
+                .with_amount(tx.total),
+            );
+        }
+        let extension = ExpiryExtension {
+            transaction: tx.id,
+            status: tx.status,
+            until: now + wait,
+            actor: Actor::System,
+            at: now,
+            note: format!("expiry postponed: {why}")
+                .chars()
+                .take(500)
+                .collect(),
+            exceptions,
+        };
+        match self.store_ref().extend_expiry(&extension).await {
+            Ok(_) | Err(Error::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -412,6 +772,7 @@ mod tests {
                         }
                         OutboxPayload::Notification(_) => "notice",
                         OutboxPayload::Settlement(_) => "settlement",
+                        OutboxPayload::Refund(_) => "refund",
                     })
                     .collect();
                 t.from == TxStatus::Pending
@@ -435,17 +796,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_amount_mismatch_is_flagged_and_never_applied() {
+    async fn an_amount_mismatch_is_recorded_as_an_exception_and_never_applied() {
+        // Money is a fact (DESIGN.md): a payment of another amount is recorded for
+        // operators and answered Ok, so the provider does not retry it.
         let (tx, _) = pending_transaction().await;
         let mut store = store_reading(&tx);
         store.expect_transition().never();
         let tx_id = tx.id;
         store
-            .expect_insert_bank_entry()
+            .expect_insert_exception()
             .withf(move |e| {
-                e.is_exception()
-                    && e.transaction_id() == Some(tx_id)
-                    && e.amount == rust_decimal::Decimal::new(1001, 2)
+                e.kind == ExceptionKind::AmountMismatch
+                    && e.transaction_id == Some(tx_id)
+                    && e.amount == Some(Money::parse_eur("10.01").unwrap())
+                    && e.expected == Some(Money::parse_eur("10.00").unwrap())
             })
             .times(1)
             .returning(|_| Ok(true));
@@ -455,17 +819,16 @@ mod tests {
             Money::parse_eur("10.01").unwrap(),
         );
         let p = service(store, gateway, MockNotifier::new());
-        let err = p
+        let out = p
             .handle_callback("sandbox", &CallbackRequest::new("{}"))
             .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            Error::Gateway {
-                kind: GatewayErrorKind::AmountMismatch { .. },
-                ..
-            }
-        ));
+            .unwrap();
+        assert!(out.applied, "recorded");
+        assert_eq!(out.transaction.status, TxStatus::Pending, "not applied");
+        assert_eq!(
+            out.exception.map(|e| e.kind),
+            Some(ExceptionKind::AmountMismatch)
+        );
     }
 
     #[tokio::test]

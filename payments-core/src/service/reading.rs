@@ -25,6 +25,18 @@ impl Payments {
         Ok(tx)
     }
 
+    /// The payments of single lines recorded for a transaction (pagoPA receipts), oldest
+    /// first: each with what became of it (it settled its line, or paid it twice). For its
+    /// payer and its creditor's operators.
+    pub async fn line_payments(
+        &self,
+        actor: &Actor,
+        id: TransactionId,
+    ) -> Result<Vec<crate::LinePaymentRecord>> {
+        self.transaction(actor, id).await?;
+        self.store_ref().line_payments(id).await
+    }
+
     /// A transaction's events, oldest first: its history.
     pub async fn events(&self, actor: &Actor, id: TransactionId) -> Result<Vec<TransactionEvent>> {
         self.transaction(actor, id).await?;

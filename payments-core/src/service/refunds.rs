@@ -2,15 +2,18 @@
 
 use std::time::Duration;
 
-use super::{Change, check_note};
+use super::{CallbackOutcome, Change, check_note};
 use crate::{
-    Actor, Conflict, Error, EventId, GatewayErrorKind, MAX_REFUND_KEY_LEN, Money, Payments, Refund,
-    RefundId, RefundRequest, RefundStatus, RefundUpdate, Result, Role, Transaction,
-    TransactionEvent, TransactionId, TxStatus,
+    Actor, Conflict, Error, EventId, Exception, ExceptionKind, GatewayErrorKind, GatewayId,
+    ItemState, MAX_REFUND_KEY_LEN, Money, NewOutboxMessage, NotificationKind, OutboxId,
+    OutboxPayload, Payments, Refund, RefundAnswer, RefundEvent, RefundId, RefundRequest,
+    RefundSettlement, RefundStatus, RefundUpdate, Result, Role, Transaction, TransactionEvent,
+    TransactionId, TxStatus,
 };
 
 /// What one pass of [`Payments::reconcile_pending`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Transactions whose gateway was asked.
     pub checked: u32,
@@ -21,19 +24,30 @@ pub struct SweepReport {
     pub failed: u32,
     /// Transactions skipped: their gateway is not registered, or cannot be asked.
     pub skipped: u32,
+    /// Unfinished refunds whose provider was asked.
+    pub refunds_checked: u32,
+    /// Of those, how many ended (succeeded or failed) or were accepted meanwhile.
+    pub refunds_applied: u32,
 }
 
 impl Payments {
     /// Gives back money of a `Paid` transaction, all that is left or `request.amount` of
-    /// it, through the transaction's gateway. For an operator (manager) of its creditor.
+    /// it (of `request.lines` only, when given), through the transaction's gateway. For an
+    /// operator (manager) of its creditor.
     ///
     /// The refund is recorded, with an event, before the provider is asked, and the store
     /// refuses any refund that would take the refunds past what was paid, also when two
-    /// are asked at once. The provider's answer then marks it `Succeeded` or `Failed`,
-    /// with another event; when the refunds that succeeded add up to the total the
-    /// transaction moves to `Refunded`. If the provider cannot be reached the refund stays
-    /// `Requested` (it still counts) and the error is returned: asking again with the same
-    /// key asks the provider again, with the same refund id, never for a second refund.
+    /// are asked at once. The amount is shared among the lines in order, each up to what
+    /// is left of it. The provider's answer then marks it `Succeeded`, `Pending` (accepted,
+    /// still under way: its webhook or the reconciliation sweep tells how it ends) or
+    /// `Failed` (an exception operators see, and may retry with
+    /// [`Payments::retry_refund`]), with another event. A refund that succeeds puts in the
+    /// outbox a mail to the payer, a notice to the creditor, and a message to the module of
+    /// each line it gives back ([`SettlementListener::refunded`](crate::SettlementListener::refunded));
+    /// when the refunds that succeeded add up to the total the transaction moves to
+    /// `Refunded`. If the provider cannot be reached the refund stays `Requested` (it still
+    /// counts) and the error is returned: asking again with the same key asks the provider
+    /// again, with the same refund id, never for a second refund.
     pub async fn refund(
         &self,
         actor: &Actor,
@@ -54,6 +68,12 @@ impl Payments {
         }
         let reason = check_note(request.reason)
             .map_err(|_| Error::invalid("reason", "at most 500 characters"))?;
+        if let Some(bad) = request.lines.iter().find(|&&l| l >= tx.lines.len()) {
+            return Err(Error::invalid(
+                "lines",
+                format!("the transaction has no line {}", bad + 1),
+            ));
+        }
         let store = self.store_ref();
         let earlier = store.refunds(tx.id).await?;
         if let Some(same) = earlier.iter().find(|r| r.key == key) {
@@ -70,6 +90,12 @@ impl Payments {
                 from: tx.status.to_string(),
                 to: TxStatus::Refunded.to_string(),
             }));
+        }
+        if !self.refundable(&tx) {
+            return Err(Error::gateway(
+                tx.gateway_id.0.clone(),
+                GatewayErrorKind::NotSupported("refund"),
+            ));
         }
         let currency = tx.total.currency();
         let refunded: i64 = earlier
@@ -99,6 +125,12 @@ impl Payments {
             let refunded = Money::from_minor(refunded, currency)?;
             return Err(crate::refund_exceeds(&tx.total, &refunded, &amount));
         }
+        let Some(lines) = crate::allocate_refund(&tx, &earlier, &request.lines, amount) else {
+            return Err(Error::invalid(
+                "amount",
+                format!("{amount} is more than what is left of the lines chosen"),
+            ));
+        };
         let now = self.inner.clock.now();
         let refund = Refund {
             id: RefundId::new(),
@@ -110,6 +142,7 @@ impl Payments {
             status: RefundStatus::Requested,
             provider_ref: None,
             note: None,
+            lines,
             requested_by: actor.clone(),
             created_at: now,
             updated_at: now,
@@ -126,6 +159,44 @@ impl Payments {
             return Ok(created.refund);
         }
         self.settle_refund(&tx, created.refund, actor).await
+    }
+
+    /// Whether the gateway of `tx` is registered here and can give money back.
+    pub fn refundable(&self, tx: &Transaction) -> bool {
+        self.inner
+            .gateways
+            .get(&tx.gateway_id)
+            .is_some_and(|g| g.supports_refunds())
+    }
+
+    /// Asks again for a refund that failed: a new refund of the same amount and lines,
+    /// keyed by the failed one (so asking twice makes one). For a manager of the
+    /// creditor.
+    pub async fn retry_refund(
+        &self,
+        actor: &Actor,
+        transaction: TransactionId,
+        refund: RefundId,
+    ) -> Result<Refund> {
+        let tx = self.load_transaction(transaction).await?;
+        actor.check_operator(&tx.creditor_id, Role::Manager)?;
+        let failed = self
+            .store_ref()
+            .refunds(tx.id)
+            .await?
+            .into_iter()
+            .find(|r| r.id == refund)
+            .ok_or_else(|| Error::not_found("refund", refund))?;
+        if failed.status != RefundStatus::Failed {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "refund {refund} is {}, not failed",
+                failed.status
+            ))));
+        }
+        let mut request = RefundRequest::partial(failed.amount, format!("retry:{refund}"))
+            .of_lines(failed.lines.iter().map(|l| l.line));
+        request.reason = failed.reason.clone();
+        self.refund(actor, tx.id, request).await
     }
 
     /// A transaction's refunds, oldest first: for its payer and its creditor's operators.
@@ -147,46 +218,115 @@ impl Payments {
             return Ok(refund);
         }
         let gateway = self.gateway(&tx.gateway_id)?.clone();
-        let answer = gateway.refund(tx, &refund).await;
-        let now = self.inner.clock.now();
-        let (to, provider_ref, note, error) = match answer {
-            Ok(provider_ref) => (RefundStatus::Succeeded, Some(provider_ref), None, None),
+        let (answer, error) = match gateway.refund(tx, &refund).await {
+            Ok(answer) => (answer, None),
             Err(
                 e @ Error::Gateway {
                     kind: GatewayErrorKind::Unavailable,
                     ..
                 },
             ) => return Err(e),
-            Err(e) => (RefundStatus::Failed, None, Some(e.to_string()), Some(e)),
+            Err(e) => (
+                RefundAnswer {
+                    provider_ref: String::new(),
+                    status: RefundStatus::Failed,
+                    note: Some(e.to_string()),
+                },
+                Some(e),
+            ),
         };
-        let text = match (&provider_ref, &note) {
-            (Some(r), _) => format!("refund of {} done by the provider: {r}", refund.amount),
-            (None, Some(n)) => format!("refund of {} refused: {n}", refund.amount),
-            (None, None) => format!("refund of {} refused", refund.amount),
+        let done = self.finish_refund(tx, &refund, answer, actor).await?;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// Records the provider's answer about an unfinished refund: the state, the event, and
+    /// for one that succeeded its messages (then `Refunded` when all is given back); for
+    /// one that failed, an exception.
+    async fn finish_refund(
+        &self,
+        tx: &Transaction,
+        refund: &Refund,
+        answer: RefundAnswer,
+        actor: &Actor,
+    ) -> Result<Refund> {
+        let now = self.inner.clock.now();
+        let provider_ref = Some(answer.provider_ref.clone()).filter(|r| !r.is_empty());
+        let amount = refund.amount;
+        let text = match (answer.status, &provider_ref, &answer.note) {
+            (RefundStatus::Succeeded, Some(r), _) => {
+                format!("refund of {amount} done by the provider: {r}")
+            }
+            (RefundStatus::Succeeded, None, _) => {
+                format!("refund of {amount} done by the provider")
+            }
+            (RefundStatus::Pending, r, _) => format!(
+                "refund of {amount} accepted by the provider, under way{}",
+                r.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+            (_, _, Some(n)) => format!("refund of {amount} failed: {n}"),
+            (_, _, None) => format!("refund of {amount} failed"),
         };
+        let mut outbox = Vec::new();
+        let mut exception = None;
+        match answer.status {
+            RefundStatus::Succeeded => outbox = self.refund_messages(tx, refund, now).await?,
+            RefundStatus::Failed => {
+                exception = Some(
+                    Exception::new(
+                        tx.creditor_id,
+                        ExceptionKind::RefundFailed,
+                        format!("refund:{}", refund.id),
+                        format!("{text}; the money is still with the body: retry the refund"),
+                        now,
+                    )
+                    .with_transaction(tx.id)
+                    .with_lines(refund.lines.iter().map(|l| l.line))
+                    .with_amount(amount),
+                );
+                if let Some(r) = &provider_ref
+                    && let Some(e) = exception.as_mut()
+                {
+                    e.provider_ref = Some(r.clone());
+                }
+            }
+            _ => {}
+        }
         let update = RefundUpdate {
             refund: refund.id,
-            to,
+            from: refund.status,
+            to: answer.status,
             provider_ref,
-            note,
+            note: answer.note,
             at: now,
-            event: refund_event(tx, actor, now, text),
+            event: refund_event(tx, actor, now, text.chars().take(500).collect()),
+            outbox,
+            exception,
         };
         let done = match self.store_ref().finish_refund(&update).await {
             Ok(done) => done,
             // Settled meanwhile by a concurrent call with the same key.
-            Err(Error::Conflict(_)) => self
-                .store_ref()
-                .refunds(tx.id)
-                .await?
-                .into_iter()
-                .find(|r| r.id == refund.id)
-                .ok_or_else(|| Error::not_found("refund", refund.id))?,
+            Err(Error::Conflict(_)) => {
+                return self
+                    .store_ref()
+                    .refunds(tx.id)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.id == refund.id)
+                    .ok_or_else(|| Error::not_found("refund", refund.id));
+            }
             Err(e) => return Err(e),
         };
-        if let Some(e) = error {
-            return Err(e);
+        if done.status == RefundStatus::Succeeded {
+            self.refunded_in_full(tx, actor).await?;
         }
+        Ok(done)
+    }
+
+    /// Moves a transaction whose succeeded refunds add up to its total to `Refunded`.
+    async fn refunded_in_full(&self, tx: &Transaction, actor: &Actor) -> Result<()> {
         let succeeded: i64 = self
             .store_ref()
             .refunds(tx.id)
@@ -195,30 +335,177 @@ impl Payments {
             .filter(|r| r.status == RefundStatus::Succeeded)
             .map(|r| r.amount.minor_units())
             .sum();
-        if succeeded == tx.total.minor_units() {
-            let current = self.load_transaction(tx.id).await?;
-            if current.status == TxStatus::Paid {
-                let note = format!("refunded in full: {}", tx.total);
-                match self
-                    .apply(&current, TxStatus::Refunded, actor, Change::note(note))
-                    .await
-                {
-                    Ok(_) | Err(Error::Conflict(Conflict::StaleState { .. })) => {}
-                    Err(e) => return Err(e),
-                }
+        if succeeded != tx.total.minor_units() {
+            return Ok(());
+        }
+        let current = self.load_transaction(tx.id).await?;
+        if current.status == TxStatus::Paid {
+            let note = format!("refunded in full: {}", tx.total);
+            match self
+                .apply(&current, TxStatus::Refunded, actor, Change::note(note))
+                .await
+            {
+                Ok(_) | Err(Error::Conflict(Conflict::StaleState { .. })) => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(done)
+        Ok(())
+    }
+
+    /// What a refund that succeeded tells: the payer (when they gave an email address),
+    /// the creditor, and the module of each line it gives back that this transaction had
+    /// paid (a line whose item another payment settled was never this one's to tell).
+    async fn refund_messages(
+        &self,
+        tx: &Transaction,
+        refund: &Refund,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<NewOutboxMessage>> {
+        let creditor = self.creditor(tx.creditor_id).await?;
+        let telling = self.telling(tx, &creditor).await?;
+        let positions: Vec<usize> = refund.lines.iter().map(|l| l.line).collect();
+        let summary = telling.summary(
+            TxStatus::Refunded,
+            tx.provider_ref.clone(),
+            now,
+            (!positions.is_empty()).then_some(positions.as_slice()),
+            Some(refund.amount),
+        );
+        let mut out = telling.mails(
+            Some(NotificationKind::RefundReceipt),
+            Some(NotificationKind::RefundNotice),
+            &summary,
+        );
+        let mut done = self.store_ref().refunds(tx.id).await?;
+        for r in done.iter_mut().filter(|r| r.id == refund.id) {
+            r.status = RefundStatus::Succeeded;
+        }
+        let in_full = crate::lines_refunded_in_full(tx, &done);
+        for part in &refund.lines {
+            let Some(line) = tx.lines.get(part.line) else {
+                continue;
+            };
+            if line.source.module == crate::FREE_PAYMENT_MODULE {
+                continue;
+            }
+            let ours = self.store_ref().item(line.item_id).await?.is_some_and(
+                |i| matches!(i.state, ItemState::Paid(t) | ItemState::Refunded(t) if t == tx.id),
+            );
+            if !ours {
+                continue;
+            }
+            let id = OutboxId::new();
+            out.push(NewOutboxMessage {
+                id,
+                transaction_id: tx.id,
+                payload: OutboxPayload::Refund(RefundSettlement {
+                    id,
+                    source: line.source.clone(),
+                    item_id: line.item_id,
+                    transaction_id: tx.id,
+                    refund_id: refund.id,
+                    amount: part.amount,
+                    in_full: in_full.contains(&part.line),
+                    refunded_at: now,
+                }),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a provider's news about a refund (a webhook): an unfinished refund moves to
+    /// where the provider says; a refund that had succeeded and now fails is recorded as an
+    /// exception (the money came back to the body); anything else is a replay.
+    pub(super) async fn apply_refund_event(
+        &self,
+        gateway: &GatewayId,
+        tx: Option<Transaction>,
+        news: RefundEvent,
+    ) -> Result<CallbackOutcome> {
+        let tx = tx.ok_or_else(|| Error::not_found("transaction", &news.provider_ref))?;
+        if tx.gateway_id != *gateway {
+            return Err(Error::forbidden(
+                "the callback's gateway does not run this transaction",
+            ));
+        }
+        let refund = self
+            .store_ref()
+            .refunds(tx.id)
+            .await?
+            .into_iter()
+            .find(|r| {
+                Some(r.id) == news.refund_id
+                    || r.provider_ref.as_deref() == Some(news.provider_ref.as_str())
+            })
+            .ok_or_else(|| Error::not_found("refund", &news.provider_ref))?;
+        let actor = Actor::Gateway {
+            id: gateway.clone(),
+        };
+        if refund.status == RefundStatus::Succeeded && news.status == RefundStatus::Failed {
+            let now = self.inner.clock.now();
+            let exception = Exception::new(
+                tx.creditor_id,
+                ExceptionKind::RefundFailed,
+                format!("refund:{}:failed-after-success", refund.id),
+                format!(
+                    "the refund of {} ({}) failed after it had succeeded{}: the money is back \
+                     with the body; give it back another way",
+                    refund.amount,
+                    news.provider_ref,
+                    news.note
+                        .as_ref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                ),
+                now,
+            )
+            .with_transaction(tx.id)
+            .with_amount(refund.amount)
+            .with_provider_ref(news.provider_ref.clone());
+            return self.recorded(tx, exception).await;
+        }
+        if !refund.status.is_unfinished()
+            || news.status == refund.status
+            || news.status == RefundStatus::Requested
+        {
+            return Ok(CallbackOutcome {
+                transaction: tx,
+                applied: false,
+                exception: None,
+            });
+        }
+        let answer = RefundAnswer {
+            provider_ref: news.provider_ref,
+            status: news.status,
+            note: news.note,
+        };
+        let done = self.finish_refund(&tx, &refund, answer, &actor).await?;
+        let exception = if done.status == RefundStatus::Failed {
+            let q = crate::ExceptionQuery::new(tx.creditor_id).of_transaction(tx.id);
+            self.store_ref()
+                .exceptions(&q)
+                .await?
+                .into_iter()
+                .find(|e| e.key == format!("refund:{}", refund.id))
+        } else {
+            None
+        };
+        Ok(CallbackOutcome {
+            transaction: self.load_transaction(tx.id).await?,
+            applied: true,
+            exception,
+        })
     }
 
     /// The reconciliation sweep a host schedules (every few minutes, say): asks each
     /// registered gateway where its transactions stand that are still unfinished
     /// `older_than` after their last change, and applies the answers, as
-    /// [`Payments::reconcile`] does one by one. A callback the provider never delivered,
-    /// or that failed, is recovered this way. Asks about no more than `limit` transactions;
-    /// those of a provider that cannot be asked (bank transfer, pagoPA) are skipped and do
-    /// not count. [`Payments::run_worker`] runs it every 5 minutes unless the builder says
-    /// otherwise.
+    /// [`Payments::reconcile`] does one by one; then asks again about the refunds still
+    /// requested (the provider could not be reached) or pending (accepted, under way) for
+    /// as long. A callback the provider never delivered, or that failed, is recovered this
+    /// way. Asks about no more than `limit` transactions; those of a provider that cannot
+    /// be asked (bank transfer, pagoPA) are skipped and do not count.
+    /// [`Payments::run_worker`] runs it every 5 minutes unless the builder says otherwise.
     pub async fn reconcile_pending(&self, older_than: Duration, limit: u32) -> Result<SweepReport> {
         let before = self.inner.clock.now()
             - chrono::Duration::from_std(older_than)
@@ -256,7 +543,52 @@ impl Payments {
                 }
             }
         }
+        let mut after = None;
+        'refunds: while report.refunds_checked < limit {
+            let page = self.store_ref().unfinished_refunds(after, 100).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for refund in page {
+                if report.refunds_checked >= limit {
+                    break 'refunds;
+                }
+                if refund.updated_at > before {
+                    continue;
+                }
+                if let Ok(true) = self.reconcile_refund(refund).await {
+                    report.refunds_applied += 1;
+                }
+                report.refunds_checked += 1;
+            }
+        }
         Ok(report)
+    }
+
+    /// Asks the provider about one unfinished refund; answers whether it moved.
+    async fn reconcile_refund(&self, refund: Refund) -> Result<bool> {
+        let tx = self.load_transaction(refund.transaction_id).await?;
+        let Some(gateway) = self.inner.gateways.get(&tx.gateway_id).cloned() else {
+            return Ok(false);
+        };
+        let actor = Actor::Gateway { id: gateway.id() };
+        if refund.status == RefundStatus::Requested {
+            let before = refund.status;
+            let done = match self.settle_refund(&tx, refund, &actor).await {
+                Ok(done) => done.status,
+                Err(Error::Gateway {
+                    kind: GatewayErrorKind::Unavailable,
+                    ..
+                }) => return Ok(false),
+                Err(_) => RefundStatus::Failed,
+            };
+            return Ok(done != before);
+        }
+        let answer = gateway.refund_status(&tx, &refund).await?;
+        if answer.status == refund.status || answer.status == RefundStatus::Requested {
+            return Ok(false);
+        }
+        self.finish_refund(&tx, &refund, answer, &actor).await?;
+        Ok(true)
     }
 }
 
@@ -271,8 +603,8 @@ fn refund_event(
         transaction_id: tx.id,
         actor: actor.clone(),
         at,
-        from: Some(TxStatus::Paid),
-        to: TxStatus::Paid,
+        from: Some(tx.status),
+        to: tx.status,
         provider_ref: tx.provider_ref.clone(),
         note: Some(note),
     }

@@ -117,6 +117,7 @@ pub(crate) fn gateway_reporting(
                 amount,
                 note: None,
                 part: None,
+                refund: None,
             })
         });
     })

@@ -71,6 +71,7 @@ pub fn start_request(gateway: &dyn Gateway, kind: MethodKind, total: &str) -> St
             payment_type_id: PaymentTypeId::new(),
             reason: "TARI 2026".into(),
             amount,
+            paid_at: None,
         }],
         total: amount,
         status: TxStatus::Created,

@@ -47,6 +47,7 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
         payment_type_id: PaymentTypeId::new(),
         reason: reason.into(),
         amount: Money::parse_eur(amount).expect("amount"),
+        paid_at: None,
     };
     let lines = vec![
         line("TARI 2026 rata 1", "1000.00", "a"),
@@ -81,6 +82,7 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
                 .with_ymd_and_hms(2026, 3, 1, 10, 30, 0)
                 .single()
                 .expect("date"),
+            returned: None,
         },
     }
 }

@@ -177,6 +177,8 @@ pub fn transition(tx: &Transaction, from: TxStatus, to: TxStatus, at: DateTime<U
         expires_at: None,
         note: None,
         outbox: Vec::new(),
+        paid_elsewhere: Vec::new(),
+        exceptions: Vec::new(),
     }
 }
 
@@ -194,6 +196,7 @@ pub fn outbox_for(
         at,
         TxStatus::Paid,
         Default::default(),
+        &|_| true,
     )
 }
 
@@ -1357,6 +1360,7 @@ fn refund_of(tx: &Transaction, key: &str, amount: &str) -> crate::Refund {
         status: crate::RefundStatus::Requested,
         provider_ref: None,
         note: None,
+        lines: crate::allocate_refund(tx, &[], &[], eur(amount)).unwrap_or_default(),
         requested_by: crate::Actor::System,
         created_at: t0(),
         updated_at: t0(),
@@ -1437,11 +1441,14 @@ pub async fn refunds_never_exceed_what_was_paid(store: Arc<dyn Store>) {
     // A failed refund no longer counts; a finished one does not move again.
     let update = |to| crate::RefundUpdate {
         refund: first.id,
+        from: crate::RefundStatus::Requested,
         to,
         provider_ref: None,
         note: Some("card expired".into()),
         at: t0() + Duration::seconds(5),
         event: refund_event(&tx, "refused"),
+        outbox: Vec::new(),
+        exception: None,
     };
     let failed = store
         .finish_refund(&update(crate::RefundStatus::Failed))

@@ -832,6 +832,7 @@ impl Gateway for BankTransferGateway {
                     .unwrap_or_default()
             )),
             part: None,
+            refund: None,
         })
     }
 

@@ -425,15 +425,19 @@ impl PagoPaGateway {
     /// [`Payments::handle_callback`](payments_core::Payments::handle_callback) handled.
     /// `id_pa` is the creditor's fiscal code.
     ///
+    /// Money a PSP took is a fact: once the library has recorded a receipt, pagoPA is
+    /// told so, or its node would resend it until it gives up.
+    ///
     /// - `OK` when the receipt was applied or recorded: also a replay, a second payment of a
-    ///   notice, or a payment of a transaction no longer open (both recorded as exceptions).
+    ///   notice, a late payment, a payment of another amount, or of a notice of this body
+    ///   that no transaction has (`NotFound`: recorded as an exception first).
     /// - `KO` with `PAA_SINTASSI_XSD` for a receipt that does not read, `PAA_SEMANTICA` for
-    ///   one that is not authentic, names an unknown notice, or pays another amount (the
-    ///   last two are recorded as exceptions, once), `PAA_SYSTEM_ERROR` when the store
-    ///   fails; pagoPA's node sends a refused receipt again, within its own limits.
+    ///   one that is not authentic or names a body not served here, `PAA_SYSTEM_ERROR`
+    ///   when the store fails; pagoPA's node sends a refused receipt again, within its own
+    ///   limits.
     pub fn receipt_response(result: &Result<CallbackOutcome>, id_pa: &str) -> String {
         let fault = match result {
-            Ok(_) => None,
+            Ok(_) | Err(Error::NotFound { .. }) => None,
             Err(Error::Gateway {
                 kind: GatewayErrorKind::Malformed(m),
                 ..
@@ -680,11 +684,20 @@ impl Gateway for PagoPaGateway {
                 debtor: receipt.debtor.clone(),
                 details: summary,
             }),
+            refund: None,
         })
     }
 
     /// pagoPA tells the body by receipt; there is no status to ask for.
     async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
         Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
+    }
+
+    /// The notices of a transaction that ended are no longer payable: the station
+    /// ([`PagoPaGateway::station_response`]) refuses them once the transaction is expired,
+    /// cancelled or partially paid, so nothing is left open at pagoPA. A receipt that comes
+    /// anyway (a PSP that took the money before asking) is recorded as a late payment.
+    async fn close(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
+        Ok(PaymentOutcome::Cancelled)
     }
 }

@@ -3,9 +3,7 @@
 //! `paVerifyPaymentNotice` (what is due?) and then `paGetPayment` (where does the money
 //! go?). The answers come from the transaction the notice belongs to.
 
-use payments_core::{
-    BankEntryQuery, GatewayId, Payments, Result, Transaction, TransactionLine, TxStatus,
-};
+use payments_core::{GatewayId, Payments, Result, Transaction, TransactionLine, TxStatus};
 use quick_xml::escape::escape;
 use serde::Deserialize;
 
@@ -184,19 +182,13 @@ impl PagoPaGateway {
         let Some(tx) = found.filter(|t| line < t.lines.len()) else {
             return Ok(Err((StationFault::Unknown, format!("no notice {notice}"))));
         };
-        let mut q = BankEntryQuery::new(tx.creditor_id);
-        q.reference = Some(notice.to_string());
-        q.transaction_id = Some(tx.id);
-        let paid = payments
-            .store()
-            .bank_entries(&q)
-            .await?
-            .iter()
-            .any(|e| !e.is_exception());
+        let paid = tx.lines[line].paid_at.is_some();
         let refused = match tx.status {
             _ if paid => Some((StationFault::Duplicate, "already paid")),
             TxStatus::Paid | TxStatus::Refunded => Some((StationFault::Duplicate, "already paid")),
-            TxStatus::Expired => Some((StationFault::Expired, "no longer payable")),
+            TxStatus::Expired | TxStatus::PartiallyPaid => {
+                Some((StationFault::Expired, "no longer payable"))
+            }
             TxStatus::Cancelled | TxStatus::Failed | TxStatus::Rejected => {
                 Some((StationFault::Cancelled, "cancelled"))
             }
