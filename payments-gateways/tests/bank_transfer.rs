@@ -542,7 +542,9 @@ async fn a_statement_is_matched_as_banks_write_it_and_a_second_import_changes_no
 }
 
 #[tokio::test]
-async fn a_credit_for_a_closed_transaction_is_an_exception() {
+async fn a_credit_for_a_cancelled_transaction_pays_it_late() {
+    // Money is a fact (DESIGN.md): the payer cancelled, then the transfer arrived; its items
+    // were still free, so the credit pays the transaction, and operators see it was late.
     let env = Env::new().await;
     let s = six_transfers(&env).await;
     env.payments
@@ -550,15 +552,91 @@ async fn a_credit_for_a_closed_transaction_is_an_exception() {
         .await
         .unwrap();
     let report = env.import(&statement_v02(&s)).await.unwrap();
-    assert!(reason_of(&report, "0101").contains("the transaction is cancelled"));
-    assert_eq!(env.status(&s.a.0).await, TxStatus::Cancelled);
-    // More than due is not a payment either.
+    assert!(
+        report
+            .matched
+            .iter()
+            .any(|e| e.transaction_id() == Some(s.a.0.id)),
+        "{report:#?}"
+    );
+    assert_eq!(env.status(&s.a.0).await, TxStatus::Paid);
+    let late = env
+        .payments
+        .exceptions(
+            &env.operator,
+            &ExceptionQuery::new(env.fx.creditor.id).of_transaction(s.a.0.id),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<ExceptionKind> = late.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == ExceptionKind::LatePayment)
+            .count(),
+        1,
+        "{late:#?}"
+    );
+    // More than due is not a payment of it: an exception.
     let more = notification("MORE", "33.31", &s.f.1.reference);
     let report = env.import(&more).await.unwrap();
     assert!(
         reason_of(&report, "N-MORE").contains("more than due: 33.31 EUR received for 33.30 EUR")
     );
     assert_eq!(env.status(&s.f.0).await, TxStatus::Pending);
+}
+
+#[tokio::test]
+async fn two_identical_credits_are_two_entries_and_a_second_import_changes_nothing() {
+    // Two payers send the same amount with the same reason on the same day, and the bank
+    // gives neither credit a reference of its own: they are two credits, the second a
+    // second payment, never silently merged into one.
+    let env = Env::new().await;
+    let (tx, d) = env.transfer("gino", "16,00").await;
+    let one = notification("TWIN", "16.00", &d.reason);
+    let start = one.find("<Ntry>").unwrap();
+    let end = one.find("</Ntry>").unwrap() + "</Ntry>".len();
+    let entry = one[start..end].replace("<AcctSvcrRef>N-TWIN</AcctSvcrRef>", "");
+    let file = format!("{}{entry}{entry}{}", &one[..start], &one[end..]);
+    let first = env.import(&file).await.unwrap();
+    assert_eq!(first.matched.len(), 1, "{first:#?}");
+    assert_eq!(first.exceptions.len(), 1, "{first:#?}");
+    assert_eq!(first.matched[0].key, format!("{IBAN}:TWIN#1/1"));
+    assert_eq!(first.exceptions[0].key, format!("{IBAN}:TWIN#2/1"));
+    assert_eq!(env.status(&tx).await, TxStatus::Paid);
+    // The second credit is in the ledger for an operator to give back.
+    let ledger = env
+        .payments
+        .exceptions(&env.operator, &ExceptionQuery::new(env.fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].kind, ExceptionKind::UnmatchedCredit);
+    assert_eq!(ledger[0].amount, Some(Money::parse_eur("16").unwrap()));
+    assert!(
+        ledger[0].reason.contains("duplicate"),
+        "{}",
+        ledger[0].reason
+    );
+
+    // The same file again: nothing new, nothing paid again.
+    let again = env.import(&file).await.unwrap();
+    assert_eq!(again.already_imported, 2);
+    assert!(again.matched.is_empty() && again.exceptions.is_empty());
+    let entries = env
+        .payments
+        .bank_entries(&env.operator, &BankEntryQuery::new(env.fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        env.payments
+            .exceptions(&env.operator, &ExceptionQuery::new(env.fx.creditor.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -761,20 +839,17 @@ async fn checkout_report_import_paid_and_both_mails() {
     );
 
     // The statement arrives: the transfer quotes the reference.
-    // A bank that gives the credit no reference of its own: it is known by a digest.
+    // A bank that gives the credit no reference of its own: it is known by the
+    // notification's identity and the entry's position in it.
     let file = notification("ROSSI1", "16.00", &d.reason)
         .replace("<AcctSvcrRef>N-ROSSI1</AcctSvcrRef>", "");
     let imported = env.import(&file).await.unwrap();
     assert_eq!(imported.matched.len(), 1, "{imported:#?}");
-    assert!(
-        imported.matched[0]
-            .key
-            .starts_with(&format!("{IBAN}:sha256:"))
-    );
+    assert_eq!(imported.matched[0].key, format!("{IBAN}:ROSSI1#1/1"));
     let again = env.import(&file).await.unwrap();
     assert_eq!(
         again.already_imported, 1,
-        "the digest is the same the second time"
+        "the key is the same the second time"
     );
     assert_eq!(env.status(&tx).await, TxStatus::Paid);
     let steps: Vec<TxStatus> = env

@@ -14,7 +14,6 @@ use chrono::NaiveDate;
 use quick_xml::events::Event;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// What kind of message a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +168,9 @@ pub struct Details {
 /// One credit or debit to match: an entry, or one transaction of a batch entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movement {
-    /// Unique per account: the bank's reference (and the position in a batch), or a digest
-    /// of the contents when the bank gives no reference.
+    /// Unique per account: the bank's reference (and the position in a batch), or the
+    /// statement's identity and the entry's position in it when the bank gives no
+    /// reference. See [`BankMessage::movements`].
     pub key: String,
     /// The message it came in.
     pub message_id: String,
@@ -211,10 +211,18 @@ impl Movement {
 
 impl BankMessage {
     /// Every movement, in file order: each entry, or each transaction of a batch entry.
+    ///
+    /// Each has a key that is the same whenever the same statement is read again, and
+    /// different for two credits even when every field of theirs is equal: the bank's own
+    /// reference of the entry (`AcctSvcrRef`, with the transaction's position in a batch)
+    /// or of the transaction, when the bank gives one; otherwise the statement's identity
+    /// (`Stmt/Id`, `Ntfctn/Id`) and the entry's position in it. The payer's end-to-end id
+    /// and the interbank transaction id are not keys: payers choose the first, and
+    /// neither is unique to a credit.
     pub fn movements(&self) -> Vec<Movement> {
         let mut out = Vec::new();
         for report in &self.reports {
-            for entry in &report.entries {
+            for (index, entry) in report.entries.iter().enumerate() {
                 let batch = entry.details.len() > 1;
                 let empty = [Details::default()];
                 let details: &[Details] = if entry.details.is_empty() {
@@ -235,6 +243,7 @@ impl BankMessage {
                     let own_ref = entry
                         .bank_ref
                         .as_ref()
+                        .filter(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
                         .map(|r| {
                             if batch {
                                 format!("{r}/{}", i + 1)
@@ -243,38 +252,24 @@ impl BankMessage {
                             }
                         })
                         .or_else(|| {
-                            [&d.bank_ref, &d.tx_id, &d.end_to_end_id]
-                                .into_iter()
-                                .flatten()
-                                .find(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
+                            d.bank_ref
+                                .as_ref()
+                                .filter(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
                                 .cloned()
                         });
                     let key = match own_ref {
                         Some(r) => format!("{}:{r}", report.account),
-                        None => {
-                            let mut h = Sha256::new();
-                            for part in [
-                                report.account.as_str(),
-                                &entry.booked_on.map(|d| d.to_string()).unwrap_or_default(),
-                                &entry.amount.to_string(),
-                                &entry.currency,
-                                if entry.credit { "C" } else { "D" },
-                                entry.entry_ref.as_deref().unwrap_or(""),
-                                &i.to_string(),
-                                d.debtor.as_deref().unwrap_or(""),
-                                &d.references.join(" "),
-                                &text,
-                            ] {
-                                h.update(part.as_bytes());
-                                h.update([0]);
-                            }
-                            // 128 bits of the digest are plenty to tell entries apart.
-                            format!(
-                                "{}:sha256:{}",
-                                report.account,
-                                hex::encode(&h.finalize()[..16])
-                            )
-                        }
+                        None => format!(
+                            "{}:{}#{}/{}",
+                            report.account,
+                            if report.id.is_empty() {
+                                &self.message_id
+                            } else {
+                                &report.id
+                            },
+                            index + 1,
+                            i + 1
+                        ),
                     };
                     out.push(Movement {
                         key,

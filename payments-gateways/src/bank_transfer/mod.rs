@@ -14,9 +14,14 @@
 //!   statement or camt.054 notification and matches each credit to an open transaction,
 //!   first by the `RF` reference (structured, or anywhere in the free text, spaces and all),
 //!   then by the amount together with the reference written in the reason. A full match
-//!   pays the transaction, keeping the bank's reference of the credit; a partial amount, a
-//!   duplicate, a reversal or a credit that matches nothing is recorded as an exception for
-//!   an operator. Each credit is recorded once: importing a file again changes nothing.
+//!   pays the transaction, keeping the bank's reference of the credit — also one that had
+//!   expired or whose report was rejected: money is a fact, and the service settles its
+//!   items if still free, or records a double payment. A partial amount, a duplicate, a
+//!   reversal or a credit that matches nothing is recorded as an exception for an
+//!   operator (a bank entry, and an entry in the ledger of exceptions). Each credit is
+//!   recorded once, keyed by the bank's own reference, or by the statement's identity and
+//!   the entry's position in it: importing a file again changes nothing, and two credits
+//!   alike in every field are two entries.
 //! - **Notifications.** A camt.054 credit notification posted to the host's webhook and
 //!   signed with the key the body shares with its bank connector (HMAC-SHA256 of the raw
 //!   body, hex, header `x-bank-signature`) is a callback like any provider's.
@@ -600,7 +605,13 @@ impl BankTransferGateway {
         if found.is_none() {
             let text = loose(&format!("{} {}", m.references.join(" "), m.text));
             let mut q = MovementQuery::new(creditor);
-            q.statuses = vec![TxStatus::Pending, TxStatus::Reported];
+            q.statuses = vec![
+                TxStatus::Pending,
+                TxStatus::Reported,
+                TxStatus::Expired,
+                TxStatus::Rejected,
+                TxStatus::Cancelled,
+            ];
             q.method_kind = Some(MethodKind::BankTransfer);
             q.min_total = Some(amount);
             q.max_total = Some(amount);
@@ -630,22 +641,18 @@ impl BankTransferGateway {
             return Ok((first_reference, exception(reason, None)));
         };
         let reference = Some(reference);
-        if !tx.status.is_open() {
-            let reason = if tx.status == TxStatus::Paid {
-                format!(
-                    "duplicate: the transaction was already paid ({})",
-                    tx.provider_ref
-                        .as_deref()
-                        .unwrap_or("confirmed by an operator")
-                )
-            } else {
-                format!(
-                    "the transaction is {}: return the money or settle the items by hand",
-                    tx.status
-                )
-            };
+        if tx.status.is_paid() {
+            let reason = format!(
+                "duplicate: the transaction was already paid ({})",
+                tx.provider_ref
+                    .as_deref()
+                    .unwrap_or("confirmed by an operator")
+            );
             return Ok((reference, exception(reason, Some(tx.id))));
         }
+        // A transaction that ended (expired, rejected, cancelled) is paid by it all the
+        // same: money is a fact. The service settles its items if still free, or records a
+        // double payment for operators.
         let wrong_amount = match amount.compare(&tx.total) {
             Some(std::cmp::Ordering::Less) => Some(format!(
                 "partial payment: {amount} received of {}",
