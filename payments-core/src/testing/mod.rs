@@ -17,10 +17,12 @@
 //! | suite | for | needs |
 //! | --- | --- | --- |
 //! | [`store::run_all`] | a [`Store`](crate::Store) | a function that makes an empty store |
+//! | [`money`] | (run by [`store::run_all`]) late, double and line payments, exceptions, refunds that end later | |
 //! | [`gateway::run_all`] | a [`Gateway`](crate::Gateway) | a [`gateway::GatewayDriver`] that plays the provider |
 //! | [`notifier::run_all`] | a [`Notifier`](crate::Notifier) | a [`notifier::Inbox`] that reads what arrived |
 
 pub mod gateway;
+pub mod money;
 pub mod notifier;
 pub mod store;
 

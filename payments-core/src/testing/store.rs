@@ -12,7 +12,9 @@ use crate::{
     TransactionId, Transition, TxStatus,
 };
 
-/// Runs every check, each on a fresh store from `make`.
+use super::money;
+
+/// Runs every check, each on a fresh store from `make` (those of [`money`] too).
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -36,6 +38,13 @@ where
     sequences_never_hand_out_a_value_twice(make().await).await;
     refunds_never_exceed_what_was_paid(make().await).await;
     unfinished_lists_open_transactions_by_age(make().await).await;
+    money::late_payment_settles_free_items_and_leaves_paid_ones(make().await).await;
+    money::line_payments_settle_once(make().await).await;
+    money::freeing_a_partly_paid_transaction_keeps_its_paid_lines(make().await).await;
+    money::concurrent_line_payments_settle_once(make().await).await;
+    money::exceptions_are_recorded_once_and_resolved_once(make().await).await;
+    money::expiry_is_postponed_by_compare_and_set(make().await).await;
+    money::refunds_end_with_their_messages(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.
