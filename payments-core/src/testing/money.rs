@@ -106,11 +106,11 @@ pub async fn late_payment_settles_free_items_and_leaves_paid_ones(store: Arc<dyn
         .expect("expired");
     assert_eq!(state_of(st, &a).await, ItemState::Open, "expiry frees");
     // b is paid by another transaction, c is in one still open.
-    let t2 = pending(st, &s, &[b.clone()], "t2").await;
+    let t2 = pending(st, &s, std::slice::from_ref(&b), "t2").await;
     let mut paid = transition(&t2, TxStatus::Pending, TxStatus::Paid, t0());
     paid.outbox = outbox_for(&t2, &s.creditor, t0());
     store.transition(&paid).await.expect("t2 paid");
-    let t3 = pending(st, &s, &[c.clone()], "t3").await;
+    let t3 = pending(st, &s, std::slice::from_ref(&c), "t3").await;
 
     // The late payment of t1, told nothing is paid elsewhere: refused, nothing changes.
     let mut late = transition(&t1, TxStatus::Expired, TxStatus::Paid, t0());
@@ -296,7 +296,7 @@ pub async fn concurrent_line_payments_settle_once(store: Arc<dyn Store>) {
     let st = store.as_ref();
     let s = Sample::install(st).await;
     let a = s.item(st, &s.cart, "tributi", "a", "10.00").await;
-    let tx = pending(st, &s, &[a.clone()], "race").await;
+    let tx = pending(st, &s, std::slice::from_ref(&a), "race").await;
     let mut tasks = Vec::new();
     for n in 0..16 {
         let store = store.clone();
