@@ -662,6 +662,15 @@ impl Payments {
                 tx.gateway_id
             )));
         };
+        let unreachable = |e: &Error| {
+            matches!(
+                e,
+                Error::Gateway {
+                    kind: GatewayErrorKind::Unavailable,
+                    ..
+                }
+            )
+        };
         let not_supported = |e: &Error| {
             matches!(
                 e,
@@ -671,25 +680,39 @@ impl Payments {
                 }
             )
         };
+        // The provider's word on the payment first; a provider that cannot say (it has no
+        // status to ask, or does not know the payment) is not a reason to wait.
+        let mut note = None;
         match gateway.fetch_status(tx).await {
             Ok(PaymentOutcome::Pending) => {}
             Ok(PaymentOutcome::Processing) => return Verdict::Processing,
             Ok(outcome) => return Verdict::Outcome(outcome),
+            Err(e) if unreachable(&e) => return Verdict::Unreachable(e.to_string()),
             Err(e) if not_supported(&e) => {}
-            Err(e) => return Verdict::Unreachable(e.to_string()),
+            Err(e) => note = Some(format!("the provider's status: {e}")),
         }
-        match gateway.close(tx).await {
-            Ok(PaymentOutcome::Cancelled) => {
-                Verdict::Free(Some(format!("{} closed its payment page", tx.gateway_id)))
-            }
-            Ok(PaymentOutcome::Processing) => Verdict::Processing,
+        // Then its page is closed before the items are freed.
+        let closed = match gateway.close(tx).await {
+            Ok(PaymentOutcome::Cancelled) => format!("{} closed its payment page", tx.gateway_id),
+            Ok(PaymentOutcome::Processing) => return Verdict::Processing,
             Ok(PaymentOutcome::Pending) => {
-                Verdict::Unreachable(format!("{} did not close its payment page", tx.gateway_id))
+                return Verdict::Unreachable(format!(
+                    "{} did not close its payment page",
+                    tx.gateway_id
+                ));
             }
-            Ok(outcome) => Verdict::Outcome(outcome),
-            Err(e) if not_supported(&e) => Verdict::Free(None),
-            Err(e) => Verdict::Unreachable(e.to_string()),
-        }
+            Ok(outcome) => return Verdict::Outcome(outcome),
+            Err(e) if unreachable(&e) => return Verdict::Unreachable(e.to_string()),
+            Err(e) if not_supported(&e) => return Verdict::Free(note),
+            Err(e) => format!(
+                "{} could not close its page ({e}): a payment it takes now is recorded as late",
+                tx.gateway_id
+            ),
+        };
+        Verdict::Free(Some(match note {
+            Some(n) => format!("{closed}; {n}"),
+            None => closed,
+        }))
     }
 
     /// Postpones the expiry of `tx` by the recheck wait, with an event; a payment still
