@@ -50,6 +50,8 @@ struct State {
     requests: Vec<(String, String, Option<String>, Form)>,
     trouble: VecDeque<Trouble>,
     counter: u32,
+    /// The status new refunds get (`succeeded` unless a test says otherwise).
+    refund_status: Option<String>,
 }
 
 /// Stripe's API as far as the gateway uses it.
@@ -154,6 +156,29 @@ impl Respond for StripeApi {
                     ResponseTemplate::new(200).set_body_json(session)
                 }
             }
+            ("POST", p) if p.starts_with("/v1/checkout/sessions/") && p.ends_with("/expire") => {
+                // Only an open session can be expired (Stripe's API reference).
+                let id = p.split('/').nth(4).unwrap().to_owned();
+                match s.sessions.get_mut(&id) {
+                    Some(session) if session["status"] == "open" => {
+                        session["status"] = "expired".into();
+                        ResponseTemplate::new(200).set_body_json(session.clone())
+                    }
+                    Some(_) => stripe_error(
+                        400,
+                        "checkout_session_not_expirable",
+                        "Only Checkout Sessions with a status in [\"open\"] can be expired.",
+                    ),
+                    None => stripe_error(404, "resource_missing", "No such checkout.session"),
+                }
+            }
+            ("GET", p) if p.starts_with("/v1/refunds/") => {
+                let id = p.rsplit('/').next().unwrap();
+                match s.refunds.iter().find(|r| r["id"] == id) {
+                    Some(r) => ResponseTemplate::new(200).set_body_json(r.clone()),
+                    None => stripe_error(404, "resource_missing", "No such refund"),
+                }
+            }
             ("GET", p) if p.starts_with("/v1/checkout/sessions/") => {
                 let id = p.rsplit('/').next().unwrap();
                 match s.sessions.get(id) {
@@ -198,14 +223,23 @@ impl Respond for StripeApi {
                         ),
                         Some(_) => {
                             s.counter += 1;
+                            let metadata: serde_json::Map<String, Value> = form
+                                .iter()
+                                .filter_map(|(k, v)| {
+                                    k.strip_prefix("metadata[")
+                                        .and_then(|k| k.strip_suffix(']'))
+                                        .map(|k| (k.to_owned(), Value::from(v.clone())))
+                                })
+                                .collect();
                             let refund = json!({
                                 "id": format!("re_3Mt{:06}", s.counter),
                                 "object": "refund",
                                 "amount": amount,
                                 "currency": "eur",
+                                "metadata": metadata,
                                 "payment_intent": intent,
                                 "reason": get("reason"),
-                                "status": "succeeded",
+                                "status": s.refund_status.clone().unwrap_or_else(|| "succeeded".into()),
                             });
                             s.refunds.push(refund.clone());
                             s.by_key.insert(key, refund.clone());
@@ -265,6 +299,22 @@ impl StripeApi {
 
     fn trouble(&self, t: Trouble) {
         self.0.lock().unwrap().trouble.push_back(t);
+    }
+
+    /// New refunds get `status` (Stripe's `pending` for a slow method, say).
+    fn refunds_become(&self, status: &str) {
+        self.0.lock().unwrap().refund_status = Some(status.into());
+    }
+
+    /// The refund `id` moves on at Stripe: its object afterwards.
+    fn refund_moves(&self, id: &str, status: &str, failure: Option<&str>) -> Value {
+        let mut s = self.0.lock().unwrap();
+        let r = s.refunds.iter_mut().find(|r| r["id"] == id).unwrap();
+        r["status"] = status.into();
+        if let Some(f) = failure {
+            r["failure_reason"] = f.into();
+        }
+        r.clone()
     }
 }
 
@@ -1337,4 +1387,231 @@ async fn a_refund_whose_key_stripe_says_is_in_use_stays_in_doubt() {
         .unwrap();
     assert_eq!(done.status, RefundStatus::Succeeded);
     assert_eq!(env.tx(tx).await.status, TxStatus::Refunded);
+}
+
+// ------------------------------------------------------------------ closing and refunds that end later
+
+/// A refund event as Stripe sends it: `kind` with the refund object.
+fn refund_webhook(kind: &str, refund: &Value) -> CallbackRequest {
+    webhook(kind, refund)
+}
+
+#[tokio::test]
+async fn cancelling_expires_the_checkout_session_at_stripe_first() {
+    let env = Env::new().await;
+    let checkout = env.pay("alice", "10,00", MethodKind::Card).await;
+    let id = session_id(&checkout);
+    let cancelled = env
+        .payments
+        .cancel(&Actor::payer("alice"), checkout.transaction.id)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, TxStatus::Cancelled);
+    // Before the items were freed, Stripe was told to expire the session (Stripe's API:
+    // "After it expires, a customer can't complete a Checkout Session"), so a page the
+    // payer left open can no longer take the money.
+    let expired = env
+        .api
+        .requests("POST", &format!("/v1/checkout/sessions/{id}/expire"));
+    assert_eq!(expired.len(), 1);
+    assert_eq!(env.api.session(&id)["status"], "expired");
+    let events = env
+        .payments
+        .events(&env.operator, checkout.transaction.id)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("closed"),
+        "{events:?}"
+    );
+    // Stripe then tells of the expiry: old news, answered and changing nothing.
+    let news = env
+        .payments
+        .handle_callback(
+            "stripe",
+            &webhook("checkout.session.expired", &env.api.session(&id)),
+        )
+        .await
+        .unwrap();
+    assert!(!news.applied);
+    assert_eq!(news.transaction.status, TxStatus::Cancelled);
+
+    // A payer who paid a moment ago cannot cancel the payment away: it is recorded.
+    let paid = env.pay("bruno", "10,00", MethodKind::Card).await;
+    env.api.pay(&session_id(&paid), true);
+    let answer = env
+        .payments
+        .cancel(&Actor::payer("bruno"), paid.transaction.id)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, TxStatus::Paid);
+    assert!(
+        env.api
+            .requests(
+                "POST",
+                &format!("/v1/checkout/sessions/{}/expire", session_id(&paid))
+            )
+            .is_empty(),
+        "nothing to expire"
+    );
+}
+
+#[tokio::test]
+async fn the_expiry_closes_the_session_and_waits_for_a_sepa_debit() {
+    let env = Env::new().await;
+    let card = env.pay("alice", "10,00", MethodKind::Card).await;
+    let sepa = env.pay("bruno", "20,00", MethodKind::SepaDirectDebit).await;
+    // The SEPA payer completed Stripe's page: the debit is processing.
+    let session = env.api.pay(&session_id(&sepa), false);
+    let processing = env
+        .payments
+        .handle_callback("stripe", &webhook("checkout.session.completed", &session))
+        .await
+        .unwrap();
+    assert!(!processing.applied);
+    assert_eq!(processing.transaction.status, TxStatus::Pending);
+    env.clock.advance(Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(env.payments.expire_due().await.unwrap(), 1, "the card's");
+    assert_eq!(env.tx(card.transaction.id).await.status, TxStatus::Expired);
+    assert_eq!(env.api.session(&session_id(&card))["status"], "expired");
+    // Never expired while Stripe says processing; past the longest window an operator
+    // is told.
+    let sepa_tx = env.tx(sepa.transaction.id).await;
+    assert_eq!(sepa_tx.status, TxStatus::Pending);
+    let ledger = env
+        .payments
+        .exceptions(&env.operator, &ExceptionQuery::new(env.fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [ExceptionKind::StillProcessing]
+    );
+    assert!(
+        env.api
+            .requests(
+                "POST",
+                &format!("/v1/checkout/sessions/{}/expire", session_id(&sepa))
+            )
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_refund_stripe_accepts_as_pending_ends_by_webhook_or_by_the_sweep() {
+    let env = Env::new().await;
+    let checkout = env.pay("alice", "30,00", MethodKind::Card).await;
+    env.paid(&checkout).await;
+    let tx = checkout.transaction.id;
+    let mails_before = env.mails().await.len();
+    env.api.refunds_become("pending");
+
+    // Stripe accepts the first refund as pending: not done, nobody told yet.
+    let first = env
+        .payments
+        .refund(
+            &env.operator,
+            tx,
+            RefundRequest::partial(Money::parse_eur("10").unwrap(), "one"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.status, RefundStatus::Pending);
+    let re = first.provider_ref.clone().unwrap();
+    assert!(re.starts_with("re_"));
+    assert_eq!(env.mails().await.len(), mails_before, "nothing to tell yet");
+
+    // Its webhook says it succeeded: now the payer and the body are told.
+    let done = env.api.refund_moves(&re, "succeeded", None);
+    let out = env
+        .payments
+        .handle_callback("stripe", &refund_webhook("refund.updated", &done))
+        .await
+        .unwrap();
+    assert!(out.applied);
+    let refunds = env.payments.refunds(&env.operator, tx).await.unwrap();
+    assert_eq!(refunds[0].status, RefundStatus::Succeeded);
+    let mails = env.mails().await;
+    assert_eq!(
+        mails[mails_before..],
+        [
+            NotificationKind::RefundReceipt,
+            NotificationKind::RefundNotice
+        ]
+    );
+    let replay = env
+        .payments
+        .handle_callback("stripe", &refund_webhook("refund.updated", &done))
+        .await
+        .unwrap();
+    assert!(!replay.applied, "once");
+
+    // The second, pending too, fails at Stripe and no webhook comes: the sweep finds it,
+    // and an operator sees it and retries it.
+    let second = env
+        .payments
+        .refund(
+            &env.operator,
+            tx,
+            RefundRequest::partial(Money::parse_eur("5").unwrap(), "two"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.status, RefundStatus::Pending);
+    env.api.refund_moves(
+        second.provider_ref.as_deref().unwrap(),
+        "failed",
+        Some("expired_or_canceled_card"),
+    );
+    env.clock.advance(Duration::from_secs(11 * 60));
+    let report = env
+        .payments
+        .reconcile_pending(Duration::from_secs(600), 100)
+        .await
+        .unwrap();
+    assert_eq!((report.refunds_checked, report.refunds_applied), (1, 1));
+    let refunds = env.payments.refunds(&env.operator, tx).await.unwrap();
+    assert_eq!(refunds[1].status, RefundStatus::Failed);
+    assert!(
+        refunds[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("expired_or_canceled_card")
+    );
+    let ledger = env
+        .payments
+        .exceptions(
+            &env.operator,
+            &ExceptionQuery::new(env.fx.creditor.id).of_kind(ExceptionKind::RefundFailed),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].amount, Some(Money::parse_eur("5").unwrap()));
+    env.api.refunds_become("succeeded");
+    let retried = env
+        .payments
+        .retry_refund(&env.operator, tx, second.id)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, RefundStatus::Succeeded);
+    assert_eq!(retried.amount, Money::parse_eur("5").unwrap());
+    let again = env
+        .payments
+        .retry_refund(&env.operator, tx, second.id)
+        .await
+        .unwrap();
+    assert_eq!(again.id, retried.id, "one retry, however many clicks");
+    assert_eq!(
+        env.tx(tx).await.status,
+        TxStatus::Paid,
+        "15.00 of 30.00 back"
+    );
 }
