@@ -9,8 +9,9 @@ use axum::{Extension, Form};
 use chrono::{NaiveDate, TimeZone, Utc};
 use minijinja::{Value, context};
 use payments_core::{
-    Actor, BankEntryOutcome, BankEntryQuery, Locale, MethodKind, Money, MovementQuery,
-    OutboxPayload, OutboxQuery, OutboxStatus, TxStatus,
+    Actor, BankEntryOutcome, BankEntryQuery, Exception, ExceptionKind, ExceptionQuery,
+    ExceptionStatus, Locale, MethodKind, Money, MovementQuery, OutboxPayload, OutboxQuery,
+    OutboxStatus, TxStatus,
 };
 use payments_sqlx::ExportFormat;
 use serde::{Deserialize, Serialize};
@@ -279,13 +280,38 @@ pub async fn detail(
         .await
         .or_page(&ctx)?;
     let entries: Vec<Value> = entries.iter().map(|e| entry(e, locale)).collect();
+    let refunds: Vec<Value> = portal
+        .payments()
+        .refunds(&actor, id)
+        .await
+        .or_page(&ctx)?
+        .iter()
+        .map(|r| {
+            context! {
+                at => views::local(r.updated_at, "%d/%m/%Y %H:%M"), amount => r.amount.format(locale),
+                status => r.status.as_str(), status_label => text(locale, &format!("refund.{}", r.status.as_str())),
+                provider_ref => r.provider_ref.clone(), note => r.note.clone(),
+            }
+        })
+        .collect();
+    let exceptions: Vec<Value> = portal
+        .payments()
+        .exceptions(
+            &actor,
+            &ExceptionQuery::new(portal.creditor().id).of_transaction(id),
+        )
+        .await
+        .or_page(&ctx)?
+        .iter()
+        .map(|e| exception(e, false, locale))
+        .collect();
     let can_confirm = matches!(tx.status, TxStatus::Reported | TxStatus::Pending)
         && tx.method_kind == MethodKind::BankTransfer;
     portal.page(
         &ctx,
         "detail.html",
         context! {
-            tx => views::transaction(&tx, locale), events => views::events(&events, locale), entries,
+            tx => views::transaction(&tx, locale), events => views::events(&events, locale), entries, refunds, exceptions,
             can_confirm, can_reject => tx.status == TxStatus::Reported,
         },
     )
@@ -487,4 +513,107 @@ pub async fn retry(
         .await
         .or_page(&ctx)?;
     Ok(Redirect::to("/admin/outbox").into_response())
+}
+
+fn exception(e: &Exception, refundable: bool, locale: Locale) -> Value {
+    context! {
+        id => e.id.to_string(), kind => e.kind.as_str(), kind_label => e.kind.label(locale),
+        explain => text(locale, &format!("exceptions.explain.{}", e.kind.as_str())),
+        reason => e.reason.clone(), tx => e.transaction_id.map(|t| t.to_string()),
+        provider_ref => e.provider_ref.clone(), amount => e.amount.map(|a| a.format(locale)),
+        created => views::local(e.created_at, "%d/%m/%Y %H:%M"), open => e.is_open(),
+        status_label => text(locale, if e.is_open() { "exceptions.open" } else { "exceptions.resolved" }),
+        resolution => e.resolution.as_ref().map(|r| format!("{} ({}, {})", r.note, r.by, views::local(r.at, "%d/%m/%Y %H:%M"))),
+        refundable => refundable && e.is_open(),
+    }
+}
+
+/// Which exceptions to list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExceptionFilter {
+    /// `open` (the default), `resolved` or `all`.
+    #[serde(default)]
+    status: String,
+    /// A kind (`double_payment`, …); empty for any.
+    #[serde(default)]
+    kind: String,
+}
+
+/// The ledger of exceptions: what needs an operator, with a note to resolve each and, for
+/// a double payment taken by a provider that refunds, a button that gives it back.
+pub async fn exceptions(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Query(filter): Query<ExceptionFilter>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let locale = ctx.locale();
+    let mut query = ExceptionQuery::new(portal.creditor().id);
+    query.limit = 200;
+    let status = match filter.status.as_str() {
+        "resolved" => "resolved",
+        "all" => "all",
+        _ => "open",
+    };
+    query.status = ExceptionStatus::parse(status);
+    query.kind = ExceptionKind::parse(&filter.kind);
+    let listed = portal
+        .payments()
+        .exceptions(&actor, &query)
+        .await
+        .or_page(&ctx)?;
+    let mut rows = Vec::new();
+    for e in &listed {
+        let refundable = match (e.kind, e.transaction_id) {
+            (ExceptionKind::DoublePayment, Some(t)) => portal
+                .payments()
+                .transaction(&actor, t)
+                .await
+                .is_ok_and(|tx| tx.status == TxStatus::Paid && portal.payments().refundable(&tx)),
+            _ => false,
+        };
+        rows.push(exception(e, refundable, locale));
+    }
+    let kinds: Vec<Value> = ExceptionKind::ALL
+        .iter()
+        .map(|k| context! { value => k.as_str(), label => k.label(locale) })
+        .collect();
+    portal.page(
+        &ctx,
+        "exceptions.html",
+        context! { rows, kinds, status, kind => query.kind.map(|k| k.as_str()).unwrap_or("") },
+    )
+}
+
+/// A manager resolves an exception with a note.
+pub async fn resolve_exception(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Form(form): Form<Note>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let id = views::parse_id(&ctx, &id)?;
+    portal
+        .payments()
+        .resolve_exception(&actor, id, &form.note)
+        .await
+        .or_page(&ctx)?;
+    Ok(Redirect::to("/admin/exceptions").into_response())
+}
+
+/// A manager gives a double payment back through the provider that took it.
+pub async fn refund_exception(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> PageResult {
+    let actor = ctx.operator(&portal)?;
+    let id = views::parse_id(&ctx, &id)?;
+    portal
+        .payments()
+        .refund_exception(&actor, id)
+        .await
+        .or_page(&ctx)?;
+    Ok(Redirect::to("/admin/exceptions?status=all").into_response())
 }

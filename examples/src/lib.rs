@@ -387,6 +387,15 @@ impl Portal {
             )
             .route("/admin/outbox", get(admin::outbox))
             .route("/admin/outbox/{id}/retry", post(admin::retry))
+            .route("/admin/exceptions", get(admin::exceptions))
+            .route(
+                "/admin/exceptions/{id}/resolve",
+                post(admin::resolve_exception),
+            )
+            .route(
+                "/admin/exceptions/{id}/refund",
+                post(admin::refund_exception),
+            )
             .route("/webhooks/{gateway}", post(citizen::webhook))
             .route("/webhooks/pagopa/station", post(citizen::station))
             .fallback(views::not_found)

@@ -222,4 +222,27 @@ impl SettlementListener for DemoModule {
         }
         Ok(())
     }
+
+    /// Money given back in full: the due is owed again (the citizen sees **Paga**).
+    async fn refunded(&self, refund: &payments_core::RefundSettlement) -> Result<()> {
+        if !refund.in_full {
+            return Ok(());
+        }
+        let paid: Vec<String> = {
+            let mut dues = self.dues.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(d) = dues.iter_mut().find(|d| d.key == refund.source.key) {
+                d.paid = false;
+            }
+            dues.iter()
+                .filter(|d| d.paid)
+                .map(|d| d.key.clone())
+                .collect()
+        };
+        let mut text = paid.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        std::fs::write(&self.paid_file, text)
+            .map_err(|e| Error::storage("recording a refunded due", e))
+    }
 }

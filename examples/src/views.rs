@@ -19,7 +19,7 @@ pub(crate) struct Views {
     env: Environment<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 14] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("../templates/base.html")),
     ("signin.html", include_str!("../templates/signin.html")),
     ("home.html", include_str!("../templates/home.html")),
@@ -36,6 +36,10 @@ const TEMPLATES: [(&str, &str); 14] = [
         include_str!("../templates/statements.html"),
     ),
     ("outbox.html", include_str!("../templates/outbox.html")),
+    (
+        "exceptions.html",
+        include_str!("../templates/exceptions.html"),
+    ),
     ("error.html", include_str!("../templates/error.html")),
 ];
 
@@ -248,6 +252,88 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("nav.admin", "Movimenti", "Movements"),
     ("nav.statements", "Estratti conto", "Statements"),
     ("nav.outbox", "Messaggi", "Messages"),
+    ("nav.exceptions", "Anomalie", "Exceptions"),
+    (
+        "exceptions.title",
+        "Anomalie da verificare",
+        "Exceptions to check",
+    ),
+    (
+        "exceptions.intro",
+        "Pagamenti tardivi o doppi, importi diversi dal dovuto, accrediti non abbinati e rimborsi non riusciti: il denaro è registrato, serve la verifica di un operatore.",
+        "Late or double payments, amounts other than due, unmatched credits and failed refunds: the money is recorded, and needs an operator's check.",
+    ),
+    ("exceptions.status", "Stato", "State"),
+    ("exceptions.open", "Da verificare", "Open"),
+    ("exceptions.resolved", "Risolta", "Resolved"),
+    ("exceptions.all", "Tutte", "All"),
+    ("exceptions.kind", "Tipo", "Kind"),
+    ("exceptions.any_kind", "Qualsiasi tipo", "Any kind"),
+    ("exceptions.reason", "Motivo", "Reason"),
+    ("exceptions.what_to_do", "Azioni", "Actions"),
+    (
+        "exceptions.refund",
+        "Rimborsa il pagamento doppio",
+        "Refund the double payment",
+    ),
+    (
+        "exceptions.note",
+        "Nota su cosa è stato fatto",
+        "Note on what was done",
+    ),
+    ("exceptions.resolve", "Segna come risolta", "Mark resolved"),
+    ("exceptions.none", "Nessuna anomalia.", "No exceptions."),
+    (
+        "exceptions.details",
+        "Dettaglio tecnico",
+        "Technical detail",
+    ),
+    (
+        "exceptions.explain.late_payment",
+        "Pagamento arrivato dopo la chiusura del pagamento: le voci erano libere e risultano ora pagate.",
+        "A payment that came after the payment had ended: its items were free and are now paid.",
+    ),
+    (
+        "exceptions.explain.double_payment",
+        "Voci pagate due volte: l'ente ha incassato due volte questo importo e deve restituirlo.",
+        "Items paid twice: the body received this amount twice and must give it back.",
+    ),
+    (
+        "exceptions.explain.amount_mismatch",
+        "Il gestore ha incassato un importo diverso dal dovuto: non è stato applicato.",
+        "The provider took another amount than was due: it was not applied.",
+    ),
+    (
+        "exceptions.explain.unknown_payment",
+        "Pagamento di un avviso o di una transazione che il sistema non conosce.",
+        "A payment of a notice or transaction the system does not know.",
+    ),
+    (
+        "exceptions.explain.unmatched_credit",
+        "Accredito dell'estratto conto che non è stato possibile abbinare a un pagamento.",
+        "A statement credit that could not be matched to a payment.",
+    ),
+    (
+        "exceptions.explain.refund_failed",
+        "Rimborso non riuscito: il denaro è ancora presso l'ente; ripetere il rimborso.",
+        "A refund that failed: the money is still with the body; refund it again.",
+    ),
+    (
+        "exceptions.explain.still_processing",
+        "Pagamento ancora in lavorazione presso il gestore oltre i tempi massimi: verificare con il gestore.",
+        "A payment still processing at the provider beyond its longest time: check with the provider.",
+    ),
+    ("detail.paid_line", "Pagata", "Paid"),
+    ("detail.refunds", "Rimborsi", "Refunds"),
+    (
+        "detail.exceptions",
+        "Anomalie del pagamento",
+        "Exceptions of this payment",
+    ),
+    ("refund.requested", "Richiesto", "Requested"),
+    ("refund.pending", "In corso", "Under way"),
+    ("refund.succeeded", "Eseguito", "Done"),
+    ("refund.failed", "Non riuscito", "Failed"),
     ("nav.signin", "Accedi", "Sign in"),
     ("nav.signout", "Esci", "Sign out"),
     ("nav.language", "Lingua", "Language"),
@@ -581,7 +667,7 @@ pub(crate) fn transaction(tx: &payments_core::Transaction, locale: Locale) -> Va
     let lines: Vec<Value> = tx
         .lines
         .iter()
-        .map(|l| context! { reason => l.reason.clone(), amount => l.amount.format(locale), module => l.source.module.clone() })
+        .map(|l| context! { reason => l.reason.clone(), amount => l.amount.format(locale), module => l.source.module.clone(), paid_at => l.paid_at.map(|t| local(t, "%d/%m/%Y %H:%M")) })
         .collect();
     context! {
         id => tx.id.to_string(),

@@ -1467,3 +1467,129 @@ async fn a_pagopa_notice_is_shown_and_its_station_answers_the_node() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_payment_is_an_exception_a_manager_gives_back_in_one_click() {
+    use payments_core::{ExceptionKind, ExceptionQuery, PaymentOutcome, RefundStatus};
+    let Some(run) = start("double").await else {
+        return;
+    };
+    // Giulia starts paying the canteen invoice by card and leaves the page; the payment is
+    // cancelled, which closes the sandbox's page.
+    run.sign_in("giulia").await;
+    run.press(&format!("[id='due-MENSA-2026-11-{GIULIA}'] button"))
+        .await;
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    let url = run.client.current_url().await.unwrap();
+    let first_session = url.path().rsplit('/').next().unwrap().to_owned();
+    let first = run
+        .portal
+        .sandbox()
+        .session(&first_session)
+        .unwrap()
+        .transaction_id;
+    run.portal
+        .payments()
+        .cancel(&Actor::payer(GIULIA), first)
+        .await
+        .unwrap();
+    assert_eq!(run.count("#sandbox-pay").await, 1, "the page as loaded");
+    run.goto(url.path()).await;
+    assert_eq!(
+        run.count("#sandbox-pay").await,
+        0,
+        "closed: it takes no money"
+    );
+
+    // The invoice is back in her cart; she pays it again, and that payment goes through.
+    run.goto("/cart").await;
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    run.press("#sandbox-pay").await;
+    let second = run.payment_id().await;
+    assert_eq!(run.transaction(second).await.status, TxStatus::Paid);
+
+    // Then the first provider's success arrives after all (it took the money a moment
+    // before its page closed): recorded, answered 200, never refused.
+    let late = run
+        .portal
+        .sandbox()
+        .signed_callback(&payments_gateways::sandbox::CallbackBody {
+            event_id: "late".into(),
+            session: first_session.clone(),
+            transaction_id: first.to_string(),
+            status: PaymentOutcome::Paid,
+            amount: "45.60".into(),
+            currency: "EUR".into(),
+        });
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/webhooks/sandbox", run.base))
+        .body(late.body.clone());
+    for (name, value) in &late.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    assert_eq!(request.send().await.unwrap().status(), 200);
+    assert_eq!(run.transaction(first).await.status, TxStatus::Paid);
+    // The payer is told the duplicate will be given back.
+    let mails = run.wait_mails(5).await;
+    assert!(
+        mails.iter().any(|m| m.contains("Pagamento doppio")),
+        "{mails:#?}"
+    );
+
+    // The manager sees it among the exceptions, and gives it back in one click.
+    run.sign_in("anna").await;
+    run.goto("/admin/exceptions").await;
+    assert_eq!(run.count("#exceptions tbody tr").await, 1);
+    let kind = run.attr("#exceptions tbody tr", "data-kind").await;
+    assert_eq!(kind.as_deref(), Some(ExceptionKind::DoublePayment.as_str()));
+    assert!(run.text("#exceptions").await.contains("Pagamento doppio"));
+    run.check_accessible("exceptions").await;
+    run.screenshot("exceptions").await;
+    let ledger = run
+        .portal
+        .payments()
+        .exceptions(
+            &Actor::System,
+            &ExceptionQuery::new(run.portal.creditor().id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger[0].amount.map(|a| a.to_string()).as_deref(),
+        Some("45.60 EUR")
+    );
+    let refund_button = run.find("#exceptions form button[id^='refund-']").await;
+    refund_button.click().await.unwrap();
+    run.find("main").await;
+    assert!(run.text("#exceptions").await.contains("Risolta"));
+    assert_eq!(run.count("#exceptions form button[id^='refund-']").await, 0);
+    let refunds = run
+        .portal
+        .payments()
+        .refunds(&Actor::payer(GIULIA), first)
+        .await
+        .unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].status, RefundStatus::Succeeded);
+    assert_eq!(run.transaction(first).await.status, TxStatus::Refunded);
+    assert_eq!(
+        run.transaction(second).await.status,
+        TxStatus::Paid,
+        "stands"
+    );
+    // The detail page shows the refund done.
+    run.goto(&format!("/admin/payments/{first}")).await;
+    assert_eq!(
+        run.attr("#refunds td[data-status]", "data-status")
+            .await
+            .as_deref(),
+        Some("succeeded")
+    );
+    assert!(
+        run.text("#tx-exceptions")
+            .await
+            .contains("Pagamento doppio")
+    );
+}
