@@ -20,7 +20,7 @@ use chrono::{TimeZone, Utc};
 use payments_core::testing::Fixture;
 use payments_core::*;
 use payments_gateways::sandbox::SandboxGateway;
-use payments_sqlx::{Dialect, ExportFormat, SqlxStore};
+use payments_sqlx::{Dialect, ExportFormat, SqliteSync, SqlxStore};
 use sqlx::Executor;
 
 const CREDITOR: &str = "00000000-0000-7000-a000-0000000000c1";
@@ -52,8 +52,18 @@ fn main() {
     let _ = std::fs::remove_file(&flow_db);
     let sqlite_flow = format!("sqlite://{}", flow_db.display());
     let with_flow = std::env::var("BENCH_SKIP_FLOW").is_err();
+    let only_flow = std::env::var("BENCH_ONLY_FLOW").is_ok();
     if with_flow {
         rt.block_on(flow(&sqlite_flow, Dialect::Sqlite));
+    }
+    if only_flow {
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && url.starts_with("postgres")
+        {
+            let flow_url = rt.block_on(schema_url(&url, "bench_flow", true));
+            rt.block_on(flow(&flow_url, Dialect::Postgres));
+        }
+        return;
     }
     let data_db = dir.join(format!("data-{n}.db"));
     let sqlite_data = format!("sqlite://{}", data_db.display());
@@ -103,16 +113,12 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
 
 // ------------------------------------------------------------------------------------ flow
 
-async fn flow(url: &str, dialect: Dialect) {
-    let name = if dialect == Dialect::Sqlite {
-        "SQLite"
-    } else {
-        "PostgreSQL"
-    };
-    println!("\n## {name}: full flow, {FLOWS} flows, one after another");
+/// `FLOWS` flows through the library on a store at `url`: their time, and the fixture.
+async fn library_flows(url: &str, sync: SqliteSync) -> (Duration, Fixture) {
     let store = Arc::new(
         SqlxStore::builder(url)
             .with_max_connections(4)
+            .with_sqlite_sync(sync)
             .build()
             .await
             .unwrap(),
@@ -161,8 +167,30 @@ async fn flow(url: &str, dialect: Dialect) {
                 .applied
         );
     }
-    let library = started.elapsed();
+    let elapsed = started.elapsed();
     store.close().await;
+    (elapsed, fx)
+}
+
+async fn flow(url: &str, dialect: Dialect) {
+    let name = if dialect == Dialect::Sqlite {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!("\n## {name}: full flow, {FLOWS} flows, one after another");
+    let (library, fx) = library_flows(url, SqliteSync::Full).await;
+    // On SQLite, the price of durability: the same flows with `synchronous = NORMAL`, on a
+    // file of their own.
+    let normal = if dialect == Dialect::Sqlite {
+        let path = url.trim_start_matches("sqlite://").to_owned() + ".normal";
+        let _ = std::fs::remove_file(&path);
+        let (d, _) = library_flows(&format!("sqlite://{path}"), SqliteSync::Normal).await;
+        Some(d)
+    } else {
+        None
+    };
+    let card = fx.method(MethodKind::Card).id;
 
     // The floor: the same rows written with plain statements of the same shapes, in the
     // same 7 database transactions per flow (cart, 3 items, checkout, start, payment).
@@ -250,6 +278,15 @@ async fn flow(url: &str, dialect: Dialect) {
         "ratio:   {:>8.2}x the floor's time (target: at most 1.5x)",
         library.as_secs_f64() / floor.as_secs_f64()
     );
+    if let Some(normal) = normal {
+        println!(
+            "library with synchronous = NORMAL: {:>8.1} flows/s ({:.2} ms a flow, {:.2}x the floor's time): \
+             what synchronous = FULL, the default, costs",
+            rate(normal),
+            normal.as_secs_f64() * 1000.0 / FLOWS as f64,
+            normal.as_secs_f64() / floor.as_secs_f64()
+        );
+    }
 }
 
 async fn floor_event(

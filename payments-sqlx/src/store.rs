@@ -823,40 +823,31 @@ impl Store for SqlxStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<Transaction> {
-        use payments_core::ItemState;
         let mut tx = self.write().await?;
-        let Some(current) = self.locked_tx(&mut tx, t.transaction).await? else {
-            return Err(Error::not_found("transaction", t.transaction));
-        };
-        if current.status != t.from {
-            return Err(stale(&current, t.from));
+        // The compare-and-set first: it takes the transaction's row lock (PostgreSQL) before
+        // any item's, as `pay_line` does. A move that frees items ends `PartiallyPaid` when
+        // some lines were paid on their own: decided in the same statement.
+        if t.to.frees_items() && self.dialect == Dialect::Postgres {
+            // The row lock first, so that the statement below reads the items as a
+            // concurrent line payment that held it left them (its own snapshot comes after).
+            sqlx::query("SELECT id FROM transactions WHERE id = $1 FOR UPDATE")
+                .bind(t.transaction.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("locking a transaction"))?;
         }
-        let item_ids: Vec<ItemId> = current.lines.iter().map(|l| l.item_id).collect();
-        let items = self.locked_items(&mut tx, &item_ids).await?;
-        let paid_by = |item: &ItemId| match items.get(item) {
-            Some(ItemState::Paid(by)) => Some(*by),
-            _ => None,
+        let status = if t.to.frees_items() {
+            "CASE WHEN EXISTS (SELECT 1 FROM items WHERE transaction_id = $6 AND state = 'paid') \
+             THEN 'partially_paid' ELSE $1 END"
+        } else {
+            "$1"
         };
-        let mut to = t.to;
-        if to == TxStatus::Paid {
-            // Whether an item is already paid is decided here, with its row locked.
-            for item in &item_ids {
-                let elsewhere = paid_by(item).is_some_and(|b| b != current.id);
-                if elsewhere != t.paid_elsewhere.contains(item) {
-                    return Err(Error::Conflict(Conflict::ItemsChanged {
-                        transaction: current.id.to_string(),
-                    }));
-                }
-            }
-        } else if to.frees_items() && item_ids.iter().any(|i| paid_by(i) == Some(current.id)) {
-            to = TxStatus::PartiallyPaid;
-        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE transactions SET status = $1, updated_at = $2, provider_ref = COALESCE($3, provider_ref), \
+            "UPDATE transactions SET status = {status}, updated_at = $2, provider_ref = COALESCE($3, provider_ref), \
              instruction = COALESCE($4, instruction), expires_at = COALESCE($5, expires_at) \
              WHERE id = $6 AND status = $7 RETURNING {TX_COLUMNS}"
         )))
-        .bind(to.as_str())
+        .bind(t.to.as_str())
         .bind(micros(t.at))
         .bind(t.provider_ref.clone())
         .bind(t.instruction.as_ref().map(to_json).transpose()?)
@@ -867,26 +858,78 @@ impl Store for SqlxStore {
         .await
         .map_err(db_err("moving a transaction"))?;
         let Some(row) = row else {
-            return Err(stale(&current, t.from));
+            let current = Self::tx_in(&mut tx, t.transaction).await?;
+            return Err(match current {
+                Some(c) => stale(&c, t.from),
+                None => Error::not_found("transaction", t.transaction),
+            });
         };
         let moved = rows::transaction(&row)?;
+        let to = moved.status;
+        let item_ids: Vec<ItemId> = moved.lines.iter().map(|l| l.item_id).collect();
         if to == TxStatus::Paid {
+            // Whether an item is already paid is decided here, by the statements that
+            // settle them: every item not paid elsewhere becomes this transaction's (an item
+            // another transaction paid is left alone, and then fewer rows than expected
+            // change), and those said to be paid elsewhere must be.
+            let ours: Vec<&ItemId> = item_ids
+                .iter()
+                .filter(|i| !t.paid_elsewhere.contains(i))
+                .collect();
             let mut settle = Sql::new("UPDATE items SET state = 'paid', transaction_id = ");
             settle
                 .arg(Arg::Text(moved.id.to_string()))
-                .push(" WHERE state <> 'paid' AND id IN (");
-            for (i, item) in item_ids.iter().enumerate() {
+                .push(" WHERE NOT (state = 'paid' AND transaction_id <> ")
+                .arg(Arg::Text(moved.id.to_string()))
+                .push(") AND id IN (");
+            for (i, item) in ours.iter().enumerate() {
                 if i > 0 {
                     settle.push(", ");
                 }
                 settle.arg(Arg::Text(item.to_string()));
             }
             settle.push(")");
-            settle
-                .query()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("settling items"))?;
+            let settled = if ours.is_empty() {
+                0
+            } else {
+                settle
+                    .query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("settling items"))?
+                    .rows_affected()
+            };
+            let elsewhere_ok = if t.paid_elsewhere.is_empty() {
+                true
+            } else {
+                let mut count = Sql::new(
+                    "SELECT COUNT(*) AS n FROM items WHERE state = 'paid' AND transaction_id <> ",
+                );
+                count
+                    .arg(Arg::Text(moved.id.to_string()))
+                    .push(" AND id IN (");
+                for (i, item) in t.paid_elsewhere.iter().enumerate() {
+                    if i > 0 {
+                        count.push(", ");
+                    }
+                    count.arg(Arg::Text(item.to_string()));
+                }
+                count.push(")");
+                let row = count
+                    .query()
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("reading items"))?;
+                let n: i64 = rows::get(&row, "n")?;
+                usize::try_from(n).ok() == Some(t.paid_elsewhere.len())
+                    && t.paid_elsewhere.iter().all(|i| item_ids.contains(i))
+            };
+            if settled != ours.len() as u64 || !elsewhere_ok {
+                tx.rollback().await.map_err(db_err("rolling back"))?;
+                return Err(Error::Conflict(Conflict::ItemsChanged {
+                    transaction: moved.id.to_string(),
+                }));
+            }
         } else if to.frees_items() {
             sqlx::query(
                 "UPDATE items SET state = 'open', transaction_id = NULL WHERE transaction_id = $1 AND state = 'locked'",
