@@ -130,3 +130,67 @@ async fn a_statement_pays_durably_once_on_postgres() {
     };
     run(Arc::new(common::postgres(&url).await)).await;
 }
+
+/// Two credits alike in every field, with no reference of the bank's own, in one statement:
+/// two entries (the second a duplicate the ledger shows once), and a second import of the
+/// file changes nothing.
+async fn identical_credits(store: Arc<dyn Store>) {
+    let bank = Arc::new(BankTransferGateway::new());
+    let payments = Payments::builder()
+        .store(store.clone())
+        .gateway(bank.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
+        .await
+        .unwrap();
+    bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
+    let checkout = fx
+        .pay_fee(&payments, "d", "16,00", MethodKind::BankTransfer)
+        .await
+        .unwrap();
+    let Instruction::BankTransfer(d) = checkout.instruction else {
+        panic!("a transfer")
+    };
+    let tx = checkout.transaction;
+    let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+    let file = statement(&[("", &tx, &d.reference), ("", &tx, &d.reference)])
+        .replace("<AcctSvcrRef></AcctSvcrRef>", "");
+    let import = || bank.import_statement(&payments, &operator, fx.creditor.id, file.as_bytes());
+    let first = import().await.unwrap();
+    assert_eq!((first.matched.len(), first.exceptions.len()), (1, 1));
+    assert_eq!(first.matched[0].key, format!("{IBAN}:1#1/1"));
+    assert_eq!(first.exceptions[0].key, format!("{IBAN}:1#2/1"));
+    let again = import().await.unwrap();
+    assert_eq!(again.already_imported, 2);
+    assert_eq!(
+        payments
+            .bank_entries(&operator, &BankEntryQuery::new(fx.creditor.id))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let ledger = payments
+        .exceptions(&operator, &ExceptionQuery::new(fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert_eq!(ledger[0].kind, ExceptionKind::UnmatchedCredit);
+    let paid = store.transaction(tx.id).await.unwrap().unwrap();
+    assert_eq!(paid.status, TxStatus::Paid);
+}
+
+#[tokio::test]
+async fn identical_credits_are_two_entries_on_sqlite() {
+    identical_credits(Arc::new(common::sqlite().await)).await;
+}
+
+#[tokio::test]
+async fn identical_credits_are_two_entries_on_postgres() {
+    let Some(url) = common::postgres_url("identical_credits_are_two_entries_on_postgres") else {
+        return;
+    };
+    identical_credits(Arc::new(common::postgres(&url).await)).await;
+}
