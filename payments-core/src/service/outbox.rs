@@ -106,7 +106,7 @@ impl Payments {
 
     /// Runs the background work until `shutdown` completes: every `interval`, delivers the
     /// due outbox messages and expires the transactions whose time is up; and, as often as
-    /// the builder's [`PaymentsBuilder::reconcile_every`] says (every 5 minutes by
+    /// the builder's [`PaymentsBuilder::reconcile_every`](crate::PaymentsBuilder::reconcile_every) says (every 5 minutes by
     /// default), runs the reconciliation sweep. Errors are retried on the next round.
     pub async fn run_worker(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
