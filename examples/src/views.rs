@@ -319,6 +319,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "A refund that failed: the money is still with the body; refund it again.",
     ),
     (
+        "exceptions.explain.outside_refund",
+        "Rimborso fatto presso il gestore senza passare dal sistema: il denaro è uscito dal conto dell'ente; verificare il pagamento.",
+        "A refund made at the provider outside the system: the money left the body's account; check the payment.",
+    ),
+    (
         "exceptions.explain.still_processing",
         "Pagamento ancora in lavorazione presso il gestore oltre i tempi massimi: verificare con il gestore.",
         "A payment still processing at the provider beyond its longest time: check with the provider.",

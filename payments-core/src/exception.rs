@@ -48,11 +48,14 @@ pub enum ExceptionKind {
     /// A payment the provider still calls processing after the longest time its method
     /// may take.
     StillProcessing,
+    /// A refund the provider made that the library did not ask for (one made in the
+    /// provider's dashboard, say): the money left the body's account.
+    OutsideRefund,
 }
 
 impl ExceptionKind {
     /// Every kind.
-    pub const ALL: [ExceptionKind; 7] = [
+    pub const ALL: [ExceptionKind; 8] = [
         ExceptionKind::LatePayment,
         ExceptionKind::DoublePayment,
         ExceptionKind::AmountMismatch,
@@ -60,6 +63,7 @@ impl ExceptionKind {
         ExceptionKind::UnmatchedCredit,
         ExceptionKind::RefundFailed,
         ExceptionKind::StillProcessing,
+        ExceptionKind::OutsideRefund,
     ];
 
     /// The snake_case name used in storage and filters.
@@ -72,6 +76,7 @@ impl ExceptionKind {
             ExceptionKind::UnmatchedCredit => "unmatched_credit",
             ExceptionKind::RefundFailed => "refund_failed",
             ExceptionKind::StillProcessing => "still_processing",
+            ExceptionKind::OutsideRefund => "outside_refund",
         }
     }
 
@@ -98,6 +103,8 @@ impl ExceptionKind {
             ExceptionKind::RefundFailed => "Refund failed",
             ExceptionKind::StillProcessing if it => "Pagamento ancora in lavorazione",
             ExceptionKind::StillProcessing => "Still processing",
+            ExceptionKind::OutsideRefund if it => "Rimborso fatto fuori dal sistema",
+            ExceptionKind::OutsideRefund => "Refund made elsewhere",
         }
     }
 }
@@ -181,6 +188,12 @@ pub struct Exception {
     pub resolution: Option<ExceptionResolution>,
     /// The refund that gave the money back, when one did.
     pub refund_id: Option<RefundId>,
+    /// Whether the money is beyond what the transaction's own payment records — a second
+    /// payment of the transaction, or of lines it had already paid — so that giving it back
+    /// changes nothing of the transaction, its items or its modules. False when the money
+    /// is the transaction's own payment of items another payment had already settled.
+    #[serde(default)]
+    pub excess: bool,
 }
 
 impl Exception {
@@ -208,7 +221,14 @@ impl Exception {
             status: ExceptionStatus::Open,
             resolution: None,
             refund_id: None,
+            excess: false,
         }
+    }
+
+    /// The money is beyond the transaction's own payment (see [`Exception::excess`]).
+    pub fn excess(mut self) -> Self {
+        self.excess = true;
+        self
     }
 
     /// The transaction it concerns.

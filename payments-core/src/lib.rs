@@ -216,7 +216,8 @@ pub use query::{
 };
 pub use refund::{
     MAX_REFUND_KEY_LEN, MAX_REFUND_REASON_LEN, Refund, RefundAnswer, RefundCreated, RefundLine,
-    RefundRequest, RefundStatus, RefundUpdate, allocate_refund, lines_refunded_in_full,
+    RefundRequest, RefundStatus, RefundUpdate, allocate_refund, check_refund_fits,
+    lines_refunded_in_full, with_lines_in_full,
 };
 pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,

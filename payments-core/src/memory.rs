@@ -389,9 +389,8 @@ impl Store for InMemoryStore {
         if to == TxStatus::Paid {
             // Whether an item is already paid is decided here, under the lock.
             for line in &tx.lines {
-                let by = paid_by(&s, &line.item_id);
-                let elsewhere = by.is_some_and(|b| b != tx.id);
-                if elsewhere != t.paid_elsewhere.contains(&line.item_id) {
+                let paid = paid_by(&s, &line.item_id).is_some();
+                if paid != t.already_paid.contains(&line.item_id) {
                     return Err(Error::Conflict(Conflict::ItemsChanged {
                         transaction: tx.id.to_string(),
                     }));
@@ -477,9 +476,10 @@ impl Store for InMemoryStore {
                 exceptions: Vec::new(),
             });
         }
+        // Paid, or paid and given back: either way this money is a second payment.
         let already_paid = matches!(
             s.items.get(&line.item_id).map(|i| i.state),
-            Some(ItemState::Paid(_))
+            Some(ItemState::Paid(_) | ItemState::Refunded(_))
         );
         let from = tx.status;
         let mut exceptions = Vec::new();
@@ -508,7 +508,7 @@ impl Store for InMemoryStore {
             s.enqueue(tx.creditor_id, p.at, &p.outbox);
             let note = format!("line {} ({}) paid by {}", p.line + 1, p.reference, p.key);
             s.event(&tx, &p.actor, p.at, from, Some(note));
-            if tx.lines.iter().all(|l| l.paid_at.is_some()) {
+            if tx.lines.iter().all(|l| l.paid_at.is_some()) && !from.is_paid() {
                 tx.status = TxStatus::Paid;
                 s.event(&tx, &p.actor, p.at, from, Some("every line paid".into()));
             } else if from.is_late() && from != TxStatus::PartiallyPaid {
@@ -542,12 +542,16 @@ impl Store for InMemoryStore {
         transaction: TransactionId,
     ) -> Result<Vec<crate::LinePaymentRecord>> {
         let s = self.lock();
-        Ok(s.line_payments_by_tx
+        let mut records: Vec<crate::LinePaymentRecord> = s
+            .line_payments_by_tx
             .get(&transaction)
             .into_iter()
             .flatten()
             .filter_map(|k| s.line_payments.get(k).cloned())
-            .collect())
+            .collect();
+        // As the SQL stores order them.
+        records.sort_by(|a, b| (a.recorded_at, &a.key).cmp(&(b.recorded_at, &b.key)));
+        Ok(records)
     }
 
     async fn insert_exception(&self, exception: &crate::Exception) -> Result<bool> {
@@ -673,24 +677,14 @@ impl Store for InMemoryStore {
             .transactions
             .get(&refund.transaction_id)
             .ok_or_else(|| Error::not_found("transaction", refund.transaction_id))?;
-        if tx.status != TxStatus::Paid {
+        if tx.status != TxStatus::Paid && !refund.excess {
             return Err(Error::Conflict(Conflict::StaleState {
                 transaction: tx.id.to_string(),
                 expected: TxStatus::Paid.to_string(),
                 actual: tx.status.to_string(),
             }));
         }
-        let refunded: i64 = earlier
-            .iter()
-            .filter(|r| r.status.counts())
-            .map(|r| r.amount.minor_units())
-            .sum();
-        if refund.amount.currency() != tx.total.currency()
-            || refunded + refund.amount.minor_units() > tx.total.minor_units()
-        {
-            let refunded = Money::from_minor(refunded, tx.total.currency())?;
-            return Err(crate::refund_exceeds(&tx.total, &refunded, &refund.amount));
-        }
+        crate::check_refund_fits(tx, &earlier, refund)?;
         s.refunds.insert(refund.id, refund.clone());
         s.refunds_by_tx
             .entry(refund.transaction_id)
@@ -722,10 +716,7 @@ impl Store for InMemoryStore {
         let done = refund.clone();
         s.events.insert(update.event.id, update.event.clone());
         if let Some(tx) = s.transactions.get(&done.transaction_id).cloned() {
-            s.enqueue(tx.creditor_id, update.at, &update.outbox);
-            if let Some(e) = &update.exception {
-                s.insert_exception(e);
-            }
+            let mut outbox = update.outbox.clone();
             if update.to == crate::RefundStatus::Succeeded {
                 let refunds: Vec<crate::Refund> = s
                     .refunds_by_tx
@@ -734,13 +725,19 @@ impl Store for InMemoryStore {
                     .flatten()
                     .filter_map(|id| s.refunds.get(id).cloned())
                     .collect();
-                for position in crate::lines_refunded_in_full(&tx, &refunds) {
+                let full = crate::lines_refunded_in_full(&tx, &refunds);
+                outbox = crate::with_lines_in_full(&tx, done.id, &full, &outbox);
+                for position in full {
                     if let Some(i) = s.items.get_mut(&tx.lines[position].item_id)
                         && i.state == ItemState::Paid(tx.id)
                     {
                         i.state = ItemState::Refunded(tx.id);
                     }
                 }
+            }
+            s.enqueue(tx.creditor_id, update.at, &outbox);
+            if let Some(e) = &update.exception {
+                s.insert_exception(e);
             }
         }
         Ok(done)

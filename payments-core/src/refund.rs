@@ -81,6 +81,8 @@ pub struct RefundRequest {
     /// transaction. The amount is shared among them in order, each up to what is left of
     /// it.
     pub lines: Vec<usize>,
+    /// A double payment given back ([`Payments::refund_exception`](crate::Payments::refund_exception)).
+    pub(crate) excess: bool,
 }
 
 impl RefundRequest {
@@ -91,6 +93,7 @@ impl RefundRequest {
             key: key.into(),
             reason: None,
             lines: Vec::new(),
+            excess: false,
         }
     }
 
@@ -101,6 +104,7 @@ impl RefundRequest {
             key: key.into(),
             reason: None,
             lines: Vec::new(),
+            excess: false,
         }
     }
 
@@ -141,6 +145,11 @@ pub struct Refund {
     /// How the amount is shared among the transaction's lines: what each line gets back.
     #[serde(default)]
     pub lines: Vec<RefundLine>,
+    /// Whether it gives back money beyond the transaction's own payment (a double payment
+    /// of it, or of lines it had already paid): it then neither counts against what may be
+    /// refunded of the payment, nor changes its items, its modules or its state.
+    #[serde(default)]
+    pub excess: bool,
     /// Who asked.
     pub requested_by: Actor,
     /// When it was asked.
@@ -181,7 +190,7 @@ pub fn allocate_refund(
         let line = transaction.lines.get(position)?;
         let given: i64 = earlier
             .iter()
-            .filter(|r| r.status.counts())
+            .filter(|r| r.status.counts() && !r.excess)
             .flat_map(|r| r.lines.iter())
             .filter(|l| l.line == position)
             .map(|l| l.amount.minor_units())
@@ -205,12 +214,90 @@ pub fn lines_refunded_in_full(transaction: &crate::Transaction, refunds: &[Refun
         .filter(|&position| {
             let back: i64 = refunds
                 .iter()
-                .filter(|r| r.status == RefundStatus::Succeeded)
+                .filter(|r| r.status == RefundStatus::Succeeded && !r.excess)
                 .flat_map(|r| r.lines.iter())
                 .filter(|l| l.line == position)
                 .map(|l| l.amount.minor_units())
                 .sum();
             back >= transaction.lines[position].amount.minor_units()
+        })
+        .collect()
+}
+
+/// Checks that `refund` fits what is left of `transaction` after the `earlier` refunds that
+/// count, in total and on each of its lines; every store calls it under the transaction's
+/// lock, so that two refunds asked at once can never both pass. A refund of a double
+/// payment ([`Refund::excess`]) is beside the payment and always fits.
+pub fn check_refund_fits(
+    transaction: &crate::Transaction,
+    earlier: &[Refund],
+    refund: &Refund,
+) -> crate::Result<()> {
+    if refund.excess {
+        return Ok(());
+    }
+    let counting = || earlier.iter().filter(|r| r.status.counts() && !r.excess);
+    let refunded: i64 = counting().map(|r| r.amount.minor_units()).sum();
+    if refund.amount.currency() != transaction.total.currency()
+        || refunded + refund.amount.minor_units() > transaction.total.minor_units()
+    {
+        let refunded = Money::from_minor(refunded, transaction.total.currency())
+            .unwrap_or_else(|_| Money::zero(transaction.total.currency()));
+        return Err(crate::refund_exceeds(
+            &transaction.total,
+            &refunded,
+            &refund.amount,
+        ));
+    }
+    for part in &refund.lines {
+        let Some(line) = transaction.lines.get(part.line) else {
+            return Err(crate::Error::invalid(
+                "lines",
+                format!("the transaction has no line {}", part.line + 1),
+            ));
+        };
+        let given: i64 = counting()
+            .flat_map(|r| r.lines.iter())
+            .filter(|l| l.line == part.line)
+            .map(|l| l.amount.minor_units())
+            .sum();
+        if given + part.amount.minor_units() > line.amount.minor_units() {
+            return Err(crate::Error::invalid(
+                "lines",
+                format!(
+                    "line {} has {} and would get back more than that",
+                    part.line + 1,
+                    line.amount
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `messages` with the `in_full` of each of `refund`'s messages to modules set from
+/// `full`, the lines of `transaction` given back in full: what a store enqueues, deciding
+/// it under the transaction's lock.
+pub fn with_lines_in_full(
+    transaction: &crate::Transaction,
+    refund: crate::RefundId,
+    full: &[usize],
+    messages: &[crate::NewOutboxMessage],
+) -> Vec<crate::NewOutboxMessage> {
+    messages
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            if let crate::OutboxPayload::Refund(r) = &mut m.payload
+                && r.refund_id == refund
+            {
+                r.in_full = transaction
+                    .lines
+                    .iter()
+                    .position(|l| l.item_id == r.item_id)
+                    .is_some_and(|p| full.contains(&p));
+            }
+            m
         })
         .collect()
 }

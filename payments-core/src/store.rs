@@ -46,11 +46,11 @@ pub struct TransactionCreated {
 ///   Otherwise it changes nothing and returns
 ///   [`Conflict::StaleState`](crate::Conflict::StaleState).
 ///   - A move to `Paid` settles every line's item, whatever its state (`Open`, `Locked` by
-///     any transaction, `Removed`, `Refunded`), except those in `paid_elsewhere`, which
-///     must be `Paid` by another transaction and stay so. If an item is `Paid` by another
-///     transaction without being in `paid_elsewhere`, or one in it is not, nothing changes
-///     and the answer is [`Conflict::ItemsChanged`](crate::Conflict::ItemsChanged): whether
-///     an item is already paid is decided here, atomically.
+///     any transaction, `Removed`, `Refunded`), except those in `already_paid`, which
+///     must be `Paid` (by another transaction, or by this one line by line) and stay so.
+///     If an item is `Paid` without being in `already_paid`, or one in it is not, nothing
+///     changes and the answer is [`Conflict::ItemsChanged`](crate::Conflict::ItemsChanged):
+///     whether an item is already paid is decided here, atomically.
 ///   - A move to a state that frees items, of a transaction some of whose lines were
 ///     paid on their own ([`Store::pay_line`]), ends in `PartiallyPaid` instead (the event
 ///     says so): the paid items stay paid, only the others are freed.
@@ -162,16 +162,18 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// - a payment whose key the creditor already has is a replay: nothing changes, and
     ///   the answer says what became of it the first time (`recorded: false`);
     /// - if the line's item is already `Paid` (by this transaction or another), the
-    ///   payment is recorded as a [`LinePaymentOutcome::Duplicate`](crate::LinePaymentOutcome::Duplicate)
+    ///   payment (or paid and given back, `Refunded`) is recorded as a
+    ///   [`LinePaymentOutcome::Duplicate`](crate::LinePaymentOutcome::Duplicate)
     ///   with its `duplicate` exception and an event;
     /// - otherwise the item becomes `Paid` by this transaction whatever its state (`Open`,
     ///   `Locked` by any transaction, `Removed`, `Refunded`), the line's `paid_at` is set,
     ///   the payment's messages are enqueued and an event appended; if the transaction had
     ///   ended (`is_late`), the `late` exception is recorded too. When every line is then
-    ///   paid, the transaction moves to `Paid` (from any state but `Paid`, with its own
-    ///   event); when it had ended without all of them, to `PartiallyPaid`.
+    ///   paid, the transaction moves to `Paid` (from any state but `Paid` and `Refunded`,
+    ///   with its own event); when it had ended without all of them, to `PartiallyPaid`.
     async fn pay_line(&self, payment: &crate::LinePayment) -> Result<crate::LinePaid>;
-    /// The line payments recorded for a transaction, oldest first.
+    /// The line payments recorded for a transaction, oldest first (by the time recorded,
+    /// then by key).
     async fn line_payments(
         &self,
         transaction: TransactionId,
@@ -203,10 +205,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
 
     /// Records a refund of a `Paid` transaction with its event, atomically: idempotent on
     /// `(transaction, key)` (the refund the key already has is returned, `created: false`);
-    /// otherwise refused with a `Conflict` unless the transaction is `Paid`, and with a
-    /// validation error on `amount` if the refunds that count (see
-    /// [`RefundStatus::counts`](crate::RefundStatus::counts)) and this one would add up to
-    /// more than the transaction's total. Two refunds asked at once can never both pass.
+    /// otherwise refused with a `Conflict` unless the transaction is `Paid` (any state for
+    /// a refund of a double payment, [`Refund::excess`](crate::Refund::excess)), and with a
+    /// validation error unless it fits what is left, in total and line by line
+    /// ([`check_refund_fits`](crate::check_refund_fits), under the transaction's lock). Two
+    /// refunds asked at once can never both pass.
     async fn create_refund(
         &self,
         refund: &crate::Refund,
@@ -217,7 +220,10 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// messages and records the exception. When it moves to `Succeeded`, the items of the
     /// lines that the succeeded refunds now give back in full
     /// ([`lines_refunded_in_full`](crate::lines_refunded_in_full)) and that this
-    /// transaction had paid become [`ItemState::Refunded`](crate::ItemState::Refunded).
+    /// transaction had paid become [`ItemState::Refunded`](crate::ItemState::Refunded), and
+    /// the messages to modules say so ([`with_lines_in_full`](crate::with_lines_in_full)):
+    /// decided under the transaction's lock, so two refunds finishing at once see each
+    /// other.
     async fn finish_refund(&self, update: &crate::RefundUpdate) -> Result<crate::Refund>;
     /// A transaction's refunds, oldest first.
     async fn refunds(&self, transaction: TransactionId) -> Result<Vec<crate::Refund>>;

@@ -316,11 +316,12 @@ pub struct Transition {
     pub note: Option<String>,
     /// Messages to enqueue in the same database transaction.
     pub outbox: Vec<NewOutboxMessage>,
-    /// For a move to `Paid`: the items of the lines that another transaction has already
-    /// paid, as the service read them. They stay as they are; the store refuses the move
+    /// For a move to `Paid`: the items of the lines that are already paid — by another
+    /// transaction, or by this one line by line — as the service read them. They stay as
+    /// they are and are not settled again; the store refuses the move
     /// ([`Conflict::ItemsChanged`](crate::Conflict::ItemsChanged)) if that is no longer
     /// exactly so.
-    pub paid_elsewhere: Vec<ItemId>,
+    pub already_paid: Vec<ItemId>,
     /// Exceptions to record in the same database transaction, each once per key.
     pub exceptions: Vec<crate::Exception>,
 }

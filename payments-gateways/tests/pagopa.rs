@@ -1164,3 +1164,45 @@ async fn the_station_needs_an_iban_to_say_where_the_money_goes() {
         "iban"
     );
 }
+
+#[tokio::test]
+async fn a_notice_whose_item_a_late_receipt_paid_is_refused_by_the_station() {
+    let env = Env::new().await;
+    let cart = env.cart("mario", &["30.00"]).await;
+    let (first, p1) = env.checkout("mario", cart).await.unwrap();
+    env.payments
+        .cancel(&Actor::payer("mario"), first.id)
+        .await
+        .unwrap();
+    // A new notice for the same item, not yet paid.
+    let second = env
+        .payments
+        .checkout(
+            &Actor::payer("mario"),
+            cart,
+            env.fx.method(MethodKind::PagoPa).id,
+            "k2",
+        )
+        .await
+        .unwrap();
+    let Instruction::PagoPa(p2) = &second.instruction else {
+        panic!("notices")
+    };
+    assert_eq!(
+        env.station("paVerifyPaymentNoticeReq", &p2.notices[0].notice_number)
+            .await
+            .outcome,
+        "OK"
+    );
+    // The first notice's money arrives after all: it pays the item (money is a fact)...
+    let late = env
+        .send(receipt("rcpt-late", &p1.notices[0].notice_number, 3000))
+        .await
+        .unwrap();
+    assert_eq!(late.transaction.status, TxStatus::Paid);
+    // ... so the second notice must not be paid too: the station refuses it as paid.
+    let refused = env
+        .station("paVerifyPaymentNoticeReq", &p2.notices[0].notice_number)
+        .await;
+    assert_eq!(fault_of(&refused), Some("PAA_PAGAMENTO_DUPLICATO"));
+}

@@ -1615,3 +1615,33 @@ async fn a_refund_stripe_accepts_as_pending_ends_by_webhook_or_by_the_sweep() {
         "15.00 of 30.00 back"
     );
 }
+
+#[tokio::test]
+async fn a_refund_made_in_stripes_dashboard_is_recorded_and_acknowledged() {
+    let env = Env::new().await;
+    let checkout = env.pay("alice", "30,00", MethodKind::Card).await;
+    env.paid(&checkout).await;
+    // Money left the account without the library asking: Stripe tells of it.
+    let refund = json!({
+        "id": "re_3MtDashboard00001",
+        "object": "refund",
+        "amount": 1000,
+        "currency": "eur",
+        "metadata": {"transaction_id": checkout.transaction.id.to_string()},
+        "payment_intent": "pi_3whatever",
+        "status": "succeeded",
+    });
+    let news = refund_webhook("refund.updated", &refund);
+    let out = env.payments.handle_callback("stripe", &news).await.unwrap();
+    assert!(
+        out.applied,
+        "recorded, and acknowledged so Stripe stops sending it"
+    );
+    let e = out.exception.expect("an exception");
+    assert_eq!(e.kind, ExceptionKind::OutsideRefund);
+    assert_eq!(e.amount, Some(Money::parse_eur("10").unwrap()));
+    assert_eq!(e.provider_ref.as_deref(), Some("re_3MtDashboard00001"));
+    let again = env.payments.handle_callback("stripe", &news).await.unwrap();
+    assert!(!again.applied, "once");
+    assert_eq!(env.tx(checkout.transaction.id).await.status, TxStatus::Paid);
+}

@@ -869,19 +869,17 @@ impl Store for SqlxStore {
         let item_ids: Vec<ItemId> = moved.lines.iter().map(|l| l.item_id).collect();
         if to == TxStatus::Paid {
             // Whether an item is already paid is decided here, by the statements that
-            // settle them: every item not paid elsewhere becomes this transaction's (an item
-            // another transaction paid is left alone, and then fewer rows than expected
-            // change), and those said to be paid elsewhere must be.
+            // settle them: every item not said to be paid becomes this transaction's (one
+            // paid meanwhile is left alone, and then fewer rows than expected change), and
+            // those said to be paid must be.
             let ours: Vec<&ItemId> = item_ids
                 .iter()
-                .filter(|i| !t.paid_elsewhere.contains(i))
+                .filter(|i| !t.already_paid.contains(i))
                 .collect();
             let mut settle = Sql::new("UPDATE items SET state = 'paid', transaction_id = ");
             settle
                 .arg(Arg::Text(moved.id.to_string()))
-                .push(" WHERE NOT (state = 'paid' AND transaction_id <> ")
-                .arg(Arg::Text(moved.id.to_string()))
-                .push(") AND id IN (");
+                .push(" WHERE state <> 'paid' AND id IN (");
             for (i, item) in ours.iter().enumerate() {
                 if i > 0 {
                     settle.push(", ");
@@ -899,16 +897,12 @@ impl Store for SqlxStore {
                     .map_err(db_err("settling items"))?
                     .rows_affected()
             };
-            let elsewhere_ok = if t.paid_elsewhere.is_empty() {
+            let already_ok = if t.already_paid.is_empty() {
                 true
             } else {
-                let mut count = Sql::new(
-                    "SELECT COUNT(*) AS n FROM items WHERE state = 'paid' AND transaction_id <> ",
-                );
-                count
-                    .arg(Arg::Text(moved.id.to_string()))
-                    .push(" AND id IN (");
-                for (i, item) in t.paid_elsewhere.iter().enumerate() {
+                let mut count =
+                    Sql::new("SELECT COUNT(*) AS n FROM items WHERE state = 'paid' AND id IN (");
+                for (i, item) in t.already_paid.iter().enumerate() {
                     if i > 0 {
                         count.push(", ");
                     }
@@ -921,10 +915,10 @@ impl Store for SqlxStore {
                     .await
                     .map_err(db_err("reading items"))?;
                 let n: i64 = rows::get(&row, "n")?;
-                usize::try_from(n).ok() == Some(t.paid_elsewhere.len())
-                    && t.paid_elsewhere.iter().all(|i| item_ids.contains(i))
+                usize::try_from(n).ok() == Some(t.already_paid.len())
+                    && t.already_paid.iter().all(|i| item_ids.contains(i))
             };
-            if settled != ours.len() as u64 || !elsewhere_ok {
+            if settled != ours.len() as u64 || !already_ok {
                 tx.rollback().await.map_err(db_err("rolling back"))?;
                 return Err(Error::Conflict(Conflict::ItemsChanged {
                     transaction: moved.id.to_string(),
@@ -1005,7 +999,11 @@ impl Store for SqlxStore {
             });
         }
         let items = self.locked_items(&mut tx, &[line.item_id]).await?;
-        let already_paid = matches!(items.get(&line.item_id), Some(ItemState::Paid(_)));
+        // Paid, or paid and given back: either way this money is a second payment.
+        let already_paid = matches!(
+            items.get(&line.item_id),
+            Some(ItemState::Paid(_) | ItemState::Refunded(_))
+        );
         let from = current.status;
         let mut exceptions = Vec::new();
         let mut events = Vec::new();
@@ -1040,7 +1038,7 @@ impl Store for SqlxStore {
                 from,
                 format!("line {} ({}) paid by {}", p.line + 1, p.reference, p.key),
             ));
-            if current.lines.iter().all(|l| l.paid_at.is_some()) {
+            if current.lines.iter().all(|l| l.paid_at.is_some()) && !from.is_paid() {
                 current.status = TxStatus::Paid;
                 events.push((from, "every line paid".into()));
             } else if from.is_late() && from != TxStatus::PartiallyPaid {
@@ -1538,28 +1536,20 @@ impl Store for SqlxStore {
                 created: false,
             });
         }
-        if paid.status != TxStatus::Paid {
+        if paid.status != TxStatus::Paid && !refund.excess {
             return Err(stale(&paid, TxStatus::Paid));
         }
-        let refunded: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM refunds \
-             WHERE transaction_id = $1 AND status <> 'failed'",
-        )
-        .bind(refund.transaction_id.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err("adding up refunds"))?;
-        if refund.amount.currency() != paid.total.currency()
-            || refunded + refund.amount.minor_units() > paid.total.minor_units()
-        {
-            let refunded = Money::from_minor(refunded, paid.total.currency())
-                .map_err(|_| rows::corrupt("refunds"))?;
-            return Err(payments_core::refund_exceeds(
-                &paid.total,
-                &refunded,
-                &refund.amount,
-            ));
-        }
+        let earlier: Vec<String> =
+            sqlx::query_scalar("SELECT data FROM refunds WHERE transaction_id = $1")
+                .bind(refund.transaction_id.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("reading refunds"))?;
+        let earlier = earlier
+            .iter()
+            .map(|d| rows::from_json(d))
+            .collect::<Result<Vec<payments_core::Refund>>>()?;
+        payments_core::check_refund_fits(&paid, &earlier, refund)?;
         sqlx::query(
             "INSERT INTO refunds (id, transaction_id, refund_key, amount_cents, status, data) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -1586,14 +1576,24 @@ impl Store for SqlxStore {
         update: &payments_core::RefundUpdate,
     ) -> Result<payments_core::Refund> {
         let mut tx = self.write().await?;
-        let data: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT data FROM refunds WHERE id = $1{}",
-            self.for_update()
-        )))
-        .bind(update.refund.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("reading a refund"))?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT transaction_id FROM refunds WHERE id = $1")
+                .bind(update.refund.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("reading a refund"))?;
+        let Some(owner) = owner else {
+            return Err(Error::not_found("refund", update.refund));
+        };
+        let owner: TransactionId = owner.parse().map_err(|_| rows::corrupt("refund"))?;
+        // The transaction's row lock first, as `create_refund` takes it: two refunds of it
+        // finishing at once see each other's end.
+        let paid = self.locked_tx(&mut tx, owner).await?;
+        let data: Option<String> = sqlx::query_scalar("SELECT data FROM refunds WHERE id = $1")
+            .bind(update.refund.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("reading a refund"))?;
         let Some(data) = data else {
             return Err(Error::not_found("refund", update.refund));
         };
@@ -1624,12 +1624,9 @@ impl Store for SqlxStore {
             return Err(stale_refund(&refund));
         }
         insert_event(&mut tx, &update.event).await?;
-        enqueue(&mut tx, refund.creditor_id, update.at, &update.outbox).await?;
-        if let Some(e) = &update.exception {
-            insert_exception_in(&mut tx, e).await?;
-        }
+        let mut outbox = update.outbox.clone();
         if update.to == payments_core::RefundStatus::Succeeded
-            && let Some(paid) = Self::tx_in(&mut tx, refund.transaction_id).await?
+            && let Some(paid) = &paid
         {
             let all: Vec<String> =
                 sqlx::query_scalar("SELECT data FROM refunds WHERE transaction_id = $1")
@@ -1641,7 +1638,9 @@ impl Store for SqlxStore {
                 .iter()
                 .map(|d| rows::from_json(d))
                 .collect::<Result<Vec<payments_core::Refund>>>()?;
-            for position in payments_core::lines_refunded_in_full(&paid, &all) {
+            let full = payments_core::lines_refunded_in_full(paid, &all);
+            outbox = payments_core::with_lines_in_full(paid, refund.id, &full, &outbox);
+            for position in full {
                 sqlx::query(
                     "UPDATE items SET state = 'refunded' WHERE id = $1 AND state = 'paid' AND transaction_id = $2",
                 )
@@ -1651,6 +1650,10 @@ impl Store for SqlxStore {
                 .await
                 .map_err(db_err("marking an item refunded"))?;
             }
+        }
+        enqueue(&mut tx, refund.creditor_id, update.at, &outbox).await?;
+        if let Some(e) = &update.exception {
+            insert_exception_in(&mut tx, e).await?;
         }
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(refund)

@@ -632,3 +632,76 @@ async fn a_refund_tells_the_payer_the_body_and_each_module_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_payment_of_a_paid_transaction_is_given_back_beside_it() {
+    for (name, store) in
+        stores("a_second_payment_of_a_paid_transaction_is_given_back_beside_it").await
+    {
+        let env = Env::new(name, store).await;
+        let cart = env.cart("mario", &[("a", "80.00"), ("b", "20.00")]).await;
+        let checkout = env.checkout("mario", cart, MethodKind::Card, "k").await;
+        let ok = env
+            .sandbox
+            .complete(&common::session(&checkout), PaymentOutcome::Paid)
+            .unwrap();
+        env.payments.handle_callback("sandbox", &ok).await.unwrap();
+        let t = checkout.transaction.id;
+        env.deliver().await;
+
+        // The provider tells of a second payment of the same transaction, under another
+        // reference of its own: the body holds the money twice.
+        let again = env.sandbox.signed_callback(&CallbackBody {
+            event_id: "evt-second".into(),
+            session: "sbx_second_payment".into(),
+            transaction_id: t.to_string(),
+            status: PaymentOutcome::Paid,
+            amount: "100.00".into(),
+            currency: "EUR".into(),
+        });
+        let out = env
+            .payments
+            .handle_callback("sandbox", &again)
+            .await
+            .unwrap();
+        assert!(out.applied, "{name}");
+        let e = out.exception.expect("a double payment");
+        assert_eq!(e.kind, ExceptionKind::DoublePayment, "{name}");
+        assert!(e.excess, "{name}: beyond the transaction's own payment");
+        assert_eq!(e.amount, Some(checkout.transaction.total));
+        assert_eq!(out.transaction.status, TxStatus::Paid);
+
+        // Given back beside the payment, which stands with its items and modules.
+        let refund = env
+            .payments
+            .refund_exception(&env.manager, e.id)
+            .await
+            .unwrap();
+        assert!(refund.excess, "{name}");
+        assert_eq!(refund.status, RefundStatus::Succeeded);
+        assert_eq!(env.tx(t).await.status, TxStatus::Paid, "{name}: stands");
+        assert_eq!(env.item_state(&checkout, 0).await, ItemState::Paid(t));
+        let mails = env.deliver().await;
+        assert_eq!(
+            mails[mails.len() - 2..],
+            [
+                NotificationKind::RefundReceipt,
+                NotificationKind::RefundNotice
+            ],
+            "{name}"
+        );
+        assert!(env.tributi.refunds().is_empty(), "{name}: no module told");
+
+        // The payment itself can still be given back, in full.
+        let full = env
+            .payments
+            .refund(&env.manager, t, RefundRequest::full("all"))
+            .await
+            .unwrap();
+        assert_eq!(full.amount, checkout.transaction.total, "{name}");
+        assert_eq!(env.tx(t).await.status, TxStatus::Refunded, "{name}");
+        env.deliver().await;
+        assert_eq!(env.tributi.refunds().len(), 2, "{name}: each module once");
+        assert!(env.tributi.refunds().iter().all(|r| r.in_full));
+    }
+}

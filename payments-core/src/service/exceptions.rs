@@ -60,7 +60,10 @@ impl Payments {
     /// A manager gives back the money of an open double payment through the gateway that
     /// took it ([`Payments::refund`] of the exception's amount and lines, keyed by the
     /// exception, so a second click makes no second refund), and the exception is
-    /// resolved with the refund. A gateway that cannot refund answers `NotSupported`:
+    /// resolved with the refund. Money beyond the transaction's own payment
+    /// ([`Exception::excess`]) is given back beside it: the payment, its items and its
+    /// modules stand. Otherwise (a late payment of items another payment had settled)
+    /// the transaction's own payment is what is given back. A gateway that cannot refund answers `NotSupported`:
     /// give the money back by other means and resolve the exception with a note.
     pub async fn refund_exception(&self, actor: &Actor, id: ExceptionId) -> Result<Refund> {
         let e = self.exception(actor, id).await?;
@@ -78,7 +81,7 @@ impl Payments {
                 "exception {id} is already resolved"
             ))));
         }
-        let request = RefundRequest::partial(amount, format!("exception:{id}"))
+        let mut request = RefundRequest::partial(amount, format!("exception:{id}"))
             .of_lines(e.lines.iter().copied())
             .with_reason(
                 format!("double payment: {}", e.reason)
@@ -86,6 +89,7 @@ impl Payments {
                     .take(500)
                     .collect::<String>(),
             );
+        request.excess = e.excess;
         let refund = self.refund(actor, tx, request).await?;
         if refund.status.counts() {
             let note = format!(

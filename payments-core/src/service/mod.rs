@@ -149,7 +149,7 @@ impl Payments {
             let type_names = self.type_names(tx).await?;
             let settle = |p: usize| {
                 let line = &tx.lines[p];
-                line.paid_at.is_none() && !change.paid_elsewhere.contains(&line.item_id)
+                line.paid_at.is_none() && !change.already_paid.contains(&line.item_id)
             };
             messages_for_status(tx, &creditor, provider_ref, now, to, type_names, &settle)
         } else {
@@ -167,7 +167,7 @@ impl Payments {
             expires_at: change.expires_at,
             note: change.note,
             outbox,
-            paid_elsewhere: change.paid_elsewhere,
+            already_paid: change.already_paid,
             exceptions: change.exceptions,
         };
         self.store_ref().transition(&transition).await
@@ -210,9 +210,9 @@ struct Change {
     instruction: Option<Instruction>,
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
     note: Option<String>,
-    /// For `Paid`: the items another transaction already paid (their lines are not
-    /// settled again).
-    paid_elsewhere: Vec<ItemId>,
+    /// For `Paid`: the items already paid, by another transaction or by this one line by
+    /// line (their lines are not settled again).
+    already_paid: Vec<ItemId>,
     /// Exceptions recorded with the move.
     exceptions: Vec<Exception>,
     /// Messages enqueued with the move beside those of its state.

@@ -91,7 +91,9 @@ impl Payments {
             }
         };
         if let Some(refund) = event.refund.take() {
-            return self.apply_refund_event(&gateway.id(), tx, refund).await;
+            return self
+                .apply_refund_event(&gateway.id(), tx, refund, event.amount)
+                .await;
         }
         if let Some(part) = event.part.take() {
             return self.apply_part(&gateway.id(), event, part, tx).await;
@@ -283,7 +285,8 @@ impl Payments {
             ),
         )
         .with_transaction(tx.id)
-        .with_lines([part.line]);
+        .with_lines([part.line])
+        .excess();
         let late = Exception::new(
             creditor_id,
             ExceptionKind::LatePayment,
@@ -395,7 +398,8 @@ impl Payments {
                     .map(|t| (t, None))
             } else {
                 let mut change = change.clone();
-                if read_items || tx.status.is_late() {
+                let line_paid = tx.lines.iter().any(|l| l.paid_at.is_some());
+                if read_items || line_paid || tx.status.is_late() {
                     self.late_or_double(&tx, &mut change).await?;
                 }
                 let exception = change.exceptions.first().cloned();
@@ -430,8 +434,9 @@ impl Payments {
 
     /// A payment of a transaction already paid: a replay when it carries the same
     /// reference (or none); otherwise a second payment. A gateway's is recorded as a
-    /// double payment; an operator's evidence (a bank credit) is refused with a
-    /// `Conflict`, for the caller to record as its own exception.
+    /// double payment (no mail to the payer: the provider may be telling of the same money
+    /// twice, which an operator checks); an operator's evidence (a bank credit) is refused
+    /// with a `Conflict`, for the caller to record as its own exception.
     async fn paid_again(
         &self,
         tx: Transaction,
@@ -463,22 +468,28 @@ impl Payments {
         )
         .with_transaction(tx.id)
         .with_amount(tx.total)
-        .with_provider_ref(new);
+        .with_provider_ref(new)
+        .excess();
         self.recorded(tx, exception).await
     }
 
-    /// Reads which items of `tx` another transaction paid, and sets `change` up for a
-    /// late payment or a double payment: the items paid elsewhere are left as they are,
-    /// an exception is recorded, and the payer is told what will be given back.
+    /// Reads which items of `tx` are already paid — by another transaction, or by `tx`
+    /// itself line by line — and sets `change` up for a late or a double payment: those
+    /// items are left as they are, an exception is recorded, and the payer is told what
+    /// will be given back.
     async fn late_or_double(&self, tx: &Transaction, change: &mut Change) -> Result<()> {
         let now = self.inner.clock.now();
         let mut elsewhere: Vec<(usize, ItemId, TransactionId)> = Vec::new();
+        let mut own: Vec<(usize, ItemId)> = Vec::new();
         for (position, line) in tx.lines.iter().enumerate() {
             if let Some(item) = self.store_ref().item(line.item_id).await?
-                && let ItemState::Paid(other) = item.state
-                && other != tx.id
+                && let ItemState::Paid(by) = item.state
             {
-                elsewhere.push((position, item.id, other));
+                if by == tx.id {
+                    own.push((position, item.id));
+                } else {
+                    elsewhere.push((position, item.id, by));
+                }
             }
         }
         let reference = change
@@ -490,31 +501,90 @@ impl Payments {
         } else {
             String::new()
         };
-        change.paid_elsewhere = elsewhere.iter().map(|(_, item, _)| *item).collect();
+        change.already_paid = elsewhere
+            .iter()
+            .map(|(_, item, _)| *item)
+            .chain(own.iter().map(|(_, item)| *item))
+            .collect();
         change.exceptions.clear();
         change.outbox.clear();
-        let mut exception = if elsewhere.is_empty() {
-            if !tx.status.is_late() {
-                return Ok(());
-            }
-            Exception::new(
-                tx.creditor_id,
-                ExceptionKind::LatePayment,
-                format!("late:{}", tx.id),
-                format!("paid{when}: its items were still free and are now paid by it"),
-                now,
-            )
-            .with_amount(tx.total)
-        } else {
-            let positions: Vec<usize> = elsewhere.iter().map(|(p, _, _)| *p).collect();
-            let amount = Money::sum(
+        let sum = |positions: &[usize]| {
+            Money::sum(
                 tx.total.currency(),
                 positions.iter().map(|&p| &tx.lines[p].amount),
             )
-            .map_err(|e| Error::invalid("amount", e.to_string()))?;
+            .map_err(|e| Error::invalid("amount", e.to_string()))
+        };
+        let numbers = |positions: &[usize]| {
+            positions
+                .iter()
+                .map(|p| (p + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut exceptions = Vec::new();
+        if !elsewhere.is_empty() {
+            let positions: Vec<usize> = elsewhere.iter().map(|(p, _, _)| *p).collect();
+            let amount = sum(&positions)?;
             let mut others: Vec<String> = elsewhere.iter().map(|(_, _, t)| t.to_string()).collect();
             others.dedup();
-            let numbers: Vec<String> = positions.iter().map(|p| (p + 1).to_string()).collect();
+            exceptions.push(
+                Exception::new(
+                    tx.creditor_id,
+                    ExceptionKind::DoublePayment,
+                    format!("double:{}", tx.id),
+                    format!(
+                        "paid{when}, but line {} had been paid meanwhile by {}: {amount} of it \
+                         is paid twice; give it back",
+                        numbers(&positions),
+                        others.join(", ")
+                    ),
+                    now,
+                )
+                .with_lines(positions)
+                .with_amount(amount),
+            );
+        }
+        if !own.is_empty() {
+            // Lines this transaction had already paid one by one: the whole payment pays
+            // them again, beyond the transaction's own payment.
+            let positions: Vec<usize> = own.iter().map(|(p, _)| *p).collect();
+            let amount = sum(&positions)?;
+            exceptions.push(
+                Exception::new(
+                    tx.creditor_id,
+                    ExceptionKind::DoublePayment,
+                    format!("double:{}:lines", tx.id),
+                    format!(
+                        "paid{when} as a whole, but line {} had already been paid on its own: \
+                         {amount} is paid twice; give it back",
+                        numbers(&positions)
+                    ),
+                    now,
+                )
+                .with_lines(positions)
+                .with_amount(amount)
+                .excess(),
+            );
+        }
+        if exceptions.is_empty() {
+            if !tx.status.is_late() {
+                return Ok(());
+            }
+            exceptions.push(
+                Exception::new(
+                    tx.creditor_id,
+                    ExceptionKind::LatePayment,
+                    format!("late:{}", tx.id),
+                    format!("paid{when}: its items were still free and are now paid by it"),
+                    now,
+                )
+                .with_amount(tx.total),
+            );
+        } else {
+            // One mail tells the payer all that will be given back.
+            let positions: Vec<usize> = exceptions.iter().flat_map(|e| e.lines.clone()).collect();
+            let returned = sum(&positions)?;
             let creditor = self.creditor(tx.creditor_id).await?;
             let telling = self.telling(tx, &creditor).await?;
             let summary = telling.summary(
@@ -522,39 +592,29 @@ impl Payments {
                 reference.clone(),
                 now,
                 Some(&positions),
-                Some(amount),
+                Some(returned),
             );
             change.outbox = telling.mails(Some(NotificationKind::DuplicatePayment), None, &summary);
-            Exception::new(
-                tx.creditor_id,
-                ExceptionKind::DoublePayment,
-                format!("double:{}", tx.id),
-                format!(
-                    "paid{when}, but line {} had been paid meanwhile by {}: {amount} of it is \
-                     paid twice; give it back",
-                    numbers.join(", "),
-                    others.join(", ")
-                ),
-                now,
-            )
-            .with_lines(positions)
-            .with_amount(amount)
-        };
-        exception = exception.with_transaction(tx.id);
-        if let Some(r) = &reference {
-            exception = exception.with_provider_ref(r.clone());
         }
-        let note = format!(
-            "{} ({})",
-            exception.kind.label(crate::Locale::En),
-            exception.reason
-        );
+        let mut notes = Vec::new();
+        for mut exception in exceptions {
+            exception = exception.with_transaction(tx.id);
+            if let Some(r) = &reference {
+                exception = exception.with_provider_ref(r.clone());
+            }
+            notes.push(format!(
+                "{} ({})",
+                exception.kind.label(crate::Locale::En),
+                exception.reason
+            ));
+            change.exceptions.push(exception);
+        }
+        let note = notes.join("; ");
         change.note = Some(match change.note.take() {
             Some(n) => format!("{note}; {n}"),
             None => note,
         })
         .map(|n| n.chars().take(500).collect());
-        change.exceptions.push(exception);
         Ok(())
     }
 

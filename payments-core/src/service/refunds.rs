@@ -85,12 +85,6 @@ impl Payments {
             }
             return self.settle_refund(&tx, same.clone(), actor).await;
         }
-        if tx.status != TxStatus::Paid {
-            return Err(Error::Conflict(Conflict::InvalidTransition {
-                from: tx.status.to_string(),
-                to: TxStatus::Refunded.to_string(),
-            }));
-        }
         if !self.refundable(&tx) {
             return Err(Error::gateway(
                 tx.gateway_id.0.clone(),
@@ -98,39 +92,70 @@ impl Payments {
             ));
         }
         let currency = tx.total.currency();
-        let refunded: i64 = earlier
-            .iter()
-            .filter(|r| r.status.counts())
-            .map(|r| r.amount.minor_units())
-            .sum();
-        let left = Money::from_minor(tx.total.minor_units() - refunded, currency)?;
-        let amount = request.amount.unwrap_or(left);
-        if amount.currency() != currency {
-            return Err(Error::invalid(
-                "amount",
-                format!("must be in {}, the transaction's currency", currency.code()),
-            ));
-        }
-        if !amount.is_positive() {
-            return Err(Error::invalid(
-                "amount",
-                if left.is_positive() {
-                    "must be more than zero".to_owned()
-                } else {
-                    format!("nothing is left to refund of {}", tx.total)
-                },
-            ));
-        }
-        if amount.minor_units() > left.minor_units() {
-            let refunded = Money::from_minor(refunded, currency)?;
-            return Err(crate::refund_exceeds(&tx.total, &refunded, &amount));
-        }
-        let Some(lines) = crate::allocate_refund(&tx, &earlier, &request.lines, amount) else {
-            return Err(Error::invalid(
-                "amount",
-                format!("{amount} is more than what is left of the lines chosen"),
-            ));
+        let (amount, lines) = if request.excess {
+            // A double payment: money beside the transaction's own payment, of the amount
+            // its exception names; the payment and what may be refunded of it stay.
+            let amount = request
+                .amount
+                .ok_or_else(|| Error::invalid("amount", "required"))?;
+            let mut left = amount.minor_units();
+            let mut lines = Vec::new();
+            for &position in &request.lines {
+                let take = tx.lines[position].amount.minor_units().min(left);
+                if take > 0 {
+                    lines.push(crate::RefundLine {
+                        line: position,
+                        amount: Money::from_minor(take, currency)?,
+                    });
+                    left -= take;
+                }
+            }
+            (amount, lines)
+        } else {
+            if tx.status != TxStatus::Paid {
+                return Err(Error::Conflict(Conflict::InvalidTransition {
+                    from: tx.status.to_string(),
+                    to: TxStatus::Refunded.to_string(),
+                }));
+            }
+            let refunded: i64 = earlier
+                .iter()
+                .filter(|r| r.status.counts() && !r.excess)
+                .map(|r| r.amount.minor_units())
+                .sum();
+            let left = Money::from_minor(tx.total.minor_units() - refunded, currency)?;
+            let amount = request.amount.unwrap_or(left);
+            if amount.currency() != currency {
+                return Err(Error::invalid(
+                    "amount",
+                    format!("must be in {}, the transaction's currency", currency.code()),
+                ));
+            }
+            if !amount.is_positive() {
+                return Err(Error::invalid(
+                    "amount",
+                    if left.is_positive() {
+                        "must be more than zero".to_owned()
+                    } else {
+                        format!("nothing is left to refund of {}", tx.total)
+                    },
+                ));
+            }
+            if amount.minor_units() > left.minor_units() {
+                let refunded = Money::from_minor(refunded, currency)?;
+                return Err(crate::refund_exceeds(&tx.total, &refunded, &amount));
+            }
+            let Some(lines) = crate::allocate_refund(&tx, &earlier, &request.lines, amount) else {
+                return Err(Error::invalid(
+                    "amount",
+                    format!("{amount} is more than what is left of the lines chosen"),
+                ));
+            };
+            (amount, lines)
         };
+        if !amount.is_positive() {
+            return Err(Error::invalid("amount", "must be more than zero"));
+        }
         let now = self.inner.clock.now();
         let refund = Refund {
             id: RefundId::new(),
@@ -143,6 +168,7 @@ impl Payments {
             provider_ref: None,
             note: None,
             lines,
+            excess: request.excess,
             requested_by: actor.clone(),
             created_at: now,
             updated_at: now,
@@ -196,6 +222,7 @@ impl Payments {
         let mut request = RefundRequest::partial(failed.amount, format!("retry:{refund}"))
             .of_lines(failed.lines.iter().map(|l| l.line));
         request.reason = failed.reason.clone();
+        request.excess = failed.excess;
         self.refund(actor, tx.id, request).await
     }
 
@@ -319,20 +346,21 @@ impl Payments {
             }
             Err(e) => return Err(e),
         };
-        if done.status == RefundStatus::Succeeded {
+        if done.status == RefundStatus::Succeeded && !done.excess {
             self.refunded_in_full(tx, actor).await?;
         }
         Ok(done)
     }
 
-    /// Moves a transaction whose succeeded refunds add up to its total to `Refunded`.
+    /// Moves a transaction whose succeeded refunds of its own payment add up to its total
+    /// to `Refunded`.
     async fn refunded_in_full(&self, tx: &Transaction, actor: &Actor) -> Result<()> {
         let succeeded: i64 = self
             .store_ref()
             .refunds(tx.id)
             .await?
             .iter()
-            .filter(|r| r.status == RefundStatus::Succeeded)
+            .filter(|r| r.status == RefundStatus::Succeeded && !r.excess)
             .map(|r| r.amount.minor_units())
             .sum();
         if succeeded != tx.total.minor_units() {
@@ -376,11 +404,12 @@ impl Payments {
             Some(NotificationKind::RefundNotice),
             &summary,
         );
-        let mut done = self.store_ref().refunds(tx.id).await?;
-        for r in done.iter_mut().filter(|r| r.id == refund.id) {
-            r.status = RefundStatus::Succeeded;
+        if refund.excess {
+            // A double payment given back: the payment, its items and its modules stand.
+            return Ok(out);
         }
-        let in_full = crate::lines_refunded_in_full(tx, &done);
+        // Whether each line is now given back in full is decided by the store, under the
+        // transaction's lock, as it enqueues these (`with_lines_in_full`).
         for part in &refund.lines {
             let Some(line) = tx.lines.get(part.line) else {
                 continue;
@@ -405,7 +434,7 @@ impl Payments {
                     transaction_id: tx.id,
                     refund_id: refund.id,
                     amount: part.amount,
-                    in_full: in_full.contains(&part.line),
+                    in_full: false,
                     refunded_at: now,
                 }),
             });
@@ -421,6 +450,7 @@ impl Payments {
         gateway: &GatewayId,
         tx: Option<Transaction>,
         news: RefundEvent,
+        amount: Money,
     ) -> Result<CallbackOutcome> {
         let tx = tx.ok_or_else(|| Error::not_found("transaction", &news.provider_ref))?;
         if tx.gateway_id != *gateway {
@@ -436,8 +466,26 @@ impl Payments {
             .find(|r| {
                 Some(r.id) == news.refund_id
                     || r.provider_ref.as_deref() == Some(news.provider_ref.as_str())
-            })
-            .ok_or_else(|| Error::not_found("refund", &news.provider_ref))?;
+            });
+        let Some(refund) = refund else {
+            // Money that left the body's account without the library asking (a refund made
+            // in the provider's dashboard): recorded, and acknowledged.
+            let exception = Exception::new(
+                tx.creditor_id,
+                ExceptionKind::OutsideRefund,
+                format!("refund:{}", news.provider_ref),
+                format!(
+                    "{gateway} tells of a refund {} of {amount} ({}) that was not asked here: \
+                     check it and record how the payment stands",
+                    news.provider_ref, news.status
+                ),
+                self.inner.clock.now(),
+            )
+            .with_transaction(tx.id)
+            .with_amount(amount)
+            .with_provider_ref(news.provider_ref.clone());
+            return self.recorded(tx, exception).await;
+        };
         let actor = Actor::Gateway {
             id: gateway.clone(),
         };

@@ -121,7 +121,7 @@ pub async fn late_payment_settles_free_items_and_leaves_paid_ones(store: Arc<dyn
         Err(Error::Conflict(Conflict::ItemsChanged { .. })) => {}
         other => panic!("an item paid elsewhere must be named, got {other:?}"),
     }
-    late.paid_elsewhere = vec![a.id];
+    late.already_paid = vec![a.id];
     assert!(
         matches!(
             store.transition(&late).await,
@@ -133,7 +133,7 @@ pub async fn late_payment_settles_free_items_and_leaves_paid_ones(store: Arc<dyn
     assert_eq!(state_of(st, &a).await, ItemState::Open, "nothing changed");
 
     // Told right, it applies: a and c are paid by t1, b stays t2's, the exception is kept.
-    late.paid_elsewhere = vec![b.id];
+    late.already_paid = vec![b.id];
     late.exceptions =
         vec![exception(&s, ExceptionKind::DoublePayment, "double:t1", Some(&t1)).with_lines([1])];
     late.outbox = outbox_for(&t1, &s.creditor, t0());
@@ -158,7 +158,7 @@ pub async fn late_payment_settles_free_items_and_leaves_paid_ones(store: Arc<dyn
         store.transition(&t3_paid).await,
         Err(Error::Conflict(Conflict::ItemsChanged { .. }))
     ));
-    t3_paid.paid_elsewhere = vec![c.id];
+    t3_paid.already_paid = vec![c.id];
     store.transition(&t3_paid).await.expect("t3 paid");
     assert_eq!(state_of(st, &c).await, ItemState::Paid(t1.id), "still t1's");
 }
@@ -289,6 +289,27 @@ pub async fn freeing_a_partly_paid_transaction_keeps_its_paid_lines(store: Arc<d
         (last.from, last.to),
         (Some(TxStatus::Pending), TxStatus::PartiallyPaid)
     );
+
+    // A whole payment of a transaction whose line was paid on its own must say so: the
+    // store finds that item paid and refuses a move that would settle it again.
+    let c = s.item(st, &s.cart, "tributi", "c", "1.00").await;
+    let d = s.item(st, &s.cart, "tributi", "d", "2.00").await;
+    let whole = pending(st, &s, &[c.clone(), d.clone()], "whole").await;
+    store
+        .pay_line(&line_payment(&s, &whole, 0, "rcpt-c"))
+        .await
+        .expect("pay line 1");
+    let mut paid = transition(&whole, TxStatus::Pending, TxStatus::Paid, t0());
+    assert!(matches!(
+        store.transition(&paid).await,
+        Err(Error::Conflict(Conflict::ItemsChanged { .. }))
+    ));
+    paid.already_paid = vec![c.id];
+    store
+        .transition(&paid)
+        .await
+        .expect("paid, the line left alone");
+    assert_eq!(state_of(st, &d).await, ItemState::Paid(whole.id));
 }
 
 /// Concurrent payments of one line, each with its own key: exactly one settles it.
@@ -540,6 +561,7 @@ pub async fn refunds_end_with_their_messages(store: Arc<dyn Store>) {
         provider_ref: None,
         note: None,
         lines: crate::allocate_refund(&tx, &[], &[], eur(amount)).expect("allocate"),
+        excess: false,
         requested_by: Actor::System,
         created_at: t0(),
         updated_at: t0(),
@@ -635,7 +657,10 @@ pub async fn refunds_end_with_their_messages(store: Arc<dyn Store>) {
     assert!(!again.created);
     assert_eq!(again.item.state, ItemState::Open);
 
-    let second = refund("r-2", "5.00");
+    let mut second = refund("r-2", "5.00");
+    second.lines =
+        crate::allocate_refund(&tx, &store.refunds(tx.id).await.unwrap(), &[], eur("5.00"))
+            .expect("line 2 has room");
     store
         .create_refund(&second, &event("asked"))
         .await
@@ -665,4 +690,156 @@ pub async fn refunds_end_with_their_messages(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(ledger.len(), 1, "recorded with the failure");
+}
+
+/// What is left to refund is checked line by line too; a refund of a double payment is
+/// beside the payment; whether a line is given back in full is the store's to say.
+pub async fn refunds_fit_each_line_and_double_payments_stand_apart(store: Arc<dyn Store>) {
+    let st = store.as_ref();
+    let s = Sample::install(st).await;
+    let a = s.item(st, &s.cart, "tributi", "a", "10.00").await;
+    let b = s.item(st, &s.cart, "tributi", "b", "20.00").await;
+    let tx = pending(st, &s, &[a.clone(), b.clone()], "lines").await;
+    let mut paid = transition(&tx, TxStatus::Pending, TxStatus::Paid, t0());
+    paid.outbox = outbox_for(&tx, &s.creditor, t0());
+    let tx = store.transition(&paid).await.expect("paid");
+    let refund = |key: &str, lines: Vec<crate::RefundLine>, excess: bool| {
+        let amount = Money::sum(tx.total.currency(), lines.iter().map(|l| &l.amount)).unwrap();
+        crate::Refund {
+            id: crate::RefundId::new(),
+            transaction_id: tx.id,
+            creditor_id: tx.creditor_id,
+            amount,
+            key: key.into(),
+            reason: None,
+            status: RefundStatus::Requested,
+            provider_ref: None,
+            note: None,
+            lines,
+            excess,
+            requested_by: Actor::System,
+            created_at: t0(),
+            updated_at: t0(),
+        }
+    };
+    let line = |line: usize, amount: &str| crate::RefundLine {
+        line,
+        amount: eur(amount),
+    };
+    let event = || TransactionEvent {
+        id: crate::EventId::new(),
+        transaction_id: tx.id,
+        actor: Actor::System,
+        at: t0(),
+        from: Some(TxStatus::Paid),
+        to: TxStatus::Paid,
+        provider_ref: None,
+        note: None,
+    };
+    let first = refund("a-1", vec![line(0, "6.00")], false);
+    store.create_refund(&first, &event()).await.expect("fits");
+    let err = store
+        .create_refund(&refund("a-2", vec![line(0, "6.00")], false), &event())
+        .await
+        .expect_err("line 1 has 4.00 left");
+    assert_eq!(err.validation_errors().unwrap().fields(), ["lines"]);
+    // A double payment of line 1, given back: beside the payment, whatever is left of it.
+    let twice = refund("double", vec![line(0, "10.00")], true);
+    store
+        .create_refund(&twice, &event())
+        .await
+        .expect("a double payment is beside the payment");
+    let message = |r: &crate::Refund, item: &PayableItem| {
+        let id = crate::OutboxId::new();
+        crate::NewOutboxMessage {
+            id,
+            transaction_id: tx.id,
+            payload: crate::OutboxPayload::Refund(crate::RefundSettlement {
+                id,
+                source: item.source.clone(),
+                item_id: item.id,
+                transaction_id: tx.id,
+                refund_id: r.id,
+                amount: r.amount,
+                in_full: false,
+                refunded_at: t0(),
+            }),
+        }
+    };
+    let finish = |r: &crate::Refund, outbox| crate::RefundUpdate {
+        refund: r.id,
+        from: RefundStatus::Requested,
+        to: RefundStatus::Succeeded,
+        provider_ref: None,
+        note: None,
+        at: t0(),
+        event: event(),
+        outbox,
+        exception: None,
+    };
+    store
+        .finish_refund(&finish(&twice, Vec::new()))
+        .await
+        .expect("done");
+    assert_eq!(
+        state_of(st, &a).await,
+        ItemState::Paid(tx.id),
+        "the payment stands"
+    );
+    store
+        .finish_refund(&finish(&first, vec![message(&first, &a)]))
+        .await
+        .expect("done");
+    let rest = refund("a-3", vec![line(0, "4.00")], false);
+    store.create_refund(&rest, &event()).await.expect("fits");
+    store
+        .finish_refund(&finish(&rest, vec![message(&rest, &a)]))
+        .await
+        .expect("done");
+    assert_eq!(state_of(st, &a).await, ItemState::Refunded(tx.id));
+    let told: Vec<(bool, crate::RefundId)> = store
+        .outbox(&OutboxQuery {
+            transaction_id: Some(tx.id),
+            ..OutboxQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m.payload {
+            crate::OutboxPayload::Refund(r) => Some((r.in_full, r.refund_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [(false, first.id), (true, rest.id)],
+        "the store says which message gives the line back in full"
+    );
+
+    // A line payment of an item given back is a second payment: nothing settles again.
+    let c = s.item(st, &s.cart, "tributi", "c", "3.00").await;
+    let one = pending(st, &s, std::slice::from_ref(&c), "one").await;
+    store
+        .pay_line(&line_payment(&s, &one, 0, "rcpt-one"))
+        .await
+        .expect("paid");
+    let back = refund("c-back", Vec::new(), false);
+    let back = crate::Refund {
+        transaction_id: one.id,
+        amount: eur("3.00"),
+        lines: vec![line(0, "3.00")],
+        ..back
+    };
+    store.create_refund(&back, &event()).await.expect("fits");
+    store
+        .finish_refund(&finish(&back, Vec::new()))
+        .await
+        .expect("done");
+    assert_eq!(state_of(st, &c).await, ItemState::Refunded(one.id));
+    let again = store
+        .pay_line(&line_payment(&s, &one, 0, "rcpt-again"))
+        .await
+        .expect("recorded");
+    assert_eq!(again.outcome, LinePaymentOutcome::Duplicate);
+    assert_eq!(state_of(st, &c).await, ItemState::Refunded(one.id));
 }

@@ -45,6 +45,7 @@ where
     money::exceptions_are_recorded_once_and_resolved_once(make().await).await;
     money::expiry_is_postponed_by_compare_and_set(make().await).await;
     money::refunds_end_with_their_messages(make().await).await;
+    money::refunds_fit_each_line_and_double_payments_stand_apart(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.
@@ -186,7 +187,7 @@ pub fn transition(tx: &Transaction, from: TxStatus, to: TxStatus, at: DateTime<U
         expires_at: None,
         note: None,
         outbox: Vec::new(),
-        paid_elsewhere: Vec::new(),
+        already_paid: Vec::new(),
         exceptions: Vec::new(),
     }
 }
@@ -1370,6 +1371,7 @@ fn refund_of(tx: &Transaction, key: &str, amount: &str) -> crate::Refund {
         provider_ref: None,
         note: None,
         lines: crate::allocate_refund(tx, &[], &[], eur(amount)).unwrap_or_default(),
+        excess: false,
         requested_by: crate::Actor::System,
         created_at: t0(),
         updated_at: t0(),

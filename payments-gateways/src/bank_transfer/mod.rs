@@ -643,7 +643,8 @@ impl BankTransferGateway {
         let reference = Some(reference);
         if tx.status.is_paid() {
             let reason = format!(
-                "duplicate: the transaction was already paid ({})",
+                "duplicate: the transaction was already paid ({}); if this is the same credit \
+                 seen in another statement or notification of the bank, say so and resolve it",
                 tx.provider_ref
                     .as_deref()
                     .unwrap_or("confirmed by an operator")

@@ -182,7 +182,16 @@ impl PagoPaGateway {
         let Some(tx) = found.filter(|t| line < t.lines.len()) else {
             return Ok(Err((StationFault::Unknown, format!("no notice {notice}"))));
         };
-        let paid = tx.lines[line].paid_at.is_some();
+        // Paid on its own, or its item paid by another payment meanwhile (a late one that
+        // settled it): either way, not payable again.
+        let paid = tx.lines[line].paid_at.is_some()
+            || payments
+                .store()
+                .item(tx.lines[line].item_id)
+                .await?
+                .is_some_and(
+                    |i| matches!(i.state, payments_core::ItemState::Paid(by) if by != tx.id),
+                );
         let refused = match tx.status {
             _ if paid => Some((StationFault::Duplicate, "already paid")),
             TxStatus::Paid | TxStatus::Refunded => Some((StationFault::Duplicate, "already paid")),
