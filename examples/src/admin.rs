@@ -585,35 +585,30 @@ pub async fn exceptions(
     )
 }
 
-/// A manager resolves an exception with a note.
-pub async fn resolve_exception(
+/// A manager's action on an exception: `resolve` it with a note, or `refund` a double
+/// payment through the provider that took it.
+pub async fn act_on_exception(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(form): Form<Note>,
 ) -> PageResult {
     let actor = ctx.operator(&portal)?;
     let id = views::parse_id(&ctx, &id)?;
-    portal
-        .payments()
-        .resolve_exception(&actor, id, &form.note)
-        .await
-        .or_page(&ctx)?;
-    Ok(Redirect::to("/admin/exceptions").into_response())
-}
-
-/// A manager gives a double payment back through the provider that took it.
-pub async fn refund_exception(
-    State(portal): State<Portal>,
-    Extension(ctx): Extension<Ctx>,
-    Path(id): Path<String>,
-) -> PageResult {
-    let actor = ctx.operator(&portal)?;
-    let id = views::parse_id(&ctx, &id)?;
-    portal
-        .payments()
-        .refund_exception(&actor, id)
-        .await
-        .or_page(&ctx)?;
-    Ok(Redirect::to("/admin/exceptions?status=all").into_response())
+    let payments = portal.payments();
+    let back = match action.as_str() {
+        "resolve" => {
+            payments
+                .resolve_exception(&actor, id, &form.note)
+                .await
+                .or_page(&ctx)?;
+            "/admin/exceptions"
+        }
+        "refund" => {
+            payments.refund_exception(&actor, id).await.or_page(&ctx)?;
+            "/admin/exceptions?status=all"
+        }
+        _ => return Err(PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found")),
+    };
+    Ok(Redirect::to(back).into_response())
 }

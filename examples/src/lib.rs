@@ -389,12 +389,8 @@ impl Portal {
             .route("/admin/outbox/{id}/retry", post(admin::retry))
             .route("/admin/exceptions", get(admin::exceptions))
             .route(
-                "/admin/exceptions/{id}/resolve",
-                post(admin::resolve_exception),
-            )
-            .route(
-                "/admin/exceptions/{id}/refund",
-                post(admin::refund_exception),
+                "/admin/exceptions/{id}/{action}",
+                post(admin::act_on_exception),
             )
             .route("/webhooks/{gateway}", post(citizen::webhook))
             .route("/webhooks/pagopa/station", post(citizen::station))

@@ -430,23 +430,7 @@ impl Store for InMemoryStore {
                 }
             }
         }
-        let note = if to == t.to {
-            t.note.clone()
-        } else {
-            Some(
-                format!(
-                    "{} asked; some lines were already paid, so only the others are freed{}",
-                    t.to,
-                    t.note
-                        .as_ref()
-                        .map(|n| format!(": {n}"))
-                        .unwrap_or_default()
-                )
-                .chars()
-                .take(500)
-                .collect(),
-            )
-        };
+        let note = t.note_for(to);
         s.event(&moved, &t.actor, t.at, t.from, note);
         s.enqueue(moved.creditor_id, t.at, &t.outbox);
         for e in &t.exceptions {

@@ -496,6 +496,29 @@ pub struct ExpiryExtension {
     pub exceptions: Vec<crate::Exception>,
 }
 
+impl Transition {
+    /// The note of the event a store appends when the move ends in `to`: the caller's,
+    /// or, when a move that frees items ended `PartiallyPaid` instead, one that says so.
+    pub fn note_for(&self, to: TxStatus) -> Option<String> {
+        if to == self.to {
+            return self.note.clone();
+        }
+        Some(
+            format!(
+                "{} asked; some lines were already paid, so only the others are freed{}",
+                self.to,
+                self.note
+                    .as_ref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            )
+            .chars()
+            .take(500)
+            .collect(),
+        )
+    }
+}
+
 /// What the payer must do to pay, as the gateway answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -933,23 +933,7 @@ impl Store for SqlxStore {
             .await
             .map_err(db_err("freeing items"))?;
         }
-        let note = if to == t.to {
-            t.note.clone()
-        } else {
-            Some(
-                format!(
-                    "{} asked; some lines were already paid, so only the others are freed{}",
-                    t.to,
-                    t.note
-                        .as_ref()
-                        .map(|n| format!(": {n}"))
-                        .unwrap_or_default()
-                )
-                .chars()
-                .take(500)
-                .collect(),
-            )
-        };
+        let note = t.note_for(to);
         let event = TransactionEvent {
             id: payments_core::EventId::new(),
             transaction_id: moved.id,
@@ -1803,11 +1787,12 @@ async fn enqueue(
     Ok(())
 }
 
-/// Records an exception in `tx` unless its creditor has one with its key.
+/// Records an exception in `tx` unless its creditor has one with its key (or it is there
+/// already: the same exception recorded twice at once conflicts on its id instead).
 async fn insert_exception_in(tx: &mut Tx, e: &payments_core::Exception) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO exceptions (id, creditor_id, exception_key, kind, status, transaction_id, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (creditor_id, exception_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(e.id.to_string())
     .bind(e.creditor_id.to_string())
