@@ -354,6 +354,23 @@ impl Run {
         panic!("the module never showed {key} as paid");
     }
 
+    /// Posts `body` to the portal's webhook for `gateway` with the headers of `callback`, as
+    /// the provider would.
+    async fn post_webhook(
+        &self,
+        gateway: &str,
+        callback: &payments_core::CallbackRequest,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/webhooks/{gateway}", self.base))
+            .body(body);
+        for (name, value) in &callback.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request.send().await.unwrap()
+    }
+
     fn mails(&self) -> Vec<String> {
         std::fs::read_dir(self.dir.join("mail"))
             .map(|d| {
@@ -1193,16 +1210,7 @@ async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
         .session(&session)
         .unwrap()
         .transaction_id;
-    let http = reqwest::Client::new();
-    let post = |gateway: &str, body: Vec<u8>| {
-        let mut request = http
-            .post(format!("{}/webhooks/{gateway}", run.base))
-            .body(body);
-        for (name, value) in &callback.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        request.send()
-    };
+    let post = |gateway: &'static str, body: Vec<u8>| run.post_webhook(gateway, &callback, body);
     // A body changed after signing is refused, and changes nothing.
     let mut changed = callback.body.clone();
     let at = changed.iter().position(|b| b.is_ascii_digit()).unwrap();
@@ -1211,32 +1219,17 @@ async fn the_sandbox_webhook_answers_over_http_as_providers_expect() {
     } else {
         changed[at] + 1
     };
-    assert_eq!(post("sandbox", changed).await.unwrap().status(), 400);
+    assert_eq!(post("sandbox", changed).await.status(), 400);
     assert_eq!(run.transaction(tx).await.status, TxStatus::Pending);
     assert_eq!(
-        post("nowhere", callback.body.clone())
-            .await
-            .unwrap()
-            .status(),
+        post("nowhere", callback.body.clone()).await.status(),
         404,
         "no such gateway"
     );
     // The callback as signed pays; sent again, it is a replay and still answers 200.
-    assert_eq!(
-        post("sandbox", callback.body.clone())
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(post("sandbox", callback.body.clone()).await.status(), 200);
     assert_eq!(run.transaction(tx).await.status, TxStatus::Paid);
-    assert_eq!(
-        post("sandbox", callback.body.clone())
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(post("sandbox", callback.body.clone()).await.status(), 200);
     let events = run
         .portal
         .payments()
@@ -1523,13 +1516,8 @@ async fn a_double_payment_is_an_exception_a_manager_gives_back_in_one_click() {
             amount: "45.60".into(),
             currency: "EUR".into(),
         });
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/webhooks/sandbox", run.base))
-        .body(late.body.clone());
-    for (name, value) in &late.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    assert_eq!(request.send().await.unwrap().status(), 200);
+    let answer = run.post_webhook("sandbox", &late, late.body.clone()).await;
+    assert_eq!(answer.status(), 200);
     assert_eq!(run.transaction(first).await.status, TxStatus::Paid);
     // The payer is told the duplicate will be given back.
     let mails = run.wait_mails(5).await;

@@ -242,6 +242,38 @@ impl Telling<'_> {
         out
     }
 
+    /// The message to line `position`'s module that `amount` of it was given back by
+    /// `refund` (none for a free payment). Whether that gives the line back in full is
+    /// the store's to say as it enqueues it.
+    pub(crate) fn refund_settlement(
+        &self,
+        position: usize,
+        refund: crate::RefundId,
+        amount: Money,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<NewOutboxMessage> {
+        let tx = self.tx;
+        let line = tx.lines.get(position)?;
+        if line.source.module == FREE_PAYMENT_MODULE {
+            return None;
+        }
+        let id = OutboxId::new();
+        Some(NewOutboxMessage {
+            id,
+            transaction_id: tx.id,
+            payload: OutboxPayload::Refund(crate::RefundSettlement {
+                id,
+                source: line.source.clone(),
+                item_id: line.item_id,
+                transaction_id: tx.id,
+                refund_id: refund,
+                amount,
+                in_full: false,
+                refunded_at: at,
+            }),
+        })
+    }
+
     /// The settlement of line `position` for its module (none for a free payment).
     pub(crate) fn settlement(
         &self,

@@ -5,10 +5,9 @@ use std::time::Duration;
 use super::{CallbackOutcome, Change, check_note};
 use crate::{
     Actor, Conflict, Error, EventId, Exception, ExceptionKind, GatewayErrorKind, GatewayId,
-    ItemState, MAX_REFUND_KEY_LEN, Money, NewOutboxMessage, NotificationKind, OutboxId,
-    OutboxPayload, Payments, Refund, RefundAnswer, RefundEvent, RefundId, RefundRequest,
-    RefundSettlement, RefundStatus, RefundUpdate, Result, Role, Transaction, TransactionEvent,
-    TransactionId, TxStatus,
+    ItemState, MAX_REFUND_KEY_LEN, Money, NewOutboxMessage, NotificationKind, Payments, Refund,
+    RefundAnswer, RefundEvent, RefundId, RefundRequest, RefundStatus, RefundUpdate, Result, Role,
+    Transaction, TransactionEvent, TransactionId, TxStatus,
 };
 
 /// What one pass of [`Payments::reconcile_pending`] did.
@@ -414,30 +413,12 @@ impl Payments {
             let Some(line) = tx.lines.get(part.line) else {
                 continue;
             };
-            if line.source.module == crate::FREE_PAYMENT_MODULE {
-                continue;
-            }
             let ours = self.store_ref().item(line.item_id).await?.is_some_and(
                 |i| matches!(i.state, ItemState::Paid(t) | ItemState::Refunded(t) if t == tx.id),
             );
-            if !ours {
-                continue;
+            if ours {
+                out.extend(telling.refund_settlement(part.line, refund.id, part.amount, now));
             }
-            let id = OutboxId::new();
-            out.push(NewOutboxMessage {
-                id,
-                transaction_id: tx.id,
-                payload: OutboxPayload::Refund(RefundSettlement {
-                    id,
-                    source: line.source.clone(),
-                    item_id: line.item_id,
-                    transaction_id: tx.id,
-                    refund_id: refund.id,
-                    amount: part.amount,
-                    in_full: false,
-                    refunded_at: now,
-                }),
-            });
         }
         Ok(out)
     }
