@@ -37,6 +37,23 @@ pub struct Creditor {
     pub max_item_amount: Money,
     /// The largest total of one transaction.
     pub max_transaction_amount: Money,
+    /// What its printed notices say of it besides name and fiscal code.
+    #[serde(default)]
+    pub notice: CreditorNotice,
+}
+
+/// What a creditor's printed pagoPA notices carry besides its name and fiscal code (the
+/// notice specification's `ENTE.SETTORE`, `ENTE.INFO` and CBILL code).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditorNotice {
+    /// The office or sector issuing the notices (*Settore Tributi*).
+    pub sector: Option<String>,
+    /// How to reach it: website, phone, email, on one line.
+    pub info: Option<String>,
+    /// The body's CBILL code (five characters), printed so home banking can pay by CBILL.
+    pub cbill: Option<String>,
+    /// Whether the body's own website takes payments (the notice then says so).
+    pub pays_online: bool,
 }
 
 impl Creditor {
@@ -56,9 +73,16 @@ impl Creditor {
                 .map_err(|e| Error::invalid("max_item_amount", e.to_string()))?,
             max_transaction_amount: Money::from_minor(5_000_000, crate::Currency::Eur)
                 .map_err(|e| Error::invalid("max_transaction_amount", e.to_string()))?,
+            notice: CreditorNotice::default(),
         };
         creditor.validate()?;
         Ok(creditor)
+    }
+
+    /// Sets what its printed notices say of it (sector, contacts, CBILL code).
+    pub fn with_notice(mut self, notice: CreditorNotice) -> Self {
+        self.notice = notice;
+        self
     }
 
     /// Sets the limits, which must be positive.
@@ -352,6 +376,9 @@ pub struct PaymentType {
     pub free_payments: bool,
     /// The method kinds that may pay it.
     pub methods: Vec<MethodKind>,
+    /// When the payers of its debt positions are reminded of a due date.
+    #[serde(default)]
+    pub reminders: crate::ReminderPlan,
 }
 
 impl PaymentType {
@@ -367,7 +394,14 @@ impl PaymentType {
             amount_rule: AmountRule::Free,
             free_payments: false,
             methods: MethodKind::ALL.to_vec(),
+            reminders: crate::ReminderPlan::default(),
         }
+    }
+
+    /// Sets when the payers of its debt positions are reminded of a due date.
+    pub fn with_reminders(mut self, plan: crate::ReminderPlan) -> Self {
+        self.reminders = plan;
+        self
     }
 
     /// Adds an extra field.

@@ -232,6 +232,15 @@ pub enum Conflict {
         /// What is in progress.
         what: String,
     },
+    /// A debt position changed since it was read (its version moved on), or its state
+    /// does not allow the change: read it again.
+    #[error("debt position {position} changed meanwhile or cannot change now ({why})")]
+    PositionChanged {
+        /// The position's id.
+        position: String,
+        /// Why.
+        why: String,
+    },
     /// Another conflict, described.
     #[error("{0}")]
     Other(String),

@@ -125,6 +125,10 @@ uuid_id!(
     RefundId
 );
 uuid_id!(
+    /// Identifies a [`DebtPosition`](crate::DebtPosition).
+    DebtPositionId
+);
+uuid_id!(
     /// Identifies an [`Exception`](crate::Exception) of the ledger operators resolve.
     ExceptionId
 );

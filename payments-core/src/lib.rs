@@ -163,6 +163,7 @@ mod memory;
 mod money;
 mod notify;
 mod outbox;
+mod position;
 mod query;
 mod refund;
 mod service;
@@ -179,8 +180,9 @@ pub use bank::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    AmountRule, Creditor, FieldKind, FieldSpec, MAX_KEY_LEN, MAX_NAME_LEN, MAX_REASON_LEN,
-    MAX_SOURCE_KEY_LEN, MAX_TEXT_FIELD_LEN, MethodKind, Payer, PaymentMethod, PaymentType,
+    AmountRule, Creditor, CreditorNotice, FieldKind, FieldSpec, MAX_KEY_LEN, MAX_NAME_LEN,
+    MAX_REASON_LEN, MAX_SOURCE_KEY_LEN, MAX_TEXT_FIELD_LEN, MethodKind, Payer, PaymentMethod,
+    PaymentType,
 };
 pub use error::{
     BoxError, Conflict, Error, FieldError, GatewayErrorKind, Result, ValidationErrors,
@@ -194,8 +196,8 @@ pub use gateway::{
     RefundEvent, StartRequest, Started,
 };
 pub use ids::{
-    CartId, CreditorId, EventId, ExceptionId, GatewayId, ItemId, MethodId, OutboxId, PayerId,
-    PaymentTypeId, RefundId, TransactionId,
+    CartId, CreditorId, DebtPositionId, EventId, ExceptionId, GatewayId, ItemId, MethodId,
+    OutboxId, PayerId, PaymentTypeId, RefundId, TransactionId,
 };
 pub use item::{
     Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem, Source,
@@ -204,12 +206,18 @@ pub use locale::Locale;
 pub use memory::InMemoryStore;
 pub use money::{Currency, Money, MoneyError};
 pub use notify::{
-    Notifier, RecordingListener, RecordingNotifier, RenderedMessage, SettlementListener,
-    render_text,
+    NoticeIssuer, Notifier, RecordingListener, RecordingNotifier, RenderedMessage,
+    SettlementListener, render_reminder, render_text,
 };
 pub use outbox::{
     NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload, OutboxStatus,
-    RefundSettlement, RetryPolicy, Settlement, TransactionSummary,
+    RefundSettlement, Reminder, RetryPolicy, Settlement, TransactionSummary,
+};
+pub use position::{
+    BulkReport, DebtPosition, MAX_INSTALMENTS, MAX_POSITION_KEY_LEN, MAX_REMITTANCE_LEN,
+    MAX_TRANSFERS, NewDebtPosition, NewOption, OptionChange, OptionKind, OptionRefusal,
+    PaymentOption, PositionChange, PositionEvent, PositionPayer, PositionQuery, PositionStatus,
+    RefusedRow, ReminderPlan, Transfer,
 };
 pub use query::{
     HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,
@@ -221,7 +229,7 @@ pub use refund::{
 };
 pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
-    MAX_RESOLUTION_NOTE_LEN, Payments, PaymentsBuilder, SweepReport,
+    MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER, Payments, PaymentsBuilder, SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,

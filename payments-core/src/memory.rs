@@ -44,9 +44,54 @@ struct State {
     tx_by_key: HashMap<(PayerId, String), TransactionId>,
     /// Transactions by gateway and provider reference, as a SQL index would find them.
     by_provider_ref: HashMap<(GatewayId, String), std::collections::BTreeSet<TransactionId>>,
+    positions: BTreeMap<crate::DebtPositionId, crate::DebtPosition>,
+    position_by_key: HashMap<(CreditorId, String, String), crate::DebtPositionId>,
+    position_by_notice: HashMap<(CreditorId, String), crate::DebtPositionId>,
+    position_by_source: HashMap<(CreditorId, crate::Source), (crate::DebtPositionId, usize)>,
+    position_events: HashMap<crate::DebtPositionId, Vec<crate::PositionEvent>>,
+    enqueued_keys: std::collections::HashSet<String>,
 }
 
 impl State {
+    /// Records the debt position options that `lines` of `tx` pay (the store contract's
+    /// rule for positions).
+    fn positions_paid(&mut self, tx: &Transaction, lines: &[usize], at: DateTime<Utc>) {
+        for &line in lines {
+            let Some(l) = tx.lines.get(line) else {
+                continue;
+            };
+            let Some(&(id, option)) = self
+                .position_by_source
+                .get(&(tx.creditor_id, l.source.clone()))
+            else {
+                continue;
+            };
+            let Some(position) = self.positions.get_mut(&id) else {
+                continue;
+            };
+            if let Some((event, twice)) = position.record_payment(option, tx.id, at) {
+                let exception = twice.then(|| position.double_payment(option, tx.id, line, at));
+                self.position_events.entry(id).or_default().push(event);
+                if let Some(e) = exception {
+                    self.insert_exception(&e);
+                }
+            }
+        }
+    }
+
+    fn index_position(&mut self, p: &crate::DebtPosition) {
+        self.position_by_key
+            .insert((p.creditor_id, p.module.clone(), p.key.clone()), p.id);
+        for (i, o) in p.options.iter().enumerate() {
+            self.position_by_notice
+                .insert((p.creditor_id, o.notice_number.clone()), p.id);
+            if let Some(source) = p.source(i) {
+                self.position_by_source
+                    .insert((p.creditor_id, source), (p.id, i));
+            }
+        }
+    }
+
     /// Records an exception once per creditor and key; answers whether it was new.
     fn insert_exception(&mut self, e: &crate::Exception) -> bool {
         let key = (e.creditor_id, e.key.clone());
@@ -419,17 +464,20 @@ impl Store for InMemoryStore {
         }
         s.transactions.insert(moved.id, moved.clone());
         s.index_provider_ref(&moved, old_ref.as_deref());
-        for line in &moved.lines {
+        let mut settled = Vec::new();
+        for (n, line) in moved.lines.iter().enumerate() {
             if let Some(i) = s.items.get_mut(&line.item_id) {
                 if to == TxStatus::Paid {
                     if !matches!(i.state, ItemState::Paid(_)) {
                         i.state = ItemState::Paid(moved.id);
+                        settled.push(n);
                     }
                 } else if to.frees_items() && i.state == ItemState::Locked(moved.id) {
                     i.state = ItemState::Open;
                 }
             }
         }
+        s.positions_paid(&moved, &settled, t.at);
         let note = t.note_for(to);
         s.event(&moved, &t.actor, t.at, t.from, note);
         s.enqueue(moved.creditor_id, t.at, &t.outbox);
@@ -486,6 +534,7 @@ impl Store for InMemoryStore {
             }
             tx.lines[p.line].paid_at = Some(p.at);
             tx.updated_at = p.at;
+            s.positions_paid(&tx, &[p.line], p.at);
             if tx.status.is_late() && s.insert_exception(&p.late) {
                 exceptions.push(p.late.clone());
             }
@@ -941,6 +990,131 @@ impl Store for InMemoryStore {
             .checked_add(u64::from(count))
             .ok_or_else(|| crate::Error::invalid("count", "the counter would overflow"))?;
         Ok(first)
+    }
+
+    async fn insert_positions(
+        &self,
+        positions: &[crate::DebtPosition],
+        events: &[crate::PositionEvent],
+    ) -> Result<Vec<bool>> {
+        let mut s = self.lock();
+        let mut inserted = Vec::with_capacity(positions.len());
+        for (i, p) in positions.iter().enumerate() {
+            if s.position_by_key
+                .contains_key(&(p.creditor_id, p.module.clone(), p.key.clone()))
+            {
+                inserted.push(false);
+                continue;
+            }
+            if let Some(o) = p.options.iter().find(|o| {
+                s.position_by_notice
+                    .contains_key(&(p.creditor_id, o.notice_number.clone()))
+            }) {
+                return Err(Error::Conflict(Conflict::Other(format!(
+                    "notice number {} is taken",
+                    o.notice_number
+                ))));
+            }
+            s.index_position(p);
+            s.positions.insert(p.id, p.clone());
+            if let Some(e) = events.get(i) {
+                s.position_events.entry(p.id).or_default().push(e.clone());
+            }
+            inserted.push(true);
+        }
+        Ok(inserted)
+    }
+
+    async fn position(&self, id: crate::DebtPositionId) -> Result<Option<crate::DebtPosition>> {
+        Ok(self.lock().positions.get(&id).cloned())
+    }
+
+    async fn position_by_key(
+        &self,
+        creditor: CreditorId,
+        module: &str,
+        key: &str,
+    ) -> Result<Option<crate::DebtPosition>> {
+        let s = self.lock();
+        Ok(s.position_by_key
+            .get(&(creditor, module.to_owned(), key.to_owned()))
+            .and_then(|id| s.positions.get(id))
+            .cloned())
+    }
+
+    async fn position_by_notice(
+        &self,
+        creditor: CreditorId,
+        notice_number: &str,
+    ) -> Result<Option<crate::DebtPosition>> {
+        let s = self.lock();
+        Ok(s.position_by_notice
+            .get(&(creditor, notice_number.to_owned()))
+            .and_then(|id| s.positions.get(id))
+            .cloned())
+    }
+
+    async fn positions(&self, query: &crate::PositionQuery) -> Result<Vec<crate::DebtPosition>> {
+        let s = self.lock();
+        Ok(s.positions
+            .values()
+            .rev()
+            .filter(|p| query.matches(p))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn update_position(
+        &self,
+        position: &crate::DebtPosition,
+        event: &crate::PositionEvent,
+    ) -> Result<crate::DebtPosition> {
+        let mut s = self.lock();
+        let stored = s
+            .positions
+            .get(&position.id)
+            .ok_or_else(|| Error::not_found("debt position", position.id))?;
+        if stored.version + 1 != position.version {
+            return Err(Error::Conflict(Conflict::PositionChanged {
+                position: position.id.to_string(),
+                why: format!("version {} is not {}", stored.version, position.version - 1),
+            }));
+        }
+        s.index_position(position);
+        s.positions.insert(position.id, position.clone());
+        s.position_events
+            .entry(position.id)
+            .or_default()
+            .push(event.clone());
+        Ok(position.clone())
+    }
+
+    async fn position_events(
+        &self,
+        position: crate::DebtPositionId,
+    ) -> Result<Vec<crate::PositionEvent>> {
+        Ok(self
+            .lock()
+            .position_events
+            .get(&position)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn enqueue_once(
+        &self,
+        key: &str,
+        creditor: CreditorId,
+        message: &NewOutboxMessage,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut s = self.lock();
+        if !s.enqueued_keys.insert(key.to_owned()) {
+            return Ok(false);
+        }
+        s.enqueue(creditor, at, std::slice::from_ref(message));
+        Ok(true)
     }
 
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage> {

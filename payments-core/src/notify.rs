@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::{Error, Locale, Notification, NotificationKind, RefundSettlement, Result, Settlement};
+use crate::{
+    Error, Locale, Notification, NotificationKind, RefundSettlement, Reminder, Result, Settlement,
+};
 
 /// Delivers one notification. The outbox decides when and how often; an implementation
 /// only tries once per call and says whether a failure is worth retrying
@@ -21,6 +23,90 @@ use crate::{Error, Locale, Notification, NotificationKind, RefundSettlement, Res
 pub trait Notifier: std::fmt::Debug + Send + Sync + 'static {
     /// Delivers `notification`.
     async fn send(&self, notification: &Notification) -> Result<()>;
+
+    /// Delivers a reminder of a debt position's due date. A notifier written before
+    /// reminders existed refuses it for good (the message is dead, an operator sees it).
+    async fn remind(&self, reminder: &Reminder) -> Result<()> {
+        let _ = reminder;
+        Err(Error::Notification {
+            message: "this notifier does not send reminders".into(),
+            transient: false,
+            source: None,
+        })
+    }
+}
+
+/// Gives debt positions their notice numbers (*codici avviso*) when they are registered.
+/// `payments_gateways::pagopa::PagoPaGateway` is one: aux digit 3, the creditor's
+/// segregation code, bases from [`Store::allocate_sequence`](crate::Store::allocate_sequence).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait NoticeIssuer: std::fmt::Debug + Send + Sync + 'static {
+    /// `count` new notice numbers of `creditor`, never handed out before.
+    async fn issue(&self, creditor: &crate::Creditor, count: u32) -> Result<Vec<String>>;
+    /// The transfer of a whole option to the creditor, for an option that names none:
+    /// `amount` to the creditor's own account, with `remittance` and the payment type's
+    /// taxonomy code.
+    fn default_transfer(
+        &self,
+        creditor: &crate::Creditor,
+        payment_type: &crate::PaymentType,
+        amount: &crate::Money,
+        remittance: &str,
+    ) -> Result<crate::Transfer>;
+}
+
+/// The plain text of a reminder, in its language: subject and body.
+pub fn render_reminder(r: &Reminder) -> RenderedMessage {
+    let it = r.locale == Locale::It;
+    let option = &r.position.options[r.option.min(r.position.options.len().saturating_sub(1))];
+    let due = match r.locale {
+        Locale::It => option.due_date.format("%d/%m/%Y").to_string(),
+        _ => option.due_date.format("%Y-%m-%d").to_string(),
+    };
+    let subject = if r.offset_days <= 0 {
+        if it {
+            format!("Promemoria: {} entro il {due}", r.position.reason)
+        } else {
+            format!("Reminder: {} due by {due}", r.position.reason)
+        }
+    } else if it {
+        format!("Scaduto il {due}: {}", r.position.reason)
+    } else {
+        format!("Overdue since {due}: {}", r.position.reason)
+    };
+    let what = option.kind.describe(r.locale);
+    let amount = option.amount.format(r.locale);
+    let mut text = if it {
+        format!(
+            "Gentile {},\n\n{} ti ricorda il pagamento di \"{}\" ({what}): {amount} entro il {due}.\n",
+            r.position.payer.name, r.creditor.name, r.position.reason
+        )
+    } else {
+        format!(
+            "Dear {},\n\n{} reminds you of the payment of \"{}\" ({what}): {amount} by {due}.\n",
+            r.position.payer.name, r.creditor.name, r.position.reason
+        )
+    };
+    if r.offset_days > 0 {
+        text.push_str(if it {
+            "La scadenza è passata: se hai già pagato, ignora questo messaggio.\n"
+        } else {
+            "The due date has passed: if you have already paid, ignore this message.\n"
+        });
+    }
+    text.push_str(&if it {
+        format!(
+            "\nCodice avviso: {}\nCodice fiscale ente: {}\n\nPuoi pagare con l'avviso allegato presso banche, uffici postali, tabaccherie, home banking e app IO, oppure dal portale dell'ente.\n",
+            option.notice_number, r.creditor.fiscal_code
+        )
+    } else {
+        format!(
+            "\nNotice code: {}\nPayee fiscal code: {}\n\nYou can pay with the attached notice at banks, post offices, tobacconists, in home banking and the IO app, or on the body's portal.\n",
+            option.notice_number, r.creditor.fiscal_code
+        )
+    });
+    RenderedMessage { subject, text }
 }
 
 /// What a portal module registers to learn that its items were paid, and that money paid
@@ -168,6 +254,7 @@ pub fn render_text(n: &Notification) -> RenderedMessage {
 #[derive(Debug, Default)]
 pub struct RecordingNotifier {
     sent: Mutex<Vec<(Notification, RenderedMessage)>>,
+    reminders: Mutex<Vec<(Reminder, RenderedMessage)>>,
     failures_left: Mutex<u32>,
     attempts: Mutex<HashMap<crate::OutboxId, u32>>,
 }
@@ -191,6 +278,14 @@ impl RecordingNotifier {
     /// What was delivered, in order.
     pub fn sent(&self) -> Vec<(Notification, RenderedMessage)> {
         self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The reminders delivered so far, with their rendering.
+    pub fn reminders(&self) -> Vec<(Reminder, RenderedMessage)> {
+        self.reminders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many times delivery of `id` was attempted, failures included.
@@ -229,6 +324,15 @@ impl Notifier for RecordingNotifier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((notification.clone(), rendered));
+        Ok(())
+    }
+
+    async fn remind(&self, reminder: &Reminder) -> Result<()> {
+        let rendered = render_reminder(reminder);
+        self.reminders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((reminder.clone(), rendered));
         Ok(())
     }
 }

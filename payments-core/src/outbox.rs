@@ -21,6 +21,29 @@ pub enum OutboxPayload {
     Settlement(Settlement),
     /// News for the module that created an item: money paid for it was given back.
     Refund(RefundSettlement),
+    /// A reminder to a debt position's payer of a due date, with the notice to pay it.
+    Reminder(Reminder),
+}
+
+/// A reminder of a debt position's due date
+/// ([`Payments::send_reminders`](crate::Payments::send_reminders)): the position as it
+/// was when the reminder was written, so the notice attached is the one the payer can pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    /// The outbox message id (the mail's Message-ID is derived from it).
+    pub id: OutboxId,
+    /// The payer's address.
+    pub to: String,
+    /// The payer's language.
+    pub locale: Locale,
+    /// The creditor, for the notice's header.
+    pub creditor: crate::Creditor,
+    /// The position.
+    pub position: crate::DebtPosition,
+    /// The option whose due date it is about.
+    pub option: usize,
+    /// Days from the due date: −7 a week before, 3 three days after.
+    pub offset_days: i64,
 }
 
 /// Who a notification is for.

@@ -245,6 +245,58 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Transaction>>;
 
+    /// Inserts each debt position unless its creditor already has one with its module and
+    /// key, with its event (the one at the same index in `events`), in batches of database
+    /// transactions; answers, per position, whether it was inserted. Notice numbers are
+    /// unique per creditor: a position naming one already taken is refused whole
+    /// (a `Conflict`) and nothing of its batch is written.
+    async fn insert_positions(
+        &self,
+        positions: &[crate::DebtPosition],
+        events: &[crate::PositionEvent],
+    ) -> Result<Vec<bool>>;
+    /// A debt position.
+    async fn position(&self, id: crate::DebtPositionId) -> Result<Option<crate::DebtPosition>>;
+    /// The debt position a creditor's module registered with `key`.
+    async fn position_by_key(
+        &self,
+        creditor: CreditorId,
+        module: &str,
+        key: &str,
+    ) -> Result<Option<crate::DebtPosition>>;
+    /// The debt position one of whose options has `notice_number` at `creditor`.
+    async fn position_by_notice(
+        &self,
+        creditor: CreditorId,
+        notice_number: &str,
+    ) -> Result<Option<crate::DebtPosition>>;
+    /// Debt positions, newest first (by id), paged by `before`.
+    async fn positions(&self, query: &crate::PositionQuery) -> Result<Vec<crate::DebtPosition>>;
+    /// Replaces a debt position with `position` if its stored version is still
+    /// `position.version - 1`, and appends `event`, atomically; otherwise
+    /// [`Conflict::StaleState`](crate::Conflict::StaleState)-like `Conflict` and nothing
+    /// changes.
+    async fn update_position(
+        &self,
+        position: &crate::DebtPosition,
+        event: &crate::PositionEvent,
+    ) -> Result<crate::DebtPosition>;
+    /// A debt position's events, oldest first.
+    async fn position_events(
+        &self,
+        position: crate::DebtPositionId,
+    ) -> Result<Vec<crate::PositionEvent>>;
+    /// Enqueues `message` for `creditor`, due at `at`, unless a message was already
+    /// enqueued with `key`; answers whether it was. Reminders go out once per option and
+    /// step this way.
+    async fn enqueue_once(
+        &self,
+        key: &str,
+        creditor: CreditorId,
+        message: &crate::NewOutboxMessage,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+
     /// An operator's search; the count and total cover the whole selection.
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage>;
     /// A payer's transactions.

@@ -301,6 +301,84 @@ impl SqlxStore {
             .collect()
     }
 
+    /// The store contract's rule for debt positions: the options that `lines` of `paying`
+    /// pay are recorded paid, in `tx`, with the position's event and, for money held
+    /// twice, its exception.
+    async fn positions_paid_in(
+        &self,
+        tx: &mut Tx,
+        paying: &Transaction,
+        lines: &[usize],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let wanted: Vec<(usize, &payments_core::Source)> = lines
+            .iter()
+            .filter_map(|&n| paying.lines.get(n).map(|l| (n, &l.source)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new(
+            "SELECT module, source_key, position_id, idx FROM position_sources WHERE creditor_id = ",
+        );
+        sql.arg(Arg::Text(paying.creditor_id.to_string()))
+            .push(" AND (");
+        for (i, (_, source)) in wanted.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(module = ")
+                .arg(Arg::Text(source.module.clone()))
+                .push(" AND source_key = ")
+                .arg(Arg::Text(source.key.clone()))
+                .push(")");
+        }
+        sql.push(")");
+        let found = sql
+            .query()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err("finding debt positions"))?;
+        for row in &found {
+            let module: String = rows::get(row, "module")?;
+            let key: String = rows::get(row, "source_key")?;
+            let position: String = rows::get(row, "position_id")?;
+            let index: i64 = rows::get(row, "idx")?;
+            let Some((line, _)) = wanted
+                .iter()
+                .find(|(_, s)| s.module == module && s.key == key)
+            else {
+                continue;
+            };
+            let data: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT data FROM debt_positions WHERE id = $1{}",
+                self.for_update()
+            )))
+            .bind(position.clone())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err("reading a debt position"))?;
+            let Some(data) = data else { continue };
+            let mut p: payments_core::DebtPosition = rows::from_json(&data)?;
+            let index = usize::try_from(index).unwrap_or(usize::MAX);
+            let Some((event, twice)) = p.record_payment(index, paying.id, at) else {
+                continue;
+            };
+            save_position(tx, &p).await?;
+            sqlx::query("UPDATE position_options SET paid = 1 WHERE position_id = $1 AND idx = $2")
+                .bind(position)
+                .bind(index as i64)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err("recording an option paid"))?;
+            insert_position_event(tx, &event, p.version).await?;
+            if twice {
+                insert_exception_in(tx, &p.double_payment(index, paying.id, *line, at)).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn write(&self) -> Result<Tx> {
         match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -924,6 +1002,15 @@ impl Store for SqlxStore {
                     transaction: moved.id.to_string(),
                 }));
             }
+            let lines: Vec<usize> = moved
+                .lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !t.already_paid.contains(&l.item_id))
+                .map(|(n, _)| n)
+                .collect();
+            self.positions_paid_in(&mut tx, &moved, &lines, t.at)
+                .await?;
         } else if to.frees_items() {
             sqlx::query(
                 "UPDATE items SET state = 'open', transaction_id = NULL WHERE transaction_id = $1 AND state = 'locked'",
@@ -1014,6 +1101,8 @@ impl Store for SqlxStore {
                 .await
                 .map_err(db_err("settling an item"))?;
             current.lines[p.line].paid_at = Some(p.at);
+            self.positions_paid_in(&mut tx, &current, &[p.line], p.at)
+                .await?;
             if from.is_late() && insert_exception_in(&mut tx, &p.late).await? {
                 exceptions.push(p.late.clone());
             }
@@ -1692,6 +1781,251 @@ impl Store for SqlxStore {
         self.fetch_transactions(&sql).await
     }
 
+    async fn insert_positions(
+        &self,
+        positions: &[payments_core::DebtPosition],
+        events: &[payments_core::PositionEvent],
+    ) -> Result<Vec<bool>> {
+        let mut inserted = std::collections::HashSet::new();
+        let mut tx = self.write().await?;
+        for batch in positions.chunks(500) {
+            let mut sql = Sql::new(
+                "INSERT INTO debt_positions (id, creditor_id, module, position_key, payer, payment_type_id, \
+                 status, valid_until, version, data) VALUES ",
+            );
+            for (n, p) in batch.iter().enumerate() {
+                sql.push(if n == 0 { "(" } else { ", (" });
+                position_values(&mut sql, p)?;
+                sql.push(")");
+            }
+            sql.push(" ON CONFLICT DO NOTHING RETURNING id");
+            let rows = sql
+                .query()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("registering debt positions"))?;
+            for r in &rows {
+                inserted.insert(rows::get::<String>(r, "id")?);
+            }
+        }
+        let fresh: Vec<(usize, &payments_core::DebtPosition)> = positions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| inserted.contains(&p.id.to_string()))
+            .collect();
+        let options: Vec<(&payments_core::DebtPosition, usize)> = fresh
+            .iter()
+            .flat_map(|(_, p)| (0..p.options.len()).map(move |i| (*p, i)))
+            .collect();
+        insert_options(&mut tx, &options).await?;
+        let mut batch_events = Vec::new();
+        for (i, p) in &fresh {
+            if let Some(e) = events.get(*i) {
+                batch_events.push((e, p.version));
+            }
+        }
+        for chunk in batch_events.chunks(1000) {
+            let mut sql =
+                Sql::new("INSERT INTO position_events (position_id, seq, at, data) VALUES ");
+            for (n, (e, seq)) in chunk.iter().enumerate() {
+                sql.push(if n == 0 { "(" } else { ", (" })
+                    .arg(Arg::Text(e.position_id.to_string()))
+                    .push(", ")
+                    .arg(Arg::Int(i64::from(*seq)))
+                    .push(", ")
+                    .arg(Arg::Int(micros(e.at)))
+                    .push(", ")
+                    .arg(Arg::Text(to_json(e)?))
+                    .push(")");
+            }
+            sql.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("recording debt position events"))?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(positions
+            .iter()
+            .map(|p| inserted.contains(&p.id.to_string()))
+            .collect())
+    }
+
+    async fn position(
+        &self,
+        id: payments_core::DebtPositionId,
+    ) -> Result<Option<payments_core::DebtPosition>> {
+        let data: Option<String> =
+            sqlx::query_scalar("SELECT data FROM debt_positions WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading a debt position"))?;
+        data.map(|d| rows::from_json(&d)).transpose()
+    }
+
+    async fn position_by_key(
+        &self,
+        creditor: CreditorId,
+        module: &str,
+        key: &str,
+    ) -> Result<Option<payments_core::DebtPosition>> {
+        let data: Option<String> = sqlx::query_scalar(
+            "SELECT data FROM debt_positions WHERE creditor_id = $1 AND module = $2 AND position_key = $3",
+        )
+        .bind(creditor.to_string())
+        .bind(module.to_owned())
+        .bind(key.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading a debt position"))?;
+        data.map(|d| rows::from_json(&d)).transpose()
+    }
+
+    async fn position_by_notice(
+        &self,
+        creditor: CreditorId,
+        notice_number: &str,
+    ) -> Result<Option<payments_core::DebtPosition>> {
+        let data: Option<String> = sqlx::query_scalar(
+            "SELECT p.data FROM position_options o JOIN debt_positions p ON p.id = o.position_id \
+             WHERE o.creditor_id = $1 AND o.notice_number = $2",
+        )
+        .bind(creditor.to_string())
+        .bind(notice_number.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading a debt position"))?;
+        data.map(|d| rows::from_json(&d)).transpose()
+    }
+
+    async fn positions(
+        &self,
+        q: &payments_core::PositionQuery,
+    ) -> Result<Vec<payments_core::DebtPosition>> {
+        let mut sql = Sql::new("SELECT data FROM debt_positions WHERE 1 = 1");
+        if let Some(c) = q.creditor_id {
+            sql.push(" AND creditor_id = ")
+                .arg(Arg::Text(c.to_string()));
+        }
+        if let Some(st) = q.status {
+            sql.push(" AND status = ")
+                .arg(Arg::Text(st.as_str().into()));
+        }
+        if q.payable_only {
+            sql.push(" AND status IN ('valid', 'partially_paid')");
+        }
+        if let Some(t) = q.payment_type_id {
+            sql.push(" AND payment_type_id = ")
+                .arg(Arg::Text(t.to_string()));
+        }
+        if let Some(payer) = &q.payer {
+            sql.push(" AND payer = ").arg(Arg::Text(payer.clone()));
+        }
+        if let Some(d) = q.valid_before {
+            sql.push(" AND valid_until < ")
+                .arg(Arg::Text(d.to_string()));
+        }
+        if q.due_from.is_some() || q.due_to.is_some() {
+            sql.push(" AND id IN (SELECT position_id FROM position_options WHERE paid = 0");
+            if let Some(d) = q.due_from {
+                sql.push(" AND due_date >= ").arg(Arg::Text(d.to_string()));
+            }
+            if let Some(d) = q.due_to {
+                sql.push(" AND due_date <= ").arg(Arg::Text(d.to_string()));
+            }
+            sql.push(")");
+        }
+        if let Some(b) = q.before {
+            sql.push(" AND id < ").arg(Arg::Text(b.to_string()));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing debt positions"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
+    async fn update_position(
+        &self,
+        p: &payments_core::DebtPosition,
+        event: &payments_core::PositionEvent,
+    ) -> Result<payments_core::DebtPosition> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE debt_positions SET status = $1, valid_until = $2, version = $3, data = $4 \
+             WHERE id = $5 AND version = $6",
+        )
+        .bind(p.status.as_str())
+        .bind(p.valid_until.map(|d| d.to_string()))
+        .bind(i64::from(p.version))
+        .bind(to_json(p)?)
+        .bind(p.id.to_string())
+        .bind(i64::from(p.version) - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("changing a debt position"))?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await.map_err(db_err("rolling back"))?;
+            return Err(Error::Conflict(Conflict::PositionChanged {
+                position: p.id.to_string(),
+                why: format!("it is no longer at version {}", p.version - 1),
+            }));
+        }
+        sqlx::query("DELETE FROM position_options WHERE position_id = $1")
+            .bind(p.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("changing a debt position"))?;
+        let options: Vec<(&payments_core::DebtPosition, usize)> =
+            (0..p.options.len()).map(|i| (p, i)).collect();
+        insert_options(&mut tx, &options).await?;
+        insert_position_event(&mut tx, event, p.version).await?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(p.clone())
+    }
+
+    async fn position_events(
+        &self,
+        position: payments_core::DebtPositionId,
+    ) -> Result<Vec<payments_core::PositionEvent>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT data FROM position_events WHERE position_id = $1 ORDER BY seq",
+        )
+        .bind(position.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("reading debt position events"))?;
+        rows.iter().map(|d| rows::from_json(d)).collect()
+    }
+
+    async fn enqueue_once(
+        &self,
+        key: &str,
+        creditor: CreditorId,
+        message: &payments_core::NewOutboxMessage,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "INSERT INTO outbox_keys (message_key, outbox_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.to_owned())
+        .bind(message.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("enqueuing a message once"))?;
+        if done.rows_affected() == 1 {
+            enqueue(&mut tx, creditor, at, std::slice::from_ref(message)).await?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {
         let mut totals = Sql::new(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(t.total_cents), 0) AS BIGINT) AS total FROM transactions t",
@@ -1823,5 +2157,129 @@ async fn insert_event(tx: &mut Tx, e: &TransactionEvent) -> Result<()> {
     .execute(&mut **tx)
     .await
     .map_err(db_err("recording an event"))?;
+    Ok(())
+}
+
+/// Binds a debt position's columns, in the order of `debt_positions`' insert.
+fn position_values(sql: &mut Sql, p: &payments_core::DebtPosition) -> Result<()> {
+    sql.arg(Arg::Text(p.id.to_string()))
+        .push(", ")
+        .arg(Arg::Text(p.creditor_id.to_string()))
+        .push(", ")
+        .arg(Arg::Text(p.module.clone()))
+        .push(", ")
+        .arg(Arg::Text(p.key.clone()))
+        .push(", ")
+        .arg(Arg::Text(p.payer.fiscal_code.clone()))
+        .push(", ")
+        .arg(Arg::Text(p.payment_type_id.to_string()))
+        .push(", ")
+        .arg(Arg::Text(p.status.as_str().into()));
+    match p.valid_until {
+        Some(d) => {
+            sql.push(", ").arg(Arg::Text(d.to_string()));
+        }
+        None => {
+            sql.push(", NULL");
+        }
+    }
+    sql.push(", ")
+        .arg(Arg::Int(i64::from(p.version)))
+        .push(", ")
+        .arg(Arg::Text(to_json(p)?));
+    Ok(())
+}
+
+/// Saves a debt position's status, version and data (its row is locked by the caller).
+async fn save_position(tx: &mut Tx, p: &payments_core::DebtPosition) -> Result<()> {
+    sqlx::query("UPDATE debt_positions SET status = $1, version = $2, data = $3 WHERE id = $4")
+        .bind(p.status.as_str())
+        .bind(i64::from(p.version))
+        .bind(to_json(p)?)
+        .bind(p.id.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("saving a debt position"))?;
+    Ok(())
+}
+
+/// Inserts the rows of options (their notice numbers, due dates) and the sources of their
+/// items (kept from earlier revisions).
+async fn insert_options(
+    tx: &mut Tx,
+    options: &[(&payments_core::DebtPosition, usize)],
+) -> Result<()> {
+    for chunk in options.chunks(1000) {
+        let mut sql = Sql::new(
+            "INSERT INTO position_options (position_id, idx, creditor_id, notice_number, due_date, paid) VALUES ",
+        );
+        let mut sources = Sql::new(
+            "INSERT INTO position_sources (creditor_id, module, source_key, position_id, idx) VALUES ",
+        );
+        for (n, (p, i)) in chunk.iter().enumerate() {
+            let o = &p.options[*i];
+            let source = p
+                .source(*i)
+                .unwrap_or_else(|| payments_core::Source::new("", ""));
+            sql.push(if n == 0 { "(" } else { ", (" })
+                .arg(Arg::Text(p.id.to_string()))
+                .push(", ")
+                .arg(Arg::Int(*i as i64))
+                .push(", ")
+                .arg(Arg::Text(p.creditor_id.to_string()))
+                .push(", ")
+                .arg(Arg::Text(o.notice_number.clone()))
+                .push(", ")
+                .arg(Arg::Text(o.due_date.to_string()))
+                .push(", ")
+                .arg(Arg::Int(i64::from(o.paid_by.is_some())))
+                .push(")");
+            sources
+                .push(if n == 0 { "(" } else { ", (" })
+                .arg(Arg::Text(p.creditor_id.to_string()))
+                .push(", ")
+                .arg(Arg::Text(source.module))
+                .push(", ")
+                .arg(Arg::Text(source.key))
+                .push(", ")
+                .arg(Arg::Text(p.id.to_string()))
+                .push(", ")
+                .arg(Arg::Int(*i as i64))
+                .push(")");
+        }
+        sources.push(" ON CONFLICT DO NOTHING");
+        sql.query().execute(&mut **tx).await.map_err(|e| {
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation())
+            {
+                Error::Conflict(Conflict::Other(
+                    "a notice number of these debt positions is taken".into(),
+                ))
+            } else {
+                Error::storage("registering payment options", e)
+            }
+        })?;
+        sources
+            .query()
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err("registering payment options"))?;
+    }
+    Ok(())
+}
+
+async fn insert_position_event(
+    tx: &mut Tx,
+    e: &payments_core::PositionEvent,
+    seq: u32,
+) -> Result<()> {
+    sqlx::query("INSERT INTO position_events (position_id, seq, at, data) VALUES ($1, $2, $3, $4)")
+        .bind(e.position_id.to_string())
+        .bind(i64::from(seq))
+        .bind(micros(e.at))
+        .bind(to_json(e)?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("recording a debt position event"))?;
     Ok(())
 }

@@ -28,12 +28,20 @@ pub struct PaymentsBuilder {
     dispatch_batch: Option<u32>,
     config_ttl: Option<Duration>,
     sweep: Option<Option<(Duration, Duration)>>,
+    notices: Option<Arc<dyn crate::NoticeIssuer>>,
 }
 
 impl PaymentsBuilder {
     /// A builder with nothing set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What gives debt positions their notice numbers (the pagoPA gateway); without it,
+    /// registering a debt position is refused.
+    pub fn notice_issuer(mut self, issuer: Arc<dyn crate::NoticeIssuer>) -> Self {
+        self.notices = Some(issuer);
+        self
     }
 
     /// The store (required).
@@ -162,6 +170,7 @@ impl PaymentsBuilder {
                 creditors: Cached::new(config_ttl),
                 types: Cached::new(config_ttl),
                 methods: Cached::new(config_ttl),
+                notices: self.notices,
             }),
         })
     }

@@ -14,6 +14,7 @@
 //! | `outbox.rs` | delivering messages; the worker |
 //! | `refunds.rs` | refunds; the reconciliation sweep |
 //! | `exceptions.rs` | the ledger of exceptions operators resolve |
+//! | `positions.rs` | debt positions: registration, bulk and CSV, changes, reminders |
 //!
 //! Every state change goes through one function here, `Payments::apply`.
 
@@ -28,6 +29,7 @@ mod config;
 mod exceptions;
 mod outbox;
 mod outcomes;
+mod positions;
 mod reading;
 mod refunds;
 #[cfg(test)]
@@ -39,6 +41,7 @@ pub use exceptions::MAX_RESOLUTION_NOTE_LEN;
 pub use outbox::DispatchReport;
 pub(crate) use outbox::messages_for_status;
 pub use outcomes::CallbackOutcome;
+pub use positions::POSITIONS_CSV_HEADER;
 pub use refunds::SweepReport;
 
 use crate::cache::Cached;
@@ -81,6 +84,8 @@ struct Inner {
     creditors: Cached<CreditorId, Creditor>,
     types: Cached<crate::PaymentTypeId, PaymentType>,
     methods: Cached<MethodId, PaymentMethod>,
+    /// What gives debt positions their notice numbers.
+    notices: Option<Arc<dyn crate::NoticeIssuer>>,
 }
 
 impl Payments {

@@ -7,6 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::Payments;
+
+/// How often the worker expires debt positions and writes reminders.
+const POSITIONS_EVERY: Duration = Duration::from_secs(3600);
 use crate::{
     Actor, Creditor, CreditorId, Error, FREE_PAYMENT_MODULE, Money, NewOutboxMessage, Notification,
     NotificationKind, OutboxId, OutboxMessage, OutboxPayload, OutboxQuery, Result, Role,
@@ -101,17 +104,27 @@ impl Payments {
             OutboxPayload::Notification(n) => self.inner.notifier.send(n).await,
             OutboxPayload::Settlement(s) => self.listener(&s.source.module)?.settled(s).await,
             OutboxPayload::Refund(r) => self.listener(&r.source.module)?.refunded(r).await,
+            OutboxPayload::Reminder(r) => self.inner.notifier.remind(r).await,
         }
     }
 
     /// Runs the background work until `shutdown` completes: every `interval`, delivers the
     /// due outbox messages and expires the transactions whose time is up; and, as often as
     /// the builder's [`PaymentsBuilder::reconcile_every`](crate::PaymentsBuilder::reconcile_every) says (every 5 minutes by
-    /// default), runs the reconciliation sweep. Errors are retried on the next round.
+    /// default), runs the reconciliation sweep; once an hour, expires debt positions whose
+    /// validity ended and writes the reminders due ([`Payments::send_reminders`]). Errors
+    /// are retried on the next round.
     pub async fn run_worker(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_sweep: Option<tokio::time::Instant> = None;
+        let mut last_positions: Option<tokio::time::Instant> = None;
         loop {
+            // Debt positions: expiry and reminders, once an hour (they go by the day).
+            if last_positions.is_none_or(|t| t.elapsed() >= POSITIONS_EVERY) {
+                last_positions = Some(tokio::time::Instant::now());
+                let _ = self.expire_positions().await;
+                let _ = self.send_reminders().await;
+            }
             if let Some((every, older_than)) = self.inner.sweep
                 && last_sweep.is_none_or(|t| t.elapsed() >= every)
             {

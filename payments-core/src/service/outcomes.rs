@@ -207,15 +207,32 @@ impl Payments {
                 .with_amount(event.amount)
                 .with_provider_ref(part.reference.clone())
         };
+        // A notice printed ahead (a debt position's) has its transaction once paid.
+        let (tx, why) = match tx {
+            Some(tx) => (Some(tx), None),
+            None => match self
+                .position_transaction(
+                    gateway,
+                    creditor_id,
+                    &part.reference,
+                    event.provider_ref.as_deref(),
+                )
+                .await?
+            {
+                Ok(tx) => (Some(tx), None),
+                Err(why) => (None, Some(why)),
+            },
+        };
         let Some(tx) = tx else {
             // Money for a notice nobody here knows: kept for the creditor's operators.
             self.store_ref()
                 .insert_exception(&exception(
                     ExceptionKind::UnknownPayment,
                     format!(
-                        "{} was paid ({}), but no transaction has this reference: find \
-                         what it pays, or give it back",
-                        part.reference, event.amount
+                        "{} was paid ({}), but {}: find what it pays, or give it back",
+                        part.reference,
+                        event.amount,
+                        why.unwrap_or_else(|| "no transaction has this reference".into())
                     ),
                 ))
                 .await?;
@@ -856,6 +873,7 @@ mod tests {
                         OutboxPayload::Notification(_) => "notice",
                         OutboxPayload::Settlement(_) => "settlement",
                         OutboxPayload::Refund(_) => "refund",
+                        OutboxPayload::Reminder(_) => "reminder",
                     })
                     .collect();
                 t.from == TxStatus::Pending

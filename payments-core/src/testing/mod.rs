@@ -24,6 +24,7 @@
 pub mod gateway;
 pub mod money;
 pub mod notifier;
+pub mod positions;
 pub mod store;
 
 use crate::{

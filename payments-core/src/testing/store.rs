@@ -12,7 +12,7 @@ use crate::{
     TransactionId, Transition, TxStatus,
 };
 
-use super::money;
+use super::{money, positions};
 
 /// Runs every check, each on a fresh store from `make` (those of [`money`] too).
 pub async fn run_all<F, Fut>(make: F)
@@ -46,6 +46,10 @@ where
     money::expiry_is_postponed_by_compare_and_set(make().await).await;
     money::refunds_end_with_their_messages(make().await).await;
     money::refunds_fit_each_line_and_double_payments_stand_apart(make().await).await;
+    positions::positions_are_registered_once_and_found(make().await).await;
+    positions::paying_an_option_pays_the_position(make().await).await;
+    positions::positions_change_by_compare_and_set(make().await).await;
+    positions::messages_enqueue_once_per_key(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.

@@ -1,0 +1,1173 @@
+//! Debt positions: registration one by one, in bulk or from a CSV file; publishing,
+//! changing and invalidating them; putting an option in the cart; a notice paid at a PSP;
+//! expiry and reminders.
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::Payments;
+use crate::{
+    Actor, BulkReport, Cart, CartId, Conflict, Creditor, CreditorId, DebtPosition, DebtPositionId,
+    Error, ItemState, Locale, Money, NewDebtPosition, NewOption, NewOutboxMessage, OptionRefusal,
+    OutboxId, OutboxPayload, PayableItem, Payer, PaymentType, PaymentTypeId, PositionChange,
+    PositionEvent, PositionPayer, PositionQuery, PositionStatus, RefusedRow, Reminder, Result,
+    Role, Transaction, TransactionId, Transfer, ValidationErrors,
+};
+
+/// How many positions a bulk registration writes per database transaction.
+const BULK_CHUNK: usize = 1000;
+
+/// The header of the CSV file [`Payments::import_positions_csv`] reads. One row per
+/// payment option; consecutive rows with the same `key` are one position, whose own
+/// columns (payer, type, reason, validity) are read from its first row.
+///
+/// | column | what |
+/// | --- | --- |
+/// | `key` | the module's key of the position (*IUPD*) |
+/// | `payer_fiscal_code`, `payer_name` | who owes it |
+/// | `payer_address`, `payer_email`, `payer_language` | optional; language `it` or `en` |
+/// | `payment_type` | the code of the creditor's payment type |
+/// | `reason` | the reason (*oggetto del pagamento*) |
+/// | `valid_until` | optional, `YYYY-MM-DD` |
+/// | `option` | `U` for the single payment, `1`, `2`, … for instalments |
+/// | `amount` | euros, `123.45` or `123,45` |
+/// | `due_date` | `YYYY-MM-DD` |
+/// | `description` | optional, what the notice prints for the option |
+/// | `transfer2_fiscal_code` … `transfer5_taxonomy` | optional shares for other beneficiaries (`_fiscal_code`, `_iban`, `_amount`, `_remittance`, `_taxonomy`); the rest goes to the creditor |
+pub const POSITIONS_CSV_HEADER: &str = "key,payer_fiscal_code,payer_name,payer_address,payer_email,payer_language,payment_type,reason,valid_until,option,amount,due_date,description,transfer2_fiscal_code,transfer2_iban,transfer2_amount,transfer2_remittance,transfer2_taxonomy";
+
+/// A row of a bulk registration: where it came from and what it says.
+struct Row {
+    /// Its number (for a CSV file, the line of its first option, counted from 1 after the
+    /// header).
+    row: u64,
+    /// The rows of its options, the single option first (for a CSV file).
+    option_rows: Vec<u64>,
+    position: std::result::Result<NewDebtPosition, RefusedRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CsvRecord {
+    key: String,
+    #[serde(default)]
+    payer_fiscal_code: String,
+    #[serde(default)]
+    payer_name: String,
+    #[serde(default)]
+    payer_address: Option<String>,
+    #[serde(default)]
+    payer_email: Option<String>,
+    #[serde(default)]
+    payer_language: Option<String>,
+    #[serde(default)]
+    payment_type: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    valid_until: Option<String>,
+    #[serde(default)]
+    option: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    due_date: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(flatten)]
+    rest: std::collections::HashMap<String, String>,
+}
+
+fn refused(row: u64, key: Option<&str>, field: &str, reason: impl Into<String>) -> RefusedRow {
+    RefusedRow {
+        row,
+        key: key.map(str::to_owned),
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_day(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+}
+
+impl Payments {
+    fn issuer(&self) -> Result<&std::sync::Arc<dyn crate::NoticeIssuer>> {
+        self.inner.notices.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "notice_issuer",
+                "debt positions need notice numbers: build the service with a notice issuer (the pagoPA gateway)",
+            )
+        })
+    }
+
+    /// Registers a debt position a module issues ahead: checked field by field, given its
+    /// notice numbers, and stored with its event. Registering the same `key` again returns
+    /// the first, unchanged. A manager of the creditor, or the system.
+    pub async fn register_position(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        position: NewDebtPosition,
+    ) -> Result<DebtPosition> {
+        actor.check_operator(&creditor, Role::Manager)?;
+        if let Some(existing) = self
+            .store_ref()
+            .position_by_key(creditor, position.module.trim(), position.key.trim())
+            .await?
+        {
+            return Ok(existing);
+        }
+        let report = self
+            .register_rows(
+                actor,
+                creditor,
+                std::iter::once(Row {
+                    row: 1,
+                    option_rows: Vec::new(),
+                    position: Ok(position.clone()),
+                }),
+            )
+            .await?;
+        if !report.refused.is_empty() {
+            let mut errors = ValidationErrors::default();
+            for r in &report.refused {
+                errors.push(r.field.clone(), r.reason.clone());
+            }
+            return Err(Error::Validation(errors));
+        }
+        self.store_ref()
+            .position_by_key(creditor, position.module.trim(), position.key.trim())
+            .await?
+            .ok_or_else(|| Error::not_found("debt position", position.key))
+    }
+
+    /// Registers many debt positions in one streamed call, a thousand per database
+    /// transaction: idempotent on each key (one registered already is left as it is), and
+    /// a report of the refused rows (numbered from 1 in the order given) naming their field.
+    pub async fn register_positions<I>(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        positions: I,
+    ) -> Result<BulkReport>
+    where
+        I: IntoIterator<Item = NewDebtPosition>,
+        I::IntoIter: Send,
+    {
+        actor.check_operator(&creditor, Role::Manager)?;
+        let rows = positions.into_iter().enumerate().map(|(i, p)| Row {
+            row: i as u64 + 1,
+            option_rows: Vec::new(),
+            position: Ok(p),
+        });
+        self.register_rows(actor, creditor, rows).await
+    }
+
+    /// Registers the debt positions of a CSV file in the format of
+    /// [`POSITIONS_CSV_HEADER`], streamed: a module's or an operator's bulk import. Rows are
+    /// numbered from 1 after the header; the report names each refused row and its column.
+    pub async fn import_positions_csv<R>(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        module: &str,
+        reader: R,
+    ) -> Result<BulkReport>
+    where
+        R: std::io::Read + Send,
+    {
+        actor.check_operator(&creditor, Role::Manager)?;
+        let types = self.store_ref().payment_types(creditor).await?;
+        let creditor_row = self.creditor(creditor).await?;
+        let issuer = self.issuer()?.clone();
+        let rows = CsvPositions {
+            records: csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .flexible(true)
+                .from_reader(reader)
+                .into_deserialize::<CsvRecord>(),
+            line: 0,
+            pending: None,
+            module: module.to_owned(),
+            types,
+            creditor: creditor_row,
+            issuer,
+        };
+        self.register_rows(actor, creditor, rows).await
+    }
+
+    async fn register_rows<I>(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        rows: I,
+    ) -> Result<BulkReport>
+    where
+        I: Iterator<Item = Row> + Send,
+    {
+        let creditor = self.creditor(creditor).await?;
+        let issuer = self.issuer()?.clone();
+        let types: Vec<PaymentType> = self.store_ref().payment_types(creditor.id).await?;
+        let mut report = BulkReport::default();
+        let mut chunk: Vec<(Row, NewDebtPosition)> = Vec::with_capacity(BULK_CHUNK);
+        let mut rows = rows.peekable();
+        while rows.peek().is_some() {
+            chunk.clear();
+            let mut keys = std::collections::HashSet::new();
+            for row in rows.by_ref() {
+                match &row.position {
+                    Err(r) => report.refused.push(r.clone()),
+                    Ok(p) => match self.check_row(&creditor, &types, p, &row) {
+                        Err(mut refusals) => report.refused.append(&mut refusals),
+                        Ok(p) => {
+                            if keys.insert((p.module.clone(), p.key.clone())) {
+                                chunk.push((row, p));
+                            } else {
+                                report.unchanged += 1;
+                            }
+                        }
+                    },
+                }
+                if chunk.len() == BULK_CHUNK {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            let count: usize = chunk.iter().map(|(_, p)| p.option_count()).sum();
+            let mut numbers = issuer
+                .issue(&creditor, u32::try_from(count).unwrap_or(u32::MAX))
+                .await?
+                .into_iter();
+            let now = self.inner.clock.now();
+            let mut positions = Vec::with_capacity(chunk.len());
+            let mut events = Vec::with_capacity(chunk.len());
+            for (_, p) in &chunk {
+                let notices: Vec<String> = numbers.by_ref().take(p.option_count()).collect();
+                let payment_type = types
+                    .iter()
+                    .find(|t| t.id == p.payment_type_id)
+                    .ok_or_else(|| Error::not_found("payment type", p.payment_type_id))?;
+                let failure = std::cell::RefCell::new(None);
+                let position = p
+                    .clone()
+                    .build(creditor.id, notices, now, |amount, remittance| match issuer
+                        .default_transfer(&creditor, payment_type, amount, remittance)
+                    {
+                        Ok(t) => vec![t],
+                        Err(e) => {
+                            *failure.borrow_mut() = Some(e);
+                            Vec::new()
+                        }
+                    });
+                if let Some(e) = failure.into_inner() {
+                    return Err(e);
+                }
+                events.push(PositionEvent {
+                    position_id: position.id,
+                    at: now,
+                    actor: actor.clone(),
+                    from: None,
+                    to: position.status,
+                    note: format!(
+                        "registered with {} option(s): {}",
+                        position.options.len(),
+                        position
+                            .options
+                            .iter()
+                            .map(|o| format!("{} {}", o.kind.label(), o.notice_number))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+                positions.push(position);
+            }
+            let inserted = self
+                .store_ref()
+                .insert_positions(&positions, &events)
+                .await?;
+            for created in inserted {
+                if created {
+                    report.registered += 1;
+                } else {
+                    report.unchanged += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks a row: its type belongs to the creditor, the position checks out, and an
+    /// option with other beneficiaries leaves a positive share to the creditor (added
+    /// first).
+    fn check_row(
+        &self,
+        creditor: &Creditor,
+        types: &[PaymentType],
+        p: &NewDebtPosition,
+        row: &Row,
+    ) -> std::result::Result<NewDebtPosition, Vec<RefusedRow>> {
+        let key = Some(p.key.trim());
+        if !types.iter().any(|t| t.id == p.payment_type_id) {
+            return Err(vec![refused(
+                row.row,
+                key,
+                "payment_type",
+                "no such payment type at this creditor",
+            )]);
+        }
+        match p.check(&creditor.max_item_amount) {
+            Ok(p) => Ok(p),
+            Err(Error::Validation(errors)) => Err(errors
+                .0
+                .iter()
+                .map(|e| {
+                    let (line, field) = row.locate(&e.field);
+                    refused(line, key, &field, e.reason.clone())
+                })
+                .collect()),
+            Err(e) => Err(vec![refused(row.row, key, "position", e.to_string())]),
+        }
+    }
+
+    /// A debt position: its payer (not a draft), or an operator of its creditor.
+    pub async fn position(&self, actor: &Actor, id: DebtPositionId) -> Result<DebtPosition> {
+        let p = self
+            .store_ref()
+            .position(id)
+            .await?
+            .ok_or_else(|| Error::not_found("debt position", id))?;
+        match actor {
+            Actor::Payer { .. } if p.status == PositionStatus::Draft => {
+                return Err(Error::not_found("debt position", id));
+            }
+            Actor::Payer { .. } => actor.check_payer_access(&p.creditor_id, &p.payer_id())?,
+            _ => actor.check_operator(&p.creditor_id, Role::Viewer)?,
+        }
+        Ok(p)
+    }
+
+    /// A debt position's events, oldest first; an operator of its creditor.
+    pub async fn position_events(
+        &self,
+        actor: &Actor,
+        id: DebtPositionId,
+    ) -> Result<Vec<PositionEvent>> {
+        let p = self.position(actor, id).await?;
+        actor.check_operator(&p.creditor_id, Role::Viewer)?;
+        self.store_ref().position_events(id).await
+    }
+
+    /// An operator's selection of the creditor's debt positions.
+    pub async fn positions(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        mut query: PositionQuery,
+    ) -> Result<Vec<DebtPosition>> {
+        actor.check_operator(&creditor, Role::Viewer)?;
+        query.creditor_id = Some(creditor);
+        query.limit = query.limit.clamp(1, crate::MAX_PAGE_SIZE);
+        if let Some(p) = &query.payer {
+            query.payer = Some(p.trim().to_ascii_uppercase());
+        }
+        self.store_ref().positions(&query).await
+    }
+
+    /// What the payer owes `creditor` as debt positions (*Cosa devi pagare*), newest
+    /// first, drafts left out; `payer` is their fiscal code.
+    pub async fn payer_positions(
+        &self,
+        actor: &Actor,
+        creditor: CreditorId,
+        payer: &str,
+    ) -> Result<Vec<DebtPosition>> {
+        let payer = payer.trim().to_ascii_uppercase();
+        actor.check_payer_access(&creditor, &crate::PayerId::from(payer.as_str()))?;
+        let mut query = PositionQuery::of(creditor);
+        query.payer = Some(payer);
+        query.limit = crate::MAX_PAGE_SIZE;
+        let mut found = self.store_ref().positions(&query).await?;
+        found.retain(|p| p.status != PositionStatus::Draft);
+        Ok(found)
+    }
+
+    /// Publishes a draft: its options become payable. A manager of its creditor.
+    pub async fn publish_position(
+        &self,
+        actor: &Actor,
+        id: DebtPositionId,
+    ) -> Result<DebtPosition> {
+        let p = self.position(actor, id).await?;
+        actor.check_operator(&p.creditor_id, Role::Manager)?;
+        if p.status != PositionStatus::Draft {
+            return Err(Error::Conflict(Conflict::PositionChanged {
+                position: id.to_string(),
+                why: format!("it is {}, not a draft", p.status),
+            }));
+        }
+        self.change_position(actor, p, PositionStatus::Valid, "published".into(), |_| {
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes an unpaid position's reason, amounts, due dates or transfers (a `Draft`,
+    /// `Valid` or `Expired` one with nothing paid and no payment in progress); an
+    /// `Expired` one becomes `Valid` again when its validity allows. The options' items in
+    /// carts are taken out, so the old amounts are never paid. A manager of its creditor.
+    pub async fn update_position(
+        &self,
+        actor: &Actor,
+        id: DebtPositionId,
+        change: PositionChange,
+    ) -> Result<DebtPosition> {
+        let p = self.position(actor, id).await?;
+        actor.check_operator(&p.creditor_id, Role::Manager)?;
+        let creditor = self.creditor(p.creditor_id).await?;
+        let to = match p.status {
+            PositionStatus::Draft => PositionStatus::Draft,
+            PositionStatus::Valid | PositionStatus::Expired => PositionStatus::Valid,
+            s => {
+                return Err(Error::Conflict(Conflict::PositionChanged {
+                    position: id.to_string(),
+                    why: format!("it is {s}: only unpaid positions change"),
+                }));
+            }
+        };
+        let mut errors = ValidationErrors::default();
+        let mut notes = Vec::new();
+        let mut next = p.clone();
+        if let Some(reason) = &change.reason {
+            next.reason = crate::item::check_reason(&mut errors, reason);
+            notes.push("reason".to_owned());
+        }
+        for c in &change.options {
+            let at = format!("options[{}]", c.index);
+            let Some(o) = next.options.get_mut(c.index) else {
+                errors.push(at, "no such option");
+                continue;
+            };
+            if let Some(amount) = c.amount {
+                if !amount.is_positive() {
+                    errors.push(format!("{at}.amount"), "must be positive");
+                } else if amount.minor_units() > creditor.max_item_amount.minor_units() {
+                    errors.push(
+                        format!("{at}.amount"),
+                        format!(
+                            "is over the creditor's limit of {}",
+                            creditor.max_item_amount
+                        ),
+                    );
+                }
+                notes.push(format!("{} amount {} → {amount}", o.kind.label(), o.amount));
+                o.amount = amount;
+                if c.transfers.is_none() {
+                    if o.transfers.len() == 1 {
+                        o.transfers[0].amount = amount;
+                    } else {
+                        errors.push(
+                            format!("{at}.transfers"),
+                            "an option with several transfers needs them again with the new amount",
+                        );
+                    }
+                }
+            }
+            if let Some(transfers) = &c.transfers {
+                if transfers.is_empty() || transfers.len() > crate::MAX_TRANSFERS {
+                    errors.push(format!("{at}.transfers"), "one to five transfers");
+                }
+                o.transfers = transfers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| t.check(&mut errors, &format!("{at}.transfers[{i}]")))
+                    .collect();
+                notes.push(format!("{} transfers", o.kind.label()));
+            }
+            let sum = Money::sum(o.amount.currency(), o.transfers.iter().map(|t| &t.amount));
+            if sum.as_ref().ok() != Some(&o.amount) {
+                errors.push(
+                    format!("{at}.transfers"),
+                    format!("must add up to {}", o.amount),
+                );
+            }
+            if let Some(due) = c.due_date {
+                if p.valid_until.is_some_and(|v| due > v) {
+                    errors.push(format!("{at}.due_date"), "is after the position's validity");
+                }
+                notes.push(format!("{} due {} → {due}", o.kind.label(), o.due_date));
+                o.due_date = due;
+            }
+        }
+        errors.into_result()?;
+        if p.status == PositionStatus::Expired && p.valid_until.is_some_and(|v| v < self.today()) {
+            return Err(Error::invalid(
+                "valid_until",
+                "the position's validity has ended: register a new one",
+            ));
+        }
+        next.revision += 1;
+        let note = format!("changed: {}", notes.join("; "));
+        self.change_position(actor, p, to, note, move |n| {
+            n.reason = next.reason;
+            n.options = next.options;
+            n.revision = next.revision;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Invalidates a position nothing of which is paid (*annulla*): its options are no
+    /// longer payable, at the portal or at pagoPA. Refused while a payment of one of its
+    /// options is in progress. A manager of its creditor.
+    pub async fn invalidate_position(
+        &self,
+        actor: &Actor,
+        id: DebtPositionId,
+        reason: &str,
+    ) -> Result<DebtPosition> {
+        let p = self.position(actor, id).await?;
+        actor.check_operator(&p.creditor_id, Role::Manager)?;
+        if !matches!(
+            p.status,
+            PositionStatus::Draft | PositionStatus::Valid | PositionStatus::Expired
+        ) {
+            return Err(Error::Conflict(Conflict::PositionChanged {
+                position: id.to_string(),
+                why: format!(
+                    "it is {}: a position with payments is not invalidated",
+                    p.status
+                ),
+            }));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > crate::MAX_REASON_LEN {
+            return Err(Error::invalid(
+                "reason",
+                "say why, in at most 140 characters",
+            ));
+        }
+        self.change_position(
+            actor,
+            p,
+            PositionStatus::Invalid,
+            format!("invalidated: {reason}"),
+            |_| Ok(()),
+        )
+        .await
+    }
+
+    /// Moves a position to `to` with `edit`, after checking that no option's item is in a
+    /// payment in progress; takes the open items of its options out of the cart.
+    async fn change_position(
+        &self,
+        actor: &Actor,
+        p: DebtPosition,
+        to: PositionStatus,
+        note: String,
+        edit: impl FnOnce(&mut DebtPosition) -> Result<()>,
+    ) -> Result<DebtPosition> {
+        let items = self.position_items(&p).await?;
+        if let Some(locked) = items
+            .iter()
+            .find(|i| matches!(i.state, ItemState::Locked(_)))
+        {
+            return Err(Error::Conflict(Conflict::ItemUnavailable {
+                item: locked.id.to_string(),
+                state: "in a payment in progress".into(),
+            }));
+        }
+        let now = self.inner.clock.now();
+        let mut next = p.clone();
+        edit(&mut next)?;
+        next.status = to;
+        next.version = p.version + 1;
+        next.updated_at = now;
+        let event = PositionEvent {
+            position_id: p.id,
+            at: now,
+            actor: actor.clone(),
+            from: Some(p.status),
+            to,
+            note,
+        };
+        let saved = self.store_ref().update_position(&next, &event).await?;
+        let stale = saved.revision != p.revision || !to.is_payable();
+        if stale {
+            for item in items.iter().filter(|i| i.state == ItemState::Open) {
+                // Taken out of the cart; a payment that started meanwhile keeps it.
+                let _ = self.store_ref().remove_item(item.id).await;
+            }
+        }
+        Ok(saved)
+    }
+
+    /// The items of the position's options in its payer's cart (open or locked).
+    async fn position_items(&self, p: &DebtPosition) -> Result<Vec<PayableItem>> {
+        let cart = self.position_cart(p).await?;
+        Ok(self
+            .store_ref()
+            .cart_items(cart.id)
+            .await?
+            .into_iter()
+            .filter(|i| p.owns_source(&i.source))
+            .collect())
+    }
+
+    async fn position_cart(&self, p: &DebtPosition) -> Result<Cart> {
+        let payer = position_payer(&p.payer);
+        let cart = Cart {
+            id: CartId::new(),
+            creditor_id: p.creditor_id,
+            payer,
+            created_at: self.inner.clock.now(),
+        };
+        self.store_ref().open_cart(&cart).await
+    }
+
+    /// Puts option `index` of a position in its payer's cart, as an item paid like any
+    /// other (its source is [`DebtPosition::source`]): the payer, or an operator of the
+    /// creditor. Refused with a `Conflict` when the option cannot be paid now
+    /// ([`DebtPosition::check_payable`]) or the cart already holds the other way of paying
+    /// the position (the single option beside an instalment).
+    pub async fn add_position_option(
+        &self,
+        actor: &Actor,
+        id: DebtPositionId,
+        index: usize,
+    ) -> Result<PayableItem> {
+        let p = self.position(actor, id).await?;
+        actor.check_payer_access(&p.creditor_id, &p.payer_id())?;
+        if let Err(why) = p.check_payable(index) {
+            return Err(Error::Conflict(Conflict::PositionChanged {
+                position: id.to_string(),
+                why: refusal_text(why).into(),
+            }));
+        }
+        let option = &p.options[index];
+        let source = p
+            .source(index)
+            .ok_or_else(|| Error::invalid("option", "no such option"))?;
+        let cart = self.position_cart(&p).await?;
+        let others = self.store_ref().cart_items(cart.id).await?;
+        let clash = others.iter().any(|i| {
+            p.owns_source(&i.source)
+                && i.source != source
+                && p.option_of_source(&i.source).is_some_and(|j| {
+                    p.options[j].kind.is_instalment() != option.kind.is_instalment()
+                })
+        });
+        if clash {
+            return Err(Error::Conflict(Conflict::PositionChanged {
+                position: id.to_string(),
+                why: "the cart already holds another way of paying this position".into(),
+            }));
+        }
+        let reason = format!("{} - {}", p.reason, option.kind.describe(Locale::It));
+        let reason: String = reason.chars().take(crate::MAX_REASON_LEN).collect();
+        self.insert_item(
+            &cart,
+            source,
+            p.payment_type_id,
+            reason,
+            option.amount,
+            Some(option.due_date),
+            Default::default(),
+        )
+        .await
+    }
+
+    /// The transaction that a payment of a position's notice at a PSP is recorded on: a
+    /// notice printed ahead has none until its money arrives. Creates it (the option's
+    /// item in the payer's cart, paid by the creditor's method of `gateway`) when the
+    /// notice is a position's and its item is free; `None` otherwise.
+    pub(super) async fn position_transaction(
+        &self,
+        gateway: &crate::GatewayId,
+        creditor: CreditorId,
+        notice: &str,
+        provider_ref: Option<&str>,
+    ) -> Result<std::result::Result<Transaction, String>> {
+        let Some(p) = self
+            .store_ref()
+            .position_by_notice(creditor, notice)
+            .await?
+        else {
+            return Ok(Err(format!(
+                "no transaction or debt position has notice {notice}"
+            )));
+        };
+        let index = p.option_by_notice(notice).unwrap_or_default();
+        let method = self
+            .store_ref()
+            .methods(creditor)
+            .await?
+            .into_iter()
+            .find(|m| m.gateway_id == *gateway && m.enabled);
+        let Some(method) = method else {
+            return Ok(Err(format!(
+                "notice {notice} of debt position {} was paid, but the creditor has no method of {gateway}",
+                p.key
+            )));
+        };
+        let item = self.add_position_option_as_system(&p, index).await?;
+        if item.state != ItemState::Open {
+            return Ok(Err(format!(
+                "notice {notice} of debt position {} was paid, but its item is {} (another payment of it is in progress or done)",
+                p.key,
+                item.state.name()
+            )));
+        }
+        let cart = self
+            .store_ref()
+            .cart(item.cart_id)
+            .await?
+            .ok_or_else(|| Error::not_found("cart", item.cart_id))?;
+        let now = self.inner.clock.now();
+        let key = format!("notice:{notice}");
+        let (mut tx, event) = Transaction::create(
+            &cart,
+            &method,
+            std::slice::from_ref(&item),
+            &key,
+            &Actor::Gateway {
+                id: gateway.clone(),
+            },
+            now,
+            now + chrono::Duration::days(1),
+        )?;
+        tx.provider_ref = provider_ref.map(str::to_owned);
+        let created = self.store_ref().create_transaction(&tx, &event).await?;
+        Ok(Ok(created.transaction))
+    }
+
+    /// The option's item, in the payer's cart; whatever its state (a paid item is not
+    /// added again).
+    async fn add_position_option_as_system(
+        &self,
+        p: &DebtPosition,
+        index: usize,
+    ) -> Result<PayableItem> {
+        let option = &p.options[index];
+        let source = p
+            .source(index)
+            .ok_or_else(|| Error::invalid("option", "no such option"))?;
+        let cart = self.position_cart(p).await?;
+        let reason = format!("{} - {}", p.reason, option.kind.describe(Locale::It));
+        let reason: String = reason.chars().take(crate::MAX_REASON_LEN).collect();
+        self.insert_item(
+            &cart,
+            source,
+            p.payment_type_id,
+            reason,
+            option.amount,
+            Some(option.due_date),
+            Default::default(),
+        )
+        .await
+    }
+
+    /// Today in Europe/Rome, where due dates are printed.
+    fn today(&self) -> NaiveDate {
+        self.inner
+            .clock
+            .now()
+            .with_timezone(&chrono_tz::Europe::Rome)
+            .date_naive()
+    }
+
+    /// Expires the payable positions whose validity ended before today (Europe/Rome),
+    /// each with its event; answers how many. The worker runs it.
+    pub async fn expire_positions(&self) -> Result<u32> {
+        let today = self.today();
+        let mut query = PositionQuery {
+            creditor_id: None,
+            payable_only: false,
+            ..PositionQuery::of(CreditorId::new())
+        };
+        query.creditor_id = None;
+        query.valid_before = Some(today);
+        query.limit = 500;
+        let mut expired = 0;
+        loop {
+            let page = self.store_ref().positions(&query).await?;
+            for p in &page {
+                if matches!(p.status, PositionStatus::Valid | PositionStatus::Draft) {
+                    match self
+                        .change_position(
+                            &Actor::System,
+                            p.clone(),
+                            PositionStatus::Expired,
+                            "validity ended".into(),
+                            |_| Ok(()),
+                        )
+                        .await
+                    {
+                        Ok(_) => expired += 1,
+                        // A payment in progress or a change meanwhile: the next pass sees it.
+                        Err(Error::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as u32 == query.limit => query.before = Some(last.id),
+                _ => break,
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Writes the reminders due today (Europe/Rome) for the unpaid options of payable
+    /// positions, by their payment type's [`ReminderPlan`](crate::ReminderPlan): each
+    /// once per option and step (enqueued with [`Store::enqueue_once`](crate::Store::enqueue_once)),
+    /// in the payer's language, none once the option is paid, closed or the position
+    /// invalidated. Answers how many were written. The worker runs it.
+    pub async fn send_reminders(&self) -> Result<u32> {
+        let today = self.today();
+        let mut query = PositionQuery::of(CreditorId::new());
+        query.creditor_id = None;
+        query.payable_only = true;
+        query.due_from = Some(today - chrono::Duration::days(370));
+        query.due_to = Some(today + chrono::Duration::days(370));
+        query.limit = 500;
+        let mut written = 0;
+        loop {
+            let page = self.store_ref().positions(&query).await?;
+            for p in &page {
+                written += self.remind(p, today).await?;
+            }
+            match page.last() {
+                Some(last) if page.len() as u32 == query.limit => query.before = Some(last.id),
+                _ => break,
+            }
+        }
+        Ok(written)
+    }
+
+    async fn remind(&self, p: &DebtPosition, today: NaiveDate) -> Result<u32> {
+        let Some(to) = p.payer.email.clone() else {
+            return Ok(0);
+        };
+        let Some(payment_type) = self.payment_type(p.payment_type_id).await? else {
+            return Ok(0);
+        };
+        let plan = &payment_type.reminders;
+        if plan.before.is_empty() && plan.after.is_none() {
+            return Ok(0);
+        }
+        let mut written = 0;
+        for index in p.payable() {
+            let option = &p.options[index];
+            let Some(step) = plan.step_for(option.due_date, today) else {
+                continue;
+            };
+            let creditor = self.creditor(p.creditor_id).await?;
+            let id = OutboxId::new();
+            let message = NewOutboxMessage {
+                id,
+                transaction_id: TransactionId::from(*p.id.as_uuid()),
+                payload: OutboxPayload::Reminder(Reminder {
+                    id,
+                    to: to.clone(),
+                    locale: p.payer.locale,
+                    creditor,
+                    position: p.clone(),
+                    option: index,
+                    offset_days: step,
+                }),
+            };
+            let key = format!(
+                "reminder:{}:{}:{}:{step}",
+                p.id,
+                option.kind.label(),
+                option.due_date
+            );
+            if self
+                .store_ref()
+                .enqueue_once(&key, p.creditor_id, &message, self.inner.clock.now())
+                .await?
+            {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Why an option cannot be paid, for people.
+fn refusal_text(why: OptionRefusal) -> &'static str {
+    match why {
+        OptionRefusal::NotPublished => "the position is not published yet",
+        OptionRefusal::Invalid => "the position was invalidated",
+        OptionRefusal::Expired => "the position expired",
+        OptionRefusal::Paid => "this option is already paid",
+        OptionRefusal::Closed => "another way of paying this position was chosen",
+    }
+}
+
+/// The payer of a position's items.
+fn position_payer(p: &PositionPayer) -> Payer {
+    let mut payer = Payer::new(p.fiscal_code.as_str(), p.name.as_str())
+        .with_fiscal_code(p.fiscal_code.as_str())
+        .with_locale(p.locale);
+    if let Some(email) = &p.email {
+        payer = payer.with_email(email.as_str());
+    }
+    payer
+}
+
+impl Row {
+    /// The row and column a validation error's field points at.
+    fn locate(&self, field: &str) -> (u64, String) {
+        let (option, rest) = if let Some(rest) = field.strip_prefix("single.") {
+            (Some(0), rest)
+        } else if let Some(rest) = field.strip_prefix("instalments[") {
+            let (n, rest) = rest
+                .split_once("].")
+                .unwrap_or((rest.trim_end_matches(']'), ""));
+            let offset = usize::from(self.has_single());
+            (n.parse::<usize>().ok().map(|n| n + offset), rest)
+        } else {
+            (None, field)
+        };
+        let line = option
+            .and_then(|i| self.option_rows.get(i).copied())
+            .unwrap_or(self.row);
+        if self.option_rows.is_empty() {
+            return (self.row, field.to_owned());
+        }
+        let column = if let Some(t) = rest.strip_prefix("transfers[") {
+            let (n, f) = t.split_once("].").unwrap_or((t.trim_end_matches(']'), ""));
+            let n = n.parse::<usize>().unwrap_or(0) + 1;
+            if f.is_empty() {
+                "amount".to_owned()
+            } else {
+                format!("transfer{n}_{f}")
+            }
+        } else if rest.is_empty() {
+            "option".to_owned()
+        } else {
+            rest.replace('.', "_")
+        };
+        (line, column)
+    }
+
+    fn has_single(&self) -> bool {
+        self.position.as_ref().is_ok_and(|p| p.single.is_some())
+    }
+}
+
+/// The positions of a CSV file, row group by row group.
+struct CsvPositions<R: std::io::Read> {
+    records: csv::DeserializeRecordsIntoIter<R, CsvRecord>,
+    line: u64,
+    pending: Option<(u64, std::result::Result<CsvRecord, String>)>,
+    module: String,
+    types: Vec<PaymentType>,
+    creditor: Creditor,
+    issuer: std::sync::Arc<dyn crate::NoticeIssuer>,
+}
+
+impl<R: std::io::Read> CsvPositions<R> {
+    fn next_record(&mut self) -> Option<(u64, std::result::Result<CsvRecord, String>)> {
+        if let Some(p) = self.pending.take() {
+            return Some(p);
+        }
+        let record = self.records.next()?;
+        self.line += 1;
+        Some((self.line, record.map_err(|e| e.to_string())))
+    }
+
+    /// Reads one option row into `p`; the first row also gives the position's own columns.
+    fn read_option(
+        &self,
+        line: u64,
+        r: &CsvRecord,
+        p: &mut NewDebtPosition,
+        type_id: Option<PaymentTypeId>,
+    ) -> std::result::Result<bool, RefusedRow> {
+        let key = Some(r.key.as_str());
+        let amount =
+            Money::parse_eur(&r.amount).map_err(|e| refused(line, key, "amount", e.to_string()))?;
+        let due = parse_day(&r.due_date)
+            .ok_or_else(|| refused(line, key, "due_date", "a date reads YYYY-MM-DD"))?;
+        let mut option = NewOption::new(amount, due);
+        option.description = r.description.clone().filter(|d| !d.trim().is_empty());
+        let mut others = Vec::new();
+        for n in 2..=crate::MAX_TRANSFERS {
+            let col = |f: &str| {
+                r.rest
+                    .get(&format!("transfer{n}_{f}"))
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+            };
+            let Some(fiscal_code) = col("fiscal_code") else {
+                continue;
+            };
+            let share = col("amount").unwrap_or_default();
+            let share = Money::parse_eur(&share)
+                .map_err(|e| refused(line, key, &format!("transfer{n}_amount"), e.to_string()))?;
+            others.push(Transfer {
+                fiscal_code,
+                iban: col("iban"),
+                postal_account: col("postal_account"),
+                amount: share,
+                remittance: col("remittance").unwrap_or_default(),
+                taxonomy: col("taxonomy").unwrap_or_default(),
+            });
+        }
+        if !others.is_empty() {
+            let given = Money::sum(amount.currency(), others.iter().map(|t| &t.amount))
+                .map_err(|e| refused(line, key, "amount", e.to_string()))?;
+            let rest = Money::from_minor(
+                amount.minor_units() - given.minor_units(),
+                amount.currency(),
+            )
+            .ok()
+            .filter(Money::is_positive)
+            .ok_or_else(|| {
+                refused(
+                    line,
+                    key,
+                    "transfer2_amount",
+                    "the other shares leave nothing to the creditor",
+                )
+            })?;
+            let payment_type = type_id
+                .and_then(|t| self.types.iter().find(|x| x.id == t))
+                .ok_or_else(|| {
+                    refused(
+                        line,
+                        key,
+                        "payment_type",
+                        "no such payment type at this creditor",
+                    )
+                })?;
+            let remittance = option
+                .description
+                .clone()
+                .unwrap_or_else(|| r.reason.clone());
+            let mine = self
+                .issuer
+                .default_transfer(&self.creditor, payment_type, &rest, &remittance)
+                .map_err(|e| refused(line, key, "transfer1", e.to_string()))?;
+            option.transfers = std::iter::once(mine).chain(others).collect();
+        }
+        match r.option.trim() {
+            "U" | "u" => {
+                if p.single.is_some() {
+                    return Err(refused(line, key, "option", "two single options"));
+                }
+                p.single = Some(option);
+                Ok(true)
+            }
+            n => match n.parse::<usize>() {
+                Ok(n) if n == p.instalments.len() + 1 => {
+                    p.instalments.push(option);
+                    Ok(false)
+                }
+                _ => Err(refused(
+                    line,
+                    key,
+                    "option",
+                    "U for the single payment, or the next instalment's number (1, 2, …) in order",
+                )),
+            },
+        }
+    }
+}
+
+impl<R: std::io::Read> Iterator for CsvPositions<R> {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        let (line, first) = self.next_record()?;
+        let first = match first {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Row {
+                    row: line,
+                    option_rows: Vec::new(),
+                    position: Err(refused(line, None, "row", e)),
+                });
+            }
+        };
+        let key = first.key.clone();
+        let type_id = self
+            .types
+            .iter()
+            .find(|t| t.code == first.payment_type.trim())
+            .map(|t| t.id);
+        let mut failure = None;
+        if type_id.is_none() {
+            failure = Some(refused(
+                line,
+                Some(&key),
+                "payment_type",
+                "no payment type of the creditor has this code",
+            ));
+        }
+        let locale = match first.payer_language.as_deref().map(str::trim) {
+            None | Some("" | "it") => Locale::It,
+            Some("en") => Locale::En,
+            Some(_) => {
+                failure.get_or_insert(refused(line, Some(&key), "payer_language", "it or en"));
+                Locale::It
+            }
+        };
+        let mut payer =
+            PositionPayer::new(first.payer_fiscal_code.clone(), first.payer_name.clone())
+                .with_locale(locale);
+        payer.address = first.payer_address.clone();
+        payer.email = first.payer_email.clone();
+        let mut p = NewDebtPosition::new(
+            self.module.clone(),
+            key.clone(),
+            payer,
+            type_id.unwrap_or_default(),
+            first.reason.clone(),
+        );
+        match first.valid_until.as_deref().map(str::trim) {
+            None | Some("") => {}
+            Some(d) => match parse_day(d) {
+                Some(d) => p.valid_until = Some(d),
+                None => {
+                    failure.get_or_insert(refused(
+                        line,
+                        Some(&key),
+                        "valid_until",
+                        "a date reads YYYY-MM-DD",
+                    ));
+                }
+            },
+        }
+        let mut single_row = None;
+        let mut instalment_rows = Vec::new();
+        let mut record = Some((line, first));
+        while let Some((l, r)) = record.take() {
+            if failure.is_none() {
+                match self.read_option(l, &r, &mut p, type_id) {
+                    Ok(true) => single_row = Some(l),
+                    Ok(false) => instalment_rows.push(l),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            match self.next_record() {
+                Some((l, Ok(next))) if next.key == key => record = Some((l, next)),
+                Some(other) => self.pending = Some(other),
+                None => {}
+            }
+        }
+        let option_rows = single_row.into_iter().chain(instalment_rows).collect();
+        Some(Row {
+            row: line,
+            option_rows,
+            position: match failure {
+                Some(f) => Err(f),
+                None => Ok(p),
+            },
+        })
+    }
+}
