@@ -56,6 +56,8 @@ struct Env {
     payments: Payments,
     pagopa: Arc<PagoPaGateway>,
     notifier: Arc<RecordingNotifier>,
+    listener: Arc<RecordingListener>,
+    clock: Arc<ManualClock>,
     fx: Fixture,
     operator: Actor,
     server: MockServer,
@@ -84,14 +86,18 @@ impl Env {
             );
         let pagopa = Arc::new(configure(pagopa));
         let notifier = Arc::new(RecordingNotifier::new());
+        let listener = Arc::new(RecordingListener::new());
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
+        ));
         let payments = Payments::builder()
             .store(store)
             .gateway(pagopa.clone())
+            .notice_issuer(pagopa.clone())
             .notifier(notifier.clone())
+            .listener("tributi", listener.clone())
             .return_url("https://portale.example.it/pagamenti/esito")
-            .clock(Arc::new(ManualClock::new(
-                Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
-            )))
+            .clock(clock.clone())
             .build()
             .unwrap();
         let fx = Fixture::install(&payments, "pagopa", &[MethodKind::PagoPa])
@@ -104,6 +110,8 @@ impl Env {
             payments,
             pagopa,
             notifier,
+            listener,
+            clock,
             fx,
             operator,
             server,
@@ -1205,4 +1213,568 @@ async fn a_notice_whose_item_a_late_receipt_paid_is_refused_by_the_station() {
         .station("paVerifyPaymentNoticeReq", &p2.notices[0].notice_number)
         .await;
     assert_eq!(fault_of(&refused), Some("PAA_PAGAMENTO_DUPLICATO"));
+}
+
+// ---------------------------------------------------------------- debt positions
+
+const PROVINCE: &str = "01907990012";
+const PROVINCE_IBAN: &str = "IT78U0306909606100000063427";
+
+fn eur(s: &str) -> Money {
+    Money::parse_eur(s).unwrap()
+}
+
+fn day(d: &str) -> chrono::NaiveDate {
+    d.parse().unwrap()
+}
+
+impl Env {
+    /// A TARI 2027 position of Mario Rossi keyed `key`: € 300 at once (of which € 15 of
+    /// TEFA to the province) or two instalments of € 150.
+    async fn tari_position(&self, key: &str) -> DebtPosition {
+        let tefa = Transfer::to_iban(
+            PROVINCE,
+            PROVINCE_IBAN,
+            eur("15.00"),
+            "TEFA 2027",
+            "9/0301109AP/",
+        );
+        let position = NewDebtPosition::new(
+            "tributi",
+            key,
+            PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi")
+                .with_address("Via Roma 1, 10100 Torino (TO)")
+                .with_email("mario.rossi@example.it"),
+            self.fx.tari.id,
+            "TARI 2027",
+        )
+        .valid_until(day("2027-12-31"))
+        .with_single(
+            NewOption::new(eur("300.00"), day("2027-04-30"))
+                .with_transfer(Transfer::to_iban(
+                    FISCAL,
+                    IBAN,
+                    eur("285.00"),
+                    "TARI 2027",
+                    "9/0101101IM/",
+                ))
+                .with_transfer(tefa),
+        )
+        .with_instalment(NewOption::new(eur("150.00"), day("2027-04-30")))
+        .with_instalment(NewOption::new(eur("150.00"), day("2027-09-30")));
+        self.payments
+            .register_position(&self.operator, self.fx.creditor.id, position)
+            .await
+            .unwrap()
+    }
+
+    async fn position(&self, id: DebtPositionId) -> DebtPosition {
+        self.payments.position(&self.operator, id).await.unwrap()
+    }
+}
+
+fn with_iban() -> PagoPaCreditor {
+    PagoPaCreditor::new("02").unwrap().with_iban(IBAN).unwrap()
+}
+
+#[tokio::test]
+async fn a_position_gets_a_notice_number_per_option_and_the_station_describes_each_with_its_transfers()
+ {
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0001").await;
+    assert_eq!(p.status, PositionStatus::Valid);
+    assert_eq!(p.options.len(), 3);
+    // SACI: aux digit 3, segregation code 02, 13-digit base, check digits mod 93.
+    for o in &p.options {
+        let n = NoticeNumber::parse(&o.notice_number).unwrap();
+        assert_eq!(n.segregation_code(), Some(2));
+        assert_eq!(o.iuv(), n.iuv());
+    }
+    let unique: std::collections::HashSet<_> = p.options.iter().map(|o| &o.notice_number).collect();
+    assert_eq!(unique.len(), 3);
+    // An option without transfers gives the whole amount to the creditor, with the type's
+    // taxonomy code.
+    let r1 = &p.options[1];
+    assert_eq!(r1.transfers.len(), 1);
+    assert_eq!(r1.transfers[0].iban.as_deref(), Some(IBAN));
+    assert_eq!(r1.transfers[0].taxonomy, "9/0101101IM/");
+    // Registering the key again is idempotent.
+    let again = env.tari_position("TARI-2027-0001").await;
+    assert_eq!(again.id, p.id);
+
+    let verify = env
+        .station("paVerifyPaymentNoticeReq", &r1.notice_number)
+        .await;
+    assert_eq!(verify.outcome, "OK", "{verify:?}");
+    let option = &verify.paymentList.as_ref().unwrap()["paymentOptionDescription"];
+    assert_eq!(t(&option["amount"]), "150.00");
+    assert_eq!(t(&option["dueDate"]), "2027-04-30");
+    assert_eq!(t(&option["detailDescription"]), "TARI 2027");
+
+    let get = env
+        .station("paGetPaymentReq", &p.options[0].notice_number)
+        .await;
+    assert_eq!(get.outcome, "OK", "{get:?}");
+    let data = get.data.as_ref().unwrap();
+    assert_eq!(t(&data["paymentAmount"]), "300.00");
+    assert_eq!(t(&data["creditorReferenceId"]), p.options[0].iuv());
+    assert_eq!(t(&data["debtor"]["fullName"]), "Mario Rossi");
+    assert_eq!(
+        t(&data["debtor"]["uniqueIdentifier"]["entityUniqueIdentifierType"]),
+        "F"
+    );
+    // The transfers, in order, as the XML carries them.
+    let xml = env
+        .pagopa
+        .station_response(
+            &env.payments,
+            &env.pagopa.authenticated_request(station_request(
+                "paGetPaymentReq",
+                &p.options[0].notice_number,
+            )),
+        )
+        .await;
+    let transfers: Vec<&str> = xml.split("<transfer>").skip(1).collect();
+    assert_eq!(transfers.len(), 2, "{xml}");
+    for (i, (cf, iban, amount, category)) in [
+        (FISCAL, IBAN, "285.00", "9/0101101IM/"),
+        (PROVINCE, PROVINCE_IBAN, "15.00", "9/0301109AP/"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tr = transfers[i];
+        assert!(
+            tr.contains(&format!("<idTransfer>{}</idTransfer>", i + 1)),
+            "{tr}"
+        );
+        assert!(
+            tr.contains(&format!("<fiscalCodePA>{cf}</fiscalCodePA>")),
+            "{tr}"
+        );
+        assert!(tr.contains(&format!("<IBAN>{iban}</IBAN>")), "{tr}");
+        assert!(
+            tr.contains(&format!("<transferAmount>{amount}</transferAmount>")),
+            "{tr}"
+        );
+        assert!(
+            tr.contains(&format!("<transferCategory>{category}</transferCategory>")),
+            "{tr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_of_an_instalment_settles_it_then_the_single_option_is_refused_and_the_rest_pays_the_position()
+ {
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0002").await;
+    let r1 = p.options[1].notice_number.clone();
+    let outcome = env.send(receipt("psp-1", &r1, 15000)).await.unwrap();
+    assert!(outcome.applied);
+    assert_eq!(
+        outcome.transaction.status,
+        TxStatus::Paid,
+        "a notice paid at a PSP has a transaction of its own"
+    );
+    assert_eq!(outcome.transaction.payer.id.as_str(), "RSSMRA80A01H501U");
+    let after = env.position(p.id).await;
+    assert_eq!(after.status, PositionStatus::PartiallyPaid);
+    assert_eq!(after.options[1].paid_by, Some(outcome.transaction.id));
+    // pagoPA's rule: once an instalment is paid, the single option is not payable.
+    let single = env
+        .station("paVerifyPaymentNoticeReq", &p.options[0].notice_number)
+        .await;
+    assert_eq!(fault_of(&single), Some("PAA_PAGAMENTO_DUPLICATO"));
+    let paid = env.station("paVerifyPaymentNoticeReq", &r1).await;
+    assert_eq!(fault_of(&paid), Some("PAA_PAGAMENTO_DUPLICATO"));
+    // The module hears of the instalment, by its source.
+    env.payments.dispatch_outbox().await.unwrap();
+    let heard = env.listener.heard();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0].source, p.source(1).unwrap());
+    // A replay changes nothing.
+    let replay = env.send(receipt("psp-1", &r1, 15000)).await.unwrap();
+    assert!(!replay.applied);
+    // The second instalment pays the position.
+    env.send(receipt("psp-2", &p.options[2].notice_number, 15000))
+        .await
+        .unwrap();
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Paid);
+    let events = env
+        .payments
+        .position_events(&env.operator, p.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.to).collect::<Vec<_>>(),
+        [
+            PositionStatus::Valid,
+            PositionStatus::PartiallyPaid,
+            PositionStatus::Paid
+        ]
+    );
+    assert!(
+        env.exceptions().await.is_empty(),
+        "{:?}",
+        env.exceptions().await
+    );
+}
+
+#[tokio::test]
+async fn the_single_option_paid_closes_the_plan_and_a_late_instalment_receipt_is_money_held_twice()
+{
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0003").await;
+    env.send(receipt("psp-u", &p.options[0].notice_number, 30000))
+        .await
+        .unwrap();
+    let after = env.position(p.id).await;
+    assert_eq!(after.status, PositionStatus::Paid);
+    for o in &p.options[1..] {
+        let a = env
+            .station("paVerifyPaymentNoticeReq", &o.notice_number)
+            .await;
+        assert_eq!(fault_of(&a), Some("PAA_PAGAMENTO_DUPLICATO"), "{a:?}");
+    }
+    // A PSP that took an instalment's money anyway: recorded, never refused, and an
+    // exception operators see.
+    let late = env
+        .send(receipt("psp-r1", &p.options[1].notice_number, 15000))
+        .await;
+    let answer = PagoPaGateway::receipt_response(&late, FISCAL);
+    assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
+    let exceptions = env.exceptions().await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].kind, ExceptionKind::DoublePayment);
+    assert_eq!(exceptions[0].amount, Some(eur("150.00")));
+}
+
+#[tokio::test]
+async fn positions_change_while_unpaid_and_invalidated_ones_are_refused_everywhere() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0004").await;
+    let mario = Actor::payer("RSSMRA80A01H501U");
+    // The payer put instalment 1 in the cart at the old amount.
+    let item = env
+        .payments
+        .add_position_option(&mario, p.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(item.amount, eur("150.00"));
+    let change = PositionChange {
+        reason: None,
+        options: vec![
+            OptionChange::new(1)
+                .amount(eur("140.00"))
+                .due_date(day("2027-05-31")),
+        ],
+    };
+    // A viewer cannot; a manager can.
+    let viewer = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
+    assert!(matches!(
+        env.payments
+            .update_position(&viewer, p.id, change.clone())
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+    let changed = env
+        .payments
+        .update_position(&env.operator, p.id, change)
+        .await
+        .unwrap();
+    assert_eq!(changed.options[1].amount, eur("140.00"));
+    assert_eq!(changed.options[1].due_date, day("2027-05-31"));
+    assert_eq!(changed.options[1].transfers[0].amount, eur("140.00"));
+    assert_eq!(
+        changed.options[1].notice_number, p.options[1].notice_number,
+        "the notice keeps its number"
+    );
+    // The old item left the cart: the old amount can no longer be paid.
+    let cart = env.payments.cart(&mario, item.cart_id).await.unwrap();
+    assert!(cart.items.is_empty(), "{:?}", cart.items);
+    let fresh = env
+        .payments
+        .add_position_option(&mario, p.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(fresh.amount, eur("140.00"));
+    let verify = env
+        .station("paVerifyPaymentNoticeReq", &p.options[1].notice_number)
+        .await;
+    assert_eq!(
+        t(&verify.paymentList.as_ref().unwrap()["paymentOptionDescription"]["amount"]),
+        "140.00"
+    );
+    // The single option cannot join an instalment in the cart.
+    assert!(matches!(
+        env.payments.add_position_option(&mario, p.id, 0).await,
+        Err(Error::Conflict(_))
+    ));
+    // Several transfers need new shares with a new amount.
+    let bad = env
+        .payments
+        .update_position(
+            &env.operator,
+            p.id,
+            PositionChange {
+                reason: None,
+                options: vec![OptionChange::new(0).amount(eur("310.00"))],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.validation_errors().unwrap().fields(),
+        ["options[0].transfers"]
+    );
+
+    // A payment in progress blocks invalidation; once it ends, the position is invalidated.
+    let checkout = env
+        .payments
+        .checkout(
+            &mario,
+            fresh.cart_id,
+            env.fx.method(MethodKind::PagoPa).id,
+            "k-pos",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.payments
+            .invalidate_position(&env.operator, p.id, "ricalcolata")
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    env.payments
+        .cancel(&mario, checkout.transaction.id)
+        .await
+        .unwrap();
+    let gone = env
+        .payments
+        .invalidate_position(&env.operator, p.id, "ricalcolata")
+        .await
+        .unwrap();
+    assert_eq!(gone.status, PositionStatus::Invalid);
+    let refused = env
+        .station("paVerifyPaymentNoticeReq", &p.options[2].notice_number)
+        .await;
+    assert_eq!(fault_of(&refused), Some("PAA_PAGAMENTO_ANNULLATO"));
+    assert!(matches!(
+        env.payments.add_position_option(&mario, p.id, 2).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(
+        env.payments
+            .cart(&mario, fresh.cart_id)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn positions_expire_after_their_validity_in_rome() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0005").await;
+    // 31/12/2027 is the last day: at 23:30 in Rome (22:30 UTC) it is still valid.
+    env.clock
+        .set(Utc.with_ymd_and_hms(2027, 12, 31, 22, 30, 0).unwrap());
+    assert_eq!(env.payments.expire_positions().await.unwrap(), 0);
+    env.clock
+        .set(Utc.with_ymd_and_hms(2027, 12, 31, 23, 30, 0).unwrap());
+    assert_eq!(env.payments.expire_positions().await.unwrap(), 1);
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Expired);
+    let a = env
+        .station("paVerifyPaymentNoticeReq", &p.options[1].notice_number)
+        .await;
+    assert_eq!(fault_of(&a), Some("PAA_PAGAMENTO_SCADUTO"));
+}
+
+#[tokio::test]
+async fn bulk_registration_is_idempotent_and_names_every_refused_row_and_field() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let csv = format!(
+        "{}\n\
+         A-1,RSSMRA80A01H501U,Mario Rossi,\"Via Roma 1, Torino\",mario@example.it,it,tari,TARI 2027,,U,300.00,2027-04-30,,{PROVINCE},{PROVINCE_IBAN},\"15,00\",TEFA 2027,9/0301109AP/\n\
+         A-1,RSSMRA80A01H501U,Mario Rossi,,,,tari,TARI 2027,,1,150.00,2027-04-30,,,,,,\n\
+         A-1,RSSMRA80A01H501U,Mario Rossi,,,,tari,TARI 2027,,2,150.00,2027-09-30,,,,,,\n\
+         A-2,XXXXXX00X00X000X,Anna Bianchi,,,,tari,TARI 2027,,U,120.00,2027-04-30,,,,,,\n\
+         A-3,VRDLGU75C12F205G,Luigi Verdi,,,en,tari,TARI 2027,,U,12x,2027-04-30,,,,,,\n\
+         A-4,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,U,80.00,2027-04-30,,,,,,\n\
+         A-4,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,1,40.00,2027-04-30,,,,,,\n\
+         A-4,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,2,-5.00,2027-05-30,,,,,,\n\
+         A-5,VRDLGU75C12F205G,Luigi Verdi,,,,NOPE,TARI 2027,,U,80.00,2027-04-30,,,,,,\n\
+         A-6,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,U,80.00,2027-04-30,,,,,,\n",
+        POSITIONS_CSV_HEADER
+    );
+    let report = env
+        .payments
+        .import_positions_csv(&env.operator, env.fx.creditor.id, "tributi", csv.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(report.registered, 2, "{report:?}");
+    assert_eq!(report.unchanged, 0);
+    let refused: Vec<(u64, &str)> = report
+        .refused
+        .iter()
+        .map(|r| (r.row, r.field.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (4, "payer_fiscal_code"),
+            (5, "amount"),
+            (8, "amount"),
+            (9, "payment_type")
+        ],
+        "{:?}",
+        report.refused
+    );
+    let a1 = env
+        .payments
+        .store()
+        .position_by_key(env.fx.creditor.id, "tributi", "A-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a1.options.len(), 3);
+    let shares: Vec<(&str, Money)> = a1.options[0]
+        .transfers
+        .iter()
+        .map(|t| (t.fiscal_code.as_str(), t.amount))
+        .collect();
+    assert_eq!(shares, [(FISCAL, eur("285.00")), (PROVINCE, eur("15.00"))]);
+    assert_eq!(a1.payer.address.as_deref(), Some("Via Roma 1, Torino"));
+    // The same file again registers nothing new.
+    let again = env
+        .payments
+        .import_positions_csv(&env.operator, env.fx.creditor.id, "tributi", csv.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!((again.registered, again.unchanged), (0, 2));
+    // A viewer cannot import.
+    let viewer = Actor::operator(env.fx.creditor.id, Role::Viewer, "vera");
+    assert!(
+        env.payments
+            .import_positions_csv(&viewer, env.fx.creditor.id, "tributi", csv.as_bytes())
+            .await
+            .is_err()
+    );
+    // The iterator form numbers rows from 1 and names the field.
+    let rows = (0..3).map(|i| {
+        NewDebtPosition::new(
+            "mensa",
+            format!("M-{i}"),
+            PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi"),
+            env.fx.tari.id,
+            if i == 1 { "" } else { "Mensa scolastica" },
+        )
+        .with_single(NewOption::new(eur("45.00"), day("2027-01-31")))
+    });
+    let report = env
+        .payments
+        .register_positions(&env.operator, env.fx.creditor.id, rows)
+        .await
+        .unwrap();
+    assert_eq!(report.registered, 2);
+    assert_eq!(report.refused.len(), 1);
+    assert_eq!(
+        (report.refused[0].row, report.refused[0].field.as_str()),
+        (2, "reason")
+    );
+}
+
+#[tokio::test]
+async fn reminders_go_out_before_and_after_each_due_date_once_in_the_payers_language() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let tari = env
+        .fx
+        .tari
+        .clone()
+        .with_reminders(ReminderPlan::new([7, 1], Some(3)));
+    env.payments
+        .define_payment_type(&Actor::System, &tari)
+        .await
+        .unwrap();
+    let p = env.tari_position("TARI-2027-0006").await;
+    let english = NewDebtPosition::new(
+        "tributi",
+        "TARI-2027-0007",
+        PositionPayer::new("VRDLGU75C12F205G", "Luigi Verdi")
+            .with_email("luigi@example.it")
+            .with_locale(Locale::En),
+        tari.id,
+        "TARI 2027",
+    )
+    .with_single(NewOption::new(eur("99.00"), day("2027-04-30")));
+    let luigi = env
+        .payments
+        .register_position(&env.operator, env.fx.creditor.id, english)
+        .await
+        .unwrap();
+    let at = |d: &str| {
+        let d = day(d);
+        Utc.from_utc_datetime(&d.and_hms_opt(7, 0, 0).unwrap())
+    };
+    let run = async |when: &str| {
+        env.clock.set(at(when));
+        let written = env.payments.send_reminders().await.unwrap();
+        env.payments.dispatch_outbox().await.unwrap();
+        written
+    };
+    assert_eq!(run("2027-04-22").await, 0, "eight days before: nothing yet");
+    assert_eq!(
+        run("2027-04-23").await,
+        2,
+        "a week before: Mario's and Luigi's"
+    );
+    assert_eq!(run("2027-04-24").await, 0, "once a step");
+    let reminders = env.notifier.reminders();
+    let mario = reminders
+        .iter()
+        .find(|(r, _)| r.position.id == p.id)
+        .unwrap();
+    assert!(
+        mario
+            .1
+            .subject
+            .starts_with("Promemoria: TARI 2027 entro il 30/04/2027"),
+        "{}",
+        mario.1.subject
+    );
+    assert!(mario.1.text.contains(&p.options[0].notice_number));
+    let en = reminders
+        .iter()
+        .find(|(r, _)| r.position.id == luigi.id)
+        .unwrap();
+    assert!(
+        en.1.subject
+            .starts_with("Reminder: TARI 2027 due by 2027-04-30"),
+        "{}",
+        en.1.subject
+    );
+    // Luigi pays; Mario pays the first instalment: the day before, nobody is reminded of
+    // 30/04 (Luigi paid; Mario's first instalment is paid and his single option closed).
+    env.send(receipt("psp-l", &luigi.options[0].notice_number, 9900))
+        .await
+        .unwrap();
+    env.send(receipt("psp-m", &p.options[1].notice_number, 15000))
+        .await
+        .unwrap();
+    assert_eq!(run("2027-04-29").await, 0);
+    // Mario's second instalment: a week and a day before 30/09, and three days after.
+    assert_eq!(run("2027-09-23").await, 1);
+    assert_eq!(run("2027-09-29").await, 1);
+    assert_eq!(run("2027-10-03").await, 1);
+    let last = env.notifier.reminders().pop().unwrap();
+    assert_eq!(last.0.offset_days, 3);
+    assert!(
+        last.1.subject.starts_with("Scaduto il 30/09/2027"),
+        "{}",
+        last.1.subject
+    );
+    assert_eq!(run("2027-10-04").await, 0);
+    assert_eq!(env.notifier.reminders().len(), 5);
 }

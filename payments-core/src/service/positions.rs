@@ -3,7 +3,6 @@
 //! expiry and reminders.
 
 use chrono::NaiveDate;
-use serde::Deserialize;
 
 use super::Payments;
 use crate::{
@@ -46,35 +45,58 @@ struct Row {
     position: std::result::Result<NewDebtPosition, RefusedRow>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One row of the CSV file, by column name.
+#[derive(Debug)]
 struct CsvRecord {
     key: String,
-    #[serde(default)]
     payer_fiscal_code: String,
-    #[serde(default)]
     payer_name: String,
-    #[serde(default)]
     payer_address: Option<String>,
-    #[serde(default)]
     payer_email: Option<String>,
-    #[serde(default)]
     payer_language: Option<String>,
-    #[serde(default)]
     payment_type: String,
-    #[serde(default)]
     reason: String,
-    #[serde(default)]
     valid_until: Option<String>,
-    #[serde(default)]
     option: String,
-    #[serde(default)]
     amount: String,
-    #[serde(default)]
     due_date: String,
-    #[serde(default)]
     description: Option<String>,
-    #[serde(flatten)]
     rest: std::collections::HashMap<String, String>,
+}
+
+impl CsvRecord {
+    fn from_map(mut m: std::collections::HashMap<String, String>) -> Self {
+        let mut take = |k: &str| m.remove(k).unwrap_or_default();
+        let key = take("key");
+        let payer_fiscal_code = take("payer_fiscal_code");
+        let payer_name = take("payer_name");
+        let payer_address = Some(take("payer_address")).filter(|s| !s.is_empty());
+        let payer_email = Some(take("payer_email")).filter(|s| !s.is_empty());
+        let payer_language = Some(take("payer_language")).filter(|s| !s.is_empty());
+        let payment_type = take("payment_type");
+        let reason = take("reason");
+        let valid_until = Some(take("valid_until")).filter(|s| !s.is_empty());
+        let option = take("option");
+        let amount = take("amount");
+        let due_date = take("due_date");
+        let description = Some(take("description")).filter(|s| !s.is_empty());
+        CsvRecord {
+            key,
+            payer_fiscal_code,
+            payer_name,
+            payer_address,
+            payer_email,
+            payer_language,
+            payment_type,
+            reason,
+            valid_until,
+            option,
+            amount,
+            due_date,
+            description,
+            rest: m,
+        }
+    }
 }
 
 fn refused(row: u64, key: Option<&str>, field: &str, reason: impl Into<String>) -> RefusedRow {
@@ -185,7 +207,7 @@ impl Payments {
                 .trim(csv::Trim::All)
                 .flexible(true)
                 .from_reader(reader)
-                .into_deserialize::<CsvRecord>(),
+                .into_deserialize::<std::collections::HashMap<String, String>>(),
             line: 0,
             pending: None,
             module: module.to_owned(),
@@ -486,7 +508,9 @@ impl Payments {
                 notes.push(format!("{} transfers", o.kind.label()));
             }
             let sum = Money::sum(o.amount.currency(), o.transfers.iter().map(|t| &t.amount));
-            if sum.as_ref().ok() != Some(&o.amount) {
+            if sum.as_ref().ok() != Some(&o.amount)
+                && errors.field(&format!("{at}.transfers")).is_none()
+            {
                 errors.push(
                     format!("{at}.transfers"),
                     format!("must add up to {}", o.amount),
@@ -822,8 +846,9 @@ impl Payments {
     /// Writes the reminders due today (Europe/Rome) for the unpaid options of payable
     /// positions, by their payment type's [`ReminderPlan`](crate::ReminderPlan): each
     /// once per option and step (enqueued with [`Store::enqueue_once`](crate::Store::enqueue_once)),
-    /// in the payer's language, none once the option is paid, closed or the position
-    /// invalidated. Answers how many were written. The worker runs it.
+    /// in the payer's language, one per due date of a position (the single option and the
+    /// first instalment often share it), none once the option is paid, closed or the
+    /// position invalidated. Answers how many were written. The worker runs it.
     pub async fn send_reminders(&self) -> Result<u32> {
         let today = self.today();
         let mut query = PositionQuery::of(CreditorId::new());
@@ -858,8 +883,14 @@ impl Payments {
             return Ok(0);
         }
         let mut written = 0;
+        let mut days = std::collections::HashSet::new();
         for index in p.payable() {
             let option = &p.options[index];
+            // One reminder per due date: the single option and the first instalment often
+            // fall due together, and either pays it.
+            if !days.insert(option.due_date) {
+                continue;
+            }
             let Some(step) = plan.step_for(option.due_date, today) else {
                 continue;
             };
@@ -878,12 +909,7 @@ impl Payments {
                     offset_days: step,
                 }),
             };
-            let key = format!(
-                "reminder:{}:{}:{}:{step}",
-                p.id,
-                option.kind.label(),
-                option.due_date
-            );
+            let key = format!("reminder:{}:{}:{step}", p.id, option.due_date);
             if self
                 .store_ref()
                 .enqueue_once(&key, p.creditor_id, &message, self.inner.clock.now())
@@ -961,7 +987,7 @@ impl Row {
 
 /// The positions of a CSV file, row group by row group.
 struct CsvPositions<R: std::io::Read> {
-    records: csv::DeserializeRecordsIntoIter<R, CsvRecord>,
+    records: csv::DeserializeRecordsIntoIter<R, std::collections::HashMap<String, String>>,
     line: u64,
     pending: Option<(u64, std::result::Result<CsvRecord, String>)>,
     module: String,
@@ -977,7 +1003,10 @@ impl<R: std::io::Read> CsvPositions<R> {
         }
         let record = self.records.next()?;
         self.line += 1;
-        Some((self.line, record.map_err(|e| e.to_string())))
+        Some((
+            self.line,
+            record.map(CsvRecord::from_map).map_err(|e| e.to_string()),
+        ))
     }
 
     /// Reads one option row into `p`; the first row also gives the position's own columns.

@@ -701,3 +701,75 @@ impl Gateway for PagoPaGateway {
         Ok(PaymentOutcome::Cancelled)
     }
 }
+
+/// Debt positions' notice numbers: aux digit 3, the creditor's segregation code and a base
+/// from the same counter as the notices of transactions (a block of ten bases each, of which
+/// the first is used), so a number is never handed out twice; a receipt of one finds its
+/// position ([`Payments::handle_callback`](payments_core::Payments::handle_callback)).
+#[async_trait]
+impl payments_core::NoticeIssuer for PagoPaGateway {
+    async fn issue(&self, creditor: &Creditor, count: u32) -> Result<Vec<String>> {
+        let config = self
+            .creditor_config(creditor.id)
+            .ok_or_else(|| Error::invalid("creditor", "has no pagoPA configuration"))?;
+        let fiscal_code = creditor.fiscal_code.trim();
+        if !is_valid_fiscal_code(fiscal_code) {
+            return Err(Error::invalid(
+                "fiscal_code",
+                "pagoPA needs the creditor's 11-digit fiscal code",
+            ));
+        }
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let counter = format!("pagopa/{fiscal_code}/{:02}", config.segregation_code);
+        let first = self.store.allocate_sequence(&counter, count).await?;
+        if first + u64::from(count) - 1 > notice::MAX_BASE / 10 {
+            return Err(Error::invalid(
+                "segregation_code",
+                "has no notice numbers left: ask pagoPA for another segregation code",
+            ));
+        }
+        Ok((first..first + u64::from(count))
+            .map(|block| {
+                NoticeNumber::aux3(config.segregation_code, block * 10)
+                    .as_str()
+                    .to_owned()
+            })
+            .collect())
+    }
+
+    fn default_transfer(
+        &self,
+        creditor: &Creditor,
+        payment_type: &payments_core::PaymentType,
+        amount: &payments_core::Money,
+        remittance: &str,
+    ) -> Result<payments_core::Transfer> {
+        let config = self
+            .creditor_config(creditor.id)
+            .ok_or_else(|| Error::invalid("creditor", "has no pagoPA configuration"))?;
+        let iban = config.iban.clone().ok_or_else(|| {
+            Error::invalid(
+                "iban",
+                "the creditor has no IBAN for pagoPA (PagoPaCreditor::with_iban)",
+            )
+        })?;
+        let taxonomy = config.taxonomy.get(&payment_type.id).ok_or_else(|| {
+            Error::invalid(
+                "taxonomy",
+                format!(
+                    "payment type {} has no taxonomy code (PagoPaCreditor::with_taxonomy)",
+                    payment_type.code
+                ),
+            )
+        })?;
+        Ok(payments_core::Transfer::to_iban(
+            creditor.fiscal_code.trim(),
+            iban,
+            *amount,
+            cut(remittance, MAX_TEXT_CHARS),
+            format!("9/{taxonomy}/"),
+        ))
+    }
+}

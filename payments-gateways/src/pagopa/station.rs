@@ -3,7 +3,10 @@
 //! `paVerifyPaymentNotice` (what is due?) and then `paGetPayment` (where does the money
 //! go?). The answers come from the transaction the notice belongs to.
 
-use payments_core::{GatewayId, Payments, Result, Transaction, TransactionLine, TxStatus};
+use payments_core::{
+    DebtPosition, GatewayId, OptionRefusal, Payments, Result, Transaction, TransactionLine,
+    TxStatus,
+};
 use quick_xml::escape::escape;
 use serde::Deserialize;
 
@@ -83,8 +86,91 @@ fn fault(element: &str, fault: StationFault, text: &str, id_pa: &str) -> String 
 }
 
 fn euros(line: &TransactionLine) -> String {
-    let cents = line.amount.minor_units();
+    money(&line.amount)
+}
+
+fn money(amount: &payments_core::Money) -> String {
+    let cents = amount.minor_units();
     format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// What a notice pays: a line of a transaction, or an option of a debt position (with the
+/// name the notice shows for the creditor).
+enum Due {
+    Line(Box<Transaction>, usize),
+    Option(Box<DebtPosition>, usize, String),
+}
+
+/// The answer for an option of a debt position: its amount, due date and description, its
+/// payer, and its transfers (one to five beneficiaries).
+fn option_answer(
+    kind: &Primitive,
+    p: &DebtPosition,
+    index: usize,
+    company: &str,
+    notice: &NoticeNumber,
+    fiscal_code: &str,
+) -> String {
+    let o = &p.options[index];
+    let description = escape(cut(&o.description, super::MAX_TEXT_CHARS).as_str()).into_owned();
+    let company = escape(company).into_owned();
+    let amount = money(&o.amount);
+    let due = o.due_date;
+    match kind {
+        Primitive::Verify => soap(
+            kind.response(),
+            &format!(
+                "<outcome>OK</outcome><paymentList><paymentOptionDescription>\
+                 <amount>{amount}</amount><options>EQ</options><dueDate>{due}</dueDate>\
+                 <detailDescription>{description}</detailDescription><allCCP>false</allCCP>\
+                 </paymentOptionDescription></paymentList>\
+                 <paymentDescription>{description}</paymentDescription>\
+                 <fiscalCodePA>{fiscal_code}</fiscalCodePA><companyName>{company}</companyName>"
+            ),
+        ),
+        Primitive::Get => {
+            let id_type = if p.payer.is_company() { "G" } else { "F" };
+            let transfers: String = o
+                .transfers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let account = t
+                        .iban
+                        .as_deref()
+                        .map(|iban| format!("<IBAN>{}</IBAN>", escape(iban)))
+                        .unwrap_or_default();
+                    format!(
+                        "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount>\
+                         <fiscalCodePA>{}</fiscalCodePA>{account}\
+                         <remittanceInformation>{}</remittanceInformation>\
+                         <transferCategory>{}</transferCategory></transfer>",
+                        i + 1,
+                        money(&t.amount),
+                        escape(t.fiscal_code.as_str()),
+                        escape(cut(&t.remittance, super::MAX_TEXT_CHARS).as_str()),
+                        escape(t.taxonomy.as_str()),
+                    )
+                })
+                .collect();
+            soap(
+                kind.response(),
+                &format!(
+                    "<outcome>OK</outcome><data>\
+                     <creditorReferenceId>{iuv}</creditorReferenceId>\
+                     <paymentAmount>{amount}</paymentAmount><dueDate>{due}</dueDate>\
+                     <description>{description}</description><companyName>{company}</companyName>\
+                     <debtor><uniqueIdentifier><entityUniqueIdentifierType>{id_type}</entityUniqueIdentifierType>\
+                     <entityUniqueIdentifierValue>{id_value}</entityUniqueIdentifierValue></uniqueIdentifier>\
+                     <fullName>{name}</fullName></debtor>\
+                     <transferList>{transfers}</transferList></data>",
+                    iuv = notice.iuv(),
+                    id_value = escape(cut(&p.payer.fiscal_code, 35).as_str()),
+                    name = escape(cut(&p.payer.name, 70).as_str()),
+                ),
+            )
+        }
+    }
 }
 
 impl PagoPaGateway {
@@ -149,7 +235,10 @@ impl PagoPaGateway {
             );
         };
         match self.position(payments, &fiscal_code, &notice).await {
-            Ok(Ok((tx, line))) => self.answer(&kind, &tx, line, &notice, &fiscal_code),
+            Ok(Ok(Due::Line(tx, line))) => self.answer(&kind, &tx, line, &notice, &fiscal_code),
+            Ok(Ok(Due::Option(p, index, company))) => {
+                option_answer(&kind, &p, index, &company, &notice, &fiscal_code)
+            }
             Ok(Err((f, text))) => fault(element, f, &text, &id_pa),
             Err(_) => fault(
                 element,
@@ -160,13 +249,14 @@ impl PagoPaGateway {
         }
     }
 
-    /// The open transaction and line that `notice` pays, or why it cannot be paid.
+    /// The open transaction and line that `notice` pays, or the debt position option it
+    /// is (a notice printed ahead), or why it cannot be paid.
     async fn position(
         &self,
         payments: &Payments,
         fiscal_code: &str,
         notice: &NoticeNumber,
-    ) -> Result<std::result::Result<(Transaction, usize), (StationFault, String)>> {
+    ) -> Result<std::result::Result<Due, (StationFault, String)>> {
         let (Some(seg), Some(base)) = (notice.segregation_code(), notice.base()) else {
             return Ok(Err((StationFault::Unknown, "not a notice of ours".into())));
         };
@@ -180,7 +270,7 @@ impl PagoPaGateway {
             )
             .await?;
         let Some(tx) = found.filter(|t| line < t.lines.len()) else {
-            return Ok(Err((StationFault::Unknown, format!("no notice {notice}"))));
+            return self.position_option(payments, fiscal_code, notice).await;
         };
         // Paid on its own, or its item paid by another payment meanwhile (a late one that
         // settled it): either way, not payable again.
@@ -205,8 +295,55 @@ impl PagoPaGateway {
         };
         Ok(match refused {
             Some((f, why)) => Err((f, format!("notice {notice} is {why}"))),
-            None => Ok((tx, line)),
+            None => Ok(Due::Line(Box::new(tx), line)),
         })
+    }
+
+    /// The debt position option with `notice`, if it can be paid now.
+    async fn position_option(
+        &self,
+        payments: &Payments,
+        fiscal_code: &str,
+        notice: &NoticeNumber,
+    ) -> Result<std::result::Result<Due, (StationFault, String)>> {
+        let creditor = self
+            .by_fiscal_code
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fiscal_code)
+            .copied();
+        let unknown = || Ok(Err((StationFault::Unknown, format!("no notice {notice}"))));
+        let Some(creditor) = creditor else {
+            return unknown();
+        };
+        let Some(p) = payments
+            .store()
+            .position_by_notice(creditor, notice.as_str())
+            .await?
+        else {
+            return unknown();
+        };
+        let index = p.option_by_notice(notice.as_str()).unwrap_or_default();
+        let refused = match p.check_payable(index) {
+            Ok(()) => None,
+            Err(OptionRefusal::Paid | OptionRefusal::Closed) => {
+                Some((StationFault::Duplicate, "already paid"))
+            }
+            Err(OptionRefusal::Expired) => Some((StationFault::Expired, "expired")),
+            Err(OptionRefusal::Invalid) => Some((StationFault::Cancelled, "cancelled")),
+            Err(_) => Some((StationFault::Unknown, "not published")),
+        };
+        if let Some((f, why)) = refused {
+            return Ok(Err((f, format!("notice {notice} is {why}"))));
+        }
+        let company = match self.creditor_config(creditor).and_then(|c| c.company_name) {
+            Some(name) => name,
+            None => cut(
+                &payments.creditor(creditor).await?.name,
+                super::MAX_TEXT_CHARS,
+            ),
+        };
+        Ok(Ok(Due::Option(Box::new(p), index, company)))
     }
 
     fn answer(
