@@ -112,6 +112,10 @@ pub struct TransactionSummary {
     /// For a refund, what was given back; for a double payment, what will be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returned: Option<Money>,
+    /// Each line's reference, as its receipt prints it: the pagoPA notice number it was
+    /// paid with, or its module and key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
 }
 
 /// A notification to deliver: who to, in which language, about which payment. A

@@ -61,6 +61,7 @@ fn notification(kind: NotificationKind, locale: Locale, status: TxStatus) -> Not
                 | NotificationKind::DuplicatePayment => Some(Money::parse_eur("234.56").unwrap()),
                 _ => None,
             },
+            references: Vec::new(),
         },
     }
 }

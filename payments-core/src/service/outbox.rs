@@ -191,6 +191,26 @@ impl Telling<'_> {
         returned: Option<Money>,
     ) -> TransactionSummary {
         let tx = self.tx;
+        let reference = |p: usize| {
+            let notice = match &tx.instruction {
+                Some(crate::Instruction::PagoPa(pay)) => {
+                    pay.notices.get(p).map(|n| n.notice_number.clone())
+                }
+                _ => None,
+            };
+            notice.unwrap_or_else(|| {
+                let l = &tx.lines[p];
+                format!("{}/{}", l.source.module, l.source.key)
+            })
+        };
+        let references: Vec<String> = match lines {
+            None => (0..tx.lines.len()).map(reference).collect(),
+            Some(positions) => positions
+                .iter()
+                .filter(|&&p| p < tx.lines.len())
+                .map(|&p| reference(p))
+                .collect(),
+        };
         let (lines, total) = match lines {
             None => (tx.lines.clone(), tx.total),
             Some(positions) => {
@@ -219,6 +239,7 @@ impl Telling<'_> {
             total,
             paid_at: at,
             returned,
+            references,
         }
     }
 

@@ -83,6 +83,7 @@ pub fn sample_notification(kind: NotificationKind, to: &str, locale: Locale) -> 
                 .single()
                 .expect("date"),
             returned: None,
+            references: Vec::new(),
         },
     }
 }
