@@ -51,10 +51,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use payments_core::{Error, Notification, Notifier, Result};
+use payments_core::{Error, Notification, Notifier, Reminder, Result};
 
 pub use templates::{RenderedMail, TEMPLATE_NAMES, Templates, template_variables};
 
@@ -262,7 +263,8 @@ impl MailNotifier {
         format!("<{}@{}>", n.id, self.domain)
     }
 
-    /// The email for `n`, as it would be sent.
+    /// The email for `n`, as it would be sent. A payer's receipt carries the receipt as a
+    /// PDF attachment ([`payments_pdf::receipt_pdf`]), in their language.
     pub fn message(&self, n: &Notification) -> Result<Message> {
         let mail = self.templates.render(n)?;
         let to: Mailbox =
@@ -273,28 +275,68 @@ impl MailNotifier {
         } else {
             to
         };
+        let body = MultiPart::alternative_plain_html(mail.text, mail.html);
+        let body = if n.kind == payments_core::NotificationKind::Receipt {
+            let pdf = payments_pdf::receipt_pdf(&n.summary, n.locale)
+                .map_err(|e| permanent(format!("writing the receipt: {e}")))?;
+            let name = match n.locale {
+                payments_core::Locale::En => format!("receipt-{}.pdf", n.summary.transaction_id),
+                _ => format!("ricevuta-{}.pdf", n.summary.transaction_id),
+            };
+            MultiPart::mixed()
+                .multipart(body)
+                .singlepart(pdf_part(name, pdf))
+        } else {
+            body
+        };
         Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject)
             .message_id(Some(self.message_id(n)))
-            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+            .multipart(body)
             .map_err(|e| permanent(format!("building the message: {e}")))
     }
-}
 
-fn permanent(message: String) -> Error {
-    Error::Notification {
-        message,
-        transient: false,
-        source: None,
+    /// The email for a reminder of a debt position's due date, as it would be sent: the
+    /// text of [`render_reminder`](payments_core::render_reminder) in the payer's language,
+    /// with the position's pagoPA notice attached as a PDF ([`payments_pdf::notice_pdf`]).
+    pub fn reminder_message(&self, r: &Reminder) -> Result<Message> {
+        let rendered = payments_core::render_reminder(r);
+        let to: Mailbox =
+            r.to.parse()
+                .map_err(|_| permanent(format!("not an email address: {}", r.to)))?;
+        let to = Mailbox::new(Some(r.position.payer.name.clone()), to.email);
+        let pdf = payments_pdf::notice_pdf(&r.creditor, &r.position, r.locale)
+            .map_err(|e| permanent(format!("writing the notice: {e}")))?;
+        let name = match r.locale {
+            payments_core::Locale::En => format!("notice-{}.pdf", r.position.key),
+            _ => format!("avviso-{}.pdf", r.position.key),
+        };
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(format!("<{}@{}>", r.id, self.domain)))
+            .multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::plain(rendered.text))
+                    .singlepart(pdf_part(name, pdf)),
+            )
+            .map_err(|e| permanent(format!("building the message: {e}")))
     }
-}
 
-#[async_trait]
-impl Notifier for MailNotifier {
-    async fn send(&self, n: &Notification) -> Result<()> {
-        let message = self.message(n)?;
+    async fn deliver(&self, message: Message) -> Result<()> {
         match &self.transport {
             Transport::Smtp(t) => {
                 t.send(message)
@@ -319,5 +361,34 @@ impl Notifier for MailNotifier {
                     })
             }
         }
+    }
+}
+
+/// A PDF attachment.
+fn pdf_part(name: String, pdf: Vec<u8>) -> SinglePart {
+    Attachment::new(name).body(
+        pdf,
+        ContentType::parse("application/pdf").expect("a valid content type"),
+    )
+}
+
+fn permanent(message: String) -> Error {
+    Error::Notification {
+        message,
+        transient: false,
+        source: None,
+    }
+}
+
+#[async_trait]
+impl Notifier for MailNotifier {
+    async fn send(&self, n: &Notification) -> Result<()> {
+        let message = self.message(n)?;
+        self.deliver(message).await
+    }
+
+    async fn remind(&self, r: &Reminder) -> Result<()> {
+        let message = self.reminder_message(r)?;
+        self.deliver(message).await
     }
 }

@@ -113,6 +113,8 @@ struct Mail {
     html: String,
     message_id: String,
     content_type: String,
+    /// Attachments: file name, content type, bytes.
+    attachments: Vec<(String, String, Vec<u8>)>,
 }
 
 fn parse(r: &Received) -> Mail {
@@ -131,6 +133,18 @@ fn parse(r: &Received) -> Mail {
             .content_type()
             .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default()))
             .unwrap_or_default(),
+        attachments: m
+            .attachments()
+            .map(|a| {
+                (
+                    a.attachment_name().unwrap_or_default().to_owned(),
+                    a.content_type()
+                        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default()))
+                        .unwrap_or_default(),
+                    a.contents().to_vec(),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -263,8 +277,16 @@ async fn a_paid_transaction_sends_both_mails() {
         notice.subject,
         format!("Pagamento ricevuto {id} - € 1.234,56")
     );
+    // The payer's receipt carries the receipt as a PDF; the body's notice does not.
+    assert_eq!(receipt.content_type, "multipart/mixed");
+    assert_eq!(receipt.attachments.len(), 1);
+    let (name, kind, pdf) = &receipt.attachments[0];
+    assert_eq!(name, &format!("ricevuta-{}.pdf", tx.id));
+    assert_eq!(kind, "application/pdf");
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    assert_eq!(notice.content_type, "multipart/alternative");
+    assert!(notice.attachments.is_empty());
     for m in [receipt, notice] {
-        assert_eq!(m.content_type, "multipart/alternative");
         // minijinja's HTML escaping also escapes `/`, which a mail client shows as is.
         let html = m.html.replace("&#x2f;", "/");
         for part in [&m.text, &html] {
@@ -543,4 +565,92 @@ fn uuid_like() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+#[tokio::test]
+async fn a_reminder_goes_in_the_payers_language_with_the_notice_attached() {
+    let port = free_port();
+    let mailbox = start_server(port);
+    let notifier = notifier(port);
+    let creditor = Creditor::new(
+        "Comune di Esempio",
+        "00488410010",
+        "ragioneria@comune.example.it",
+    )
+    .unwrap();
+    let amount = Money::parse_eur("150.00").unwrap();
+    let option = PaymentOption {
+        kind: OptionKind::Instalment { number: 1, of: 2 },
+        notice_number: "302000000000000103".into(),
+        amount,
+        due_date: "2027-04-30".parse().unwrap(),
+        description: "TARI 2027".into(),
+        transfers: vec![Transfer::to_iban(
+            "00488410010",
+            "IT60X0542811101000000123456",
+            amount,
+            "TARI 2027",
+            "9/0101101IM/",
+        )],
+        paid_by: None,
+        paid_at: None,
+    };
+    let mut second = option.clone();
+    second.kind = OptionKind::Instalment { number: 2, of: 2 };
+    second.notice_number = "302000000000000200".into();
+    second.due_date = "2027-09-30".parse().unwrap();
+    let position = DebtPosition {
+        id: DebtPositionId::new(),
+        creditor_id: creditor.id,
+        module: "tributi".into(),
+        key: "TARI 2027/1".into(),
+        payer: PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi").with_email("mario@example.it"),
+        payment_type_id: PaymentTypeId::new(),
+        reason: "TARI 2027".into(),
+        status: PositionStatus::Valid,
+        valid_until: None,
+        options: vec![option, second],
+        version: 1,
+        revision: 0,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    for (locale, to, subject, file) in [
+        (
+            Locale::It,
+            "mario@example.it",
+            "Promemoria: TARI 2027 entro il 30/04/2027",
+            "avviso-TARI_2027_1.pdf",
+        ),
+        (
+            Locale::En,
+            "mario.en@example.it",
+            "Reminder: TARI 2027 due by 2027-04-30",
+            "notice-TARI_2027_1.pdf",
+        ),
+    ] {
+        let reminder = Reminder {
+            id: OutboxId::new(),
+            to: to.into(),
+            locale,
+            creditor: creditor.clone(),
+            position: position.clone(),
+            option: 0,
+            offset_days: -7,
+        };
+        notifier.remind(&reminder).await.unwrap();
+        let got = mails(&mailbox);
+        let m = got
+            .iter()
+            .find(|m| m.to == [to])
+            .expect("the reminder arrived");
+        assert_eq!(m.subject, subject);
+        assert_eq!(m.to_name.as_deref(), Some("Mario Rossi"));
+        assert!(m.text.contains("302000000000000103"), "{}", m.text);
+        assert_eq!(m.message_id, format!("{}@comune.example.it", reminder.id));
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].0, file);
+        assert_eq!(m.attachments[0].1, "application/pdf");
+        assert!(m.attachments[0].2.starts_with(b"%PDF-"));
+    }
 }
