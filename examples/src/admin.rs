@@ -488,6 +488,7 @@ pub async fn outbox(
                 ),
                 OutboxPayload::Settlement(s) => format!("{} {}: {}", text(locale, "outbox.settlement"), s.source.module, s.source.key),
                 OutboxPayload::Refund(r) => format!("{} {}: {}", text(locale, "outbox.refund"), r.source.module, r.source.key),
+                OutboxPayload::Reminder(r) => format!("{} {}: {}", text(locale, "outbox.reminder"), r.position.key, r.to),
             };
             context! {
                 id => m.id.to_string(), tx => m.transaction_id.to_string(), what,

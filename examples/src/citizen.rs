@@ -90,10 +90,12 @@ pub async fn home(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) 
             context! { name => m.name, title, dues }
         })
         .collect();
+    let positions =
+        crate::positions::citizen_positions(&portal, &ctx, &actor, &fiscal_code).await?;
     portal.page(
         &ctx,
         "home.html",
-        context! { modules, cart_count => contents.items.len() },
+        context! { modules, positions, cart_count => contents.items.len() },
     )
 }
 

@@ -57,6 +57,7 @@ pub mod admin;
 pub mod auth;
 pub mod citizen;
 pub mod modules;
+pub mod positions;
 mod seed;
 mod views;
 
@@ -272,6 +273,8 @@ impl Portal {
             .gateway(sandbox.clone())
             .gateway(bank.clone())
             .gateway(pagopa.clone())
+            .notice_issuer(pagopa.clone())
+            .listener(positions::MODULE, Arc::new(positions::NoticesModule))
             .notifier(Arc::new(mail))
             .retry_policy(config.retry)
             .return_url(format!("{}/return", config.public_url));
@@ -315,6 +318,7 @@ impl Portal {
         for module in &modules {
             module.seed(accounts.as_ref())?;
         }
+        positions::seed(&payments, creditor.id, accounts.as_ref()).await?;
         Ok(Portal {
             inner: Arc::new(Inner {
                 config,
@@ -376,6 +380,16 @@ impl Portal {
             .route("/payments/{id}", get(citizen::payment))
             .route("/payments/{id}/report", post(citizen::report))
             .route("/history", get(citizen::history))
+            .route("/positions/{id}/notice.pdf", get(positions::notice))
+            .route("/positions/{id}/{option}", post(positions::add_option))
+            .route("/payments/{id}/receipt.pdf", get(positions::receipt))
+            .route("/admin/positions", get(positions::positions))
+            .route("/admin/positions/import", post(positions::import))
+            .route("/admin/positions/{id}/notice.pdf", get(positions::notice))
+            .route(
+                "/admin/positions/{id}/invalidate",
+                post(positions::invalidate),
+            )
             .route("/admin", get(admin::movements))
             .route("/admin/export.csv", get(admin::export_csv))
             .route("/admin/export.xlsx", get(admin::export_xlsx))

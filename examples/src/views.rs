@@ -19,7 +19,7 @@ pub(crate) struct Views {
     env: Environment<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 16] = [
     ("base.html", include_str!("../templates/base.html")),
     ("signin.html", include_str!("../templates/signin.html")),
     ("home.html", include_str!("../templates/home.html")),
@@ -39,6 +39,10 @@ const TEMPLATES: [(&str, &str); 15] = [
     (
         "exceptions.html",
         include_str!("../templates/exceptions.html"),
+    ),
+    (
+        "positions.html",
+        include_str!("../templates/positions.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
 ];
@@ -253,6 +257,85 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("nav.statements", "Estratti conto", "Statements"),
     ("nav.outbox", "Messaggi", "Messages"),
     ("nav.exceptions", "Anomalie", "Exceptions"),
+    ("nav.positions", "Avvisi", "Notices"),
+    (
+        "positions.title",
+        "Avvisi di pagamento emessi",
+        "Payment notices issued",
+    ),
+    ("positions.filters", "Filtri", "Filters"),
+    ("positions.status", "Stato", "Status"),
+    ("positions.any", "Tutti", "Any"),
+    ("positions.type", "Tipo di pagamento", "Payment type"),
+    (
+        "positions.payer_cf",
+        "Codice fiscale del debitore",
+        "Payer's fiscal code",
+    ),
+    ("positions.due_from", "Scadenza dal", "Due from"),
+    ("positions.due_to", "Scadenza al", "Due to"),
+    ("positions.filter", "Filtra", "Filter"),
+    ("positions.key", "Identificativo", "Identifier"),
+    ("positions.payer", "Debitore", "Payer"),
+    ("positions.next_due", "Prossima scadenza", "Next due date"),
+    ("positions.actions", "Azioni", "Actions"),
+    ("positions.notice", "Avviso PDF", "Notice PDF"),
+    ("positions.why", "Motivo", "Reason"),
+    ("positions.invalidate", "Annulla", "Invalidate"),
+    (
+        "positions.invalidated_by_operator",
+        "Annullata dall'ufficio",
+        "Invalidated by the office",
+    ),
+    (
+        "positions.import",
+        "Importa avvisi da CSV",
+        "Import notices from CSV",
+    ),
+    (
+        "positions.import_intro",
+        "Una riga per rata (U per la rata unica, 1, 2, ... per le rate); le righe con lo stesso identificativo formano un avviso. Colonne:",
+        "One row per option (U for the single payment, 1, 2, ... for instalments); rows with the same identifier make one notice. Columns:",
+    ),
+    ("positions.file", "File CSV", "CSV file"),
+    (
+        "positions.report",
+        "Esito dell'importazione",
+        "Import result",
+    ),
+    (
+        "positions.registered",
+        "Avvisi registrati",
+        "Notices registered",
+    ),
+    ("positions.unchanged", "Già presenti", "Already there"),
+    ("positions.refused", "Righe rifiutate", "Rows refused"),
+    ("positions.row", "Riga", "Row"),
+    ("positions.field", "Campo", "Field"),
+    ("positions.why_refused", "Motivo", "Reason"),
+    (
+        "home.notices",
+        "I tuoi avvisi di pagamento",
+        "Your payment notices",
+    ),
+    (
+        "home.download_notice",
+        "Scarica l'avviso (PDF)",
+        "Download the notice (PDF)",
+    ),
+    ("home.option", "Rata", "Option"),
+    ("home.notice_code", "Codice avviso", "Notice code"),
+    (
+        "home.option_closed",
+        "Non più pagabile",
+        "No longer payable",
+    ),
+    ("history.receipt_pdf", "Ricevuta PDF", "Receipt PDF"),
+    (
+        "outbox.reminder",
+        "Promemoria di scadenza",
+        "Due date reminder",
+    ),
     (
         "exceptions.title",
         "Anomalie da verificare",

@@ -1581,3 +1581,129 @@ async fn a_double_payment_is_an_exception_a_manager_gives_back_in_one_click() {
             .contains("Pagamento doppio")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_pays_one_instalment_of_a_notice_and_an_operator_imports_filters_and_invalidates()
+{
+    let Some(run) = start("positions").await else {
+        return;
+    };
+    run.sign_in("mario").await;
+    let key = format!("TARI-2027-{MARIO}");
+    let position = format!("[id='position-{key}']");
+    // The notice issued ahead: the single option and three instalments, each with its
+    // notice code.
+    assert_eq!(run.count(&format!("{position} tbody tr")).await, 4);
+    let notice_code = run.text(&format!("[id='option-{key}-1'] code")).await;
+    assert_eq!(
+        notice_code.chars().filter(char::is_ascii_digit).count(),
+        18,
+        "{notice_code}"
+    );
+    let href = run
+        .attr(&format!("{position} a.notice"), "href")
+        .await
+        .unwrap();
+    let (status, kind, body) = run.download(&href).await;
+    assert_eq!((status, kind.as_str()), (200, "application/pdf"));
+    assert!(body.starts_with(b"%PDF-"));
+    run.screenshot("positions-home").await;
+
+    // The first instalment, by card.
+    run.press(&format!("[id='option-{key}-1'] button")).await;
+    assert_eq!(run.text("#total").await, "€ 80,00");
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    run.press("#sandbox-pay").await;
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("paid")
+    );
+    let id = run.payment_id().await;
+    // The instalment is paid, the single option no longer payable, the rest payable.
+    run.goto("/").await;
+    for (n, expected) in [(1, "paid"), (0, "closed"), (2, "payable")] {
+        let state = run
+            .attr(&format!("[id='option-{key}-{n}']"), "data-state")
+            .await;
+        assert_eq!(state.as_deref(), Some(expected), "option {n}");
+    }
+    assert!(
+        run.text(&format!("{position} h3"))
+            .await
+            .contains("Pagata in parte")
+    );
+
+    // The receipt as PDF, from the history.
+    run.goto("/history").await;
+    let href = run
+        .attr(&format!("a.receipt[href*='{id}']"), "href")
+        .await
+        .unwrap();
+    let (status, kind, body) = run.download(&href).await;
+    assert_eq!((status, kind.as_str()), (200, "application/pdf"));
+    assert!(body.starts_with(b"%PDF-"));
+    // Another citizen's receipt is refused.
+    run.sign_in("giulia").await;
+    let (status, _, _) = run.download(&href).await;
+    assert_eq!(status, 403);
+
+    // The office imports notices from a CSV file: one good, one refused.
+    let due = (chrono::Utc::now() + chrono::Duration::days(60)).date_naive();
+    let csv = format!(
+        "{}\nMENSA-2027-1,{GIULIA},Giulia Bianchi,,giulia.bianchi@example.it,it,tari,Mensa scolastica 2027,,U,45.00,{due},,,,,,\n\
+         MENSA-2027-2,{GIULIA},Giulia Bianchi,,,,tari,Mensa scolastica 2027,,U,quarantacinque,{due},,,,,,\n",
+        payments_core::POSITIONS_CSV_HEADER
+    );
+    let file = run.dir.join("positions.csv");
+    std::fs::write(&file, csv).unwrap();
+    run.sign_in("anna").await;
+    run.goto("/admin/positions").await;
+    run.find("#file")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    run.press("#import").await;
+    assert_eq!(run.text("#registered").await, "1");
+    let refused = run.text("#refused").await;
+    assert!(
+        refused.contains("MENSA-2027-2") && refused.contains("amount"),
+        "{refused}"
+    );
+    run.screenshot("admin-positions").await;
+
+    // Filters: Giulia's notices; those partly paid.
+    run.goto(&format!("/admin/positions?payer={GIULIA}")).await;
+    assert_eq!(
+        run.count("#positions tbody tr").await,
+        2,
+        "her TARI and her canteen"
+    );
+    run.goto("/admin/positions?status=partially_paid").await;
+    assert_eq!(run.count("#positions tbody tr").await, 1);
+    assert!(run.text("#positions").await.contains(&key));
+
+    // The canteen notice is invalidated; its notice still downloads.
+    run.goto(&format!("/admin/positions?payer={GIULIA}")).await;
+    run.fill("[id='why-MENSA-2027-1']", "Iscrizione ritirata")
+        .await;
+    run.press("button[aria-label='Annulla: MENSA-2027-1']")
+        .await;
+    run.goto("/admin/positions?status=invalid").await;
+    assert!(run.text("#positions").await.contains("MENSA-2027-1"));
+    let href = run
+        .attr("[id='position-MENSA-2027-1'] a.notice", "href")
+        .await
+        .unwrap();
+    let (status, kind, _) = run.download(&href).await;
+    assert_eq!((status, kind.as_str()), (200, "application/pdf"));
+    // Giulia sees it invalidated, with nothing to pay.
+    run.sign_in("giulia").await;
+    assert!(
+        run.text("[id='position-MENSA-2027-1'] h3")
+            .await
+            .contains("Annullata")
+    );
+    assert_eq!(run.count("[id='position-MENSA-2027-1'] button").await, 0);
+}

@@ -25,6 +25,48 @@ impl Payments {
         Ok(tx)
     }
 
+    /// What a receipt of the transaction prints (the PDF of `payments_pdf::receipt_pdf`):
+    /// its lines that were paid, their references, the method, the provider's reference
+    /// and when it was paid. Only of money taken: `Paid`, `Refunded` (as it was paid), or
+    /// the paid lines of a `PartiallyPaid` one; a `Conflict` otherwise. For its payer and
+    /// its creditor's operators.
+    pub async fn receipt(
+        &self,
+        actor: &Actor,
+        id: TransactionId,
+    ) -> Result<crate::TransactionSummary> {
+        let tx = self.transaction(actor, id).await?;
+        let lines: Option<Vec<usize>> = match tx.status {
+            crate::TxStatus::Paid | crate::TxStatus::Refunded => None,
+            crate::TxStatus::PartiallyPaid => Some(
+                (0..tx.lines.len())
+                    .filter(|&i| tx.lines[i].paid_at.is_some())
+                    .collect(),
+            ),
+            s => {
+                return Err(Error::Conflict(crate::Conflict::Other(format!(
+                    "transaction {id} is {}: there is no receipt of money not taken",
+                    s.as_str()
+                ))));
+            }
+        };
+        let events = self.store_ref().events(id).await?;
+        let paid_at = events
+            .iter()
+            .rev()
+            .find(|e| e.to == crate::TxStatus::Paid)
+            .map_or(tx.updated_at, |e| e.at);
+        let creditor = self.creditor(tx.creditor_id).await?;
+        let telling = self.telling(&tx, &creditor).await?;
+        Ok(telling.summary(
+            tx.status,
+            tx.provider_ref.clone(),
+            paid_at,
+            lines.as_deref(),
+            None,
+        ))
+    }
+
     /// The payments of single lines recorded for a transaction (pagoPA receipts), oldest
     /// first: each with what became of it (it settled its line, or paid it twice). For its
     /// payer and its creditor's operators.
