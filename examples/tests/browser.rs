@@ -258,6 +258,14 @@ impl Run {
         self.goto("/signin").await;
         self.click(&format!("#account-{account}")).await;
         self.click("#signin").await;
+        // The sign-in page has a heading too: wait until the browser has left it.
+        for _ in 0..100 {
+            let url = self.client.current_url().await.unwrap();
+            if url.path() != "/signin" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.client
             .wait()
             .for_element(Locator::Css("main h1"))

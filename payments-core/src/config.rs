@@ -223,9 +223,9 @@ impl FieldKind {
                         Err("wrong check digit".into())
                     }
                 } else if upper.len() == 16 {
-                    codice_fiscale::CodiceFiscale::check(&upper)
-                        .map(|_| upper)
-                        .map_err(|_| "not a valid fiscal code (check character)".to_owned())
+                    crate::fiscal_code::check_person(&upper)
+                        .map(|()| upper)
+                        .map_err(str::to_owned)
                 } else {
                     Err("a fiscal code has 16 characters, or 11 digits".into())
                 }

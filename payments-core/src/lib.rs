@@ -155,6 +155,7 @@ mod clock;
 mod config;
 mod error;
 mod exception;
+mod fiscal_code;
 mod gateway;
 mod ids;
 mod item;

@@ -340,8 +340,10 @@ pub async fn messages_enqueue_once_per_key(store: std::sync::Arc<dyn Store>) {
             .await
             .expect("enqueue again")
     );
-    let mut q = OutboxQuery::default();
-    q.creditor_id = Some(s.creditor.id);
+    let q = OutboxQuery {
+        creditor_id: Some(s.creditor.id),
+        ..OutboxQuery::default()
+    };
     let queued = store.outbox(&q).await.expect("outbox");
     assert_eq!(queued.len(), 1);
     assert!(
