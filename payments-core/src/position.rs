@@ -163,9 +163,10 @@ impl OptionKind {
 pub struct Transfer {
     /// The beneficiary's fiscal code (11 digits).
     pub fiscal_code: String,
-    /// The IBAN the share is credited to; one of this and `postal_account`.
+    /// The IBAN the share is credited to (required: pagoPA credits every share to one).
     pub iban: Option<String>,
-    /// The postal account (*conto corrente postale*) the share is credited to.
+    /// The postal account (*conto corrente postale*) of that IBAN, when it is one, for the
+    /// Poste slip.
     pub postal_account: Option<String>,
     /// How much.
     pub amount: Money,
@@ -206,26 +207,29 @@ impl Transfer {
             ),
             Err(reason) => errors.push(field("fiscal_code"), reason),
         }
-        match (&self.iban, &self.postal_account) {
-            (Some(iban), None) => match FieldKind::Iban.check(iban.trim()) {
+        // pagoPA's transfers always name an IBAN (paForNode.xsd, ctTransferPA); a postal
+        // account is given besides it, for the Poste slip.
+        match self.iban.as_deref().map(str::trim) {
+            Some(iban) if !iban.is_empty() => match FieldKind::Iban.check(iban) {
                 Ok(iban) => t.iban = Some(iban),
                 Err(reason) => errors.push(field("iban"), reason),
             },
-            (None, Some(account)) => {
-                let digits = account.trim();
-                if digits.is_empty()
-                    || digits.len() > 12
-                    || !digits.chars().all(|c| c.is_ascii_digit())
-                {
-                    errors.push(
-                        field("postal_account"),
-                        "a postal account has up to 12 digits",
-                    );
-                } else {
-                    t.postal_account = Some(digits.to_owned());
-                }
+            _ => errors.push(
+                field("iban"),
+                "required: pagoPA credits every share to an IBAN",
+            ),
+        }
+        if let Some(account) = &self.postal_account {
+            let digits = account.trim();
+            if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_ascii_digit())
+            {
+                errors.push(
+                    field("postal_account"),
+                    "a postal account has up to 12 digits",
+                );
+            } else {
+                t.postal_account = Some(digits.to_owned());
             }
-            _ => errors.push(field("iban"), "give one of an IBAN and a postal account"),
         }
         if !self.amount.is_positive() {
             errors.push(field("amount"), "must be positive");

@@ -1724,6 +1724,24 @@ async fn reminders_go_out_before_and_after_each_due_date_once_in_the_payers_lang
         env.payments.dispatch_outbox().await.unwrap();
         written
     };
+    // A third position, invalidated: never reminded.
+    let withdrawn = NewDebtPosition::new(
+        "tributi",
+        "TARI-2027-0008",
+        PositionPayer::new("BNCGLI90A41H501E", "Giulia Bianchi").with_email("giulia@example.it"),
+        tari.id,
+        "TARI 2027",
+    )
+    .with_single(NewOption::new(eur("50.00"), day("2027-04-30")));
+    let withdrawn = env
+        .payments
+        .register_position(&env.operator, env.fx.creditor.id, withdrawn)
+        .await
+        .unwrap();
+    env.payments
+        .invalidate_position(&env.operator, withdrawn.id, "iscrizione cancellata")
+        .await
+        .unwrap();
     assert_eq!(run("2027-04-22").await, 0, "eight days before: nothing yet");
     assert_eq!(
         run("2027-04-23").await,
@@ -1731,6 +1749,12 @@ async fn reminders_go_out_before_and_after_each_due_date_once_in_the_payers_lang
         "a week before: Mario's and Luigi's"
     );
     assert_eq!(run("2027-04-24").await, 0, "once a step");
+    assert!(
+        env.notifier
+            .reminders()
+            .iter()
+            .all(|(r, _)| r.position.id != withdrawn.id)
+    );
     let reminders = env.notifier.reminders();
     let mario = reminders
         .iter()
