@@ -311,22 +311,10 @@ pub async fn positions(
 pub async fn import(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
-    mut form: Multipart,
+    form: Multipart,
 ) -> PageResult {
     let actor = ctx.operator(&portal)?;
-    let mut csrf = None;
-    let mut file = Vec::new();
-    while let Ok(Some(field)) = form.next_field().await {
-        match field.name() {
-            Some("csrf") => csrf = field.text().await.ok(),
-            Some("file") => file = field.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
-            _ => {}
-        }
-    }
-    // A multipart form checks its CSRF token itself.
-    if !ctx.csrf_matches(csrf.as_deref()) {
-        return Err(PageError::forbidden(&ctx, "csrf"));
-    }
+    let file = views::upload(&ctx, form).await?;
     let (report, status) = match portal
         .payments()
         .import_positions_csv(&actor, portal.creditor().id, MODULE, file.as_slice())

@@ -200,6 +200,27 @@ pub(crate) fn parse_id<T: std::str::FromStr>(ctx: &Ctx, raw: &str) -> Result<T, 
         .map_err(|_| PageError::status(ctx, StatusCode::NOT_FOUND, "not_found"))
 }
 
+/// The file of an upload form (`file`), once its CSRF token (`csrf`) is checked: multipart
+/// forms check their token themselves.
+pub(crate) async fn upload(
+    ctx: &Ctx,
+    mut form: axum::extract::Multipart,
+) -> Result<Vec<u8>, PageError> {
+    let mut csrf = None;
+    let mut file = Vec::new();
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.ok(),
+            Some("file") => file = field.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    if !ctx.csrf_matches(csrf.as_deref()) {
+        return Err(PageError::forbidden(ctx, "csrf"));
+    }
+    Ok(file)
+}
+
 /// Any other address: a page that says so.
 pub(crate) async fn not_found(axum::Extension(ctx): axum::Extension<Ctx>) -> PageError {
     PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found")

@@ -379,6 +379,30 @@ impl SqlxStore {
         Ok(())
     }
 
+    /// A page of rows kept as JSON in `data`: `sql` (its filters) newest first by id, older
+    /// than `before`, at most `limit`.
+    async fn json_page<T: serde::de::DeserializeOwned>(
+        &self,
+        mut sql: Sql,
+        before: Option<String>,
+        limit: u32,
+        what: &'static str,
+    ) -> Result<Vec<T>> {
+        if let Some(b) = before {
+            sql.push(" AND id < ").arg(Arg::Text(b));
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .arg(Arg::Int(i64::from(limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err(what))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
     async fn write(&self) -> Result<Tx> {
         match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -1230,19 +1254,13 @@ impl Store for SqlxStore {
         if let Some(k) = &q.key {
             sql.push(" AND exception_key = ").arg(Arg::Text(k.clone()));
         }
-        if let Some(b) = q.before {
-            sql.push(" AND id < ").arg(Arg::Text(b.to_string()));
-        }
-        sql.push(" ORDER BY id DESC LIMIT ")
-            .arg(Arg::Int(i64::from(q.limit)));
-        let rows = sql
-            .query()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err("listing exceptions"))?;
-        rows.iter()
-            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
-            .collect()
+        self.json_page(
+            sql,
+            q.before.map(|b| b.to_string()),
+            q.limit,
+            "listing exceptions",
+        )
+        .await
     }
 
     async fn resolve_exception(
@@ -1935,19 +1953,13 @@ impl Store for SqlxStore {
             }
             sql.push(")");
         }
-        if let Some(b) = q.before {
-            sql.push(" AND id < ").arg(Arg::Text(b.to_string()));
-        }
-        sql.push(" ORDER BY id DESC LIMIT ")
-            .arg(Arg::Int(i64::from(q.limit)));
-        let rows = sql
-            .query()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err("listing debt positions"))?;
-        rows.iter()
-            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
-            .collect()
+        self.json_page(
+            sql,
+            q.before.map(|b| b.to_string()),
+            q.limit,
+            "listing debt positions",
+        )
+        .await
     }
 
     async fn update_position(

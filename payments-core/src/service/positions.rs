@@ -688,18 +688,7 @@ impl Payments {
                 why: "the cart already holds another way of paying this position".into(),
             }));
         }
-        let reason = format!("{} - {}", p.reason, option.kind.describe(Locale::It));
-        let reason: String = reason.chars().take(crate::MAX_REASON_LEN).collect();
-        self.insert_item(
-            &cart,
-            source,
-            p.payment_type_id,
-            reason,
-            option.amount,
-            Some(option.due_date),
-            Default::default(),
-        )
-        .await
+        self.option_item(&p, index, &cart).await
     }
 
     /// The transaction that a payment of a position's notice at a PSP is recorded on: a
@@ -773,15 +762,25 @@ impl Payments {
         p: &DebtPosition,
         index: usize,
     ) -> Result<PayableItem> {
+        let cart = self.position_cart(p).await?;
+        self.option_item(p, index, &cart).await
+    }
+
+    /// Adds option `index`'s item to `cart` (the same source gives the same item).
+    async fn option_item(
+        &self,
+        p: &DebtPosition,
+        index: usize,
+        cart: &Cart,
+    ) -> Result<PayableItem> {
         let option = &p.options[index];
         let source = p
             .source(index)
             .ok_or_else(|| Error::invalid("option", "no such option"))?;
-        let cart = self.position_cart(p).await?;
         let reason = format!("{} - {}", p.reason, option.kind.describe(Locale::It));
         let reason: String = reason.chars().take(crate::MAX_REASON_LEN).collect();
         self.insert_item(
-            &cart,
+            cart,
             source,
             p.payment_type_id,
             reason,

@@ -94,6 +94,28 @@ fn money(amount: &payments_core::Money) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
+/// The `paVerifyPaymentNoticeRes` of a notice: one option of `amount` (euros, `1.00`) due
+/// on `due`; `description` and `company` already escaped.
+fn verify_answer(
+    amount: &str,
+    due: impl std::fmt::Display,
+    description: &str,
+    fiscal_code: &str,
+    company: &str,
+) -> String {
+    soap(
+        Primitive::Verify.response(),
+        &format!(
+            "<outcome>OK</outcome><paymentList><paymentOptionDescription>\
+             <amount>{amount}</amount><options>EQ</options><dueDate>{due}</dueDate>\
+             <detailDescription>{description}</detailDescription><allCCP>false</allCCP>\
+             </paymentOptionDescription></paymentList>\
+             <paymentDescription>{description}</paymentDescription>\
+             <fiscalCodePA>{fiscal_code}</fiscalCodePA><companyName>{company}</companyName>"
+        ),
+    )
+}
+
 /// What a notice pays: a line of a transaction, or an option of a debt position (with the
 /// name the notice shows for the creditor).
 enum Due {
@@ -117,17 +139,7 @@ fn option_answer(
     let amount = money(&o.amount);
     let due = o.due_date;
     match kind {
-        Primitive::Verify => soap(
-            kind.response(),
-            &format!(
-                "<outcome>OK</outcome><paymentList><paymentOptionDescription>\
-                 <amount>{amount}</amount><options>EQ</options><dueDate>{due}</dueDate>\
-                 <detailDescription>{description}</detailDescription><allCCP>false</allCCP>\
-                 </paymentOptionDescription></paymentList>\
-                 <paymentDescription>{description}</paymentDescription>\
-                 <fiscalCodePA>{fiscal_code}</fiscalCodePA><companyName>{company}</companyName>"
-            ),
-        ),
+        Primitive::Verify => verify_answer(&amount, due, &description, fiscal_code, &company),
         Primitive::Get => {
             let id_type = if p.payer.is_company() { "G" } else { "F" };
             let transfers: String = o
@@ -371,17 +383,7 @@ impl PagoPaGateway {
         let company = escape(company.as_str()).into_owned();
         let amount = euros(l);
         match kind {
-            Primitive::Verify => soap(
-                kind.response(),
-                &format!(
-                    "<outcome>OK</outcome><paymentList><paymentOptionDescription>\
-                     <amount>{amount}</amount><options>EQ</options><dueDate>{due}</dueDate>\
-                     <detailDescription>{description}</detailDescription><allCCP>false</allCCP>\
-                     </paymentOptionDescription></paymentList>\
-                     <paymentDescription>{description}</paymentDescription>\
-                     <fiscalCodePA>{fiscal_code}</fiscalCodePA><companyName>{company}</companyName>"
-                ),
-            ),
+            Primitive::Verify => verify_answer(&amount, due, &description, fiscal_code, &company),
             Primitive::Get => {
                 let config = self.creditor_config(tx.creditor_id);
                 let Some(iban) = config.as_ref().and_then(|c| c.iban.clone()) else {
