@@ -71,12 +71,81 @@ impl State {
             };
             if let Some((event, twice)) = position.record_payment(option, tx.id, at) {
                 let exception = twice.then(|| position.double_payment(option, tx.id, line, at));
+                // The other way of paying is closed: its items leave the carts.
+                let closed: Vec<crate::Source> = if twice {
+                    Vec::new()
+                } else {
+                    position
+                        .closed_by(option)
+                        .into_iter()
+                        .flat_map(|j| position.sources_of(j))
+                        .collect()
+                };
                 self.position_events.entry(id).or_default().push(event);
                 if let Some(e) = exception {
                     self.insert_exception(&e);
                 }
+                for source in closed {
+                    if let Some(item) = self
+                        .item_by_source
+                        .get(&(tx.creditor_id, source))
+                        .and_then(|i| self.items.get_mut(i))
+                        && item.state == ItemState::Open
+                    {
+                        item.state = ItemState::Removed;
+                    }
+                }
             }
         }
+    }
+
+    /// Records the debt position options whose payment by `tx` (its `lines`) was given
+    /// back in full.
+    fn positions_refunded(&mut self, tx: &Transaction, lines: &[usize], at: DateTime<Utc>) {
+        for &line in lines {
+            let Some(l) = tx.lines.get(line) else {
+                continue;
+            };
+            let Some(&(id, option)) = self
+                .position_by_source
+                .get(&(tx.creditor_id, l.source.clone()))
+            else {
+                continue;
+            };
+            let Some(position) = self.positions.get_mut(&id) else {
+                continue;
+            };
+            if let Some(event) = position.record_refund(option, tx.id, at) {
+                self.position_events.entry(id).or_default().push(event);
+            }
+        }
+    }
+
+    /// The items of a position's options (every revision), for a change: refused when one
+    /// is in a payment in progress, else the open ones are taken out of their carts.
+    fn withdraw_position_items(&mut self, p: &crate::DebtPosition) -> Result<()> {
+        let ids: Vec<ItemId> = (0..p.options.len())
+            .flat_map(|i| p.sources_of(i))
+            .filter_map(|s| self.item_by_source.get(&(p.creditor_id, s)).copied())
+            .collect();
+        if let Some(locked) = ids
+            .iter()
+            .filter_map(|i| self.items.get(i))
+            .find(|i| matches!(i.state, ItemState::Locked(_)))
+        {
+            return Err(Error::Conflict(Conflict::ItemUnavailable {
+                item: locked.id.to_string(),
+                state: "in a payment in progress".into(),
+            }));
+        }
+        for id in ids {
+            if let Some(item) = self.items.get_mut(&id)
+                && item.state == ItemState::Open
+            {
+                item.state = ItemState::Removed;
+            }
+        }
+        Ok(())
     }
 
     fn index_position(&mut self, p: &crate::DebtPosition) {
@@ -760,13 +829,16 @@ impl Store for InMemoryStore {
                     .collect();
                 let full = crate::lines_refunded_in_full(&tx, &refunds);
                 outbox = crate::with_lines_in_full(&tx, done.id, &full, &outbox);
+                let mut given_back = Vec::new();
                 for position in full {
                     if let Some(i) = s.items.get_mut(&tx.lines[position].item_id)
                         && i.state == ItemState::Paid(tx.id)
                     {
                         i.state = ItemState::Refunded(tx.id);
+                        given_back.push(position);
                     }
                 }
+                s.positions_refunded(&tx, &given_back, update.at);
             }
             s.enqueue(tx.creditor_id, update.at, &outbox);
             if let Some(e) = &update.exception {
@@ -998,6 +1070,26 @@ impl Store for InMemoryStore {
         events: &[crate::PositionEvent],
     ) -> Result<Vec<bool>> {
         let mut s = self.lock();
+        // A notice number taken refuses the whole batch: checked before anything is written.
+        let mut seen = std::collections::HashSet::new();
+        for p in positions {
+            if s.position_by_key
+                .contains_key(&(p.creditor_id, p.module.clone(), p.key.clone()))
+            {
+                continue;
+            }
+            for o in &p.options {
+                if s.position_by_notice
+                    .contains_key(&(p.creditor_id, o.notice_number.clone()))
+                    || !seen.insert((p.creditor_id, o.notice_number.clone()))
+                {
+                    return Err(Error::Conflict(Conflict::Other(format!(
+                        "notice number {} is taken",
+                        o.notice_number
+                    ))));
+                }
+            }
+        }
         let mut inserted = Vec::with_capacity(positions.len());
         for (i, p) in positions.iter().enumerate() {
             if s.position_by_key
@@ -1081,6 +1173,10 @@ impl Store for InMemoryStore {
                 why: format!("version {} is not {}", stored.version, position.version - 1),
             }));
         }
+        // Every revision's items, as the stored position names them and as the new one does.
+        let stored = stored.clone();
+        s.withdraw_position_items(&stored)?;
+        s.withdraw_position_items(position)?;
         s.index_position(position);
         s.positions.insert(position.id, position.clone());
         s.position_events

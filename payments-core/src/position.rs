@@ -452,6 +452,22 @@ impl DebtPosition {
         })
     }
 
+    /// The sources option `index`'s item has had, in every revision up to this one.
+    pub fn sources_of(&self, index: usize) -> Vec<Source> {
+        let Some(o) = self.options.get(index) else {
+            return Vec::new();
+        };
+        (0..=self.revision)
+            .map(|r| {
+                let key = match r {
+                    0 => format!("{}#{}", self.key, o.kind.label()),
+                    r => format!("{}#{}.{r}", self.key, o.kind.label()),
+                };
+                Source::new(self.module.clone(), key)
+            })
+            .collect()
+    }
+
     /// Whether `source` is the source of an item of one of its options, in this revision
     /// or an earlier one.
     pub fn owns_source(&self, source: &Source) -> bool {
@@ -533,7 +549,8 @@ impl DebtPosition {
     }
 
     /// The status its payments give: `Paid` once the single option or every instalment is
-    /// paid, `PartiallyPaid` with some instalments, else the status it has.
+    /// paid, `PartiallyPaid` with some instalments, `Valid` when every payment was given
+    /// back, else the status it has.
     pub fn status_from_payments(&self) -> PositionStatus {
         let single_paid = self.single().is_some_and(|o| o.paid_by.is_some());
         let mut instalments = self.instalments().peekable();
@@ -545,16 +562,24 @@ impl DebtPosition {
             PositionStatus::Paid
         } else if any {
             PositionStatus::PartiallyPaid
+        } else if matches!(
+            self.status,
+            PositionStatus::Paid | PositionStatus::PartiallyPaid
+        ) {
+            // Every payment was given back.
+            PositionStatus::Valid
         } else {
             self.status
         }
     }
 
-    /// Records that `transaction` paid option `index` at `at`, for stores: the option is
-    /// marked paid (once; a second payment changes nothing) and the status follows. Answers
-    /// the event to append, and whether the option was paid although another way of paying
-    /// it had been chosen or it was already paid: money the body holds twice, which the
-    /// store records as an exception.
+    /// Records that `transaction` paid option `index` at `at`, for stores. Answers the
+    /// event to append and whether the money is **excess**: the option had been paid, or
+    /// closed by the other way of paying the position, or the position was withdrawn
+    /// (`Invalid`) or never published (`Draft`). Excess money leaves the position as it was
+    /// (the store records it as a `DoublePayment` exception, to give back); otherwise the
+    /// option is marked paid and the status follows (an `Expired` position paid anyway is
+    /// paid: the debt was real). A replay of the same payment answers `None`.
     pub fn record_payment(
         &mut self,
         index: usize,
@@ -566,22 +591,27 @@ impl DebtPosition {
         if option.paid_by == Some(transaction) {
             return None;
         }
-        let twice = matches!(refused, Some(OptionRefusal::Paid | OptionRefusal::Closed));
         let label = option.kind.label();
-        if option.paid_by.is_none() {
+        let excess = match refused {
+            Some(OptionRefusal::Paid) => Some("it was already paid"),
+            Some(OptionRefusal::Closed) => Some("the position was settled another way"),
+            Some(OptionRefusal::Invalid) => Some("the position was invalidated"),
+            Some(OptionRefusal::NotPublished) => Some("the position is a draft"),
+            Some(OptionRefusal::Expired) | None => None,
+        };
+        let from = self.status;
+        if excess.is_none() {
             option.paid_by = Some(transaction);
             option.paid_at = Some(at);
-        }
-        let from = self.status;
-        if !matches!(from, PositionStatus::Invalid | PositionStatus::Expired) || !twice {
             self.status = self.status_from_payments();
         }
         self.version += 1;
         self.updated_at = at;
-        let note = if twice {
-            format!("option {label} paid again by transaction {transaction}")
-        } else {
-            format!("option {label} paid by transaction {transaction}")
+        let note = match excess {
+            Some(why) => format!(
+                "option {label} paid by transaction {transaction} although {why}: money to give back"
+            ),
+            None => format!("option {label} paid by transaction {transaction}"),
         };
         Some((
             PositionEvent {
@@ -592,8 +622,51 @@ impl DebtPosition {
                 to: self.status,
                 note,
             },
-            twice,
+            excess.is_some(),
         ))
+    }
+
+    /// Records that the payment of option `index` by `transaction` was given back in full,
+    /// for stores: the option is payable again (and the plan or the single option with it)
+    /// and the status follows. `None` when that transaction had not paid it.
+    pub fn record_refund(
+        &mut self,
+        index: usize,
+        transaction: TransactionId,
+        at: DateTime<Utc>,
+    ) -> Option<PositionEvent> {
+        let option = self.options.get_mut(index)?;
+        if option.paid_by != Some(transaction) {
+            return None;
+        }
+        option.paid_by = None;
+        option.paid_at = None;
+        let label = option.kind.label();
+        let from = self.status;
+        self.status = self.status_from_payments();
+        self.version += 1;
+        self.updated_at = at;
+        Some(PositionEvent {
+            position_id: self.id,
+            at,
+            actor: Actor::System,
+            from: Some(from),
+            to: self.status,
+            note: format!(
+                "option {label}: the payment of transaction {transaction} was given back; payable again"
+            ),
+        })
+    }
+
+    /// The options closed by the payment of option `index`: the instalments when it is the
+    /// single option, the single option when it is an instalment.
+    pub fn closed_by(&self, index: usize) -> Vec<usize> {
+        let Some(paid) = self.options.get(index) else {
+            return Vec::new();
+        };
+        (0..self.options.len())
+            .filter(|&i| self.options[i].kind.is_instalment() != paid.kind.is_instalment())
+            .collect()
     }
 
     /// The exception a store records when `transaction` pays option `index` (its line
@@ -1166,6 +1239,44 @@ mod tests {
             .unwrap();
         assert_eq!(p.status, PositionStatus::Paid);
         assert!(p.payable().is_empty());
+    }
+
+    #[test]
+    fn a_payment_given_back_makes_the_option_payable_again() {
+        let mut p = sample();
+        let t = TransactionId::new();
+        p.record_payment(1, t, Utc::now()).unwrap();
+        assert!(
+            p.record_refund(1, TransactionId::new(), Utc::now())
+                .is_none(),
+            "not its payer"
+        );
+        let event = p.record_refund(1, t, Utc::now()).unwrap();
+        assert_eq!(
+            (event.from, event.to),
+            (Some(PositionStatus::PartiallyPaid), PositionStatus::Valid)
+        );
+        assert_eq!(p.payable(), vec![0, 1, 2]);
+        assert_eq!(p.closed_by(0), vec![1, 2]);
+        assert_eq!(p.closed_by(2), vec![0]);
+    }
+
+    #[test]
+    fn money_for_a_withdrawn_position_is_given_back_and_an_expired_one_is_paid() {
+        let mut p = sample();
+        p.status = PositionStatus::Invalid;
+        let (event, excess) = p
+            .record_payment(0, TransactionId::new(), Utc::now())
+            .unwrap();
+        assert!(excess);
+        assert_eq!(event.to, PositionStatus::Invalid);
+        let mut p = sample();
+        p.status = PositionStatus::Expired;
+        let (event, excess) = p
+            .record_payment(0, TransactionId::new(), Utc::now())
+            .unwrap();
+        assert!(!excess);
+        assert_eq!(event.to, PositionStatus::Paid);
     }
 
     #[test]

@@ -1606,7 +1606,9 @@ async fn bulk_registration_is_idempotent_and_names_every_refused_row_and_field()
          A-4,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,1,40.00,2027-04-30,,,,,,\n\
          A-4,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,2,-5.00,2027-05-30,,,,,,\n\
          A-5,VRDLGU75C12F205G,Luigi Verdi,,,,NOPE,TARI 2027,,U,80.00,2027-04-30,,,,,,\n\
-         A-6,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,U,80.00,2027-04-30,,,,,,\n",
+         A-6,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,U,80.00,2027-04-30,,,,,,\n\
+         A-7,VRDLGU75C12F205G,Luigi Verdi,,,,tari,TARI 2027,,U,80.00,2027-04-30,,,{PROVINCE_IBAN},\"5,00\",TEFA,9/0301109AP/\n\
+         A-1,RSSMRA80A01H501U,Mario Rossi,,,,tari,TARI 2027,,3,150.00,2027-12-30,,,,,,\n",
         POSITIONS_CSV_HEADER
     );
     let report = env
@@ -1623,11 +1625,15 @@ async fn bulk_registration_is_idempotent_and_names_every_refused_row_and_field()
         .collect();
     assert_eq!(
         refused,
+        // A share with no beneficiary is refused, never sent to the creditor instead (row
+        // 11); a row of a key that came earlier is refused, not added to it (row 12).
         [
             (4, "payer_fiscal_code"),
             (5, "amount"),
             (8, "amount"),
-            (9, "payment_type")
+            (9, "payment_type"),
+            (11, "transfer2_fiscal_code"),
+            (12, "key"),
         ],
         "{:?}",
         report.refused
@@ -1801,4 +1807,147 @@ async fn reminders_go_out_before_and_after_each_due_date_once_in_the_payers_lang
     );
     assert_eq!(run("2027-10-04").await, 0);
     assert_eq!(env.notifier.reminders().len(), 5);
+}
+
+#[tokio::test]
+async fn a_printed_notice_paid_during_a_portal_payment_of_the_same_option_cancels_that_payment() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0009").await;
+    let mario = Actor::payer("RSSMRA80A01H501U");
+    // The payer puts instalment 1 in the cart and starts paying it online…
+    let item = env
+        .payments
+        .add_position_option(&mario, p.id, 1)
+        .await
+        .unwrap();
+    let portal = env
+        .payments
+        .checkout(
+            &mario,
+            item.cart_id,
+            env.fx.method(MethodKind::PagoPa).id,
+            "k-portal",
+        )
+        .await
+        .unwrap();
+    let Instruction::PagoPa(online) = portal.instruction else {
+        panic!("a pagoPA instruction")
+    };
+    // …then pays the printed notice at the bank instead: its money is recorded and settles
+    // the option; the online payment is cancelled, and its notice is refused from now on as
+    // already paid (the debt is).
+    let outcome = env
+        .send(receipt("psp-bank", &p.options[1].notice_number, 15000))
+        .await
+        .unwrap();
+    assert!(outcome.applied);
+    assert_eq!(outcome.transaction.status, TxStatus::Paid);
+    assert_ne!(outcome.transaction.id, portal.transaction.id);
+    assert_eq!(
+        env.tx(portal.transaction.id).await.status,
+        TxStatus::Cancelled
+    );
+    assert_eq!(
+        env.position(p.id).await.options[1].paid_by,
+        Some(outcome.transaction.id)
+    );
+    assert!(
+        env.exceptions().await.is_empty(),
+        "{:?}",
+        env.exceptions().await
+    );
+    let refused = env
+        .station("paVerifyPaymentNoticeReq", &online.notices[0].notice_number)
+        .await;
+    assert_eq!(fault_of(&refused), Some("PAA_PAGAMENTO_DUPLICATO"));
+    // Had the PSP taken the online notice's money anyway, it is recorded, and an exception
+    // says the instalment was paid twice.
+    env.send(receipt(
+        "psp-online",
+        &online.notices[0].notice_number,
+        15000,
+    ))
+    .await
+    .unwrap();
+    let exceptions = env.exceptions().await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].kind, ExceptionKind::DoublePayment);
+}
+
+#[tokio::test]
+async fn a_receipt_of_another_amount_for_a_position_notice_is_an_exception_that_holds_nothing() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let p = env.tari_position("TARI-2027-0010").await;
+    let answer = env
+        .send(receipt("psp-wrong", &p.options[1].notice_number, 14000))
+        .await;
+    assert!(PagoPaGateway::receipt_response(&answer, FISCAL).contains("<outcome>OK</outcome>"));
+    let exceptions = env.exceptions().await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].kind, ExceptionKind::AmountMismatch);
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Valid);
+    // Nothing was locked: the payer can still pay the instalment.
+    let mario = Actor::payer("RSSMRA80A01H501U");
+    let item = env
+        .payments
+        .add_position_option(&mario, p.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(item.state, ItemState::Open);
+}
+
+#[tokio::test]
+async fn an_option_without_transfers_needs_its_type_to_have_a_taxonomy_code() {
+    let env = Env::with(|g| g, with_iban()).await;
+    // Secretarial fees have no pagoPA taxonomy code here: an option that names no transfer
+    // cannot say where its money goes, and is refused with its field.
+    let fees = NewDebtPosition::new(
+        "segreteria",
+        "DIR-1",
+        PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi"),
+        env.fx.fees.id,
+        "Diritti di segreteria",
+    )
+    .with_single(NewOption::new(eur("16.00"), day("2027-01-31")));
+    let report = env
+        .payments
+        .register_positions(&env.operator, env.fx.creditor.id, [fees])
+        .await
+        .unwrap();
+    assert_eq!(report.registered, 0);
+    assert_eq!(report.refused.len(), 1);
+    assert_eq!(report.refused[0].field, "transfers");
+    assert!(
+        report.refused[0].reason.contains("taxonomy"),
+        "{:?}",
+        report.refused
+    );
+}
+
+#[tokio::test]
+async fn a_reminder_written_before_the_payment_is_not_sent_after_it() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let tari = env
+        .fx
+        .tari
+        .clone()
+        .with_reminders(ReminderPlan::new([7], None));
+    env.payments
+        .define_payment_type(&Actor::System, &tari)
+        .await
+        .unwrap();
+    let p = env.tari_position("TARI-2027-0011").await;
+    env.clock
+        .set(Utc.with_ymd_and_hms(2027, 4, 23, 7, 0, 0).unwrap());
+    assert_eq!(env.payments.send_reminders().await.unwrap(), 1);
+    // Paid at the bank before the outbox delivered the reminder.
+    env.send(receipt("psp-early", &p.options[0].notice_number, 30000))
+        .await
+        .unwrap();
+    env.payments.dispatch_outbox().await.unwrap();
+    assert!(
+        env.notifier.reminders().is_empty(),
+        "{:?}",
+        env.notifier.reminders()
+    );
 }

@@ -301,22 +301,21 @@ impl SqlxStore {
             .collect()
     }
 
-    /// The store contract's rule for debt positions: the options that `lines` of `paying`
-    /// pay are recorded paid, in `tx`, with the position's event and, for money held
-    /// twice, its exception.
-    async fn positions_paid_in(
+    /// The debt positions whose options `lines` of `paying` are (by their items' sources),
+    /// each read with its row locked until the end of `tx` (PostgreSQL): (line, position,
+    /// option).
+    async fn positions_of_lines(
         &self,
         tx: &mut Tx,
         paying: &Transaction,
         lines: &[usize],
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(usize, payments_core::DebtPosition, usize)>> {
         let wanted: Vec<(usize, &payments_core::Source)> = lines
             .iter()
             .filter_map(|&n| paying.lines.get(n).map(|l| (n, &l.source)))
             .collect();
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut sql = Sql::new(
             "SELECT module, source_key, position_id, idx FROM position_sources WHERE creditor_id = ",
@@ -333,12 +332,13 @@ impl SqlxStore {
                 .arg(Arg::Text(source.key.clone()))
                 .push(")");
         }
-        sql.push(")");
+        sql.push(") ORDER BY position_id");
         let found = sql
             .query()
             .fetch_all(&mut **tx)
             .await
             .map_err(db_err("finding debt positions"))?;
+        let mut out = Vec::new();
         for row in &found {
             let module: String = rows::get(row, "module")?;
             let key: String = rows::get(row, "source_key")?;
@@ -354,27 +354,94 @@ impl SqlxStore {
                 "SELECT data FROM debt_positions WHERE id = $1{}",
                 self.for_update()
             )))
-            .bind(position.clone())
+            .bind(position)
             .fetch_optional(&mut **tx)
             .await
             .map_err(db_err("reading a debt position"))?;
-            let Some(data) = data else { continue };
-            let mut p: payments_core::DebtPosition = rows::from_json(&data)?;
-            let index = usize::try_from(index).unwrap_or(usize::MAX);
-            let Some((event, twice)) = p.record_payment(index, paying.id, at) else {
+            if let Some(data) = data {
+                let p: payments_core::DebtPosition = rows::from_json(&data)?;
+                out.push((*line, p, usize::try_from(index).unwrap_or(usize::MAX)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The store contract's rule for debt positions: the options that `lines` of `paying`
+    /// pay are recorded paid, in `tx`, with the position's event; the items of the options
+    /// that payment closes leave the carts; money for an option that cannot take it
+    /// (excess) is recorded as its exception and changes nothing else.
+    async fn positions_paid_in(
+        &self,
+        tx: &mut Tx,
+        paying: &Transaction,
+        lines: &[usize],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        for (line, mut p, index) in self.positions_of_lines(tx, paying, lines).await? {
+            let Some((event, excess)) = p.record_payment(index, paying.id, at) else {
                 continue;
             };
             save_position(tx, &p).await?;
+            insert_position_event(tx, &event, p.version).await?;
+            if excess {
+                insert_exception_in(tx, &p.double_payment(index, paying.id, line, at)).await?;
+                continue;
+            }
             sqlx::query("UPDATE position_options SET paid = 1 WHERE position_id = $1 AND idx = $2")
-                .bind(position)
+                .bind(p.id.to_string())
                 .bind(index as i64)
                 .execute(&mut **tx)
                 .await
                 .map_err(db_err("recording an option paid"))?;
-            insert_position_event(tx, &event, p.version).await?;
-            if twice {
-                insert_exception_in(tx, &p.double_payment(index, paying.id, *line, at)).await?;
+            let closed = p.closed_by(index);
+            if !closed.is_empty() {
+                let mut sql = Sql::new(
+                    "UPDATE items SET state = 'removed', transaction_id = NULL WHERE state = 'open' \
+                     AND creditor_id = ",
+                );
+                sql.arg(Arg::Text(p.creditor_id.to_string()))
+                    .push(" AND module = ")
+                    .arg(Arg::Text(p.module.clone()))
+                    .push(" AND source_key IN (SELECT source_key FROM position_sources WHERE position_id = ")
+                    .arg(Arg::Text(p.id.to_string()))
+                    .push(" AND idx IN (");
+                for (n, i) in closed.iter().enumerate() {
+                    if n > 0 {
+                        sql.push(", ");
+                    }
+                    sql.arg(Arg::Int(*i as i64));
+                }
+                sql.push("))");
+                sql.query()
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_err("taking closed options out of carts"))?;
             }
+        }
+        Ok(())
+    }
+
+    /// The options whose payment by `paid` (its `lines`) was given back in full are payable
+    /// again, in `tx`, with the position's event.
+    async fn positions_refunded_in(
+        &self,
+        tx: &mut Tx,
+        paid: &Transaction,
+        lines: &[usize],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        for (_, mut p, index) in self.positions_of_lines(tx, paid, lines).await? {
+            let Some(event) = p.record_refund(index, paid.id, at) else {
+                continue;
+            };
+            save_position(tx, &p).await?;
+            insert_position_event(tx, &event, p.version).await?;
+            sqlx::query("UPDATE position_options SET paid = 0 WHERE position_id = $1 AND idx = $2")
+                .bind(p.id.to_string())
+                .bind(index as i64)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err("recording an option given back"))?;
         }
         Ok(())
     }
@@ -1731,8 +1798,9 @@ impl Store for SqlxStore {
                 .collect::<Result<Vec<payments_core::Refund>>>()?;
             let full = payments_core::lines_refunded_in_full(paid, &all);
             outbox = payments_core::with_lines_in_full(paid, refund.id, &full, &outbox);
+            let mut given_back = Vec::new();
             for position in full {
-                sqlx::query(
+                let done = sqlx::query(
                     "UPDATE items SET state = 'refunded' WHERE id = $1 AND state = 'paid' AND transaction_id = $2",
                 )
                 .bind(paid.lines[position].item_id.to_string())
@@ -1740,7 +1808,12 @@ impl Store for SqlxStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("marking an item refunded"))?;
+                if done.rows_affected() == 1 {
+                    given_back.push(position);
+                }
             }
+            self.positions_refunded_in(&mut tx, paid, &given_back, update.at)
+                .await?;
         }
         enqueue(&mut tx, refund.creditor_id, update.at, &outbox).await?;
         if let Some(e) = &update.exception {
@@ -1968,6 +2041,41 @@ impl Store for SqlxStore {
         event: &payments_core::PositionEvent,
     ) -> Result<payments_core::DebtPosition> {
         let mut tx = self.write().await?;
+        // The items of its options (every revision's source), locked first, in id order as
+        // a payment locks them: refused while one is in a payment in progress, the open ones
+        // taken out of their carts, so an old amount is never paid.
+        let items = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, state FROM items WHERE creditor_id = $1 AND module = $2 AND source_key IN \
+             (SELECT source_key FROM position_sources WHERE position_id = $3) ORDER BY id{}",
+            self.for_update()
+        )))
+        .bind(p.creditor_id.to_string())
+        .bind(p.module.clone())
+        .bind(p.id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err("reading a debt position's items"))?;
+        for row in &items {
+            if rows::get::<String>(row, "state")? == "locked" {
+                let item: String = rows::get(row, "id")?;
+                tx.rollback().await.map_err(db_err("rolling back"))?;
+                return Err(Error::Conflict(Conflict::ItemUnavailable {
+                    item,
+                    state: "in a payment in progress".into(),
+                }));
+            }
+        }
+        sqlx::query(
+            "UPDATE items SET state = 'removed', transaction_id = NULL WHERE state = 'open' \
+             AND creditor_id = $1 AND module = $2 AND source_key IN \
+             (SELECT source_key FROM position_sources WHERE position_id = $3)",
+        )
+        .bind(p.creditor_id.to_string())
+        .bind(p.module.clone())
+        .bind(p.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("taking a debt position's items out of carts"))?;
         let done = sqlx::query(
             "UPDATE debt_positions SET status = $1, valid_until = $2, version = $3, data = $4 \
              WHERE id = $5 AND version = $6",

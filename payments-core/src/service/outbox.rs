@@ -104,7 +104,20 @@ impl Payments {
             OutboxPayload::Notification(n) => self.inner.notifier.send(n).await,
             OutboxPayload::Settlement(s) => self.listener(&s.source.module)?.settled(s).await,
             OutboxPayload::Refund(r) => self.listener(&r.source.module)?.refunded(r).await,
-            OutboxPayload::Reminder(r) => self.inner.notifier.remind(r).await,
+            OutboxPayload::Reminder(r) => {
+                // Written days before, perhaps: not sent once the option is paid, closed or
+                // its position withdrawn meanwhile.
+                let still_due = self
+                    .store_ref()
+                    .position(r.position.id)
+                    .await?
+                    .is_some_and(|p| p.check_payable(r.option).is_ok());
+                if still_due {
+                    self.inner.notifier.remind(r).await
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 

@@ -216,6 +216,7 @@ impl Payments {
                     creditor_id,
                     &part.reference,
                     event.provider_ref.as_deref(),
+                    &event.amount,
                 )
                 .await?
             {
@@ -224,15 +225,19 @@ impl Payments {
             },
         };
         let Some(tx) = tx else {
-            // Money for a notice nobody here knows: kept for the creditor's operators.
+            // Money for a notice nobody here can apply: kept for the creditor's operators.
+            let (kind, why) = why.unwrap_or_else(|| {
+                (
+                    ExceptionKind::UnknownPayment,
+                    "no transaction has this reference".into(),
+                )
+            });
             self.store_ref()
                 .insert_exception(&exception(
-                    ExceptionKind::UnknownPayment,
+                    kind,
                     format!(
-                        "{} was paid ({}), but {}: find what it pays, or give it back",
-                        part.reference,
-                        event.amount,
-                        why.unwrap_or_else(|| "no transaction has this reference".into())
+                        "{} was paid ({}), but {why}: find what it pays, or give it back",
+                        part.reference, event.amount,
                     ),
                 ))
                 .await?;

@@ -210,6 +210,7 @@ impl Payments {
                 .into_deserialize::<std::collections::HashMap<String, String>>(),
             line: 0,
             pending: None,
+            seen: std::collections::HashSet::new(),
             module: module.to_owned(),
             types,
             creditor: creditor_row,
@@ -231,6 +232,10 @@ impl Payments {
         let issuer = self.issuer()?.clone();
         let types: Vec<PaymentType> = self.store_ref().payment_types(creditor.id).await?;
         let mut report = BulkReport::default();
+        // Whether each payment type can give an option all to the creditor (its pagoPA
+        // IBAN and taxonomy code), asked once per type.
+        let mut shares: std::collections::HashMap<PaymentTypeId, std::result::Result<(), String>> =
+            std::collections::HashMap::new();
         let mut chunk: Vec<(Row, NewDebtPosition)> = Vec::with_capacity(BULK_CHUNK);
         let mut rows = rows.peekable();
         while rows.peek().is_some() {
@@ -239,7 +244,17 @@ impl Payments {
             for row in rows.by_ref() {
                 match &row.position {
                     Err(r) => report.refused.push(r.clone()),
-                    Ok(p) => match self.check_row(&creditor, &types, p, &row) {
+                    Ok(p) => match self.check_row(&creditor, &types, p, &row).and_then(|p| {
+                        self.check_default_transfer(
+                            &issuer,
+                            &creditor,
+                            &types,
+                            &p,
+                            &row,
+                            &mut shares,
+                        )
+                        .map(|()| p)
+                    }) {
                         Err(mut refusals) => report.refused.append(&mut refusals),
                         Ok(p) => {
                             if keys.insert((p.module.clone(), p.key.clone())) {
@@ -351,6 +366,40 @@ impl Payments {
                 .collect()),
             Err(e) => Err(vec![refused(row.row, key, "position", e.to_string())]),
         }
+    }
+
+    /// Refuses a row with an option that names no transfers when its payment type cannot
+    /// give the whole amount to the creditor (no pagoPA IBAN or taxonomy code for it).
+    fn check_default_transfer(
+        &self,
+        issuer: &std::sync::Arc<dyn crate::NoticeIssuer>,
+        creditor: &Creditor,
+        types: &[PaymentType],
+        p: &NewDebtPosition,
+        row: &Row,
+        shares: &mut std::collections::HashMap<PaymentTypeId, std::result::Result<(), String>>,
+    ) -> std::result::Result<(), Vec<RefusedRow>> {
+        let Some(option) = p
+            .single
+            .iter()
+            .chain(&p.instalments)
+            .find(|o| o.transfers.is_empty())
+        else {
+            return Ok(());
+        };
+        let answer = shares.entry(p.payment_type_id).or_insert_with(|| {
+            let t = types.iter().find(|t| t.id == p.payment_type_id);
+            match t {
+                Some(t) => issuer
+                    .default_transfer(creditor, t, &option.amount, &p.reason)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                None => Err("no such payment type at this creditor".into()),
+            }
+        });
+        answer
+            .clone()
+            .map_err(|why| vec![refused(row.row, Some(p.key.as_str()), "transfers", why)])
     }
 
     /// A debt position: its payer (not a draft), or an operator of its creditor.
@@ -524,6 +573,15 @@ impl Payments {
                 o.due_date = due;
             }
         }
+        let instalments: Vec<NaiveDate> = next
+            .options
+            .iter()
+            .filter(|o| o.kind.is_instalment())
+            .map(|o| o.due_date)
+            .collect();
+        if instalments.windows(2).any(|w| w[1] < w[0]) {
+            errors.push("options", "instalments' due dates must not go back in time");
+        }
         errors.into_result()?;
         if p.status == PositionStatus::Expired && p.valid_until.is_some_and(|v| v < self.today()) {
             return Err(Error::invalid(
@@ -582,8 +640,8 @@ impl Payments {
         .await
     }
 
-    /// Moves a position to `to` with `edit`, after checking that no option's item is in a
-    /// payment in progress; takes the open items of its options out of the cart.
+    /// Moves a position to `to` with `edit`. The store refuses it while an option's item is
+    /// in a payment in progress, and takes the open ones out of their carts.
     async fn change_position(
         &self,
         actor: &Actor,
@@ -592,16 +650,6 @@ impl Payments {
         note: String,
         edit: impl FnOnce(&mut DebtPosition) -> Result<()>,
     ) -> Result<DebtPosition> {
-        let items = self.position_items(&p).await?;
-        if let Some(locked) = items
-            .iter()
-            .find(|i| matches!(i.state, ItemState::Locked(_)))
-        {
-            return Err(Error::Conflict(Conflict::ItemUnavailable {
-                item: locked.id.to_string(),
-                state: "in a payment in progress".into(),
-            }));
-        }
         let now = self.inner.clock.now();
         let mut next = p.clone();
         edit(&mut next)?;
@@ -616,27 +664,7 @@ impl Payments {
             to,
             note,
         };
-        let saved = self.store_ref().update_position(&next, &event).await?;
-        let stale = saved.revision != p.revision || !to.is_payable();
-        if stale {
-            for item in items.iter().filter(|i| i.state == ItemState::Open) {
-                // Taken out of the cart; a payment that started meanwhile keeps it.
-                let _ = self.store_ref().remove_item(item.id).await;
-            }
-        }
-        Ok(saved)
-    }
-
-    /// The items of the position's options in its payer's cart (open or locked).
-    async fn position_items(&self, p: &DebtPosition) -> Result<Vec<PayableItem>> {
-        let cart = self.position_cart(p).await?;
-        Ok(self
-            .store_ref()
-            .cart_items(cart.id)
-            .await?
-            .into_iter()
-            .filter(|i| p.owns_source(&i.source))
-            .collect())
+        self.store_ref().update_position(&next, &event).await
     }
 
     async fn position_cart(&self, p: &DebtPosition) -> Result<Cart> {
@@ -693,52 +721,107 @@ impl Payments {
 
     /// The transaction that a payment of a position's notice at a PSP is recorded on: a
     /// notice printed ahead has none until its money arrives. Creates it (the option's
-    /// item in the payer's cart, paid by the creditor's method of `gateway`) when the
-    /// notice is a position's and its item is free; `None` otherwise.
+    /// item in the payer's cart, paid by the creditor's method of `gateway`, the notice in
+    /// its instruction so receipts print it) when the notice is a position's and `amount`
+    /// is the option's. When a payment of the option started elsewhere holds its item, that
+    /// payment is cancelled (its provider asked first): the notice's money is a fact, and
+    /// the other cannot take the money too. Otherwise the answer is the exception to
+    /// record and why.
     pub(super) async fn position_transaction(
         &self,
         gateway: &crate::GatewayId,
         creditor: CreditorId,
         notice: &str,
         provider_ref: Option<&str>,
-    ) -> Result<std::result::Result<Transaction, String>> {
+        amount: &Money,
+    ) -> Result<std::result::Result<Transaction, (crate::ExceptionKind, String)>> {
+        use crate::ExceptionKind::{AmountMismatch, DoublePayment, UnknownPayment};
         let Some(p) = self
             .store_ref()
             .position_by_notice(creditor, notice)
             .await?
         else {
-            return Ok(Err(format!(
-                "no transaction or debt position has notice {notice}"
+            return Ok(Err((
+                UnknownPayment,
+                format!("no transaction or debt position has notice {notice}"),
             )));
         };
         let index = p.option_by_notice(notice).unwrap_or_default();
-        let method = self
+        let option = &p.options[index];
+        if option.amount != *amount {
+            return Ok(Err((
+                AmountMismatch,
+                format!(
+                    "notice {notice} of debt position {} is of {}: not applied",
+                    p.key, option.amount
+                ),
+            )));
+        }
+        // The method this body takes pagoPA with: one that is enabled, else any (a body that
+        // prints notices without offering pagoPA in its checkout).
+        let mut methods: Vec<crate::PaymentMethod> = self
             .store_ref()
             .methods(creditor)
             .await?
             .into_iter()
-            .find(|m| m.gateway_id == *gateway && m.enabled);
-        let Some(method) = method else {
-            return Ok(Err(format!(
-                "notice {notice} of debt position {} was paid, but the creditor has no method of {gateway}",
-                p.key
+            .filter(|m| m.gateway_id == *gateway)
+            .collect();
+        methods.sort_by_key(|m| !m.enabled);
+        let Some(method) = methods.into_iter().next() else {
+            return Ok(Err((
+                UnknownPayment,
+                format!(
+                    "notice {notice} of debt position {} was paid, but the creditor has no method of {gateway}",
+                    p.key
+                ),
             )));
         };
-        let item = self.add_position_option_as_system(&p, index).await?;
-        if item.state != ItemState::Open {
-            return Ok(Err(format!(
-                "notice {notice} of debt position {} was paid, but its item is {} (another payment of it is in progress or done)",
-                p.key,
-                item.state.name()
-            )));
+        let key = format!("notice:{notice}");
+        let mut item = self.add_position_option_as_system(&p, index).await?;
+        if let ItemState::Locked(holder) = item.state {
+            let holding = self.store_ref().transaction(holder).await?;
+            if let Some(own) = holding.filter(|t| t.idempotency_key == key) {
+                // This notice's own transaction, made by the same receipt arriving twice at
+                // once: the line payment's key keeps the money recorded once.
+                return Ok(Ok(own));
+            }
+            // The payer started paying the option elsewhere (the portal) and paid the
+            // printed notice instead.
+            if self.cancel(&Actor::System, holder).await.is_ok()
+                && let Some(fresh) = self.store_ref().item(item.id).await?
+            {
+                item = fresh;
+            }
+        }
+        match item.state {
+            ItemState::Open => {}
+            ItemState::Paid(by) => {
+                return Ok(Err((
+                    DoublePayment,
+                    format!(
+                        "notice {notice} of debt position {} was paid at a PSP, but transaction {by} had paid it: give this back",
+                        p.key
+                    ),
+                )));
+            }
+            state => {
+                return Ok(Err((
+                    UnknownPayment,
+                    format!(
+                        "notice {notice} of debt position {} was paid, but its item is {} (another payment of it is in progress)",
+                        p.key,
+                        state.name()
+                    ),
+                )));
+            }
         }
         let cart = self
             .store_ref()
             .cart(item.cart_id)
             .await?
             .ok_or_else(|| Error::not_found("cart", item.cart_id))?;
+        let creditor_row = self.creditor(creditor).await?;
         let now = self.inner.clock.now();
-        let key = format!("notice:{notice}");
         let (mut tx, event) = Transaction::create(
             &cart,
             &method,
@@ -751,6 +834,24 @@ impl Payments {
             now + chrono::Duration::days(1),
         )?;
         tx.provider_ref = provider_ref.map(str::to_owned);
+        tx.instruction = Some(crate::Instruction::PagoPa(crate::PagoPaPayment {
+            notices: vec![crate::PagoPaNotice {
+                qr_payload: format!(
+                    "PAGOPA|002|{notice}|{}|{}",
+                    creditor_row.fiscal_code,
+                    option.amount.minor_units()
+                ),
+                iuv: option.iuv().to_owned(),
+                notice_number: notice.to_owned(),
+                creditor_fiscal_code: creditor_row.fiscal_code.clone(),
+                amount: option.amount,
+                due_date: Some(option.due_date),
+                description: option.description.clone(),
+                company_name: creditor_row.name.clone(),
+                taxonomy: option.transfers.first().map(|t| t.taxonomy.clone()),
+            }],
+            checkout_url: None,
+        }));
         let created = self.store_ref().create_transaction(&tx, &event).await?;
         Ok(Ok(created.transaction))
     }
@@ -813,8 +914,18 @@ impl Payments {
         query.valid_before = Some(today);
         query.limit = 500;
         let mut expired = 0;
+        for status in [PositionStatus::Valid, PositionStatus::Draft] {
+            query.status = Some(status);
+            query.before = None;
+            expired += self.expire_page(&mut query).await?;
+        }
+        Ok(expired)
+    }
+
+    async fn expire_page(&self, query: &mut PositionQuery) -> Result<u32> {
+        let mut expired = 0;
         loop {
-            let page = self.store_ref().positions(&query).await?;
+            let page = self.store_ref().positions(query).await?;
             for p in &page {
                 if matches!(p.status, PositionStatus::Valid | PositionStatus::Draft) {
                     match self
@@ -989,6 +1100,8 @@ struct CsvPositions<R: std::io::Read> {
     records: csv::DeserializeRecordsIntoIter<R, std::collections::HashMap<String, String>>,
     line: u64,
     pending: Option<(u64, std::result::Result<CsvRecord, String>)>,
+    /// The keys of the groups read so far: a key's rows must be consecutive.
+    seen: std::collections::HashSet<String>,
     module: String,
     types: Vec<PaymentType>,
     creditor: Creditor,
@@ -1031,8 +1144,27 @@ impl<R: std::io::Read> CsvPositions<R> {
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
             };
-            let Some(fiscal_code) = col("fiscal_code") else {
+            let given = [
+                "fiscal_code",
+                "iban",
+                "amount",
+                "remittance",
+                "taxonomy",
+                "postal_account",
+            ]
+            .iter()
+            .any(|f| col(f).is_some());
+            if !given {
                 continue;
+            }
+            // A share half written is refused, never sent to the creditor instead.
+            let Some(fiscal_code) = col("fiscal_code") else {
+                return Err(refused(
+                    line,
+                    key,
+                    &format!("transfer{n}_fiscal_code"),
+                    "required: the beneficiary of this share",
+                ));
             };
             let share = col("amount").unwrap_or_default();
             let share = Money::parse_eur(&share)
@@ -1123,13 +1255,21 @@ impl<R: std::io::Read> Iterator for CsvPositions<R> {
             }
         };
         let key = first.key.clone();
+        let repeated = !self.seen.insert(key.clone());
         let type_id = self
             .types
             .iter()
             .find(|t| t.code == first.payment_type.trim())
             .map(|t| t.id);
         let mut failure = None;
-        if type_id.is_none() {
+        if repeated {
+            failure = Some(refused(
+                line,
+                Some(&key),
+                "key",
+                "a notice's rows must follow one another: this key came earlier in the file",
+            ));
+        } else if type_id.is_none() {
             failure = Some(refused(
                 line,
                 Some(&key),

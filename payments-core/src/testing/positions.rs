@@ -197,30 +197,37 @@ pub async fn positions_are_registered_once_and_found(store: std::sync::Arc<dyn S
 }
 
 /// Settling an option's item pays the option in the same database transaction: an
-/// instalment makes the position partly paid, the rest pays it, and the single option paid
-/// after an instalment is money held twice, an exception.
+/// instalment makes the position partly paid and takes the single option's open item out of
+/// the cart, the rest pays it, and the single option paid anyway (its payment had started
+/// before) is excess money: an exception, the position left as it was.
 pub async fn paying_an_option_pays_the_position(store: std::sync::Arc<dyn Store>) {
     let store = store.as_ref();
     let s = Sample::install(store).await;
     let p = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
+    let q = tari(&s, "TARI-2", "RSSMRA80A01H501U", 3);
     store
-        .insert_positions(std::slice::from_ref(&p), &[registered(&p)])
+        .insert_positions(&[p.clone(), q.clone()], &[registered(&p), registered(&q)])
         .await
         .expect("insert");
-    // Items of the single option and instalment 1 both in the cart before either is paid.
+    // A payment of the single option starts before any instalment is paid.
     let single_item = option_item(store, &s, &p, 0).await;
+    let cart = store
+        .cart(single_item.cart_id)
+        .await
+        .expect("cart")
+        .expect("cart");
+    let single_tx = s.checkout(store, &cart, &[single_item], "u", t0()).await;
     let after = pay_option(store, &s, &p, 1, "r1").await;
     assert_eq!(after.status, PositionStatus::PartiallyPaid);
     assert!(after.options[1].paid_by.is_some());
     assert_eq!(after.payable(), vec![2]);
-    let mut q = PositionQuery::of(s.creditor.id);
-    q.due_from = Some(day("2026-04-30"));
-    q.due_to = Some(day("2026-04-30"));
-    let due = store.positions(&q).await.expect("positions");
+    let mut due = PositionQuery::of(s.creditor.id);
+    due.due_from = Some(day("2026-04-30"));
+    due.due_to = Some(day("2026-04-30"));
     assert_eq!(
-        due.len(),
-        1,
-        "the single option is still unpaid on that day"
+        store.positions(&due).await.expect("positions").len(),
+        2,
+        "the single options are unpaid that day"
     );
     let after = pay_option(store, &s, &after, 2, "r2").await;
     assert_eq!(after.status, PositionStatus::Paid);
@@ -233,16 +240,15 @@ pub async fn paying_an_option_pays_the_position(store: std::sync::Arc<dyn Store>
             PositionStatus::Paid
         ]
     );
-    // The single option's item, put in the cart before, is paid anyway: recorded, and an
-    // exception says the body holds the money twice.
-    let cart = store
-        .cart(single_item.cart_id)
-        .await
-        .expect("cart")
-        .expect("cart");
-    let tx = s.checkout(store, &cart, &[single_item], "u", t0()).await;
+    // The single option's payment goes through anyway: recorded, and an exception says
+    // the body holds the money twice; the position stays as its instalments made it.
     store
-        .transition(&transition(&tx, TxStatus::Created, TxStatus::Paid, t0()))
+        .transition(&transition(
+            &single_tx,
+            TxStatus::Created,
+            TxStatus::Paid,
+            t0(),
+        ))
         .await
         .expect("paid");
     let after = store
@@ -251,14 +257,96 @@ pub async fn paying_an_option_pays_the_position(store: std::sync::Arc<dyn Store>
         .expect("position")
         .expect("exists");
     assert_eq!(after.status, PositionStatus::Paid);
-    assert_eq!(after.options[0].paid_by, Some(tx.id));
+    assert_eq!(after.options[0].paid_by, None);
     let exceptions = store
         .exceptions(&ExceptionQuery::new(s.creditor.id).of_kind(ExceptionKind::DoublePayment))
         .await
         .expect("exceptions");
     assert_eq!(exceptions.len(), 1);
-    assert_eq!(exceptions[0].transaction_id, Some(tx.id));
+    assert_eq!(exceptions[0].transaction_id, Some(single_tx.id));
     assert_eq!(exceptions[0].amount, Some(eur("300.00")));
+
+    // The other position: its single option waits in the cart; an instalment paid takes
+    // it out, so it cannot be paid too.
+    let waiting = option_item(store, &s, &q, 0).await;
+    pay_option(store, &s, &q, 1, "q1").await;
+    let waiting = store.item(waiting.id).await.expect("item").expect("item");
+    assert_eq!(waiting.state, ItemState::Removed);
+}
+
+/// A payment of an option given back in full makes it payable again, in the same database
+/// transaction as the refund's end.
+pub async fn a_refund_in_full_reopens_the_option(store: std::sync::Arc<dyn Store>) {
+    let store = store.as_ref();
+    let s = Sample::install(store).await;
+    let p = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
+    store
+        .insert_positions(std::slice::from_ref(&p), &[registered(&p)])
+        .await
+        .expect("insert");
+    let after = pay_option(store, &s, &p, 0, "u").await;
+    assert_eq!(after.status, PositionStatus::Paid);
+    let tx_id = after.options[0].paid_by.expect("paid");
+    let tx = store.transaction(tx_id).await.expect("tx").expect("tx");
+    let refund = crate::Refund {
+        id: crate::RefundId::new(),
+        transaction_id: tx.id,
+        creditor_id: tx.creditor_id,
+        amount: tx.total,
+        key: "back".into(),
+        reason: None,
+        status: crate::RefundStatus::Requested,
+        provider_ref: None,
+        note: None,
+        lines: crate::allocate_refund(&tx, &[], &[], tx.total).expect("allocate"),
+        excess: false,
+        requested_by: Actor::System,
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    let event = || crate::TransactionEvent {
+        id: crate::EventId::new(),
+        transaction_id: tx.id,
+        actor: Actor::System,
+        at: t0(),
+        from: Some(TxStatus::Paid),
+        to: TxStatus::Paid,
+        provider_ref: None,
+        note: Some("refund".into()),
+    };
+    store
+        .create_refund(&refund, &event())
+        .await
+        .expect("create");
+    store
+        .finish_refund(&crate::RefundUpdate {
+            refund: refund.id,
+            from: crate::RefundStatus::Requested,
+            to: crate::RefundStatus::Succeeded,
+            provider_ref: None,
+            note: None,
+            at: t0() + Duration::minutes(5),
+            event: event(),
+            outbox: Vec::new(),
+            exception: None,
+        })
+        .await
+        .expect("succeeded");
+    let after = store
+        .position(p.id)
+        .await
+        .expect("position")
+        .expect("exists");
+    assert_eq!(after.status, PositionStatus::Valid);
+    assert_eq!(after.payable(), vec![0, 1, 2]);
+    let mut due = PositionQuery::of(s.creditor.id);
+    due.due_from = Some(day("2026-04-30"));
+    due.due_to = Some(day("2026-04-30"));
+    assert_eq!(
+        store.positions(&due).await.expect("positions").len(),
+        1,
+        "unpaid again"
+    );
 }
 
 /// A change applies only over the version it was read at, with its event.
@@ -270,6 +358,13 @@ pub async fn positions_change_by_compare_and_set(store: std::sync::Arc<dyn Store
         .insert_positions(std::slice::from_ref(&p), &[registered(&p)])
         .await
         .expect("insert");
+    // Option 0's item waits in the cart; option 1's is in a payment in progress.
+    let open = option_item(store, &s, &p, 0).await;
+    let held = option_item(store, &s, &p, 1).await;
+    let cart = store.cart(held.cart_id).await.expect("cart").expect("cart");
+    let holding = s
+        .checkout(store, &cart, std::slice::from_ref(&held), "held", t0())
+        .await;
     let mut next = p.clone();
     next.version += 1;
     next.revision += 1;
@@ -282,7 +377,37 @@ pub async fn positions_change_by_compare_and_set(store: std::sync::Arc<dyn Store
         to: p.status,
         note: "due date moved".into(),
     };
+    let refused = store
+        .update_position(&next, &event)
+        .await
+        .expect_err("an option's payment is in progress");
+    assert!(
+        matches!(refused, Error::Conflict(Conflict::ItemUnavailable { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.position(p.id).await.expect("p").expect("p").version,
+        1,
+        "nothing changed"
+    );
+    store
+        .transition(&transition(
+            &holding,
+            TxStatus::Created,
+            TxStatus::Cancelled,
+            t0(),
+        ))
+        .await
+        .expect("cancelled");
     store.update_position(&next, &event).await.expect("update");
+    for item in [open, held] {
+        let item = store.item(item.id).await.expect("item").expect("item");
+        assert_eq!(
+            item.state,
+            ItemState::Removed,
+            "out of the cart: an old amount is never paid"
+        );
+    }
     let err = store
         .update_position(&next, &event)
         .await

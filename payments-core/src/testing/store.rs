@@ -48,6 +48,7 @@ where
     money::refunds_fit_each_line_and_double_payments_stand_apart(make().await).await;
     positions::positions_are_registered_once_and_found(make().await).await;
     positions::paying_an_option_pays_the_position(make().await).await;
+    positions::a_refund_in_full_reopens_the_option(make().await).await;
     positions::positions_change_by_compare_and_set(make().await).await;
     positions::messages_enqueue_once_per_key(make().await).await;
 }
