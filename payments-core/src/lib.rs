@@ -148,6 +148,8 @@
 //! - `mocks`: mockall mocks of the traits (`MockStore`, `MockGateway`, `MockNotifier`,
 //!   `MockSettlementListener`, `MockClock`).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod actor;
 mod bank;
 mod cache;
@@ -172,6 +174,7 @@ mod store;
 mod transaction;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use actor::{Actor, Role};
@@ -242,12 +245,16 @@ pub use transaction::{
 };
 
 #[cfg(any(test, feature = "mocks"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mocks"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
 pub use gateway::MockGateway;
 #[cfg(any(test, feature = "mocks"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
 pub use notify::{MockNotifier, MockSettlementListener};
 #[cfg(any(test, feature = "mocks"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
 pub use store::MockStore;
 
 impl From<MoneyError> for Error {

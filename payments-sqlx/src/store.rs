@@ -30,17 +30,30 @@ pub enum Dialect {
 
 impl Dialect {
     /// The dialect of a connection URL (`sqlite:…`, `postgres://…`).
+    /// A URL of a database this build has no driver for (feature `sqlite` or `postgres`
+    /// off) is refused.
     pub fn of_url(url: &str) -> Result<Self> {
-        if url.starts_with("sqlite:") {
-            Ok(Dialect::Sqlite)
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Dialect::Postgres)
+            Dialect::Postgres
         } else {
-            Err(Error::invalid(
+            return Err(Error::invalid(
                 "url",
                 "must start with sqlite: or postgres://",
-            ))
+            ));
+        };
+        let (built, feature) = match dialect {
+            Dialect::Sqlite => (cfg!(feature = "sqlite"), "sqlite"),
+            Dialect::Postgres => (cfg!(feature = "postgres"), "postgres"),
+        };
+        if !built {
+            return Err(Error::invalid(
+                "url",
+                format!("payments-sqlx was built without its `{feature}` feature"),
+            ));
         }
+        Ok(dialect)
     }
 }
 
