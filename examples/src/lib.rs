@@ -1,40 +1,4 @@
-//! The example portal: a small axum application that shows a host how to compose the
-//! payments crates, and the code a portal developer copies from.
-//!
-//! It starts with no set-up: a SQLite file, the sandbox gateway (card, direct debit,
-//! account debit), bank transfer, pagoPA notices, and mail written to `.eml` files (SMTP when
-//! `SMTP_URL` is set, PostgreSQL when `DATABASE_URL` is set). It seeds one body, *Comune di
-//! Esempio*, with its payment types and four demo modules, and serves in Italian with an
-//! English switch, without JavaScript:
-//!
-//! - [`modules`]: four services of the portal (TARI, secretarial fees, building charges, an
-//!   on-demand service invoice). Each holds its own data, puts an item in the citizen's cart
-//!   with [`Payments::add_item`](payments_core::Payments::add_item), and learns through its
-//!   [`SettlementListener`](payments_core::SettlementListener) that the item was paid.
-//! - [`citizen`]: free payments from the payment type's fields, the cart, the checkout with
-//!   the methods every item accepts, the sandbox's hosted page, the bank-transfer page, the
-//!   receipt and the history.
-//! - [`admin`]: the body's operators: movements, a transaction's events, confirming a
-//!   reported transfer, importing a camt.053 statement, the outbox, CSV and XLSX exports.
-//! - [`auth`]: a demo sign-in behind the [`auth::Accounts`] trait, where a host plugs in its
-//!   own authentication (SPID, CIE); sessions and CSRF tokens.
-//!
-//! `cargo run -p payments-examples` starts it and prints the address to open.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> payments_core::Result<()> {
-//! let dir = std::env::temp_dir().join(format!("portal-doc-{}", std::process::id()));
-//! let portal = portal::Portal::new(portal::Config::local(&dir, "127.0.0.1:0".parse().unwrap())).await?;
-//! // The tax office's module lists what Mario Rossi owes, each item not yet paid.
-//! let tributi = portal.module("tributi").expect("the tax module");
-//! let dues = tributi.dues_of("RSSMRA85T10A562S");
-//! assert!(!dues.is_empty() && dues.iter().all(|d| !d.paid));
-//! // `portal.router()` is the axum application; `portal.serve(listener)` runs it.
-//! # let _ = std::fs::remove_dir_all(&dir);
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -470,3 +434,9 @@ mod tests {
         );
     }
 }
+
+/// The snippets of the workspace's README, compiled (and the runnable ones run) as doctests
+/// of this crate, which depends on every other.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct WorkspaceReadme;
