@@ -1,5 +1,5 @@
-//! Writes a sample pagoPA notice (a single option and three instalments, two
-//! beneficiaries) and a receipt to the current directory: `notice.pdf`, `receipt.pdf`.
+//! Writes a sample pagoPA notice (a single option and three instalments) to the temporary
+//! directory and prints where.
 //!
 //! ```sh
 //! cargo run -p payments-pdf --example notice
@@ -77,10 +77,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };
+    let file = std::env::temp_dir().join("notice.pdf");
     std::fs::write(
-        "notice.pdf",
+        &file,
         payments_pdf::notice_pdf(&creditor, &position, Locale::It)?,
     )?;
-    println!("wrote notice.pdf");
+    println!("wrote {}", file.display());
     Ok(())
 }
