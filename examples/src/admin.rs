@@ -330,6 +330,7 @@ fn entry(e: &payments_core::BankEntry, locale: Locale) -> Value {
             transaction_id.map(|t| t.to_string()),
             Some(reason.clone()),
         ),
+        _ => ("other", None, None),
     };
     let amount = Money::eur(e.amount)
         .map(|m| m.format(locale))
@@ -477,6 +478,7 @@ pub async fn outbox(
                 OutboxPayload::Settlement(s) => format!("{} {}: {}", text(locale, "outbox.settlement"), s.source.module, s.source.key),
                 OutboxPayload::Refund(r) => format!("{} {}: {}", text(locale, "outbox.refund"), r.source.module, r.source.key),
                 OutboxPayload::Reminder(r) => format!("{} {}: {}", text(locale, "outbox.reminder"), r.position.key, r.to),
+                _ => text(locale, "outbox.other").to_owned(),
             };
             context! {
                 id => m.id.to_string(), tx => m.transaction_id.to_string(), what,

@@ -251,6 +251,7 @@ pub(crate) fn status_label(status: TxStatus, locale: Locale) -> &'static str {
         TxStatus::Rejected => "status.rejected",
         TxStatus::Refunded => "status.refunded",
         TxStatus::PartiallyPaid => "status.partially_paid",
+        _ => "status.other",
     };
     text(locale, key)
 }

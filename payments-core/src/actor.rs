@@ -9,6 +9,7 @@ use crate::{CreditorId, Error, GatewayId, PayerId, Result};
 /// What an operator may do within their creditor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Role {
     /// Reads movements and exports them.
     Viewer,
@@ -20,6 +21,7 @@ pub enum Role {
 /// Who performs an operation. Recorded on every transaction event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Actor {
     /// A citizen, identified by the host application.
     Payer {

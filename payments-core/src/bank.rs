@@ -168,6 +168,7 @@ impl TransferReport {
 /// What became of one credit read from a bank statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BankEntryOutcome {
     /// It paid this transaction.
     Matched {

@@ -116,6 +116,7 @@ impl Creditor {
 /// The kind of value an extra field holds, with its constraints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FieldKind {
     /// Free text up to `max_len` characters (never more than [`MAX_TEXT_FIELD_LEN`]).
     Text {
@@ -282,6 +283,7 @@ impl FieldSpec {
 /// How the amount of an item of a type is decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AmountRule {
     /// Always this amount; a free item may leave the amount out.
     Fixed {
@@ -302,6 +304,7 @@ pub enum AmountRule {
 /// How a payment is made. A creditor enables methods; a payment type accepts some kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MethodKind {
     /// A payment card through a provider's hosted page.
     Card,

@@ -71,6 +71,10 @@ impl CallbackRequest {
 }
 
 /// The outcome of a payment as a provider reports it.
+///
+/// Deliberately exhaustive, unlike the library's other enums: it is the contract between
+/// gateways and the core, and a new outcome must make every gateway (and every test driver
+/// of one) say what it means for its provider, rather than fall into a wildcard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentOutcome {
@@ -152,6 +156,7 @@ pub struct CallbackPart {
 /// What checkout does with a cart of more lines than a gateway takes at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OverLimit {
     /// Refuse the checkout, naming the cart.
     Refuse,

@@ -51,6 +51,7 @@ impl Source {
 /// Where an item stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "state", content = "transaction", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ItemState {
     /// In the cart, payable.
     Open,

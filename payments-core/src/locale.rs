@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A language for texts a citizen reads. Italian is the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Locale {
     /// Italian (the default).
     #[default]

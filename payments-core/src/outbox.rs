@@ -14,6 +14,7 @@ use crate::{
 /// What a payment leaves to deliver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OutboxPayload {
     /// An email (or other notification) for a person.
     Notification(Notification),
@@ -49,6 +50,7 @@ pub struct Reminder {
 /// Who a notification is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum NotificationKind {
     /// The payer's receipt.
     Receipt,
@@ -188,6 +190,7 @@ pub struct NewOutboxMessage {
 /// Where an outbox message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OutboxStatus {
     /// To deliver (again) at `next_attempt_at`.
     Pending,

@@ -14,6 +14,7 @@ pub const MAX_REFUND_REASON_LEN: usize = 500;
 /// Where a refund stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RefundStatus {
     /// Recorded and counted against what may still be refunded; the provider has not
     /// answered yet (or could not be reached: asking again with the same key retries).

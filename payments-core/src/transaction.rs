@@ -28,6 +28,7 @@ use crate::{
 /// `Paid` — only for a gateway, or an operator with evidence (a bank credit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TxStatus {
     /// Recorded, items locked, the gateway not yet asked.
     Created,
@@ -522,6 +523,7 @@ impl Transition {
 /// What the payer must do to pay, as the gateway answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Instruction {
     /// Go to the provider's hosted payment page: follow a link (`GET`), or submit a form of
     /// `fields` to `url` (`POST`, as Nexi XPay asks). Build one with
@@ -567,6 +569,7 @@ impl Instruction {
 /// How a browser is sent to a provider's page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RedirectMethod {
     /// Follow the link (an HTTP redirect or an anchor).
     #[default]

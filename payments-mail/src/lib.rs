@@ -40,6 +40,7 @@ impl fmt::Debug for MailNotifier {
 
 /// How an SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SmtpSecurity {
     /// TLS from the first byte (usually port 465).
     ImplicitTls,

@@ -211,11 +211,18 @@ impl Templates {
             NotificationKind::RefundReceipt => "refund",
             NotificationKind::RefundNotice => "refund_notice",
             NotificationKind::DuplicatePayment => "duplicate",
+            other => {
+                return Err(Error::Notification {
+                    message: format!("no template for a notification of kind {other:?}"),
+                    transient: false,
+                    source: None,
+                });
+            }
         };
         let when = s.paid_at.with_timezone(&Rome);
         let date = match locale {
-            Locale::It => when.format("%d/%m/%Y %H:%M").to_string(),
             Locale::En => when.format("%Y-%m-%d %H:%M").to_string(),
+            _ => when.format("%d/%m/%Y %H:%M").to_string(),
         };
         let items: Vec<Value> = s
             .lines

@@ -342,7 +342,7 @@ async fn generate(url: &str, n: u64) {
                  CASE m % 3 WHEN 0 THEN 1000 + (m / 3) % 500 WHEN 1 THEN 250 + (m / 3) % 100 ELSE 5000 END FROM seq"
             ),
         ),
-        Dialect::Postgres => (
+        _ => (
             format!(
                 "INSERT INTO transactions SELECT '00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'), '{CREDITOR}', \
                  '00000000-0000-7000-b000-' || lpad(to_hex(n), 12, '0'), 'payer' || (n % 10000), \
@@ -398,7 +398,7 @@ fn lines_json(dialect: Dialect) -> String {
                     "printf('{{\"item_id\":\"00000000-0000-7000-9000-%012x\",\"source\":{{\"module\":\"%s\",\"key\":\"k%d\"}},\"payment_type_id\":\"00000000-0000-7000-a000-00000000000{t}\",\"reason\":\"Voce %d\",\"amount\":{{\"amount\":\"%d.%02d\",\"currency\":\"EUR\"}}}}', n * 3 + {i}, {module}, n * 3 + {i}, n * 3 + {i}, {a} / 100, {a} % 100)",
                     t = i + 1
                 ),
-                Dialect::Postgres => format!(
+                _ => format!(
                     "format('{{\"item_id\":\"00000000-0000-7000-9000-%s\",\"source\":{{\"module\":\"%s\",\"key\":\"k%s\"}},\"payment_type_id\":\"00000000-0000-7000-a000-00000000000{t}\",\"reason\":\"Voce %s\",\"amount\":{{\"amount\":\"%s.%s\",\"currency\":\"EUR\"}}}}', lpad(to_hex(n * 3 + {i}), 12, '0'), {module}, n * 3 + {i}, n * 3 + {i}, {a} / 100, lpad(({a} % 100)::text, 2, '0'))",
                     t = i + 1
                 ),
@@ -407,7 +407,7 @@ fn lines_json(dialect: Dialect) -> String {
         .collect();
     match dialect {
         Dialect::Sqlite => format!("'[' || {} || ']'", parts.join(" || ',' || ")),
-        Dialect::Postgres => format!("'[' || {} || ']'", parts.join(" || ',' || ")),
+        _ => format!("'[' || {} || ']'", parts.join(" || ',' || ")),
     }
 }
 

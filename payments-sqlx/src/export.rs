@@ -20,6 +20,7 @@ pub const XLSX_ROWS_PER_SHEET: u32 = 1_048_575;
 
 /// How to write an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExportFormat {
     /// CSV, UTF-8, with a header row and this separator (`b';'` for Italian spreadsheets,
     /// `b','` elsewhere).

@@ -21,6 +21,7 @@ use crate::rows::{
 
 /// Which database a [`SqlxStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Dialect {
     /// SQLite, in WAL mode: the embedded default.
     Sqlite,

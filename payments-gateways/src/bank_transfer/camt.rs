@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 /// What kind of message a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MessageKind {
     /// camt.053, the end-of-day account statement.
     Statement,

@@ -25,6 +25,7 @@ pub const MAX_INFO_CHARS: usize = 70;
 
 /// The remittance information: one of the two, never both.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Remittance {
     /// A structured creditor reference (ISO 11649 `RF…`).
     Reference(String),

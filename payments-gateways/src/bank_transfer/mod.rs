@@ -101,6 +101,7 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// How the creditor reference is built and given to the payer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ReferenceScheme {
     /// `RF` + check digits + an optional prefix of the body's (up to 9 letters and
     /// digits, for its accounting) + 12 characters derived from the transaction. The EPC

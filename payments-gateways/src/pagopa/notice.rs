@@ -15,6 +15,7 @@ use std::fmt;
 
 /// Why a notice number is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NoticeError {
     /// Not 18 characters (spaces aside).
     #[error("a notice number has 18 digits, this has {0}")]

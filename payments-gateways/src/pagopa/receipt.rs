@@ -11,6 +11,7 @@ use crate::text::shorten;
 
 /// Why a receipt could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiptError {
     /// Larger than the limit.
     #[error("the receipt has {size} bytes, more than the limit of {limit}")]
@@ -369,6 +370,7 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
 
 /// The fault codes a creditor answers `paSendRT` with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// The receipt is not well formed.
     Syntax,

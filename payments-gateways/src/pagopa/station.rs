@@ -38,6 +38,7 @@ struct QrCode {
 
 /// Why a station refuses a notice, as pagoPA's fault codes say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StationFault {
     /// No such notice.
     Unknown,
@@ -304,6 +305,11 @@ impl PagoPaGateway {
                 Some((StationFault::Cancelled, "cancelled"))
             }
             TxStatus::Created | TxStatus::Pending | TxStatus::Reported => None,
+            // A state this station does not know: no money is taken for it.
+            _ => Some((
+                StationFault::System,
+                "in a state this station does not know",
+            )),
         };
         Ok(match refused {
             Some((f, why)) => Err((f, format!("notice {notice} is {why}"))),
