@@ -25,6 +25,9 @@ impl HttpClient {
 
     /// A client with these timeouts (connecting, and a whole attempt).
     pub fn with_timeouts(connect: Duration, attempt: Duration) -> Result<Self> {
+        // TLS is rustls with the ring provider, as sqlx's and lettre's: installed once as the
+        // process default (a host that installed its own keeps it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(connect)
             .timeout(attempt)
