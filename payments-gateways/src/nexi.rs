@@ -134,6 +134,8 @@ pub fn transaction_of(cod_trans: &str) -> Option<TransactionId> {
 
 /// Nexi XPay, for card and MyBank.
 pub struct NexiGateway {
+    /// Its id: the account's name in the webhook path and in the methods that use it.
+    id: String,
     alias: String,
     mac_key: SecretString,
     base_url: String,
@@ -147,6 +149,7 @@ pub struct NexiGateway {
 impl std::fmt::Debug for NexiGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NexiGateway")
+            .field("id", &self.id)
             .field("alias", &self.alias)
             .field("base_url", &self.base_url)
             .field("notify_url", &self.notify_url)
@@ -180,6 +183,7 @@ impl NexiGateway {
             ));
         }
         Ok(NexiGateway {
+            id: GATEWAY_ID.to_owned(),
             alias,
             mac_key: mac_key.into(),
             base_url: TEST_BASE.to_owned(),
@@ -189,6 +193,15 @@ impl NexiGateway {
             kinds: vec![MethodKind::Card],
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Another id than `nexi`: one gateway per merchant account, so a deployment serving
+    /// several bodies gives each its own (alias and MAC key), enables each body's methods on its own
+    /// account's id, and routes each account's webhooks by it (`/webhooks/{id}` →
+    /// [`Payments::handle_callback`](payments_core::Payments::handle_callback)).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
     }
 
     /// Speaks to another base URL: [`PRODUCTION_BASE`], or a test server.
@@ -226,7 +239,7 @@ impl NexiGateway {
     }
 
     fn error(&self, kind: GatewayErrorKind) -> Error {
-        Error::gateway(GATEWAY_ID, kind)
+        Error::gateway(&self.id, kind)
     }
 
     fn mac_of(&self, text: &str) -> String {
@@ -256,9 +269,9 @@ impl NexiGateway {
         let body = serde_json::Value::Object(body);
         let build = |c: &reqwest::Client| c.post(&url).json(&body);
         let response = if once {
-            self.http.send_once(GATEWAY_ID, build).await?
+            self.http.send_once(&self.id, build).await?
         } else {
-            self.http.send(GATEWAY_ID, build).await?
+            self.http.send(&self.id, build).await?
         };
         let status = response.status();
         let bytes = response
@@ -384,7 +397,7 @@ struct OrderReport {
 #[async_trait]
 impl Gateway for NexiGateway {
     fn id(&self) -> GatewayId {
-        GatewayId::from(GATEWAY_ID)
+        GatewayId::from(self.id.as_str())
     }
 
     fn kinds(&self) -> Vec<MethodKind> {

@@ -83,6 +83,8 @@ pub const SIGNATURE_HEADER: &str = "stripe-signature";
 
 /// Stripe, for card and SEPA direct debit.
 pub struct StripeGateway {
+    /// Its id: the account's name in the webhook path and in the methods that use it.
+    id: String,
     api_key: SecretString,
     webhook_secret: SecretString,
     base_url: String,
@@ -96,6 +98,7 @@ pub struct StripeGateway {
 impl std::fmt::Debug for StripeGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeGateway")
+            .field("id", &self.id)
             .field("base_url", &self.base_url)
             .field("kinds", &self.kinds)
             .field("tolerance", &self.tolerance)
@@ -120,6 +123,7 @@ impl StripeGateway {
             ));
         }
         Ok(StripeGateway {
+            id: GATEWAY_ID.to_owned(),
             api_key: api_key.into(),
             webhook_secret: webhook_secret.into(),
             base_url: API_BASE.to_owned(),
@@ -129,6 +133,15 @@ impl StripeGateway {
             return_url: None,
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Another id than `stripe`: one gateway per merchant account, so a deployment serving
+    /// several bodies gives each its own (keys), enables each body's methods on its own
+    /// account's id, and routes each account's webhooks by it (`/webhooks/{id}` →
+    /// [`Payments::handle_callback`](payments_core::Payments::handle_callback)).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
     }
 
     /// Speaks to another base URL (a test server).
@@ -188,7 +201,7 @@ impl StripeGateway {
     }
 
     fn error(&self, kind: GatewayErrorKind) -> Error {
-        Error::gateway(GATEWAY_ID, kind)
+        Error::gateway(&self.id, kind)
     }
 
     fn url(&self, path: &str) -> String {
@@ -199,7 +212,7 @@ impl StripeGateway {
         let url = self.url(path);
         let response = self
             .http
-            .send(GATEWAY_ID, |c| {
+            .send(&self.id, |c| {
                 c.post(&url)
                     .bearer_auth(self.api_key.expose_secret())
                     .header("Idempotency-Key", idempotency_key)
@@ -214,7 +227,7 @@ impl StripeGateway {
         let url = self.url(path);
         let response = self
             .http
-            .send(GATEWAY_ID, |c| {
+            .send(&self.id, |c| {
                 c.get(&url).bearer_auth(self.api_key.expose_secret())
             })
             .await?;
@@ -494,7 +507,7 @@ fn method_type(kind: MethodKind) -> Option<&'static str> {
 #[async_trait]
 impl Gateway for StripeGateway {
     fn id(&self) -> GatewayId {
-        GatewayId::from(GATEWAY_ID)
+        GatewayId::from(self.id.as_str())
     }
 
     fn kinds(&self) -> Vec<MethodKind> {

@@ -942,3 +942,27 @@ async fn configuration_errors_name_their_field() {
     let debug = format!("{:?}", gateway("http://x"));
     assert!(!debug.contains(MAC_KEY), "{debug}");
 }
+
+/// A second merchant account (another body's alias and MAC key) is a second gateway with
+/// its own id: its methods and its notifications go by that id.
+#[tokio::test]
+async fn a_second_merchant_account_is_a_gateway_with_its_own_id() {
+    let unione = payments_gateways::nexi::NexiGateway::new(
+        "ALIAS_WEB_00000002",
+        "ANOTHERMACKEYFORTHEUNIONE",
+        "https://portale.example.it/webhooks/nexi-unione",
+    )
+    .unwrap()
+    .with_id("nexi-unione");
+    assert_eq!(unione.id().as_str(), "nexi-unione");
+    assert!(format!("{unione:?}").contains("nexi-unione"));
+    // Both accounts in one service: two gateways, told apart by their ids.
+    let comune = payments_gateways::nexi::NexiGateway::new(ALIAS, MAC_KEY, NOTIFY).unwrap();
+    let built = Payments::builder()
+        .store(Arc::new(InMemoryStore::new()))
+        .gateway(Arc::new(comune))
+        .gateway(Arc::new(unione))
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build();
+    assert!(built.is_ok(), "{built:?}");
+}

@@ -52,6 +52,8 @@ struct State {
     counter: u32,
     /// The status new refunds get (`succeeded` unless a test says otherwise).
     refund_status: Option<String>,
+    /// The API key this account takes (`API_KEY` unless a test says otherwise).
+    api_key: Option<String>,
 }
 
 /// Stripe's API as far as the gateway uses it.
@@ -84,7 +86,8 @@ impl Respond for StripeApi {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        if auth != Some(&format!("Bearer {API_KEY}")) {
+        let account_key = s.api_key.clone().unwrap_or_else(|| API_KEY.to_owned());
+        if auth != Some(&format!("Bearer {account_key}")) {
             return stripe_error(401, "api_key_invalid", "Invalid API Key provided");
         }
         let trouble = if req.method.as_str() == "POST" {
@@ -1644,4 +1647,93 @@ async fn a_refund_made_in_stripes_dashboard_is_recorded_and_acknowledged() {
     let again = env.payments.handle_callback("stripe", &news).await.unwrap();
     assert!(!again.applied, "once");
     assert_eq!(env.tx(checkout.transaction.id).await.status, TxStatus::Paid);
+}
+
+/// A deployment serving two bodies, each with its own Stripe account: a gateway per account
+/// (`with_id`), each body's method on its own, webhooks routed by the account's id.
+#[tokio::test]
+async fn two_bodies_pay_through_their_own_stripe_accounts() {
+    const UNIONE_KEY: &str = "sk_test_51UnioneDeiComuniOnly";
+    const UNIONE_SECRET: &str = "whsec_UnioneDeiComuniOnlyKnowsThis";
+    let (api_a, api_b) = (StripeApi::default(), StripeApi::default());
+    api_b.0.lock().unwrap().api_key = Some(UNIONE_KEY.into());
+    let (server_a, server_b) = (server(&api_a).await, server(&api_b).await);
+    let comune = gateway(&server_a.uri(), Duration::from_secs(2)).with_id("stripe-comune");
+    let unione = StripeGateway::new(UNIONE_KEY, UNIONE_SECRET)
+        .unwrap()
+        .with_base_url(server_b.uri())
+        .with_id("stripe-unione");
+    let payments = Payments::builder()
+        .store(Arc::new(InMemoryStore::new()))
+        .gateway(Arc::new(comune))
+        .gateway(Arc::new(unione))
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .return_url(RETURN)
+        .build()
+        .unwrap();
+    let a = Fixture::install(&payments, "stripe-comune", &[MethodKind::Card])
+        .await
+        .unwrap();
+    let b = Fixture::install(&payments, "stripe-unione", &[MethodKind::Card])
+        .await
+        .unwrap();
+    let pay_a = a
+        .pay_fee(&payments, "mario", "16.00", MethodKind::Card)
+        .await
+        .unwrap();
+    let pay_b = b
+        .pay_fee(&payments, "giulia", "25.00", MethodKind::Card)
+        .await
+        .unwrap();
+    // Each body's session was opened on its own account.
+    assert_eq!((api_a.session_count(), api_b.session_count()), (1, 1));
+    assert_eq!(pay_a.transaction.gateway_id.as_str(), "stripe-comune");
+    assert_eq!(pay_b.transaction.gateway_id.as_str(), "stripe-unione");
+
+    // The first body's webhook, signed with its secret, verifies only at its account.
+    let session_a = api_a.pay(&session_id(&pay_a), true);
+    let hook_a = webhook("checkout.session.completed", &session_a);
+    let wrong = payments.handle_callback("stripe-unione", &hook_a).await;
+    assert!(
+        matches!(
+            wrong,
+            Err(Error::Gateway {
+                kind: GatewayErrorKind::InvalidSignature,
+                ..
+            })
+        ),
+        "{wrong:?}"
+    );
+    let out = payments
+        .handle_callback("stripe-comune", &hook_a)
+        .await
+        .unwrap();
+    assert_eq!(out.transaction.status, TxStatus::Paid);
+    // The second body's, with its own secret.
+    let session_b = api_b.pay(&session_id(&pay_b), true);
+    let body = event("checkout.session.completed", &session_b);
+    let t = Utc::now().timestamp();
+    let hook_b = signed(
+        body.clone(),
+        format!("t={t},v1={}", signature(UNIONE_SECRET, t, &body)),
+    );
+    let out = payments
+        .handle_callback("stripe-unione", &hook_b)
+        .await
+        .unwrap();
+    assert_eq!(out.transaction.status, TxStatus::Paid);
+    // An operator of one body never sees the other's payment.
+    let operator_b = Actor::operator(b.creditor.id, Role::Manager, "bruno");
+    assert!(matches!(
+        payments
+            .transaction(&operator_b, pay_a.transaction.id)
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(
+        payments
+            .transaction(&operator_b, pay_b.transaction.id)
+            .await
+            .is_ok()
+    );
 }
