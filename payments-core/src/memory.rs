@@ -57,13 +57,7 @@ impl State {
     /// rule for positions).
     fn positions_paid(&mut self, tx: &Transaction, lines: &[usize], at: DateTime<Utc>) {
         for &line in lines {
-            let Some(l) = tx.lines.get(line) else {
-                continue;
-            };
-            let Some(&(id, option)) = self
-                .position_by_source
-                .get(&(tx.creditor_id, l.source.clone()))
-            else {
+            let Some((id, option)) = self.option_of_line(tx, line) else {
                 continue;
             };
             let Some(position) = self.positions.get_mut(&id) else {
@@ -85,16 +79,13 @@ impl State {
                 if let Some(e) = exception {
                     self.insert_exception(&e);
                 }
-                for source in closed {
-                    if let Some(item) = self
-                        .item_by_source
-                        .get(&(tx.creditor_id, source))
-                        .and_then(|i| self.items.get_mut(i))
-                        && item.state == ItemState::Open
-                    {
-                        item.state = ItemState::Removed;
-                    }
-                }
+                let closed: Vec<ItemId> = closed
+                    .into_iter()
+                    .filter_map(|source| {
+                        self.item_by_source.get(&(tx.creditor_id, source)).copied()
+                    })
+                    .collect();
+                self.remove_open(&closed);
             }
         }
     }
@@ -103,13 +94,7 @@ impl State {
     /// back in full.
     fn positions_refunded(&mut self, tx: &Transaction, lines: &[usize], at: DateTime<Utc>) {
         for &line in lines {
-            let Some(l) = tx.lines.get(line) else {
-                continue;
-            };
-            let Some(&(id, option)) = self
-                .position_by_source
-                .get(&(tx.creditor_id, l.source.clone()))
-            else {
+            let Some((id, option)) = self.option_of_line(tx, line) else {
                 continue;
             };
             let Some(position) = self.positions.get_mut(&id) else {
@@ -138,14 +123,31 @@ impl State {
                 state: "in a payment in progress".into(),
             }));
         }
-        for id in ids {
-            if let Some(item) = self.items.get_mut(&id)
+        self.remove_open(&ids);
+        Ok(())
+    }
+
+    /// The debt position option that line `line` of `tx` pays, by its item's source.
+    fn option_of_line(
+        &self,
+        tx: &Transaction,
+        line: usize,
+    ) -> Option<(crate::DebtPositionId, usize)> {
+        let l = tx.lines.get(line)?;
+        self.position_by_source
+            .get(&(tx.creditor_id, l.source.clone()))
+            .copied()
+    }
+
+    /// Takes the open ones of `items` out of their carts.
+    fn remove_open(&mut self, items: &[ItemId]) {
+        for id in items {
+            if let Some(item) = self.items.get_mut(id)
                 && item.state == ItemState::Open
             {
                 item.state = ItemState::Removed;
             }
         }
-        Ok(())
     }
 
     fn index_position(&mut self, p: &crate::DebtPosition) {
