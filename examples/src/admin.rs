@@ -341,14 +341,15 @@ fn entry(e: &payments_core::BankEntry, locale: Locale) -> Value {
     }
 }
 
-/// An operator's note on a confirmation or rejection.
+/// An operator's note on a confirmation, a rejection, an exception resolved or a position
+/// invalidated.
 #[derive(Debug, Deserialize)]
 pub struct Note {
     #[serde(default)]
     note: String,
 }
 
-fn note(form: Note) -> Option<String> {
+pub(crate) fn note(form: Note) -> Option<String> {
     Some(form.note.trim().to_owned()).filter(|n| !n.is_empty())
 }
 

@@ -346,27 +346,17 @@ pub async fn import(
     .await
 }
 
-/// Why a position is invalidated.
-#[derive(Debug, Deserialize)]
-pub struct Why {
-    #[serde(default)]
-    reason: String,
-}
-
 /// A manager invalidates an unpaid position.
 pub async fn invalidate(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
-    Form(why): Form<Why>,
+    Form(why): Form<crate::admin::Note>,
 ) -> PageResult {
     let actor = ctx.operator(&portal)?;
     let id = views::parse_id(&ctx, &id)?;
-    let reason = if why.reason.trim().is_empty() {
-        text(ctx.locale(), "positions.invalidated_by_operator").to_owned()
-    } else {
-        why.reason
-    };
+    let reason = crate::admin::note(why)
+        .unwrap_or_else(|| text(ctx.locale(), "positions.invalidated_by_operator").to_owned());
     portal
         .payments()
         .invalidate_position(&actor, id, &reason)
