@@ -959,7 +959,14 @@ fn fiscal_codes_and_configuration_are_checked() {
 
 const IBAN: &str = "IT60X0542811101000000123456";
 
+/// A `paVerifyPaymentNoticeReq` or `paGetPaymentReq` as pagoPA's node sends it
+/// (paForNode.xsd: only `paGetPaymentReq` carries the `amount`).
 fn station_request(primitive: &str, notice: &str) -> String {
+    let amount = if primitive == "paGetPaymentReq" {
+        "\n      <amount>1.00</amount>"
+    } else {
+        ""
+    };
     format!(
         r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd">
   <soapenv:Header/>
@@ -971,8 +978,7 @@ fn station_request(primitive: &str, notice: &str) -> String {
       <qrCode>
         <fiscalCode>{FISCAL}</fiscalCode>
         <noticeNumber>{notice}</noticeNumber>
-      </qrCode>
-      <amount>1.00</amount>
+      </qrCode>{amount}
     </nod:{primitive}>
   </soapenv:Body>
 </soapenv:Envelope>"#
