@@ -9,6 +9,7 @@ use axum::{Extension, Form};
 use chrono::{NaiveDate, TimeZone, Utc};
 use minijinja::{Value, context};
 use payments_core::{
+    CreditorId,
     Actor, BankEntryOutcome, BankEntryQuery, Exception, ExceptionKind, ExceptionQuery,
     ExceptionStatus, Locale, MethodKind, Money, MovementQuery, OutboxPayload, OutboxQuery,
     OutboxStatus, TxStatus,
@@ -57,8 +58,8 @@ pub struct Filters {
 
 impl Filters {
     /// The library's query; a filter that does not read is an error naming it.
-    pub fn query(&self, portal: &Portal) -> payments_core::Result<MovementQuery> {
-        let mut q = MovementQuery::new(portal.creditor().id);
+    pub fn query(&self, creditor: CreditorId) -> payments_core::Result<MovementQuery> {
+        let mut q = MovementQuery::new(creditor);
         let mut errors = payments_core::ValidationErrors::default();
         let day = |s: &str, field: &str, errors: &mut payments_core::ValidationErrors| {
             let s = s.trim();
@@ -156,9 +157,9 @@ pub async fn movements(
     Extension(ctx): Extension<Ctx>,
     Query(filters): Query<Filters>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let locale = ctx.locale();
-    let (rows, count, total, next, error) = match filters.query(&portal) {
+    let (rows, count, total, next, error) = match filters.query(ctx.body.creditor.id) {
         Ok(q) => {
             let found = portal.payments().search(&actor, &q).await.or_page(&ctx)?;
             let rows: Vec<Value> = found
@@ -177,7 +178,7 @@ pub async fn movements(
     };
     let types: Vec<Value> = portal
         .payments()
-        .payment_types(portal.creditor().id)
+        .payment_types(ctx.body.creditor.id)
         .await
         .or_page(&ctx)?
         .iter()
@@ -191,9 +192,9 @@ pub async fn movements(
         .iter()
         .map(|m| context! { code => m.as_str(), label => m.label(locale) })
         .collect();
-    let modules: Vec<&str> = portal
-        .inner
-        .modules
+    let modules: Vec<&str> = ctx
+        .body
+        .modules()
         .iter()
         .map(|m| m.name)
         .chain([payments_core::FREE_PAYMENT_MODULE])
@@ -207,8 +208,8 @@ pub async fn movements(
 }
 
 async fn export(portal: Portal, ctx: Ctx, filters: Filters, format: ExportFormat) -> PageResult {
-    let actor = ctx.operator(&portal)?;
-    let query = filters.query(&portal).or_page(&ctx)?;
+    let actor = ctx.operator()?;
+    let query = filters.query(ctx.body.creditor.id).or_page(&ctx)?;
     // The store streams rows to any writer in constant memory; this demo collects them in
     // a buffer, where a portal with large exports streams them to the response or a file.
     let mut out = Vec::new();
@@ -263,7 +264,7 @@ pub async fn detail(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let locale = ctx.locale();
     let id = views::parse_id(&ctx, &id)?;
     let tx = portal
@@ -272,7 +273,7 @@ pub async fn detail(
         .await
         .or_page(&ctx)?;
     let events = portal.payments().events(&actor, id).await.or_page(&ctx)?;
-    let mut q = BankEntryQuery::new(portal.creditor().id);
+    let mut q = BankEntryQuery::new(ctx.body.creditor.id);
     q.transaction_id = Some(id);
     let entries = portal
         .payments()
@@ -298,7 +299,7 @@ pub async fn detail(
         .payments()
         .exceptions(
             &actor,
-            &ExceptionQuery::new(portal.creditor().id).of_transaction(id),
+            &ExceptionQuery::new(ctx.body.creditor.id).of_transaction(id),
         )
         .await
         .or_page(&ctx)?
@@ -362,7 +363,7 @@ pub async fn decide(
     Path((id, decision)): Path<(String, String)>,
     Form(form): Form<Note>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let id = views::parse_id(&ctx, &id)?;
     let payments = portal.payments();
     match decision.as_str() {
@@ -382,7 +383,7 @@ async fn statements_page(
     status: StatusCode,
 ) -> PageResult {
     let locale = ctx.locale();
-    let mut q = BankEntryQuery::new(portal.creditor().id);
+    let mut q = BankEntryQuery::new(ctx.body.creditor.id);
     q.exceptions_only = true;
     q.limit = 50;
     let open: Vec<Value> = portal
@@ -403,7 +404,7 @@ pub async fn statements(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     statements_page(&portal, &ctx, &actor, None, StatusCode::OK).await
 }
 
@@ -414,13 +415,13 @@ pub async fn import(
     Extension(ctx): Extension<Ctx>,
     form: Multipart,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let file = views::upload(&ctx, form).await?;
     let locale = ctx.locale();
     let (report, status) = match portal
         .inner
         .bank
-        .import_statement(portal.payments(), &actor, portal.creditor().id, &file)
+        .import_statement(portal.payments(), &actor, ctx.body.creditor.id, &file)
         .await
     {
         Ok(r) => (
@@ -454,7 +455,7 @@ pub async fn outbox(
     Extension(ctx): Extension<Ctx>,
     Query(filter): Query<OutboxFilter>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let locale = ctx.locale();
     let failed_only = filter.failed.is_some();
     let query = OutboxQuery {
@@ -464,7 +465,7 @@ pub async fn outbox(
     };
     let messages = portal
         .payments()
-        .outbox(&actor, portal.creditor().id, query)
+        .outbox(&actor, ctx.body.creditor.id, query)
         .await
         .or_page(&ctx)?;
     let rows: Vec<Value> = messages
@@ -497,7 +498,7 @@ pub async fn retry(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let id = views::parse_id(&ctx, &id)?;
     portal
         .payments()
@@ -538,9 +539,9 @@ pub async fn exceptions(
     Extension(ctx): Extension<Ctx>,
     Query(filter): Query<ExceptionFilter>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let locale = ctx.locale();
-    let mut query = ExceptionQuery::new(portal.creditor().id);
+    let mut query = ExceptionQuery::new(ctx.body.creditor.id);
     query.limit = 200;
     let status = match filter.status.as_str() {
         "resolved" => "resolved",
@@ -585,7 +586,7 @@ pub async fn act_on_exception(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<Note>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let id = views::parse_id(&ctx, &id)?;
     let payments = portal.payments();
     let back = match action.as_str() {

@@ -7,7 +7,7 @@
 //! the library, which checks every access again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -20,8 +20,8 @@ use payments_core::{Actor, CreditorId, Locale, Payer, Role};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::Portal;
 use crate::views::{PageError, PageResult};
+use crate::{Portal, seed};
 
 /// Someone who may sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,11 @@ pub enum AccountKind {
         /// Where receipts go.
         email: String,
     },
-    /// One of the body's operators, with a role.
+    /// An operator of one body, with a role: they see and act on that body's payments
+    /// only (the library checks the creditor of every operator's call).
     Operator {
+        /// The body they work for.
+        creditor: CreditorId,
         /// Viewer (reads, exports) or manager (also confirms, imports, retries).
         role: Role,
     },
@@ -53,10 +56,20 @@ pub enum AccountKind {
 
 impl Account {
     /// The actor the library checks access with.
-    pub fn actor(&self, creditor: CreditorId) -> Actor {
+    pub fn actor(&self) -> Actor {
         match &self.kind {
             AccountKind::Citizen { fiscal_code, .. } => Actor::payer(fiscal_code.as_str()),
-            AccountKind::Operator { role } => Actor::operator(creditor, *role, self.id.as_str()),
+            AccountKind::Operator { creditor, role } => {
+                Actor::operator(*creditor, *role, self.id.as_str())
+            }
+        }
+    }
+
+    /// The body an operator works for; `None` for a citizen.
+    pub fn creditor(&self) -> Option<CreditorId> {
+        match &self.kind {
+            AccountKind::Operator { creditor, .. } => Some(*creditor),
+            AccountKind::Citizen { .. } => None,
         }
     }
 
@@ -90,7 +103,7 @@ pub trait Accounts: Send + Sync + 'static {
     }
 }
 
-/// Two citizens and two operators of the demo body.
+/// Two citizens, two operators of the municipality and one of the union.
 #[derive(Debug, Clone, Default)]
 pub struct DemoAccounts;
 
@@ -111,10 +124,13 @@ impl Accounts for DemoAccounts {
                 email: email.into(),
             },
         };
-        let operator = |id: &str, name: &str, role| Account {
+        let operator = |id: &str, name: &str, body: usize, role| Account {
             id: id.into(),
             name: name.into(),
-            kind: AccountKind::Operator { role },
+            kind: AccountKind::Operator {
+                creditor: seed::BODIES[body].creditor_id(),
+                role,
+            },
         };
         vec![
             citizen(
@@ -129,8 +145,14 @@ impl Accounts for DemoAccounts {
                 "BNCGLI90A41H501E",
                 "giulia.bianchi@example.it",
             ),
-            operator("anna", "Anna Verdi (ragioneria)", Role::Manager),
-            operator("luca", "Luca Neri (consultazione)", Role::Viewer),
+            operator("anna", "Anna Verdi (ragioneria)", 0, Role::Manager),
+            operator("luca", "Luca Neri (consultazione)", 0, Role::Viewer),
+            operator(
+                "sara",
+                "Sara Gallo (Unione, polizia locale)",
+                1,
+                Role::Manager,
+            ),
         ]
     }
 }
@@ -144,6 +166,8 @@ pub struct Session {
     pub locale: Locale,
     /// The token every form of this session carries.
     pub csrf: String,
+    /// The body a citizen chose to pay (its slug); the first body until they choose.
+    pub body: Option<String>,
 }
 
 /// The sessions, by the random token of their cookie. In memory: a restart signs everyone
@@ -177,6 +201,7 @@ impl Sessions {
             account: None,
             locale: Locale::It,
             csrf: random_token(),
+            body: None,
         };
         self.0
             .lock()
@@ -204,6 +229,10 @@ pub struct Ctx {
     pub session: Session,
     /// The request's path and query, for the language switch.
     pub path: String,
+    /// The body the pages are about: an operator's own, or the one a citizen chose.
+    pub body: Arc<crate::Body>,
+    /// Every body, as (slug, name), for the citizen's choice.
+    pub bodies: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -213,18 +242,18 @@ impl Ctx {
     }
 
     /// The signed-in citizen and their actor; anyone else goes to the sign-in page.
-    pub fn citizen(&self, portal: &Portal) -> Result<(Account, Actor), PageError> {
+    pub fn citizen(&self) -> Result<(Account, Actor), PageError> {
         match &self.session.account {
-            Some(a) if !a.is_operator() => Ok((a.clone(), a.actor(portal.creditor().id))),
+            Some(a) if !a.is_operator() => Ok((a.clone(), a.actor())),
             Some(_) => Err(PageError::forbidden(self, "citizens_only")),
             None => Err(PageError::redirect("/signin")),
         }
     }
 
     /// The signed-in operator's actor; a citizen is refused, nobody goes to sign in.
-    pub fn operator(&self, portal: &Portal) -> Result<Actor, PageError> {
+    pub fn operator(&self) -> Result<Actor, PageError> {
         match &self.session.account {
-            Some(a) if a.is_operator() => Ok(a.actor(portal.creditor().id)),
+            Some(a) if a.is_operator() => Ok(a.actor()),
             Some(_) => Err(PageError::forbidden(self, "operators_only")),
             None => Err(PageError::redirect("/signin")),
         }
@@ -260,10 +289,24 @@ pub async fn session_layer(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
+    // An operator's pages are their own body's; a citizen's, the body they chose.
+    let body = match session.account.as_ref().and_then(Account::creditor) {
+        Some(creditor) => portal.body_of(creditor),
+        None => session.body.as_deref().and_then(|slug| portal.body(slug)),
+    }
+    .unwrap_or(&portal.bodies()[0])
+    .clone();
+    let bodies = portal
+        .bodies()
+        .iter()
+        .map(|b| (b.slug.to_owned(), b.creditor.name.clone()))
+        .collect();
     let ctx = Ctx {
         token: token.clone(),
         session,
         path,
+        body,
+        bodies,
     };
     if request.method() == Method::POST {
         let form = request
@@ -373,6 +416,7 @@ pub async fn signin(
     sessions.update(&token, |s| {
         s.account = Some(account);
         s.locale = ctx.session.locale;
+        s.body = ctx.session.body.clone();
     });
     Ok((jar.add(session_cookie(&portal, token)), Redirect::to(home)).into_response())
 }
@@ -410,4 +454,22 @@ pub async fn language(
         .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
         .unwrap_or_else(|| "/".into());
     Ok(Redirect::to(&back).into_response())
+}
+
+/// A citizen chooses the body to pay (`/body/{slug}`): its modules, free payments and
+/// cart are shown from then on. An operator's body is their own and does not change.
+pub async fn choose_body(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(slug): Path<String>,
+) -> PageResult {
+    let body = portal
+        .body(&slug)
+        .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let slug = body.slug.to_owned();
+    portal
+        .inner
+        .sessions
+        .update(&ctx.token, |s| s.body = Some(slug));
+    Ok(Redirect::to("/").into_response())
 }

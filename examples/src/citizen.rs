@@ -24,16 +24,29 @@ use crate::auth::Ctx;
 use crate::views::{self, OrPage, PageError, PageResult, text};
 
 impl Portal {
+    /// The sandbox account `gateway` of one of the bodies.
+    fn sandbox_account(
+        &self,
+        ctx: &Ctx,
+        gateway: &str,
+    ) -> Result<&std::sync::Arc<payments_gateways::sandbox::SandboxGateway>, PageError> {
+        self.bodies()
+            .iter()
+            .map(|b| b.sandbox())
+            .find(|s| payments_core::Gateway::id(s.as_ref()).as_str() == gateway)
+            .ok_or_else(|| PageError::status(ctx, StatusCode::NOT_FOUND, "not_found"))
+    }
+
     /// The signed-in citizen's actor and cart (opened if they have none); anyone else goes
     /// to the sign-in page or is refused.
     async fn citizen_cart(&self, ctx: &Ctx) -> Result<(Actor, Cart), PageError> {
-        let (account, actor) = ctx.citizen(self)?;
+        let (account, actor) = ctx.citizen()?;
         let payer = account
             .payer(ctx.locale())
             .ok_or_else(|| PageError::forbidden(ctx, "citizens_only"))?;
         let cart = self
             .payments()
-            .open_cart(&actor, self.creditor().id, payer)
+            .open_cart(&actor, ctx.body.creditor.id, payer)
             .await
             .or_page(ctx)?;
         Ok((actor, cart))
@@ -59,9 +72,9 @@ pub async fn home(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) 
         .or_page(&ctx)?;
     let locale = ctx.locale();
     let fiscal_code = actor_id(&actor);
-    let modules: Vec<Value> = portal
-        .inner
-        .modules
+    let modules: Vec<Value> = ctx
+        .body
+        .modules()
         .iter()
         .map(|m| {
             let dues: Vec<Value> = m
@@ -113,8 +126,11 @@ pub async fn add_due(
     Path((module, key)): Path<(String, String)>,
 ) -> PageResult {
     let (actor, cart) = portal.citizen_cart(&ctx).await?;
-    let module = portal
-        .module(&module)
+    let module = ctx
+        .body
+        .modules()
+        .iter()
+        .find(|m| m.name == module)
         .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
     module
         .add_to_cart(portal.payments(), &actor, cart.id, &actor_id(&actor), &key)
@@ -136,7 +152,7 @@ pub async fn free_page(
     Extension(ctx): Extension<Ctx>,
     Query(chosen): Query<Chosen>,
 ) -> PageResult {
-    ctx.citizen(&portal)?;
+    ctx.citizen()?;
     free_form(
         &portal,
         &ctx,
@@ -159,7 +175,7 @@ async fn free_form(
     let locale = ctx.locale();
     let types: Vec<_> = portal
         .payments()
-        .payment_types(portal.creditor().id)
+        .payment_types(ctx.body.creditor.id)
         .await
         .or_page(ctx)?
         .into_iter()
@@ -380,22 +396,21 @@ pub async fn checkout(
     }
 }
 
-/// The sandbox's hosted page: the provider's own page, which this portal serves for the
-/// demo.
+/// The sandbox's hosted page of one body's account (`/hosted/{gateway}/pay/{session}`):
+/// the provider's own page, which this portal serves for the demo.
 pub async fn sandbox_page(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
-    Path(session): Path<String>,
+    Path((gateway, session)): Path<(String, String)>,
 ) -> PageResult {
     let s = portal
-        .inner
-        .sandbox
+        .sandbox_account(&ctx, &gateway)?
         .session(&session)
         .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
     portal.page(
         &ctx,
         "sandbox.html",
-        context! { session => s.id, merchant => s.merchant, amount => s.amount.format(ctx.locale()), open => s.outcome == PaymentOutcome::Pending },
+        context! { gateway, session => s.id, merchant => s.merchant, amount => s.amount.format(ctx.locale()), open => s.outcome == PaymentOutcome::Pending },
     )
 }
 
@@ -410,7 +425,7 @@ pub struct SandboxForm {
 pub async fn sandbox_outcome(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
-    Path(session): Path<String>,
+    Path((gateway, session)): Path<(String, String)>,
     Form(form): Form<SandboxForm>,
 ) -> PageResult {
     let outcome = match form.outcome.as_str() {
@@ -419,13 +434,12 @@ pub async fn sandbox_outcome(
         _ => PaymentOutcome::Cancelled,
     };
     let callback = portal
-        .inner
-        .sandbox
+        .sandbox_account(&ctx, &gateway)?
         .complete(&session, outcome)
         .or_page(&ctx)?;
     let done = portal
         .payments()
-        .handle_callback("sandbox", &callback)
+        .handle_callback(&gateway, &callback)
         .await
         .or_page(&ctx)?;
     Ok(Redirect::to(&format!("/payments/{}", done.transaction.id)).into_response())
@@ -454,11 +468,22 @@ pub async fn provider_return(
                 query,
                 ..Default::default()
             };
-            match portal.payments().handle_callback("nexi", &request).await {
+            // The transaction names the body's Nexi account that verifies the return.
+            let id = payments_gateways::nexi::transaction_of(&code);
+            let gateway = match id {
+                Some(id) => portal
+                    .payments()
+                    .transaction(&Actor::System, id)
+                    .await
+                    .map(|t| t.gateway_id.to_string())
+                    .unwrap_or_else(|_| payments_gateways::nexi::GATEWAY_ID.into()),
+                None => payments_gateways::nexi::GATEWAY_ID.into(),
+            };
+            match portal.payments().handle_callback(&gateway, &request).await {
                 Ok(done) => Some(done.transaction.id),
                 Err(e) => {
                     eprintln!("portal: XPay's return refused: {e}");
-                    payments_gateways::nexi::transaction_of(&code)
+                    id
                 }
             }
         }
@@ -498,7 +523,7 @@ async fn payment_page(
     errors: &BTreeMap<String, String>,
     status: StatusCode,
 ) -> PageResult {
-    let (_, actor) = ctx.citizen(portal)?;
+    let (_, actor) = ctx.citizen()?;
     let locale = ctx.locale();
     let id: TransactionId = views::parse_id(ctx, id)?;
     let tx = portal
@@ -558,7 +583,7 @@ pub async fn report(
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let (_, actor) = ctx.citizen(&portal)?;
+    let (_, actor) = ctx.citizen()?;
     let values: BTreeMap<String, String> = pairs.into_iter().collect();
     let v = |k: &str| values.get(k).map(String::as_str).unwrap_or_default();
     let tx: TransactionId = views::parse_id(&ctx, &id)?;
@@ -606,10 +631,10 @@ pub async fn history(
     Extension(ctx): Extension<Ctx>,
     Query(after): Query<After>,
 ) -> PageResult {
-    let (_, actor) = ctx.citizen(&portal)?;
+    let (_, actor) = ctx.citizen()?;
     let locale = ctx.locale();
     let mut query = HistoryQuery::new(actor_id(&actor));
-    query.creditor_id = Some(portal.creditor().id);
+    query.creditor_id = Some(ctx.body.creditor.id);
     query.limit = 10;
     query.after = after.after.and_then(|a| a.parse().ok());
     let page = portal
@@ -656,8 +681,12 @@ pub async fn webhook(
     let request = callback_request(query, &headers, &body);
     let result = portal.payments().handle_callback(&gateway, &request).await;
     if gateway == "pagopa" {
-        // pagoPA wants its SOAP answer, OK or KO with a fault code, always with 200.
-        let answer = PagoPaGateway::receipt_response(&result, &portal.creditor().fiscal_code);
+        // pagoPA wants its SOAP answer, OK or KO with a fault code, always with 200; a
+        // fault names the body the receipt is for (the municipality when it does not read).
+        let id_pa = payments_gateways::pagopa::receipt::parse(&body, 1 << 20)
+            .map(|r| r.id_pa)
+            .unwrap_or_else(|_| portal.creditor().fiscal_code.clone());
+        let answer = PagoPaGateway::receipt_response(&result, &id_pa);
         return (
             [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
             answer,

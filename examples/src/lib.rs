@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use payments_core::MethodKind;
-use payments_core::{Creditor, Error, Payments, Result};
+use payments_core::{Creditor, CreditorId, Error, Payments, Result};
 use payments_gateways::bank_transfer::BankTransferGateway;
 use payments_gateways::nexi::NexiGateway;
 use payments_gateways::pagopa::PagoPaGateway;
@@ -51,6 +52,16 @@ pub struct Config {
     /// When the outbox tries a message again, and when it gives up (the library's default:
     /// 30 s doubling to 1 h, 10 attempts).
     pub retry: payments_core::RetryPolicy,
+    /// Each body's own card-provider accounts, by the body's slug (`comune`, `unione`): a
+    /// body with none pays by card through its own sandbox account.
+    pub accounts: BTreeMap<String, ProviderAccounts>,
+}
+
+/// A body's own contracts with the card providers: each is a gateway of its own, with an
+/// id that names the body (`stripe`, `stripe-unione`), so callbacks reach the right
+/// verifier at `/webhooks/{id}`.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderAccounts {
     /// Stripe, for card and SEPA direct debit, when its keys are given
     /// (`STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`).
     pub stripe: Option<StripeKeys>,
@@ -69,8 +80,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &set(&self.database_url))
             .field("smtp_url", &set(&self.smtp_url))
             .field("worker_interval", &self.worker_interval)
-            .field("stripe", &self.stripe)
-            .field("nexi", &self.nexi)
+            .field("accounts", &self.accounts)
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +90,8 @@ impl std::fmt::Debug for Config {
 pub struct StripeKeys {
     /// The secret API key (`sk_…`).
     pub secret_key: SecretString,
-    /// The signing secret of the webhook endpoint `POST /webhooks/stripe` (`whsec_…`).
+    /// The signing secret of the account's webhook endpoint, `POST /webhooks/stripe` (or
+    /// `/webhooks/stripe-{body}` for a body other than the municipality) (`whsec_…`).
     pub webhook_secret: SecretString,
 }
 
@@ -122,9 +133,13 @@ impl Config {
             smtp_url: None,
             worker_interval: Duration::from_millis(500),
             retry: payments_core::RetryPolicy::default(),
-            stripe: None,
-            nexi: None,
+            accounts: BTreeMap::new(),
         }
+    }
+
+    /// The provider accounts of the body `slug`, to fill in.
+    pub fn accounts_mut(&mut self, slug: &str) -> &mut ProviderAccounts {
+        self.accounts.entry(slug.to_owned()).or_default()
     }
 
     /// Reads `PORTAL_ADDR`, `PUBLIC_URL`, `PORTAL_DATA`, `DATABASE_URL` and `SMTP_URL`.
@@ -145,21 +160,35 @@ impl Config {
         }
         config.database_url = var("DATABASE_URL");
         config.smtp_url = var("SMTP_URL");
-        if let (Some(secret_key), Some(webhook_secret)) =
-            (var("STRIPE_SECRET_KEY"), var("STRIPE_WEBHOOK_SECRET"))
-        {
-            config.stripe = Some(StripeKeys {
-                secret_key: secret_key.into(),
-                webhook_secret: webhook_secret.into(),
-            });
-        }
-        if let (Some(alias), Some(mac_key)) = (var("NEXI_ALIAS"), var("NEXI_MAC_KEY")) {
-            config.nexi = Some(NexiKeys {
-                alias,
-                mac_key: mac_key.into(),
-                base_url: var("NEXI_BASE_URL")
-                    .unwrap_or_else(|| payments_gateways::nexi::TEST_BASE.into()),
-            });
+        // The municipality's accounts have the plain names; each other body's carry its
+        // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).
+        for body in seed::BODIES {
+            let prefix = if body.slug == seed::BODIES[0].slug {
+                String::new()
+            } else {
+                format!("{}_", body.slug.to_uppercase())
+            };
+            let var = |name: &str| var(&format!("{prefix}{name}"));
+            let mut accounts = ProviderAccounts::default();
+            if let (Some(secret_key), Some(webhook_secret)) =
+                (var("STRIPE_SECRET_KEY"), var("STRIPE_WEBHOOK_SECRET"))
+            {
+                accounts.stripe = Some(StripeKeys {
+                    secret_key: secret_key.into(),
+                    webhook_secret: webhook_secret.into(),
+                });
+            }
+            if let (Some(alias), Some(mac_key)) = (var("NEXI_ALIAS"), var("NEXI_MAC_KEY")) {
+                accounts.nexi = Some(NexiKeys {
+                    alias,
+                    mac_key: mac_key.into(),
+                    base_url: var("NEXI_BASE_URL")
+                        .unwrap_or_else(|| payments_gateways::nexi::TEST_BASE.into()),
+                });
+            }
+            if accounts.stripe.is_some() || accounts.nexi.is_some() {
+                config.accounts.insert(body.slug.to_owned(), accounts);
+            }
         }
         Ok(config)
     }
@@ -170,8 +199,8 @@ impl Config {
     }
 }
 
-/// The portal: the payments service, its gateways, the demo modules and the web pages.
-/// Cheap to clone.
+/// The portal: the payments service, its gateways, the bodies it collects for with their
+/// demo modules, and the web pages. Cheap to clone.
 #[derive(Clone)]
 pub struct Portal {
     inner: Arc<Inner>,
@@ -181,28 +210,61 @@ struct Inner {
     config: Config,
     payments: Payments,
     store: Arc<SqlxStore>,
-    sandbox: Arc<SandboxGateway>,
     bank: Arc<BankTransferGateway>,
     pagopa: Arc<PagoPaGateway>,
-    creditor: Creditor,
-    modules: Vec<Arc<DemoModule>>,
+    bodies: Vec<Arc<Body>>,
     accounts: Arc<dyn Accounts>,
     sessions: Sessions,
+}
+
+/// One body the portal collects for: its creditor record, its own sandbox account (and
+/// card-provider accounts when configured), its payment types, its modules and its
+/// operators. The bodies share the portal, the database, the bank-transfer gateway and
+/// the pagoPA station (one intermediary serving both), each with its own IBAN and
+/// pagoPA settings.
+pub struct Body {
+    /// Its short name, in URLs and environment variables: `comune`, `unione`.
+    pub slug: &'static str,
+    /// Its creditor record.
+    pub creditor: Creditor,
+    sandbox: Arc<SandboxGateway>,
+    modules: Vec<Arc<DemoModule>>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("slug", &self.slug)
+            .field("creditor", &self.creditor.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Body {
+    /// Its demo modules.
+    pub fn modules(&self) -> &[Arc<DemoModule>] {
+        &self.modules
+    }
+
+    /// Its sandbox account (the demo's hosted card page).
+    pub fn sandbox(&self) -> &Arc<SandboxGateway> {
+        &self.sandbox
+    }
 }
 
 impl std::fmt::Debug for Portal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Portal")
             .field("public_url", &self.inner.config.public_url)
-            .field("creditor", &self.inner.creditor.name)
+            .field("bodies", &self.inner.bodies)
             .finish_non_exhaustive()
     }
 }
 
 impl Portal {
     /// Opens the store (migrating it), builds the payments service with its gateways,
-    /// notifier and the modules' listeners, and seeds the demo body. Starting again on the
-    /// same data keeps everything: the seed only writes what is missing or changed.
+    /// notifier and the modules' listeners, and seeds the demo bodies. Starting again on
+    /// the same data keeps everything: the seed only writes what is missing or changed.
     pub async fn new(config: Config) -> Result<Portal> {
         Portal::with_accounts(config, Arc::new(DemoAccounts::new())).await
     }
@@ -223,18 +285,10 @@ impl Portal {
             None => payments_mail::MailNotifier::builder(seed::MAIL_FROM).file(config.mail_dir()),
         }
         .build()?;
-        // The sandbox plays a provider's hosted page; this portal serves that page too.
-        let sandbox = Arc::new(
-            SandboxGateway::new(seed::SANDBOX_KEY)
-                .with_base_url(format!("{}/sandbox", config.public_url))
-                .with_kinds(seed::SANDBOX_KINDS),
-        );
         let bank = Arc::new(BankTransferGateway::new());
         let pagopa = Arc::new(PagoPaGateway::new(store.clone(), seed::PAGOPA_KEY)?);
-        let modules = modules::demo_modules(&config.data_dir)?;
         let mut builder = Payments::builder()
             .store(store.clone())
-            .gateway(sandbox.clone())
             .gateway(bank.clone())
             .gateway(pagopa.clone())
             .notice_issuer(pagopa.clone())
@@ -242,57 +296,85 @@ impl Portal {
             .notifier(Arc::new(mail))
             .retry_policy(config.retry)
             .return_url(format!("{}/return", config.public_url));
-        for module in &modules {
-            builder = builder.listener(module.name, module.clone());
-        }
-        // The card providers, when configured; their methods are enabled beside the
-        // sandbox's, and the checkout offers each.
+        // Each body has its own accounts: a sandbox account (which plays a provider's
+        // hosted page, served by this portal too) and, when configured, Stripe and Nexi.
+        let mut bodies = Vec::new();
         let mut providers = Vec::new();
-        if let Some(keys) = &config.stripe {
-            let stripe = StripeGateway::new(
-                keys.secret_key.expose_secret(),
-                keys.webhook_secret.expose_secret(),
-            )?
-            .with_methods(&[MethodKind::Card, MethodKind::SepaDirectDebit])?;
-            builder = builder.gateway(Arc::new(stripe));
-            providers.push((
-                payments_gateways::stripe::GATEWAY_ID,
-                [MethodKind::Card, MethodKind::SepaDirectDebit],
-            ));
-        }
-        if let Some(keys) = &config.nexi {
-            let nexi = NexiGateway::new(
-                keys.alias.as_str(),
-                keys.mac_key.expose_secret(),
-                format!("{}/webhooks/nexi", config.public_url),
-            )?
-            .with_base_url(keys.base_url.as_str())
-            .with_methods(&[MethodKind::Card, MethodKind::AccountDebit])?;
-            builder = builder.gateway(Arc::new(nexi));
-            providers.push((
-                payments_gateways::nexi::GATEWAY_ID,
-                [MethodKind::Card, MethodKind::AccountDebit],
-            ));
+        for spec in seed::BODIES {
+            let sandbox = Arc::new(
+                SandboxGateway::new(spec.gateway_id(seed::SANDBOX_KEY))
+                    .with_id(spec.gateway_id("sandbox"))
+                    .with_base_url(format!(
+                        "{}/hosted/{}",
+                        config.public_url,
+                        spec.gateway_id("sandbox")
+                    ))
+                    .with_kinds(seed::SANDBOX_KINDS),
+            );
+            builder = builder.gateway(sandbox.clone());
+            let keys = config.accounts.get(spec.slug).cloned().unwrap_or_default();
+            if let Some(keys) = &keys.stripe {
+                let id = spec.gateway_id(payments_gateways::stripe::GATEWAY_ID);
+                let kinds = [MethodKind::Card, MethodKind::SepaDirectDebit];
+                let stripe = StripeGateway::new(
+                    keys.secret_key.expose_secret(),
+                    keys.webhook_secret.expose_secret(),
+                )?
+                .with_id(id.as_str())
+                .with_methods(&kinds)?;
+                builder = builder.gateway(Arc::new(stripe));
+                providers.push((spec, id, 40, kinds));
+            }
+            if let Some(keys) = &keys.nexi {
+                let id = spec.gateway_id(payments_gateways::nexi::GATEWAY_ID);
+                let kinds = [MethodKind::Card, MethodKind::AccountDebit];
+                let nexi = NexiGateway::new(
+                    keys.alias.as_str(),
+                    keys.mac_key.expose_secret(),
+                    format!("{}/webhooks/{id}", config.public_url),
+                )?
+                .with_id(id.as_str())
+                .with_base_url(keys.base_url.as_str())
+                .with_methods(&kinds)?;
+                builder = builder.gateway(Arc::new(nexi));
+                providers.push((spec, id, 50, kinds));
+            }
+            let modules = modules::demo_modules(spec, &config.data_dir)?;
+            for module in &modules {
+                builder = builder.listener(module.name, module.clone());
+            }
+            bodies.push((spec, sandbox, modules));
         }
         let payments = builder.build()?;
-        let creditor = seed::install(&payments, &bank, &pagopa).await?;
-        for (gateway, kinds) in providers {
-            seed::enable(&payments, &creditor, gateway, &kinds).await?;
+        let mut installed = Vec::new();
+        for (spec, sandbox, modules) in bodies {
+            let creditor = seed::install(&payments, spec, &bank, &pagopa).await?;
+            for module in &modules {
+                module.seed(accounts.as_ref())?;
+            }
+            if spec.positions {
+                positions::seed(&payments, creditor.id, accounts.as_ref()).await?;
+            }
+            installed.push(Arc::new(Body {
+                slug: spec.slug,
+                creditor,
+                sandbox,
+                modules,
+            }));
         }
-        for module in &modules {
-            module.seed(accounts.as_ref())?;
+        // The card providers' methods are enabled beside the sandbox's; the checkout
+        // offers each.
+        for (spec, gateway, base, kinds) in providers {
+            seed::enable(&payments, spec, &gateway, base, &kinds).await?;
         }
-        positions::seed(&payments, creditor.id, accounts.as_ref()).await?;
         Ok(Portal {
             inner: Arc::new(Inner {
                 config,
                 payments,
                 store,
-                sandbox,
                 bank,
                 pagopa,
-                creditor,
-                modules,
+                bodies: installed,
                 accounts,
                 sessions: Sessions::default(),
             }),
@@ -304,14 +386,29 @@ impl Portal {
         &self.inner.payments
     }
 
-    /// The body the portal collects for.
-    pub fn creditor(&self) -> &Creditor {
-        &self.inner.creditor
+    /// The bodies the portal collects for, the municipality first.
+    pub fn bodies(&self) -> &[Arc<Body>] {
+        &self.inner.bodies
     }
 
-    /// The sandbox gateway (its sessions are the demo's hosted pages).
+    /// The body with `slug` (`comune`, `unione`).
+    pub fn body(&self, slug: &str) -> Option<&Arc<Body>> {
+        self.inner.bodies.iter().find(|b| b.slug == slug)
+    }
+
+    /// The body of `creditor`.
+    pub fn body_of(&self, creditor: CreditorId) -> Option<&Arc<Body>> {
+        self.inner.bodies.iter().find(|b| b.creditor.id == creditor)
+    }
+
+    /// The municipality, the first body: its creditor.
+    pub fn creditor(&self) -> &Creditor {
+        &self.inner.bodies[0].creditor
+    }
+
+    /// The municipality's sandbox account (its sessions are the demo's hosted pages).
     pub fn sandbox(&self) -> &Arc<SandboxGateway> {
-        &self.inner.sandbox
+        &self.inner.bodies[0].sandbox
     }
 
     /// The configuration it runs with.
@@ -319,9 +416,14 @@ impl Portal {
         &self.inner.config
     }
 
-    /// The demo module named `name` (`tributi`, `segreteria`, `edilizia`, `servizi`).
+    /// The demo module named `name`, of whichever body (`tributi`, `segreteria`,
+    /// `edilizia`, `servizi` of the municipality; `polizia` of the union).
     pub fn module(&self, name: &str) -> Option<&Arc<DemoModule>> {
-        self.inner.modules.iter().find(|m| m.name == name)
+        self.inner
+            .bodies
+            .iter()
+            .flat_map(|b| b.modules.iter())
+            .find(|m| m.name == name)
     }
 
     /// The web application: every page, the sandbox's hosted page and the webhooks.
@@ -336,8 +438,9 @@ impl Portal {
             .route("/cart", get(citizen::cart))
             .route("/cart/remove", post(citizen::remove))
             .route("/checkout", post(citizen::checkout))
+            .route("/body/{slug}", get(auth::choose_body))
             .route(
-                "/sandbox/pay/{session}",
+                "/hosted/{gateway}/pay/{session}",
                 get(citizen::sandbox_page).post(citizen::sandbox_outcome),
             )
             .route("/return", get(citizen::provider_return))
@@ -409,11 +512,11 @@ mod tests {
         let mut config = Config::local("/tmp/portal", "127.0.0.1:3000".parse().unwrap());
         config.database_url = Some("postgres://portal:db-secret@db/portal".into());
         config.smtp_url = Some("smtps://mailer:smtp-secret@smtp.example.it:465".into());
-        config.stripe = Some(StripeKeys {
+        config.accounts_mut("comune").stripe = Some(StripeKeys {
             secret_key: "sk_test_stripe-secret".to_owned().into(),
             webhook_secret: "whsec_hook-secret".to_owned().into(),
         });
-        config.nexi = Some(NexiKeys {
+        config.accounts_mut("unione").nexi = Some(NexiKeys {
             alias: "ALIAS_WEB_1".into(),
             mac_key: "nexi-secret".to_owned().into(),
             base_url: payments_gateways::nexi::TEST_BASE.into(),

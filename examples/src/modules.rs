@@ -1,6 +1,7 @@
-//! Four demo modules, standing for the portal's services. Each holds its own data (what
-//! each citizen owes), puts an item in the citizen's cart when they press **Paga**, and
-//! learns through its [`SettlementListener`] that the item was paid.
+//! The demo modules, standing for the portal's services: four of the municipality, one of
+//! the union. Each holds its own data (what each citizen owes), puts an item in the
+//! citizen's cart when they press **Paga**, and learns through its [`SettlementListener`]
+//! that the item was paid.
 //!
 //! A module's data is its own business: here a list in memory and a file of the keys paid,
 //! so that "Pagato" survives a restart. Settlements arrive at least once, so marking an
@@ -53,8 +54,9 @@ pub struct DemoModule {
     paid_file: PathBuf,
 }
 
-/// The four modules, their paid keys read from `data_dir`.
-pub(crate) fn demo_modules(data_dir: &Path) -> Result<Vec<Arc<DemoModule>>> {
+/// The modules of `body`, their paid keys read from `data_dir`: the municipality's four,
+/// the union's local police.
+pub(crate) fn demo_modules(body: &seed::BodySpec, data_dir: &Path) -> Result<Vec<Arc<DemoModule>>> {
     let module = |name, title, payment_type| {
         Arc::new(DemoModule {
             name,
@@ -64,6 +66,13 @@ pub(crate) fn demo_modules(data_dir: &Path) -> Result<Vec<Arc<DemoModule>>> {
             paid_file: data_dir.join(format!("module-{name}.paid")),
         })
     };
+    if body.slug != seed::BODIES[0].slug {
+        return Ok(vec![module(
+            "polizia",
+            ("Polizia locale: verbali", "Local police: fines"),
+            seed::ROAD_FINES,
+        )]);
+    }
     Ok(vec![
         module(
             "tributi",
@@ -143,6 +152,13 @@ impl DemoModule {
                     eur("1250.00")?,
                     date("2027-01-31"),
                     &[("case_number", "PE-2026-031")],
+                )),
+                "polizia" => dues.push(due(
+                    format!("VERBALE-2026-4411-{fiscal_code}"),
+                    "Verbale 2026/4411, art. 7 codice della strada",
+                    eur("42.00")?,
+                    date("2026-12-20"),
+                    &[("report", "2026/4411"), ("plate", "AB123CD")],
                 )),
                 _ => dues.push(due(
                     format!("MENSA-2026-11-{fiscal_code}"),

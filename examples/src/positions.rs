@@ -141,7 +141,7 @@ pub(crate) async fn citizen_positions(
 ) -> std::result::Result<Vec<Value>, PageError> {
     let list = portal
         .payments()
-        .payer_positions(actor, portal.creditor().id, fiscal_code)
+        .payer_positions(actor, ctx.body.creditor.id, fiscal_code)
         .await
         .or_page(ctx)?;
     Ok(list.iter().map(|p| view(p, ctx.locale())).collect())
@@ -153,7 +153,7 @@ pub async fn add_option(
     Extension(ctx): Extension<Ctx>,
     Path((id, index)): Path<(String, usize)>,
 ) -> PageResult {
-    let (_, actor) = ctx.citizen(&portal)?;
+    let (_, actor) = ctx.citizen()?;
     let id = views::parse_id(&ctx, &id)?;
     portal
         .payments()
@@ -178,9 +178,9 @@ fn pdf(name: &str, bytes: Vec<u8>) -> Response {
 }
 
 /// The signed-in person's actor: a citizen or an operator.
-fn anyone(portal: &Portal, ctx: &Ctx) -> std::result::Result<Actor, PageError> {
+fn anyone(ctx: &Ctx) -> std::result::Result<Actor, PageError> {
     match &ctx.session.account {
-        Some(a) => Ok(a.actor(portal.creditor().id)),
+        Some(a) => Ok(a.actor()),
         None => Err(PageError::redirect("/signin")),
     }
 }
@@ -192,10 +192,14 @@ pub async fn notice(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let actor = anyone(&portal, &ctx)?;
+    let actor = anyone(&ctx)?;
     let id = views::parse_id(&ctx, &id)?;
     let p = portal.payments().position(&actor, id).await.or_page(&ctx)?;
-    let bytes = payments_pdf::notice_pdf(portal.creditor(), &p, ctx.locale()).map_err(|e| {
+    // The notice is its own body's, whichever body the page is about.
+    let body = portal
+        .body_of(p.creditor_id)
+        .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let bytes = payments_pdf::notice_pdf(&body.creditor, &p, ctx.locale()).map_err(|e| {
         PageError::from_error(&ctx, payments_core::Error::invalid("notice", e.to_string()))
     })?;
     let name = match ctx.locale() {
@@ -211,7 +215,7 @@ pub async fn receipt(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let actor = anyone(&portal, &ctx)?;
+    let actor = anyone(&ctx)?;
     let id = views::parse_id(&ctx, &id)?;
     let summary = portal.payments().receipt(&actor, id).await.or_page(&ctx)?;
     let bytes = payments_pdf::receipt_pdf(&summary, ctx.locale()).map_err(|e| {
@@ -253,7 +257,7 @@ async fn positions_page(
     status: StatusCode,
 ) -> PageResult {
     let locale = ctx.locale();
-    let mut q = PositionQuery::of(portal.creditor().id);
+    let mut q = PositionQuery::of(ctx.body.creditor.id);
     q.status = PositionStatus::parse(&filters.status);
     q.payment_type_id = filters.payment_type.parse().ok();
     q.payer = Some(filters.payer.trim().to_owned()).filter(|p| !p.is_empty());
@@ -263,7 +267,7 @@ async fn positions_page(
     q.limit = 50;
     let list = portal
         .payments()
-        .positions(actor, portal.creditor().id, q.clone())
+        .positions(actor, ctx.body.creditor.id, q.clone())
         .await
         .or_page(ctx)?;
     let next = (list.len() as u32 == q.limit)
@@ -276,7 +280,7 @@ async fn positions_page(
         .collect();
     let types: Vec<Value> = portal
         .payments()
-        .payment_types(portal.creditor().id)
+        .payment_types(ctx.body.creditor.id)
         .await
         .or_page(ctx)?
         .iter()
@@ -302,7 +306,7 @@ pub async fn positions(
     Extension(ctx): Extension<Ctx>,
     Query(filters): Query<Filters>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     positions_page(&portal, &ctx, &actor, &filters, None, StatusCode::OK).await
 }
 
@@ -313,11 +317,11 @@ pub async fn import(
     Extension(ctx): Extension<Ctx>,
     form: Multipart,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let file = views::upload(&ctx, form).await?;
     let (report, status) = match portal
         .payments()
-        .import_positions_csv(&actor, portal.creditor().id, MODULE, file.as_slice())
+        .import_positions_csv(&actor, ctx.body.creditor.id, MODULE, file.as_slice())
         .await
     {
         Ok(r) => (
@@ -353,7 +357,7 @@ pub async fn invalidate(
     Path(id): Path<String>,
     Form(why): Form<crate::admin::Note>,
 ) -> PageResult {
-    let actor = ctx.operator(&portal)?;
+    let actor = ctx.operator()?;
     let id = views::parse_id(&ctx, &id)?;
     let reason = crate::admin::note(why)
         .unwrap_or_else(|| text(ctx.locale(), "positions.invalidated_by_operator").to_owned());

@@ -86,8 +86,26 @@ fn render(ctx: &Ctx, status: StatusCode, name: &str, values: Value) -> PageResul
     let account = ctx.session.account.as_ref().map(|a| {
         context! { name => a.name.clone(), operator => a.is_operator() }
     });
+    // A citizen (or someone not signed in) may switch to another body; an operator's
+    // pages are their own body's.
+    let operator = ctx
+        .session
+        .account
+        .as_ref()
+        .is_some_and(|a| a.is_operator());
+    let others: Vec<Value> = if operator {
+        Vec::new()
+    } else {
+        ctx.bodies
+            .iter()
+            .filter(|(slug, _)| slug != ctx.body.slug)
+            .map(|(slug, name)| context! { slug, name })
+            .collect()
+    };
     let base = context! {
         lang => ctx.locale().tag(),
+        body => ctx.body.creditor.name.clone(),
+        others,
         account,
         csrf => ctx.session.csrf.clone(),
         back => form_urlencoded::byte_serialize(ctx.path.as_bytes()).collect::<String>(),
@@ -447,6 +465,7 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("nav.signin", "Accedi", "Sign in"),
     ("nav.signout", "Esci", "Sign out"),
     ("nav.language", "Lingua", "Language"),
+    ("nav.body", "Paga a un altro ente", "Pay another body"),
     ("signin.title", "Accesso (dimostrativo)", "Sign in (demo)"),
     (
         "signin.intro",

@@ -451,7 +451,7 @@ async fn a_citizen_pays_two_module_items_and_a_free_payment_by_card() {
             .await
             .unwrap()
             .path()
-            .starts_with("/sandbox/pay/")
+            .starts_with("/hosted/sandbox/pay/")
     );
     run.screenshot("sandbox").await;
     run.press("#sandbox-pay").await;
@@ -1099,7 +1099,7 @@ async fn a_card_payment_through_nexi_posts_the_signed_form_and_takes_the_notific
     let xpay = wiremock::MockServer::start().await;
     let xpay_url = xpay.uri();
     let Some(run) = start_with("nexi", true, |config| {
-        config.nexi = Some(portal::NexiKeys {
+        config.accounts_mut("comune").nexi = Some(portal::NexiKeys {
             alias: NEXI_ALIAS.into(),
             mac_key: NEXI_KEY.to_owned().into(),
             base_url: xpay_url,
@@ -1714,4 +1714,141 @@ async fn a_citizen_pays_one_instalment_of_a_notice_and_an_operator_imports_filte
             .contains("Annullata")
     );
     assert_eq!(run.count("[id='position-MENSA-2027-1'] button").await, 0);
+}
+
+/// The portal serves two bodies, a municipality and a union of municipalities, each with
+/// its own sandbox account, payment types, modules and operators (issue: per-body provider
+/// accounts). A citizen pays each side by side; each payment runs on its body's account and
+/// its callback is verified only at that account's webhook; an operator of one body never
+/// sees the other's payments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bodies_are_paid_side_by_side_and_each_operator_sees_only_their_own() {
+    let Some(run) = start("bodies").await else {
+        return;
+    };
+    let comune = run.portal.body("comune").unwrap().clone();
+    let unione = run.portal.body("unione").unwrap().clone();
+    run.sign_in("mario").await;
+    assert!(run.text("#body").await.contains("Comune di Esempio"));
+
+    // The municipality's TARI instalment, by card on the municipality's account.
+    run.press(&format!("[id='due-TARI-2026-1-{MARIO}'] button"))
+        .await;
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    let hosted = run.client.current_url().await.unwrap();
+    assert!(hosted.path().starts_with("/hosted/sandbox/pay/"), "{hosted}");
+    run.press("#sandbox-pay").await;
+    let first = run.transaction(run.payment_id().await).await;
+    assert_eq!(first.status, TxStatus::Paid);
+    assert_eq!(first.creditor_id, comune.creditor.id);
+    assert_eq!(first.gateway_id.as_str(), "sandbox");
+
+    // The union: its own modules, its own free payment types, its own cart.
+    run.goto("/").await;
+    run.press("a.body-switch").await;
+    assert!(
+        run.text("#body")
+            .await
+            .contains("Unione dei Comuni della Valle Esempio")
+    );
+    let home = run.text("main").await;
+    assert!(
+        home.contains("Verbale 2026/4411") && !home.contains("TARI"),
+        "{home}"
+    );
+    run.screenshot("union-home").await;
+    run.goto("/free").await;
+    let free = run.text("#type").await;
+    assert!(
+        free.contains("Sanzioni codice della strada") && !free.contains("Diritti di segreteria"),
+        "{free}"
+    );
+    run.goto("/").await;
+    run.press(&format!("[id='due-VERBALE-2026-4411-{MARIO}'] button"))
+        .await;
+    assert_eq!(run.count("tbody tr").await, 1, "the union's cart is its own");
+    assert_eq!(run.text("#total").await, "€ 42,00");
+    run.click("#method-card").await;
+    run.press("#pay").await;
+    let hosted = run.client.current_url().await.unwrap();
+    let session = hosted
+        .path()
+        .strip_prefix("/hosted/sandbox-unione/pay/")
+        .unwrap_or_else(|| panic!("the union's own account: {hosted}"))
+        .to_owned();
+
+    // The union's account signs its callback with its own key: the municipality's webhook
+    // refuses it, the union's takes it.
+    let callback = unione
+        .sandbox()
+        .complete(&session, payments_core::PaymentOutcome::Paid)
+        .unwrap();
+    let at_comune = run
+        .post_webhook("sandbox", &callback, callback.body.clone())
+        .await;
+    assert_eq!(at_comune.status(), 400, "another body's account does not verify it");
+    let at_unione = run
+        .post_webhook("sandbox-unione", &callback, callback.body.clone())
+        .await;
+    assert_eq!(at_unione.status(), 200);
+    run.wait_paid_on_home(&format!("VERBALE-2026-4411-{MARIO}"))
+        .await;
+    let second = run
+        .portal
+        .payments()
+        .history(
+            &Actor::payer(MARIO),
+            &payments_core::HistoryQuery::new(MARIO),
+        )
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.transaction)
+        .find(|t| t.creditor_id == unione.creditor.id)
+        .expect("the union's payment in Mario's history");
+    assert_eq!(second.status, TxStatus::Paid);
+    assert_eq!(second.gateway_id.as_str(), "sandbox-unione");
+    // Each body is told of its own payment, at its own address.
+    let mails = run.wait_mails(4).await;
+    for address in [
+        "ragioneria@comune.example.it",
+        "polizialocale@unione.example.it",
+    ] {
+        assert_eq!(
+            mails.iter().filter(|m| m.contains(address)).count(),
+            1,
+            "one notice to {address}"
+        );
+    }
+
+    // Each operator sees their own body's payment, never the other's.
+    for (operator, own, other, body) in [
+        ("sara", &second, &first, "Unione dei Comuni"),
+        ("anna", &first, &second, "Comune di Esempio"),
+    ] {
+        run.sign_in(operator).await;
+        assert!(run.text("#body").await.contains(body));
+        assert_eq!(run.count("a.body-switch").await, 0, "an operator's body is fixed");
+        run.goto("/admin").await;
+        let list = run.source().await;
+        assert!(
+            list.contains(&own.id.to_string()) && !list.contains(&other.id.to_string()),
+            "{operator}'s movements"
+        );
+        let (status, _, _) = run.download(&format!("/admin/payments/{}", other.id)).await;
+        assert!(
+            status == 403 || status == 404,
+            "{operator} opened another body's payment: {status}"
+        );
+        let (status, _, csv) = run.download("/admin/export.csv").await;
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            csv.contains(&own.id.to_string()) && !csv.contains(&other.id.to_string()),
+            "{operator}'s export: {csv}"
+        );
+    }
+    assert_ne!(comune.creditor.id, unione.creditor.id);
 }

@@ -6,7 +6,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let portal = portal::Portal::new(config).await?;
     let config = portal.config();
-    println!("Portale dei pagamenti - {}", portal.creditor().name);
+    println!("Portale dei pagamenti");
+    for body in portal.bodies() {
+        println!("  body:     {} ({})", body.creditor.name, body.slug);
+    }
     println!(
         "  database: {}",
         if config.database_url.is_some() {
