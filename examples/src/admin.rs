@@ -9,8 +9,7 @@ use axum::{Extension, Form};
 use chrono::{NaiveDate, TimeZone, Utc};
 use minijinja::{Value, context};
 use payments_core::{
-    CreditorId,
-    Actor, BankEntryOutcome, BankEntryQuery, Exception, ExceptionKind, ExceptionQuery,
+    Actor, BankEntryOutcome, BankEntryQuery, CreditorId, Exception, ExceptionKind, ExceptionQuery,
     ExceptionStatus, Locale, MethodKind, Money, MovementQuery, OutboxPayload, OutboxQuery,
     OutboxStatus, TxStatus,
 };

@@ -121,13 +121,8 @@ fn payment_types(body: &BodySpec, creditor: CreditorId) -> Result<Vec<PaymentTyp
     let eur = |s: &str| {
         Money::parse_eur(s).map_err(|e| payments_core::Error::invalid("amount", e.to_string()))
     };
-    let report = || {
-        FieldSpec::required(
-            "report",
-            "Numero verbale",
-            FieldKind::Text { max_len: 20 },
-        )
-    };
+    let report =
+        || FieldSpec::required("report", "Numero verbale", FieldKind::Text { max_len: 20 });
     let plate = || FieldSpec::optional("plate", "Targa", FieldKind::Text { max_len: 10 });
     if body.n != 1 {
         return Ok(vec![
@@ -238,7 +233,7 @@ pub(crate) async fn install(
         .with_iban(body.iban)?
         .notices_only();
     for (code, taxonomy) in body.taxonomy {
-        config = config.with_taxonomy(type_id(code), *taxonomy)?;
+        config = config.with_taxonomy(type_id(code), taxonomy)?;
     }
     pagopa.set_creditor(&creditor, config)?;
     Ok(creditor)

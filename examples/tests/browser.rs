@@ -1737,7 +1737,10 @@ async fn two_bodies_are_paid_side_by_side_and_each_operator_sees_only_their_own(
     run.click("#method-card").await;
     run.press("#pay").await;
     let hosted = run.client.current_url().await.unwrap();
-    assert!(hosted.path().starts_with("/hosted/sandbox/pay/"), "{hosted}");
+    assert!(
+        hosted.path().starts_with("/hosted/sandbox/pay/"),
+        "{hosted}"
+    );
     run.press("#sandbox-pay").await;
     let first = run.transaction(run.payment_id().await).await;
     assert_eq!(first.status, TxStatus::Paid);
@@ -1767,7 +1770,11 @@ async fn two_bodies_are_paid_side_by_side_and_each_operator_sees_only_their_own(
     run.goto("/").await;
     run.press(&format!("[id='due-VERBALE-2026-4411-{MARIO}'] button"))
         .await;
-    assert_eq!(run.count("tbody tr").await, 1, "the union's cart is its own");
+    assert_eq!(
+        run.count("tbody tr").await,
+        1,
+        "the union's cart is its own"
+    );
     assert_eq!(run.text("#total").await, "€ 42,00");
     run.click("#method-card").await;
     run.press("#pay").await;
@@ -1787,7 +1794,11 @@ async fn two_bodies_are_paid_side_by_side_and_each_operator_sees_only_their_own(
     let at_comune = run
         .post_webhook("sandbox", &callback, callback.body.clone())
         .await;
-    assert_eq!(at_comune.status(), 400, "another body's account does not verify it");
+    assert_eq!(
+        at_comune.status(),
+        400,
+        "another body's account does not verify it"
+    );
     let at_unione = run
         .post_webhook("sandbox-unione", &callback, callback.body.clone())
         .await;
@@ -1830,7 +1841,11 @@ async fn two_bodies_are_paid_side_by_side_and_each_operator_sees_only_their_own(
     ] {
         run.sign_in(operator).await;
         assert!(run.text("#body").await.contains(body));
-        assert_eq!(run.count("a.body-switch").await, 0, "an operator's body is fixed");
+        assert_eq!(
+            run.count("a.body-switch").await,
+            0,
+            "an operator's body is fixed"
+        );
         run.goto("/admin").await;
         let list = run.source().await;
         assert!(

@@ -26,6 +26,7 @@ pub struct StartRequest {
 
 /// A gateway's answer to [`Gateway::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Started {
     /// What the payer must do.
     pub instruction: Instruction,
@@ -34,6 +35,30 @@ pub struct Started {
     /// A later expiry than the service's default, for slow methods (bank transfer,
     /// pagoPA notices).
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Started {
+    /// The payer must follow `instruction`; no provider reference yet, the service's
+    /// default expiry.
+    pub fn new(instruction: Instruction) -> Self {
+        Started {
+            instruction,
+            provider_ref: None,
+            expires_at: None,
+        }
+    }
+
+    /// With the provider's reference for this payment.
+    pub fn with_provider_ref(mut self, provider_ref: impl Into<String>) -> Self {
+        self.provider_ref = Some(provider_ref.into());
+        self
+    }
+
+    /// With a later expiry than the service's default.
+    pub fn with_expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
 }
 
 /// A provider's callback as it arrived over HTTP: what a gateway verifies.
@@ -93,6 +118,7 @@ pub enum PaymentOutcome {
 
 /// A verified callback: what the provider says happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallbackEvent {
     /// Our transaction id, when the provider echoes it.
     pub transaction_id: Option<TransactionId>,
@@ -118,8 +144,62 @@ pub struct CallbackEvent {
     pub refund: Option<RefundEvent>,
 }
 
+impl CallbackEvent {
+    /// The provider says `outcome` of a payment of `amount`; the transaction is found by
+    /// the references added with the `with_` methods.
+    pub fn new(outcome: PaymentOutcome, amount: Money) -> Self {
+        CallbackEvent {
+            transaction_id: None,
+            provider_ref: None,
+            record_ref: None,
+            outcome,
+            amount,
+            note: None,
+            part: None,
+            refund: None,
+        }
+    }
+
+    /// Our transaction id, when the provider echoes it (`None` leaves it unknown).
+    pub fn with_transaction_id(mut self, id: impl Into<Option<TransactionId>>) -> Self {
+        self.transaction_id = id.into();
+        self
+    }
+
+    /// The provider's reference of the payment.
+    pub fn with_provider_ref(mut self, provider_ref: impl Into<String>) -> Self {
+        self.provider_ref = Some(provider_ref.into());
+        self
+    }
+
+    /// The reference to record on the transaction, when it is not the provider's.
+    pub fn with_record_ref(mut self, record_ref: impl Into<String>) -> Self {
+        self.record_ref = Some(record_ref.into());
+        self
+    }
+
+    /// The provider's own words, for the event's note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// The line this callback pays, for a provider that pays line by line.
+    pub fn with_part(mut self, part: CallbackPart) -> Self {
+        self.part = Some(part);
+        self
+    }
+
+    /// News about a refund rather than a payment.
+    pub fn with_refund(mut self, refund: RefundEvent) -> Self {
+        self.refund = Some(refund);
+        self
+    }
+}
+
 /// A provider's news about a refund, read from a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RefundEvent {
     /// Our refund id, when the provider echoes it.
     pub refund_id: Option<crate::RefundId>,
@@ -129,6 +209,30 @@ pub struct RefundEvent {
     pub status: crate::RefundStatus,
     /// The provider's words.
     pub note: Option<String>,
+}
+
+impl RefundEvent {
+    /// The refund the provider knows as `provider_ref` is now `status`.
+    pub fn new(provider_ref: impl Into<String>, status: crate::RefundStatus) -> Self {
+        RefundEvent {
+            refund_id: None,
+            provider_ref: provider_ref.into(),
+            status,
+            note: None,
+        }
+    }
+
+    /// Our refund id, when the provider echoes it.
+    pub fn with_refund_id(mut self, id: impl Into<Option<crate::RefundId>>) -> Self {
+        self.refund_id = id.into();
+        self
+    }
+
+    /// The provider's words.
+    pub fn with_note(mut self, note: impl Into<Option<String>>) -> Self {
+        self.note = note.into();
+        self
+    }
 }
 
 /// One line of a transaction paid on its own, as a provider that settles line by line

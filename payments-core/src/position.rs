@@ -272,6 +272,7 @@ fn is_taxonomy_code(code: &str) -> bool {
 /// One way of paying a position: the single payment or an instalment, with its notice
 /// number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PaymentOption {
     /// Single or instalment.
     pub kind: OptionKind,
@@ -384,6 +385,7 @@ impl PositionPayer {
 
 /// What a payer owes a creditor, issued ahead (*posizione debitoria*).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DebtPosition {
     /// Its id.
     pub id: DebtPositionId,
@@ -978,6 +980,20 @@ impl NewDebtPosition {
         }
     }
 
+    /// The position this describes, as the library registers it for `creditor_id`:
+    /// `notices` give the options their notice numbers (the single option first), and an
+    /// option keeps the transfers it names. For a position held elsewhere (pagoPA's
+    /// archive) that a host prints or mails, and for tests; the library's own registration
+    /// is [`Payments::register_position`](crate::Payments::register_position).
+    pub fn to_position(
+        self,
+        creditor_id: CreditorId,
+        notices: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> DebtPosition {
+        self.build(creditor_id, notices, now, |_, _| Vec::new())
+    }
+
     /// How many options it has.
     pub fn option_count(&self) -> usize {
         usize::from(self.single.is_some()) + self.instalments.len()
@@ -1115,6 +1131,7 @@ impl PositionQuery {
 
 /// A row of a bulk registration that was refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RefusedRow {
     /// The row (from 1; for a CSV file, the line after the header, counted from 1).
     pub row: u64,
@@ -1128,6 +1145,7 @@ pub struct RefusedRow {
 
 /// What a bulk registration did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BulkReport {
     /// Positions registered now.
     pub registered: u64,

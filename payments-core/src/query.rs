@@ -135,6 +135,7 @@ impl Page<Transaction> {
 
 /// One transaction of a payer's history, with its items (its lines) and its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HistoryEntry {
     /// The transaction and its items.
     pub transaction: Transaction,

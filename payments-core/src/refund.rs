@@ -124,6 +124,7 @@ impl RefundRequest {
 
 /// Money given back on a paid transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Refund {
     /// Its id; gateways send it to the provider as the idempotency key.
     pub id: RefundId,
@@ -161,6 +162,7 @@ pub struct Refund {
 
 /// The part of a refund that gives back (part of) one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RefundLine {
     /// The line's position in the transaction.
     pub line: usize,

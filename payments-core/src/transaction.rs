@@ -622,6 +622,7 @@ pub struct BankTransferDetails {
 /// What a payer needs to pay a transaction through pagoPA: one notice per line, and the
 /// checkout page that pays them all at once online.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PagoPaPayment {
     /// One notice per line of the transaction, in the same order.
     pub notices: Vec<PagoPaNotice>,
@@ -632,6 +633,20 @@ pub struct PagoPaPayment {
 }
 
 impl PagoPaPayment {
+    /// The notices to pay, with no checkout address (notices only).
+    pub fn new(notices: Vec<PagoPaNotice>) -> Self {
+        PagoPaPayment {
+            notices,
+            checkout_url: None,
+        }
+    }
+
+    /// With the address of pagoPA's checkout for the notices.
+    pub fn with_checkout_url(mut self, url: impl Into<Option<String>>) -> Self {
+        self.checkout_url = url.into();
+        self
+    }
+
     /// The sum of the notices.
     pub fn total(&self) -> Option<Money> {
         Money::sum(crate::Currency::Eur, self.notices.iter().map(|n| &n.amount)).ok()
@@ -640,6 +655,7 @@ impl PagoPaPayment {
 
 /// A pagoPA notice (*avviso*).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PagoPaNotice {
     /// The 18-digit notice number.
     pub notice_number: String,
@@ -663,6 +679,55 @@ pub struct PagoPaNotice {
     /// the creditor configured one.
     #[serde(default)]
     pub taxonomy: Option<String>,
+}
+
+impl PagoPaNotice {
+    /// The notice `notice_number` (with its `iuv`) of the creditor `creditor_fiscal_code`
+    /// for `amount`, its QR code's `qr_payload`; no due date, description, company name or
+    /// taxonomy until the `with_` methods add them.
+    pub fn new(
+        notice_number: impl Into<String>,
+        iuv: impl Into<String>,
+        creditor_fiscal_code: impl Into<String>,
+        amount: Money,
+        qr_payload: impl Into<String>,
+    ) -> Self {
+        PagoPaNotice {
+            notice_number: notice_number.into(),
+            iuv: iuv.into(),
+            creditor_fiscal_code: creditor_fiscal_code.into(),
+            amount,
+            due_date: None,
+            qr_payload: qr_payload.into(),
+            description: String::new(),
+            company_name: String::new(),
+            taxonomy: None,
+        }
+    }
+
+    /// With its due date.
+    pub fn with_due_date(mut self, due_date: impl Into<Option<NaiveDate>>) -> Self {
+        self.due_date = due_date.into();
+        self
+    }
+
+    /// With what it pays.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// With the creditor's name as the notice shows it.
+    pub fn with_company_name(mut self, company_name: impl Into<String>) -> Self {
+        self.company_name = company_name.into();
+        self
+    }
+
+    /// With the taxonomy code of its transfer.
+    pub fn with_taxonomy(mut self, taxonomy: impl Into<Option<String>>) -> Self {
+        self.taxonomy = taxonomy.into();
+        self
+    }
 }
 
 #[cfg(test)]

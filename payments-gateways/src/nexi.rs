@@ -461,11 +461,11 @@ impl Gateway for NexiGateway {
             "mac",
             request_mac(&code, divisa, importo, self.mac_key.expose_secret()),
         ));
-        Ok(Started {
-            instruction: Instruction::post_form(format!("{}{PAYMENT_PATH}", self.base_url), fields),
-            provider_ref: Some(code),
-            expires_at: None,
-        })
+        Ok(Started::new(Instruction::post_form(
+            format!("{}{PAYMENT_PATH}", self.base_url),
+            fields,
+        ))
+        .with_provider_ref(code))
     }
 
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
@@ -554,16 +554,10 @@ impl Gateway for NexiGateway {
         if let Some(message) = get("messaggio").filter(|m| !m.is_empty()) {
             note.push_str(&format!(": {message}"));
         }
-        Ok(CallbackEvent {
-            transaction_id: transaction_of(code),
-            provider_ref: Some(code.to_owned()),
-            record_ref: None,
-            outcome,
-            amount,
-            note: Some(crate::text::shorten(&note)),
-            part: None,
-            refund: None,
-        })
+        Ok(CallbackEvent::new(outcome, amount)
+            .with_transaction_id(transaction_of(code))
+            .with_provider_ref(code)
+            .with_note(crate::text::shorten(&note)))
     }
 
     async fn fetch_status(&self, transaction: &Transaction) -> Result<PaymentOutcome> {

@@ -42,6 +42,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// A payment on the sandbox's page, as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SandboxSession {
     /// The session id: the provider's reference.
     pub id: String,
@@ -241,11 +242,10 @@ impl Gateway for SandboxGateway {
                 outcome: PaymentOutcome::Pending,
             },
         );
-        Ok(Started {
-            instruction: Instruction::redirect(format!("{}/pay/{id}", self.base_url)),
-            provider_ref: Some(id),
-            expires_at: None,
-        })
+        Ok(
+            Started::new(Instruction::redirect(format!("{}/pay/{id}", self.base_url)))
+                .with_provider_ref(id),
+        )
     }
 
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
@@ -266,20 +266,14 @@ impl Gateway for SandboxGateway {
             .map_err(|_| self.error(GatewayErrorKind::Malformed("currency".into())))?;
         let amount = Money::parse(&body.amount, currency)
             .map_err(|e| self.error(GatewayErrorKind::Malformed(format!("amount: {e}"))))?;
-        let transaction_id = body
+        let transaction_id: TransactionId = body
             .transaction_id
             .parse()
             .map_err(|_| self.error(GatewayErrorKind::Malformed("transaction_id".into())))?;
-        Ok(CallbackEvent {
-            transaction_id: Some(transaction_id),
-            provider_ref: Some(body.session),
-            record_ref: None,
-            outcome: body.status,
-            amount,
-            note: Some(format!("sandbox event {}", body.event_id)),
-            part: None,
-            refund: None,
-        })
+        Ok(CallbackEvent::new(body.status, amount)
+            .with_transaction_id(transaction_id)
+            .with_provider_ref(body.session)
+            .with_note(format!("sandbox event {}", body.event_id)))
     }
 
     async fn fetch_status(&self, transaction: &Transaction) -> Result<PaymentOutcome> {

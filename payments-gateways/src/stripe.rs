@@ -611,11 +611,9 @@ impl Gateway for StripeGateway {
         } else {
             session_expiry
         };
-        Ok(Started {
-            instruction: Instruction::redirect(url),
-            provider_ref: Some(session.id),
-            expires_at: Some(expires_at),
-        })
+        Ok(Started::new(Instruction::redirect(url))
+            .with_provider_ref(session.id)
+            .with_expires_at(expires_at))
     }
 
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
@@ -659,21 +657,15 @@ impl Gateway for StripeGateway {
             }
         };
         let amount = self.amount_of(&session)?;
-        Ok(CallbackEvent {
-            transaction_id: session.transaction_id(),
-            provider_ref: Some(session.id.clone()),
-            record_ref: None,
-            outcome,
-            amount,
-            note: Some(crate::text::shorten(&format!(
+        Ok(CallbackEvent::new(outcome, amount)
+            .with_transaction_id(session.transaction_id())
+            .with_provider_ref(session.id.clone())
+            .with_note(crate::text::shorten(&format!(
                 "{} {} (payment_status {})",
                 event.kind,
                 event.id,
                 session.payment_status.as_deref().unwrap_or("unknown")
-            ))),
-            part: None,
-            refund: None,
-        })
+            ))))
     }
 
     async fn fetch_status(&self, transaction: &Transaction) -> Result<PaymentOutcome> {
@@ -823,29 +815,26 @@ impl StripeGateway {
         }
         let amount = Money::from_minor(cents, Currency::Eur)
             .map_err(|_| self.error(GatewayErrorKind::Malformed("the refund's amount".into())))?;
-        Ok(CallbackEvent {
-            transaction_id: refund
-                .metadata
-                .get("transaction_id")
-                .and_then(|t| t.parse().ok()),
-            provider_ref: None,
-            record_ref: None,
-            outcome: PaymentOutcome::Pending,
-            amount,
-            note: Some(crate::text::shorten(&format!(
+        Ok(CallbackEvent::new(PaymentOutcome::Pending, amount)
+            .with_transaction_id(
+                refund
+                    .metadata
+                    .get("transaction_id")
+                    .and_then(|t| t.parse().ok()),
+            )
+            .with_note(crate::text::shorten(&format!(
                 "{} {}",
                 event.kind, event.id
-            ))),
-            part: None,
-            refund: Some(RefundEvent {
-                refund_id: refund
-                    .metadata
-                    .get("refund_id")
-                    .and_then(|r| r.parse().ok()),
-                provider_ref: refund.id.clone(),
-                status: answer.status,
-                note: answer.note,
-            }),
-        })
+            )))
+            .with_refund(
+                RefundEvent::new(refund.id.clone(), answer.status)
+                    .with_refund_id(
+                        refund
+                            .metadata
+                            .get("refund_id")
+                            .and_then(|r| r.parse().ok()),
+                    )
+                    .with_note(answer.note),
+            ))
     }
 }

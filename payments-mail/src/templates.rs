@@ -9,6 +9,7 @@ use payments_core::{Error, Locale, Notification, NotificationKind, TxStatus};
 
 /// A notification rendered as an email.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RenderedMail {
     /// The subject line.
     pub subject: String,

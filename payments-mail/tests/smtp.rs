@@ -348,12 +348,8 @@ async fn with_the_server_down_mail_waits_and_then_goes_once() {
     );
     let r = env.payments.dispatch_outbox().await.unwrap();
     assert_eq!(
-        r,
-        DispatchReport {
-            delivered: 1,
-            retrying: 2,
-            dead: 0
-        },
+        (r.delivered, r.retrying, r.dead),
+        (1, 2, 0),
         "both mails wait"
     );
     let waiting = env
@@ -378,14 +374,7 @@ async fn with_the_server_down_mail_waits_and_then_goes_once() {
     let mailbox = start_server(port);
     env.clock.advance(Duration::from_secs(60));
     let r = env.payments.dispatch_outbox().await.unwrap();
-    assert_eq!(
-        r,
-        DispatchReport {
-            delivered: 2,
-            retrying: 0,
-            dead: 0
-        }
-    );
+    assert_eq!((r.delivered, r.retrying, r.dead), (2, 0, 0));
     env.clock.advance(Duration::from_secs(3600));
     assert_eq!(env.payments.dispatch_outbox().await.unwrap().claimed(), 0);
     assert_eq!(mails(&mailbox).len(), 2, "each mail exactly once");
@@ -403,12 +392,8 @@ async fn a_refused_recipient_leaves_a_failed_message_an_operator_retries() {
     .await;
     let r = env.payments.dispatch_outbox().await.unwrap();
     assert_eq!(
-        r,
-        DispatchReport {
-            delivered: 2,
-            retrying: 0,
-            dead: 1
-        },
+        (r.delivered, r.retrying, r.dead),
+        (2, 0, 1),
         "a 550 is not retried by itself"
     );
     let operator = Actor::operator(env.fx.creditor.id, Role::Manager, "anna");
@@ -579,42 +564,31 @@ async fn a_reminder_goes_in_the_payers_language_with_the_notice_attached() {
     )
     .unwrap();
     let amount = Money::parse_eur("150.00").unwrap();
-    let option = PaymentOption {
-        kind: OptionKind::Instalment { number: 1, of: 2 },
-        notice_number: "302000000000000103".into(),
-        amount,
-        due_date: "2027-04-30".parse().unwrap(),
-        description: "TARI 2027".into(),
-        transfers: vec![Transfer::to_iban(
-            "00488410010",
-            "IT60X0542811101000000123456",
-            amount,
-            "TARI 2027",
-            "9/0101101IM/",
-        )],
-        paid_by: None,
-        paid_at: None,
+    let option = |due: &str| {
+        NewOption::new(amount, due.parse().unwrap())
+            .with_description("TARI 2027")
+            .with_transfer(Transfer::to_iban(
+                "00488410010",
+                "IT60X0542811101000000123456",
+                amount,
+                "TARI 2027",
+                "9/0101101IM/",
+            ))
     };
-    let mut second = option.clone();
-    second.kind = OptionKind::Instalment { number: 2, of: 2 };
-    second.notice_number = "302000000000000200".into();
-    second.due_date = "2027-09-30".parse().unwrap();
-    let position = DebtPosition {
-        id: DebtPositionId::new(),
-        creditor_id: creditor.id,
-        module: "tributi".into(),
-        key: "TARI 2027/1".into(),
-        payer: PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi").with_email("mario@example.it"),
-        payment_type_id: PaymentTypeId::new(),
-        reason: "TARI 2027".into(),
-        status: PositionStatus::Valid,
-        valid_until: None,
-        options: vec![option, second],
-        version: 1,
-        revision: 0,
-        created_at: chrono::Utc::now(),
-        updated_at: chrono::Utc::now(),
-    };
+    let position = NewDebtPosition::new(
+        "tributi",
+        "TARI 2027/1",
+        PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi").with_email("mario@example.it"),
+        PaymentTypeId::new(),
+        "TARI 2027",
+    )
+    .with_instalment(option("2027-04-30"))
+    .with_instalment(option("2027-09-30"))
+    .to_position(
+        creditor.id,
+        vec!["302000000000000103".into(), "302000000000000200".into()],
+        chrono::Utc::now(),
+    );
     for (locale, to, subject, file) in [
         (
             Locale::It,

@@ -48,50 +48,34 @@ fn creditor() -> Creditor {
 
 fn position(i: u64) -> DebtPosition {
     let eur = |c: i64| Money::from_minor(c, Currency::Eur).unwrap();
-    let option = |kind, n: u64, cents: i64, m: u32| PaymentOption {
-        kind,
-        notice_number: format!("3020{:014}", i * 10 + n),
-        amount: eur(cents),
-        due_date: NaiveDate::from_ymd_opt(2027, m, 28).unwrap(),
-        description: "TARI 2027 - Tassa sui rifiuti".into(),
-        transfers: vec![Transfer::to_iban(
-            "00488410010",
-            "IT60X0542811101000000123456",
-            eur(cents),
-            "TARI 2027",
-            "9/0101101IM/",
-        )],
-        paid_by: None,
-        paid_at: None,
+    let option = |cents: i64, m: u32| {
+        NewOption::new(eur(cents), NaiveDate::from_ymd_opt(2027, m, 28).unwrap())
+            .with_description("TARI 2027 - Tassa sui rifiuti")
+            .with_transfer(Transfer::to_iban(
+                "00488410010",
+                "IT60X0542811101000000123456",
+                eur(cents),
+                "TARI 2027",
+                "9/0101101IM/",
+            ))
     };
-    let of = 3;
-    DebtPosition {
-        id: DebtPositionId::new(),
-        creditor_id: CreditorId::new(),
-        module: "tributi".into(),
-        key: format!("TARI-2027-{i:08}"),
-        payer: PositionPayer::new("RSSMRA80A01H501U", format!("Contribuente numero {i}"))
+    NewDebtPosition::new(
+        "tributi",
+        format!("TARI-2027-{i:08}"),
+        PositionPayer::new("RSSMRA80A01H501U", format!("Contribuente numero {i}"))
             .with_address("Via Roma 1, 10100 Torino (TO)"),
-        payment_type_id: PaymentTypeId::new(),
-        reason: "TARI 2027 - Tassa sui rifiuti".into(),
-        status: PositionStatus::Valid,
-        valid_until: None,
-        options: vec![
-            option(OptionKind::Single, 0, 30_000 + i as i64, 4),
-            option(OptionKind::Instalment { number: 1, of }, 1, 10_000, 4),
-            option(OptionKind::Instalment { number: 2, of }, 2, 10_000, 7),
-            option(
-                OptionKind::Instalment { number: 3, of },
-                3,
-                10_000 + i as i64,
-                10,
-            ),
-        ],
-        version: 1,
-        revision: 0,
-        created_at: chrono::Utc::now(),
-        updated_at: chrono::Utc::now(),
-    }
+        PaymentTypeId::new(),
+        "TARI 2027 - Tassa sui rifiuti",
+    )
+    .with_single(option(30_000 + i as i64, 4))
+    .with_instalment(option(10_000, 4))
+    .with_instalment(option(10_000, 7))
+    .with_instalment(option(10_000 + i as i64, 10))
+    .to_position(
+        CreditorId::new(),
+        (0..4).map(|n| format!("3020{:014}", i * 10 + n)).collect(),
+        chrono::Utc::now(),
+    )
 }
 
 fn library_child() {

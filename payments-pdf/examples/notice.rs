@@ -18,65 +18,43 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         });
     let eur = |s: &str| Money::parse_eur(s).expect("an amount");
     let day = |d: &str| d.parse::<NaiveDate>().expect("a date");
-    let option = |kind, notice: &str, amount: &str, due: &str| PaymentOption {
-        kind,
-        notice_number: notice.into(),
-        amount: eur(amount),
-        due_date: day(due),
-        description: "TARI 2027 - Tassa sui rifiuti".into(),
-        transfers: vec![Transfer::to_iban(
-            "00488410010",
-            "IT60X0542811101000000123456",
-            eur(amount),
-            "TARI 2027",
-            "9/0101101IM/",
-        )],
-        paid_by: None,
-        paid_at: None,
+    // Each option pays the municipality's treasury; a TARI notice could add the province's
+    // TEFA share as a second transfer.
+    let option = |amount: &str, due: &str| {
+        NewOption::new(eur(amount), day(due))
+            .with_description("TARI 2027 - Tassa sui rifiuti")
+            .with_transfer(Transfer::to_iban(
+                "00488410010",
+                "IT60X0542811101000000123456",
+                eur(amount),
+                "TARI 2027",
+                "9/0101101IM/",
+            ))
     };
-    let of = 3;
-    let position = DebtPosition {
-        id: DebtPositionId::new(),
-        creditor_id: creditor.id,
-        module: "tributi".into(),
-        key: "TARI-2027-1".into(),
-        payer: PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi")
+    // A position held elsewhere (or registered with `Payments::register_position`, which
+    // gives the notice numbers itself), with its notice numbers.
+    let position = NewDebtPosition::new(
+        "tributi",
+        "TARI-2027-1",
+        PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi")
             .with_address("Via Roma 1, 10100 Torino (TO)"),
-        payment_type_id: PaymentTypeId::new(),
-        reason: "TARI 2027 - Tassa sui rifiuti".into(),
-        status: PositionStatus::Valid,
-        valid_until: None,
-        options: vec![
-            option(
-                OptionKind::Single,
-                "302000000000000006",
-                "300.00",
-                "2027-04-30",
-            ),
-            option(
-                OptionKind::Instalment { number: 1, of },
-                "302000000000000103",
-                "100.00",
-                "2027-04-30",
-            ),
-            option(
-                OptionKind::Instalment { number: 2, of },
-                "302000000000000200",
-                "100.00",
-                "2027-07-31",
-            ),
-            option(
-                OptionKind::Instalment { number: 3, of },
-                "302000000000000394",
-                "100.00",
-                "2027-10-31",
-            ),
+        PaymentTypeId::new(),
+        "TARI 2027 - Tassa sui rifiuti",
+    )
+    .with_single(option("300.00", "2027-04-30"))
+    .with_instalment(option("100.00", "2027-04-30"))
+    .with_instalment(option("100.00", "2027-07-31"))
+    .with_instalment(option("100.00", "2027-10-31"))
+    .to_position(
+        creditor.id,
+        vec![
+            "302000000000000006".into(),
+            "302000000000000103".into(),
+            "302000000000000200".into(),
+            "302000000000000394".into(),
         ],
-        version: 1,
-        revision: 0,
-        created_at: chrono::Utc::now(),
-        updated_at: chrono::Utc::now(),
-    };
+        chrono::Utc::now(),
+    );
     let file = std::env::temp_dir().join("notice.pdf");
     std::fs::write(
         &file,

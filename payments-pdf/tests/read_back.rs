@@ -29,71 +29,45 @@ fn creditor() -> Creditor {
         })
 }
 
-fn option(kind: OptionKind, notice: &str, amount: &str, due: &str) -> PaymentOption {
-    PaymentOption {
-        kind,
-        notice_number: notice.into(),
-        amount: eur(amount),
-        due_date: day(due),
-        description: "TARI 2027".into(),
-        transfers: vec![Transfer::to_iban(
+fn option(amount: &str, due: &str) -> NewOption {
+    NewOption::new(eur(amount), day(due))
+        .with_description("TARI 2027")
+        .with_transfer(Transfer::to_iban(
             "00488410010",
             "IT60X0542811101000000123456",
             eur(amount),
             "TARI 2027",
             "9/0101101IM/",
-        )],
-        paid_by: None,
-        paid_at: None,
-    }
+        ))
 }
 
 /// TARI 2027: € 1.500 at once, or four instalments of € 375.
 fn position(locale: Locale) -> DebtPosition {
-    let of = 4;
-    let mut options = vec![option(
-        OptionKind::Single,
-        "302000000000000006",
-        "1500.00",
-        "2027-04-30",
-    )];
-    for (n, (notice, due)) in [
-        ("302000000000000103", "2027-04-30"),
-        ("302000000000000200", "2027-06-30"),
-        ("302000000000000394", "2027-09-30"),
-        ("302000000000000491", "2027-12-02"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        options.push(option(
-            OptionKind::Instalment {
-                number: n as u32 + 1,
-                of,
-            },
-            notice,
-            "375.00",
-            due,
-        ));
-    }
-    DebtPosition {
-        id: DebtPositionId::new(),
-        creditor_id: CreditorId::new(),
-        module: "tributi".into(),
-        key: "TARI-2027-1".into(),
-        payer: PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi")
+    let mut new = NewDebtPosition::new(
+        "tributi",
+        "TARI-2027-1",
+        PositionPayer::new("RSSMRA80A01H501U", "Mario Rossi")
             .with_address("Via Roma 1, 10100 Torino (TO)")
             .with_locale(locale),
-        payment_type_id: PaymentTypeId::new(),
-        reason: "TARI 2027 - Tassa sui rifiuti".into(),
-        status: PositionStatus::Valid,
-        valid_until: None,
-        options,
-        version: 1,
-        revision: 0,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
+        PaymentTypeId::new(),
+        "TARI 2027 - Tassa sui rifiuti",
+    )
+    .with_single(option("1500.00", "2027-04-30"));
+    for due in ["2027-04-30", "2027-06-30", "2027-09-30", "2027-12-02"] {
+        new = new.with_instalment(option("375.00", due));
     }
+    let notices = [
+        "302000000000000006",
+        "302000000000000103",
+        "302000000000000200",
+        "302000000000000394",
+        "302000000000000491",
+    ];
+    new.to_position(
+        CreditorId::new(),
+        notices.iter().map(|n| n.to_string()).collect(),
+        Utc::now(),
+    )
 }
 
 fn tools() -> bool {

@@ -213,54 +213,26 @@ async fn floor(url: &str) -> Duration {
         let chunk: Vec<DebtPosition> = iter
             .by_ref()
             .take(1000)
-            .map(|(_, p)| {
-                let now = chrono::Utc::now();
-                let mut options = Vec::new();
-                let mut add = |kind, o: &NewOption| {
-                    notice += 1;
-                    options.push(PaymentOption {
-                        kind,
-                        notice_number: format!("3{notice:017}"),
-                        amount: o.amount,
-                        due_date: o.due_date,
-                        description: p.reason.clone(),
-                        transfers: vec![Transfer::to_iban(
-                            "00488410010",
-                            "IT60X0542811101000000123456",
-                            o.amount,
-                            p.reason.clone(),
-                            "9/0101101IM/",
-                        )],
-                        paid_by: None,
-                        paid_at: None,
-                    });
-                };
-                add(OptionKind::Single, p.single.as_ref().unwrap());
-                for (i, o) in p.instalments.iter().enumerate() {
-                    add(
-                        OptionKind::Instalment {
-                            number: i as u32 + 1,
-                            of: 2,
-                        },
-                        o,
-                    );
+            .map(|(_, mut p)| {
+                // The rows the library writes: the same position, notice numbers and
+                // (the creditor's default) transfer on each option.
+                let reason = p.reason.clone();
+                for o in p.single.iter_mut().chain(p.instalments.iter_mut()) {
+                    o.transfers = vec![Transfer::to_iban(
+                        "00488410010",
+                        "IT60X0542811101000000123456",
+                        o.amount,
+                        reason.clone(),
+                        "9/0101101IM/",
+                    )];
                 }
-                DebtPosition {
-                    id: DebtPositionId::new(),
-                    creditor_id: fx.creditor.id,
-                    module: p.module.clone(),
-                    key: p.key.clone(),
-                    payer: p.payer.clone(),
-                    payment_type_id: p.payment_type_id,
-                    reason: p.reason.clone(),
-                    status: PositionStatus::Valid,
-                    valid_until: None,
-                    options,
-                    version: 1,
-                    revision: 0,
-                    created_at: now,
-                    updated_at: now,
-                }
+                let notices = (0..p.option_count())
+                    .map(|_| {
+                        notice += 1;
+                        format!("3{notice:017}")
+                    })
+                    .collect();
+                p.to_position(fx.creditor.id, notices, chrono::Utc::now())
             })
             .collect();
         let rows: Vec<(Vec<String>, String)> = chunk

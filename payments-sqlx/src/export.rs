@@ -61,6 +61,7 @@ const LINE_COLUMN: usize = 11;
 
 /// One row of an export, in the order of [`COLUMNS`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ExportRow {
     /// The payment identifier.
     pub transaction_id: String,

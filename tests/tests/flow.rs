@@ -72,14 +72,7 @@ async fn two_modules_and_a_free_item_paid_in_one_transaction() {
     );
 
     let report = p.dispatch_outbox().await.unwrap();
-    assert_eq!(
-        report,
-        DispatchReport {
-            delivered: 4,
-            retrying: 0,
-            dead: 0
-        }
-    );
+    assert_eq!((report.delivered, report.retrying, report.dead), (4, 0, 0));
     assert_eq!(
         p.dispatch_outbox().await.unwrap().claimed(),
         0,

@@ -20,14 +20,7 @@ async fn a_notifier_that_fails_three_times_then_succeeds_delivers_each_message_o
 
     // Round 1: both emails fail (failures 1 and 2); the settlement goes through.
     let r1 = p.dispatch_outbox().await.unwrap();
-    assert_eq!(
-        r1,
-        DispatchReport {
-            delivered: 1,
-            retrying: 2,
-            dead: 0
-        }
-    );
+    assert_eq!((r1.delivered, r1.retrying, r1.dead), (1, 2, 0));
     assert_eq!(
         p.transaction(&Actor::System, tx).await.unwrap().status,
         TxStatus::Paid,
@@ -47,14 +40,7 @@ async fn a_notifier_that_fails_three_times_then_succeeds_delivers_each_message_o
     // Round 2: one email fails (failure 3), the other is delivered.
     env.clock.advance(Duration::from_millis(1));
     let r2 = p.dispatch_outbox().await.unwrap();
-    assert_eq!(
-        r2,
-        DispatchReport {
-            delivered: 1,
-            retrying: 1,
-            dead: 0
-        }
-    );
+    assert_eq!((r2.delivered, r2.retrying, r2.dead), (1, 1, 0));
 
     // The second failure of that message waits twice as long: 2 s.
     env.clock.advance(Duration::from_millis(1999));
@@ -65,14 +51,7 @@ async fn a_notifier_that_fails_three_times_then_succeeds_delivers_each_message_o
     );
     env.clock.advance(Duration::from_millis(1));
     let r3 = p.dispatch_outbox().await.unwrap();
-    assert_eq!(
-        r3,
-        DispatchReport {
-            delivered: 1,
-            retrying: 0,
-            dead: 0
-        }
-    );
+    assert_eq!((r3.delivered, r3.retrying, r3.dead), (1, 0, 0));
 
     let sent = env.notifier.sent();
     assert_eq!(sent.len(), 2, "each email delivered once");
@@ -197,12 +176,8 @@ async fn a_settlement_for_a_module_without_a_listener_waits_for_one() {
         .unwrap();
     let r = p.dispatch_outbox().await.unwrap();
     assert_eq!(
-        r,
-        DispatchReport {
-            delivered: 2,
-            retrying: 1,
-            dead: 0
-        },
+        (r.delivered, r.retrying, r.dead),
+        (2, 1, 0),
         "the settlement is kept for later"
     );
     let waiting = p

@@ -10,6 +10,7 @@ use crate::{
 
 /// What [`Payments::checkout`] returns: the transaction and what the payer must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Checkout {
     /// The transaction (`Pending`, or `Paid` when the gateway completed it at once).
     pub transaction: Transaction,

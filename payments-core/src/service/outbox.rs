@@ -18,6 +18,7 @@ use crate::{
 
 /// What one pass of the outbox dispatcher did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DispatchReport {
     /// Messages delivered.
     pub delivered: u32,

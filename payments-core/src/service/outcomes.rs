@@ -16,6 +16,7 @@ use crate::{
 
 /// What a callback did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallbackOutcome {
     /// The transaction after the callback.
     pub transaction: Transaction,

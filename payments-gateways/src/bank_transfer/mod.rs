@@ -782,13 +782,11 @@ impl Gateway for BankTransferGateway {
             reason,
             epc_qr_payload: payload,
         };
-        Ok(Started {
-            instruction: Instruction::BankTransfer(details),
-            provider_ref: Some(reference),
-            expires_at: Some(
+        Ok(Started::new(Instruction::BankTransfer(details))
+            .with_provider_ref(reference)
+            .with_expires_at(
                 tx.created_at + chrono::Duration::days(account.expire_after_days.into()),
-            ),
-        })
+            ))
     }
 
     /// Reads a camt.054 notification of one booked credit, signed with the notification
@@ -824,13 +822,10 @@ impl Gateway for BankTransferGateway {
             .amount
             .ok_or_else(|| malformed("the credit has no amount".into()))
             .and_then(|a| Money::new(a, Currency::Eur).map_err(|e| malformed(e.to_string())))?;
-        Ok(CallbackEvent {
-            transaction_id: None,
-            provider_ref: Some(reference),
-            record_ref: Some(credit.key.clone()),
-            outcome: PaymentOutcome::Paid,
-            amount,
-            note: Some(format!(
+        Ok(CallbackEvent::new(PaymentOutcome::Paid, amount)
+            .with_provider_ref(reference)
+            .with_record_ref(credit.key.clone())
+            .with_note(format!(
                 "camt.054 {} credit {}{}",
                 message.message_id,
                 credit.key,
@@ -839,10 +834,7 @@ impl Gateway for BankTransferGateway {
                     .as_ref()
                     .map(|d| format!(" from {d}"))
                     .unwrap_or_default()
-            )),
-            part: None,
-            refund: None,
-        })
+            )))
     }
 
     /// A bank transfer is known only from statements and notifications.

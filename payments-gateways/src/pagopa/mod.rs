@@ -605,17 +605,17 @@ impl Gateway for PagoPaGateway {
             .enumerate()
             .map(|(i, line)| {
                 let number = NoticeNumber::aux3(config.segregation_code, block * 10 + i as u64);
-                PagoPaNotice {
-                    qr_payload: Self::qr_payload(&number, fiscal_code, line.amount.minor_units()),
-                    iuv: number.iuv().to_owned(),
-                    notice_number: number.as_str().to_owned(),
-                    creditor_fiscal_code: fiscal_code.to_owned(),
-                    amount: line.amount,
-                    due_date: Some(expires_at.date_naive()),
-                    description: cut(&line.reason, MAX_TEXT_CHARS),
-                    company_name: company_name.clone(),
-                    taxonomy: config.taxonomy.get(&line.payment_type_id).cloned(),
-                }
+                PagoPaNotice::new(
+                    number.as_str(),
+                    number.iuv(),
+                    fiscal_code,
+                    line.amount,
+                    Self::qr_payload(&number, fiscal_code, line.amount.minor_units()),
+                )
+                .with_due_date(expires_at.date_naive())
+                .with_description(cut(&line.reason, MAX_TEXT_CHARS))
+                .with_company_name(company_name.clone())
+                .with_taxonomy(config.taxonomy.get(&line.payment_type_id).cloned())
             })
             .collect();
         let checkout_url = if config.online {
@@ -623,14 +623,12 @@ impl Gateway for PagoPaGateway {
         } else {
             None
         };
-        Ok(Started {
-            provider_ref: Some(format!("{fiscal_code}/{}", notices[0].notice_number)),
-            instruction: Instruction::PagoPa(PagoPaPayment {
-                notices,
-                checkout_url,
-            }),
-            expires_at: Some(expires_at),
-        })
+        let provider_ref = format!("{fiscal_code}/{}", notices[0].notice_number);
+        Ok(Started::new(Instruction::PagoPa(
+            PagoPaPayment::new(notices).with_checkout_url(checkout_url),
+        ))
+        .with_provider_ref(provider_ref)
+        .with_expires_at(expires_at))
     }
 
     /// Reads a `paSendRT` receipt that carries the channel's credential, and checks it: a
@@ -668,14 +666,10 @@ impl Gateway for PagoPaGateway {
             .get(&receipt.fiscal_code)
             .copied();
         let summary = receipt.summary();
-        Ok(CallbackEvent {
-            transaction_id: None,
-            provider_ref: Some(format!("{}/{first}", receipt.fiscal_code)),
-            record_ref: None,
-            outcome: PaymentOutcome::Paid,
-            amount: receipt.amount,
-            note: Some(summary.clone()),
-            part: Some(CallbackPart {
+        Ok(CallbackEvent::new(PaymentOutcome::Paid, receipt.amount)
+            .with_provider_ref(format!("{}/{first}", receipt.fiscal_code))
+            .with_note(summary.clone())
+            .with_part(CallbackPart {
                 creditor_id,
                 line,
                 key: format!("pagopa:{}", receipt.receipt_id),
@@ -683,9 +677,7 @@ impl Gateway for PagoPaGateway {
                 paid_on: receipt.paid_on(),
                 debtor: receipt.debtor.clone(),
                 details: summary,
-            }),
-            refund: None,
-        })
+            }))
     }
 
     /// pagoPA tells the body by receipt; there is no status to ask for.

@@ -42,6 +42,7 @@ pub enum ReceiptError {
 
 /// One transfer of a receipt: where the money goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReceiptTransfer {
     /// Its index, 1 to 5.
     pub id: Option<String>,
@@ -60,6 +61,7 @@ pub struct ReceiptTransfer {
 /// A `paSendRT` receipt, read and checked for consistency: a valid notice number, the
 /// IUV it contains, transfers that add up to the amount, a positive euro amount.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Receipt {
     /// The creditor's fiscal code, as the request names it (`idPA`).
     pub id_pa: String,
