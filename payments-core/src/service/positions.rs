@@ -834,24 +834,24 @@ impl Payments {
             now + chrono::Duration::days(1),
         )?;
         tx.provider_ref = provider_ref.map(str::to_owned);
-        tx.instruction = Some(crate::Instruction::PagoPa(crate::PagoPaPayment {
-            notices: vec![crate::PagoPaNotice {
-                qr_payload: format!(
-                    "PAGOPA|002|{notice}|{}|{}",
-                    creditor_row.fiscal_code,
-                    option.amount.minor_units()
-                ),
-                iuv: option.iuv().to_owned(),
-                notice_number: notice.to_owned(),
-                creditor_fiscal_code: creditor_row.fiscal_code.clone(),
-                amount: option.amount,
-                due_date: Some(option.due_date),
-                description: option.description.clone(),
-                company_name: creditor_row.name.clone(),
-                taxonomy: option.transfers.first().map(|t| t.taxonomy.clone()),
-            }],
-            checkout_url: None,
-        }));
+        let qr_payload = format!(
+            "PAGOPA|002|{notice}|{}|{}",
+            creditor_row.fiscal_code,
+            option.amount.minor_units()
+        );
+        tx.instruction = Some(crate::Instruction::PagoPa(crate::PagoPaPayment::new(vec![
+            crate::PagoPaNotice::new(
+                notice,
+                option.iuv(),
+                creditor_row.fiscal_code.as_str(),
+                option.amount,
+                qr_payload,
+            )
+            .with_due_date(option.due_date)
+            .with_description(option.description.clone())
+            .with_company_name(creditor_row.name.clone())
+            .with_taxonomy(option.transfers.first().map(|t| t.taxonomy.clone())),
+        ])));
         let created = self.store_ref().create_transaction(&tx, &event).await?;
         Ok(Ok(created.transaction))
     }

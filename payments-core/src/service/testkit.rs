@@ -109,16 +109,9 @@ pub(crate) fn gateway_reporting(
     let id = tx.id;
     gateway_with(move |g| {
         g.expect_parse_callback().returning(move |_| {
-            Ok(CallbackEvent {
-                transaction_id: Some(id),
-                provider_ref: Some("p".into()),
-                record_ref: None,
-                outcome,
-                amount,
-                note: None,
-                part: None,
-                refund: None,
-            })
+            Ok(CallbackEvent::new(outcome, amount)
+                .with_transaction_id(id)
+                .with_provider_ref("p"))
         });
     })
 }
