@@ -507,6 +507,48 @@ impl Portal {
 mod tests {
     use super::*;
 
+    /// Each body's card methods run on its own accounts: the municipality's sandbox and
+    /// Stripe account, the union's sandbox and Nexi terminal; no body's method names
+    /// another's account.
+    #[tokio::test]
+    async fn each_body_takes_cards_on_its_own_provider_accounts() {
+        let dir = std::env::temp_dir().join(format!("portal-accounts-{}", uuid::Uuid::new_v4()));
+        let mut config = Config::local(&dir, "127.0.0.1:3000".parse().unwrap());
+        config.accounts_mut("comune").stripe = Some(StripeKeys {
+            secret_key: "sk_test_comune".to_owned().into(),
+            webhook_secret: "whsec_comune".to_owned().into(),
+        });
+        config.accounts_mut("unione").nexi = Some(NexiKeys {
+            alias: "ALIAS_WEB_UNIONE".into(),
+            mac_key: "mac-unione".to_owned().into(),
+            base_url: payments_gateways::nexi::TEST_BASE.into(),
+        });
+        let portal = Portal::new(config).await.unwrap();
+        let card_accounts = |slug: &str| {
+            let portal = portal.clone();
+            let creditor = portal.body(slug).unwrap().creditor.id;
+            async move {
+                let mut ids: Vec<String> = portal
+                    .payments()
+                    .methods(creditor)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|m| m.kind == MethodKind::Card)
+                    .map(|m| m.gateway_id.to_string())
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        assert_eq!(card_accounts("comune").await, ["sandbox", "stripe"]);
+        assert_eq!(
+            card_accounts("unione").await,
+            ["nexi-unione", "sandbox-unione"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn config_debug_shows_no_password_or_key() {
         let mut config = Config::local("/tmp/portal", "127.0.0.1:3000".parse().unwrap());
