@@ -142,48 +142,101 @@ fn option_answer(
     match kind {
         Primitive::Verify => verify_answer(&amount, due, &description, fiscal_code, &company),
         Primitive::Get => {
-            let id_type = if p.payer.is_company() { "G" } else { "F" };
             let transfers: String = o
                 .transfers
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    let account = t
-                        .iban
-                        .as_deref()
-                        .map(|iban| format!("<IBAN>{}</IBAN>", escape(iban)))
-                        .unwrap_or_default();
-                    format!(
-                        "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount>\
-                         <fiscalCodePA>{}</fiscalCodePA>{account}\
-                         <remittanceInformation>{}</remittanceInformation>\
-                         <transferCategory>{}</transferCategory></transfer>",
+                    transfer_xml(
                         i + 1,
-                        money(&t.amount),
-                        escape(t.fiscal_code.as_str()),
-                        escape(cut(&t.remittance, super::MAX_TEXT_CHARS).as_str()),
-                        escape(t.taxonomy.as_str()),
+                        &money(&t.amount),
+                        &t.fiscal_code,
+                        t.iban.as_deref(),
+                        &t.remittance,
+                        &t.taxonomy,
                     )
                 })
                 .collect();
-            soap(
-                kind.response(),
-                &format!(
-                    "<outcome>OK</outcome><data>\
-                     <creditorReferenceId>{iuv}</creditorReferenceId>\
-                     <paymentAmount>{amount}</paymentAmount><dueDate>{due}</dueDate>\
-                     <description>{description}</description><companyName>{company}</companyName>\
-                     <debtor><uniqueIdentifier><entityUniqueIdentifierType>{id_type}</entityUniqueIdentifierType>\
-                     <entityUniqueIdentifierValue>{id_value}</entityUniqueIdentifierValue></uniqueIdentifier>\
-                     <fullName>{name}</fullName></debtor>\
-                     <transferList>{transfers}</transferList></data>",
-                    iuv = notice.iuv(),
-                    id_value = escape(cut(&p.payer.fiscal_code, 35).as_str()),
-                    name = escape(cut(&p.payer.name, 70).as_str()),
-                ),
+            get_answer(
+                kind,
+                &PaymentData {
+                    iuv: notice.iuv(),
+                    amount: &amount,
+                    due,
+                    description: &description,
+                    company: &company,
+                    debtor_type: if p.payer.is_company() { "G" } else { "F" },
+                    debtor_id: &p.payer.fiscal_code,
+                    debtor_name: &p.payer.name,
+                    transfers: &transfers,
+                },
             )
         }
     }
+}
+
+/// One `<transfer>` of a `paGetPayment` answer, every text escaped and the remittance cut
+/// to pagoPA's 140 characters; a transfer to a postal account names no IBAN.
+fn transfer_xml(
+    index: usize,
+    amount: &str,
+    fiscal_code: &str,
+    iban: Option<&str>,
+    remittance: &str,
+    category: &str,
+) -> String {
+    let account = iban
+        .map(|iban| format!("<IBAN>{}</IBAN>", escape(iban)))
+        .unwrap_or_default();
+    format!(
+        "<transfer><idTransfer>{index}</idTransfer><transferAmount>{amount}</transferAmount>\
+         <fiscalCodePA>{}</fiscalCodePA>{account}\
+         <remittanceInformation>{}</remittanceInformation>\
+         <transferCategory>{}</transferCategory></transfer>",
+        escape(fiscal_code),
+        escape(cut(remittance, super::MAX_TEXT_CHARS).as_str()),
+        escape(category),
+    )
+}
+
+/// What a `paGetPayment` answer says of a notice: `description` and `company` already
+/// escaped (the verify answer shares them), the debtor's id and name as they are.
+struct PaymentData<'a> {
+    iuv: &'a str,
+    amount: &'a str,
+    due: chrono::NaiveDate,
+    description: &'a str,
+    company: &'a str,
+    debtor_type: &'a str,
+    debtor_id: &'a str,
+    debtor_name: &'a str,
+    transfers: &'a str,
+}
+
+/// The `paGetPayment` answer: the notice's data, its debtor and its transfers.
+fn get_answer(kind: &Primitive, d: &PaymentData<'_>) -> String {
+    soap(
+        kind.response(),
+        &format!(
+            "<outcome>OK</outcome><data>\
+             <creditorReferenceId>{iuv}</creditorReferenceId>\
+             <paymentAmount>{amount}</paymentAmount><dueDate>{due}</dueDate>\
+             <description>{description}</description><companyName>{company}</companyName>\
+             <debtor><uniqueIdentifier><entityUniqueIdentifierType>{id_type}</entityUniqueIdentifierType>\
+             <entityUniqueIdentifierValue>{id_value}</entityUniqueIdentifierValue></uniqueIdentifier>\
+             <fullName>{name}</fullName></debtor>\
+             <transferList>{transfers}</transferList></data>",
+            iuv = d.iuv,
+            amount = d.amount,
+            due = d.due,
+            description = d.description,
+            company = d.company,
+            id_type = d.debtor_type,
+            id_value = escape(cut(d.debtor_id, 35).as_str()),
+            name = escape(cut(d.debtor_name, 70).as_str()),
+            transfers = d.transfers,
+        ),
+    )
 }
 
 impl PagoPaGateway {
@@ -405,29 +458,25 @@ impl PagoPaGateway {
                     .or_else(|| config.and_then(|c| c.taxonomy.get(&l.payment_type_id).cloned()))
                     .unwrap_or_default();
                 let (id_type, id_value) = match &tx.payer.fiscal_code {
-                    Some(cf) if cf.len() == 11 => ("G", cf.clone()),
-                    Some(cf) => ("F", cf.clone()),
-                    None => ("F", "ANONIMO".to_owned()),
+                    Some(cf) if cf.len() == 11 => ("G", cf.as_str()),
+                    Some(cf) => ("F", cf.as_str()),
+                    None => ("F", "ANONIMO"),
                 };
-                soap(
-                    kind.response(),
-                    &format!(
-                        "<outcome>OK</outcome><data>\
-                         <creditorReferenceId>{iuv}</creditorReferenceId>\
-                         <paymentAmount>{amount}</paymentAmount><dueDate>{due}</dueDate>\
-                         <description>{description}</description><companyName>{company}</companyName>\
-                         <debtor><uniqueIdentifier><entityUniqueIdentifierType>{id_type}</entityUniqueIdentifierType>\
-                         <entityUniqueIdentifierValue>{id_value}</entityUniqueIdentifierValue></uniqueIdentifier>\
-                         <fullName>{name}</fullName></debtor>\
-                         <transferList><transfer><idTransfer>1</idTransfer>\
-                         <transferAmount>{amount}</transferAmount><fiscalCodePA>{fiscal_code}</fiscalCodePA>\
-                         <IBAN>{iban}</IBAN><remittanceInformation>{description}</remittanceInformation>\
-                         <transferCategory>{category}</transferCategory></transfer></transferList>\
-                         </data>",
-                        iuv = notice.iuv(),
-                        id_value = escape(cut(&id_value, 35).as_str()),
-                        name = escape(cut(&tx.payer.name, 70).as_str()),
-                    ),
+                let transfer =
+                    transfer_xml(1, &amount, fiscal_code, Some(&iban), &l.reason, &category);
+                get_answer(
+                    kind,
+                    &PaymentData {
+                        iuv: notice.iuv(),
+                        amount: &amount,
+                        due,
+                        description: &description,
+                        company: &company,
+                        debtor_type: id_type,
+                        debtor_id: id_value,
+                        debtor_name: &tx.payer.name,
+                        transfers: &transfer,
+                    },
                 )
             }
         }
