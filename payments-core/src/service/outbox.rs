@@ -290,6 +290,25 @@ impl Telling<'_> {
         out
     }
 
+    /// The message to line `position`'s module with the payload `payload` builds from the
+    /// message's id and the line; none for a free payment (no module to tell).
+    fn module_message(
+        &self,
+        position: usize,
+        payload: impl FnOnce(OutboxId, &crate::TransactionLine) -> OutboxPayload,
+    ) -> Option<NewOutboxMessage> {
+        let line = self.tx.lines.get(position)?;
+        if line.source.module == FREE_PAYMENT_MODULE {
+            return None;
+        }
+        let id = OutboxId::new();
+        Some(NewOutboxMessage {
+            id,
+            transaction_id: self.tx.id,
+            payload: payload(id, line),
+        })
+    }
+
     /// The message to line `position`'s module that `amount` of it was given back by
     /// `refund` (none for a free payment). Whether that gives the line back in full is
     /// the store's to say as it enqueues it.
@@ -300,25 +319,18 @@ impl Telling<'_> {
         amount: Money,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<NewOutboxMessage> {
-        let tx = self.tx;
-        let line = tx.lines.get(position)?;
-        if line.source.module == FREE_PAYMENT_MODULE {
-            return None;
-        }
-        let id = OutboxId::new();
-        Some(NewOutboxMessage {
-            id,
-            transaction_id: tx.id,
-            payload: OutboxPayload::Refund(crate::RefundSettlement {
+        let transaction_id = self.tx.id;
+        self.module_message(position, |id, line| {
+            OutboxPayload::Refund(crate::RefundSettlement {
                 id,
                 source: line.source.clone(),
                 item_id: line.item_id,
-                transaction_id: tx.id,
+                transaction_id,
                 refund_id: refund,
                 amount,
                 in_full: false,
                 refunded_at: at,
-            }),
+            })
         })
     }
 
@@ -328,23 +340,16 @@ impl Telling<'_> {
         position: usize,
         paid_at: chrono::DateTime<chrono::Utc>,
     ) -> Option<NewOutboxMessage> {
-        let tx = self.tx;
-        let line = tx.lines.get(position)?;
-        if line.source.module == FREE_PAYMENT_MODULE {
-            return None;
-        }
-        let id = OutboxId::new();
-        Some(NewOutboxMessage {
-            id,
-            transaction_id: tx.id,
-            payload: OutboxPayload::Settlement(Settlement {
+        let transaction_id = self.tx.id;
+        self.module_message(position, |id, line| {
+            OutboxPayload::Settlement(Settlement {
                 id,
                 source: line.source.clone(),
                 item_id: line.item_id,
-                transaction_id: tx.id,
+                transaction_id,
                 amount: line.amount,
                 paid_at,
-            }),
+            })
         })
     }
 }
