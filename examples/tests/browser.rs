@@ -362,6 +362,20 @@ impl Run {
         panic!("the module never showed {key} as paid");
     }
 
+    /// Writes `content` to the file `name` and imports it with the upload form of `page`
+    /// (the statements' or the notices'), as an operator picks a file and presses import.
+    async fn import_file(&self, page: &str, name: &str, content: &str) {
+        let file = self.dir.join(name);
+        std::fs::write(&file, content).unwrap();
+        self.goto(page).await;
+        self.find("#file")
+            .await
+            .send_keys(&file.display().to_string())
+            .await
+            .unwrap();
+        self.press("#import").await;
+    }
+
     /// Posts `body` to the portal's webhook for `gateway` with the headers of `callback`, as
     /// the provider would.
     async fn post_webhook(
@@ -868,17 +882,9 @@ async fn an_operator_imports_a_statement_that_pays_a_transfer_and_flags_the_rest
         entry(1, "16.00", "MARIO ROSSI", &format!("DIRITTI {reference}")),
         entry(2, "99.00", "ANONIMO", "VERSAMENTO")
     );
-    let file = run.dir.join("statement.xml");
-    std::fs::write(&file, statement).unwrap();
-
     run.sign_in("anna").await;
-    run.goto("/admin/statements").await;
-    run.find("#file")
-        .await
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    run.press("#import").await;
+    run.import_file("/admin/statements", "statement.xml", &statement)
+        .await;
     let matched = run.text("#matched").await;
     assert!(matched.contains(&id.to_string()), "{matched}");
     let exceptions = run.text("#exceptions").await;
@@ -1663,16 +1669,9 @@ async fn a_citizen_pays_one_instalment_of_a_notice_and_an_operator_imports_filte
          MENSA-2027-2,{GIULIA},Giulia Bianchi,,,,tari,Mensa scolastica 2027,,U,quarantacinque,{due},,,,,,\n",
         payments_core::POSITIONS_CSV_HEADER
     );
-    let file = run.dir.join("positions.csv");
-    std::fs::write(&file, csv).unwrap();
     run.sign_in("anna").await;
-    run.goto("/admin/positions").await;
-    run.find("#file")
-        .await
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    run.press("#import").await;
+    run.import_file("/admin/positions", "positions.csv", &csv)
+        .await;
     assert_eq!(run.text("#registered").await, "1");
     let refused = run.text("#refused").await;
     assert!(
