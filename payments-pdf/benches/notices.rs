@@ -8,6 +8,7 @@
 //! position's fields and as many characters of fixed text) at fixed points and the same
 //! four QR codes, one page per notice, and writes the same PDFs.
 
+use payments_core::testing::peak_resident_kib;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,15 +25,6 @@ fn n() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
-}
-
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn creditor() -> Creditor {
@@ -80,7 +72,7 @@ fn position(i: u64) -> DebtPosition {
 
 fn library_child() {
     let c = creditor();
-    let before = peak_kib();
+    let before = peak_resident_kib();
     let started = Instant::now();
     let mut bytes = 0u64;
     let written = payments_pdf::write_notices(&c, (0..n()).map(position), |_, pdf| {
@@ -91,7 +83,7 @@ fn library_child() {
     println!(
         "written {written} seconds {:.3} bytes {bytes} peak_kib {} before_kib {before}",
         started.elapsed().as_secs_f64(),
-        peak_kib()
+        peak_resident_kib()
     );
 }
 

@@ -8,6 +8,7 @@
 //! sqlx multi-row inserts in the same batches and database transactions, the rows built
 //! and serialised beforehand (untimed).
 
+use payments_core::testing::peak_resident_kib;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -48,15 +49,6 @@ fn n() -> u64 {
         .unwrap_or(100_000)
 }
 
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn service(url: &str) -> (Payments, Fixture) {
     let store = Arc::new(SqlxStore::connect(url).await.unwrap());
     let pagopa = Arc::new(PagoPaGateway::new(store.clone(), KEY).unwrap());
@@ -89,7 +81,7 @@ fn library_child(url: &str) {
         .unwrap();
     rt.block_on(async {
         let (payments, fx) = service(url).await;
-        let before = peak_kib();
+        let before = peak_resident_kib();
         let started = Instant::now();
         let report = payments
             .register_positions(&Actor::System, fx.creditor.id, positions(n(), fx.tari.id))
@@ -101,7 +93,7 @@ fn library_child(url: &str) {
             "registered {} seconds {:.3} peak_kib {} before_kib {before}",
             report.registered,
             took.as_secs_f64(),
-            peak_kib()
+            peak_resident_kib()
         );
     });
 }

@@ -524,12 +524,7 @@ fn export_child(url: &str) {
             .await
             .unwrap()
     });
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("0");
+    let peak = payments_core::testing::peak_resident_kib();
     println!("rows {rows} peak_kib {peak}");
 }
 

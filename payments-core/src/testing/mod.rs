@@ -32,6 +32,18 @@ use crate::{
     Payer, PaymentMethod, PaymentType, Payments, Result,
 };
 
+/// This process's peak resident memory so far, in KiB (`VmHWM` of `/proc/self/status`;
+/// 0 where there is none): what the benchmarks report, each measured in a child process of
+/// its own.
+pub fn peak_resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A creditor set up as a typical municipality, for tests and examples.
 #[derive(Debug, Clone)]
 pub struct Fixture {
