@@ -163,7 +163,7 @@ impl Config {
         // The municipality's accounts have the plain names; each other body's carry its
         // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).
         for body in seed::BODIES {
-            let prefix = if body.slug == seed::BODIES[0].slug {
+            let prefix = if body.is_first() {
                 String::new()
             } else {
                 format!("{}_", body.slug.to_uppercase())

@@ -66,7 +66,7 @@ pub(crate) fn demo_modules(body: &seed::BodySpec, data_dir: &Path) -> Result<Vec
             paid_file: data_dir.join(format!("module-{name}.paid")),
         })
     };
-    if body.slug != seed::BODIES[0].slug {
+    if !body.is_first() {
         return Ok(vec![module(
             "polizia",
             ("Polizia locale: verbali", "Local police: fines"),

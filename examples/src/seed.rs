@@ -82,11 +82,17 @@ pub(crate) const BODIES: [&BodySpec; 2] = [
 ];
 
 impl BodySpec {
+    /// Whether this is the municipality, the first body: its accounts and environment
+    /// variables have the plain names, its ids are the ones a single-body portal had.
+    pub(crate) fn is_first(&self) -> bool {
+        self.n == 1
+    }
+
     /// The id of this body's account with a provider: the provider's own name for the
     /// municipality (`sandbox`, `stripe`), with the body's slug for the others
     /// (`sandbox-unione`).
     pub(crate) fn gateway_id(&self, provider: &str) -> String {
-        if self.n == 1 {
+        if self.is_first() {
             provider.to_owned()
         } else {
             format!("{provider}-{}", self.slug)
@@ -124,7 +130,7 @@ fn payment_types(body: &BodySpec, creditor: CreditorId) -> Result<Vec<PaymentTyp
     let report =
         || FieldSpec::required("report", "Numero verbale", FieldKind::Text { max_len: 20 });
     let plate = || FieldSpec::optional("plate", "Targa", FieldKind::Text { max_len: 10 });
-    if body.n != 1 {
+    if !body.is_first() {
         return Ok(vec![
             PaymentType::new(creditor, ROAD_FINES, "Sanzioni codice della strada")
                 .with_free_payments(true)
