@@ -683,9 +683,13 @@ pub async fn webhook(
     if gateway == "pagopa" {
         // pagoPA wants its SOAP answer, OK or KO with a fault code, always with 200; a
         // fault names the body the receipt is for (the municipality when it does not read).
-        let id_pa = payments_gateways::pagopa::receipt::parse(&body, 1 << 20)
-            .map(|r| r.id_pa)
-            .unwrap_or_else(|_| portal.creditor().fiscal_code.clone());
+        // Only a fault reads the receipt again: an accepted one is answered as it is.
+        let id_pa = match &result {
+            Ok(_) => String::new(),
+            Err(_) => payments_gateways::pagopa::receipt::parse(&body, 1 << 20)
+                .map(|r| r.id_pa)
+                .unwrap_or_else(|_| portal.creditor().fiscal_code.clone()),
+        };
         let answer = PagoPaGateway::receipt_response(&result, &id_pa);
         return (
             [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
