@@ -142,6 +142,9 @@ pub struct CallbackEvent {
     /// Set when the callback is about a refund, not a payment (Stripe's `refund.updated`):
     /// `outcome` is then ignored and `amount` is the refund's.
     pub refund: Option<RefundEvent>,
+    /// The provider's receipt, kept whole for the creditor's operators
+    /// ([`crate::ProviderReceipt`]); recorded once, before the payment is applied.
+    pub receipt: Option<Box<crate::ProviderReceipt>>,
 }
 
 impl CallbackEvent {
@@ -157,6 +160,7 @@ impl CallbackEvent {
             note: None,
             part: None,
             refund: None,
+            receipt: None,
         }
     }
 
@@ -193,6 +197,12 @@ impl CallbackEvent {
     /// News about a refund rather than a payment.
     pub fn with_refund(mut self, refund: RefundEvent) -> Self {
         self.refund = Some(refund);
+        self
+    }
+
+    /// The provider's receipt, to keep whole.
+    pub fn with_receipt(mut self, receipt: crate::ProviderReceipt) -> Self {
+        self.receipt = Some(Box::new(receipt));
         self
     }
 }

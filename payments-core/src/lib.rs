@@ -18,6 +18,7 @@ mod money;
 mod notify;
 mod outbox;
 mod position;
+mod provider_receipt;
 mod query;
 mod refund;
 mod service;
@@ -74,6 +75,7 @@ pub use position::{
     PaymentOption, PositionChange, PositionEvent, PositionPayer, PositionQuery, PositionStatus,
     RefusedRow, ReminderPlan, Transfer,
 };
+pub use provider_receipt::{ProviderReceipt, ProviderReceiptQuery, ReceiptRole, ReceiptShare};
 pub use query::{
     HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,
 };

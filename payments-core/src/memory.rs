@@ -27,6 +27,7 @@ struct State {
     events: BTreeMap<EventId, TransactionEvent>,
     outbox: BTreeMap<OutboxId, OutboxMessage>,
     bank_entries: BTreeMap<(CreditorId, String), crate::BankEntry>,
+    provider_receipts: BTreeMap<(CreditorId, String), crate::ProviderReceipt>,
     /// Bank entry keys by transaction and by reference, as the SQL indexes find them.
     entries_by_tx: HashMap<TransactionId, Vec<(CreditorId, String)>>,
     entries_by_reference: HashMap<(CreditorId, String), Vec<(CreditorId, String)>>,
@@ -1016,6 +1017,34 @@ impl Store for InMemoryStore {
             state.insert_exception(&e);
         }
         Ok(true)
+    }
+
+    async fn insert_provider_receipt(&self, receipt: &crate::ProviderReceipt) -> Result<bool> {
+        let mut state = self.lock();
+        let key = (receipt.creditor_id, receipt.key.clone());
+        if state.provider_receipts.contains_key(&key) {
+            return Ok(false);
+        }
+        state.provider_receipts.insert(key, receipt.clone());
+        Ok(true)
+    }
+
+    async fn provider_receipts(
+        &self,
+        query: &crate::ProviderReceiptQuery,
+    ) -> Result<Vec<crate::ProviderReceipt>> {
+        let state = self.lock();
+        let mut found: Vec<crate::ProviderReceipt> = state
+            .provider_receipts
+            .range((query.creditor_id, String::new())..)
+            .take_while(|((c, _), _)| *c == query.creditor_id)
+            .map(|(_, r)| r)
+            .filter(|r| query.matches(r))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (b.recorded_at, &b.key).cmp(&(a.recorded_at, &a.key)));
+        found.truncate(query.limit as usize);
+        Ok(found)
     }
 
     async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>> {

@@ -197,6 +197,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// A creditor's bank entries, newest first (by import time, then key).
     async fn bank_entries(&self, query: &crate::BankEntryQuery) -> Result<Vec<crate::BankEntry>>;
 
+    /// Records a provider's receipt unless the creditor already has one with its key;
+    /// answers whether it was inserted (a receipt sent again changes nothing).
+    async fn insert_provider_receipt(&self, receipt: &crate::ProviderReceipt) -> Result<bool>;
+    /// A creditor's provider receipts, newest first (by the time recorded, then key).
+    async fn provider_receipts(
+        &self,
+        query: &crate::ProviderReceiptQuery,
+    ) -> Result<Vec<crate::ProviderReceipt>>;
+
     /// Reserves `count` (at least 1) consecutive values of the counter `name` and returns
     /// the first. A counter starts at 1. Values are never handed out twice, also to callers
     /// in several processes sharing the database; a value reserved and never used is

@@ -1654,6 +1654,49 @@ impl Store for SqlxStore {
             .collect()
     }
 
+    async fn insert_provider_receipt(
+        &self,
+        receipt: &payments_core::ProviderReceipt,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO provider_receipts (creditor_id, receipt_key, reference, recorded_at, data) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creditor_id, receipt_key) DO NOTHING",
+        )
+        .bind(receipt.creditor_id.to_string())
+        .bind(receipt.key.clone())
+        .bind(receipt.reference.clone())
+        .bind(rows::micros(receipt.recorded_at))
+        .bind(to_json(receipt)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("recording a provider's receipt"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn provider_receipts(
+        &self,
+        q: &payments_core::ProviderReceiptQuery,
+    ) -> Result<Vec<payments_core::ProviderReceipt>> {
+        let mut sql = Sql::new("SELECT data FROM provider_receipts WHERE creditor_id = ");
+        sql.arg(Arg::Text(q.creditor_id.to_string()));
+        if let Some(r) = &q.reference {
+            sql.push(" AND reference = ").arg(Arg::Text(r.clone()));
+        }
+        if let Some(k) = &q.key {
+            sql.push(" AND receipt_key = ").arg(Arg::Text(k.clone()));
+        }
+        sql.push(" ORDER BY recorded_at DESC, receipt_key DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing providers' receipts"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
     async fn allocate_sequence(&self, name: &str, count: u32) -> Result<u64> {
         payments_core::check_sequence(name, count)?;
         let count = i64::from(count);

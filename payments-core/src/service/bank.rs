@@ -105,6 +105,39 @@ impl Payments {
         self.store_ref().bank_entries(query).await
     }
 
+    /// Records a provider's receipt (kept whole, see [`crate::ProviderReceipt`]) once per
+    /// creditor and key: answers `false` when it was already recorded. Only the gateway
+    /// it came through records it; [`Payments::handle_callback`] does so for the receipts
+    /// its gateway reads, and a gateway records the receipts of payments in which the
+    /// creditor is only a beneficiary (pagoPA's receipts of another body's notice).
+    pub async fn record_provider_receipt(
+        &self,
+        actor: &Actor,
+        receipt: &crate::ProviderReceipt,
+    ) -> Result<bool> {
+        match actor {
+            Actor::Gateway { id } if *id == receipt.gateway_id => {}
+            _ => {
+                return Err(Error::forbidden(
+                    "only the gateway a receipt came through records it",
+                ));
+            }
+        }
+        self.store_ref().insert_provider_receipt(receipt).await
+    }
+
+    /// A creditor's provider receipts, newest first, for its operators: the documents as
+    /// they arrived, with the PSP, the channel, the fee and the transfers as data.
+    pub async fn provider_receipts(
+        &self,
+        actor: &Actor,
+        query: &crate::ProviderReceiptQuery,
+    ) -> Result<Vec<crate::ProviderReceipt>> {
+        actor.check_operator(&query.creditor_id, Role::Viewer)?;
+        check_limit(query.limit)?;
+        self.store_ref().provider_receipts(query).await
+    }
+
     /// An operator confirms that the money arrived: `Pending` or `Reported` → `Paid`.
     pub async fn confirm_payment(
         &self,

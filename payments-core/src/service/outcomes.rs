@@ -70,6 +70,12 @@ impl Payments {
     ) -> Result<CallbackOutcome> {
         let gateway = self.gateway(&GatewayId::from(gateway))?.clone();
         let mut event = gateway.parse_callback(request).await?;
+        if let Some(mut receipt) = event.receipt.take() {
+            // Kept first: a receipt whose payment cannot be applied now is still on record,
+            // and the provider's retry changes nothing here.
+            receipt.gateway_id = gateway.id();
+            self.store_ref().insert_provider_receipt(&receipt).await?;
+        }
         let tx = match event.transaction_id {
             Some(id) => self.store_ref().transaction(id).await?,
             None => {

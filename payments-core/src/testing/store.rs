@@ -35,6 +35,7 @@ where
     search_filters_pages_and_totals(make().await).await;
     history_is_per_payer_and_paged(make().await).await;
     bank_entries_are_recorded_once(make().await).await;
+    provider_receipts_are_kept_whole_once(make().await).await;
     sequences_never_hand_out_a_value_twice(make().await).await;
     refunds_never_exceed_what_was_paid(make().await).await;
     unfinished_lists_open_transactions_by_age(make().await).await;
@@ -1214,6 +1215,96 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
 
 /// A bank entry is recorded once per creditor and key, even by concurrent importers; the
 /// listing filters exceptions and references and comes newest first.
+/// A provider's receipt is kept once per creditor and key, byte for byte, and listed
+/// newest first by key and reference, never another creditor's.
+pub async fn provider_receipts_are_kept_whole_once(store: Arc<dyn Store>) {
+    use crate::{ProviderReceipt, ProviderReceiptQuery, ReceiptRole, ReceiptShare};
+    let s = Sample::install(store.as_ref()).await;
+    let other =
+        Creditor::new("Provincia di Esempio", "92012345671", "prov@example.it").expect("creditor");
+    store.put_creditor(&other).await.expect("put_creditor");
+    let receipt =
+        |creditor: crate::CreditorId, id: &str, minutes: i64, notice: &str| ProviderReceipt {
+            creditor_id: creditor,
+            gateway_id: crate::GatewayId::from("pagopa"),
+            key: format!("pagopa:{id}"),
+            receipt_id: id.into(),
+            reference: notice.into(),
+            role: ReceiptRole::Issuer,
+            amount: eur("105.00"),
+            share: eur("100.00"),
+            transfers: vec![ReceiptShare {
+                fiscal_code: "00488410010".into(),
+                amount: eur("100.00"),
+                iban: Some("IT60X0542811101000000123456".into()),
+                remittance: Some("TARI 2026".into()),
+                category: Some("9/0101101IM/".into()),
+            }],
+            psp_id: Some("BCITITMM".into()),
+            psp_name: Some("Intesa Sanpaolo".into()),
+            channel_id: Some("BCITITMM_01".into()),
+            payment_method: Some("creditCard".into()),
+            fee: Some(eur("1.50")),
+            payer: Some("RSSMRA80A01H501U Mario Rossi".into()),
+            debtor: Some("RSSMRA80A01H501U Mario Rossi".into()),
+            paid_at: Some(t0().naive_utc()),
+            transfer_date: Some(t0().date_naive()),
+            document: format!("<receipt id=\"{id}\">àè &amp; €</receipt>"),
+            media_type: "application/xml".into(),
+            recorded_at: t0() + Duration::minutes(minutes),
+        };
+    let first = receipt(s.creditor.id, "r-1", 0, "302000000000000120");
+    assert!(store.insert_provider_receipt(&first).await.expect("insert"));
+    let mut again = first.clone();
+    again.document = "<changed/>".into();
+    assert!(
+        !store.insert_provider_receipt(&again).await.expect("insert"),
+        "a receipt sent again is recorded once"
+    );
+    let second = receipt(s.creditor.id, "r-2", 5, "302000000000000221");
+    assert!(
+        store
+            .insert_provider_receipt(&second)
+            .await
+            .expect("insert")
+    );
+    let theirs = receipt(other.id, "r-1", 9, "302000000000000120");
+    assert!(
+        store
+            .insert_provider_receipt(&theirs)
+            .await
+            .expect("insert"),
+        "keys are per creditor"
+    );
+    let all = store
+        .provider_receipts(&ProviderReceiptQuery::new(s.creditor.id))
+        .await
+        .expect("list");
+    assert_eq!(
+        all,
+        vec![second.clone(), first.clone()],
+        "newest first, kept whole"
+    );
+    let mut q = ProviderReceiptQuery::new(s.creditor.id);
+    q.key = Some("pagopa:r-1".into());
+    assert_eq!(
+        store.provider_receipts(&q).await.expect("by key"),
+        vec![first.clone()]
+    );
+    let mut q = ProviderReceiptQuery::new(s.creditor.id);
+    q.reference = Some("302000000000000221".into());
+    assert_eq!(
+        store.provider_receipts(&q).await.expect("by ref"),
+        vec![second]
+    );
+    let mut q = ProviderReceiptQuery::new(other.id);
+    q.limit = 1;
+    assert_eq!(
+        store.provider_receipts(&q).await.expect("theirs"),
+        vec![theirs]
+    );
+}
+
 pub async fn bank_entries_are_recorded_once(store: Arc<dyn Store>) {
     use crate::{BankEntry, BankEntryOutcome, BankEntryQuery};
     let s = Sample::install(store.as_ref()).await;
