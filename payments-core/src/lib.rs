@@ -73,7 +73,7 @@ pub use position::{
     BulkReport, DebtPosition, MAX_INSTALMENTS, MAX_POSITION_KEY_LEN, MAX_REMITTANCE_LEN,
     MAX_TRANSFERS, NewDebtPosition, NewOption, OptionChange, OptionKind, OptionRefusal,
     PaymentOption, PositionChange, PositionEvent, PositionPayer, PositionQuery, PositionStatus,
-    RefusedRow, ReminderPlan, Transfer,
+    RefusedRow, ReminderPlan, Transfer, is_taxonomy_code,
 };
 pub use provider_receipt::{ProviderReceipt, ProviderReceiptQuery, ReceiptRole, ReceiptShare};
 pub use query::{

@@ -253,20 +253,23 @@ impl Transfer {
     }
 }
 
-/// Whether `code` reads as a pagoPA taxonomy code: the type of the creditor (one digit),
-/// `/`, the collection's code (seven digits and two letters, or more), and a final `/`.
-fn is_taxonomy_code(code: &str) -> bool {
-    let mut parts = code.split('/');
-    let (Some(kind), Some(body), Some(""), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+/// Whether `code` reads as a pagoPA taxonomy code (SANP, "Tassonomia dei servizi di
+/// incasso"): a prefix `9/`, `6/`, `7/` or `8/` (the others than `9/` enable SEPA
+/// Request-to-Pay), the creditor type and macro area (four digits), the service (three
+/// digits), the legal reason (two capital letters: `IM`, `TS`, `SP`, `SA`, `AP`) and a
+/// final `/`, such as `9/0101101IM/`.
+pub fn is_taxonomy_code(code: &str) -> bool {
+    let Some(body) = ["9/", "6/", "7/", "8/"]
+        .iter()
+        .find_map(|p| code.strip_prefix(p))
+        .and_then(|rest| rest.strip_suffix('/'))
     else {
         return false;
     };
-    !kind.is_empty()
-        && kind.chars().all(|c| c.is_ascii_digit())
-        && body.len() >= 9
-        && body.len() <= 35
-        && body.chars().all(|c| c.is_ascii_alphanumeric())
+    let b = body.as_bytes();
+    b.len() == 9
+        && b[..7].iter().all(u8::is_ascii_digit)
+        && b[7..].iter().all(u8::is_ascii_uppercase)
 }
 
 /// One way of paying a position: the single payment or an instalment, with its notice
@@ -1341,9 +1344,19 @@ mod tests {
 
     #[test]
     fn taxonomy_codes_read_as_pagopa_defines_them() {
+        // SANP, "Tassonomia dei servizi di incasso": prefix 9/, 6/, 7/ or 8/, then
+        // \d{2}\d{2}\d{3}, the legal reason and a final slash.
         assert!(is_taxonomy_code("9/0101101IM/"));
-        assert!(is_taxonomy_code("0/0201102IM/"));
+        for prefix in ["6", "7", "8"] {
+            assert!(is_taxonomy_code(&format!("{prefix}/0201102IM/")));
+        }
+        assert!(
+            !is_taxonomy_code("0/0201102IM/"),
+            "not a prefix pagoPA defines"
+        );
         assert!(!is_taxonomy_code("9/0101101IM"));
+        assert!(!is_taxonomy_code("9/010110IM/"));
+        assert!(!is_taxonomy_code("9/0101101im/"));
         assert!(!is_taxonomy_code("TARI"));
     }
 

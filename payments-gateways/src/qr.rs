@@ -59,6 +59,22 @@ impl PaymentQr {
         }
     }
 
+    /// Encodes `payload` at error correction level M in exactly `version` (1 to 40), as a
+    /// layout that fixes the symbol's size asks (pagoPA's notice: version 4, 33×33
+    /// modules); refused when it does not fit.
+    pub fn with_version(payload: &str, version: i16) -> Result<Self, QrError> {
+        let code = QrCode::with_version(
+            payload.as_bytes(),
+            qrcode::Version::Normal(version),
+            EcLevel::M,
+        )
+        .map_err(|_| QrError::TooLong {
+            bytes: payload.len(),
+            max_version: version,
+        })?;
+        Ok(PaymentQr { code })
+    }
+
     /// The QR version chosen (1 to 40).
     pub fn version(&self) -> i16 {
         match self.code.version() {

@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+#[path = "common/xsd.rs"]
+mod xsd;
+
 const KEY: &str = "the station's key for receipts";
 const CHECKOUT_KEY: &str = "the checkout subscription key";
 const FISCAL: &str = "00488410010";
@@ -30,7 +33,7 @@ fn receipt(receipt_id: &str, notice: &str, amount_cents: i64) -> String {
     let n = NoticeNumber::parse(notice).unwrap();
     let euros = |c: i64| format!("{}.{:02}", c / 100, c % 100);
     let first = amount_cents - amount_cents / 4;
-    include_str!("data/pasendrt.xml")
+    let body = include_str!("data/pasendrt.xml")
         .replace("{RECEIPT_ID}", receipt_id)
         .replace("{NOTICE}", notice)
         .replace("{FISCAL}", FISCAL)
@@ -39,7 +42,9 @@ fn receipt(receipt_id: &str, notice: &str, amount_cents: i64) -> String {
         .replace("{TRANSFER_1}", &euros(first))
         .replace("{TRANSFER_2}", &euros(amount_cents - first))
         .replace("{DESCRIPTION}", "TARI 2026 rata 1")
-        .replace("{PAID_AT}", "2026-11-20T17:48:22")
+        .replace("{PAID_AT}", "2026-11-20T17:48:22");
+    xsd::assert_valid(&body);
+    body
 }
 
 async fn checkout_server() -> MockServer {
@@ -264,7 +269,7 @@ async fn checkout_sends_every_notice_to_the_carts_api_as_documented() {
         assert_eq!(n.iuv.len(), 17);
         assert_eq!(n.creditor_fiscal_code, FISCAL);
         assert_eq!(n.company_name, "Comune di Esempio");
-        assert_eq!(n.taxonomy.as_deref(), Some("0101101IM"));
+        assert_eq!(n.taxonomy.as_deref(), Some("9/0101101IM/"));
         assert_eq!(
             n.qr_payload,
             format!(
@@ -355,8 +360,13 @@ async fn the_qr_code_decodes_back_to_the_notice_payload() {
     let mut prepared = rqrr::PreparedImage::prepare(image);
     let grids = prepared.detect_grids();
     assert_eq!(grids.len(), 1);
-    let (_, content) = grids[0].decode().unwrap();
+    let (meta, content) = grids[0].decode().unwrap();
     assert_eq!(content, notice.qr_payload);
+    // pagoPA's notice specification ("Avvisi di pagamento", QR code): version 4, 33×33
+    // modules, error correction M (format bits 00), read back from the decoded image.
+    assert_eq!(meta.version.0, 4);
+    assert_eq!(meta.version.to_size(), 33);
+    assert_eq!(meta.ecc_level, 0, "error correction M");
     assert_eq!(
         content,
         format!("PAGOPA|002|{}|{FISCAL}|123456", notice.notice_number)
@@ -852,10 +862,6 @@ async fn receipts_that_do_not_verify_change_nothing() {
             good.replace("<outcome>OK</outcome>", "<outcome>KO</outcome>"),
         ),
         (
-            "the station",
-            good.replace("15376371009_01", "99999999999_01"),
-        ),
-        (
             "a negative amount",
             good.replace("<paymentAmount>50.00", "<paymentAmount>-50.00"),
         ),
@@ -882,6 +888,33 @@ async fn receipts_that_do_not_verify_change_nothing() {
         );
         let answer = PagoPaGateway::receipt_response(&Err(err), FISCAL);
         assert!(answer.contains("PAA_SINTASSI_XSD"), "{what}: {answer}");
+    }
+    // Another body, broker or station: refused with the codes of pagoPA's error table
+    // (pagoPA's error handling guide, "Nodo -> EC", paSendRT: errore configurazione
+    // chiamante).
+    for (what, body, code) in [
+        (
+            "the station",
+            good.replace("15376371009_01", "99999999999_01"),
+            "PAA_STAZIONE_INT_ERRATA",
+        ),
+        (
+            "the broker",
+            good.replace("<idBrokerPA>15376371009<", "<idBrokerPA>99999999999<"),
+            "PAA_ID_INTERMEDIARIO_ERRATO",
+        ),
+        (
+            "the body",
+            good.replace("<idPA>00488410010<", "<idPA>01907990012<"),
+            "PAA_ID_DOMINIO_ERRATO",
+        ),
+    ] {
+        let err = env.send(body.clone()).await.unwrap_err();
+        let answer = PagoPaGateway::receipt_response(&Err(err), FISCAL);
+        assert!(answer.contains(code), "{what}: {answer}");
+        let (name, station) = env.ask(body).await;
+        assert_eq!(name, "paSendRTRes");
+        assert_eq!(fault_of(&station), Some(code), "{what}");
     }
     assert!(env.exceptions().await.is_empty(), "nothing recorded");
     assert!(
@@ -959,30 +992,40 @@ fn fiscal_codes_and_configuration_are_checked() {
 
 const IBAN: &str = "IT60X0542811101000000123456";
 
-/// A `paVerifyPaymentNoticeReq` or `paGetPaymentReq` as pagoPA's node sends it
-/// (paForNode.xsd: only `paGetPaymentReq` carries the `amount`).
-fn station_request(primitive: &str, notice: &str) -> String {
-    let amount = if primitive == "paGetPaymentReq" {
+const BROKER: &str = "15376371009";
+const STATION: &str = "15376371009_01";
+
+/// A request of `paForNode.wsdl` for `notice` as pagoPA's node sends it, naming the body,
+/// broker and station `ids` (paForNode.xsd: only the `paGetPayment` requests carry the
+/// `amount`).
+fn node_request(element: &str, notice: &str, ids: (&str, &str, &str)) -> String {
+    let amount = if element.starts_with("paGetPayment") {
         "\n      <amount>1.00</amount>"
     } else {
         ""
     };
+    let (id_pa, broker, station) = ids;
     format!(
         r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd">
   <soapenv:Header/>
   <soapenv:Body>
-    <nod:{primitive}>
-      <idPA>{FISCAL}</idPA>
-      <idBrokerPA>15376371009</idBrokerPA>
-      <idStation>15376371009_01</idStation>
+    <nod:{element}>
+      <idPA>{id_pa}</idPA>
+      <idBrokerPA>{broker}</idBrokerPA>
+      <idStation>{station}</idStation>
       <qrCode>
-        <fiscalCode>{FISCAL}</fiscalCode>
+        <fiscalCode>{id_pa}</fiscalCode>
         <noticeNumber>{notice}</noticeNumber>
       </qrCode>{amount}
-    </nod:{primitive}>
+    </nod:{element}>
   </soapenv:Body>
 </soapenv:Envelope>"#
     )
+}
+
+/// A `paVerifyPaymentNoticeReq` or `paGetPayment(V2)` request for `notice` of this body.
+fn station_request(primitive: &str, notice: &str) -> String {
+    node_request(primitive, notice, (FISCAL, BROKER, STATION))
 }
 
 #[derive(serde::Deserialize, Debug)]
@@ -996,6 +1039,10 @@ struct Answer {
 struct AnswerBody {
     paVerifyPaymentNoticeRes: Option<StationAnswer>,
     paGetPaymentRes: Option<StationAnswer>,
+    paGetPaymentV2Response: Option<StationAnswer>,
+    paSendRTRes: Option<StationAnswer>,
+    paSendRTV2Response: Option<StationAnswer>,
+    paDemandPaymentNoticeResponse: Option<StationAnswer>,
 }
 
 #[derive(serde::Deserialize, Debug)]
@@ -1016,17 +1063,38 @@ struct AnswerFault {
 }
 
 impl Env {
-    async fn station(&self, primitive: &str, notice: &str) -> StationAnswer {
-        let request = self
-            .pagopa
-            .authenticated_request(station_request(primitive, notice));
+    /// Sends `body` to the station as pagoPA's node does (with the channel's credential),
+    /// after checking it against the schema, and answers the response's element name and
+    /// content, checked against the schema too.
+    async fn ask(&self, body: String) -> (String, StationAnswer) {
+        xsd::assert_valid(&body);
+        let request = self.pagopa.authenticated_request(body);
         let xml = self.pagopa.station_response(&self.payments, &request).await;
+        let name = xsd::assert_valid(&xml);
         let answer: Answer = quick_xml::de::from_str(&xml).expect("the answer is XML");
-        answer
-            .body
+        let b = answer.body;
+        let found = b
             .paVerifyPaymentNoticeRes
-            .or(answer.body.paGetPaymentRes)
-            .expect("an answer to the primitive asked")
+            .or(b.paGetPaymentRes)
+            .or(b.paGetPaymentV2Response)
+            .or(b.paSendRTRes)
+            .or(b.paSendRTV2Response)
+            .or(b.paDemandPaymentNoticeResponse)
+            .expect("an answer the test knows");
+        (name, found)
+    }
+
+    /// The station's answer to `primitive` about `notice`.
+    async fn station(&self, primitive: &str, notice: &str) -> StationAnswer {
+        let (name, answer) = self.ask(station_request(primitive, notice)).await;
+        let expected = match primitive {
+            "paVerifyPaymentNoticeReq" => "paVerifyPaymentNoticeRes",
+            "paGetPaymentReq" => "paGetPaymentRes",
+            "paGetPaymentV2Request" => "paGetPaymentV2Response",
+            other => panic!("not a station request: {other}"),
+        };
+        assert_eq!(name, expected, "each request has its own response element");
+        answer
     }
 }
 
@@ -1079,7 +1147,7 @@ async fn the_station_describes_an_open_notice_and_refuses_a_paid_one() {
     assert_eq!(t(&transfer["transferAmount"]), "80.00");
     assert_eq!(t(&transfer["IBAN"]), IBAN);
     assert_eq!(t(&transfer["fiscalCodePA"]), FISCAL);
-    assert_eq!(t(&transfer["transferCategory"]), "0101101IM");
+    assert_eq!(t(&transfer["transferCategory"]), "9/0101101IM/");
     let v2 = env
         .station("paGetPaymentV2Request", &n2.notice_number)
         .await;
@@ -1159,14 +1227,13 @@ async fn the_station_needs_an_iban_to_say_where_the_money_goes() {
     let cart = env.cart("mario", &["10.00"]).await;
     let (_, payment) = env.checkout("mario", cart).await.unwrap();
     let n = &payment.notices[0].notice_number;
-    assert_eq!(
-        env.station("paVerifyPaymentNoticeReq", n).await.outcome,
-        "OK"
-    );
-    assert_eq!(
-        fault_of(&env.station("paGetPaymentReq", n).await),
-        Some("PAA_SYSTEM_ERROR")
-    );
+    // Refused from the first question, so no payer starts a payment that cannot end.
+    for primitive in ["paVerifyPaymentNoticeReq", "paGetPaymentReq"] {
+        assert_eq!(
+            fault_of(&env.station(primitive, n).await),
+            Some("PAA_SYSTEM_ERROR")
+        );
+    }
     let field = |e: Error| e.validation_errors().unwrap().fields()[0].to_owned();
     assert_eq!(
         field(
@@ -1181,7 +1248,7 @@ async fn the_station_needs_an_iban_to_say_where_the_money_goes() {
 
 #[tokio::test]
 async fn a_notice_whose_item_a_late_receipt_paid_is_refused_by_the_station() {
-    let env = Env::new().await;
+    let env = Env::with(|g| g, with_iban()).await;
     let cart = env.cart("mario", &["30.00"]).await;
     let (first, p1) = env.checkout("mario", cart).await.unwrap();
     env.payments

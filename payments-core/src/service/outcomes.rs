@@ -63,6 +63,11 @@ impl Payments {
     /// answer `Ok`, with the exception in [`CallbackOutcome::exception`]. A payment of a
     /// notice that no transaction has is recorded as an [`ExceptionKind::UnknownPayment`]
     /// of the creditor the gateway names, and answered `NotFound` on `transaction`.
+    ///
+    /// A receipt the gateway attaches ([`CallbackEvent::with_receipt`]) is kept first,
+    /// once. One of a payment in which the creditor is only a beneficiary
+    /// ([`crate::ReceiptRole::Beneficiary`]: another body's notice) is only kept, and
+    /// answered `NotFound` on `transaction`: there is nothing of the creditor's to apply.
     pub async fn handle_callback(
         &self,
         gateway: &str,
@@ -74,7 +79,13 @@ impl Payments {
             // Kept first: a receipt whose payment cannot be applied now is still on record,
             // and the provider's retry changes nothing here.
             receipt.gateway_id = gateway.id();
+            receipt.recorded_at = self.inner.clock.now();
             self.store_ref().insert_provider_receipt(&receipt).await?;
+            if receipt.role == crate::ReceiptRole::Beneficiary {
+                // Another body's notice, of which this creditor receives a share: on record
+                // for its accounts, with no transaction of its own to apply.
+                return Err(Error::not_found("transaction", &receipt.reference));
+            }
         }
         let tx = match event.transaction_id {
             Some(id) => self.store_ref().transaction(id).await?,

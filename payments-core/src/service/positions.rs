@@ -402,6 +402,32 @@ impl Payments {
             .map_err(|why| vec![refused(row.row, Some(p.key.as_str()), "transfers", why)])
     }
 
+    /// The debt position and option that an item of `creditor` with `source` pays, when
+    /// it was put in a cart from one ([`DebtPosition::source`]): how a gateway finds the
+    /// option's transfers for a transaction line. `None` for any other item, or one of
+    /// an option no longer in the position.
+    pub async fn position_option_of(
+        &self,
+        creditor: crate::CreditorId,
+        source: &crate::Source,
+    ) -> Result<Option<(DebtPosition, usize)>> {
+        let Some((key, rest)) = source.key.rsplit_once('#') else {
+            return Ok(None);
+        };
+        let label = rest.split('.').next().unwrap_or(rest);
+        let Some(p) = self
+            .store_ref()
+            .position_by_key(creditor, &source.module, key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let index = p.options.iter().position(|o| o.kind.label() == label);
+        Ok(index
+            .filter(|&i| p.sources_of(i).contains(source))
+            .map(|i| (p, i)))
+    }
+
     /// A debt position: its payer (not a draft), or an operator of its creditor.
     pub async fn position(&self, actor: &Actor, id: DebtPositionId) -> Result<DebtPosition> {
         let p = self
@@ -892,8 +918,8 @@ impl Payments {
         .await
     }
 
-    /// Today in Europe/Rome, where due dates are printed.
-    fn today(&self) -> NaiveDate {
+    /// Today in Europe/Rome, where due dates are printed and fall, by the service's clock.
+    pub fn today(&self) -> NaiveDate {
         self.inner
             .clock
             .now()

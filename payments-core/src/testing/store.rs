@@ -1213,8 +1213,6 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
     assert!(elsewhere.items.is_empty(), "the creditor filter holds");
 }
 
-/// A bank entry is recorded once per creditor and key, even by concurrent importers; the
-/// listing filters exceptions and references and comes newest first.
 /// A provider's receipt is kept once per creditor and key, byte for byte, and listed
 /// newest first by key and reference, never another creditor's.
 pub async fn provider_receipts_are_kept_whole_once(store: Arc<dyn Store>) {
@@ -1305,6 +1303,8 @@ pub async fn provider_receipts_are_kept_whole_once(store: Arc<dyn Store>) {
     );
 }
 
+/// A bank entry is recorded once per creditor and key, even by concurrent importers; the
+/// listing filters exceptions and references and comes newest first.
 pub async fn bank_entries_are_recorded_once(store: Arc<dyn Store>) {
     use crate::{BankEntry, BankEntryOutcome, BankEntryQuery};
     let s = Sample::install(store.as_ref()).await;

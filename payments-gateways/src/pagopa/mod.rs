@@ -98,6 +98,19 @@ fn cut(text: &str, max: usize) -> String {
     text.trim().chars().take(max).collect()
 }
 
+/// A taxonomy code in its full form (`9/0101100IM/`), from the full form with any of
+/// pagoPA's prefixes (`9/`, `6/`, `7/`, `8/`) or a bare code (which takes `9/`); `None`
+/// when it does not read as one.
+pub fn taxonomy_code(code: &str) -> Option<String> {
+    let code = code.trim();
+    let full = if code.contains('/') {
+        code.to_owned()
+    } else {
+        format!("9/{code}/")
+    };
+    payments_core::is_taxonomy_code(&full).then_some(full)
+}
+
 /// A creditor's pagoPA configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PagoPaCreditor {
@@ -108,6 +121,8 @@ pub struct PagoPaCreditor {
     online: bool,
     validity_days: u32,
     iban: Option<String>,
+    overdue_refused: std::collections::HashSet<PaymentTypeId>,
+    station: Option<(String, String)>,
 }
 
 impl PagoPaCreditor {
@@ -126,6 +141,8 @@ impl PagoPaCreditor {
             online: true,
             validity_days: 30,
             iban: None,
+            overdue_refused: std::collections::HashSet::new(),
+            station: None,
         })
     }
 
@@ -140,26 +157,42 @@ impl PagoPaCreditor {
         Ok(self)
     }
 
-    /// The taxonomy code of `payment_type` (*tassonomia*, as `transferCategory`: seven
-    /// digits and two letters, such as `0101100IM`; the full form `9/0101100IM/` is
-    /// accepted).
+    /// The taxonomy code of `payment_type` (*tassonomia dei servizi di incasso*, sent as
+    /// `transferCategory`): a prefix `9/`, `6/`, `7/` or `8/` (SANP, "Tassonomia dei
+    /// servizi di incasso": the prefixes other than `9/` enable SEPA Request-to-Pay), seven
+    /// digits, two capital letters and a final `/`, such as `9/0101100IM/`. A bare code
+    /// (`0101100IM`) takes the `9/` prefix.
     pub fn with_taxonomy(mut self, payment_type: PaymentTypeId, code: &str) -> Result<Self> {
-        let code = code.trim();
-        let bare = code
-            .strip_prefix("9/")
-            .map(|c| c.strip_suffix('/').unwrap_or(c))
-            .unwrap_or(code);
-        let b = bare.as_bytes();
-        let valid = b.len() == 9
-            && b[..7].iter().all(u8::is_ascii_digit)
-            && b[7..].iter().all(u8::is_ascii_uppercase);
-        if !valid {
-            return Err(Error::invalid(
+        let code = taxonomy_code(code).ok_or_else(|| {
+            Error::invalid(
                 "taxonomy",
-                "must be seven digits and two capital letters, such as 0101100IM",
-            ));
+                "must read like 9/0101100IM/: a prefix 9/, 6/, 7/ or 8/, seven digits, two \
+                 capital letters and a final /",
+            )
+        })?;
+        self.taxonomy.insert(payment_type, code);
+        Ok(self)
+    }
+
+    /// Notices of `payment_type` are refused once their due date has passed (Europe/Rome),
+    /// as `PAA_PAGAMENTO_SCADUTO`: a fee that must be paid in time. By default an overdue
+    /// notice is still payable (a tax paid late is still owed).
+    pub fn refuse_when_overdue(mut self, payment_type: PaymentTypeId) -> Self {
+        self.overdue_refused.insert(payment_type);
+        self
+    }
+
+    /// The body's own pagoPA station (`idBrokerPA`, `idStation`), when it is not the
+    /// gateway's ([`PagoPaGateway::with_station`]): requests naming another are refused with
+    /// `PAA_ID_INTERMEDIARIO_ERRATO` or `PAA_STAZIONE_INT_ERRATA`.
+    pub fn with_station(mut self, broker_id: &str, station_id: &str) -> Result<Self> {
+        let (broker, station) = (broker_id.trim(), station_id.trim());
+        for (field, value) in [("broker_id", broker), ("station_id", station)] {
+            if value.is_empty() || value.chars().count() > 35 {
+                return Err(Error::invalid(field, "must have 1 to 35 characters"));
+            }
         }
-        self.taxonomy.insert(payment_type, bare.to_owned());
+        self.station = Some((broker.to_owned(), station.to_owned()));
         Ok(self)
     }
 
@@ -406,10 +439,11 @@ impl PagoPaGateway {
         format!("PAGOPA|002|{notice}|{fiscal_code}|{cents}")
     }
 
-    /// The notice's QR code (error correction M, as the notice's layout prints it), to
-    /// render as `.svg(px)` or `.png(px)`.
+    /// The notice's QR code as pagoPA's notice specification fixes it ("Avvisi di
+    /// pagamento", the QR code: version 4, 33×33 modules, error correction M), to render
+    /// as `.svg(px)` or `.png(px)`.
     pub fn qr(notice: &PagoPaNotice) -> std::result::Result<PaymentQr, QrError> {
-        PaymentQr::new(&notice.qr_payload, 10)
+        PaymentQr::with_version(&notice.qr_payload, 4)
     }
 
     /// A receipt as it arrives over the authenticated channel: `body` with the channel's
@@ -429,19 +463,40 @@ impl PagoPaGateway {
     /// told so, or its node would resend it until it gives up.
     ///
     /// - `OK` when the receipt was applied or recorded: also a replay, a second payment of a
-    ///   notice, a late payment, a payment of another amount, or of a notice of this body
-    ///   that no transaction has (`NotFound`: recorded as an exception first).
+    ///   notice, a late payment, a payment of another amount, of a notice of this body
+    ///   that no transaction has (`NotFound`: recorded as an exception first), or of
+    ///   another body's notice of which this body receives a transfer (kept as a
+    ///   beneficiary's receipt).
+    /// - `KO` with `PAA_ID_DOMINIO_ERRATO`, `PAA_ID_INTERMEDIARIO_ERRATO` or
+    ///   `PAA_STAZIONE_INT_ERRATA` for a receipt that names a body, broker or station not
+    ///   served here.
     /// - `KO` with `PAA_SINTASSI_XSD` for a receipt that does not read, `PAA_SEMANTICA` for
     ///   one that is not authentic or names a body not served here, `PAA_SYSTEM_ERROR`
     ///   when the store fails; pagoPA's node sends a refused receipt again, within its own
     ///   limits.
     pub fn receipt_response(result: &Result<CallbackOutcome>, id_pa: &str) -> String {
-        let fault = match result {
+        let fault = Self::receipt_fault(result);
+        receipt::response(fault.as_ref().map(|(f, m)| (*f, m.as_str())), id_pa)
+    }
+
+    /// The fault a receipt's result is answered with, if any (see
+    /// [`PagoPaGateway::receipt_response`]).
+    fn receipt_fault(result: &Result<CallbackOutcome>) -> Option<(Fault, String)> {
+        match result {
             Ok(_) | Err(Error::NotFound { .. }) => None,
             Err(Error::Gateway {
                 kind: GatewayErrorKind::Malformed(m),
                 ..
-            }) => Some((Fault::Syntax, m.clone())),
+            }) => {
+                // The identifiers' faults keep their own codes (pagoPA's "Nodo -> EC"
+                // table: paSendRT answers PAA_ID_DOMINIO_ERRATO, PAA_ID_INTERMEDIARIO_ERRATO,
+                // PAA_STAZIONE_INT_ERRATA).
+                let fault = [Fault::WrongBody, Fault::WrongBroker, Fault::WrongStation]
+                    .into_iter()
+                    .find(|f| m.starts_with(f.code()))
+                    .unwrap_or(Fault::Syntax);
+                Some((fault, m.clone()))
+            }
             Err(
                 e @ Error::Gateway {
                     kind: GatewayErrorKind::Unavailable,
@@ -450,8 +505,7 @@ impl PagoPaGateway {
             )
             | Err(e @ Error::Storage { .. }) => Some((Fault::System, e.to_string())),
             Err(e) => Some((Fault::Semantics, e.to_string())),
-        };
-        receipt::response(fault.as_ref().map(|(f, m)| (*f, m.as_str())), id_pa)
+        }
     }
 
     fn error(kind: GatewayErrorKind) -> Error {
@@ -595,6 +649,17 @@ impl Gateway for PagoPaGateway {
             ));
         }
         let expires_at = tx.created_at + chrono::Duration::days(config.validity_days.into());
+        // A notice is due when its item is (SANP, paGetPayment `dueDate`); an item without
+        // a due date is due when the transaction ends.
+        let mut due_dates = Vec::with_capacity(tx.lines.len());
+        for line in &tx.lines {
+            let due = self
+                .store
+                .item(line.item_id)
+                .await?
+                .and_then(|i| i.due_date);
+            due_dates.push(due.unwrap_or_else(|| expires_at.date_naive()));
+        }
         let company_name = config
             .company_name
             .clone()
@@ -612,7 +677,7 @@ impl Gateway for PagoPaGateway {
                     line.amount,
                     Self::qr_payload(&number, fiscal_code, line.amount.minor_units()),
                 )
-                .with_due_date(expires_at.date_naive())
+                .with_due_date(due_dates[i])
                 .with_description(cut(&line.reason, MAX_TEXT_CHARS))
                 .with_company_name(company_name.clone())
                 .with_taxonomy(config.taxonomy.get(&line.payment_type_id).cloned())
@@ -631,9 +696,19 @@ impl Gateway for PagoPaGateway {
         .with_expires_at(expires_at))
     }
 
-    /// Reads a `paSendRT` receipt that carries the channel's credential, and checks it: a
-    /// valid notice number with its IUV, transfers that add up, outcome `OK`, and (when
-    /// set) our broker and station. The event pays the notice's line of its transaction.
+    /// Reads a `paSendRT` or `paSendRTV2` receipt that carries the channel's credential,
+    /// and checks it: a valid notice number with its IUV, transfers that add up, outcome
+    /// `OK`, and the body's broker and station. The receipt is attached whole
+    /// ([`CallbackEvent::with_receipt`]) with its PSP, channel, fee, method, payer and
+    /// transfer date.
+    ///
+    /// - A receipt of a notice of this body pays the notice's line of its transaction (or
+    ///   its debt position's option).
+    /// - A receipt of another body's notice in which this body (`idPA`) receives a
+    ///   transfer is kept for this body as a beneficiary's
+    ///   ([`ReceiptRole::Beneficiary`](payments_core::ReceiptRole::Beneficiary)), with
+    ///   the amount of its own transfers: pagoPA sends it to every beneficiary's station,
+    ///   and it is answered `OK` ([`PagoPaGateway::receipt_response`]).
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
         self.authenticate(request)?;
         let receipt = receipt::parse(&request.body, MAX_RECEIPT_BYTES)
@@ -644,13 +719,50 @@ impl Gateway for PagoPaGateway {
                 cut(&receipt.outcome, 10)
             ))));
         }
-        if let Some((broker, station)) = &self.station
-            && (receipt.broker_id != *broker || receipt.station_id != *station)
-        {
+        let creditor_of = |fiscal_code: &str| {
+            self.by_fiscal_code
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(fiscal_code)
+                .copied()
+        };
+        let addressed = creditor_of(&receipt.id_pa);
+        if let Some(fault) = self.check_ids(
+            addressed,
+            &receipt.id_pa,
+            &receipt.broker_id,
+            &receipt.station_id,
+        ) {
             return Err(Self::error(GatewayErrorKind::Malformed(format!(
-                "the receipt is addressed to station {}, not ours",
-                cut(&receipt.station_id, 40)
+                "{}: {}",
+                fault.code(),
+                fault.reason()
             ))));
+        }
+        let issuer = creditor_of(&receipt.fiscal_code);
+        let beneficiary = match (issuer, addressed) {
+            (None, Some(c))
+                if receipt
+                    .transfers
+                    .iter()
+                    .any(|t| t.fiscal_code.as_deref() == Some(receipt.id_pa.as_str())) =>
+            {
+                Some(c)
+            }
+            _ => None,
+        };
+        let document = String::from_utf8_lossy(&request.body).into_owned();
+        let summary = receipt.summary();
+        if let Some(creditor) = beneficiary {
+            let kept = receipt.kept(
+                creditor,
+                &receipt.id_pa,
+                payments_core::ReceiptRole::Beneficiary,
+                document,
+            );
+            return Ok(CallbackEvent::new(PaymentOutcome::Paid, kept.share)
+                .with_note(summary)
+                .with_receipt(kept));
         }
         let (line, first) = match (receipt.notice.segregation_code(), receipt.notice.base()) {
             (Some(seg), Some(base)) => (
@@ -659,25 +771,27 @@ impl Gateway for PagoPaGateway {
             ),
             _ => (0, receipt.notice.clone()),
         };
-        let creditor_id = self
-            .by_fiscal_code
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&receipt.fiscal_code)
-            .copied();
-        let summary = receipt.summary();
-        Ok(CallbackEvent::new(PaymentOutcome::Paid, receipt.amount)
+        let mut event = CallbackEvent::new(PaymentOutcome::Paid, receipt.amount)
             .with_provider_ref(format!("{}/{first}", receipt.fiscal_code))
             .with_note(summary.clone())
             .with_part(CallbackPart {
-                creditor_id,
+                creditor_id: issuer,
                 line,
                 key: format!("pagopa:{}", receipt.receipt_id),
                 reference: receipt.notice.to_string(),
                 paid_on: receipt.paid_on(),
                 debtor: receipt.debtor.clone(),
                 details: summary,
-            }))
+            });
+        if let Some(creditor) = issuer {
+            event = event.with_receipt(receipt.kept(
+                creditor,
+                &receipt.fiscal_code,
+                payments_core::ReceiptRole::Issuer,
+                document,
+            ));
+        }
+        Ok(event)
     }
 
     /// pagoPA tells the body by receipt; there is no status to ask for.
@@ -761,7 +875,7 @@ impl payments_core::NoticeIssuer for PagoPaGateway {
             iban,
             *amount,
             cut(remittance, MAX_TEXT_CHARS),
-            format!("9/{taxonomy}/"),
+            taxonomy.clone(),
         ))
     }
 }

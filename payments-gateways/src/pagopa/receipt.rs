@@ -56,6 +56,8 @@ pub struct ReceiptTransfer {
     pub remittance: Option<String>,
     /// Its taxonomy code (`transferCategory`).
     pub category: Option<String>,
+    /// The beneficiary's name (`companyName`, in `paSendRTV2`).
+    pub company_name: Option<String>,
 }
 
 /// A `paSendRT` receipt, read and checked for consistency: a valid notice number, the
@@ -85,8 +87,22 @@ pub struct Receipt {
     pub debtor: Option<String>,
     /// The debtor's fiscal code, or `ANONIMO`.
     pub debtor_id: Option<String>,
+    /// The payment service provider's id (`idPSP`).
+    pub psp_id: Option<String>,
     /// The payment service provider's name.
     pub psp: Option<String>,
+    /// The PSP's channel the payment came through (`idChannel`).
+    pub channel_id: Option<String>,
+    /// Who paid (`payer`: fiscal code and name), when the receipt names them.
+    pub payer: Option<String>,
+    /// The day the PSP transfers the money to the beneficiaries (`transferDate`).
+    pub transfer_date: Option<NaiveDate>,
+    /// The name of the body that issued the notice (`companyName`).
+    pub company_name: Option<String>,
+    /// Whether pagoPA took the payment in *stand-in*, without the station (`standIn`).
+    pub stand_in: bool,
+    /// `paSendRTV2` rather than `paSendRT`.
+    pub v2: bool,
     /// How the payer paid (`creditCard`, `PO`, `BBT`, …).
     pub payment_method: Option<String>,
     /// The PSP's fee, paid by the payer on top.
@@ -103,6 +119,61 @@ impl Receipt {
     /// The day that discharges the debtor: of the payment, or else of its application.
     pub fn paid_on(&self) -> Option<NaiveDate> {
         self.paid_at.map(|t| t.date()).or(self.application_date)
+    }
+
+    /// The receipt as `creditor` keeps it ([`payments_core::ProviderReceipt`]), whose
+    /// fiscal code is `fiscal_code`: its share is the sum of the transfers to it, and
+    /// `document` is the request as it arrived. The time recorded is set by the service.
+    pub fn kept(
+        &self,
+        creditor: payments_core::CreditorId,
+        fiscal_code: &str,
+        role: payments_core::ReceiptRole,
+        document: String,
+    ) -> payments_core::ProviderReceipt {
+        let ours = self
+            .transfers
+            .iter()
+            .filter(|t| t.fiscal_code.as_deref() == Some(fiscal_code))
+            .map(|t| &t.amount);
+        let share = Money::sum(Currency::Eur, ours).unwrap_or_else(|_| Money::zero(Currency::Eur));
+        let subject = |id: &Option<String>, name: &Option<String>| match (id, name) {
+            (Some(id), Some(name)) => Some(format!("{id} {name}")),
+            (id, name) => id.clone().or_else(|| name.clone()),
+        };
+        payments_core::ProviderReceipt {
+            creditor_id: creditor,
+            gateway_id: payments_core::GatewayId::from(super::GATEWAY_ID),
+            key: format!("pagopa:{}", self.receipt_id),
+            receipt_id: self.receipt_id.clone(),
+            reference: self.notice.to_string(),
+            role,
+            amount: self.amount,
+            share,
+            transfers: self
+                .transfers
+                .iter()
+                .map(|t| payments_core::ReceiptShare {
+                    fiscal_code: t.fiscal_code.clone().unwrap_or_default(),
+                    amount: t.amount,
+                    iban: t.iban.clone(),
+                    remittance: t.remittance.clone(),
+                    category: t.category.clone(),
+                })
+                .collect(),
+            psp_id: self.psp_id.clone(),
+            psp_name: self.psp.clone(),
+            channel_id: self.channel_id.clone(),
+            payment_method: self.payment_method.clone(),
+            fee: self.fee.and_then(|f| Money::new(f, Currency::Eur).ok()),
+            payer: self.payer.clone(),
+            debtor: subject(&self.debtor_id, &self.debtor),
+            paid_at: self.paid_at,
+            transfer_date: self.transfer_date,
+            document,
+            media_type: "application/xml".to_owned(),
+            recorded_at: chrono::Utc::now(),
+        }
     }
 
     /// The receipt in one line, for operators.
@@ -136,8 +207,10 @@ pub(super) struct Envelope<B> {
 
 #[derive(Deserialize)]
 struct Body {
-    #[serde(rename = "paSendRTReq", alias = "paSendRTV2Request")]
+    #[serde(rename = "paSendRTReq")]
     request: Option<SendRt>,
+    #[serde(rename = "paSendRTV2Request")]
+    request_v2: Option<SendRt>,
 }
 
 #[derive(Deserialize)]
@@ -159,13 +232,19 @@ struct RawReceipt {
     creditorReferenceId: Option<String>,
     paymentAmount: Option<String>,
     description: Option<String>,
+    companyName: Option<String>,
     debtor: Option<Subject>,
     transferList: Option<TransferList>,
+    idPSP: Option<String>,
     PSPCompanyName: Option<String>,
+    idChannel: Option<String>,
+    payer: Option<Subject>,
     paymentMethod: Option<String>,
     fee: Option<String>,
     paymentDateTime: Option<String>,
     applicationDate: Option<String>,
+    transferDate: Option<String>,
+    standIn: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +272,7 @@ struct RawTransfer {
     idTransfer: Option<String>,
     transferAmount: Option<String>,
     fiscalCodePA: Option<String>,
+    companyName: Option<String>,
     IBAN: Option<String>,
     remittanceInformation: Option<String>,
     transferCategory: Option<String>,
@@ -261,10 +341,14 @@ pub(super) fn read_soap<T: serde::de::DeserializeOwned>(
 /// Reads a `paSendRT` (or `paSendRTV2`) SOAP request of at most `max_bytes`.
 pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
     let envelope: Envelope<Body> = read_soap(body, max_bytes)?;
+    let v2 = envelope.body.request_v2.is_some();
     let request = envelope
         .body
         .request
-        .ok_or_else(|| ReceiptError::Xml("the body holds no paSendRTReq".into()))?;
+        .or(envelope.body.request_v2)
+        .ok_or_else(|| {
+            ReceiptError::Xml("the body holds no paSendRTReq or paSendRTV2Request".into())
+        })?;
     let raw = request.receipt.ok_or(ReceiptError::Field {
         field: "receipt",
         reason: "is missing".into(),
@@ -295,6 +379,7 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
             iban: text("IBAN", t.IBAN)?,
             remittance: text("remittanceInformation", t.remittanceInformation)?,
             category: text("transferCategory", t.transferCategory)?,
+            company_name: text("transfer/companyName", t.companyName)?,
         });
     }
     if transfers.is_empty() || transfers.len() > 5 {
@@ -349,6 +434,31 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
         ),
         None => (None, None),
     };
+    let payer = match raw.payer {
+        Some(p) => {
+            let name = text("payer/fullName", p.fullName)?;
+            let id = text(
+                "payer/uniqueIdentifier",
+                p.uniqueIdentifier
+                    .and_then(|u| u.entityUniqueIdentifierValue),
+            )?;
+            match (id, name) {
+                (Some(id), Some(name)) => Some(format!("{id} {name}")),
+                (id, name) => id.or(name),
+            }
+        }
+        None => None,
+    };
+    let transfer_date = text("transferDate", raw.transferDate)?
+        .map(|d| {
+            NaiveDate::parse_from_str(d.get(..10).unwrap_or(&d), "%Y-%m-%d").map_err(|_| {
+                ReceiptError::Field {
+                    field: "transferDate",
+                    reason: format!("is not a date: {d:?}"),
+                }
+            })
+        })
+        .transpose()?;
     Ok(Receipt {
         id_pa: required("idPA", request.idPA)?,
         broker_id: required("idBrokerPA", request.idBrokerPA)?,
@@ -361,7 +471,14 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
         description: text("description", raw.description)?,
         debtor,
         debtor_id,
+        psp_id: text("idPSP", raw.idPSP)?,
         psp: text("PSPCompanyName", raw.PSPCompanyName)?,
+        channel_id: text("idChannel", raw.idChannel)?,
+        payer,
+        transfer_date,
+        company_name: text("companyName", raw.companyName)?,
+        stand_in: text("standIn", raw.standIn)?.is_some_and(|s| s == "true" || s == "1"),
+        v2,
         payment_method: text("paymentMethod", raw.paymentMethod)?,
         fee,
         paid_at,
@@ -380,6 +497,12 @@ pub enum Fault {
     Semantics,
     /// The creditor could not record it now; pagoPA sends it again.
     System,
+    /// It names a body not served here (`idPA`).
+    WrongBody,
+    /// It names another broker (`idBrokerPA`).
+    WrongBroker,
+    /// It names another station (`idStation`).
+    WrongStation,
 }
 
 impl Fault {
@@ -389,6 +512,9 @@ impl Fault {
             Fault::Syntax => "PAA_SINTASSI_XSD",
             Fault::Semantics => "PAA_SEMANTICA",
             Fault::System => "PAA_SYSTEM_ERROR",
+            Fault::WrongBody => "PAA_ID_DOMINIO_ERRATO",
+            Fault::WrongBroker => "PAA_ID_INTERMEDIARIO_ERRATO",
+            Fault::WrongStation => "PAA_STAZIONE_INT_ERRATA",
         }
     }
 }
@@ -418,9 +544,14 @@ pub(super) fn ko(code: &str, text: &str, id_pa: &str) -> String {
 
 /// The SOAP answer to `paSendRT`: `OK`, or `KO` with a fault (its text escaped).
 pub fn response(fault: Option<(Fault, &str)>, id_pa: &str) -> String {
+    response_to("paSendRTRes", fault, id_pa)
+}
+
+/// The SOAP answer to `paSendRT` (`paSendRTRes`) or `paSendRTV2` (`paSendRTV2Response`).
+pub(super) fn response_to(element: &str, fault: Option<(Fault, &str)>, id_pa: &str) -> String {
     let outcome = match fault {
         None => "<outcome>OK</outcome>".to_owned(),
         Some((fault, text)) => ko(fault.code(), text, id_pa),
     };
-    soap("paSendRTRes", &outcome)
+    soap(element, &outcome)
 }
