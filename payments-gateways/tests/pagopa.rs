@@ -2024,3 +2024,462 @@ async fn a_reminder_written_before_the_payment_is_not_sent_after_it() {
         env.notifier.reminders()
     );
 }
+
+// ---------------------------------------------------------------- the station, to the schema
+
+/// A receipt of `notice` issued by `issuer`, sent to the station of `id_pa`, paying
+/// `transfers` (beneficiary, cents, IBAN, taxonomy), as `paSendRT` or `paSendRTV2`.
+fn receipt_of(
+    receipt_id: &str,
+    notice: &str,
+    issuer: &str,
+    id_pa: &str,
+    transfers: &[(&str, i64, &str, &str)],
+    v2: bool,
+) -> String {
+    let n = NoticeNumber::parse(notice).unwrap();
+    let euros = |c: i64| format!("{}.{:02}", c / 100, c % 100);
+    let total: i64 = transfers.iter().map(|t| t.1).sum();
+    let list: String = transfers
+        .iter()
+        .enumerate()
+        .map(|(i, (cf, cents, iban, category))| {
+            let company = if v2 && *cf == issuer {
+                "<companyName>Comune di Esempio</companyName>"
+            } else {
+                ""
+            };
+            format!(
+                "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount>\
+                 <fiscalCodePA>{cf}</fiscalCodePA>{company}<IBAN>{iban}</IBAN>\
+                 <remittanceInformation>/RFB/{}/TXT/quota {}</remittanceInformation>\
+                 <transferCategory>{category}</transferCategory></transfer>",
+                i + 1,
+                euros(*cents),
+                n.iuv(),
+                i + 1
+            )
+        })
+        .collect();
+    let template = include_str!("data/pasendrt.xml");
+    let (head, rest) = template.split_once("<transferList>").unwrap();
+    let (_, tail) = rest.split_once("</transferList>").unwrap();
+    let mut body = format!("{head}<transferList>{list}</transferList>{tail}")
+        .replace("<idPA>{FISCAL}", &format!("<idPA>{id_pa}"))
+        .replace("{FISCAL}", issuer)
+        .replace("{RECEIPT_ID}", receipt_id)
+        .replace("{NOTICE}", notice)
+        .replace("{IUV}", n.iuv())
+        .replace("{AMOUNT}", &euros(total))
+        .replace("{DESCRIPTION}", "TARI 2027")
+        .replace("{PAID_AT}", "2026-11-20T17:48:22");
+    if v2 {
+        body = body.replace("paSendRTReq", "paSendRTV2Request");
+    }
+    xsd::assert_valid(&body);
+    body
+}
+
+impl Env {
+    /// The province, a second body served by the same broker and station.
+    async fn province(&self) -> Creditor {
+        let province = Creditor::new(
+            "Provincia di Esempio",
+            PROVINCE,
+            "tributi@provincia.example.it",
+        )
+        .unwrap();
+        self.payments.store().put_creditor(&province).await.unwrap();
+        self.pagopa
+            .set_creditor(
+                &province,
+                PagoPaCreditor::new("01")
+                    .unwrap()
+                    .with_iban(PROVINCE_IBAN)
+                    .unwrap(),
+            )
+            .unwrap();
+        province
+    }
+
+    async fn receipts_of(&self, creditor: CreditorId) -> Vec<ProviderReceipt> {
+        let manager = Actor::operator(creditor, Role::Viewer, "viewer");
+        self.payments
+            .provider_receipts(&manager, &ProviderReceiptQuery::new(creditor))
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn one_endpoint_answers_every_primitive_with_its_own_element_to_the_schema() {
+    let env = Env::with(|g| g.with_station(BROKER, STATION), with_iban()).await;
+    let cart = env.cart("mario", &["20.00", "30.00"]).await;
+    let (tx, payment) = env.checkout("mario", cart).await.unwrap();
+    let (n1, n2) = (&payment.notices[0], &payment.notices[1]);
+    // paForNode.wsdl pairs each request with its own response element.
+    for (request, response) in [
+        ("paVerifyPaymentNoticeReq", "paVerifyPaymentNoticeRes"),
+        ("paGetPaymentReq", "paGetPaymentRes"),
+        ("paGetPaymentV2Request", "paGetPaymentV2Response"),
+    ] {
+        let (name, answer) = env.ask(station_request(request, &n1.notice_number)).await;
+        assert_eq!((name.as_str(), answer.outcome.as_str()), (response, "OK"));
+    }
+    // V2 names the body on the payment and on its own transfer.
+    let (_, v2) = env
+        .ask(station_request("paGetPaymentV2Request", &n1.notice_number))
+        .await;
+    let data = v2.data.unwrap();
+    assert_eq!(t(&data["companyName"]), "Comune di Esempio");
+    assert_eq!(
+        t(&data["transferList"]["transfer"]["companyName"]),
+        "Comune di Esempio"
+    );
+    // Receipts come to the same URL: V1 and V2, each answered in its own element.
+    let (name, answer) = env.ask(receipt("rt-1", &n1.notice_number, 2000)).await;
+    assert_eq!(
+        (name.as_str(), answer.outcome.as_str()),
+        ("paSendRTRes", "OK")
+    );
+    let v2_receipt = receipt_of(
+        "rt-2",
+        &n2.notice_number,
+        FISCAL,
+        FISCAL,
+        &[(FISCAL, 3000, IBAN, "9/0101101IM/")],
+        true,
+    );
+    let (name, answer) = env.ask(v2_receipt).await;
+    assert_eq!(
+        (name.as_str(), answer.outcome.as_str()),
+        ("paSendRTV2Response", "OK")
+    );
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
+
+    // paDemandPaymentNotice (spontaneous payments from pagoPA's catalogue) is not offered:
+    // a valid KO in its own element.
+    let demand = format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd">
+  <soapenv:Body>
+    <nod:paDemandPaymentNoticeRequest>
+      <idPA>{FISCAL}</idPA>
+      <idBrokerPA>{BROKER}</idBrokerPA>
+      <idStation>{STATION}</idStation>
+      <idServizio>00001</idServizio>
+      <idSoggettoServizio>00001</idSoggettoServizio>
+      <datiSpecificiServizioRequest>PHNlcnZpemlvLz4=</datiSpecificiServizioRequest>
+    </nod:paDemandPaymentNoticeRequest>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    );
+    let (name, answer) = env.ask(demand).await;
+    assert_eq!(name, "paDemandPaymentNoticeResponse");
+    assert_eq!(fault_of(&answer), Some("PAA_SYSTEM_ERROR"));
+
+    // A body that does not read is answered in the element its SOAPAction names.
+    let junk = env
+        .pagopa
+        .authenticated_request("<soapenv:Envelope>")
+        .with_header("SOAPAction", "\"paGetPaymentV2\"");
+    let xml = env.pagopa.station_response(&env.payments, &junk).await;
+    assert_eq!(xsd::assert_valid(&xml), "paGetPaymentV2Response");
+    assert!(xml.contains("PAA_SINTASSI_XSD"), "{xml}");
+}
+
+#[tokio::test]
+async fn requests_naming_another_body_broker_or_station_are_refused_with_their_codes() {
+    let env = Env::with(|g| g.with_station(BROKER, STATION), with_iban()).await;
+    let cart = env.cart("mario", &["20.00"]).await;
+    let (_, payment) = env.checkout("mario", cart).await.unwrap();
+    let n = &payment.notices[0].notice_number;
+    // pagoPA's error handling guide, "Nodo -> EC": errore configurazione chiamante.
+    for request in [
+        "paVerifyPaymentNoticeReq",
+        "paGetPaymentReq",
+        "paGetPaymentV2Request",
+    ] {
+        for (ids, code) in [
+            ((PROVINCE, BROKER, STATION), "PAA_ID_DOMINIO_ERRATO"),
+            (
+                (FISCAL, "99999999999", STATION),
+                "PAA_ID_INTERMEDIARIO_ERRATO",
+            ),
+            (
+                (FISCAL, BROKER, "15376371009_99"),
+                "PAA_STAZIONE_INT_ERRATA",
+            ),
+        ] {
+            let (_, answer) = env.ask(node_request(request, n, ids)).await;
+            assert_eq!(fault_of(&answer), Some(code), "{request} {ids:?}");
+        }
+    }
+    // A body with a station of its own is checked against it, not the gateway's.
+    let province = env.province().await;
+    env.pagopa
+        .set_creditor(
+            &province,
+            PagoPaCreditor::new("01")
+                .unwrap()
+                .with_iban(PROVINCE_IBAN)
+                .unwrap()
+                .with_station("01907990012", "01907990012_01")
+                .unwrap(),
+        )
+        .unwrap();
+    let unknown = NoticeNumber::aux3(1, 40);
+    let (_, answer) = env
+        .ask(node_request(
+            "paVerifyPaymentNoticeReq",
+            unknown.as_str(),
+            (PROVINCE, BROKER, STATION),
+        ))
+        .await;
+    assert_eq!(fault_of(&answer), Some("PAA_ID_INTERMEDIARIO_ERRATO"));
+    let (_, answer) = env
+        .ask(node_request(
+            "paVerifyPaymentNoticeReq",
+            unknown.as_str(),
+            (PROVINCE, "01907990012", "01907990012_01"),
+        ))
+        .await;
+    assert_eq!(fault_of(&answer), Some("PAA_PAGAMENTO_SCONOSCIUTO"));
+}
+
+#[tokio::test]
+async fn a_notice_is_due_when_its_item_is_and_overdue_ones_are_refused_only_where_the_body_says() {
+    let env = Env::with(|g| g, with_iban()).await;
+    let actor = Actor::payer("mario");
+    let cart = env
+        .payments
+        .open_cart(
+            &actor,
+            env.fx.creditor.id,
+            Fixture::payer("mario").with_fiscal_code("RSSMRA80A01H501U"),
+        )
+        .await
+        .unwrap();
+    let item = NewItem::new(
+        Source::new("tributi", "mario-tari-due"),
+        env.fx.tari.id,
+        "TARI 2026 saldo",
+        eur("80.00"),
+    )
+    .with_extra("year", "2026")
+    .with_due_date(day("2026-11-30"));
+    env.payments.add_item(&actor, cart.id, item).await.unwrap();
+    let (_, payment) = env.checkout("mario", cart.id).await.unwrap();
+    let n = &payment.notices[0];
+    // SANP, paGetPayment: dueDate is the payment's due date, not the notice's validity.
+    assert_eq!(n.due_date, Some(day("2026-11-30")));
+    let verify = env
+        .station("paVerifyPaymentNoticeReq", &n.notice_number)
+        .await;
+    assert_eq!(
+        t(&verify.paymentList.as_ref().unwrap()["paymentOptionDescription"]["dueDate"]),
+        "2026-11-30"
+    );
+    let get = env.station("paGetPaymentReq", &n.notice_number).await;
+    let data = get.data.unwrap();
+    assert_eq!(t(&data["dueDate"]), "2026-11-30");
+    // The debtor's id fits paForNode.xsd (stEntityUniqueIdentifierValue, at most 16).
+    let id = &data["debtor"]["uniqueIdentifier"];
+    assert_eq!(t(&id["entityUniqueIdentifierType"]), "F");
+    assert_eq!(t(&id["entityUniqueIdentifierValue"]), "RSSMRA80A01H501U");
+
+    // Past its due date (Europe/Rome), a tax is still payable by default...
+    env.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap());
+    let late = env
+        .station("paVerifyPaymentNoticeReq", &n.notice_number)
+        .await;
+    assert_eq!(late.outcome, "OK", "{late:?}");
+    // ... and refused where the body says its type is not.
+    env.pagopa
+        .set_creditor(
+            &env.fx.creditor,
+            with_iban().refuse_when_overdue(env.fx.tari.id),
+        )
+        .unwrap();
+    let refused = env
+        .station("paVerifyPaymentNoticeReq", &n.notice_number)
+        .await;
+    assert_eq!(fault_of(&refused), Some("PAA_PAGAMENTO_SCADUTO"));
+    // The last day itself is still in time.
+    env.clock
+        .set(Utc.with_ymd_and_hms(2026, 11, 30, 22, 30, 0).unwrap());
+    let in_time = env.station("paGetPaymentReq", &n.notice_number).await;
+    assert_eq!(in_time.outcome, "OK", "23:30 in Rome is still the 30th");
+}
+
+#[tokio::test]
+async fn a_tari_notice_carries_the_provinces_share_and_each_body_keeps_the_receipt_whole() {
+    let env = Env::with(|g| g.with_station(BROKER, STATION), with_iban()).await;
+    let province = env.province().await;
+    let p = env.tari_position("TARI-2027-0100").await;
+    let mario = Actor::payer("RSSMRA80A01H501U");
+    let item = env
+        .payments
+        .add_position_option(&mario, p.id, 0)
+        .await
+        .unwrap();
+    let (tx, payment) = env
+        .checkout("RSSMRA80A01H501U", item.cart_id)
+        .await
+        .unwrap();
+    let n = payment.notices[0].notice_number.clone();
+    // The cart's notice carries the option's two transfers (SANP, "Tributi
+    // multi-beneficiario"): the municipality's TARI and the province's TEFA.
+    for request in ["paGetPaymentReq", "paGetPaymentV2Request"] {
+        let get = env.station(request, &n).await;
+        let data = get.data.unwrap();
+        assert_eq!(t(&data["paymentAmount"]), "300.00");
+        assert_eq!(t(&data["dueDate"]), "2027-04-30");
+        let body = station_request(request, &n);
+        let xml = env
+            .pagopa
+            .station_response(&env.payments, &env.pagopa.authenticated_request(body))
+            .await;
+        let transfers = transfers_of(&xml);
+        assert_eq!(transfers.len(), 2, "{request}: {xml}");
+        let v2 = request == "paGetPaymentV2Request";
+        assert_eq!(
+            transfers[0],
+            AnswerTransfer {
+                fiscalCodePA: FISCAL.into(),
+                companyName: v2.then(|| "Comune di Esempio".into()),
+                IBAN: IBAN.into(),
+                transferAmount: "285.00".into(),
+                transferCategory: "9/0101101IM/".into(),
+            }
+        );
+        assert_eq!(
+            transfers[1],
+            AnswerTransfer {
+                fiscalCodePA: PROVINCE.into(),
+                companyName: None,
+                IBAN: PROVINCE_IBAN.into(),
+                transferAmount: "15.00".into(),
+                transferCategory: "9/0301109AP/".into(),
+            }
+        );
+    }
+
+    // pagoPA sends the receipt to each beneficiary's station: the municipality's copy
+    // pays the line...
+    let shares = [
+        (FISCAL, 28500, IBAN, "9/0101101IM/"),
+        (PROVINCE, 1500, PROVINCE_IBAN, "9/0301109AP/"),
+    ];
+    let ours = receipt_of("rt-tari", &n, FISCAL, FISCAL, &shares, true);
+    let (name, answer) = env.ask(ours.clone()).await;
+    assert_eq!(
+        (name.as_str(), answer.outcome.as_str()),
+        ("paSendRTV2Response", "OK")
+    );
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Paid);
+    let kept = env.receipts_of(env.fx.creditor.id).await;
+    assert_eq!(kept.len(), 1);
+    let r = &kept[0];
+    assert_eq!(r.document, ours, "the receipt is kept as it arrived");
+    assert_eq!(r.role, ReceiptRole::Issuer);
+    assert_eq!(r.key, "pagopa:rt-tari");
+    assert_eq!((r.amount, r.share), (eur("300.00"), eur("285.00")));
+    assert_eq!(r.psp_id.as_deref(), Some("BCITITMM"));
+    assert_eq!(r.psp_name.as_deref(), Some("Intesa Sanpaolo"));
+    assert_eq!(r.channel_id.as_deref(), Some("00799960158_01"));
+    assert_eq!(r.payment_method.as_deref(), Some("creditCard"));
+    assert_eq!(r.fee, Some(eur("1.50")));
+    assert_eq!(r.payer.as_deref(), Some("RSSMRA80A01H501U Mario Rossi"));
+    assert_eq!(r.transfer_date, Some(day("2026-11-21")));
+    assert_eq!(r.transfers.len(), 2);
+    let line = env.line_payments(tx.id).await;
+    assert_eq!(
+        line[0].key, r.key,
+        "the receipt and the line it paid find each other"
+    );
+
+    // ... and the province's copy is the province's record of its share, answered OK
+    // (not retried forever), applied to nothing and raising nothing.
+    let theirs = receipt_of("rt-tari", &n, FISCAL, PROVINCE, &shares, true);
+    for _ in 0..2 {
+        let (_, answer) = env.ask(theirs.clone()).await;
+        assert_eq!(answer.outcome, "OK");
+    }
+    let kept = env.receipts_of(province.id).await;
+    assert_eq!(kept.len(), 1, "kept once");
+    assert_eq!(kept[0].role, ReceiptRole::Beneficiary);
+    assert_eq!(kept[0].share, eur("15.00"));
+    assert_eq!(kept[0].document, theirs);
+
+    // The municipality as a secondary beneficiary of another body's notice.
+    let other = "80012345678";
+    let notice = NoticeNumber::aux3(5, 700);
+    let secondary = receipt_of(
+        "rt-other",
+        notice.as_str(),
+        other,
+        FISCAL,
+        &[
+            (other, 7000, PROVINCE_IBAN, "9/0201102IM/"),
+            (FISCAL, 3000, IBAN, "9/0101101IM/"),
+        ],
+        false,
+    );
+    let (name, answer) = env.ask(secondary).await;
+    assert_eq!(
+        (name.as_str(), answer.outcome.as_str()),
+        ("paSendRTRes", "OK")
+    );
+    let kept = env.receipts_of(env.fx.creditor.id).await;
+    assert_eq!(kept.len(), 2);
+    let share = kept.iter().find(|r| r.key == "pagopa:rt-other").unwrap();
+    assert_eq!(share.role, ReceiptRole::Beneficiary);
+    assert_eq!((share.amount, share.share), (eur("100.00"), eur("30.00")));
+    assert!(
+        env.exceptions().await.is_empty(),
+        "a share of another body's notice is no unknown payment"
+    );
+}
+
+#[derive(serde::Deserialize, Debug, PartialEq)]
+#[allow(non_snake_case)]
+struct AnswerTransfer {
+    fiscalCodePA: String,
+    companyName: Option<String>,
+    IBAN: String,
+    transferAmount: String,
+    transferCategory: String,
+}
+
+/// The transfers of a `paGetPayment(V2)` answer, in order.
+fn transfers_of(xml: &str) -> Vec<AnswerTransfer> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(rename = "Body")]
+        body: Body,
+    }
+    #[derive(serde::Deserialize)]
+    #[allow(non_snake_case)]
+    struct Body {
+        paGetPaymentRes: Option<Response>,
+        paGetPaymentV2Response: Option<Response>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Response {
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    #[allow(non_snake_case)]
+    struct Data {
+        transferList: List,
+    }
+    #[derive(serde::Deserialize)]
+    struct List {
+        transfer: Vec<AnswerTransfer>,
+    }
+    let e: Envelope = quick_xml::de::from_str(xml).expect("a paGetPayment answer");
+    let r = e.body.paGetPaymentRes.or(e.body.paGetPaymentV2Response);
+    r.expect("a paGetPayment answer").data.transferList.transfer
+}

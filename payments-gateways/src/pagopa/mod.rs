@@ -740,12 +740,15 @@ impl Gateway for PagoPaGateway {
             ))));
         }
         let issuer = creditor_of(&receipt.fiscal_code);
-        let beneficiary = match (issuer, addressed) {
-            (None, Some(c))
-                if receipt
-                    .transfers
-                    .iter()
-                    .any(|t| t.fiscal_code.as_deref() == Some(receipt.id_pa.as_str())) =>
+        // pagoPA sends a receipt to the station of every beneficiary: addressed to a body
+        // other than the notice's, it is that body's record of its share.
+        let beneficiary = match addressed {
+            Some(c)
+                if issuer != Some(c)
+                    && receipt
+                        .transfers
+                        .iter()
+                        .any(|t| t.fiscal_code.as_deref() == Some(receipt.id_pa.as_str())) =>
             {
                 Some(c)
             }
