@@ -11,7 +11,7 @@ use minijinja::{Value, context};
 use payments_core::{
     Actor, BankEntryOutcome, BankEntryQuery, CreditorId, Exception, ExceptionKind, ExceptionQuery,
     ExceptionStatus, Locale, MethodKind, Money, MovementQuery, OutboxPayload, OutboxQuery,
-    OutboxStatus, TxStatus,
+    OutboxStatus, ProviderReceiptQuery, TxStatus,
 };
 use payments_sqlx::ExportFormat;
 use serde::{Deserialize, Serialize};
@@ -305,16 +305,86 @@ pub async fn detail(
         .iter()
         .map(|e| exception(e, false, locale))
         .collect();
+    // The providers' receipts of the lines it paid, kept whole (pagoPA's paSendRT).
+    let mut receipts = Vec::new();
+    for r in portal
+        .payments()
+        .transaction_receipts(&actor, id)
+        .await
+        .or_page(&ctx)?
+    {
+        let psp = match (&r.psp_name, &r.psp_id) {
+            (Some(name), Some(id)) => Some(format!("{name} ({id})")),
+            (name, id) => name.clone().or_else(|| id.clone()),
+        };
+        let href = format!(
+            "/admin/receipts/{}",
+            form_urlencoded::byte_serialize(r.key.as_bytes()).collect::<String>()
+        );
+        receipts.push(context! {
+            key => r.key, href, receipt_id => r.receipt_id, reference => r.reference,
+            share => r.share.format(locale), psp, channel => r.channel_id,
+            method => r.payment_method, fee => r.fee.map(|f| f.format(locale)),
+            transfer_date => r.transfer_date.map(|d| d.format("%d/%m/%Y").to_string()),
+        });
+    }
     let can_confirm = matches!(tx.status, TxStatus::Reported | TxStatus::Pending)
         && tx.method_kind == MethodKind::BankTransfer;
     portal.page(
         &ctx,
         "detail.html",
         context! {
-            tx => views::transaction(&tx, locale), events => views::events(&events, locale), entries, refunds, exceptions,
+            tx => views::transaction(&tx, locale), events => views::events(&events, locale), entries, refunds, exceptions, receipts,
             can_confirm, can_reject => tx.status == TxStatus::Reported,
         },
     )
+}
+
+/// A provider's receipt as it arrived (pagoPA's `paSendRT`), to download: the body's
+/// operators read the legal proof of a payment whole.
+pub async fn receipt_document(
+    State(portal): State<Portal>,
+    Extension(ctx): Extension<Ctx>,
+    Path(key): Path<String>,
+) -> PageResult {
+    let actor = ctx.operator()?;
+    let mut q = ProviderReceiptQuery::new(ctx.body.creditor.id);
+    q.key = Some(key.clone());
+    q.limit = 1;
+    let found = portal
+        .payments()
+        .provider_receipts(&actor, &q)
+        .await
+        .or_page(&ctx)?
+        .pop();
+    let Some(r) = found else {
+        return Err(PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"));
+    };
+    let name: String = r
+        .receipt_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/xml; charset=utf-8".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"ricevuta-{name}.xml\""),
+            ),
+        ],
+        r.document,
+    )
+        .into_response())
 }
 
 fn entry(e: &payments_core::BankEntry, locale: Locale) -> Value {

@@ -560,6 +560,20 @@ async fn payment_page(
         }) if open => resume = Some(url.clone()),
         _ => {}
     }
+    // pagoPA's receipts of the lines paid: the PSP that took the money and its receipt id.
+    let receipts: Vec<_> = portal
+        .payments()
+        .transaction_receipts(&actor, id)
+        .await
+        .or_page(ctx)?
+        .into_iter()
+        .map(|r| {
+            context! {
+                reference => r.reference, receipt_id => r.receipt_id,
+                psp => r.psp_name.or(r.psp_id), amount => r.amount.format(locale),
+            }
+        })
+        .collect();
     let value = |k: &str| values.get(k).cloned().unwrap_or_default();
     let report = context! {
         executed_on => value("executed_on"), amount => value("amount"), bank_reference => value("bank_reference"),
@@ -569,7 +583,7 @@ async fn payment_page(
     let mut response = portal.page(
         ctx,
         "payment.html",
-        context! { tx => views::transaction(&tx, locale), transfer, notices, resume, report },
+        context! { tx => views::transaction(&tx, locale), transfer, notices, resume, report, receipts },
     )?;
     *response.status_mut() = status;
     Ok(response)
@@ -678,25 +692,12 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if gateway == "pagopa" {
+        // pagoPA's node calls one URL per station for every primitive, receipts included.
+        return station(State(portal), headers, body).await;
+    }
     let request = callback_request(query, &headers, &body);
     let result = portal.payments().handle_callback(&gateway, &request).await;
-    if gateway == "pagopa" {
-        // pagoPA wants its SOAP answer, OK or KO with a fault code, always with 200; a
-        // fault names the body the receipt is for (the municipality when it does not read).
-        // Only a fault reads the receipt again: an accepted one is answered as it is.
-        let id_pa = match &result {
-            Ok(_) => String::new(),
-            Err(_) => payments_gateways::pagopa::receipt::parse(&body, 1 << 20)
-                .map(|r| r.id_pa)
-                .unwrap_or_else(|_| portal.creditor().fiscal_code.clone()),
-        };
-        let answer = PagoPaGateway::receipt_response(&result, &id_pa);
-        return (
-            [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-            answer,
-        )
-            .into_response();
-    }
     match result {
         Ok(_) => (StatusCode::OK, "OK").into_response(),
         Err(Error::Gateway { .. } | Error::Validation(_)) => {
@@ -710,9 +711,10 @@ pub async fn webhook(
     }
 }
 
-/// pagoPA's node asking the body's station about a notice before a bank, post office or app
-/// takes its money (`paVerifyPaymentNotice`, `paGetPayment`): the SOAP answer, built by the
-/// library from the notice's transaction, always with 200.
+/// The bodies' pagoPA station, one URL for every request of pagoPA's node (also served at
+/// `/webhooks/pagopa`): `paVerifyPaymentNotice` and `paGetPayment`/`paGetPaymentV2` before a
+/// bank, post office or app takes a notice's money, and the receipts `paSendRT`/`paSendRTV2`
+/// after. The SOAP answer, built by the library, always with 200.
 pub async fn station(State(portal): State<Portal>, headers: HeaderMap, body: Bytes) -> Response {
     let request = callback_request(None, &headers, &body);
     let answer = portal

@@ -461,6 +461,7 @@ impl Portal {
             .route("/admin/export.csv", get(admin::export_csv))
             .route("/admin/export.xlsx", get(admin::export_xlsx))
             .route("/admin/payments/{id}", get(admin::detail))
+            .route("/admin/receipts/{key}", get(admin::receipt_document))
             .route("/admin/payments/{id}/{decision}", post(admin::decide))
             .route(
                 "/admin/statements",

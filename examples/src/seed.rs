@@ -235,8 +235,11 @@ pub(crate) async fn install(
         BankAccount::new(format!("{} - Tesoreria", body.name), body.iban)?,
     );
     // Notices only: a portal online with pagoPA also gives its checkout address and key.
+    // Each body has its own station at pagoPA, brokered by itself: requests naming
+    // another are refused (PAA_ID_INTERMEDIARIO_ERRATO, PAA_STAZIONE_INT_ERRATA).
     let mut config = PagoPaCreditor::new("01")?
         .with_iban(body.iban)?
+        .with_station(body.fiscal_code, &format!("{}_01", body.fiscal_code))?
         .notices_only();
     for (code, taxonomy) in body.taxonomy {
         config = config.with_taxonomy(type_id(code), taxonomy)?;

@@ -1473,6 +1473,90 @@ async fn a_pagopa_notice_is_shown_and_its_station_answers_the_node() {
         refused.contains("<outcome>KO</outcome>") && !refused.contains("182.40"),
         "{refused}"
     );
+
+    // The receipt comes to the same station, at the one URL pagoPA is given.
+    let iuv = &number[1..];
+    let receipt = format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:nod="http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd"><soapenv:Body><nod:paSendRTV2Request>
+<idPA>{fiscal_code}</idPA><idBrokerPA>{fiscal_code}</idBrokerPA><idStation>{fiscal_code}_01</idStation>
+<receipt><receiptId>c3f1a9e2b7d64f0f</receiptId><noticeNumber>{number}</noticeNumber><fiscalCode>{fiscal_code}</fiscalCode>
+<outcome>OK</outcome><creditorReferenceId>{iuv}</creditorReferenceId><paymentAmount>182.40</paymentAmount>
+<description>TARI 2026</description><companyName>Comune di Esempio</companyName>
+<debtor><uniqueIdentifier><entityUniqueIdentifierType>F</entityUniqueIdentifierType><entityUniqueIdentifierValue>RSSMRA80A01H501U</entityUniqueIdentifierValue></uniqueIdentifier><fullName>Mario Rossi</fullName></debtor>
+<transferList><transfer><idTransfer>1</idTransfer><transferAmount>182.40</transferAmount><fiscalCodePA>{fiscal_code}</fiscalCodePA><IBAN>IT60X0542811101000000123456</IBAN><remittanceInformation>TARI 2026</remittanceInformation><transferCategory>9/0101101IM/</transferCategory></transfer></transferList>
+<idPSP>BCITITMM</idPSP><PSPCompanyName>Intesa Sanpaolo</PSPCompanyName><idChannel>00799960158_01</idChannel><channelDescription>app</channelDescription>
+<paymentMethod>creditCard</paymentMethod><fee>1.50</fee><paymentDateTime>2026-11-20T17:48:22</paymentDateTime><transferDate>2026-11-21</transferDate>
+</receipt></nod:paSendRTV2Request></soapenv:Body></soapenv:Envelope>"#
+    );
+    let answer = http
+        .post(format!("{}/webhooks/pagopa", run.base))
+        .header("content-type", "text/xml")
+        .header(
+            payments_gateways::pagopa::DEFAULT_CALLBACK_HEADER,
+            "portal-pagopa-station-key",
+        )
+        .body(receipt.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        answer.contains("paSendRTV2Response><outcome>OK</outcome>"),
+        "{answer}"
+    );
+    // The citizen's page names the PSP and its receipt.
+    run.client.refresh().await.unwrap();
+    assert_eq!(
+        run.attr("#status", "data-status").await.as_deref(),
+        Some("paid")
+    );
+    assert_eq!(run.text(".psp-receipt .psp").await, "Intesa Sanpaolo");
+    assert_eq!(
+        run.text(".psp-receipt .receipt-id").await,
+        "c3f1a9e2b7d64f0f"
+    );
+    let url = run.client.current_url().await.unwrap();
+    let payment = url.path().rsplit('/').next().unwrap().to_owned();
+
+    // The body's operator reads it on the payment's page and downloads it whole.
+    run.sign_in("anna").await;
+    run.goto(&format!("/admin/payments/{payment}")).await;
+    let row = run.text("tr.receipt").await;
+    assert!(row.contains("Intesa Sanpaolo (BCITITMM)"), "{row}");
+    assert!(
+        row.contains("00799960158_01") && row.contains("21/11/2026"),
+        "{row}"
+    );
+    let href = run
+        .attr("tr.receipt a", "href")
+        .await
+        .expect("a download link");
+    let cookies = run.client.get_all_cookies().await.unwrap();
+    let cookie = cookies
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let document = http
+        .get(format!("{}{href}", run.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status(), 200);
+    assert!(
+        document.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    assert_eq!(
+        document.text().await.unwrap(),
+        receipt,
+        "kept as it arrived"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,25 @@ impl Payments {
         self.store_ref().line_payments(id).await
     }
 
+    /// The providers' receipts of a transaction's lines, kept whole (pagoPA's `paSendRT`:
+    /// the PSP, its receipt id, the channel, the fee), oldest first. For its payer and its
+    /// creditor's operators.
+    pub async fn transaction_receipts(
+        &self,
+        actor: &Actor,
+        id: TransactionId,
+    ) -> Result<Vec<crate::ProviderReceipt>> {
+        let tx = self.transaction(actor, id).await?;
+        let mut receipts = Vec::new();
+        for payment in self.store_ref().line_payments(id).await? {
+            let mut q = crate::ProviderReceiptQuery::new(tx.creditor_id);
+            q.key = Some(payment.key);
+            q.limit = 1;
+            receipts.extend(self.store_ref().provider_receipts(&q).await?);
+        }
+        Ok(receipts)
+    }
+
     /// A transaction's events, oldest first: its history.
     pub async fn events(&self, actor: &Actor, id: TransactionId) -> Result<Vec<TransactionEvent>> {
         self.transaction(actor, id).await?;
