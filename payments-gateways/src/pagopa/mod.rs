@@ -377,8 +377,10 @@ impl PagoPaGateway {
         self
     }
 
-    /// Accepts only receipts addressed to this broker and station (`idBrokerPA`,
-    /// `idStation`).
+    /// The broker and station of every body without one of its own
+    /// ([`PagoPaCreditor::with_station`]): requests and receipts naming another
+    /// (`idBrokerPA`, `idStation`) are refused with `PAA_ID_INTERMEDIARIO_ERRATO` or
+    /// `PAA_STAZIONE_INT_ERRATA`. Unset, they are not checked.
     pub fn with_station(mut self, broker_id: &str, station_id: &str) -> Self {
         self.station = Some((broker_id.trim().to_owned(), station_id.trim().to_owned()));
         self
