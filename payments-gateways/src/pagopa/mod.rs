@@ -721,14 +721,7 @@ impl Gateway for PagoPaGateway {
                 cut(&receipt.outcome, 10)
             ))));
         }
-        let creditor_of = |fiscal_code: &str| {
-            self.by_fiscal_code
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(fiscal_code)
-                .copied()
-        };
-        let addressed = creditor_of(&receipt.id_pa);
+        let addressed = self.creditor_of(&receipt.id_pa);
         if let Some(fault) = self.check_ids(
             addressed,
             &receipt.id_pa,
@@ -741,7 +734,7 @@ impl Gateway for PagoPaGateway {
                 fault.reason()
             ))));
         }
-        let issuer = creditor_of(&receipt.fiscal_code);
+        let issuer = self.creditor_of(&receipt.fiscal_code);
         // pagoPA sends a receipt to the station of every beneficiary: addressed to a body
         // other than the notice's, it is that body's record of its share.
         let beneficiary = match addressed {
@@ -782,7 +775,7 @@ impl Gateway for PagoPaGateway {
             .with_part(CallbackPart {
                 creditor_id: issuer,
                 line,
-                key: format!("pagopa:{}", receipt.receipt_id),
+                key: receipt.key(),
                 reference: receipt.notice.to_string(),
                 paid_on: receipt.paid_on(),
                 debtor: receipt.debtor.clone(),

@@ -137,14 +137,10 @@ impl Receipt {
             .filter(|t| t.fiscal_code.as_deref() == Some(fiscal_code))
             .map(|t| &t.amount);
         let share = Money::sum(Currency::Eur, ours).unwrap_or_else(|_| Money::zero(Currency::Eur));
-        let subject = |id: &Option<String>, name: &Option<String>| match (id, name) {
-            (Some(id), Some(name)) => Some(format!("{id} {name}")),
-            (id, name) => id.clone().or_else(|| name.clone()),
-        };
         payments_core::ProviderReceipt {
             creditor_id: creditor,
             gateway_id: payments_core::GatewayId::from(super::GATEWAY_ID),
-            key: format!("pagopa:{}", self.receipt_id),
+            key: self.key(),
             receipt_id: self.receipt_id.clone(),
             reference: self.notice.to_string(),
             role,
@@ -167,13 +163,18 @@ impl Receipt {
             payment_method: self.payment_method.clone(),
             fee: self.fee.and_then(|f| Money::new(f, Currency::Eur).ok()),
             payer: self.payer.clone(),
-            debtor: subject(&self.debtor_id, &self.debtor),
+            debtor: subject(self.debtor_id.clone(), self.debtor.clone()),
             paid_at: self.paid_at,
             transfer_date: self.transfer_date,
             document,
             media_type: "application/xml".to_owned(),
             recorded_at: chrono::Utc::now(),
         }
+    }
+
+    /// The key its payment is recorded with, once per creditor: `pagopa:{receiptId}`.
+    pub fn key(&self) -> String {
+        format!("pagopa:{}", self.receipt_id)
     }
 
     /// The receipt in one line, for operators.
@@ -276,6 +277,14 @@ struct RawTransfer {
     IBAN: Option<String>,
     remittanceInformation: Option<String>,
     transferCategory: Option<String>,
+}
+
+/// A subject (debtor or payer) in one line: its fiscal code and name, or whichever is given.
+fn subject(id: Option<String>, name: Option<String>) -> Option<String> {
+    match (id, name) {
+        (Some(id), Some(name)) => Some(format!("{id} {name}")),
+        (id, name) => id.or(name),
+    }
 }
 
 /// The longest text kept from a receipt field; longer ones are refused.
@@ -442,10 +451,7 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
                 p.uniqueIdentifier
                     .and_then(|u| u.entityUniqueIdentifierValue),
             )?;
-            match (id, name) {
-                (Some(id), Some(name)) => Some(format!("{id} {name}")),
-                (id, name) => id.or(name),
-            }
+            subject(id, name)
         }
         None => None,
     };

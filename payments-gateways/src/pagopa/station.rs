@@ -521,13 +521,16 @@ impl PagoPaGateway {
         if let Some(refusal) = overdue(config.as_ref(), &l.payment_type_id, due, payments) {
             return Ok(Err(refusal));
         }
-        let creditor_name = payments.creditor(tx.creditor_id).await?.name;
-        let company = notice
+        let named = notice
             .as_ref()
             .map(|n| n.company_name.clone())
             .filter(|c| !c.trim().is_empty())
-            .or_else(|| config.as_ref().and_then(|c| c.company_name.clone()))
-            .unwrap_or(creditor_name);
+            .or_else(|| config.as_ref().and_then(|c| c.company_name.clone()));
+        // The creditor is read only for a notice that names no company.
+        let company = match named {
+            Some(name) => name,
+            None => payments.creditor(tx.creditor_id).await?.name,
+        };
         let transfers = match payments
             .position_option_of(tx.creditor_id, &l.source)
             .await?
