@@ -317,6 +317,32 @@ pub trait Gateway: std::fmt::Debug + Send + Sync + 'static {
     /// Asks the provider where a payment stands, for reconciliation, and before the
     /// service expires or cancels a transaction.
     async fn fetch_status(&self, transaction: &Transaction) -> Result<PaymentOutcome>;
+    /// The provider's receipts of `transaction` that may never have reached the service
+    /// (pagoPA's debt-position service keeps every receipt of the notices it holds), as
+    /// the callbacks that would have brought them; the service applies each as it would a
+    /// callback, so one already applied changes nothing. Empty when the provider has none.
+    /// A provider that keeps no receipts to ask for answers
+    /// [`GatewayErrorKind::NotSupported`] (the default); the service then asks
+    /// [`Gateway::fetch_status`].
+    async fn fetch_receipts(&self, transaction: &Transaction) -> Result<Vec<CallbackEvent>> {
+        let _ = transaction;
+        Err(Error::gateway(
+            self.id().0,
+            GatewayErrorKind::NotSupported("fetch_receipts"),
+        ))
+    }
+    /// The receipts the provider issued since `since` for any of its creditors, as the
+    /// callbacks that would have brought them, for the reconciliation sweep: how a payment
+    /// of a notice the service never saw a callback for (a debt position paid at a bank,
+    /// whose receipt was lost) is recovered. The service applies each as a callback.
+    /// [`GatewayErrorKind::NotSupported`] by default.
+    async fn recover_receipts(&self, since: DateTime<Utc>) -> Result<Vec<CallbackEvent>> {
+        let _ = since;
+        Err(Error::gateway(
+            self.id().0,
+            GatewayErrorKind::NotSupported("recover_receipts"),
+        ))
+    }
     /// Closes the provider's session of an unfinished payment so that it can no longer
     /// take money; the service calls it before it frees the items of a transaction it
     /// expires or the payer cancels. Answers `Cancelled` once closed (or when nothing was

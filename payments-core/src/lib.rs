@@ -62,18 +62,18 @@ pub use locale::Locale;
 pub use memory::InMemoryStore;
 pub use money::{Currency, Money, MoneyError};
 pub use notify::{
-    NoticeIssuer, Notifier, RecordingListener, RecordingNotifier, RenderedMessage,
+    NoticeIssuer, Notifier, PositionArchive, RecordingListener, RecordingNotifier, RenderedMessage,
     SettlementListener, render_reminder, render_text,
 };
 pub use outbox::{
-    NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload, OutboxStatus,
-    RefundSettlement, Reminder, RetryPolicy, Settlement, TransactionSummary,
+    ArchiveSync, NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload,
+    OutboxStatus, RefundSettlement, Reminder, RetryPolicy, Settlement, TransactionSummary,
 };
 pub use position::{
     BulkReport, DebtPosition, MAX_INSTALMENTS, MAX_POSITION_KEY_LEN, MAX_REMITTANCE_LEN,
     MAX_TRANSFERS, NewDebtPosition, NewOption, OptionChange, OptionKind, OptionRefusal,
     PaymentOption, PositionChange, PositionEvent, PositionPayer, PositionQuery, PositionStatus,
-    RefusedRow, ReminderPlan, Transfer, is_taxonomy_code,
+    RefusedRow, ReminderPlan, Transfer, is_taxonomy_code, position_option_of,
 };
 pub use provider_receipt::{ProviderReceipt, ProviderReceiptQuery, ReceiptRole, ReceiptShare};
 pub use query::{
@@ -86,7 +86,8 @@ pub use refund::{
 };
 pub use service::{
     CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
-    MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER, Payments, PaymentsBuilder, SweepReport,
+    MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER, Payments, PaymentsBuilder, RECEIPTS_LOOKBACK,
+    SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,

@@ -56,6 +56,25 @@ pub trait NoticeIssuer: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<crate::Transfer>;
 }
 
+/// Keeps a copy of the creditors' debt positions where pagoPA's node finds them when the
+/// body's own systems are not asked: pagoPA's debt-position service (GPD), which then
+/// answers for the body, or the central archive of notices (ACA) a body with its own
+/// station must feed. `payments_gateways::pagopa::PagoPaGateway` is one.
+///
+/// The service calls it from the outbox after each change of a position (registered,
+/// published, changed, invalidated, expired, paid), with the position as it stands at
+/// delivery: an implementation makes the archive hold that state (create, update, publish
+/// or withdraw), idempotently, so a retry or an old message changes nothing. A failure is
+/// retried with the outbox's backoff when [`Error::is_retryable`](crate::Error::is_retryable),
+/// and is otherwise a dead message an operator sees.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PositionArchive: std::fmt::Debug + Send + Sync + 'static {
+    /// Makes the archive hold `position` of `creditor` as it now stands. A creditor whose
+    /// positions the archive does not keep is `Ok` with nothing done.
+    async fn sync(&self, creditor: &crate::Creditor, position: &crate::DebtPosition) -> Result<()>;
+}
+
 /// The plain text of a reminder, in its language: subject and body.
 pub fn render_reminder(r: &Reminder) -> RenderedMessage {
     let it = r.locale == Locale::It;

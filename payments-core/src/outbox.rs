@@ -24,6 +24,22 @@ pub enum OutboxPayload {
     Refund(RefundSettlement),
     /// A reminder to a debt position's payer of a due date, with the notice to pay it.
     Reminder(Reminder),
+    /// A debt position changed: the [`PositionArchive`](crate::PositionArchive) is told
+    /// its state at delivery.
+    Archive(ArchiveSync),
+}
+
+/// A debt position to bring up to date in the [`PositionArchive`](crate::PositionArchive)
+/// (pagoPA's GPD or ACA): the position is read again at delivery, so messages of older
+/// versions deliver the latest state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSync {
+    /// The outbox message id.
+    pub id: OutboxId,
+    /// The position.
+    pub position_id: crate::DebtPositionId,
+    /// Its version when the message was written.
+    pub version: u32,
 }
 
 /// A reminder of a debt position's due date

@@ -1205,6 +1205,29 @@ impl ReminderPlan {
     }
 }
 
+/// The debt position and option that an item of `creditor` with `source` pays, read from
+/// `store`, when it was put in a cart from one ([`DebtPosition::source`]); `None` for any
+/// other item, or one of an option no longer in the position. What
+/// [`Payments::position_option_of`](crate::Payments::position_option_of) answers, for a
+/// gateway that holds only the store.
+pub async fn position_option_of(
+    store: &dyn crate::Store,
+    creditor: CreditorId,
+    source: &Source,
+) -> crate::Result<Option<(DebtPosition, usize)>> {
+    let Some((key, rest)) = source.key.rsplit_once('#') else {
+        return Ok(None);
+    };
+    let label = rest.split('.').next().unwrap_or(rest);
+    let Some(p) = store.position_by_key(creditor, &source.module, key).await? else {
+        return Ok(None);
+    };
+    let index = p.options.iter().position(|o| o.kind.label() == label);
+    Ok(index
+        .filter(|&i| p.sources_of(i).contains(source))
+        .map(|i| (p, i)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ pub struct PaymentsBuilder {
     config_ttl: Option<Duration>,
     sweep: Option<Option<(Duration, Duration)>>,
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
+    archive: Option<Arc<dyn crate::PositionArchive>>,
 }
 
 impl PaymentsBuilder {
@@ -41,6 +42,13 @@ impl PaymentsBuilder {
     /// registering a debt position is refused.
     pub fn notice_issuer(mut self, issuer: Arc<dyn crate::NoticeIssuer>) -> Self {
         self.notices = Some(issuer);
+        self
+    }
+
+    /// Where debt positions are copied for pagoPA's node (GPD or ACA: the pagoPA gateway);
+    /// each change of a position is then told to it through the outbox.
+    pub fn position_archive(mut self, archive: Arc<dyn crate::PositionArchive>) -> Self {
+        self.archive = Some(archive);
         self
     }
 
@@ -171,6 +179,7 @@ impl PaymentsBuilder {
                 types: Cached::new(config_ttl),
                 methods: Cached::new(config_ttl),
                 notices: self.notices,
+                archive: self.archive,
             }),
         })
     }

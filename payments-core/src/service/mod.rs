@@ -42,7 +42,7 @@ pub use outbox::DispatchReport;
 pub(crate) use outbox::messages_for_status;
 pub use outcomes::CallbackOutcome;
 pub use positions::POSITIONS_CSV_HEADER;
-pub use refunds::SweepReport;
+pub use refunds::{RECEIPTS_LOOKBACK, SweepReport};
 
 use crate::cache::Cached;
 use crate::{
@@ -86,6 +86,8 @@ struct Inner {
     methods: Cached<MethodId, PaymentMethod>,
     /// What gives debt positions their notice numbers.
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
+    /// Where debt positions are copied for pagoPA's node.
+    archive: Option<Arc<dyn crate::PositionArchive>>,
 }
 
 impl Payments {

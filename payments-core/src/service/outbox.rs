@@ -103,8 +103,34 @@ impl Payments {
     pub(super) async fn deliver(&self, message: &OutboxMessage) -> Result<()> {
         match &message.payload {
             OutboxPayload::Notification(n) => self.inner.notifier.send(n).await,
-            OutboxPayload::Settlement(s) => self.listener(&s.source.module)?.settled(s).await,
+            OutboxPayload::Settlement(s) => {
+                // An option of a debt position paid here (by card, say) must stop being
+                // payable wherever pagoPA's node looks for it: its archive is told.
+                if self.inner.archive.is_some()
+                    && let Some((p, _)) = self
+                        .position_option_of(message.creditor_id, &s.source)
+                        .await?
+                {
+                    self.archive_later(&p).await?;
+                }
+                self.listener(&s.source.module)?.settled(s).await
+            }
             OutboxPayload::Refund(r) => self.listener(&r.source.module)?.refunded(r).await,
+            OutboxPayload::Archive(a) => {
+                let Some(archive) = &self.inner.archive else {
+                    return Err(Error::Notification {
+                        message: "the service was built without a position archive".into(),
+                        transient: false,
+                        source: None,
+                    });
+                };
+                // Deleted meanwhile: nothing left to copy.
+                let Some(p) = self.store_ref().position(a.position_id).await? else {
+                    return Ok(());
+                };
+                let creditor = self.creditor(p.creditor_id).await?;
+                archive.sync(&creditor, &p).await
+            }
             OutboxPayload::Reminder(r) => {
                 // Written days before, perhaps: not sent once the option is paid, closed or
                 // its position withdrawn meanwhile.

@@ -48,6 +48,8 @@ enum Verdict {
     Processing,
     /// The provider could not be asked or could not close: why.
     Unreachable(String),
+    /// The provider held receipts the service had not applied: they are applied now.
+    Recovered,
 }
 
 impl Payments {
@@ -74,7 +76,17 @@ impl Payments {
         request: &CallbackRequest,
     ) -> Result<CallbackOutcome> {
         let gateway = self.gateway(&GatewayId::from(gateway))?.clone();
-        let mut event = gateway.parse_callback(request).await?;
+        let event = gateway.parse_callback(request).await?;
+        self.apply_event(&gateway, event).await
+    }
+
+    /// Applies what a provider says happened, from a callback or a receipt recovered from
+    /// it ([`Gateway::fetch_receipts`](crate::Gateway::fetch_receipts)).
+    pub(super) async fn apply_event(
+        &self,
+        gateway: &std::sync::Arc<dyn crate::Gateway>,
+        mut event: CallbackEvent,
+    ) -> Result<CallbackOutcome> {
         if let Some(mut receipt) = event.receipt.take() {
             // Kept first: a receipt whose payment cannot be applied now is still on record,
             // and the provider's retry changes nothing here.
@@ -373,6 +385,25 @@ impl Payments {
     pub async fn reconcile(&self, transaction: TransactionId) -> Result<CallbackOutcome> {
         let tx = self.load_transaction(transaction).await?;
         let gateway = self.gateway(&tx.gateway_id)?.clone();
+        // A provider that keeps receipts hands them over whole, each applied as its
+        // callback would have been.
+        match gateway.fetch_receipts(&tx).await {
+            Ok(events) => {
+                let mut outcome = CallbackOutcome::unchanged(tx.clone());
+                for event in events {
+                    let applied = self.apply_event(&gateway, event).await?;
+                    outcome.applied |= applied.applied;
+                    outcome.exception = applied.exception.or(outcome.exception);
+                }
+                outcome.transaction = self.load_transaction(tx.id).await?;
+                return Ok(outcome);
+            }
+            Err(Error::Gateway {
+                kind: GatewayErrorKind::NotSupported(_),
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
         let outcome = gateway.fetch_status(&tx).await?;
         let actor = Actor::Gateway { id: gateway.id() };
         self.apply_outcome(tx, outcome, &actor, Change::note("reconciled"))
@@ -690,6 +721,7 @@ impl Payments {
                     what: format!("the payment of transaction {} at the provider", tx.id),
                 }));
             }
+            Verdict::Recovered => return self.load_transaction(tx.id).await,
             Verdict::Unreachable(why) => Some(format!(
                 "cancelled without the provider ({why}): a payment it takes now is recorded \
                  as late"
@@ -740,6 +772,8 @@ impl Payments {
                     self.postpone(&tx, "the provider is still processing the payment", true)
                         .await?;
                 }
+                // Its receipts were applied; what is left unpaid is looked at next time.
+                Verdict::Recovered => {}
                 Verdict::Unreachable(why) => {
                     self.postpone(
                         &tx,
@@ -780,6 +814,30 @@ impl Payments {
                 }
             )
         };
+        // Receipts the provider keeps and the service never received come first: they are
+        // the provider's word, whole.
+        match gateway.fetch_receipts(tx).await {
+            Ok(events) => {
+                let mut applied = false;
+                for event in events {
+                    // Boxed: applying a receipt may itself come here again (a paid
+                    // transaction's expiry), which an async fn cannot hold inline.
+                    match Box::pin(self.apply_event(&gateway, event)).await {
+                        Ok(outcome) => applied |= outcome.applied,
+                        Err(e) => {
+                            return Verdict::Unreachable(format!(
+                                "a receipt it keeps could not be applied: {e}"
+                            ));
+                        }
+                    }
+                }
+                if applied {
+                    return Verdict::Recovered;
+                }
+            }
+            Err(e) if unreachable(&e) => return Verdict::Unreachable(e.to_string()),
+            Err(_) => {}
+        }
         // The provider's word on the payment first; a provider that cannot say (it has no
         // status to ask, or does not know the payment) is not a reason to wait.
         let mut note = None;
@@ -897,6 +955,7 @@ mod tests {
                         OutboxPayload::Settlement(_) => "settlement",
                         OutboxPayload::Refund(_) => "refund",
                         OutboxPayload::Reminder(_) => "reminder",
+                        OutboxPayload::Archive(_) => "archive",
                     })
                     .collect();
                 t.from == TxStatus::Pending

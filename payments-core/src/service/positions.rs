@@ -324,9 +324,10 @@ impl Payments {
                 .store_ref()
                 .insert_positions(&positions, &events)
                 .await?;
-            for created in inserted {
+            for (created, position) in inserted.into_iter().zip(&positions) {
                 if created {
                     report.registered += 1;
+                    self.archive_later(position).await?;
                 } else {
                     report.unchanged += 1;
                 }
@@ -411,21 +412,7 @@ impl Payments {
         creditor: crate::CreditorId,
         source: &crate::Source,
     ) -> Result<Option<(DebtPosition, usize)>> {
-        let Some((key, rest)) = source.key.rsplit_once('#') else {
-            return Ok(None);
-        };
-        let label = rest.split('.').next().unwrap_or(rest);
-        let Some(p) = self
-            .store_ref()
-            .position_by_key(creditor, &source.module, key)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let index = p.options.iter().position(|o| o.kind.label() == label);
-        Ok(index
-            .filter(|&i| p.sources_of(i).contains(source))
-            .map(|i| (p, i)))
+        crate::position::position_option_of(self.store_ref(), creditor, source).await
     }
 
     /// A debt position: its payer (not a draft), or an operator of its creditor.
@@ -690,7 +677,52 @@ impl Payments {
             to,
             note,
         };
-        self.store_ref().update_position(&next, &event).await
+        let changed = self.store_ref().update_position(&next, &event).await?;
+        self.archive_later(&changed).await?;
+        Ok(changed)
+    }
+
+    /// Tells the [`PositionArchive`](crate::PositionArchive), through the outbox, that `p`
+    /// changed: once per version. Written just after the change, not in its database
+    /// transaction: [`Payments::sync_position`] writes it again for a position left behind.
+    pub(super) async fn archive_later(&self, p: &DebtPosition) -> Result<bool> {
+        if self.inner.archive.is_none() {
+            return Ok(false);
+        }
+        let id = OutboxId::new();
+        let message = NewOutboxMessage {
+            id,
+            transaction_id: TransactionId::from(*p.id.as_uuid()),
+            payload: OutboxPayload::Archive(crate::ArchiveSync {
+                id,
+                position_id: p.id,
+                version: p.version,
+            }),
+        };
+        self.store_ref()
+            .enqueue_once(
+                &format!("archive:{}:{}", p.id, p.version),
+                p.creditor_id,
+                &message,
+                self.inner.clock.now(),
+            )
+            .await
+    }
+
+    /// Copies a position to the [`PositionArchive`](crate::PositionArchive) now (pagoPA's
+    /// GPD or ACA), as it stands: for an operator who sees it missing or stale there. A
+    /// manager of the creditor, or the system. Answers the error the archive gave.
+    pub async fn sync_position(&self, actor: &Actor, id: DebtPositionId) -> Result<()> {
+        let p = self.position(actor, id).await?;
+        actor.check_operator(&p.creditor_id, Role::Manager)?;
+        let Some(archive) = &self.inner.archive else {
+            return Err(Error::invalid(
+                "position_archive",
+                "the service was built without a position archive",
+            ));
+        };
+        let creditor = self.creditor(p.creditor_id).await?;
+        archive.sync(&creditor, &p).await
     }
 
     async fn position_cart(&self, p: &DebtPosition) -> Result<Cart> {

@@ -27,7 +27,17 @@ pub struct SweepReport {
     pub refunds_checked: u32,
     /// Of those, how many ended (succeeded or failed) or were accepted meanwhile.
     pub refunds_applied: u32,
+    /// Receipts the providers kept that the service had not applied
+    /// ([`Gateway::recover_receipts`](crate::Gateway::recover_receipts)), applied now.
+    pub receipts_recovered: u32,
+    /// Providers whose receipts could not be asked for (unreachable, or refusing); the
+    /// next pass asks again.
+    pub receipts_failed: u32,
 }
+
+/// How far back the sweep asks providers for receipts it may have missed
+/// ([`Gateway::recover_receipts`](crate::Gateway::recover_receipts)).
+pub const RECEIPTS_LOOKBACK: Duration = Duration::from_secs(3 * 24 * 3600);
 
 impl Payments {
     /// Gives back money of a `Paid` transaction, all that is left or `request.amount` of
@@ -570,6 +580,32 @@ impl Payments {
                         report.failed += 1;
                     }
                 }
+            }
+        }
+        // Receipts kept by the providers (pagoPA's debt-position service), of notices the
+        // service may never have heard of: a debt position paid at a bank whose receipt
+        // was lost.
+        let since = self.inner.clock.now()
+            - chrono::Duration::from_std(RECEIPTS_LOOKBACK).unwrap_or(chrono::Duration::days(3));
+        let mut gateways: Vec<_> = self.inner.gateways.values().cloned().collect();
+        gateways.sort_by_key(|g| g.id());
+        for gateway in gateways {
+            match gateway.recover_receipts(since).await {
+                Ok(events) => {
+                    for event in events {
+                        match self.apply_event(&gateway, event).await {
+                            Ok(outcome) if outcome.applied => report.receipts_recovered += 1,
+                            // Known already, or an unknown notice now on record for operators.
+                            Ok(_) | Err(Error::NotFound { .. }) | Err(Error::Conflict(_)) => {}
+                            Err(_) => report.receipts_failed += 1,
+                        }
+                    }
+                }
+                Err(Error::Gateway {
+                    kind: GatewayErrorKind::NotSupported(_),
+                    ..
+                }) => {}
+                Err(_) => report.receipts_failed += 1,
             }
         }
         let mut after = None;
