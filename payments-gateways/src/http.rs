@@ -1,5 +1,5 @@
 //! One HTTP client for the providers that speak HTTP: rustls, timeouts, no redirects
-//! followed, and bounded retries on connection errors, timeouts and server errors.
+//! followed, and bounded retries on connection errors, timeouts, `429` and server errors.
 //!
 //! Errors never carry the request (its URL, headers or body may hold a key): a provider
 //! that cannot be reached is [`GatewayErrorKind::Unavailable`].
@@ -50,8 +50,8 @@ impl HttpClient {
         self
     }
 
-    /// Sends the request `build` makes, again after a connection error, a timeout or a 5xx
-    /// answer, at most `1 + retries` times; any other answer is returned as it is. The
+    /// Sends the request `build` makes, again after a connection error, a timeout, a `429`
+    /// or a 5xx answer, at most `1 + retries` times; any other answer is returned as it is. The
     /// request must be safe to repeat: idempotent by nature, or by a key the provider
     /// honours.
     pub async fn send(
@@ -89,7 +89,12 @@ impl HttpClient {
                 wait = wait.saturating_mul(2);
             }
             let again = match build(&self.client).send().await {
-                Ok(response) if response.status().is_server_error() => repeatable,
+                Ok(response)
+                    if response.status().is_server_error()
+                        || response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    repeatable
+                }
                 Ok(response) => return Ok(response),
                 Err(e) if e.is_connect() => true,
                 Err(e) => repeatable && (e.is_timeout() || e.is_request()),

@@ -77,6 +77,16 @@ impl Env {
         configure: impl FnOnce(PagoPaGateway) -> PagoPaGateway,
         config: PagoPaCreditor,
     ) -> Env {
+        Env::build(configure, config, false).await
+    }
+
+    /// The gateway as `configure` leaves it, the fixture's creditor configured by
+    /// `config`, and the gateway as the service's position archive when `archive`.
+    async fn build(
+        configure: impl FnOnce(PagoPaGateway) -> PagoPaGateway,
+        config: PagoPaCreditor,
+        archive: bool,
+    ) -> Env {
         let server = checkout_server().await;
         let store = Arc::new(InMemoryStore::new());
         let pagopa = PagoPaGateway::new(store.clone(), KEY)
@@ -95,7 +105,11 @@ impl Env {
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
         ));
-        let payments = Payments::builder()
+        let mut builder = Payments::builder();
+        if archive {
+            builder = builder.position_archive(pagopa.clone());
+        }
+        let payments = builder
             .store(store)
             .gateway(pagopa.clone())
             .notice_issuer(pagopa.clone())
@@ -2482,4 +2496,740 @@ fn transfers_of(xml: &str) -> Vec<AnswerTransfer> {
     let e: Envelope = quick_xml::de::from_str(xml).expect("a paGetPayment answer");
     let r = e.body.paGetPaymentRes.or(e.body.paGetPaymentV2Response);
     r.expect("a paGetPayment answer").data.transferList.transfer
+}
+
+// ---------------------------------------------------------------- GPD and ACA
+
+#[path = "common/openapi.rs"]
+mod openapi;
+
+use payments_gateways::pagopa::{AcaClient, GpdClient};
+use wiremock::matchers::{path_regex, query_param};
+
+const GPD_KEY: &str = "the GPD subscription key 0123";
+const ACA_KEY: &str = "the ACA subscription key 4567";
+
+fn fast_http() -> HttpClient {
+    HttpClient::with_timeouts(Duration::from_secs(2), Duration::from_secs(2))
+        .unwrap()
+        .with_retries(2, Duration::from_millis(5))
+}
+
+/// What a stand-in of pagoPA's services received: method, path and query, and the JSON
+/// body (null when none), in order.
+async fn received(server: &MockServer) -> Vec<(String, String, Value)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let target = match r.url.query() {
+                Some(q) => format!("{}?{q}", r.url.path()),
+                None => r.url.path().to_owned(),
+            };
+            let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            (r.method.to_string(), target, body)
+        })
+        .collect()
+}
+
+/// A GPD stand-in, per `gpd.json` and `gpd_payments.json`: creations answered `201`,
+/// updates and invalidations `200`, every request carrying the subscription key, and no
+/// receipt kept (`404`) unless a test mounts one.
+async fn gpd_server() -> MockServer {
+    let server = MockServer::start().await;
+    let positions = format!("^/gpd/organizations/{FISCAL}/debtpositions");
+    Mock::given(method("POST"))
+        .and(path(format!("/gpd/organizations/{FISCAL}/debtpositions")))
+        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path_regex(format!("{positions}/[^/]+$")))
+        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(format!("{positions}/[^/]+/invalidate$")))
+        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "INVALID"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            "^/receipts/payments/{FISCAL}/receipts/[0-9]+$"
+        )))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "title": "Not found", "status": 404, "detail": "No receipt found"
+        })))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn gpd_client(server: &MockServer) -> GpdClient {
+    GpdClient::new(GPD_KEY)
+        .unwrap()
+        .with_urls(
+            &format!("{}/gpd", server.uri()),
+            &format!("{}/receipts", server.uri()),
+        )
+        .unwrap()
+        .with_http(fast_http())
+}
+
+impl Env {
+    /// The fixture's creditor held by GPD on `gpd`, the gateway the position archive.
+    async fn held_by_gpd(gpd: &MockServer) -> Env {
+        let client = gpd_client(gpd);
+        Env::build(
+            |g| g.with_gpd(client),
+            PagoPaCreditor::new("02")
+                .unwrap()
+                .with_iban(IBAN)
+                .unwrap()
+                .held_by_gpd(),
+            true,
+        )
+        .await
+    }
+
+    async fn outbox(&self) -> Vec<OutboxMessage> {
+        self.payments
+            .outbox(&self.operator, self.fx.creditor.id, OutboxQuery::default())
+            .await
+            .unwrap()
+    }
+}
+
+/// A receipt as GPD keeps it (`gpd_payments.json`, `getReceiptByIUV`): the `paSendRTReq`
+/// element pagoPA sent GPD's station, alone, its namespace declared on it.
+fn gpd_document(envelope: &str) -> String {
+    xsd::body_element(envelope).1
+}
+
+#[tokio::test]
+async fn a_position_held_by_gpd_is_created_published_changed_and_invalidated_there() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let p = env.tari_position("tari-2027-gpd").await;
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!((report.delivered, report.dead), (1, 0));
+
+    let sent = received(&gpd).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (verb, target, body) = &sent[0];
+    assert_eq!(verb, "POST");
+    // Created and published at once (gpd.json, createPosition, `toPublish`).
+    assert_eq!(
+        target,
+        &format!("/gpd/organizations/{FISCAL}/debtpositions?toPublish=true")
+    );
+    openapi::assert_valid("gpd.json", "PaymentPositionModel", body);
+    assert_eq!(body["iupd"], format!("{FISCAL}-{}", p.id));
+    assert_eq!(body["type"], "F");
+    assert_eq!(body["fiscalCode"], "RSSMRA80A01H501U");
+    assert_eq!(body["fullName"], "Mario Rossi");
+    assert_eq!(body["email"], "mario.rossi@example.it");
+    assert_eq!(body["companyName"], env.fx.creditor.name.as_str());
+    assert_eq!(body["switchToExpired"], false);
+    let options = body["paymentOption"].as_array().unwrap();
+    assert_eq!(options.len(), 3);
+    let single = &options[0];
+    assert_eq!(single["iuv"], p.options[0].iuv());
+    assert_eq!(single["amount"], 30000);
+    assert_eq!(single["isPartialPayment"], false);
+    // The end of the due day in Rome (CEST, UTC+2), in UTC.
+    assert_eq!(single["dueDate"], "2027-04-30T21:59:59.000Z");
+    assert_eq!(
+        single["transfer"],
+        json!([
+            {"idTransfer": "1", "amount": 28500, "organizationFiscalCode": FISCAL,
+             "remittanceInformation": "TARI 2027", "category": "9/0101101IM/", "iban": IBAN},
+            {"idTransfer": "2", "amount": 1500, "organizationFiscalCode": PROVINCE,
+             "remittanceInformation": "TEFA 2027", "category": "9/0301109AP/",
+             "iban": PROVINCE_IBAN},
+        ])
+    );
+    for (option, due) in options[1..].iter().zip(["2027-04-30", "2027-09-30"]) {
+        assert_eq!(option["isPartialPayment"], true);
+        assert_eq!(option["amount"], 15000);
+        assert!(option["dueDate"].as_str().unwrap().starts_with(due));
+        let shares: i64 = option["transfer"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["amount"].as_i64().unwrap())
+            .sum();
+        assert_eq!(shares, 15000, "an option's transfers add up to it");
+    }
+
+    // A change is an update of the same IUPD (updatePosition), published.
+    let mut change = PositionChange::default();
+    change
+        .options
+        .push(OptionChange::new(2).due_date(day("2027-10-31")));
+    env.payments
+        .update_position(&env.operator, p.id, change)
+        .await
+        .unwrap();
+    env.payments.dispatch_outbox().await.unwrap();
+    let sent = received(&gpd).await;
+    let (verb, target, body) = &sent[1];
+    assert_eq!(verb, "PUT");
+    assert_eq!(
+        target,
+        &format!(
+            "/gpd/organizations/{FISCAL}/debtpositions/{FISCAL}-{}?toPublish=true",
+            p.id
+        )
+    );
+    openapi::assert_valid("gpd.json", "PaymentPositionModel", body);
+    assert!(
+        body["paymentOption"][2]["dueDate"]
+            .as_str()
+            .unwrap()
+            .starts_with("2027-10-31T")
+    );
+
+    // Withdrawn by the body: invalidated there (invalidatePosition), nothing sent twice.
+    env.payments
+        .invalidate_position(&env.operator, p.id, "ricalcolata")
+        .await
+        .unwrap();
+    env.payments.dispatch_outbox().await.unwrap();
+    env.payments.dispatch_outbox().await.unwrap();
+    let sent = received(&gpd).await;
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent[2].0, "POST");
+    assert_eq!(
+        sent[2].1,
+        format!(
+            "/gpd/organizations/{FISCAL}/debtpositions/{FISCAL}-{}/invalidate",
+            p.id
+        )
+    );
+}
+
+#[tokio::test]
+async fn gpd_failures_are_retried_and_refusals_reach_operators_in_gpd_words() {
+    let gpd = MockServer::start().await;
+    let positions = format!("/gpd/organizations/{FISCAL}/debtpositions");
+    // Down for one delivery (three attempts), then a creation whose answer was lost: GPD
+    // has it already (409), so it is updated.
+    Mock::given(method("POST"))
+        .and(path(positions.clone()))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&gpd)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(positions.clone()))
+        .respond_with(ResponseTemplate::new(429))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&gpd)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(positions.clone()))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({
+            "title": "Conflict", "status": 409,
+            "detail": "Debt Position already exists"
+        })))
+        .with_priority(3)
+        .mount(&gpd)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path_regex(format!("^{positions}/[^/]+$")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&gpd)
+        .await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let p = env.tari_position("tari-2027-retry").await;
+
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.retrying, 1, "GPD unavailable: tried again later");
+    let message = env.outbox().await.pop().unwrap();
+    assert_eq!(message.status, OutboxStatus::Pending);
+    assert!(
+        message
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("unavailable")
+    );
+    assert!(!message.last_error.unwrap().contains(GPD_KEY));
+
+    env.clock.advance(Duration::from_secs(3600));
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.delivered, 1);
+    let verbs: Vec<String> = received(&gpd).await.into_iter().map(|r| r.0).collect();
+    // 3 × 503, then 429 retried, 409, and the update.
+    assert_eq!(verbs, ["POST", "POST", "POST", "POST", "POST", "PUT"]);
+
+    // A refusal (400, ProblemJson) is not retried: the message is dead with GPD's words.
+    gpd.reset().await;
+    Mock::given(method("PUT"))
+        .and(path_regex(format!("^{positions}/[^/]+$")))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "title": "BAD REQUEST", "status": 400,
+            "detail": "The IBAN IT60X0542811101000000123456 is not registered for the organization"
+        })))
+        .mount(&gpd)
+        .await;
+    let mut change = PositionChange::default();
+    change
+        .options
+        .push(OptionChange::new(2).due_date(day("2027-10-31")));
+    env.payments
+        .update_position(&env.operator, p.id, change)
+        .await
+        .unwrap();
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.dead, 1);
+    let dead = env
+        .outbox()
+        .await
+        .into_iter()
+        .find(|m| m.status == OutboxStatus::Dead)
+        .unwrap();
+    let why = dead.last_error.unwrap();
+    assert!(
+        why.contains("is not registered for the organization"),
+        "{why}"
+    );
+
+    // A refused key is not retried either, and never shown.
+    gpd.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&gpd)
+        .await;
+    env.payments
+        .invalidate_position(&env.operator, p.id, "errore")
+        .await
+        .unwrap();
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.dead, 1);
+    let last = env
+        .outbox()
+        .await
+        .into_iter()
+        .filter(|m| m.status == OutboxStatus::Dead)
+        .map(|m| m.last_error.unwrap())
+        .find(|e| e.contains("subscription key"))
+        .expect("the refused key is named");
+    assert!(!last.contains(GPD_KEY));
+    assert!(!format!("{:?}", gpd_client(&gpd)).contains(GPD_KEY));
+}
+
+#[tokio::test]
+async fn the_lines_of_a_cart_held_by_gpd_are_registered_before_payment_and_invalidated_on_cancel() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let cart = env.cart("RSSMRA80A01H501U", &["120.00", "30.50"]).await;
+    let (tx, payment) = env.checkout("RSSMRA80A01H501U", cart).await.unwrap();
+    let sent = received(&gpd).await;
+    assert_eq!(sent.len(), 2, "one position per line: {sent:?}");
+    for (i, (verb, target, body)) in sent.iter().enumerate() {
+        assert_eq!(verb, "POST");
+        assert!(target.ends_with("/debtpositions?toPublish=true"));
+        openapi::assert_valid("gpd.json", "PaymentPositionModel", body);
+        assert_eq!(body["iupd"], format!("{FISCAL}-{}-{i}", tx.id));
+        let option = &body["paymentOption"][0];
+        assert_eq!(option["iuv"], payment.notices[i].iuv.as_str());
+        assert_eq!(option["amount"], payment.notices[i].amount.minor_units());
+        assert_eq!(option["isPartialPayment"], false);
+        assert_eq!(option["transfer"][0]["iban"], IBAN);
+        assert_eq!(option["transfer"][0]["category"], "9/0101101IM/");
+        assert_eq!(
+            option["transfer"][0]["amount"],
+            payment.notices[i].amount.minor_units()
+        );
+    }
+    assert_eq!(sent[0].2["paymentOption"][0]["amount"], 12000);
+
+    // The payer gives up: GPD is asked for receipts (none), then both are invalidated.
+    env.payments
+        .cancel(&Actor::payer("RSSMRA80A01H501U"), tx.id)
+        .await
+        .unwrap();
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Cancelled);
+    let sent = received(&gpd).await;
+    let invalidated: Vec<&String> = sent
+        .iter()
+        .filter(|r| r.0 == "POST" && r.1.ends_with("/invalidate"))
+        .map(|r| &r.1)
+        .collect();
+    assert_eq!(invalidated.len(), 2, "{sent:?}");
+    assert!(invalidated[1].contains(&format!("{FISCAL}-{}-1/invalidate", tx.id)));
+}
+
+#[tokio::test]
+async fn a_receipt_gpd_kept_pays_its_line_when_the_node_never_delivered_it() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let cart = env.cart("RSSMRA80A01H501U", &["80.00"]).await;
+    let (tx, payment) = env.checkout("RSSMRA80A01H501U", cart).await.unwrap();
+    let notice = &payment.notices[0];
+    // Paid through GPD's station; the receipt never reached this body.
+    let document = gpd_document(&receipt_of(
+        "b1e9c0f4d2a84e6b9c7d",
+        &notice.notice_number,
+        FISCAL,
+        FISCAL,
+        &[(FISCAL, 8000, IBAN, "9/0101101IM/")],
+        true,
+    ));
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/receipts/payments/{FISCAL}/receipts/{}",
+            notice.iuv
+        )))
+        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Type", "application/xml")
+                .set_body_string(document.clone()),
+        )
+        .with_priority(1)
+        .mount(&gpd)
+        .await;
+
+    env.clock.advance(Duration::from_secs(60));
+    let report = env
+        .payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    assert_eq!((report.checked, report.applied), (1, 1), "{report:?}");
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
+    let kept = env.receipts_of(env.fx.creditor.id).await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].document, document, "kept whole, as GPD gave it");
+    assert_eq!(kept[0].reference, notice.notice_number);
+    env.payments.dispatch_outbox().await.unwrap();
+    assert!(
+        env.notifier
+            .sent()
+            .iter()
+            .any(|(n, _)| n.kind == NotificationKind::Receipt),
+        "the payer gets the receipt"
+    );
+
+    // Asked again, nothing changes.
+    env.clock.advance(Duration::from_secs(60));
+    let again = env
+        .payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.applied, 0);
+    assert_eq!(env.receipts_of(env.fx.creditor.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expiring_line_that_gpd_says_paid_is_recorded_paid_not_expired() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let cart = env.cart("RSSMRA80A01H501U", &["45.00"]).await;
+    let (tx, payment) = env.checkout("RSSMRA80A01H501U", cart).await.unwrap();
+    let notice = &payment.notices[0];
+    let document = gpd_document(&receipt_of(
+        "c4a1f7e2b9d04c3a8e5f",
+        &notice.notice_number,
+        FISCAL,
+        FISCAL,
+        &[(FISCAL, 4500, IBAN, "9/0101101IM/")],
+        false,
+    ));
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/receipts/payments/{FISCAL}/receipts/{}",
+            notice.iuv
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_string(document))
+        .with_priority(1)
+        .mount(&gpd)
+        .await;
+    env.clock.advance(Duration::from_secs(31 * 24 * 3600));
+    env.payments.expire_due().await.unwrap();
+    assert_eq!(
+        env.tx(tx.id).await.status,
+        TxStatus::Paid,
+        "money GPD took is a fact"
+    );
+    assert!(
+        !received(&gpd)
+            .await
+            .iter()
+            .any(|r| r.1.ends_with("/invalidate")),
+        "a paid notice is not invalidated"
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_recovers_a_position_paid_at_a_bank_from_gpd_receipts_list() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let p = env.tari_position("tari-2027-bank").await;
+    env.payments.dispatch_outbox().await.unwrap();
+    let single = &p.options[0];
+    let list = json!({
+        "currentPageNumber": 0, "length": 1, "totalPages": 1,
+        "results": [{
+            "organizationFiscalCode": FISCAL, "iuv": single.iuv(),
+            "debtor": "RSSMRA80A01H501U", "paymentDateTime": "2026-11-20T17:48:22",
+            "status": "PAID"
+        }]
+    });
+    // `results` are free-form objects in gpd_payments.json; their fields are those of
+    // pagoPA's gpd-payments service (`ReceiptModelResponse`).
+    openapi::assert_valid("gpd_payments.json", "PaymentsResult", &list);
+    Mock::given(method("GET"))
+        .and(path(format!("/receipts/payments/{FISCAL}/receipts")))
+        .and(query_param("pageNum", "0"))
+        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list))
+        .mount(&gpd)
+        .await;
+    let document = gpd_document(&receipt_of(
+        "d7f3a9c1e5b24f8d0a6c",
+        &single.notice_number,
+        FISCAL,
+        FISCAL,
+        &[
+            (FISCAL, 28500, IBAN, "9/0101101IM/"),
+            (PROVINCE, 1500, PROVINCE_IBAN, "9/0301109AP/"),
+        ],
+        true,
+    ));
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/receipts/payments/{FISCAL}/receipts/{}",
+            single.iuv()
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_string(document))
+        .with_priority(1)
+        .mount(&gpd)
+        .await;
+
+    let report = env
+        .payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(report.receipts_recovered, 1, "{report:?}");
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Paid);
+    assert_eq!(env.receipts_of(env.fx.creditor.id).await.len(), 1);
+
+    // The next sweep lists it again, but does not fetch what is kept.
+    let fetched = |r: &Vec<(String, String, Value)>| {
+        r.iter()
+            .filter(|x| x.1.ends_with(&format!("/receipts/{}", single.iuv())))
+            .count()
+    };
+    let before = fetched(&received(&gpd).await);
+    let again = env
+        .payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.receipts_recovered, 0);
+    assert_eq!(fetched(&received(&gpd).await), before);
+}
+
+#[tokio::test]
+async fn a_body_with_its_own_station_registers_each_notice_with_aca_and_withdraws_it() {
+    let aca = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/aca/paCreatePosition"))
+        .respond_with(ResponseTemplate::new(502).set_body_json(json!({
+            "title": "Bad gateway", "status": 502, "detail": "Bad gateway, error while execute request"
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&aca)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/aca/paCreatePosition"))
+        .and(header("Ocp-Apim-Subscription-Key", ACA_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "VALID"})))
+        .with_priority(2)
+        .mount(&aca)
+        .await;
+    let client = AcaClient::new(ACA_KEY)
+        .unwrap()
+        .with_url(&format!("{}/aca", aca.uri()))
+        .unwrap()
+        .with_http(fast_http());
+    assert!(!format!("{client:?}").contains(ACA_KEY));
+    let env = Env::build(
+        |g| g.with_aca(client),
+        PagoPaCreditor::new("02")
+            .unwrap()
+            .with_iban(IBAN)
+            .unwrap()
+            .registered_with_aca(),
+        true,
+    )
+    .await;
+    let p = env.tari_position("tari-2027-aca").await;
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.delivered, 1, "a 502 is retried");
+    let sent: Vec<Value> = received(&aca).await.into_iter().map(|r| r.2).collect();
+    // The first attempt (502) and one notice per option.
+    assert_eq!(sent.len(), 4);
+    for (body, o) in sent[1..].iter().zip(&p.options) {
+        openapi::assert_valid("paCreatePosition.json", "NewDebtPositionRequest", body);
+        assert_eq!(body["paFiscalCode"], FISCAL);
+        assert_eq!(body["entityType"], "F");
+        assert_eq!(body["entityFiscalCode"], "RSSMRA80A01H501U");
+        assert_eq!(body["entityFullName"], "Mario Rossi");
+        assert_eq!(body["iuv"], o.iuv());
+        assert_eq!(body["nav"], o.notice_number.as_str());
+        assert_eq!(body["amount"], o.amount.minor_units());
+        assert_eq!(body["iban"], IBAN);
+        assert!(
+            body["expirationDate"]
+                .as_str()
+                .unwrap()
+                .starts_with(&o.due_date.to_string())
+        );
+    }
+
+    // Withdrawn: each notice again with amount 0 (SANP, ACA: an amount of 0 cancels it).
+    env.payments
+        .invalidate_position(&env.operator, p.id, "ricalcolata")
+        .await
+        .unwrap();
+    env.payments.dispatch_outbox().await.unwrap();
+    let sent: Vec<Value> = received(&aca).await.into_iter().map(|r| r.2).collect();
+    assert_eq!(sent.len(), 7);
+    for body in &sent[4..] {
+        openapi::assert_valid("paCreatePosition.json", "NewDebtPositionRequest", body);
+        assert_eq!(body["amount"], 0);
+    }
+
+    // A refusal (400) is dead, with ACA's words.
+    aca.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "type": "https://example.com/problem/", "title": "Bad request", "status": 400,
+            "detail": "Formally invalid input"
+        })))
+        .mount(&aca)
+        .await;
+    env.tari_position("tari-2027-aca-2").await;
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.dead, 1);
+    assert!(env.outbox().await.iter().any(|m| {
+        m.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Formally invalid input"))
+    }));
+}
+
+#[tokio::test]
+async fn a_position_paid_through_the_portal_is_withdrawn_from_gpd() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let p = env.tari_position("tari-2027-portal").await;
+    env.payments.dispatch_outbox().await.unwrap();
+    let payer = Actor::payer("RSSMRA80A01H501U");
+    let item = env
+        .payments
+        .add_position_option(&payer, p.id, 0)
+        .await
+        .unwrap();
+    let (tx, payment) = env
+        .checkout("RSSMRA80A01H501U", item.cart_id)
+        .await
+        .unwrap();
+    let notice = &payment.notices[0];
+    // The line's own position carries the option's transfers, the province's share too.
+    let line = received(&gpd)
+        .await
+        .into_iter()
+        .find(|r| r.2["iupd"] == format!("{FISCAL}-{}-0", tx.id))
+        .expect("the line is registered in GPD");
+    assert_eq!(
+        line.2["paymentOption"][0]["transfer"][1]["iban"],
+        PROVINCE_IBAN
+    );
+    let document = gpd_document(&receipt_of(
+        "e8b2d6f0a4c94b1e7d3f",
+        &notice.notice_number,
+        FISCAL,
+        FISCAL,
+        &[
+            (FISCAL, 28500, IBAN, "9/0101101IM/"),
+            (PROVINCE, 1500, PROVINCE_IBAN, "9/0301109AP/"),
+        ],
+        true,
+    ));
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/receipts/payments/{FISCAL}/receipts/{}",
+            notice.iuv
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_string(document))
+        .with_priority(1)
+        .mount(&gpd)
+        .await;
+    env.payments.reconcile(tx.id).await.unwrap();
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Paid);
+    // The settlement tells the archive; the position's own notice is withdrawn at GPD, so
+    // it cannot be paid a second time at a bank.
+    env.payments.dispatch_outbox().await.unwrap();
+    env.payments.dispatch_outbox().await.unwrap();
+    let withdrawn = format!(
+        "/gpd/organizations/{FISCAL}/debtpositions/{FISCAL}-{}/invalidate",
+        p.id
+    );
+    assert!(
+        received(&gpd).await.iter().any(|r| r.1 == withdrawn),
+        "{:?}",
+        received(&gpd).await
+    );
+}
+
+#[test]
+fn the_openapi_check_refuses_what_the_schema_refuses() {
+    if openapi::spec("gpd.json").is_none() {
+        return;
+    }
+    let good = json!({
+        "iupd": "00488410010-1", "type": "F", "fiscalCode": "RSSMRA80A01H501U",
+        "fullName": "Mario Rossi", "switchToExpired": false, "companyName": "Comune",
+        "paymentOption": [{"iuv": "1", "amount": 100, "description": "x",
+            "isPartialPayment": false, "dueDate": "2027-04-30T21:59:59.000Z"}]
+    });
+    assert!(openapi::assert_valid(
+        "gpd.json",
+        "PaymentPositionModel",
+        &good
+    ));
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("companyName");
+    let mut zero = good.clone();
+    zero["paymentOption"][0]["amount"] = json!(0);
+    let mut kind = good.clone();
+    kind["type"] = json!("X");
+    let mut misspelt = good.clone();
+    misspelt["paymentOption"][0]["isPartial"] = json!(true);
+    let mut date = good.clone();
+    date["paymentOption"][0]["dueDate"] = json!("30/04/2027");
+    for bad in [missing, zero, kind, misspelt, date] {
+        let refused = std::panic::catch_unwind(|| {
+            openapi::assert_valid("gpd.json", "PaymentPositionModel", &bad)
+        });
+        assert!(refused.is_err(), "accepted {bad}");
+    }
 }

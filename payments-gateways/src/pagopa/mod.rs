@@ -26,6 +26,13 @@
 //!   asks the body's station about it (`paVerifyPaymentNotice`, `paGetPayment`);
 //!   [`PagoPaGateway::station_response`] answers from the notice's transaction, and refuses
 //!   a notice already paid, expired or cancelled.
+//! - **GPD and ACA**: a body may instead let pagoPA's debt-position service hold its notices
+//!   ([`PagoPaCreditor::held_by_gpd`], [`GpdClient`]): checkout lines and debt positions are
+//!   registered there and receipts read back from it ([`Gateway::fetch_receipts`],
+//!   [`Gateway::recover_receipts`]). A body with its own station registers its positions in
+//!   the central archive ([`PagoPaCreditor::registered_with_aca`], [`AcaClient`]). Positions
+//!   reach either through the service's outbox, the gateway being its
+//!   [`PositionArchive`](payments_core::PositionArchive).
 //!
 //! ```
 //! use payments_gateways::pagopa::{NoticeNumber, PagoPaGateway};
@@ -47,6 +54,9 @@
 //! [`DEFAULT_CALLBACK_HEADER`]), compared in constant time; a host that authenticates the
 //! channel otherwise (mutual TLS at its proxy) has the proxy add the header.
 
+pub mod aca;
+mod archive;
+pub mod gpd;
 pub mod notice;
 pub mod receipt;
 mod station;
@@ -66,6 +76,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use aca::AcaClient;
+pub use archive::PositionHolder;
+pub use gpd::GpdClient;
 pub use notice::{NoticeError, NoticeNumber};
 pub use receipt::{Fault, Receipt, ReceiptError, ReceiptTransfer};
 pub use station::StationFault;
@@ -123,6 +136,7 @@ pub struct PagoPaCreditor {
     iban: Option<String>,
     overdue_refused: std::collections::HashSet<PaymentTypeId>,
     station: Option<(String, String)>,
+    holder: PositionHolder,
 }
 
 impl PagoPaCreditor {
@@ -143,6 +157,7 @@ impl PagoPaCreditor {
             iban: None,
             overdue_refused: std::collections::HashSet::new(),
             station: None,
+            holder: PositionHolder::Station,
         })
     }
 
@@ -236,6 +251,30 @@ impl PagoPaCreditor {
         Ok(self)
     }
 
+    /// pagoPA's debt-position service (GPD) holds the creditor's notices and answers the
+    /// node for them: each transaction line is registered there before the payer pays,
+    /// each debt position as it changes ([`PositionArchive`](payments_core::PositionArchive)),
+    /// and receipts are read back from GPD when they did not arrive
+    /// ([`Gateway::fetch_receipts`], [`Gateway::recover_receipts`]). The gateway needs a
+    /// [`GpdClient`] ([`PagoPaGateway::with_gpd`]).
+    pub fn held_by_gpd(mut self) -> Self {
+        self.holder = PositionHolder::Gpd;
+        self
+    }
+
+    /// The creditor runs its own station and registers every debt position's notices in
+    /// pagoPA's central archive (ACA, `paCreatePosition`), withdrawing them when they end.
+    /// The gateway needs an [`AcaClient`] ([`PagoPaGateway::with_aca`]).
+    pub fn registered_with_aca(mut self) -> Self {
+        self.holder = PositionHolder::Aca;
+        self
+    }
+
+    /// Who keeps the creditor's notices besides its station.
+    pub fn holder(&self) -> PositionHolder {
+        self.holder
+    }
+
     /// The segregation code.
     pub fn segregation_code(&self) -> u8 {
         self.segregation_code
@@ -301,6 +340,8 @@ pub struct PagoPaGateway {
     by_fiscal_code: RwLock<HashMap<String, CreditorId>>,
     default_creditor: Option<PagoPaCreditor>,
     over_limit: OverLimit,
+    gpd: Option<GpdClient>,
+    aca: Option<AcaClient>,
 }
 
 impl std::fmt::Debug for PagoPaGateway {
@@ -324,6 +365,8 @@ impl std::fmt::Debug for PagoPaGateway {
             )
             .field("default_creditor", &self.default_creditor)
             .field("over_limit", &self.over_limit)
+            .field("gpd", &self.gpd)
+            .field("aca", &self.aca)
             .finish()
     }
 }
@@ -352,6 +395,8 @@ impl PagoPaGateway {
             by_fiscal_code: RwLock::new(HashMap::new()),
             default_creditor: None,
             over_limit: OverLimit::Refuse,
+            gpd: None,
+            aca: None,
         })
     }
 
@@ -384,6 +429,38 @@ impl PagoPaGateway {
     pub fn with_station(mut self, broker_id: &str, station_id: &str) -> Self {
         self.station = Some((broker_id.trim().to_owned(), station_id.trim().to_owned()));
         self
+    }
+
+    /// The client of pagoPA's debt-position service, for the creditors it holds
+    /// ([`PagoPaCreditor::held_by_gpd`]).
+    pub fn with_gpd(mut self, gpd: GpdClient) -> Self {
+        self.gpd = Some(gpd);
+        self
+    }
+
+    /// The client of pagoPA's central archive of notices, for the creditors registered
+    /// there ([`PagoPaCreditor::registered_with_aca`]).
+    pub fn with_aca(mut self, aca: AcaClient) -> Self {
+        self.aca = Some(aca);
+        self
+    }
+
+    fn gpd_client(&self) -> Result<&GpdClient> {
+        self.gpd.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "gpd",
+                "the creditor is held by GPD but the gateway has no GPD client",
+            )
+        })
+    }
+
+    fn aca_client(&self) -> Result<&AcaClient> {
+        self.aca.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "aca",
+                "the creditor is registered with ACA but the gateway has no ACA client",
+            )
+        })
     }
 
     /// The HTTP client (timeouts, retries) to reach the checkout with.
@@ -685,6 +762,12 @@ impl Gateway for PagoPaGateway {
                 .with_taxonomy(config.taxonomy.get(&line.payment_type_id).cloned())
             })
             .collect();
+        // pagoPA's node asks GPD about the notices of a creditor it holds: they are there
+        // before the payer can pay them.
+        if config.holder == PositionHolder::Gpd {
+            self.gpd_register_lines(&config, &company_name, tx, &notices)
+                .await?;
+        }
         let checkout_url = if config.online {
             Some(self.create_cart(request, &notices).await?)
         } else {
@@ -713,7 +796,71 @@ impl Gateway for PagoPaGateway {
     ///   and it is answered `OK` ([`PagoPaGateway::receipt_response`]).
     async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
         self.authenticate(request)?;
-        let receipt = receipt::parse(&request.body, MAX_RECEIPT_BYTES)
+        self.receipt_event(&request.body, true)
+    }
+
+    /// GPD's receipts of the lines of `transaction`, for a creditor it holds
+    /// ([`PagoPaCreditor::held_by_gpd`]); `NotSupported` for the others, whose receipts
+    /// only come to their station.
+    async fn fetch_receipts(&self, transaction: &Transaction) -> Result<Vec<CallbackEvent>> {
+        match self.creditor_config(transaction.creditor_id) {
+            Some(c) if c.holder == PositionHolder::Gpd => {
+                let fiscal_code = transaction
+                    .instruction
+                    .as_ref()
+                    .and_then(|i| match i {
+                        Instruction::PagoPa(p) => p.notices.first(),
+                        _ => None,
+                    })
+                    .map(|n| n.creditor_fiscal_code.clone())
+                    .unwrap_or_default();
+                self.gpd_receipts_of(&fiscal_code, transaction).await
+            }
+            _ => Err(Self::error(GatewayErrorKind::NotSupported(
+                "fetch_receipts",
+            ))),
+        }
+    }
+
+    /// The receipts GPD issued since `since` for the creditors it holds that are not kept
+    /// here yet (a debt position paid at a bank whose receipt never arrived).
+    async fn recover_receipts(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CallbackEvent>> {
+        self.gpd_recover(since).await
+    }
+
+    /// pagoPA tells the body by receipt; there is no status to ask for.
+    async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
+        Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
+    }
+
+    /// The notices of a transaction that ended are no longer payable: the station
+    /// ([`PagoPaGateway::station_response`]) refuses them once the transaction is expired,
+    /// cancelled or partially paid, so nothing is left open at pagoPA; for a creditor held
+    /// by GPD, the lines' positions are invalidated there (one GPD says was paid stops the
+    /// closing: its receipt is read back first). A receipt that comes anyway (a PSP that
+    /// took the money before asking) is recorded as a late payment.
+    async fn close(&self, transaction: &Transaction) -> Result<PaymentOutcome> {
+        if let Some(c) = self.creditor_config(transaction.creditor_id)
+            && c.holder == PositionHolder::Gpd
+            && let Some(Instruction::PagoPa(p)) = &transaction.instruction
+            && let Some(first) = p.notices.first()
+        {
+            self.gpd_close(&first.creditor_fiscal_code, transaction)
+                .await?;
+        }
+        Ok(PaymentOutcome::Cancelled)
+    }
+}
+
+impl PagoPaGateway {
+    /// The callback of a receipt document: a `paSendRT`/`paSendRTV2` message from the
+    /// node (whose body, broker and station are checked when `check_ids`), or a receipt
+    /// GPD kept (addressed to GPD's own station).
+    fn receipt_event(&self, body: &[u8], check_ids: bool) -> Result<CallbackEvent> {
+        let receipt = receipt::parse(body, MAX_RECEIPT_BYTES)
             .map_err(|e| Self::error(GatewayErrorKind::Malformed(e.to_string())))?;
         if receipt.outcome != "OK" {
             return Err(Self::error(GatewayErrorKind::Malformed(format!(
@@ -722,12 +869,14 @@ impl Gateway for PagoPaGateway {
             ))));
         }
         let addressed = self.creditor_of(&receipt.id_pa);
-        if let Some(fault) = self.check_ids(
-            addressed,
-            &receipt.id_pa,
-            &receipt.broker_id,
-            &receipt.station_id,
-        ) {
+        if check_ids
+            && let Some(fault) = self.check_ids(
+                addressed,
+                &receipt.id_pa,
+                &receipt.broker_id,
+                &receipt.station_id,
+            )
+        {
             return Err(Self::error(GatewayErrorKind::Malformed(format!(
                 "{}: {}",
                 fault.code(),
@@ -749,7 +898,7 @@ impl Gateway for PagoPaGateway {
             }
             _ => None,
         };
-        let document = String::from_utf8_lossy(&request.body).into_owned();
+        let document = String::from_utf8_lossy(body).into_owned();
         let summary = receipt.summary();
         if let Some(creditor) = beneficiary {
             let kept = receipt.kept(
@@ -790,19 +939,6 @@ impl Gateway for PagoPaGateway {
             ));
         }
         Ok(event)
-    }
-
-    /// pagoPA tells the body by receipt; there is no status to ask for.
-    async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
-        Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
-    }
-
-    /// The notices of a transaction that ended are no longer payable: the station
-    /// ([`PagoPaGateway::station_response`]) refuses them once the transaction is expired,
-    /// cancelled or partially paid, so nothing is left open at pagoPA. A receipt that comes
-    /// anyway (a PSP that took the money before asking) is recorded as a late payment.
-    async fn close(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
-        Ok(PaymentOutcome::Cancelled)
     }
 }
 

@@ -332,6 +332,12 @@ pub(super) fn read_soap<T: serde::de::DeserializeOwned>(
     body: &[u8],
     max_bytes: usize,
 ) -> Result<Envelope<T>, ReceiptError> {
+    let text = plain_xml(body, max_bytes)?;
+    quick_xml::de::from_str(text).map_err(|e| ReceiptError::Xml(shorten(&e.to_string())))
+}
+
+/// `body` as text, if it is small enough, UTF-8 and declares no DTD.
+fn plain_xml(body: &[u8], max_bytes: usize) -> Result<&str, ReceiptError> {
     if body.len() > max_bytes {
         return Err(ReceiptError::TooLarge {
             size: body.len(),
@@ -343,21 +349,48 @@ pub(super) fn read_soap<T: serde::de::DeserializeOwned>(
     if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
         return Err(ReceiptError::NotPlainXml("it declares a DTD"));
     }
-    quick_xml::de::from_str(text.trim_start_matches('\u{feff}'))
-        .map_err(|e| ReceiptError::Xml(shorten(&e.to_string())))
+    Ok(text.trim_start_matches('\u{feff}'))
 }
 
-/// Reads a `paSendRT` (or `paSendRTV2`) SOAP request of at most `max_bytes`.
+/// The local name of the document's first element (`paSendRTReq` for `<ns2:paSendRTReq>`).
+fn root_name(text: &str) -> Option<&str> {
+    let mut rest = text;
+    loop {
+        let at = rest.find('<')?;
+        rest = &rest[at + 1..];
+        if rest.starts_with('?') || rest.starts_with('!') {
+            continue;
+        }
+        let end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/')?;
+        let name = &rest[..end];
+        return Some(name.rsplit(':').next().unwrap_or(name));
+    }
+}
+
+/// Reads a `paSendRT` (or `paSendRTV2`) request of at most `max_bytes`: the SOAP message
+/// pagoPA's node posts, or the request element alone, as pagoPA's debt-position service
+/// keeps a receipt (`gpd_payments.json`, `getReceiptByIUV`).
 pub fn parse(body: &[u8], max_bytes: usize) -> Result<Receipt, ReceiptError> {
-    let envelope: Envelope<Body> = read_soap(body, max_bytes)?;
-    let v2 = envelope.body.request_v2.is_some();
-    let request = envelope
-        .body
-        .request
-        .or(envelope.body.request_v2)
-        .ok_or_else(|| {
-            ReceiptError::Xml("the body holds no paSendRTReq or paSendRTV2Request".into())
-        })?;
+    let xml = plain_xml(body, max_bytes)?;
+    let (v2, request) = match root_name(xml) {
+        Some(name @ ("paSendRTReq" | "paSendRTV2Request")) => {
+            let request: SendRt = quick_xml::de::from_str(xml)
+                .map_err(|e| ReceiptError::Xml(shorten(&e.to_string())))?;
+            (name == "paSendRTV2Request", request)
+        }
+        _ => {
+            let envelope: Envelope<Body> = read_soap(body, max_bytes)?;
+            let v2 = envelope.body.request_v2.is_some();
+            let request = envelope
+                .body
+                .request
+                .or(envelope.body.request_v2)
+                .ok_or_else(|| {
+                    ReceiptError::Xml("the body holds no paSendRTReq or paSendRTV2Request".into())
+                })?;
+            (v2, request)
+        }
+    };
     let raw = request.receipt.ok_or(ReceiptError::Field {
         field: "receipt",
         reason: "is missing".into(),
