@@ -549,6 +549,7 @@ pub async fn outbox(
                 OutboxPayload::Settlement(s) => format!("{} {}: {}", text(locale, "outbox.settlement"), s.source.module, s.source.key),
                 OutboxPayload::Refund(r) => format!("{} {}: {}", text(locale, "outbox.refund"), r.source.module, r.source.key),
                 OutboxPayload::Reminder(r) => format!("{} {}: {}", text(locale, "outbox.reminder"), r.position.key, r.to),
+                OutboxPayload::Archive(a) => format!("{} {}", text(locale, "outbox.archive"), a.position_id),
                 _ => text(locale, "outbox.other").to_owned(),
             };
             context! {

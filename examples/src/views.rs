@@ -377,6 +377,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "Due date reminder",
     ),
     (
+        "outbox.archive",
+        "Copia della posizione per pagoPA",
+        "Position copied to pagoPA",
+    ),
+    (
         "exceptions.title",
         "Anomalie da verificare",
         "Exceptions to check",
