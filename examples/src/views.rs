@@ -452,6 +452,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "A refund made at the provider outside the system: the money left the body's account; check the payment.",
     ),
     (
+        "exceptions.explain.provider_unanswered",
+        "Il gestore (per pagoPA, GPD) non ha risposto: un pagamento che ha incassato non è ancora registrato; verificare con il gestore e riprovare.",
+        "The provider (for pagoPA, GPD) did not answer: a payment it took is not recorded yet; check with the provider and try again.",
+    ),
+    (
         "exceptions.explain.still_processing",
         "Pagamento ancora in lavorazione presso il gestore oltre i tempi massimi: verificare con il gestore.",
         "A payment still processing at the provider beyond its longest time: check with the provider.",

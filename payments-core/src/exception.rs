@@ -51,11 +51,15 @@ pub enum ExceptionKind {
     /// A refund the provider made that the library did not ask for (one made in the
     /// provider's dashboard, say): the money left the body's account.
     OutsideRefund,
+    /// A provider that may hold money for the body did not answer: its receipts could not
+    /// be read back, or a transaction's end could not be asked for a day. Until it does,
+    /// a payment it took is not recorded.
+    ProviderUnanswered,
 }
 
 impl ExceptionKind {
     /// Every kind.
-    pub const ALL: [ExceptionKind; 8] = [
+    pub const ALL: [ExceptionKind; 9] = [
         ExceptionKind::LatePayment,
         ExceptionKind::DoublePayment,
         ExceptionKind::AmountMismatch,
@@ -64,6 +68,7 @@ impl ExceptionKind {
         ExceptionKind::RefundFailed,
         ExceptionKind::StillProcessing,
         ExceptionKind::OutsideRefund,
+        ExceptionKind::ProviderUnanswered,
     ];
 
     /// The snake_case name used in storage and filters.
@@ -77,6 +82,7 @@ impl ExceptionKind {
             ExceptionKind::RefundFailed => "refund_failed",
             ExceptionKind::StillProcessing => "still_processing",
             ExceptionKind::OutsideRefund => "outside_refund",
+            ExceptionKind::ProviderUnanswered => "provider_unanswered",
         }
     }
 
@@ -105,6 +111,8 @@ impl ExceptionKind {
             ExceptionKind::StillProcessing => "Still processing",
             ExceptionKind::OutsideRefund if it => "Rimborso fatto fuori dal sistema",
             ExceptionKind::OutsideRefund => "Refund made elsewhere",
+            ExceptionKind::ProviderUnanswered if it => "Il fornitore non risponde",
+            ExceptionKind::ProviderUnanswered => "Provider not answering",
         }
     }
 }

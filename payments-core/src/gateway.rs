@@ -95,6 +95,17 @@ impl CallbackRequest {
     }
 }
 
+/// What a provider handed back of the receipts it keeps ([`Gateway::recover_receipts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveredReceipts {
+    /// The receipts, as the callbacks that would have brought them.
+    pub events: Vec<CallbackEvent>,
+    /// The creditors whose receipts could not be read (the provider down, a key refused, a
+    /// receipt that does not read), and why; the others' are in `events`.
+    pub failures: Vec<(crate::CreditorId, String)>,
+}
+
 /// The outcome of a payment as a provider reports it.
 ///
 /// Deliberately exhaustive, unlike the library's other enums: it is the contract between
@@ -331,12 +342,14 @@ pub trait Gateway: std::fmt::Debug + Send + Sync + 'static {
             GatewayErrorKind::NotSupported("fetch_receipts"),
         ))
     }
-    /// The receipts the provider issued since `since` for any of its creditors, as the
-    /// callbacks that would have brought them, for the reconciliation sweep: how a payment
-    /// of a notice the service never saw a callback for (a debt position paid at a bank,
-    /// whose receipt was lost) is recovered. The service applies each as a callback.
+    /// The receipts the provider issued since `since` for any of its creditors whose
+    /// payment the service may not have applied, as the callbacks that would have brought
+    /// them, for the reconciliation sweep: how a payment of a notice the service never saw
+    /// a callback for (a debt position paid at a bank, whose receipt was lost) is
+    /// recovered. The service applies each as a callback; a creditor whose receipts could
+    /// not be read is named in [`RecoveredReceipts::failures`], and its operators see it.
     /// [`GatewayErrorKind::NotSupported`] by default.
-    async fn recover_receipts(&self, since: DateTime<Utc>) -> Result<Vec<CallbackEvent>> {
+    async fn recover_receipts(&self, since: DateTime<Utc>) -> Result<RecoveredReceipts> {
         let _ = since;
         Err(Error::gateway(
             self.id().0,

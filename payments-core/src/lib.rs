@@ -49,7 +49,7 @@ pub use exception::{
 };
 pub use gateway::{
     CallbackEvent, CallbackPart, CallbackRequest, Gateway, LineLimit, OverLimit, PaymentOutcome,
-    RefundEvent, StartRequest, Started,
+    RecoveredReceipts, RefundEvent, StartRequest, Started,
 };
 pub use ids::{
     CartId, CreditorId, DebtPositionId, EventId, ExceptionId, GatewayId, ItemId, MethodId,
@@ -106,7 +106,7 @@ pub use clock::MockClock;
 pub use gateway::MockGateway;
 #[cfg(any(test, feature = "mocks"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
-pub use notify::{MockNotifier, MockSettlementListener};
+pub use notify::{MockNoticeIssuer, MockNotifier, MockPositionArchive, MockSettlementListener};
 #[cfg(any(test, feature = "mocks"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
 pub use store::MockStore;

@@ -642,6 +642,18 @@ impl Store for InMemoryStore {
         })
     }
 
+    async fn line_payment(
+        &self,
+        creditor: CreditorId,
+        key: &str,
+    ) -> Result<Option<crate::LinePaymentRecord>> {
+        Ok(self
+            .lock()
+            .line_payments
+            .get(&(creditor, key.to_owned()))
+            .cloned())
+    }
+
     async fn line_payments(
         &self,
         transaction: TransactionId,
@@ -1099,6 +1111,7 @@ impl Store for InMemoryStore {
         &self,
         positions: &[crate::DebtPosition],
         events: &[crate::PositionEvent],
+        messages: &[NewOutboxMessage],
     ) -> Result<Vec<bool>> {
         let mut s = self.lock();
         // A notice number taken refuses the whole batch: checked before anything is written.
@@ -1140,6 +1153,10 @@ impl Store for InMemoryStore {
             }
             s.index_position(p);
             s.positions.insert(p.id, p.clone());
+            if let Some(m) = messages.get(i) {
+                let at = events.get(i).map_or(p.created_at, |e| e.at);
+                s.enqueue(p.creditor_id, at, std::slice::from_ref(m));
+            }
             if let Some(e) = events.get(i) {
                 s.position_events.entry(p.id).or_default().push(e.clone());
             }
@@ -1192,6 +1209,7 @@ impl Store for InMemoryStore {
         &self,
         position: &crate::DebtPosition,
         event: &crate::PositionEvent,
+        messages: &[NewOutboxMessage],
     ) -> Result<crate::DebtPosition> {
         let mut s = self.lock();
         let stored = s
@@ -1214,6 +1232,7 @@ impl Store for InMemoryStore {
             .entry(position.id)
             .or_default()
             .push(event.clone());
+        s.enqueue(position.creditor_id, event.at, messages);
         Ok(position.clone())
     }
 

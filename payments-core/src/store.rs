@@ -172,6 +172,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     ///   paid, the transaction moves to `Paid` (from any state but `Paid` and `Refunded`,
     ///   with its own event); when it had ended without all of them, to `PartiallyPaid`.
     async fn pay_line(&self, payment: &crate::LinePayment) -> Result<crate::LinePaid>;
+    /// The line payment a creditor recorded with `key` (a provider's receipt key), if any:
+    /// how a receipt read back again is known to be applied already.
+    async fn line_payment(
+        &self,
+        creditor: CreditorId,
+        key: &str,
+    ) -> Result<Option<crate::LinePaymentRecord>>;
     /// The line payments recorded for a transaction, oldest first (by the time recorded,
     /// then by key).
     async fn line_payments(
@@ -255,14 +262,17 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<Vec<Transaction>>;
 
     /// Inserts each debt position unless its creditor already has one with its module and
-    /// key, with its event (the one at the same index in `events`), in batches of database
-    /// transactions; answers, per position, whether it was inserted. Notice numbers are
-    /// unique per creditor: a position naming one already taken is refused whole
-    /// (a `Conflict`) and nothing of its batch is written.
+    /// key, with its event (the one at the same index in `events`) and its outbox message
+    /// (the one at the same index in `messages`, if any, enqueued for the position's
+    /// creditor at the event's time), in batches of database transactions; answers, per
+    /// position, whether it was inserted. Notice numbers are unique per creditor: a
+    /// position naming one already taken is refused whole (a `Conflict`) and nothing of its
+    /// batch is written.
     async fn insert_positions(
         &self,
         positions: &[crate::DebtPosition],
         events: &[crate::PositionEvent],
+        messages: &[crate::NewOutboxMessage],
     ) -> Result<Vec<bool>>;
     /// A debt position.
     async fn position(&self, id: crate::DebtPositionId) -> Result<Option<crate::DebtPosition>>;
@@ -282,13 +292,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Debt positions, newest first (by id), paged by `before`.
     async fn positions(&self, query: &crate::PositionQuery) -> Result<Vec<crate::DebtPosition>>;
     /// Replaces a debt position with `position` if its stored version is still
-    /// `position.version - 1`, and appends `event`, atomically; otherwise
+    /// `position.version - 1`, appends `event` and enqueues `messages` (for the position's
+    /// creditor, at the event's time), atomically; otherwise
     /// [`Conflict::StaleState`](crate::Conflict::StaleState)-like `Conflict` and nothing
     /// changes.
     async fn update_position(
         &self,
         position: &crate::DebtPosition,
         event: &crate::PositionEvent,
+        messages: &[crate::NewOutboxMessage],
     ) -> Result<crate::DebtPosition>;
     /// A debt position's events, oldest first.
     async fn position_events(

@@ -2587,7 +2587,12 @@ impl Env {
     async fn held_by_gpd(gpd: &MockServer) -> Env {
         let client = gpd_client(gpd);
         Env::build(
-            |g| g.with_gpd(client),
+            // The body's station is not GPD's: receipts GPD kept name GPD's broker and
+            // station (15376371009), and are read back all the same.
+            |g| {
+                g.with_gpd(client)
+                    .with_station("99999999999", "99999999999_01")
+            },
             PagoPaCreditor::new("02")
                 .unwrap()
                 .with_iban(IBAN)
@@ -3085,6 +3090,15 @@ async fn a_body_with_its_own_station_registers_each_notice_with_aca_and_withdraw
     let sent: Vec<Value> = received(&aca).await.into_iter().map(|r| r.2).collect();
     // The first attempt (502) and one notice per option.
     assert_eq!(sent.len(), 4);
+    // The single option gives the province its TEFA share: ACA takes one IBAN, so it is
+    // registered without one and not for the stand-in, which would credit it all to one
+    // account; the instalments go to the body alone.
+    assert!(sent[1].get("iban").is_none(), "{}", sent[1]);
+    assert_eq!(sent[1]["payStandIn"], false);
+    for body in &sent[2..] {
+        assert_eq!(body["iban"], IBAN);
+        assert_eq!(body["payStandIn"], true);
+    }
     for (body, o) in sent[1..].iter().zip(&p.options) {
         openapi::assert_valid("paCreatePosition.json", "NewDebtPositionRequest", body);
         assert_eq!(body["paFiscalCode"], FISCAL);
@@ -3094,7 +3108,6 @@ async fn a_body_with_its_own_station_registers_each_notice_with_aca_and_withdraw
         assert_eq!(body["iuv"], o.iuv());
         assert_eq!(body["nav"], o.notice_number.as_str());
         assert_eq!(body["amount"], o.amount.minor_units());
-        assert_eq!(body["iban"], IBAN);
         assert!(
             body["expirationDate"]
                 .as_str()
@@ -3232,4 +3245,230 @@ fn the_openapi_check_refuses_what_the_schema_refuses() {
         });
         assert!(refused.is_err(), "accepted {bad}");
     }
+}
+
+/// GPD's answer to a position: where it stands.
+async fn mount_gpd_status(gpd: &MockServer, status: &str) {
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            "^/gpd/organizations/{FISCAL}/debtpositions/[^/]+$"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "iupd": "x", "type": "F", "fiscalCode": "RSSMRA80A01H501U", "fullName": "Mario Rossi",
+            "companyName": "Comune di Esempio", "switchToExpired": false, "status": status
+        })))
+        .mount(gpd)
+        .await;
+}
+
+/// GPD refuses every invalidation: `409`, "not in invalidable state".
+async fn mount_gpd_invalidate_conflict(gpd: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path_regex(format!(
+            "^/gpd/organizations/{FISCAL}/debtpositions/[^/]+/invalidate$"
+        )))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({
+            "title": "Conflict", "status": 409,
+            "detail": "Debt position is not in invalidable state"
+        })))
+        .with_priority(1)
+        .mount(gpd)
+        .await;
+}
+
+async fn mount_gpd_receipt(gpd: &MockServer, iuv: &str, document: String) {
+    Mock::given(method("GET"))
+        .and(path(format!("/receipts/payments/{FISCAL}/receipts/{iuv}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Type", "application/xml")
+                .set_body_string(document),
+        )
+        .with_priority(1)
+        .mount(gpd)
+        .await;
+}
+
+#[tokio::test]
+async fn an_expiring_cart_with_one_line_paid_at_gpd_withdraws_the_others_and_ends() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let cart = env.cart("RSSMRA80A01H501U", &["20.00", "35.00"]).await;
+    let (tx, payment) = env.checkout("RSSMRA80A01H501U", cart).await.unwrap();
+    let first = &payment.notices[0];
+    let document = gpd_document(&receipt_of(
+        "f1a2b3c4d5e6f7a8b9c0",
+        &first.notice_number,
+        FISCAL,
+        FISCAL,
+        &[(FISCAL, 2000, IBAN, "9/0101101IM/")],
+        true,
+    ));
+    mount_gpd_receipt(&gpd, &first.iuv, document).await;
+    env.clock.advance(Duration::from_secs(31 * 24 * 3600));
+    env.payments.expire_due().await.unwrap();
+    // The first line's receipt is applied; the pass after withdraws the second line alone
+    // and ends the transaction.
+    env.payments.expire_due().await.unwrap();
+    let tx = env.tx(tx.id).await;
+    assert!(tx.lines[0].paid_at.is_some());
+    assert!(tx.lines[1].paid_at.is_none());
+    assert_eq!(tx.status, TxStatus::PartiallyPaid);
+    let invalidated: Vec<String> = received(&gpd)
+        .await
+        .into_iter()
+        .filter(|r| r.1.ends_with("/invalidate"))
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(
+        invalidated,
+        [format!(
+            "/gpd/organizations/{FISCAL}/debtpositions/{FISCAL}-{}-1/invalidate",
+            tx.id
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_line_gpd_says_paid_without_its_receipt_waits_and_operators_are_told() {
+    let gpd = gpd_server().await;
+    mount_gpd_invalidate_conflict(&gpd).await;
+    mount_gpd_status(&gpd, "PAID").await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let cart = env.cart("RSSMRA80A01H501U", &["60.00"]).await;
+    let (tx, payment) = env.checkout("RSSMRA80A01H501U", cart).await.unwrap();
+    env.clock.advance(Duration::from_secs(31 * 24 * 3600));
+    assert_eq!(env.payments.expire_due().await.unwrap(), 0);
+    assert_eq!(
+        env.tx(tx.id).await.status,
+        TxStatus::Pending,
+        "GPD says paid: never expired meanwhile"
+    );
+    assert!(env.exceptions().await.is_empty());
+    // A day on, still without the receipt: operators see it.
+    env.clock.advance(Duration::from_secs(2 * 24 * 3600));
+    env.payments.expire_due().await.unwrap();
+    let exceptions = env.exceptions().await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].kind, ExceptionKind::ProviderUnanswered);
+    assert_eq!(exceptions[0].transaction_id, Some(tx.id));
+    // The receipt is there at last: recorded, not expired.
+    let notice = &payment.notices[0];
+    let document = gpd_document(&receipt_of(
+        "a9b8c7d6e5f4a3b2c1d0",
+        &notice.notice_number,
+        FISCAL,
+        FISCAL,
+        &[(FISCAL, 6000, IBAN, "9/0101101IM/")],
+        true,
+    ));
+    mount_gpd_receipt(&gpd, &notice.iuv, document).await;
+    env.clock.advance(Duration::from_secs(3600));
+    env.payments.expire_due().await.unwrap();
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
+}
+
+#[tokio::test]
+async fn a_position_gpd_still_holds_valid_after_a_refused_invalidation_is_not_called_withdrawn() {
+    let gpd = gpd_server().await;
+    mount_gpd_invalidate_conflict(&gpd).await;
+    mount_gpd_status(&gpd, "VALID").await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let p = env.tari_position("tari-2027-409").await;
+    env.payments.dispatch_outbox().await.unwrap();
+    env.payments
+        .invalidate_position(&env.operator, p.id, "errore")
+        .await
+        .unwrap();
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!(report.dead, 1, "{report:?}");
+    let why = env
+        .outbox()
+        .await
+        .into_iter()
+        .find(|m| m.status == OutboxStatus::Dead)
+        .and_then(|m| m.last_error)
+        .unwrap();
+    assert!(why.contains("holds as VALID"), "{why}");
+}
+
+#[tokio::test]
+async fn a_receipt_kept_whose_payment_was_not_applied_is_applied_by_the_next_sweep() {
+    let gpd = gpd_server().await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let p = env.tari_position("tari-2027-kept").await;
+    env.payments.dispatch_outbox().await.unwrap();
+    let single = &p.options[0];
+    let document = gpd_document(&receipt_of(
+        "0a1b2c3d4e5f6a7b8c9d",
+        &single.notice_number,
+        FISCAL,
+        FISCAL,
+        &[
+            (FISCAL, 28500, IBAN, "9/0101101IM/"),
+            (PROVINCE, 1500, PROVINCE_IBAN, "9/0301109AP/"),
+        ],
+        true,
+    ));
+    // A sweep kept the receipt, then failed before its payment was applied.
+    let receipt = payments_gateways::pagopa::receipt::parse(document.as_bytes(), 1 << 20)
+        .unwrap()
+        .kept(
+            env.fx.creditor.id,
+            FISCAL,
+            ReceiptRole::Issuer,
+            document.clone(),
+        );
+    env.payments
+        .store()
+        .insert_provider_receipt(&receipt)
+        .await
+        .unwrap();
+    Mock::given(method("GET"))
+        .and(path(format!("/receipts/payments/{FISCAL}/receipts")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "currentPageNumber": 0, "length": 1, "totalPages": 1,
+            "results": [{"organizationFiscalCode": FISCAL, "iuv": single.iuv(),
+                         "paymentDateTime": "2026-11-20T17:48:22", "status": "PAID"}]
+        })))
+        .mount(&gpd)
+        .await;
+    mount_gpd_receipt(&gpd, single.iuv(), document).await;
+    let report = env
+        .payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(report.receipts_recovered, 1, "{report:?}");
+    assert_eq!(env.position(p.id).await.status, PositionStatus::Paid);
+    assert_eq!(env.receipts_of(env.fx.creditor.id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn receipts_gpd_cannot_hand_over_are_an_exception_operators_see() {
+    let gpd = gpd_server().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/receipts/payments/{FISCAL}/receipts")))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "statusCode": 403, "message": "You are not allowed to access this resource."
+        })))
+        .mount(&gpd)
+        .await;
+    let env = Env::held_by_gpd(&gpd).await;
+    let report = env
+        .payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(report.receipts_failed, 1);
+    // Told once a day, not once a sweep.
+    env.payments
+        .reconcile_pending(Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    let exceptions = env.exceptions().await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].kind, ExceptionKind::ProviderUnanswered);
+    assert!(exceptions[0].reason.contains("subscription key"));
+    assert!(!exceptions[0].reason.contains(GPD_KEY));
 }

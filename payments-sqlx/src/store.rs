@@ -1282,6 +1282,22 @@ impl Store for SqlxStore {
         })
     }
 
+    async fn line_payment(
+        &self,
+        creditor: CreditorId,
+        key: &str,
+    ) -> Result<Option<payments_core::LinePaymentRecord>> {
+        let data: Option<String> = sqlx::query_scalar(
+            "SELECT data FROM line_payments WHERE creditor_id = $1 AND payment_key = $2",
+        )
+        .bind(creditor.to_string())
+        .bind(key.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading a line payment"))?;
+        data.map(|d| rows::from_json(&d)).transpose()
+    }
+
     async fn line_payments(
         &self,
         transaction: TransactionId,
@@ -1933,6 +1949,7 @@ impl Store for SqlxStore {
         &self,
         positions: &[payments_core::DebtPosition],
         events: &[payments_core::PositionEvent],
+        messages: &[payments_core::NewOutboxMessage],
     ) -> Result<Vec<bool>> {
         let mut inserted = std::collections::HashSet::new();
         let mut tx = self.write().await?;
@@ -1968,6 +1985,10 @@ impl Store for SqlxStore {
         insert_options(&mut tx, &options).await?;
         let mut batch_events = Vec::new();
         for (i, p) in &fresh {
+            if let Some(m) = messages.get(*i) {
+                let at = events.get(*i).map_or(p.created_at, |e| e.at);
+                enqueue(&mut tx, p.creditor_id, at, std::slice::from_ref(m)).await?;
+            }
             if let Some(e) = events.get(*i) {
                 batch_events.push((e, p.version));
             }
@@ -2096,6 +2117,7 @@ impl Store for SqlxStore {
         &self,
         p: &payments_core::DebtPosition,
         event: &payments_core::PositionEvent,
+        messages: &[payments_core::NewOutboxMessage],
     ) -> Result<payments_core::DebtPosition> {
         let mut tx = self.write().await?;
         // The items of its options (every revision's source), locked first, in id order as
@@ -2162,6 +2184,7 @@ impl Store for SqlxStore {
             (0..p.options.len()).map(|i| (p, i)).collect();
         insert_options(&mut tx, &options).await?;
         insert_position_event(&mut tx, event, p.version).await?;
+        enqueue(&mut tx, p.creditor_id, event.at, messages).await?;
         tx.commit().await.map_err(db_err("committing"))?;
         Ok(p.clone())
     }

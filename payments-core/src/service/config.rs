@@ -30,6 +30,7 @@ pub struct PaymentsBuilder {
     sweep: Option<Option<(Duration, Duration)>>,
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
     archive: Option<Arc<dyn crate::PositionArchive>>,
+    receipts_lookback: Option<Duration>,
 }
 
 impl PaymentsBuilder {
@@ -49,6 +50,15 @@ impl PaymentsBuilder {
     /// each change of a position is then told to it through the outbox.
     pub fn position_archive(mut self, archive: Arc<dyn crate::PositionArchive>) -> Self {
         self.archive = Some(archive);
+        self
+    }
+
+    /// How far back the reconciliation sweep asks providers for the receipts they keep
+    /// ([`Gateway::recover_receipts`](crate::Gateway::recover_receipts)); 3 days by
+    /// default ([`RECEIPTS_LOOKBACK`](crate::RECEIPTS_LOOKBACK)). Longer than the longest
+    /// outage the host expects; [`Payments::recover_receipts`] reaches further once.
+    pub fn receipts_lookback(mut self, lookback: Duration) -> Self {
+        self.receipts_lookback = Some(lookback);
         self
     }
 
@@ -180,6 +190,9 @@ impl PaymentsBuilder {
                 methods: Cached::new(config_ttl),
                 notices: self.notices,
                 archive: self.archive,
+                receipts_lookback: self
+                    .receipts_lookback
+                    .unwrap_or(super::refunds::RECEIPTS_LOOKBACK),
             }),
         })
     }

@@ -88,6 +88,8 @@ struct Inner {
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
     /// Where debt positions are copied for pagoPA's node.
     archive: Option<Arc<dyn crate::PositionArchive>>,
+    /// How far back the sweep asks providers for the receipts they keep.
+    receipts_lookback: Duration,
 }
 
 impl Payments {

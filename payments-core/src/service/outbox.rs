@@ -115,7 +115,17 @@ impl Payments {
                 }
                 self.listener(&s.source.module)?.settled(s).await
             }
-            OutboxPayload::Refund(r) => self.listener(&r.source.module)?.refunded(r).await,
+            OutboxPayload::Refund(r) => {
+                // An option given back in full is payable again: its archive is told.
+                if self.inner.archive.is_some()
+                    && let Some((p, _)) = self
+                        .position_option_of(message.creditor_id, &r.source)
+                        .await?
+                {
+                    self.archive_later(&p).await?;
+                }
+                self.listener(&r.source.module)?.refunded(r).await
+            }
             OutboxPayload::Archive(a) => {
                 let Some(archive) = &self.inner.archive else {
                     return Err(Error::Notification {

@@ -704,7 +704,18 @@ impl Payments {
                 to: TxStatus::Cancelled.to_string(),
             }));
         }
-        let note = match self.ask_before_freeing(&tx).await {
+        let mut tx = tx;
+        let mut verdict = self.ask_before_freeing(&tx).await;
+        if matches!(verdict, Verdict::Recovered) {
+            // Receipts the provider kept were applied: what is left open is asked about
+            // again (the lines still unpaid are closed).
+            tx = self.load_transaction(tx.id).await?;
+            if !tx.status.can_move_to(TxStatus::Cancelled) {
+                return Ok(tx);
+            }
+            verdict = self.ask_before_freeing(&tx).await;
+        }
+        let note = match verdict {
             Verdict::Free(note) => note,
             Verdict::Outcome(outcome) => {
                 let gateway = Actor::Gateway {
@@ -835,8 +846,12 @@ impl Payments {
                     return Verdict::Recovered;
                 }
             }
-            Err(e) if unreachable(&e) => return Verdict::Unreachable(e.to_string()),
-            Err(_) => {}
+            Err(e) if not_supported(&e) => {}
+            // A provider that keeps receipts and cannot hand them over may hold money: the
+            // items wait (and after a day, operators are told).
+            Err(e) => {
+                return Verdict::Unreachable(format!("its receipts could not be read: {e}"));
+            }
         }
         // The provider's word on the payment first; a provider that cannot say (it has no
         // status to ask, or does not know the payment) is not a reason to wait.
@@ -880,6 +895,28 @@ impl Payments {
         let wait = chrono::Duration::from_std(self.inner.expiry_recheck)
             .unwrap_or(chrono::Duration::minutes(15));
         let mut exceptions = Vec::new();
+        // A provider that could not be asked for a day past the end may hold money that is
+        // not recorded: operators are told, once.
+        if !processing && now > tx.expires_at + chrono::Duration::days(1) {
+            exceptions.push(
+                Exception::new(
+                    tx.creditor_id,
+                    ExceptionKind::ProviderUnanswered,
+                    format!("unanswered:{}", tx.id),
+                    format!(
+                        "{} could not be asked about transaction {} for a day after it was \
+                         due to end ({why}): a payment it took is not recorded; ask it",
+                        tx.gateway_id, tx.id
+                    )
+                    .chars()
+                    .take(500)
+                    .collect::<String>(),
+                    now,
+                )
+                .with_transaction(tx.id)
+                .with_amount(tx.total),
+            );
+        }
         if processing
             && let Some(gateway) = self.inner.gateways.get(&tx.gateway_id)
             && let Some(window) = gateway.processing_window(tx.method_kind)

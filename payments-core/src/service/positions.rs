@@ -108,6 +108,20 @@ fn refused(row: u64, key: Option<&str>, field: &str, reason: impl Into<String>) 
     }
 }
 
+/// The outbox message that copies `p`, as it will then stand, to pagoPA's archive.
+fn archive_message(p: &DebtPosition) -> NewOutboxMessage {
+    let id = OutboxId::new();
+    NewOutboxMessage {
+        id,
+        transaction_id: TransactionId::from(*p.id.as_uuid()),
+        payload: OutboxPayload::Archive(crate::ArchiveSync {
+            id,
+            position_id: p.id,
+            version: p.version,
+        }),
+    }
+}
+
 fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
 }
@@ -320,14 +334,19 @@ impl Payments {
                 });
                 positions.push(position);
             }
+            // Each registered position's copy for pagoPA's archive, written with it.
+            let messages: Vec<NewOutboxMessage> = if self.inner.archive.is_some() {
+                positions.iter().map(archive_message).collect()
+            } else {
+                Vec::new()
+            };
             let inserted = self
                 .store_ref()
-                .insert_positions(&positions, &events)
+                .insert_positions(&positions, &events, &messages)
                 .await?;
-            for (created, position) in inserted.into_iter().zip(&positions) {
+            for created in inserted {
                 if created {
                     report.registered += 1;
-                    self.archive_later(position).await?;
                 } else {
                     report.unchanged += 1;
                 }
@@ -677,28 +696,28 @@ impl Payments {
             to,
             note,
         };
-        let changed = self.store_ref().update_position(&next, &event).await?;
-        self.archive_later(&changed).await?;
-        Ok(changed)
+        // The copy for pagoPA's archive is written with the change, in its transaction.
+        let messages: Vec<NewOutboxMessage> = self
+            .inner
+            .archive
+            .as_ref()
+            .map(|_| archive_message(&next))
+            .into_iter()
+            .collect();
+        self.store_ref()
+            .update_position(&next, &event, &messages)
+            .await
     }
 
     /// Tells the [`PositionArchive`](crate::PositionArchive), through the outbox, that `p`
-    /// changed: once per version. Written just after the change, not in its database
-    /// transaction: [`Payments::sync_position`] writes it again for a position left behind.
+    /// changed other than by [`Payments::update_position`] and its kind (an option paid or
+    /// given back): once per version. Called while delivering the durable message of that
+    /// change (a settlement, a refund), which is retried until this succeeds.
     pub(super) async fn archive_later(&self, p: &DebtPosition) -> Result<bool> {
         if self.inner.archive.is_none() {
             return Ok(false);
         }
-        let id = OutboxId::new();
-        let message = NewOutboxMessage {
-            id,
-            transaction_id: TransactionId::from(*p.id.as_uuid()),
-            payload: OutboxPayload::Archive(crate::ArchiveSync {
-                id,
-                position_id: p.id,
-                version: p.version,
-            }),
-        };
+        let message = archive_message(p);
         self.store_ref()
             .enqueue_once(
                 &format!("archive:{}:{}", p.id, p.version),

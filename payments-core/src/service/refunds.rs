@@ -36,7 +36,8 @@ pub struct SweepReport {
 }
 
 /// How far back the sweep asks providers for receipts it may have missed
-/// ([`Gateway::recover_receipts`](crate::Gateway::recover_receipts)).
+/// ([`Gateway::recover_receipts`](crate::Gateway::recover_receipts)), unless the builder
+/// says otherwise ([`PaymentsBuilder::receipts_lookback`](crate::PaymentsBuilder::receipts_lookback)).
 pub const RECEIPTS_LOOKBACK: Duration = Duration::from_secs(3 * 24 * 3600);
 
 impl Payments {
@@ -585,29 +586,10 @@ impl Payments {
         // Receipts kept by the providers (pagoPA's debt-position service), of notices the
         // service may never have heard of: a debt position paid at a bank whose receipt
         // was lost.
-        let since = self.inner.clock.now()
-            - chrono::Duration::from_std(RECEIPTS_LOOKBACK).unwrap_or(chrono::Duration::days(3));
-        let mut gateways: Vec<_> = self.inner.gateways.values().cloned().collect();
-        gateways.sort_by_key(|g| g.id());
-        for gateway in gateways {
-            match gateway.recover_receipts(since).await {
-                Ok(events) => {
-                    for event in events {
-                        match self.apply_event(&gateway, event).await {
-                            Ok(outcome) if outcome.applied => report.receipts_recovered += 1,
-                            // Known already, or an unknown notice now on record for operators.
-                            Ok(_) | Err(Error::NotFound { .. }) | Err(Error::Conflict(_)) => {}
-                            Err(_) => report.receipts_failed += 1,
-                        }
-                    }
-                }
-                Err(Error::Gateway {
-                    kind: GatewayErrorKind::NotSupported(_),
-                    ..
-                }) => {}
-                Err(_) => report.receipts_failed += 1,
-            }
-        }
+        let lookback = chrono::Duration::from_std(self.inner.receipts_lookback)
+            .unwrap_or(chrono::Duration::days(3));
+        self.recover_since(self.inner.clock.now() - lookback, &mut report)
+            .await?;
         let mut after = None;
         'refunds: while report.refunds_checked < limit {
             let page = self.store_ref().unfinished_refunds(after, 100).await?;
@@ -627,6 +609,74 @@ impl Payments {
             }
         }
         Ok(report)
+    }
+
+    /// Asks every gateway for the receipts it kept since `since` and applies those not
+    /// applied yet, as [`Payments::reconcile_pending`] does over the builder's
+    /// [`receipts_lookback`](crate::PaymentsBuilder::receipts_lookback): for the system,
+    /// after an outage longer than that (a key refused for a week, say). Answers what it
+    /// did in the receipts' fields of the report.
+    pub async fn recover_receipts(
+        &self,
+        actor: &Actor,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<SweepReport> {
+        if *actor != Actor::System {
+            return Err(Error::forbidden("only the system recovers receipts"));
+        }
+        let mut report = SweepReport::default();
+        self.recover_since(since, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn recover_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let now = self.inner.clock.now();
+        let mut gateways: Vec<_> = self.inner.gateways.values().cloned().collect();
+        gateways.sort_by_key(|g| g.id());
+        for gateway in gateways {
+            let recovered = match gateway.recover_receipts(since).await {
+                Ok(r) => r,
+                Err(Error::Gateway {
+                    kind: GatewayErrorKind::NotSupported(_),
+                    ..
+                }) => continue,
+                Err(_) => {
+                    report.receipts_failed += 1;
+                    continue;
+                }
+            };
+            for event in recovered.events {
+                match self.apply_event(&gateway, event).await {
+                    Ok(outcome) if outcome.applied => report.receipts_recovered += 1,
+                    // Known already, or an unknown notice now on record for operators.
+                    Ok(_) | Err(Error::NotFound { .. }) | Err(Error::Conflict(_)) => {}
+                    Err(_) => report.receipts_failed += 1,
+                }
+            }
+            // A creditor whose receipts could not be read is told once a day: until they
+            // are, money the provider took for it is not recorded.
+            for (creditor, why) in recovered.failures {
+                report.receipts_failed += 1;
+                let exception = crate::Exception::new(
+                    creditor,
+                    crate::ExceptionKind::ProviderUnanswered,
+                    format!("unanswered:{}:{}", gateway.id(), now.date_naive()),
+                    format!(
+                        "{}'s receipts since {} could not be read back: {why}. Payments it \
+                         took are not recorded until they are; the sweep asks again.",
+                        gateway.id(),
+                        since.date_naive()
+                    ),
+                    now,
+                );
+                self.store_ref().insert_exception(&exception).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Asks the provider about one unfinished refund; answers whether it moved.

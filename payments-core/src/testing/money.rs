@@ -220,6 +220,19 @@ pub async fn line_payments_settle_once(store: Arc<dyn Store>) {
     assert_eq!(status_of(st, &tx).await, TxStatus::Paid);
     assert_eq!(state_of(st, &b).await, ItemState::Paid(tx.id));
     let records = store.line_payments(tx.id).await.expect("line payments");
+    // Each is found by its creditor and key, as a receipt read back again is checked.
+    let found = store
+        .line_payment(tx.creditor_id, &records[0].key)
+        .await
+        .expect("a line payment by key");
+    assert_eq!(found.as_ref(), Some(&records[0]));
+    assert!(
+        store
+            .line_payment(tx.creditor_id, "rcpt-never")
+            .await
+            .expect("by key")
+            .is_none()
+    );
     let outcomes: Vec<(usize, LinePaymentOutcome)> =
         records.iter().map(|r| (r.line, r.outcome)).collect();
     assert_eq!(

@@ -121,14 +121,18 @@ pub async fn positions_are_registered_once_and_found(store: std::sync::Arc<dyn S
     let a = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
     let b = tari(&s, "TARI-2", "VRDLGU75C12F205X", 3);
     let inserted = store
-        .insert_positions(&[a.clone(), b.clone()], &[registered(&a), registered(&b)])
+        .insert_positions(
+            &[a.clone(), b.clone()],
+            &[registered(&a), registered(&b)],
+            &[],
+        )
         .await
         .expect("insert_positions");
     assert_eq!(inserted, vec![true, true]);
     // The same keys again (new ids and numbers): left as they were.
     let again = tari(&s, "TARI-1", "RSSMRA80A01H501U", 10);
     let inserted = store
-        .insert_positions(std::slice::from_ref(&again), &[registered(&again)])
+        .insert_positions(std::slice::from_ref(&again), &[registered(&again)], &[])
         .await
         .expect("insert_positions again");
     assert_eq!(inserted, vec![false]);
@@ -155,7 +159,7 @@ pub async fn positions_are_registered_once_and_found(store: std::sync::Arc<dyn S
     // A notice number already taken refuses the whole batch.
     let clash = tari(&s, "TARI-3", "RSSMRA80A01H501U", 2);
     let err = store
-        .insert_positions(std::slice::from_ref(&clash), &[registered(&clash)])
+        .insert_positions(std::slice::from_ref(&clash), &[registered(&clash)], &[])
         .await
         .expect_err("a notice number is unique per creditor");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
@@ -206,7 +210,11 @@ pub async fn paying_an_option_pays_the_position(store: std::sync::Arc<dyn Store>
     let p = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
     let q = tari(&s, "TARI-2", "RSSMRA80A01H501U", 3);
     store
-        .insert_positions(&[p.clone(), q.clone()], &[registered(&p), registered(&q)])
+        .insert_positions(
+            &[p.clone(), q.clone()],
+            &[registered(&p), registered(&q)],
+            &[],
+        )
         .await
         .expect("insert");
     // A payment of the single option starts before any instalment is paid.
@@ -281,7 +289,7 @@ pub async fn a_refund_in_full_reopens_the_option(store: std::sync::Arc<dyn Store
     let s = Sample::install(store).await;
     let p = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
     store
-        .insert_positions(std::slice::from_ref(&p), &[registered(&p)])
+        .insert_positions(std::slice::from_ref(&p), &[registered(&p)], &[])
         .await
         .expect("insert");
     let after = pay_option(store, &s, &p, 0, "u").await;
@@ -355,7 +363,7 @@ pub async fn positions_change_by_compare_and_set(store: std::sync::Arc<dyn Store
     let s = Sample::install(store).await;
     let p = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
     store
-        .insert_positions(std::slice::from_ref(&p), &[registered(&p)])
+        .insert_positions(std::slice::from_ref(&p), &[registered(&p)], &[])
         .await
         .expect("insert");
     // Option 0's item waits in the cart; option 1's is in a payment in progress.
@@ -378,7 +386,7 @@ pub async fn positions_change_by_compare_and_set(store: std::sync::Arc<dyn Store
         note: "due date moved".into(),
     };
     let refused = store
-        .update_position(&next, &event)
+        .update_position(&next, &event, &[])
         .await
         .expect_err("an option's payment is in progress");
     assert!(
@@ -399,7 +407,10 @@ pub async fn positions_change_by_compare_and_set(store: std::sync::Arc<dyn Store
         ))
         .await
         .expect("cancelled");
-    store.update_position(&next, &event).await.expect("update");
+    store
+        .update_position(&next, &event, &[])
+        .await
+        .expect("update");
     for item in [open, held] {
         let item = store.item(item.id).await.expect("item").expect("item");
         assert_eq!(
@@ -409,7 +420,7 @@ pub async fn positions_change_by_compare_and_set(store: std::sync::Arc<dyn Store
         );
     }
     let err = store
-        .update_position(&next, &event)
+        .update_position(&next, &event, &[])
         .await
         .expect_err("a second change over the same version");
     assert!(
@@ -479,4 +490,83 @@ pub async fn messages_enqueue_once_per_key(store: std::sync::Arc<dyn Store>) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1, "due at the time given");
+}
+
+/// A position's outbox message (its copy for pagoPA's archive) is written with the
+/// position, in the same database transaction: with an inserted position and not with one
+/// already registered, with a change and not with a change refused.
+pub async fn position_messages_go_with_their_change(store: std::sync::Arc<dyn Store>) {
+    let store = store.as_ref();
+    let s = Sample::install(store).await;
+    let archive = |p: &crate::DebtPosition| {
+        let id = OutboxId::new();
+        NewOutboxMessage {
+            id,
+            transaction_id: crate::TransactionId::from(*p.id.as_uuid()),
+            payload: OutboxPayload::Archive(crate::ArchiveSync {
+                id,
+                position_id: p.id,
+                version: p.version,
+            }),
+        }
+    };
+    let p = tari(&s, "TARI-1", "RSSMRA80A01H501U", 0);
+    store
+        .insert_positions(std::slice::from_ref(&p), &[registered(&p)], &[archive(&p)])
+        .await
+        .expect("insert");
+    assert_eq!(archived(store, &s).await, vec![(p.id, 1)]);
+    // Registered again under the same key: no second message.
+    let again = tari(&s, "TARI-1", "RSSMRA80A01H501U", 10);
+    store
+        .insert_positions(
+            std::slice::from_ref(&again),
+            &[registered(&again)],
+            &[archive(&again)],
+        )
+        .await
+        .expect("insert again");
+    assert_eq!(archived(store, &s).await.len(), 1);
+    let mut next = p.clone();
+    next.version += 1;
+    next.status = crate::PositionStatus::Invalid;
+    let event = PositionEvent {
+        position_id: p.id,
+        at: t0(),
+        actor: Actor::System,
+        from: Some(p.status),
+        to: next.status,
+        note: "invalidated".into(),
+    };
+    store
+        .update_position(&next, &event, &[archive(&next)])
+        .await
+        .expect("update");
+    let mut seen = archived(store, &s).await;
+    seen.sort_by_key(|(_, v)| *v);
+    assert_eq!(seen, vec![(p.id, 1), (p.id, 2)]);
+    // A change over a version that moved on is refused, and enqueues nothing.
+    store
+        .update_position(&next, &event, &[archive(&next)])
+        .await
+        .expect_err("a stale change");
+    assert_eq!(archived(store, &s).await.len(), 2);
+}
+
+/// The positions and versions of the archive messages queued for the sample's creditor.
+async fn archived(store: &dyn Store, s: &Sample) -> Vec<(crate::DebtPositionId, u32)> {
+    let q = OutboxQuery {
+        creditor_id: Some(s.creditor.id),
+        ..OutboxQuery::default()
+    };
+    store
+        .outbox(&q)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter_map(|m| match m.payload {
+            OutboxPayload::Archive(a) => Some((a.position_id, a.version)),
+            _ => None,
+        })
+        .collect()
 }

@@ -52,6 +52,7 @@ where
     positions::a_refund_in_full_reopens_the_option(make().await).await;
     positions::positions_change_by_compare_and_set(make().await).await;
     positions::messages_enqueue_once_per_key(make().await).await;
+    positions::position_messages_go_with_their_change(make().await).await;
 }
 
 /// A fixed instant, so stores are tested with chosen times.

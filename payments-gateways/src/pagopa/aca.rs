@@ -10,7 +10,7 @@
 //! authenticates with a subscription key in `Ocp-Apim-Subscription-Key`.
 
 use payments_core::{Error, GatewayErrorKind, Result};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::GATEWAY_ID;
@@ -42,18 +42,14 @@ pub struct AcaPosition {
     pub description: String,
     /// When it is due: the end of its due day in Europe/Rome, in UTC.
     pub expiration_date: String,
-    /// The IBAN credited (27 characters).
-    pub iban: String,
+    /// The IBAN credited (27 characters), when the notice has one beneficiary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iban: Option<String>,
     /// Whether pagoPA refuses it once due (the body refuses overdue payments of its type).
     pub switch_to_expired: bool,
-    /// Whether pagoPA's stand-in may take its payment.
+    /// Whether pagoPA's stand-in may take its payment: not for a notice with other
+    /// beneficiaries, whose shares one IBAN cannot carry.
     pub pay_stand_in: bool,
-}
-
-#[derive(Deserialize)]
-struct Problem {
-    title: Option<String>,
-    detail: Option<String>,
 }
 
 /// The ACA client.
@@ -109,12 +105,12 @@ impl AcaClient {
     /// closed) is done.
     pub async fn register(&self, notice: &AcaPosition) -> Result<()> {
         let url = format!("{}/paCreatePosition", self.url);
-        let key = self.key.expose_secret().to_owned();
+        let key = super::gpd::key_header(&self.key)?;
         let response = self
             .http
             .send(GATEWAY_ID, |c| {
                 c.post(&url)
-                    .header(SUBSCRIPTION_HEADER, key.as_str())
+                    .header(SUBSCRIPTION_HEADER, key.clone())
                     .json(notice)
             })
             .await?;
@@ -129,11 +125,7 @@ impl AcaClient {
                 GatewayErrorKind::Rejected(format!("ACA refused the subscription key ({status})")),
             )),
             _ => {
-                let problem: Option<Problem> = serde_json::from_str(&body).ok();
-                let words = problem
-                    .and_then(|p| p.detail.or(p.title))
-                    .map(|w| w.chars().take(300).collect::<String>())
-                    .unwrap_or_default();
+                let words = super::gpd::problem_words(&body);
                 Err(Error::gateway(
                     GATEWAY_ID,
                     GatewayErrorKind::Rejected(format!(

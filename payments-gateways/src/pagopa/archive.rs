@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use payments_core::{
     CallbackEvent, Creditor, DebtPosition, Error, GatewayErrorKind, PagoPaNotice, PositionStatus,
-    ProviderReceiptQuery, Result, Transaction, Transfer,
+    ProviderReceiptQuery, RecoveredReceipts, Result, Transaction, Transfer,
 };
 
 use super::aca::AcaPosition;
@@ -28,10 +28,11 @@ pub enum PositionHolder {
     Aca,
 }
 
-/// The end of `day` in Europe/Rome, in UTC, as GPD and ACA read dates and times; a day
-/// already past is moved to a day from `now` (GPD refuses a due date before the position's
-/// validity, which is the moment it is published).
-fn due_time(day: NaiveDate, now: DateTime<Utc>) -> String {
+/// The end of `day` in Europe/Rome, in UTC, as GPD and ACA read dates and times. A day
+/// already past is moved to a day from `now` when `still_payable` (an overdue notice the
+/// body still takes: GPD refuses a due date before the position's validity, the moment it
+/// is published); one the body refuses once overdue keeps its day.
+fn due_time(day: NaiveDate, now: DateTime<Utc>, still_payable: bool) -> String {
     use chrono::TimeZone;
     let end = day.and_hms_opt(23, 59, 59).unwrap_or_default();
     let at = chrono_tz::Europe::Rome
@@ -39,7 +40,7 @@ fn due_time(day: NaiveDate, now: DateTime<Utc>) -> String {
         .earliest()
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|| end.and_utc());
-    let at = if at <= now {
+    let at = if at <= now && still_payable {
         now + chrono::Duration::days(1)
     } else {
         at
@@ -94,7 +95,8 @@ impl PagoPaGateway {
     }
 
     /// `position` as GPD takes it: its options (the single one, the instalments) with
-    /// their transfers, due at the end of their due day.
+    /// their transfers, due at the end of their due day; once some are paid, only those
+    /// still payable.
     pub fn gpd_position(
         &self,
         creditor: &Creditor,
@@ -103,6 +105,8 @@ impl PagoPaGateway {
     ) -> GpdPosition {
         let now = Utc::now();
         let (kind, fiscal_code) = debtor(Some(&position.payer.fiscal_code));
+        let refused_overdue = config.overdue_refused.contains(&position.payment_type_id);
+        let partly_paid = position.status == PositionStatus::PartiallyPaid;
         GpdPosition {
             iupd: Self::gpd_iupd(creditor, position),
             kind,
@@ -116,7 +120,9 @@ impl PagoPaGateway {
             payment_option: position
                 .options
                 .iter()
-                .map(|o| GpdOption {
+                .enumerate()
+                .filter(|(i, _)| !partly_paid || position.check_payable(*i).is_ok())
+                .map(|(_, o)| GpdOption {
                     iuv: o.iuv().to_owned(),
                     amount: o.amount.minor_units(),
                     description: cut(
@@ -128,7 +134,7 @@ impl PagoPaGateway {
                         MAX_TEXT_CHARS,
                     ),
                     is_partial_payment: o.kind.is_instalment(),
-                    due_date: due_time(o.due_date, now),
+                    due_date: due_time(o.due_date, now, !refused_overdue),
                     transfer: gpd_transfers(&o.transfers),
                 })
                 .collect(),
@@ -212,7 +218,7 @@ impl PagoPaGateway {
                     amount: notice.amount.minor_units(),
                     description: notice.description.clone(),
                     is_partial_payment: false,
-                    due_date: due_time(notice.due_date.unwrap_or(now.date_naive()), now),
+                    due_date: due_time(notice.due_date.unwrap_or(now.date_naive()), now, true),
                     transfer: gpd_transfers(&transfers),
                 }],
             };
@@ -230,7 +236,7 @@ impl PagoPaGateway {
     }
 
     /// Best effort: the positions of a transaction whose start failed.
-    async fn gpd_withdraw_all(&self, organization: &str, iupds: &[String]) {
+    pub(super) async fn gpd_withdraw_all(&self, organization: &str, iupds: &[String]) {
         if let Ok(gpd) = self.gpd_client() {
             for iupd in iupds {
                 let _ = gpd.invalidate(organization, iupd).await;
@@ -238,21 +244,30 @@ impl PagoPaGateway {
         }
     }
 
-    /// Withdraws the lines of `tx` from GPD. A line GPD says was paid stops the closing
-    /// ([`GatewayErrorKind::Unavailable`]: the expiry waits, and the line's receipt is
-    /// read back first on the next try).
+    /// Withdraws the unpaid lines of `tx` from GPD, every one of them. A line GPD says was
+    /// paid, whose receipt was not applied here yet, stops the closing once the others are
+    /// withdrawn ([`GatewayErrorKind::Unavailable`]: the expiry waits, and the line's
+    /// receipt is read back first on the next try).
     pub(super) async fn gpd_close(&self, fiscal_code: &str, tx: &Transaction) -> Result<()> {
         let gpd = self.gpd_client()?;
-        for line in 0..tx.lines.len() {
+        let mut paid_there = false;
+        for (line, l) in tx.lines.iter().enumerate() {
+            if l.paid_at.is_some() {
+                continue;
+            }
             let iupd = Self::gpd_line_iupd(fiscal_code, tx, line);
             if let Withdrawn::Paid(_) = gpd.invalidate(fiscal_code, &iupd).await? {
-                return Err(Self::error(GatewayErrorKind::Unavailable));
+                paid_there = true;
             }
+        }
+        if paid_there {
+            return Err(Self::error(GatewayErrorKind::Unavailable));
         }
         Ok(())
     }
 
-    /// The receipts GPD keeps of the lines of `tx`, as callbacks.
+    /// The receipts GPD keeps of the lines of `tx` not paid here yet, as callbacks. One
+    /// that does not read is an error once the others are applied.
     pub(super) async fn gpd_receipts_of(
         &self,
         fiscal_code: &str,
@@ -264,17 +279,28 @@ impl PagoPaGateway {
             _ => Vec::new(),
         };
         let mut events = Vec::new();
-        for notice in notices {
+        let mut unreadable = None;
+        for (line, notice) in notices.iter().enumerate() {
+            if tx.lines.get(line).is_some_and(|l| l.paid_at.is_some()) {
+                continue;
+            }
             if let Some(document) = gpd.receipt(fiscal_code, &notice.iuv).await? {
-                events.push(self.receipt_event(document.as_bytes(), false)?);
+                match self.receipt_event(document.as_bytes(), false) {
+                    Ok(event) => events.push(event),
+                    Err(e) => unreadable = Some(e),
+                }
             }
         }
-        Ok(events)
+        match unreadable {
+            Some(e) if events.is_empty() => Err(e),
+            _ => Ok(events),
+        }
     }
 
-    /// The receipts GPD issued since `since` for the creditors it holds, that no receipt
-    /// kept here records yet, as callbacks.
-    pub(super) async fn gpd_recover(&self, since: DateTime<Utc>) -> Result<Vec<CallbackEvent>> {
+    /// The receipts GPD issued since `since` for the creditors it holds whose payment is
+    /// not recorded here yet, as callbacks; a creditor whose receipts could not be read is
+    /// among the failures, the others are still read.
+    pub(super) async fn gpd_recover(&self, since: DateTime<Utc>) -> Result<RecoveredReceipts> {
         let held: Vec<(payments_core::CreditorId, String)> = {
             let creditors = self.creditors.read().unwrap_or_else(|e| e.into_inner());
             let codes = self
@@ -298,22 +324,67 @@ impl PagoPaGateway {
         }
         let gpd = self.gpd_client()?;
         let rome = |t: DateTime<Utc>| t.with_timezone(&chrono_tz::Europe::Rome).date_naive();
-        let (from, to) = (rome(since), rome(Utc::now()));
-        let mut events = Vec::new();
+        let from = rome(since);
+        let to = rome(Utc::now()).max(from);
+        let mut recovered = RecoveredReceipts::default();
         for (creditor, fiscal_code) in held {
-            for entry in gpd.receipts(&fiscal_code, from, to).await? {
-                let mut query = ProviderReceiptQuery::new(creditor);
-                query.reference = Some(format!("3{}", entry.iuv));
-                query.limit = 1;
-                if !self.store.provider_receipts(&query).await?.is_empty() {
+            let entries = match gpd.receipts(&fiscal_code, from, to).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    recovered.failures.push((creditor, e.to_string()));
                     continue;
                 }
-                if let Some(document) = gpd.receipt(&fiscal_code, &entry.iuv).await? {
-                    events.push(self.receipt_event(document.as_bytes(), false)?);
+            };
+            for entry in entries {
+                match self.recorded(creditor, &entry.iuv).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        recovered.failures.push((creditor, e.to_string()));
+                        continue;
+                    }
+                }
+                match gpd.receipt(&fiscal_code, &entry.iuv).await {
+                    Ok(Some(document)) => match self.receipt_event(document.as_bytes(), false) {
+                        Ok(event) => recovered.events.push(event),
+                        Err(e) => recovered
+                            .failures
+                            .push((creditor, format!("the receipt of IUV {}: {e}", entry.iuv))),
+                    },
+                    Ok(None) => {}
+                    Err(e) => recovered
+                        .failures
+                        .push((creditor, format!("the receipt of IUV {}: {e}", entry.iuv))),
                 }
             }
         }
-        Ok(events)
+        Ok(recovered)
+    }
+
+    /// Whether the payment of `iuv`'s receipt is recorded here: the receipt kept, and the
+    /// line payment it made (keyed like the receipt) or the exception it became on record.
+    /// A receipt kept whose payment could not be applied is read and applied again.
+    async fn recorded(&self, creditor: payments_core::CreditorId, iuv: &str) -> Result<bool> {
+        let mut query = ProviderReceiptQuery::new(creditor);
+        query.reference = Some(format!("3{iuv}"));
+        query.limit = 10;
+        for kept in self.store.provider_receipts(&query).await? {
+            if self
+                .store
+                .line_payment(creditor, &kept.key)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+            let mut exceptions = payments_core::ExceptionQuery::new(creditor);
+            exceptions.key = Some(kept.key.clone());
+            exceptions.limit = 1;
+            if !self.store.exceptions(&exceptions).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Makes GPD or ACA hold `position` as it now stands (see [`PositionHolder`]).
@@ -341,8 +412,13 @@ impl PagoPaGateway {
                             gpd.update(fiscal_code, &model, publish).await
                         }
                     }
-                    // GPD keeps a position paid in part as it is, and lets nothing change.
-                    PositionStatus::PartiallyPaid => Ok(()),
+                    // Paid in part here (an instalment through the portal): GPD keeps only
+                    // what is still payable. One paid in part there lets nothing change,
+                    // which the update takes as done.
+                    PositionStatus::PartiallyPaid => {
+                        let model = self.gpd_position(creditor, config, position);
+                        gpd.update(fiscal_code, &model, true).await
+                    }
                     // Paid here (by card, say), expired or withdrawn: no longer payable
                     // there. One paid at pagoPA stays as GPD has it.
                     _ => gpd
@@ -359,15 +435,20 @@ impl PagoPaGateway {
                 let aca = self.aca_client()?;
                 let now = Utc::now();
                 let (kind, debtor_code) = debtor(Some(&position.payer.fiscal_code));
+                let refused_overdue = config.overdue_refused.contains(&position.payment_type_id);
                 for (i, o) in position.options.iter().enumerate() {
                     let payable = position.check_payable(i).is_ok();
+                    // ACA takes one IBAN: a notice with other beneficiaries is registered
+                    // without one, and not for the stand-in, which would credit every share
+                    // to it.
+                    let alone = o.transfers.iter().all(|t| t.fiscal_code == fiscal_code);
                     let iban = o
                         .transfers
                         .iter()
                         .find(|t| t.fiscal_code == fiscal_code)
                         .and_then(|t| t.iban.clone())
                         .or_else(|| config.iban.clone())
-                        .unwrap_or_default();
+                        .filter(|_| alone);
                     let notice = AcaPosition {
                         pa_fiscal_code: fiscal_code.to_owned(),
                         entity_type: kind.clone(),
@@ -385,12 +466,10 @@ impl PagoPaGateway {
                             },
                             MAX_TEXT_CHARS,
                         ),
-                        expiration_date: due_time(o.due_date, now),
+                        expiration_date: due_time(o.due_date, now, !refused_overdue),
+                        pay_stand_in: iban.is_some(),
                         iban,
-                        switch_to_expired: config
-                            .overdue_refused
-                            .contains(&position.payment_type_id),
-                        pay_stand_in: true,
+                        switch_to_expired: refused_overdue,
                     };
                     aca.register(&notice).await?;
                 }

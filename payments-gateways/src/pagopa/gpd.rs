@@ -210,15 +210,16 @@ impl GpdClient {
     async fn call(
         &self,
         what: &str,
+        accept: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, String)> {
-        let key = self.key.expose_secret().to_owned();
+        let key = key_header(&self.key)?;
         let response = self
             .http
             .send(GATEWAY_ID, |c| {
                 build(c)
-                    .header(SUBSCRIPTION_HEADER, key.as_str())
-                    .header("Accept", "application/json")
+                    .header(SUBSCRIPTION_HEADER, key.clone())
+                    .header(reqwest::header::ACCEPT, accept)
             })
             .await?;
         let status = response.status();
@@ -244,7 +245,7 @@ impl GpdClient {
     ) -> Result<()> {
         let url = self.positions(organization);
         let (status, body) = self
-            .call("createPosition", |c| {
+            .call("createPosition", JSON, |c| {
                 c.post(format!("{url}?toPublish={publish}")).json(position)
             })
             .await?;
@@ -267,7 +268,7 @@ impl GpdClient {
     ) -> Result<()> {
         let url = format!("{}/{}", self.positions(organization), position.iupd);
         let (status, body) = self
-            .call("updatePosition", |c| {
+            .call("updatePosition", JSON, |c| {
                 c.put(format!("{url}?toPublish={publish}")).json(position)
             })
             .await?;
@@ -276,7 +277,7 @@ impl GpdClient {
             404 => {
                 let url = self.positions(organization);
                 let (status, body) = self
-                    .call("createPosition", |c| {
+                    .call("createPosition", JSON, |c| {
                         c.post(format!("{url}?toPublish={publish}")).json(position)
                     })
                     .await?;
@@ -302,7 +303,7 @@ impl GpdClient {
     pub async fn status(&self, organization: &str, iupd: &str) -> Result<Option<String>> {
         let url = format!("{}/{iupd}", self.positions(organization));
         let (status, body) = self
-            .call("getOrganizationDebtPositionByIUPD", |c| c.get(&url))
+            .call("getOrganizationDebtPositionByIUPD", JSON, |c| c.get(&url))
             .await?;
         match status.as_u16() {
             200 => {
@@ -326,21 +327,30 @@ impl GpdClient {
     /// created is done; one paid at pagoPA is answered [`Withdrawn::Paid`].
     pub async fn invalidate(&self, organization: &str, iupd: &str) -> Result<Withdrawn> {
         let url = format!("{}/{iupd}/invalidate", self.positions(organization));
-        let (status, body) = self.call("invalidatePosition", |c| c.post(&url)).await?;
+        let (status, body) = self
+            .call("invalidatePosition", JSON, |c| c.post(&url))
+            .await?;
         match status.as_u16() {
             200 | 404 => Ok(Withdrawn::Done),
             409 => match self.status(organization, iupd).await? {
                 None => Ok(Withdrawn::Done),
+                Some(s) if s == "INVALID" || s == "EXPIRED" => Ok(Withdrawn::Done),
                 Some(s) if is_paid(&s) => Ok(Withdrawn::Paid(s)),
                 Some(s) if s == "DRAFT" || s == "PUBLISHED" => {
                     let url = format!("{}/{iupd}", self.positions(organization));
-                    let (status, body) = self.call("deletePosition", |c| c.delete(&url)).await?;
+                    let (status, body) = self
+                        .call("deletePosition", JSON, |c| c.delete(&url))
+                        .await?;
                     match status.as_u16() {
                         200 | 404 => Ok(Withdrawn::Done),
                         _ => Err(refusal("deletePosition", status, &body)),
                     }
                 }
-                Some(_) => Ok(Withdrawn::Done),
+                // Still payable there: not withdrawn, whatever the 409 said.
+                Some(s) => Err(rejected(format!(
+                    "GPD refused to invalidate position {iupd}, which it holds as {s}: {}",
+                    problem_words(&body)
+                ))),
             },
             _ => Err(refusal("invalidatePosition", status, &body)),
         }
@@ -354,9 +364,7 @@ impl GpdClient {
             self.receipts_url
         );
         let (status, body) = self
-            .call("getReceiptByIUV", |c| {
-                c.get(&url).header("Accept", "application/xml")
-            })
+            .call("getReceiptByIUV", "application/xml", |c| c.get(&url))
             .await?;
         match status.as_u16() {
             200 => Ok(Some(body)),
@@ -378,7 +386,7 @@ impl GpdClient {
         let mut page = 0u32;
         loop {
             let (status, body) = self
-                .call("getOrganizationReceipts", |c| {
+                .call("getOrganizationReceipts", JSON, |c| {
                     // Digits and ISO dates: nothing to escape.
                     c.get(format!(
                         "{url}?pageNum={page}&pageSize={RECEIPTS_PAGE_SIZE}&from={from}&to={to}"
@@ -418,12 +426,30 @@ fn rejected(message: String) -> Error {
     Error::gateway(GATEWAY_ID, GatewayErrorKind::Rejected(message))
 }
 
-/// GPD's refusal of `operation`, with its own words (`ProblemJson`), never the request.
-fn refusal(operation: &str, status: reqwest::StatusCode, body: &str) -> Error {
+/// What pagoPA's service said (`ProblemJson`'s detail or title), at most 300 characters.
+pub(super) fn problem_words(body: &str) -> String {
     let problem: Option<Problem> = serde_json::from_str(body).ok();
-    let words = problem
+    problem
         .and_then(|p| p.detail.or(p.title))
         .map(|w| w.chars().take(300).collect::<String>())
-        .unwrap_or_default();
-    rejected(format!("GPD refused {operation} ({status}): {words}"))
+        .unwrap_or_default()
+}
+
+/// GPD's refusal of `operation`, with its own words (`ProblemJson`), never the request.
+fn refusal(operation: &str, status: reqwest::StatusCode, body: &str) -> Error {
+    rejected(format!(
+        "GPD refused {operation} ({status}): {}",
+        problem_words(body)
+    ))
+}
+
+const JSON: &str = "application/json";
+
+/// The subscription key as a header value marked sensitive, so no log of the request
+/// shows it.
+pub(super) fn key_header(key: &SecretString) -> Result<reqwest::header::HeaderValue> {
+    let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
+        .map_err(|_| Error::invalid("subscription_key", "must be printable ASCII"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }

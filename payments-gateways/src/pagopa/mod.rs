@@ -769,7 +769,19 @@ impl Gateway for PagoPaGateway {
                 .await?;
         }
         let checkout_url = if config.online {
-            Some(self.create_cart(request, &notices).await?)
+            match self.create_cart(request, &notices).await {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    // Nobody was shown these notices: not left payable at GPD.
+                    if config.holder == PositionHolder::Gpd {
+                        let iupds: Vec<String> = (0..notices.len())
+                            .map(|i| Self::gpd_line_iupd(fiscal_code, tx, i))
+                            .collect();
+                        self.gpd_withdraw_all(fiscal_code, &iupds).await;
+                    }
+                    return Err(e);
+                }
+            }
         } else {
             None
         };
@@ -827,7 +839,7 @@ impl Gateway for PagoPaGateway {
     async fn recover_receipts(
         &self,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<CallbackEvent>> {
+    ) -> Result<payments_core::RecoveredReceipts> {
         self.gpd_recover(since).await
     }
 
