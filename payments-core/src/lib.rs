@@ -34,7 +34,7 @@ pub use bank::{
     BankEntry, BankEntryOutcome, BankEntryQuery, MAX_BANK_REFERENCE_LEN, MAX_FILE_NAME_LEN,
     TransferReport,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, days_after, end_of_day, rome_day};
 pub use config::{
     AmountRule, Creditor, CreditorNotice, FieldKind, FieldSpec, MAX_KEY_LEN, MAX_NAME_LEN,
     MAX_REASON_LEN, MAX_SOURCE_KEY_LEN, MAX_TEXT_FIELD_LEN, MethodKind, Payer, PaymentMethod,

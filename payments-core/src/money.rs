@@ -94,6 +94,13 @@ pub enum MoneyError {
     /// The currency code is not one the library knows.
     #[error("unknown currency")]
     UnknownCurrency,
+    /// One separator followed by three digits (`1.000`, `1,000`): a thousand in one
+    /// language, one euro in the other. Refused where the writer's language is not known,
+    /// or where it reads as three decimals in it.
+    #[error(
+        "ambiguous: write the cents too (1.000,00 or 1000,00 for a thousand euro, 1,00 for one)"
+    )]
+    Ambiguous,
 }
 
 /// An exact, non-negative amount of money in one currency.
@@ -154,7 +161,10 @@ impl Money {
     }
 
     /// Parses a euro amount written as people write it: `"12.30"`, `"12,30"`, `"1.234,56"`,
-    /// `"1,234.56"`, `"7"`. No sign, no letters, at most two decimals.
+    /// `"1,234.56"`, `"7"`, `"€ 1.000,00"`. No sign, no letters but the currency's, at
+    /// most two decimals. One separator followed by three digits (`"1.000"`) means a
+    /// thousand to an Italian and one euro to others: refused as
+    /// [`MoneyError::Ambiguous`]; [`Money::parse_in`] reads it in the writer's language.
     pub fn parse_eur(text: &str) -> Result<Self, MoneyError> {
         Money::parse(text, Currency::Eur)
     }
@@ -162,51 +172,20 @@ impl Money {
     /// Parses an amount in `currency`; see [`Money::parse_eur`] for the accepted forms.
     ///
     /// With both `.` and `,` present the last one is the decimal separator and the other
-    /// must group thousands by three; with one of them present once it is the decimal
-    /// separator.
+    /// must group thousands by three; one of them present several times groups thousands;
+    /// present once, followed by one or two digits, it is the decimal separator. Spaces
+    /// may group thousands, and the currency's symbol or code may come first or last.
     pub fn parse(text: &str, currency: Currency) -> Result<Self, MoneyError> {
-        let text = text.trim();
-        if text.is_empty() || text.len() > MAX_AMOUNT_TEXT {
-            return Err(MoneyError::NotANumber);
-        }
-        if text.starts_with('-') {
-            return Err(MoneyError::Negative);
-        }
-        if !text
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
-        {
-            return Err(MoneyError::NotANumber);
-        }
-        let last_dot = text.rfind('.');
-        let last_comma = text.rfind(',');
-        let (integer, fraction) = match (last_dot, last_comma) {
-            (None, None) => (text.to_owned(), ""),
-            (Some(d), Some(c)) => {
-                let (sep_pos, group) = if d > c { (d, ',') } else { (c, '.') };
-                let integer = ungroup(&text[..sep_pos], group)?;
-                (integer, &text[sep_pos + 1..])
-            }
-            (Some(p), None) | (None, Some(p)) => {
-                if text[..p].contains(['.', ',']) {
-                    return Err(MoneyError::NotANumber);
-                }
-                (text[..p].to_owned(), &text[p + 1..])
-            }
-        };
-        if integer.is_empty()
-            || fraction.contains(['.', ','])
-            || (fraction.is_empty() && (last_dot.is_some() || last_comma.is_some()))
-        {
-            return Err(MoneyError::NotANumber);
-        }
-        let canonical = if fraction.is_empty() {
-            integer
-        } else {
-            format!("{integer}.{fraction}")
-        };
-        let amount = Decimal::from_str_exact(&canonical).map_err(|_| MoneyError::TooLarge)?;
-        Money::new(amount, currency)
+        parse_amount(text, currency, None)
+    }
+
+    /// Parses an amount as a person writing in `locale` means it: as [`Money::parse`], and
+    /// one separator followed by three digits groups thousands where that language groups
+    /// with it (`"1.000"` is a thousand euro in Italian, `"1,000"` in English); the other
+    /// separator followed by three digits (`"1,000"` in Italian) is refused as
+    /// [`MoneyError::Ambiguous`], never read as a smaller amount.
+    pub fn parse_in(text: &str, currency: Currency, locale: Locale) -> Result<Self, MoneyError> {
+        parse_amount(text, currency, Some(locale))
     }
 
     /// From integer minor units (cents), as storage keeps them.
@@ -318,6 +297,104 @@ fn ungroup(text: &str, separator: char) -> Result<String, MoneyError> {
     Ok(out)
 }
 
+/// What [`Money::parse`] and [`Money::parse_in`] share.
+fn parse_amount(
+    text: &str,
+    currency: Currency,
+    locale: Option<Locale>,
+) -> Result<Money, MoneyError> {
+    let mut text = text.trim();
+    if text.is_empty() || text.len() > MAX_AMOUNT_TEXT {
+        return Err(MoneyError::NotANumber);
+    }
+    // The currency's symbol or code, before or after the number.
+    for mark in [currency.symbol(), currency.code()] {
+        if let Some(rest) = text.strip_prefix(mark) {
+            text = rest.trim_start();
+        } else if let Some(rest) = text.strip_suffix(mark) {
+            text = rest.trim_end();
+        }
+    }
+    if text.starts_with('-') {
+        return Err(MoneyError::Negative);
+    }
+    // Spaces (also no-break and narrow no-break) may group thousands: "1 000,50".
+    let spaced = text.contains([' ', '\u{a0}', '\u{202f}']);
+    let compact: String = if spaced {
+        let integer_end = text.find([',', '.']).unwrap_or(text.len());
+        let groups: Vec<&str> = text[..integer_end]
+            .split([' ', '\u{a0}', '\u{202f}'])
+            .collect();
+        let grouped = groups.len() > 1
+            && (1..=3).contains(&groups[0].len())
+            && groups[1..].iter().all(|g| g.len() == 3)
+            && !text[integer_end..].contains([' ', '\u{a0}', '\u{202f}']);
+        if !grouped {
+            return Err(MoneyError::NotANumber);
+        }
+        text.chars()
+            .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}'))
+            .collect()
+    } else {
+        text.to_owned()
+    };
+    let text = compact.as_str();
+    if text.is_empty()
+        || !text
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    {
+        return Err(MoneyError::NotANumber);
+    }
+    let last_dot = text.rfind('.');
+    let last_comma = text.rfind(',');
+    let (integer, fraction) = match (last_dot, last_comma) {
+        (None, None) => (text.to_owned(), ""),
+        (Some(d), Some(c)) => {
+            let (sep_pos, group) = if d > c { (d, ',') } else { (c, '.') };
+            let integer = ungroup(&text[..sep_pos], group)?;
+            (integer, &text[sep_pos + 1..])
+        }
+        (Some(p), None) | (None, Some(p)) => {
+            let sep = if last_dot.is_some() { '.' } else { ',' };
+            if text[..p].contains(sep) {
+                // Several: they group thousands ("1.000.000").
+                (ungroup(text, sep)?, "")
+            } else {
+                let fraction = &text[p + 1..];
+                let looks_grouped = fraction.len() == 3 && (1..=3).contains(&p);
+                if looks_grouped {
+                    // "1.000": a thousand where the language groups with this separator.
+                    let groups_with = match locale {
+                        Some(Locale::It) => '.',
+                        Some(Locale::En) => ',',
+                        None => return Err(MoneyError::Ambiguous),
+                    };
+                    if sep != groups_with {
+                        return Err(MoneyError::Ambiguous);
+                    }
+                    (format!("{}{fraction}", &text[..p]), "")
+                } else {
+                    (text[..p].to_owned(), fraction)
+                }
+            }
+        }
+    };
+    if integer.is_empty()
+        || fraction.contains(['.', ','])
+        || (fraction.is_empty() && text.ends_with(['.', ',']))
+    {
+        return Err(MoneyError::NotANumber);
+    }
+    let canonical = if fraction.is_empty() {
+        integer
+    } else {
+        format!("{integer}.{fraction}")
+    };
+    let amount = Decimal::from_str_exact(&canonical).map_err(|_| MoneyError::TooLarge)?;
+    Money::new(amount, currency)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,7 +412,14 @@ mod tests {
             ("1,234.56", 123_456),
             ("1.234.567,00", 123_456_700),
             (" 5.00 ", 500),
-            ("12.300", 1230), // trailing zeros are not finer than a cent
+            ("12.30", 1230),
+            ("1234.500", 123_450), // trailing zeros are not finer than a cent
+            ("1.000.000", 100_000_000),
+            ("1,000,000", 100_000_000),
+            ("1 000,50", 100_050),
+            ("€ 12,30", 1230),
+            ("12,30 €", 1230),
+            ("EUR 1.000,00", 100_000),
         ] {
             assert_eq!(
                 Money::parse_eur(text).unwrap().minor_units(),
@@ -358,10 +442,85 @@ mod tests {
             ("12,34.56", MoneyError::NotANumber),
             ("1.23,4.5", MoneyError::NotANumber),
             ("-5", MoneyError::Negative),
-            ("12.345", MoneyError::TooManyDecimals(2)),
+            ("1234.567", MoneyError::TooManyDecimals(2)),
+            ("1 00,50", MoneyError::NotANumber),
+            ("1.000 000", MoneyError::NotANumber),
+            // A thousand to an Italian, one euro to others: refused when the writer's
+            // language is not known.
+            ("1.000", MoneyError::Ambiguous),
+            ("1,000", MoneyError::Ambiguous),
+            ("12.345", MoneyError::Ambiguous),
             ("99999999999999999999", MoneyError::TooLarge),
         ] {
             assert_eq!(Money::parse_eur(text).unwrap_err(), err, "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_amounts_as_people_mean_them_in_their_language() {
+        let it = |t: &str| Money::parse_in(t, Currency::Eur, Locale::It);
+        let en = |t: &str| Money::parse_in(t, Currency::Eur, Locale::En);
+        let cents = |r: Result<Money, MoneyError>| r.map(|m| m.minor_units());
+        // An Italian who types 1.000 means a thousand euro, never one.
+        assert_eq!(cents(it("1.000")), Ok(100_000));
+        assert_eq!(cents(it("€ 1.000")), Ok(100_000));
+        assert_eq!(cents(it("1.000,50")), Ok(100_050));
+        assert_eq!(cents(it("1000,50")), Ok(100_050));
+        assert_eq!(cents(it("1000.50")), Ok(100_050));
+        assert_eq!(cents(it("1,5")), Ok(150));
+        // "1,000" in Italian is one euro with three decimals: refused, not guessed.
+        assert_eq!(cents(it("1,000")), Err(MoneyError::Ambiguous));
+        assert_eq!(cents(en("1,000")), Ok(100_000));
+        assert_eq!(cents(en("1,000.50")), Ok(100_050));
+        assert_eq!(cents(en("1000.50")), Ok(100_050));
+        assert_eq!(cents(en("1.000")), Err(MoneyError::Ambiguous));
+        assert!(MoneyError::Ambiguous.to_string().contains("1.000,00"));
+    }
+
+    proptest! {
+        /// Every amount, written as each language writes it (grouped or not, with the
+        /// symbol or without), reads back as itself.
+        #[test]
+        fn an_amount_written_in_a_language_reads_back_in_it(cents in 0i64..100_000_000_000) {
+            let m = Money::from_minor(cents, Currency::Eur).unwrap();
+            let euros = cents / 100;
+            let rest = cents % 100;
+            for (locale, written) in [
+                (Locale::It, m.format(Locale::It)),
+                (Locale::En, m.format(Locale::En)),
+                (Locale::It, format!("{euros},{rest:02}")),
+                (Locale::En, format!("{euros}.{rest:02}")),
+                (Locale::It, format!("{euros}.{rest:02}")),
+                (Locale::En, format!("{euros},{rest:02}")),
+            ] {
+                prop_assert_eq!(
+                    Money::parse_in(&written, Currency::Eur, locale).map(|p| p.minor_units()),
+                    Ok(cents),
+                    "{} in {:?}", written, locale
+                );
+            }
+            // With two decimals nothing is ambiguous, whatever the language.
+            prop_assert_eq!(Money::parse_eur(&format!("{euros},{rest:02}")).map(|p| p.minor_units()), Ok(cents));
+        }
+
+        /// A whole number of thousands written with one separator is a thousand times
+        /// more in the language that groups with it, and never read as less elsewhere.
+        #[test]
+        fn one_separator_and_three_digits_is_never_read_as_less(thousands in 1i64..1000, units in 0i64..1000) {
+            let text = format!("{thousands}.{units:03}");
+            let whole = (thousands * 1000 + units) * 100;
+            prop_assert_eq!(
+                Money::parse_in(&text, Currency::Eur, Locale::It).map(|m| m.minor_units()),
+                Ok(whole)
+            );
+            prop_assert_eq!(Money::parse_in(&text, Currency::Eur, Locale::En), Err(MoneyError::Ambiguous));
+            prop_assert_eq!(Money::parse_eur(&text), Err(MoneyError::Ambiguous));
+            let comma = format!("{thousands},{units:03}");
+            prop_assert_eq!(
+                Money::parse_in(&comma, Currency::Eur, Locale::En).map(|m| m.minor_units()),
+                Ok(whole)
+            );
+            prop_assert_eq!(Money::parse_in(&comma, Currency::Eur, Locale::It), Err(MoneyError::Ambiguous));
         }
     }
 

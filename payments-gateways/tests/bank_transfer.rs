@@ -196,8 +196,10 @@ async fn the_instruction_carries_reference_reason_and_an_epc_payload() {
     assert_eq!(lines[9], d.reference, "the structured reference");
     assert_eq!(lines[10], "", "never both structured and unstructured");
     assert!(d.epc_qr_payload.len() <= epc::MAX_PAYLOAD_BYTES);
-    // Bank transfers wait for the statement: 30 days, not the card's minutes.
-    assert_eq!(tx.expires_at, tx.created_at + chrono::Duration::days(30));
+    // Bank transfers wait for the statement: 30 days, not the card's minutes, to the end of
+    // the 30th day in Rome (created 20 Nov at 08:00 UTC: 20 Dec, 23:59:59 CET).
+    assert_eq!(tx.created_at.to_rfc3339(), "2026-11-20T08:00:00+00:00");
+    assert_eq!(tx.expires_at.to_rfc3339(), "2026-12-20T22:59:59+00:00");
 }
 
 #[tokio::test]

@@ -3472,3 +3472,28 @@ async fn receipts_gpd_cannot_hand_over_are_an_exception_operators_see() {
     assert!(exceptions[0].reason.contains("subscription key"));
     assert!(!exceptions[0].reason.contains(GPD_KEY));
 }
+
+#[tokio::test]
+async fn a_notice_is_payable_to_the_end_of_its_last_day_in_rome() {
+    let env = Env::with(
+        |g| g,
+        PagoPaCreditor::new("02").unwrap().with_iban(IBAN).unwrap(),
+    )
+    .await;
+    let cart = env.cart("RSSMRA80A01H501U", &["50.00"]).await;
+    let (tx, payment) = env.checkout("RSSMRA80A01H501U", cart).await.unwrap();
+    let notice = &payment.notices[0].notice_number;
+    // Created on 20 November at 09:00 in Rome, payable for 30 days: to 20 December,
+    // 23:59:59 in Rome (CET), not to 09:00 that morning.
+    assert_eq!(tx.expires_at.to_rfc3339(), "2026-12-20T22:59:59+00:00");
+    env.clock.set("2026-12-20T21:30:00Z".parse().unwrap()); // 22:30 in Rome, the last day
+    assert_eq!(env.payments.expire_due().await.unwrap(), 0);
+    let answer = env.station("paVerifyPaymentNoticeReq", notice).await;
+    assert_eq!(
+        answer.outcome, "OK",
+        "someone paying that evening is in time: {answer:?}"
+    );
+    env.clock.set("2026-12-20T23:00:00Z".parse().unwrap()); // midnight in Rome
+    assert_eq!(env.payments.expire_due().await.unwrap(), 1);
+    assert_eq!(env.tx(tx.id).await.status, TxStatus::Expired);
+}

@@ -126,7 +126,10 @@ impl Payments {
                 errors.push("amount", "required");
                 None
             }
-            (Some(text), _) => match Money::parse_eur(text) {
+            // Read as the payer means it in their language: "1.000" is a thousand euro to
+            // an Italian.
+            (Some(text), _) => match Money::parse_in(text, crate::Currency::Eur, cart.payer.locale)
+            {
                 Ok(m) => Some(m),
                 Err(e) => {
                     errors.push("amount", e.to_string());

@@ -784,9 +784,11 @@ impl Gateway for BankTransferGateway {
         };
         Ok(Started::new(Instruction::BankTransfer(details))
             .with_provider_ref(reference)
-            .with_expires_at(
-                tx.created_at + chrono::Duration::days(account.expire_after_days.into()),
-            ))
+            // To the end of the last day in Rome, not to the creation's time of day.
+            .with_expires_at(payments_core::days_after(
+                tx.created_at,
+                account.expire_after_days,
+            )))
     }
 
     /// Reads a camt.054 notification of one booked credit, signed with the notification

@@ -727,7 +727,8 @@ impl Gateway for PagoPaGateway {
                 "has no notice numbers left: ask pagoPA for another segregation code",
             ));
         }
-        let expires_at = tx.created_at + chrono::Duration::days(config.validity_days.into());
+        // Payable to the end of the last day in Rome, not to the creation's time of day.
+        let expires_at = payments_core::days_after(tx.created_at, config.validity_days);
         // A notice is due when its item is (SANP, paGetPayment `dueDate`); an item without
         // a due date is due when the transaction ends.
         let mut due_dates = Vec::with_capacity(tx.lines.len());
@@ -737,7 +738,7 @@ impl Gateway for PagoPaGateway {
                 .item(line.item_id)
                 .await?
                 .and_then(|i| i.due_date);
-            due_dates.push(due.unwrap_or_else(|| expires_at.date_naive()));
+            due_dates.push(due.unwrap_or_else(|| payments_core::rome_day(expires_at)));
         }
         let company_name = config
             .company_name

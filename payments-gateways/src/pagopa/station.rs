@@ -517,7 +517,7 @@ impl PagoPaGateway {
         let due = notice
             .as_ref()
             .and_then(|n| n.due_date)
-            .unwrap_or_else(|| tx.expires_at.date_naive());
+            .unwrap_or_else(|| payments_core::rome_day(tx.expires_at));
         if let Some(refusal) = overdue(config.as_ref(), &l.payment_type_id, due, payments) {
             return Ok(Err(refusal));
         }
