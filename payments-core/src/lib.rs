@@ -68,6 +68,7 @@ pub use notify::{
 pub use outbox::{
     ArchiveSync, NewOutboxMessage, Notification, NotificationKind, OutboxMessage, OutboxPayload,
     OutboxStatus, RefundSettlement, Reminder, RetryPolicy, Settlement, TransactionSummary,
+    UnreadablePayload,
 };
 pub use position::{
     BulkReport, DebtPosition, MAX_INSTALMENTS, MAX_POSITION_KEY_LEN, MAX_REMITTANCE_LEN,
@@ -85,9 +86,9 @@ pub use refund::{
     lines_refunded_in_full, with_lines_in_full,
 };
 pub use service::{
-    CallbackOutcome, Checkout, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN,
-    MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER, Payments, PaymentsBuilder, RECEIPTS_LOOKBACK,
-    SweepReport,
+    CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_PROVIDER_REF_LEN, MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER, Payments, PaymentsBuilder,
+    RECEIPTS_LOOKBACK, SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,

@@ -27,6 +27,19 @@ pub enum OutboxPayload {
     /// A debt position changed: the [`PositionArchive`](crate::PositionArchive) is told
     /// its state at delivery.
     Archive(ArchiveSync),
+    /// A stored message whose payload does not read (written by a newer version, or edited
+    /// by hand): stores hand it over as this, never written; its delivery fails for good,
+    /// so it is `Dead` alone, with why, and an operator sees it.
+    Unreadable(UnreadablePayload),
+}
+
+/// The payload of a stored message that does not read ([`OutboxPayload::Unreadable`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadablePayload {
+    /// The payload as stored, cut to 1,000 characters.
+    pub text: String,
+    /// Why it does not read.
+    pub error: String,
 }
 
 /// A debt position to bring up to date in the [`PositionArchive`](crate::PositionArchive)

@@ -30,6 +30,8 @@ struct Mailbox {
     mails: Mutex<Vec<Received>>,
     /// While set, recipients whose address starts with `refuse` get a 550.
     refusing: AtomicBool,
+    /// How long the server takes to accept each mail, in milliseconds (a slow server).
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -60,6 +62,10 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
+        let delay = self.mailbox.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         self.mailbox.mails.lock().unwrap().push(Received {
             to: self.to.clone(),
             data: self.data.clone(),
@@ -91,7 +97,10 @@ fn start_server(port: u16) -> Arc<Mailbox> {
     };
     std::thread::spawn(move || {
         let mut server = Server::new(sink);
-        server.with_name("mail.test").with_tcp_listener(listener);
+        server
+            .with_name("mail.test")
+            .with_num_threads(64)
+            .with_tcp_listener(listener);
         server.serve().unwrap();
     });
     mailbox
@@ -627,4 +636,74 @@ async fn a_reminder_goes_in_the_payers_language_with_the_notice_attached() {
         assert_eq!(m.attachments[0].1, "application/pdf");
         assert!(m.attachments[0].2.starts_with(b"%PDF-"));
     }
+}
+
+#[tokio::test]
+async fn two_instances_on_one_store_send_each_mail_once_through_a_slow_server() {
+    let port = free_port();
+    let mailbox = start_server(port);
+    // Each mail takes the server 400 ms; a claimed message is leased for two seconds.
+    mailbox.delay_ms.store(400, Ordering::SeqCst);
+    let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
+    let sandbox = Arc::new(SandboxGateway::new("mail-test-key"));
+    let instance = || {
+        Payments::builder()
+            .store(store.clone())
+            .gateway(sandbox.clone())
+            .notifier(Arc::new(notifier(port)))
+            .listener("tributi", Arc::new(RecordingListener::new()))
+            .retry_policy(RetryPolicy {
+                lease: Duration::from_secs(2),
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (instance(), instance());
+    let fx = Fixture::install(&a, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
+    // 25 payments: 50 mails, one batch, more than a lease's worth at this server's pace
+    // eight at a time.
+    for i in 0..25 {
+        let payer = Fixture::payer(&format!("payer{i}"));
+        let actor = Actor::payer(payer.id.clone());
+        let cart = a.open_cart(&actor, fx.creditor.id, payer).await.unwrap();
+        let item = NewItem::new(
+            Source::new("tributi", format!("TARI-{i}")),
+            fx.tari.id,
+            "TARI 2026",
+            Money::parse_eur("10.00").unwrap(),
+        )
+        .with_extra("year", "2026");
+        a.add_item(&actor, cart.id, item).await.unwrap();
+        let c = a
+            .checkout(&actor, cart.id, fx.method(MethodKind::Card).id, "k")
+            .await
+            .unwrap();
+        let Instruction::Redirect { url, .. } = &c.instruction else {
+            unreachable!()
+        };
+        let cb = sandbox
+            .complete(url.rsplit('/').next().unwrap(), PaymentOutcome::Paid)
+            .unwrap();
+        a.handle_callback("sandbox", &cb).await.unwrap();
+    }
+    let run = |p: Payments| async move {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(8) {
+            p.dispatch_outbox().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (ra, rb) = tokio::join!(tokio::spawn(run(a)), tokio::spawn(run(b)));
+    ra.unwrap();
+    rb.unwrap();
+    let received = mails(&mailbox);
+    let mut ids: Vec<&str> = received.iter().map(|m| m.message_id.as_str()).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), 50, "every mail went out");
+    assert_eq!(before, 50, "and none twice");
 }

@@ -221,7 +221,19 @@ pub(crate) fn outbox(row: &AnyRow) -> Result<OutboxMessage> {
         id: parse_id(row, "id")?,
         transaction_id: parse_id(row, "transaction_id")?,
         creditor_id: parse_id(row, "creditor_id")?,
-        payload: from_json(&get::<String>(row, "payload")?)?,
+        payload: {
+            let text: String = get(row, "payload")?;
+            match serde_json::from_str(&text) {
+                Ok(payload) => payload,
+                // Handed over as it is: its delivery sets it aside, alone.
+                Err(e) => {
+                    payments_core::OutboxPayload::Unreadable(payments_core::UnreadablePayload {
+                        text: text.chars().take(1000).collect(),
+                        error: e.to_string(),
+                    })
+                }
+            }
+        },
         status: OutboxStatus::parse(&st).ok_or_else(|| corrupt(format!("outbox status {st}")))?,
         attempts: u32::try_from(get::<i64>(row, "attempts")?).map_err(|_| corrupt("attempts"))?,
         next_attempt_at: from_micros(get(row, "next_attempt_at")?)?,

@@ -1512,8 +1512,29 @@ impl Store for SqlxStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err("claiming the outbox"))?;
+        // Each row on its own: one that does not read (a payload written by a newer
+        // version, a row edited by hand) is dead alone, with why, and never holds back the
+        // others.
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match rows::outbox(row) {
+                Ok(message) => claimed.push(message),
+                Err(e) => {
+                    let id: String = rows::get(row, "id")?;
+                    let why: String = format!("this message cannot be read: {e}")
+                        .chars()
+                        .take(1000)
+                        .collect();
+                    sqlx::query("UPDATE outbox SET status = 'dead', last_error = $1 WHERE id = $2")
+                        .bind(why)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("setting aside an unreadable message"))?;
+                }
+            }
+        }
         tx.commit().await.map_err(db_err("committing"))?;
-        let mut claimed = rows.iter().map(rows::outbox).collect::<Result<Vec<_>>>()?;
         claimed.sort_by_key(|m| m.id);
         Ok(claimed)
     }

@@ -265,3 +265,80 @@ async fn run_worker_until_mails(env: &Env, n: usize) {
     stop.send(()).unwrap();
     worker.await.unwrap();
 }
+
+/// Records what it sends, and never finishes sending a creditor's notice (an SMTP server
+/// that stopped answering mid-conversation).
+#[derive(Debug, Default)]
+struct StuckOnNotices {
+    sent: std::sync::Mutex<Vec<NotificationKind>>,
+}
+
+#[async_trait::async_trait]
+impl Notifier for StuckOnNotices {
+    async fn send(&self, n: &Notification) -> Result<()> {
+        if n.kind == NotificationKind::CreditorNotice {
+            std::future::pending::<()>().await;
+        }
+        self.sent.lock().unwrap().push(n.kind);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_message_is_marked_delivered_as_soon_as_it_is_sent() {
+    let env = Env::new().await;
+    let (_, checkout) = env.pending("alice", "a").await;
+    env.payments
+        .handle_callback("sandbox", &env.callback(&checkout, PaymentOutcome::Paid))
+        .await
+        .unwrap();
+    // A second instance on the same store, whose mail server hangs on one message.
+    let stuck = std::sync::Arc::new(StuckOnNotices::default());
+    let instance = Payments::builder()
+        .store(env.payments.store().clone())
+        .gateway(env.sandbox.clone())
+        .notifier(stuck.clone())
+        .listener("tributi", env.tributi.clone())
+        .listener("edilizia", env.edilizia.clone())
+        .clock(env.clock.clone())
+        .build()
+        .unwrap();
+    let running = tokio::spawn(async move { instance.dispatch_outbox().await });
+    for _ in 0..500 {
+        if stuck.sent.lock().unwrap().len() == 1 && env.tributi.heard().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let statuses = |outbox: &[OutboxMessage]| {
+        let mut s: Vec<OutboxStatus> = outbox.iter().map(|m| m.status).collect();
+        s.sort_by_key(|s| s.as_str());
+        s
+    };
+    let outbox = env
+        .payments
+        .outbox(&Actor::System, env.fx.creditor.id, OutboxQuery::default())
+        .await
+        .unwrap();
+    // The receipt and the settlement are on record as delivered while the notice hangs.
+    assert_eq!(
+        statuses(&outbox),
+        [
+            OutboxStatus::Delivered,
+            OutboxStatus::Delivered,
+            OutboxStatus::Pending
+        ],
+        "{outbox:?}"
+    );
+    // The instance dies with the notice in flight; after its lease another sends that one
+    // alone.
+    running.abort();
+    env.clock
+        .advance(RetryPolicy::default().lease + Duration::from_secs(1));
+    let report = env.payments.dispatch_outbox().await.unwrap();
+    assert_eq!((report.delivered, report.retrying), (1, 0));
+    let kinds: Vec<NotificationKind> = env.notifier.sent().iter().map(|(n, _)| n.kind).collect();
+    assert_eq!(kinds, [NotificationKind::CreditorNotice]);
+    assert_eq!(*stuck.sent.lock().unwrap(), [NotificationKind::Receipt]);
+    assert_eq!(env.tributi.heard().len(), 1, "the module heard once");
+}

@@ -16,6 +16,17 @@ use crate::{
     Settlement, Transaction, TransactionSummary, TxStatus,
 };
 
+/// How many outbox messages are delivered at once; [`Payments::dispatch_outbox`] claims
+/// them this many at a time.
+pub const DELIVERY_CONCURRENCY: u32 = 8;
+
+/// How one delivery went.
+enum Delivery {
+    Delivered,
+    Retrying,
+    Dead,
+}
+
 /// What one pass of the outbox dispatcher did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -42,51 +53,91 @@ impl Payments {
     /// the notifier, settlements to the module's listener. A failure is retried later with
     /// exponential backoff; after the policy's last attempt the message is `Dead` until an
     /// operator retries it. Run it periodically ([`Payments::run_worker`] does).
+    ///
+    /// Up to the builder's batch size per call, claimed [`DELIVERY_CONCURRENCY`] at a time
+    /// and delivered together: a claim's lease only has to outlast one delivery, which is
+    /// cut off at three quarters of the lease ([`RetryPolicy::lease`](crate::RetryPolicy::lease))
+    /// and retried, so another instance never takes a message still in flight. Each message is
+    /// marked delivered as soon as its own delivery succeeds: a crash sends again at most
+    /// what was in flight at that instant.
     pub async fn dispatch_outbox(&self) -> Result<DispatchReport> {
-        let now = self.inner.clock.now();
         let lease =
             chrono::Duration::from_std(self.inner.retry.lease).unwrap_or(chrono::Duration::MAX);
-        let claimed = self
-            .store_ref()
-            .claim_outbox(now, now + lease, self.inner.dispatch_batch)
-            .await?;
-        let results: Vec<(OutboxMessage, Result<()>)> = futures::stream::iter(claimed)
-            .map(|m| async move {
-                let r = self.deliver(&m).await;
-                (m, r)
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+        // Recorded before the lease ends, whatever the provider does.
+        let cutoff = self.inner.retry.lease.mul_f32(0.75);
         let mut report = DispatchReport::default();
-        for (message, result) in results {
-            match result {
-                Ok(()) => {
-                    self.store_ref()
-                        .outbox_delivered(message.id, self.inner.clock.now())
-                        .await?;
-                    report.delivered += 1;
-                }
-                Err(e) => {
-                    let retry_at = if e.is_retryable() {
-                        self.inner.retry.delay_after(message.attempts).map(|d| {
-                            now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-                        })
-                    } else {
-                        None
+        while report.claimed() < self.inner.dispatch_batch {
+            let now = self.inner.clock.now();
+            let round = DELIVERY_CONCURRENCY.min(self.inner.dispatch_batch - report.claimed());
+            let claimed = self
+                .store_ref()
+                .claim_outbox(now, now + lease, round)
+                .await?;
+            let count = claimed.len() as u32;
+            let outcomes: Vec<Result<Delivery>> = futures::stream::iter(claimed)
+                .map(|m| async move {
+                    let result = match tokio::time::timeout(cutoff, self.deliver(&m)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Error::Notification {
+                            message: format!(
+                                "no answer in {} s: tried again later",
+                                cutoff.as_secs()
+                            ),
+                            transient: true,
+                            source: None,
+                        }),
                     };
-                    if retry_at.is_some() {
-                        report.retrying += 1;
-                    } else {
-                        report.dead += 1;
-                    }
-                    self.store_ref()
-                        .outbox_failed(message.id, &e.to_string(), retry_at)
-                        .await?;
+                    self.record_delivery(&m, result, now).await
+                })
+                .buffer_unordered(DELIVERY_CONCURRENCY as usize)
+                .collect()
+                .await;
+            for outcome in outcomes {
+                match outcome? {
+                    Delivery::Delivered => report.delivered += 1,
+                    Delivery::Retrying => report.retrying += 1,
+                    Delivery::Dead => report.dead += 1,
                 }
+            }
+            if count < round {
+                break;
             }
         }
         Ok(report)
+    }
+
+    /// Records how one delivery went, at once.
+    async fn record_delivery(
+        &self,
+        message: &OutboxMessage,
+        result: Result<()>,
+        claimed_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Delivery> {
+        match result {
+            Ok(()) => {
+                self.store_ref()
+                    .outbox_delivered(message.id, self.inner.clock.now())
+                    .await?;
+                Ok(Delivery::Delivered)
+            }
+            Err(e) => {
+                let retry_at = if e.is_retryable() {
+                    self.inner.retry.delay_after(message.attempts).map(|d| {
+                        claimed_at + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+                    })
+                } else {
+                    None
+                };
+                self.store_ref()
+                    .outbox_failed(message.id, &e.to_string(), retry_at)
+                    .await?;
+                Ok(if retry_at.is_some() {
+                    Delivery::Retrying
+                } else {
+                    Delivery::Dead
+                })
+            }
+        }
     }
 
     fn listener(&self, module: &str) -> Result<&std::sync::Arc<dyn crate::SettlementListener>> {
@@ -126,6 +177,11 @@ impl Payments {
                 }
                 self.listener(&r.source.module)?.refunded(r).await
             }
+            OutboxPayload::Unreadable(u) => Err(Error::Notification {
+                message: format!("this message cannot be read ({}): set aside", u.error),
+                transient: false,
+                source: None,
+            }),
             OutboxPayload::Archive(a) => {
                 let Some(archive) = &self.inner.archive else {
                     return Err(Error::Notification {

@@ -993,6 +993,7 @@ mod tests {
                         OutboxPayload::Refund(_) => "refund",
                         OutboxPayload::Reminder(_) => "reminder",
                         OutboxPayload::Archive(_) => "archive",
+                        OutboxPayload::Unreadable(_) => "unreadable",
                     })
                     .collect();
                 t.from == TxStatus::Pending
