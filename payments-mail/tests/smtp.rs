@@ -2,116 +2,21 @@
 //! process): the conformance suite, a paid transaction's two mails, escaping, accented
 //! names, a server that is down, a recipient the server refuses, stable Message-IDs.
 
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
-use mailin_embedded::{Handler, Response, Server, response};
 use payments_core::testing::Fixture;
 use payments_core::testing::notifier::{Inbox, ReceivedMessage, run_all, sample_notification};
 use payments_core::*;
 use payments_gateways::sandbox::SandboxGateway;
 use payments_mail::{MailNotifier, SmtpSecurity};
 
-/// A mail as the server received it.
-#[derive(Debug, Clone)]
-struct Received {
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-/// What the server keeps, shared by its connections.
-#[derive(Debug, Default)]
-struct Mailbox {
-    mails: Mutex<Vec<Received>>,
-    /// While set, recipients whose address starts with `refuse` get a 550.
-    refusing: AtomicBool,
-    /// How long the server takes to accept each mail, in milliseconds (a slow server).
-    delay_ms: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Clone)]
-struct Sink {
-    mailbox: Arc<Mailbox>,
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn rcpt(&mut self, to: &str) -> Response {
-        if to.starts_with("refuse") && self.mailbox.refusing.load(Ordering::SeqCst) {
-            response::NO_MAILBOX
-        } else {
-            response::OK
-        }
-    }
-
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.to = to.to_vec();
-        self.data.clear();
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.data.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let delay = self.mailbox.delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            std::thread::sleep(Duration::from_millis(delay));
-        }
-        self.mailbox.mails.lock().unwrap().push(Received {
-            to: self.to.clone(),
-            data: self.data.clone(),
-        });
-        response::OK
-    }
-}
-
-/// A free port on the loopback.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts an SMTP server on `port`; it runs until the test process ends.
-fn start_server(port: u16) -> Arc<Mailbox> {
-    let mailbox = Arc::new(Mailbox {
-        refusing: AtomicBool::new(true),
-        ..Default::default()
-    });
-    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let sink = Sink {
-        mailbox: mailbox.clone(),
-        to: Vec::new(),
-        data: Vec::new(),
-    };
-    std::thread::spawn(move || {
-        let mut server = Server::new(sink);
-        server
-            .with_name("mail.test")
-            .with_num_threads(64)
-            .with_tcp_listener(listener);
-        server.serve().unwrap();
-    });
-    mailbox
-}
-
-fn notifier(port: u16) -> MailNotifier {
-    MailNotifier::builder("Comune di Esempio <pagamenti@comune.example.it>")
-        .smtp_url(format!("smtp://127.0.0.1:{port}"))
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{Mailbox, Received, free_port, notifier, start_server};
 
 /// A parsed mail.
 struct Mail {
