@@ -62,9 +62,26 @@ impl Actor {
         }
     }
 
-    /// Refuses unless the actor may act for `payer` of `creditor`: the payer themself, an
-    /// operator of that creditor, or the system.
+    /// Refuses unless the actor may act for `payer` of `creditor` (open their cart, add and
+    /// remove items, check out, cancel): the payer themself, a manager of that creditor, or
+    /// the system. A viewer reads ([`Actor::check_payer_read`]) and never acts.
     pub fn check_payer_access(&self, creditor: &CreditorId, payer: &PayerId) -> Result<()> {
+        match self {
+            Actor::Operator {
+                creditor: c,
+                role: Role::Viewer,
+                ..
+            } if c == creditor => Err(Error::forbidden(
+                "a viewer reads a payer's data and never acts for them",
+            )),
+            _ => self.check_payer_read(creditor, payer),
+        }
+    }
+
+    /// Refuses unless the actor may read what `payer` of `creditor` has (their cart, a
+    /// transaction, its refunds, their positions): the payer themself, any operator of that
+    /// creditor, or the system.
+    pub fn check_payer_read(&self, creditor: &CreditorId, payer: &PayerId) -> Result<()> {
         match self {
             Actor::Payer { id } if id == payer => Ok(()),
             Actor::Payer { .. } => Err(Error::forbidden("a payer reaches only their own data")),

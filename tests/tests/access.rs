@@ -201,3 +201,132 @@ async fn operators_search_with_filters_and_pages() {
         ));
     }
 }
+
+/// What a payer-facing call is: a read, or an act for the payer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Cart,
+    CartMethods,
+    Transaction,
+    Events,
+    Refunds,
+    LinePayments,
+    OpenCart,
+    AddItem,
+    AddFreeItem,
+    RemoveItem,
+    Checkout,
+    Cancel,
+}
+
+impl Op {
+    const ALL: [Op; 12] = [
+        Op::Cart,
+        Op::CartMethods,
+        Op::Transaction,
+        Op::Events,
+        Op::Refunds,
+        Op::LinePayments,
+        Op::OpenCart,
+        Op::AddItem,
+        Op::AddFreeItem,
+        Op::RemoveItem,
+        Op::Checkout,
+        Op::Cancel,
+    ];
+
+    fn reads(self) -> bool {
+        matches!(
+            self,
+            Op::Cart
+                | Op::CartMethods
+                | Op::Transaction
+                | Op::Events
+                | Op::Refunds
+                | Op::LinePayments
+        )
+    }
+}
+
+/// Runs `op` as `actor` on Alice's cart (with an open item) and her pending transaction.
+async fn run(env: &Env, op: Op, actor: &Actor) -> Result<()> {
+    let p = &env.payments;
+    let (_, cart) = env.cart("alice").await;
+    let item = p
+        .add_item(&Actor::payer("alice"), cart.id, env.tari("open", "12.00"))
+        .await
+        .unwrap();
+    let (_, checkout) = env.pending("alice", "pending").await;
+    let tx = checkout.transaction.id;
+    match op {
+        Op::Cart => p.cart(actor, cart.id).await.map(drop),
+        Op::CartMethods => p.cart_methods(actor, cart.id).await.map(drop),
+        Op::Transaction => p.transaction(actor, tx).await.map(drop),
+        Op::Events => p.events(actor, tx).await.map(drop),
+        Op::Refunds => p.refunds(actor, tx).await.map(drop),
+        Op::LinePayments => p.line_payments(actor, tx).await.map(drop),
+        Op::OpenCart => p
+            .open_cart(actor, env.fx.creditor.id, Fixture::payer("alice"))
+            .await
+            .map(drop),
+        Op::AddItem => p
+            .add_item(actor, cart.id, env.tari("new", "3.00"))
+            .await
+            .map(drop),
+        Op::AddFreeItem => p
+            .add_free_item(actor, cart.id, env.fee("5"))
+            .await
+            .map(drop),
+        Op::RemoveItem => p.remove_item(actor, cart.id, item.id).await.map(drop),
+        Op::Checkout => p.checkout(actor, cart.id, env.card(), "k2").await.map(drop),
+        Op::Cancel => p.cancel(actor, tx).await.map(drop),
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_reads_and_never_acts_for_a_payer_every_call_every_actor() {
+    for op in Op::ALL {
+        let env = Env::new().await;
+        let a = env.fx.creditor.id;
+        let other =
+            Creditor::new("Comune di Altrove", "00488410010", "altrove@example.it").unwrap();
+        env.payments
+            .register_creditor(&Actor::System, &other)
+            .await
+            .unwrap();
+        // (who, may read, may act)
+        let actors = [
+            (Actor::payer("alice"), true, true),
+            (Actor::payer("bob"), false, false),
+            (Actor::operator(a, Role::Viewer, "vera"), true, false),
+            (Actor::operator(a, Role::Manager, "anna"), true, true),
+            (
+                Actor::operator(other.id, Role::Viewer, "vito"),
+                false,
+                false,
+            ),
+            (
+                Actor::operator(other.id, Role::Manager, "bruno"),
+                false,
+                false,
+            ),
+            (Actor::System, true, true),
+            (
+                Actor::Gateway {
+                    id: GatewayId::from("sandbox"),
+                },
+                false,
+                false,
+            ),
+        ];
+        for (actor, reads, acts) in actors {
+            let allowed = if op.reads() { reads } else { acts };
+            let result = run(&env, op, &actor).await;
+            let refused = matches!(result, Err(Error::Forbidden { .. }));
+            assert_eq!(
+                refused, !allowed,
+                "{op:?} by {actor:?}: {result:?} (allowed: {allowed})"
+            );
+        }
+    }
+}

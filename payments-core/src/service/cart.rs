@@ -30,13 +30,21 @@ impl Payments {
         self.store_ref().open_cart(&cart).await
     }
 
+    /// The cart, for an actor who may act for its payer.
     pub(super) async fn cart_for(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
+        let cart = self.cart_to_read(actor, cart).await?;
+        actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
+        Ok(cart)
+    }
+
+    /// The cart, for an actor who may read its payer's data (a viewer too).
+    async fn cart_to_read(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
         let cart = self
             .store_ref()
             .cart(cart)
             .await?
             .ok_or_else(|| Error::not_found("cart", cart))?;
-        actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
+        actor.check_payer_read(&cart.creditor_id, &cart.payer.id)?;
         Ok(cart)
     }
 
@@ -202,7 +210,7 @@ impl Payments {
     /// What the cart holds: open items and items in an unfinished transaction; the total is
     /// that of the open ones, what a checkout would charge.
     pub async fn cart(&self, actor: &Actor, cart: CartId) -> Result<CartContents> {
-        let cart = self.cart_for(actor, cart).await?;
+        let cart = self.cart_to_read(actor, cart).await?;
         let items = self.store_ref().cart_items(cart.id).await?;
         let total = Money::sum(
             crate::Currency::Eur,
@@ -219,7 +227,7 @@ impl Payments {
     /// by a registered gateway, and accepted by every open item's payment type. This is the
     /// choice a checkout page offers; an empty cart can be paid by none.
     pub async fn cart_methods(&self, actor: &Actor, cart: CartId) -> Result<Vec<PaymentMethod>> {
-        let cart = self.cart_for(actor, cart).await?;
+        let cart = self.cart_to_read(actor, cart).await?;
         let items = self.store_ref().cart_items(cart.id).await?;
         let open: Vec<_> = items
             .iter()

@@ -445,7 +445,7 @@ impl Payments {
             Actor::Payer { .. } if p.status == PositionStatus::Draft => {
                 return Err(Error::not_found("debt position", id));
             }
-            Actor::Payer { .. } => actor.check_payer_access(&p.creditor_id, &p.payer_id())?,
+            Actor::Payer { .. } => actor.check_payer_read(&p.creditor_id, &p.payer_id())?,
             _ => actor.check_operator(&p.creditor_id, Role::Viewer)?,
         }
         Ok(p)
@@ -487,7 +487,7 @@ impl Payments {
         payer: &str,
     ) -> Result<Vec<DebtPosition>> {
         let payer = payer.trim().to_ascii_uppercase();
-        actor.check_payer_access(&creditor, &crate::PayerId::from(payer.as_str()))?;
+        actor.check_payer_read(&creditor, &crate::PayerId::from(payer.as_str()))?;
         let mut query = PositionQuery::of(creditor);
         query.payer = Some(payer);
         query.limit = crate::MAX_PAGE_SIZE;

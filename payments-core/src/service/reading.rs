@@ -21,7 +21,7 @@ impl Payments {
     /// A transaction, for its payer or an operator of its creditor.
     pub async fn transaction(&self, actor: &Actor, id: TransactionId) -> Result<Transaction> {
         let tx = self.load_transaction(id).await?;
-        actor.check_payer_access(&tx.creditor_id, &tx.payer.id)?;
+        actor.check_payer_read(&tx.creditor_id, &tx.payer.id)?;
         Ok(tx)
     }
 

@@ -239,7 +239,7 @@ impl Payments {
     /// A transaction's refunds, oldest first: for its payer and its creditor's operators.
     pub async fn refunds(&self, actor: &Actor, transaction: TransactionId) -> Result<Vec<Refund>> {
         let tx = self.load_transaction(transaction).await?;
-        actor.check_payer_access(&tx.creditor_id, &tx.payer.id)?;
+        actor.check_payer_read(&tx.creditor_id, &tx.payer.id)?;
         self.store_ref().refunds(tx.id).await
     }
 
