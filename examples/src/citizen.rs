@@ -213,7 +213,14 @@ async fn free_form(
                 required => f.required, value => value(&name), error => errors.get(&name),
             });
         }
-        context! { id => t.id.to_string(), name => t.name.clone(), fields }
+        // One token per form shown (kept when it comes back with errors): sent twice, it
+        // adds one item.
+        let token = values
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        context! { id => t.id.to_string(), name => t.name.clone(), fields, token }
     });
     let mut response = portal.page(
         ctx,
@@ -241,6 +248,9 @@ pub async fn add_free(
         values.get("amount").cloned().unwrap_or_default(),
         values.get("reason").cloned().unwrap_or_default(),
     );
+    if let Some(token) = values.get("token").filter(|t| !t.trim().is_empty()) {
+        item = item.with_token(token.trim());
+    }
     for (k, v) in &values {
         if let Some(key) = k.strip_prefix("extra.")
             && !v.trim().is_empty()

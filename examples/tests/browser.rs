@@ -848,6 +848,40 @@ async fn a_free_payment_missing_a_required_field_shows_the_error_beside_it() {
         .await
         .unwrap();
     assert!(contents.items.is_empty());
+
+    // The form completed and sent twice at once (a double click): one payment.
+    run.goto("/free").await;
+    run.select("#type", "Sanzioni amministrative").await;
+    run.press("#choose").await;
+    run.fill("#f-amount", "50,00").await;
+    run.fill("#f-reason", "Verbale di via Roma").await;
+    run.fill("#f-extra-plate", "AB123CD").await;
+    run.fill("#f-extra-report", "2026/441").await;
+    let sent = run
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const form = document.querySelector(\"form[method='post'][action='/free']\");
+             const body = () => new URLSearchParams(new FormData(form));
+             Promise.all([fetch('/free', {method: 'POST', body: body()}),
+                          fetch('/free', {method: 'POST', body: body()})])
+               .then(rs => done(rs.map(r => r.status)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        serde_json::json!([200, 200]),
+        "both sent (and followed to the cart)"
+    );
+    let contents = run
+        .portal
+        .payments()
+        .cart(&Actor::payer(GIULIA), cart.id)
+        .await
+        .unwrap();
+    assert_eq!(contents.items.len(), 1, "sent twice, added once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

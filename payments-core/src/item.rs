@@ -157,6 +157,45 @@ impl NewItem {
     }
 }
 
+/// A change a module makes to one of its items still open in a cart
+/// ([`Payments::update_item`](crate::Payments::update_item)): a due recalculated, a reason
+/// reworded, a due date moved. Fields left `None` stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ItemUpdate {
+    /// A new amount.
+    pub amount: Option<Money>,
+    /// A new reason.
+    pub reason: Option<String>,
+    /// A new due date (`Some(None)` takes it away).
+    pub due_date: Option<Option<NaiveDate>>,
+}
+
+impl ItemUpdate {
+    /// No change yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new amount.
+    pub fn amount(mut self, amount: Money) -> Self {
+        self.amount = Some(amount);
+        self
+    }
+
+    /// A new reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// A new due date, or none.
+    pub fn due_date(mut self, due_date: Option<NaiveDate>) -> Self {
+        self.due_date = Some(due_date);
+        self
+    }
+}
+
 /// A free payment (*pagamento libero*) as the payer filled it in: raw text, as a form sends
 /// it. Every problem is reported with its field name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +208,14 @@ pub struct NewFreeItem {
     pub reason: String,
     /// The extra fields as typed.
     pub extra: BTreeMap<String, String>,
+    /// The form's one-time token ([`NewFreeItem::with_token`]): the same form sent twice
+    /// (a double click, a reload) adds one item.
+    #[serde(default)]
+    pub token: Option<String>,
 }
+
+/// The longest form token a free payment carries.
+pub const MAX_FORM_TOKEN_LEN: usize = 64;
 
 impl NewFreeItem {
     /// A free item of `payment_type` with `amount` and `reason`.
@@ -183,7 +229,16 @@ impl NewFreeItem {
             amount: Some(amount.into()),
             reason: reason.into(),
             extra: BTreeMap::new(),
+            token: None,
         }
+    }
+
+    /// The one-time token of the form it was filled in (a UUID the page put in a hidden
+    /// field, 1 to [`MAX_FORM_TOKEN_LEN`] letters, digits, `-` or `_`): sending the same
+    /// form again adds nothing and answers the item it added the first time.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
     }
 
     /// Sets an extra value.

@@ -56,7 +56,8 @@ pub use ids::{
     OutboxId, PayerId, PaymentTypeId, RefundId, TransactionId,
 };
 pub use item::{
-    Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, NewFreeItem, NewItem, PayableItem, Source,
+    Cart, CartContents, FREE_PAYMENT_MODULE, ItemState, ItemUpdate, MAX_FORM_TOKEN_LEN,
+    NewFreeItem, NewItem, PayableItem, Source,
 };
 pub use locale::Locale;
 pub use memory::InMemoryStore;

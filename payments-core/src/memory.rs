@@ -396,6 +396,24 @@ impl Store for InMemoryStore {
             .collect())
     }
 
+    async fn update_item(&self, item: &PayableItem) -> Result<PayableItem> {
+        let mut s = self.lock();
+        let i = s
+            .items
+            .get_mut(&item.id)
+            .ok_or_else(|| Error::not_found("item", item.id))?;
+        if i.state != ItemState::Open {
+            return Err(Error::Conflict(Conflict::ItemUnavailable {
+                item: item.id.to_string(),
+                state: i.state.name().into(),
+            }));
+        }
+        i.reason = item.reason.clone();
+        i.amount = item.amount;
+        i.due_date = item.due_date;
+        Ok(i.clone())
+    }
+
     async fn remove_item(&self, item: ItemId) -> Result<PayableItem> {
         let mut s = self.lock();
         let i = s

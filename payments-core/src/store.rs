@@ -89,6 +89,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// that one, and if it was `Removed` or `Refunded` and belongs to the same payer, puts
     /// it back `Open` in the new item's cart.
     async fn add_item(&self, item: &PayableItem) -> Result<ItemAdded>;
+    /// Replaces the reason, amount and due date of the item with `item.id` by `item`'s, if
+    /// it is still `Open` (compare-and-set); otherwise
+    /// [`Conflict::ItemUnavailable`](crate::Conflict::ItemUnavailable) naming its state, and
+    /// nothing changes.
+    async fn update_item(&self, item: &PayableItem) -> Result<PayableItem>;
     /// An item.
     async fn item(&self, id: ItemId) -> Result<Option<PayableItem>>;
     /// A cart's items that are `Open` or `Locked`, oldest first.

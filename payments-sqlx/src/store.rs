@@ -818,6 +818,36 @@ impl Store for SqlxStore {
         rows.iter().map(rows::item).collect()
     }
 
+    async fn update_item(&self, item: &PayableItem) -> Result<PayableItem> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE items SET reason = $1, amount_cents = $2, currency = $3, due_date = $4 \
+             WHERE id = $5 AND state = 'open' RETURNING {ITEM_COLUMNS}"
+        )))
+        .bind(item.reason.clone())
+        .bind(item.amount.minor_units())
+        .bind(item.amount.currency().code())
+        .bind(item.due_date.map(|d| d.to_string()))
+        .bind(item.id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("changing an item"))?;
+        match row {
+            Some(row) => {
+                let changed = rows::item(&row)?;
+                tx.commit().await.map_err(db_err("committing"))?;
+                Ok(changed)
+            }
+            None => match Self::item_in(&mut tx, item.id).await? {
+                Some(i) => Err(Error::Conflict(Conflict::ItemUnavailable {
+                    item: item.id.to_string(),
+                    state: i.state.name().into(),
+                })),
+                None => Err(Error::not_found("item", item.id)),
+            },
+        }
+    }
+
     async fn remove_item(&self, item: ItemId) -> Result<PayableItem> {
         let mut tx = self.write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -64,7 +64,10 @@ impl Payments {
     }
 
     /// Puts an item a module wants paid in the cart. Adding the same source twice returns
-    /// the first item unchanged (a removed item comes back).
+    /// the first item (a removed item comes back); adding it again with another amount,
+    /// reason or due date changes it while it is open, and is refused with
+    /// [`Conflict::ItemUnavailable`] once it is in a payment or paid: an old amount is never
+    /// what gets paid.
     pub async fn add_item(
         &self,
         actor: &Actor,
@@ -87,16 +90,79 @@ impl Payments {
             extra = t.check_extra(&item.extra, &mut errors);
         }
         errors.into_result()?;
-        self.insert_item(
-            &cart,
-            item.source,
-            item.payment_type_id,
-            reason,
-            item.amount,
-            item.due_date,
-            extra,
-        )
-        .await
+        let added = self
+            .insert_item(
+                &cart,
+                item.source,
+                item.payment_type_id,
+                reason.clone(),
+                item.amount,
+                item.due_date,
+                extra,
+            )
+            .await?;
+        if added.amount == item.amount && added.reason == reason && added.due_date == item.due_date
+        {
+            return Ok(added);
+        }
+        // The module recalculated what is due.
+        let mut changed = added;
+        changed.amount = item.amount;
+        changed.reason = reason;
+        changed.due_date = item.due_date;
+        self.store_ref().update_item(&changed).await
+    }
+
+    /// Changes an item still open in a cart: the module that created it (the system) or a
+    /// manager of its creditor, after a due was recalculated, say. Refused with
+    /// [`Conflict::ItemUnavailable`] once it is in a payment in progress or paid, and checked
+    /// as [`Payments::add_item`] checks a new one; nothing changes on a refusal.
+    pub async fn update_item(
+        &self,
+        actor: &Actor,
+        item: ItemId,
+        update: crate::ItemUpdate,
+    ) -> Result<PayableItem> {
+        let current = self
+            .store_ref()
+            .item(item)
+            .await?
+            .ok_or_else(|| Error::not_found("item", item))?;
+        actor.check_operator(&current.creditor_id, crate::Role::Manager)?;
+        let creditor = self.creditor(current.creditor_id).await?;
+        let mut errors = ValidationErrors::default();
+        let mut next = current.clone();
+        if let Some(reason) = &update.reason {
+            next.reason = check_reason(&mut errors, reason);
+        }
+        if let Some(amount) = update.amount {
+            next.amount = amount;
+            if let Some(t) = self
+                .payment_type_of(current.creditor_id, current.payment_type_id, &mut errors)
+                .await?
+                && let Err(reason) = t.check_amount(&amount, &creditor)
+            {
+                errors.push("amount", reason);
+            }
+        }
+        if let Some(due) = update.due_date {
+            next.due_date = due;
+        }
+        errors.into_result()?;
+        self.store_ref().update_item(&next).await
+    }
+
+    /// Withdraws an item still open in a cart (the module no longer wants it paid): the
+    /// system or a manager of its creditor. Refused with [`Conflict::ItemUnavailable`] once
+    /// it is in a payment in progress or paid.
+    pub async fn withdraw_item(&self, actor: &Actor, item: ItemId) -> Result<PayableItem> {
+        let current = self
+            .store_ref()
+            .item(item)
+            .await?
+            .ok_or_else(|| Error::not_found("item", item))?;
+        actor.check_operator(&current.creditor_id, crate::Role::Manager)?;
+        self.store_ref().remove_item(item).await
     }
 
     /// Puts a free payment (*pagamento libero*) the payer filled in in the cart, after
@@ -152,7 +218,25 @@ impl Payments {
         }
         let extra = t.check_extra(&item.extra, &mut errors);
         errors.into_result()?;
-        let source = Source::new(FREE_PAYMENT_MODULE, uuid::Uuid::now_v7().to_string());
+        // The form's token makes a second submission (a double click) the first one's
+        // item; per payer, so no one reaches another's item by its token.
+        let key = match item.token.as_deref().map(str::trim) {
+            None | Some("") => uuid::Uuid::now_v7().to_string(),
+            Some(token) => {
+                if token.len() > crate::MAX_FORM_TOKEN_LEN
+                    || !token
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(Error::invalid(
+                        "token",
+                        "a form token has 1 to 64 letters, digits, - or _",
+                    ));
+                }
+                format!("{token}@{}", cart.payer.id)
+            }
+        };
+        let source = Source::new(FREE_PAYMENT_MODULE, key);
         let amount = amount.ok_or_else(|| Error::invalid("amount", "required"))?;
         self.insert_item(&cart, source, type_id, reason, amount, None, extra)
             .await

@@ -330,6 +330,20 @@ pub async fn carts_and_items(store: Arc<dyn Store>) {
         store.remove_item(ItemId::new()).await,
         Err(Error::NotFound { .. })
     ));
+    // An open item changes its reason, amount and due date, and keeps the rest.
+    let mut recalculated = first.clone();
+    recalculated.amount = eur("12.34");
+    recalculated.reason = "TARI ricalcolata".into();
+    recalculated.due_date = Some("2026-12-31".parse().unwrap());
+    let changed = store.update_item(&recalculated).await.unwrap();
+    assert_eq!(changed, recalculated);
+    assert_eq!(store.item(first.id).await.unwrap().unwrap(), recalculated);
+    let mut missing = first.clone();
+    missing.id = ItemId::new();
+    assert!(matches!(
+        store.update_item(&missing).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// Creating a transaction locks its items; a second one over them is refused and changes
@@ -348,6 +362,20 @@ pub async fn create_transaction_locks_items(store: Arc<dyn Store>) {
     assert!(
         matches!(store.remove_item(a.id).await, Err(Error::Conflict(_))),
         "a locked item cannot be removed"
+    );
+    let mut cheaper = a.clone();
+    cheaper.amount = eur("1.00");
+    assert!(
+        matches!(
+            store.update_item(&cheaper).await,
+            Err(Error::Conflict(Conflict::ItemUnavailable { .. }))
+        ),
+        "a locked item cannot be changed"
+    );
+    assert_eq!(
+        store.item(a.id).await.unwrap().unwrap().amount,
+        eur("10.00"),
+        "nothing changed"
     );
 
     let c = s.item(store, &s.cart, "tributi", "c", "1.00").await;
