@@ -31,6 +31,7 @@ pub struct PaymentsBuilder {
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
     archive: Option<Arc<dyn crate::PositionArchive>>,
     receipts_lookback: Option<Duration>,
+    provider_timeout: Option<Duration>,
 }
 
 impl PaymentsBuilder {
@@ -145,6 +146,15 @@ impl PaymentsBuilder {
         self
     }
 
+    /// The longest the service waits for one answer of a provider when it asks on its own
+    /// (the sweep, expiry, cancellation): 60 s by default. A provider that takes longer is
+    /// taken as unreachable for that call (the expiry waits, the sweep asks again), so one
+    /// hanging provider never holds up the others.
+    pub fn provider_timeout(mut self, timeout: Duration) -> Self {
+        self.provider_timeout = Some(timeout);
+        self
+    }
+
     /// The worker never runs the reconciliation sweep (the host schedules its own).
     pub fn no_reconciliation(mut self) -> Self {
         self.sweep = Some(None);
@@ -193,6 +203,7 @@ impl PaymentsBuilder {
                 receipts_lookback: self
                     .receipts_lookback
                     .unwrap_or(super::refunds::RECEIPTS_LOOKBACK),
+                provider_timeout: self.provider_timeout.unwrap_or(Duration::from_secs(60)),
             }),
         })
     }

@@ -90,6 +90,8 @@ struct Inner {
     archive: Option<Arc<dyn crate::PositionArchive>>,
     /// How far back the sweep asks providers for the receipts they keep.
     receipts_lookback: Duration,
+    /// The longest wait for one answer of a provider the service asks on its own.
+    provider_timeout: Duration,
 }
 
 impl Payments {
@@ -110,6 +112,22 @@ impl Payments {
 
     fn store_ref(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// `call` to a provider, given up after the builder's
+    /// [`provider_timeout`](PaymentsBuilder::provider_timeout) as unreachable.
+    async fn ask<T>(
+        &self,
+        gateway: &GatewayId,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.inner.provider_timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::gateway(
+                gateway.as_str(),
+                crate::GatewayErrorKind::Unavailable,
+            )),
+        }
     }
 
     fn gateway(&self, id: &GatewayId) -> Result<&Arc<dyn Gateway>> {

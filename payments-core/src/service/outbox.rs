@@ -214,40 +214,60 @@ impl Payments {
         }
     }
 
-    /// Runs the background work until `shutdown` completes: every `interval`, delivers the
-    /// due outbox messages and expires the transactions whose time is up; and, as often as
-    /// the builder's [`PaymentsBuilder::reconcile_every`](crate::PaymentsBuilder::reconcile_every) says (every 5 minutes by
-    /// default), runs the reconciliation sweep; once an hour, expires debt positions whose
-    /// validity ended and writes the reminders due ([`Payments::send_reminders`]). Errors
-    /// are retried on the next round.
+    /// Runs the background work until `shutdown` completes, as independent loops so that
+    /// one stuck (a provider that hangs) never holds up the others:
+    /// - the outbox: every `interval`, delivers the due messages (drained while whole
+    ///   batches come back);
+    /// - expiry: every `interval`, expires the transactions whose time is up, a few at a
+    ///   time, each provider call bounded by
+    ///   [`PaymentsBuilder::provider_timeout`](crate::PaymentsBuilder::provider_timeout);
+    /// - the reconciliation sweep: as often as
+    ///   [`PaymentsBuilder::reconcile_every`](crate::PaymentsBuilder::reconcile_every) says
+    ///   (every 5 minutes by default);
+    /// - debt positions: once an hour, expires those whose validity ended and writes the
+    ///   reminders due ([`Payments::send_reminders`]).
+    ///
+    /// Errors are retried on the loop's next round. Work under way when `shutdown`
+    /// completes is dropped where it stands, as a crash would: what it had claimed is taken
+    /// up again after its lease.
     pub async fn run_worker(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut last_sweep: Option<tokio::time::Instant> = None;
-        let mut last_positions: Option<tokio::time::Instant> = None;
-        loop {
-            // Debt positions: expiry and reminders, once an hour (they go by the day).
-            if last_positions.is_none_or(|t| t.elapsed() >= POSITIONS_EVERY) {
-                last_positions = Some(tokio::time::Instant::now());
+        let outbox = async {
+            loop {
+                // Keep draining while whole batches come back.
+                while let Ok(r) = self.dispatch_outbox().await {
+                    if r.claimed() < self.inner.dispatch_batch {
+                        break;
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        };
+        let expiry = async {
+            loop {
+                let _ = self.expire_due().await;
+                tokio::time::sleep(interval).await;
+            }
+        };
+        let sweep = async {
+            let Some((every, older_than)) = self.inner.sweep else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                let _ = self.reconcile_pending(older_than, 500).await;
+                tokio::time::sleep(every).await;
+            }
+        };
+        let positions = async {
+            loop {
+                // Debt positions go by the day: once an hour is enough.
                 let _ = self.expire_positions().await;
                 let _ = self.send_reminders().await;
+                tokio::time::sleep(POSITIONS_EVERY).await;
             }
-            if let Some((every, older_than)) = self.inner.sweep
-                && last_sweep.is_none_or(|t| t.elapsed() >= every)
-            {
-                last_sweep = Some(tokio::time::Instant::now());
-                let _ = self.reconcile_pending(older_than, 500).await;
-            }
-            // Keep draining while whole batches come back.
-            while let Ok(r) = self.dispatch_outbox().await {
-                if r.claimed() < self.inner.dispatch_batch {
-                    break;
-                }
-            }
-            let _ = self.expire_due().await;
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = async { tokio::join!(outbox, expiry, sweep, positions) } => {}
         }
     }
 

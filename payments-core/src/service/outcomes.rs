@@ -7,6 +7,8 @@
 //! know — becomes an [`Exception`] operators see. Nothing here answers a provider with an
 //! error it would retry for money already recorded.
 
+use futures::StreamExt;
+
 use super::{Change, Payments};
 use crate::{
     Actor, CallbackEvent, CallbackPart, CallbackRequest, Conflict, Error, Exception, ExceptionKind,
@@ -39,6 +41,9 @@ impl CallbackOutcome {
 }
 
 /// What the provider says before a transaction's items are freed.
+/// How many transactions [`Payments::expire_due`] asks their providers about at once.
+const EXPIRY_CONCURRENCY: usize = 4;
+
 enum Verdict {
     /// Nothing is open there any more: free the items (with a note, when worth one).
     Free(Option<String>),
@@ -387,7 +392,7 @@ impl Payments {
         let gateway = self.gateway(&tx.gateway_id)?.clone();
         // A provider that keeps receipts hands them over whole, each applied as its
         // callback would have been.
-        match gateway.fetch_receipts(&tx).await {
+        match self.ask(&tx.gateway_id, gateway.fetch_receipts(&tx)).await {
             Ok(events) => {
                 let mut outcome = CallbackOutcome::unchanged(tx.clone());
                 for event in events {
@@ -404,7 +409,7 @@ impl Payments {
             }) => {}
             Err(e) => return Err(e),
         }
-        let outcome = gateway.fetch_status(&tx).await?;
+        let outcome = self.ask(&tx.gateway_id, gateway.fetch_status(&tx)).await?;
         let actor = Actor::Gateway { id: gateway.id() };
         self.apply_outcome(tx, outcome, &actor, Change::note("reconciled"))
             .await
@@ -751,51 +756,68 @@ impl Payments {
     /// asked again later. Returns how many expired.
     pub async fn expire_due(&self) -> Result<u32> {
         let now = self.inner.clock.now();
+        let due = self.store_ref().due_for_expiry(now, 500).await?;
+        // A few at a time, each call to a provider bounded by the provider timeout: one
+        // slow provider delays its own transactions, not the others'.
+        let results: Vec<Result<bool>> = futures::stream::iter(due)
+            .map(|tx| self.expire_one(tx))
+            .buffer_unordered(EXPIRY_CONCURRENCY)
+            .collect()
+            .await;
         let mut expired = 0;
-        for tx in self.store_ref().due_for_expiry(now, 500).await? {
-            match self.ask_before_freeing(&tx).await {
-                Verdict::Free(note) => match self
-                    .apply(
-                        &tx,
-                        TxStatus::Expired,
-                        &Actor::System,
-                        Change::note_opt(note),
-                    )
-                    .await
-                {
-                    Ok(_) => expired += 1,
-                    Err(Error::Conflict(_)) => {}
-                    Err(e) => return Err(e),
-                },
-                Verdict::Outcome(outcome) => {
-                    let gateway = Actor::Gateway {
-                        id: tx.gateway_id.clone(),
-                    };
-                    match self
-                        .apply_outcome(tx, outcome, &gateway, Change::note("before expiry"))
-                        .await
-                    {
-                        Ok(_) | Err(Error::Conflict(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Verdict::Processing => {
-                    self.postpone(&tx, "the provider is still processing the payment", true)
-                        .await?;
-                }
-                // Its receipts were applied; what is left unpaid is looked at next time.
-                Verdict::Recovered => {}
-                Verdict::Unreachable(why) => {
-                    self.postpone(
-                        &tx,
-                        &format!("the provider could not be asked: {why}"),
-                        false,
-                    )
-                    .await?;
-                }
+        for r in results {
+            if r? {
+                expired += 1;
             }
         }
         Ok(expired)
+    }
+
+    /// Expires `tx` if its provider says nothing stops it; answers whether it did.
+    async fn expire_one(&self, tx: Transaction) -> Result<bool> {
+        match self.ask_before_freeing(&tx).await {
+            Verdict::Free(note) => match self
+                .apply(
+                    &tx,
+                    TxStatus::Expired,
+                    &Actor::System,
+                    Change::note_opt(note),
+                )
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(Error::Conflict(_)) => Ok(false),
+                Err(e) => Err(e),
+            },
+            Verdict::Outcome(outcome) => {
+                let gateway = Actor::Gateway {
+                    id: tx.gateway_id.clone(),
+                };
+                match self
+                    .apply_outcome(tx, outcome, &gateway, Change::note("before expiry"))
+                    .await
+                {
+                    Ok(_) | Err(Error::Conflict(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Verdict::Processing => {
+                self.postpone(&tx, "the provider is still processing the payment", true)
+                    .await?;
+                Ok(false)
+            }
+            // Its receipts were applied; what is left unpaid is looked at next time.
+            Verdict::Recovered => Ok(false),
+            Verdict::Unreachable(why) => {
+                self.postpone(
+                    &tx,
+                    &format!("the provider could not be asked: {why}"),
+                    false,
+                )
+                .await?;
+                Ok(false)
+            }
+        }
     }
 
     /// What the provider says of `tx` before its items are freed: its status, then the
@@ -827,7 +849,7 @@ impl Payments {
         };
         // Receipts the provider keeps and the service never received come first: they are
         // the provider's word, whole.
-        match gateway.fetch_receipts(tx).await {
+        match self.ask(&tx.gateway_id, gateway.fetch_receipts(tx)).await {
             Ok(events) => {
                 let mut applied = false;
                 for event in events {
@@ -856,7 +878,7 @@ impl Payments {
         // The provider's word on the payment first; a provider that cannot say (it has no
         // status to ask, or does not know the payment) is not a reason to wait.
         let mut note = None;
-        match gateway.fetch_status(tx).await {
+        match self.ask(&tx.gateway_id, gateway.fetch_status(tx)).await {
             Ok(PaymentOutcome::Pending) => {}
             Ok(PaymentOutcome::Processing) => return Verdict::Processing,
             Ok(outcome) => return Verdict::Outcome(outcome),
@@ -865,7 +887,7 @@ impl Payments {
             Err(e) => note = Some(format!("the provider's status: {e}")),
         }
         // Then its page is closed before the items are freed.
-        let closed = match gateway.close(tx).await {
+        let closed = match self.ask(&tx.gateway_id, gateway.close(tx)).await {
             Ok(PaymentOutcome::Cancelled) => format!("{} closed its payment page", tx.gateway_id),
             Ok(PaymentOutcome::Processing) => return Verdict::Processing,
             Ok(PaymentOutcome::Pending) => {

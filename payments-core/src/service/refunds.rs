@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use super::{CallbackOutcome, Change, check_note};
 use crate::{
     Actor, Conflict, Error, EventId, Exception, ExceptionKind, GatewayErrorKind, GatewayId,
@@ -34,6 +36,9 @@ pub struct SweepReport {
     /// next pass asks again.
     pub receipts_failed: u32,
 }
+
+/// How many transactions the sweep asks their providers about at once.
+const SWEEP_CONCURRENCY: usize = 4;
 
 /// How far back the sweep asks providers for receipts it may have missed
 /// ([`Gateway::recover_receipts`](crate::Gateway::recover_receipts)), unless the builder
@@ -556,15 +561,26 @@ impl Payments {
             let page = self.store_ref().unfinished(before, after, 100).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
+            let mut asking = Vec::new();
             for tx in page {
-                if report.checked >= limit {
-                    break 'pages;
+                if report.checked + asking.len() as u32 >= limit {
+                    break;
                 }
-                if !self.inner.gateways.contains_key(&tx.gateway_id) {
+                if self.inner.gateways.contains_key(&tx.gateway_id) {
+                    asking.push(tx.id);
+                } else {
                     report.skipped += 1;
-                    continue;
                 }
-                match self.reconcile(tx.id).await {
+            }
+            let full = report.checked + asking.len() as u32 >= limit;
+            // A few at a time, each provider call bounded by the provider timeout.
+            let answers: Vec<Result<CallbackOutcome>> = futures::stream::iter(asking)
+                .map(|id| self.reconcile(id))
+                .buffer_unordered(SWEEP_CONCURRENCY)
+                .collect()
+                .await;
+            for answer in answers {
+                match answer {
                     Ok(outcome) => {
                         report.checked += 1;
                         if outcome.applied {
@@ -581,6 +597,9 @@ impl Payments {
                         report.failed += 1;
                     }
                 }
+            }
+            if full {
+                break 'pages;
             }
         }
         // Receipts kept by the providers (pagoPA's debt-position service), of notices the
@@ -638,7 +657,10 @@ impl Payments {
         let mut gateways: Vec<_> = self.inner.gateways.values().cloned().collect();
         gateways.sort_by_key(|g| g.id());
         for gateway in gateways {
-            let recovered = match gateway.recover_receipts(since).await {
+            let recovered = match self
+                .ask(&gateway.id(), gateway.recover_receipts(since))
+                .await
+            {
                 Ok(r) => r,
                 Err(Error::Gateway {
                     kind: GatewayErrorKind::NotSupported(_),
