@@ -308,14 +308,33 @@ pub async fn session_layer(
         body,
         bodies,
     };
-    if request.method() == Method::POST {
-        let form = request
+    // Every unsafe request carries the session's token, whatever its content type: in the
+    // form (url-encoded), in the upload's own field (multipart, checked by the two upload
+    // pages), or in the `x-csrf-token` header (scripts). Anything else is refused.
+    if !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        // The statement upload (multipart) checks its own token, being the only one.
-        if form {
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let header_token = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let upload = matches!(
+            request.uri().path(),
+            "/admin/statements" | "/admin/positions/import"
+        ) && content_type.starts_with("multipart/form-data");
+        if let Some(sent) = header_token {
+            if !ctx.csrf_matches(Some(&sent)) {
+                return PageError::forbidden(&ctx, "csrf").into_response();
+            }
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let (parts, body) = request.into_parts();
             let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
                 return StatusCode::PAYLOAD_TOO_LARGE.into_response();
@@ -325,6 +344,8 @@ pub async fn session_layer(
                 return PageError::forbidden(&ctx, "csrf").into_response();
             }
             request = Request::from_parts(parts, Body::from(bytes));
+        } else if !upload {
+            return PageError::forbidden(&ctx, "csrf").into_response();
         }
     }
     request.extensions_mut().insert(ctx);
@@ -430,6 +451,19 @@ pub async fn signout(State(portal): State<Portal>, Extension(ctx): Extension<Ctx
     Ok(Redirect::to("/signin").into_response())
 }
 
+/// Whether `target` is a path of this site and nothing a browser could read as another
+/// site: it starts with one `/`, and holds no backslash, whitespace or control character
+/// (browsers drop tabs and newlines from URLs, so `/\t/evil.example` becomes
+/// `//evil.example`, and read `\` as `/`).
+pub fn is_local_path(target: &str) -> bool {
+    let mut chars = target.chars();
+    chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/' | '\\'))
+        && !target
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+}
+
 /// Where to go back to after switching language.
 #[derive(Debug, Deserialize)]
 pub struct Back {
@@ -451,7 +485,7 @@ pub async fn language(
     // Only a path of this site: never an open redirect.
     let back = back
         .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .filter(|b| is_local_path(b))
         .unwrap_or_else(|| "/".into());
     Ok(Redirect::to(&back).into_response())
 }

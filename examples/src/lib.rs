@@ -550,6 +550,188 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A request into the portal's router as a browser with `cookie` sends it.
+    async fn send(
+        portal: &Portal,
+        method: &str,
+        uri: &str,
+        cookie: &str,
+        content_type: Option<&str>,
+        body: &str,
+        csrf_header: Option<&str>,
+    ) -> axum::response::Response {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("cookie", cookie);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        if let Some(token) = csrf_header {
+            request = request.header("x-csrf-token", token);
+        }
+        portal
+            .router()
+            .oneshot(
+                request
+                    .body(axum::body::Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// A portal, and a session on it: its cookie and its CSRF token, read from a page.
+    async fn session() -> (Portal, String, String, std::path::PathBuf) {
+        use http_body_util::BodyExt;
+        let dir = std::env::temp_dir().join(format!("portal-csrf-{}", uuid::Uuid::new_v4()));
+        let portal = Portal::new(Config::local(&dir, "127.0.0.1:3000".parse().unwrap()))
+            .await
+            .unwrap();
+        let page = send(&portal, "GET", "/signin", "", None, "", None).await;
+        let cookie = page
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let html = String::from_utf8(
+            page.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        (portal, cookie, csrf, dir)
+    }
+
+    #[tokio::test]
+    async fn every_unsafe_request_carries_the_session_token_whatever_its_content_type() {
+        let (portal, cookie, csrf, dir) = session().await;
+        for (content_type, body) in [
+            (Some("text/plain"), "csrf=whatever"),
+            (Some("multipart/form-data; boundary=x"), "--x--"),
+            (Some("application/json"), "{}"),
+            (None, ""),
+            (Some("application/x-www-form-urlencoded"), "a=b"),
+            (Some("application/x-www-form-urlencoded"), "csrf=forged"),
+        ] {
+            for path in [
+                "/signout",
+                "/cart/remove",
+                "/checkout",
+                "/modules/tributi/x",
+            ] {
+                let r = send(&portal, "POST", path, &cookie, content_type, body, None).await;
+                assert_eq!(
+                    r.status(),
+                    axum::http::StatusCode::FORBIDDEN,
+                    "{path} with {content_type:?}"
+                );
+            }
+        }
+        // An upload elsewhere than the two upload pages is refused too.
+        let r = send(
+            &portal,
+            "POST",
+            "/free",
+            &cookie,
+            Some("multipart/form-data; boundary=x"),
+            "--x--",
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), axum::http::StatusCode::FORBIDDEN);
+        // A forged header is refused; the session's token passes, in the form or the header.
+        let r = send(
+            &portal,
+            "POST",
+            "/signout",
+            &cookie,
+            None,
+            "",
+            Some("forged"),
+        )
+        .await;
+        assert_eq!(r.status(), axum::http::StatusCode::FORBIDDEN);
+        let r = send(&portal, "POST", "/signout", &cookie, None, "", Some(&csrf)).await;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let form = format!("csrf={csrf}");
+        let r = send(
+            &portal,
+            "POST",
+            "/signout",
+            &cookie,
+            Some("application/x-www-form-urlencoded"),
+            &form,
+            None,
+        )
+        .await;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_language_switch_goes_back_only_to_a_path_of_this_site() {
+        let (portal, cookie, _, dir) = session().await;
+        let location = |r: &axum::response::Response| {
+            r.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for hostile in [
+            "%2F%09%2Fevil.example",
+            "/%09/evil.example",
+            "/%0A/evil.example",
+            "/%0D%0A/evil.example",
+            "//evil.example",
+            "/%2Fevil.example",
+            "%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "%5C%5Cevil.example",
+            "https://evil.example/",
+            "https:%2F%2Fevil.example",
+            "%68ttps://evil.example",
+            "/%20/evil.example",
+            "javascript:alert(1)",
+        ] {
+            let r = send(
+                &portal,
+                "GET",
+                &format!("/lang/en?back={hostile}"),
+                &cookie,
+                None,
+                "",
+                None,
+            )
+            .await;
+            assert_eq!(location(&r), "/", "{hostile}");
+        }
+        let r = send(
+            &portal,
+            "GET",
+            "/lang/en?back=%2Fcart%3Fx%3D1",
+            &cookie,
+            None,
+            "",
+            None,
+        )
+        .await;
+        assert_eq!(location(&r), "/cart?x=1", "a path of this site is kept");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn config_debug_shows_no_password_or_key() {
         let mut config = Config::local("/tmp/portal", "127.0.0.1:3000".parse().unwrap());

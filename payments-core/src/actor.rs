@@ -146,8 +146,16 @@ mod tests {
             Err(Error::Forbidden { .. })
         ));
         let op_a = Actor::operator(a, Role::Viewer, "anna");
-        assert!(op_a.check_payer_access(&a, &alice).is_ok());
-        assert!(op_a.check_payer_access(&b, &alice).is_err());
+        // A viewer reads a payer's data and never acts for them.
+        assert!(op_a.check_payer_read(&a, &alice).is_ok());
+        assert!(matches!(
+            op_a.check_payer_access(&a, &alice),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(op_a.check_payer_read(&b, &alice).is_err());
+        let manager_a = Actor::operator(a, Role::Manager, "marta");
+        assert!(manager_a.check_payer_access(&a, &alice).is_ok());
+        assert!(manager_a.check_payer_access(&b, &alice).is_err());
         assert!(op_a.check_operator(&a, Role::Viewer).is_ok());
         assert!(op_a.check_operator(&a, Role::Manager).is_err());
         assert!(
