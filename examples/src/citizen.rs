@@ -443,10 +443,22 @@ pub async fn sandbox_outcome(
         "failed" => PaymentOutcome::Failed,
         _ => PaymentOutcome::Cancelled,
     };
-    let callback = portal
-        .sandbox_account(&ctx, &gateway)?
-        .complete(&session, outcome)
+    let account = portal.sandbox_account(&ctx, &gateway)?;
+    // Only the payer of the session's transaction, signed in, completes it: the sandbox
+    // stands for a provider's page, where nobody else can pay or cancel for them.
+    let (_, payer) = ctx.citizen()?;
+    let s = account
+        .session(&session)
+        .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
+    let tx = portal
+        .payments()
+        .transaction(&Actor::System, s.transaction_id)
+        .await
         .or_page(&ctx)?;
+    if Actor::payer(tx.payer.id.clone()) != payer {
+        return Err(PageError::forbidden(&ctx, "not_yours"));
+    }
+    let callback = account.complete(&session, outcome).or_page(&ctx)?;
     let done = portal
         .payments()
         .handle_callback(&gateway, &callback)

@@ -55,6 +55,16 @@ pub struct Config {
     /// Each body's own card-provider accounts, by the body's slug (`comune`, `unione`): a
     /// body with none pays by card through its own sandbox account.
     pub accounts: BTreeMap<String, ProviderAccounts>,
+    /// The credential pagoPA's node presents to the station (`PAGOPA_STATION_KEY`, 16
+    /// characters or more); unset, one is generated once per data directory
+    /// (`data_dir/secrets/pagopa-station-key`, readable by its owner only).
+    pub pagopa_station_key: Option<String>,
+    /// The key the sandbox accounts sign their callbacks with (`SANDBOX_SIGNING_KEY`);
+    /// unset, generated once per data directory as the station key is.
+    pub sandbox_key: Option<String>,
+    /// Whether a body with a real card provider (Stripe, Nexi) also offers the sandbox's
+    /// methods (`PORTAL_SANDBOX=1`); a body with none always does, as its only card account.
+    pub sandbox_beside_providers: bool,
 }
 
 /// A body's own contracts with the card providers: each is a gateway of its own, with an
@@ -81,6 +91,8 @@ impl std::fmt::Debug for Config {
             .field("smtp_url", &set(&self.smtp_url))
             .field("worker_interval", &self.worker_interval)
             .field("accounts", &self.accounts)
+            .field("pagopa_station_key", &set(&self.pagopa_station_key))
+            .field("sandbox_key", &set(&self.sandbox_key))
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +146,47 @@ impl Config {
             worker_interval: Duration::from_millis(500),
             retry: payments_core::RetryPolicy::default(),
             accounts: BTreeMap::new(),
+            pagopa_station_key: None,
+            sandbox_key: None,
+            sandbox_beside_providers: false,
+        }
+    }
+
+    /// The secret `name`: `given`, or the one generated for this data directory the first
+    /// time it was asked (random, kept in `data_dir/secrets/{name}`, mode 0600). Never a
+    /// constant of the source, so no one can forge a receipt from reading it.
+    pub fn secret(&self, name: &str, given: Option<&str>) -> std::io::Result<String> {
+        if let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) {
+            return Ok(given.to_owned());
+        }
+        let dir = self.data_dir.join("secrets");
+        let path = dir.join(name);
+        if let Ok(kept) = std::fs::read_to_string(&path)
+            && !kept.trim().is_empty()
+        {
+            return Ok(kept.trim().to_owned());
+        }
+        std::fs::create_dir_all(&dir)?;
+        // Two random UUIDs: 244 bits from the system's generator.
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(mut file) => {
+                std::io::Write::write_all(&mut file, secret.as_bytes())?;
+                Ok(secret)
+            }
+            // Another instance wrote it first: theirs is the one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -160,6 +213,9 @@ impl Config {
         }
         config.database_url = var("DATABASE_URL");
         config.smtp_url = var("SMTP_URL");
+        config.pagopa_station_key = var("PAGOPA_STATION_KEY");
+        config.sandbox_key = var("SANDBOX_SIGNING_KEY");
+        config.sandbox_beside_providers = var("PORTAL_SANDBOX").as_deref() == Some("1");
         // The municipality's accounts have the plain names; each other body's carry its
         // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).
         for body in seed::BODIES {
@@ -262,6 +318,18 @@ impl std::fmt::Debug for Portal {
 }
 
 impl Portal {
+    /// The credential pagoPA's node presents to the station (from `PAGOPA_STATION_KEY`, or
+    /// generated for the data directory): for the host's API gateway or proxy to add, and
+    /// for tests.
+    pub fn station_key(&self) -> String {
+        self.inner
+            .config
+            .secret(
+                "pagopa-station-key",
+                self.inner.config.pagopa_station_key.as_deref(),
+            )
+            .unwrap_or_default()
+    }
     /// Opens the store (migrating it), builds the payments service with its gateways,
     /// notifier and the modules' listeners, and seeds the demo bodies. Starting again on
     /// the same data keeps everything: the seed only writes what is missing or changed.
@@ -286,7 +354,17 @@ impl Portal {
         }
         .build()?;
         let bank = Arc::new(BankTransferGateway::new());
-        let pagopa = Arc::new(PagoPaGateway::new(store.clone(), seed::PAGOPA_KEY)?);
+        let secret = |name: &str, given: &Option<String>| {
+            config.secret(name, given.as_deref()).map_err(|e| {
+                Error::invalid(
+                    "data_dir",
+                    format!("its secrets cannot be read or written: {e}"),
+                )
+            })
+        };
+        let station_key = secret("pagopa-station-key", &config.pagopa_station_key)?;
+        let sandbox_key = secret("sandbox-signing-key", &config.sandbox_key)?;
+        let pagopa = Arc::new(PagoPaGateway::new(store.clone(), station_key)?);
         let mut builder = Payments::builder()
             .store(store.clone())
             .gateway(bank.clone())
@@ -302,7 +380,7 @@ impl Portal {
         let mut providers = Vec::new();
         for spec in seed::BODIES {
             let sandbox = Arc::new(
-                SandboxGateway::new(spec.gateway_id(seed::SANDBOX_KEY))
+                SandboxGateway::new(spec.gateway_id(&sandbox_key))
                     .with_id(spec.gateway_id("sandbox"))
                     .with_base_url(format!(
                         "{}/hosted/{}",
@@ -348,7 +426,14 @@ impl Portal {
         let payments = builder.build()?;
         let mut installed = Vec::new();
         for (spec, sandbox, modules) in bodies {
-            let creditor = seed::install(&payments, spec, &bank, &pagopa).await?;
+            // The sandbox's methods only where no real card provider is configured, unless
+            // asked for (PORTAL_SANDBOX=1): its "pay" button takes no money.
+            let real = config
+                .accounts
+                .get(spec.slug)
+                .is_some_and(|a| a.stripe.is_some() || a.nexi.is_some());
+            let with_sandbox = !real || config.sandbox_beside_providers;
+            let creditor = seed::install(&payments, spec, &bank, &pagopa, with_sandbox).await?;
             for module in &modules {
                 module.seed(accounts.as_ref())?;
             }
@@ -542,12 +627,79 @@ mod tests {
                 ids
             }
         };
-        assert_eq!(card_accounts("comune").await, ["sandbox", "stripe"]);
-        assert_eq!(
-            card_accounts("unione").await,
-            ["nexi-unione", "sandbox-unione"]
+        // With a real card provider the sandbox's methods are not offered: its "pay"
+        // button takes no money.
+        assert_eq!(card_accounts("comune").await, ["stripe"]);
+        assert_eq!(card_accounts("unione").await, ["nexi-unione"]);
+        drop(portal);
+        // Unless asked for (PORTAL_SANDBOX=1), on the same database.
+        let mut config = Config::local(&dir, "127.0.0.1:3000".parse().unwrap());
+        config.sandbox_beside_providers = true;
+        config.accounts_mut("comune").stripe = Some(StripeKeys {
+            secret_key: "sk_test_comune".to_owned().into(),
+            webhook_secret: "whsec_comune".to_owned().into(),
+        });
+        let portal = Portal::new(config).await.unwrap();
+        let creditor = portal.body("comune").unwrap().creditor.id;
+        let mut ids: Vec<String> = portal
+            .payments()
+            .methods(creditor)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == MethodKind::Card && m.enabled)
+            .map(|m| m.gateway_id.to_string())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["sandbox", "stripe"]);
+        // A body without one keeps the sandbox as its card account.
+        let unione = portal.body("unione").unwrap().creditor.id;
+        assert!(
+            portal
+                .payments()
+                .methods(unione)
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.kind == MethodKind::Card
+                    && m.enabled
+                    && m.gateway_id.as_str() == "sandbox-unione")
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn keys_come_from_the_environment_or_are_generated_once_per_data_directory() {
+        let dir = std::env::temp_dir().join(format!("portal-keys-{}", uuid::Uuid::new_v4()));
+        let config = Config::local(&dir, "127.0.0.1:3000".parse().unwrap());
+        let portal = Portal::new(config.clone()).await.unwrap();
+        let key = portal.station_key();
+        assert!(key.len() >= 32, "a random key: {key}");
+        let file = dir.join("secrets").join("pagopa-station-key");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "readable by its owner only");
+        }
+        drop(portal);
+        // The same directory keeps its key; another directory gets another.
+        let again = Portal::new(config).await.unwrap();
+        assert_eq!(again.station_key(), key);
+        let other_dir = std::env::temp_dir().join(format!("portal-keys-{}", uuid::Uuid::new_v4()));
+        let other = Portal::new(Config::local(&other_dir, "127.0.0.1:3000".parse().unwrap()))
+            .await
+            .unwrap();
+        assert_ne!(other.station_key(), key);
+        // A key given is the one used.
+        let mut given = Config::local(&other_dir, "127.0.0.1:3000".parse().unwrap());
+        given.pagopa_station_key = Some("a station key from the vault".into());
+        drop(other);
+        let given = Portal::new(given).await.unwrap();
+        assert_eq!(given.station_key(), "a station key from the vault");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&other_dir);
     }
 
     /// A request into the portal's router as a browser with `cookie` sends it.
@@ -677,6 +829,138 @@ mod tests {
         )
         .await;
         assert!(r.status().is_redirection(), "{}", r.status());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Signs `account` in on `portal`; answers the new session's cookie and token.
+    async fn sign_in(portal: &Portal, cookie: &str, csrf: &str, account: &str) -> (String, String) {
+        use http_body_util::BodyExt;
+        let r = send(
+            portal,
+            "POST",
+            "/signin",
+            cookie,
+            Some("application/x-www-form-urlencoded"),
+            &format!("csrf={csrf}&account={account}"),
+            None,
+        )
+        .await;
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let page = send(portal, "GET", "/free", &cookie, None, "", None).await;
+        let html = String::from_utf8(
+            page.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        (cookie, csrf)
+    }
+
+    #[tokio::test]
+    async fn only_the_payer_completes_a_sandbox_payment() {
+        let (portal, cookie, csrf, dir) = session().await;
+        // Mario starts a card payment on the sandbox's hosted page.
+        let creditor = portal.creditor().id;
+        let mario = payments_core::Actor::payer("RSSMRA85T10A562S");
+        let payments = portal.payments();
+        let cart = payments
+            .open_cart(
+                &mario,
+                creditor,
+                payments_core::Payer::new("RSSMRA85T10A562S", "Mario Rossi"),
+            )
+            .await
+            .unwrap();
+        let fees = payments
+            .payment_types(creditor)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "Diritti di segreteria")
+            .unwrap();
+        let item = payments_core::NewFreeItem::new(fees.id, "10,00", "Diritti")
+            .with_extra("case_number", "2026/1")
+            .with_extra("office", "anagrafe");
+        payments.add_free_item(&mario, cart.id, item).await.unwrap();
+        let card = payments
+            .methods(creditor)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.kind == MethodKind::Card && m.enabled)
+            .unwrap();
+        let checkout = payments
+            .checkout(&mario, cart.id, card.id, "k")
+            .await
+            .unwrap();
+        let payments_core::Instruction::Redirect { url, .. } = &checkout.instruction else {
+            panic!("a hosted page")
+        };
+        let session_id = url.rsplit('/').next().unwrap();
+        let page = format!("/hosted/sandbox/pay/{session_id}");
+        let tx = checkout.transaction.id;
+        let status = || async {
+            payments
+                .transaction(&payments_core::Actor::System, tx)
+                .await
+                .unwrap()
+                .status
+        };
+
+        // Nobody signed in, and Giulia, cannot pay (or cancel) it for him.
+        let r = send(
+            &portal,
+            "POST",
+            &page,
+            &cookie,
+            Some("application/x-www-form-urlencoded"),
+            &format!("csrf={csrf}&outcome=paid"),
+            None,
+        )
+        .await;
+        assert!(
+            r.status().is_redirection() && r.headers()["location"] == "/signin",
+            "{}",
+            r.status()
+        );
+        let (giulia, giulia_csrf) = sign_in(&portal, &cookie, &csrf, "giulia").await;
+        let r = send(
+            &portal,
+            "POST",
+            &page,
+            &giulia,
+            Some("application/x-www-form-urlencoded"),
+            &format!("csrf={giulia_csrf}&outcome=cancel"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), axum::http::StatusCode::FORBIDDEN);
+        assert_eq!(status().await, payments_core::TxStatus::Pending);
+        // Mario can.
+        let (mario_cookie, mario_csrf) = sign_in(&portal, &giulia, &giulia_csrf, "mario").await;
+        let r = send(
+            &portal,
+            "POST",
+            &page,
+            &mario_cookie,
+            Some("application/x-www-form-urlencoded"),
+            &format!("csrf={mario_csrf}&outcome=paid"),
+            None,
+        )
+        .await;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        assert_eq!(status().await, payments_core::TxStatus::Paid);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

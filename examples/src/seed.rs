@@ -12,11 +12,6 @@ use uuid::Uuid;
 
 /// The sender of receipts and notices (the portal's; each mail names its body).
 pub(crate) const MAIL_FROM: &str = "Portale dei pagamenti <pagamenti@portale.example.it>";
-/// The sandbox's signing key (the municipality's; each other body's account has its slug
-/// after it): a demo value, as a real provider's secret comes from the environment.
-pub(crate) const SANDBOX_KEY: &str = "portal-sandbox-signing-key";
-/// The key pagoPA's requests carry (a header) in this demo.
-pub(crate) const PAGOPA_KEY: &str = "portal-pagopa-station-key";
 /// What the sandbox offers: the hosted-page methods.
 pub(crate) const SANDBOX_KINDS: [MethodKind; 3] = [
     MethodKind::Card,
@@ -208,6 +203,7 @@ pub(crate) async fn install(
     body: &BodySpec,
     bank: &BankTransferGateway,
     pagopa: &PagoPaGateway,
+    with_sandbox: bool,
 ) -> Result<Creditor> {
     let system = Actor::System;
     let mut creditor = Creditor::new(body.name, body.fiscal_code, body.email)?;
@@ -228,6 +224,8 @@ pub(crate) async fn install(
     for (n, kind, gateway) in methods {
         let mut method = PaymentMethod::new(creditor.id, kind, gateway);
         method.id = method_id(body, 20 + n);
+        // Stored disabled otherwise, so a database that had them offers them no more.
+        method.enabled = gateway != sandbox.as_str() || with_sandbox;
         payments.enable_method(&system, &method).await?;
     }
     bank.set_account(

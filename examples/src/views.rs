@@ -776,6 +776,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "This page is for citizens.",
     ),
     (
+        "error.not_yours",
+        "Questo pagamento è di un'altra persona.",
+        "This payment is someone else's.",
+    ),
+    (
         "error.csrf",
         "Il modulo è scaduto o non viene da questo sito: ricarica la pagina e riprova.",
         "The form has expired or does not come from this site: reload the page and try again.",

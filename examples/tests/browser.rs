@@ -1496,7 +1496,8 @@ async fn a_pagopa_notice_is_shown_and_its_station_answers_the_node() {
         }
         request.send()
     };
-    let answer = ask(Some("portal-pagopa-station-key")).await.unwrap();
+    let key = run.portal.station_key();
+    let answer = ask(Some(&key)).await.unwrap();
     assert_eq!(answer.status(), 200);
     let answer = answer.text().await.unwrap();
     assert!(answer.contains("<outcome>OK</outcome>"), "{answer}");
@@ -1527,7 +1528,7 @@ async fn a_pagopa_notice_is_shown_and_its_station_answers_the_node() {
         .header("content-type", "text/xml")
         .header(
             payments_gateways::pagopa::DEFAULT_CALLBACK_HEADER,
-            "portal-pagopa-station-key",
+            key.as_str(),
         )
         .body(receipt.clone())
         .send()
