@@ -545,6 +545,7 @@ impl Portal {
             .route("/admin", get(admin::movements))
             .route("/admin/export.csv", get(admin::export_csv))
             .route("/admin/export.xlsx", get(admin::export_xlsx))
+            .route("/admin/export.jsonl", get(admin::export_jsonl))
             .route("/admin/payments/{id}", get(admin::detail))
             .route("/admin/receipts/{key}", get(admin::receipt_document))
             .route("/admin/payments/{id}/{decision}", post(admin::decide))
@@ -961,6 +962,100 @@ mod tests {
         .await;
         assert!(r.status().is_redirection(), "{}", r.status());
         assert_eq!(status().await, payments_core::TxStatus::Paid);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_export_streams_as_csv_and_json_lines() {
+        use http_body_util::BodyExt;
+        let (portal, cookie, csrf, dir) = session().await;
+        let creditor = portal.creditor().id;
+        let payments = portal.payments();
+        let fees = payments
+            .payment_types(creditor)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "Diritti di segreteria")
+            .unwrap();
+        let card = payments
+            .methods(creditor)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.kind == MethodKind::Card && m.enabled)
+            .unwrap();
+        for i in 0..3 {
+            let id = format!("PAYER{i}");
+            let payer = payments_core::Actor::payer(id.as_str());
+            let cart = payments
+                .open_cart(
+                    &payer,
+                    creditor,
+                    payments_core::Payer::new(id.as_str(), "Payer"),
+                )
+                .await
+                .unwrap();
+            for n in 0..2 {
+                let item =
+                    payments_core::NewFreeItem::new(fees.id, "10,00", format!("Diritti {n}"))
+                        .with_extra("case_number", format!("2026/{i}{n}"))
+                        .with_extra("office", "anagrafe");
+                payments.add_free_item(&payer, cart.id, item).await.unwrap();
+            }
+            let c = payments
+                .checkout(&payer, cart.id, card.id, "k")
+                .await
+                .unwrap();
+            let payments_core::Instruction::Redirect { url, .. } = &c.instruction else {
+                panic!("a hosted page")
+            };
+            let cb = portal
+                .sandbox()
+                .complete(
+                    url.rsplit('/').next().unwrap(),
+                    payments_core::PaymentOutcome::Paid,
+                )
+                .unwrap();
+            payments.handle_callback("sandbox", &cb).await.unwrap();
+        }
+        let (anna, anna_csrf) = sign_in(&portal, &cookie, &csrf, "anna").await;
+        let body = |r: axum::response::Response| async move {
+            String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        };
+        let r = send(&portal, "GET", "/admin/export.csv", &anna, None, "", None).await;
+        assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+        let csv = body(r).await;
+        assert_eq!(
+            csv.lines().count(),
+            1 + 6,
+            "a header and one row per item:\n{csv}"
+        );
+        let r = send(&portal, "GET", "/admin/export.jsonl", &anna, None, "", None).await;
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/x-ndjson; charset=utf-8"
+        );
+        let jsonl = body(r).await;
+        let rows: Vec<serde_json::Value> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|r| r["transaction_id"].is_string()));
+        // A citizen gets no export.
+        let (mario, _) = sign_in(&portal, &anna, &anna_csrf, "mario").await;
+        let r = send(
+            &portal,
+            "GET",
+            "/admin/export.jsonl",
+            &mario,
+            None,
+            "",
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), axum::http::StatusCode::FORBIDDEN);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

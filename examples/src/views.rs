@@ -663,6 +663,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("admin.export_csv", "Esporta CSV", "Export CSV"),
     ("admin.export_xlsx", "Esporta Excel", "Export Excel"),
+    (
+        "admin.export_jsonl",
+        "Esporta JSON lines",
+        "Export JSON lines",
+    ),
     ("admin.none", "Nessun movimento.", "No movements."),
     ("admin.payer_col", "Pagatore", "Payer"),
     ("admin.open", "Dettaglio", "Detail"),
