@@ -232,9 +232,17 @@ async fn export(portal: Portal, ctx: Ctx, filters: Filters, format: ExportFormat
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
-        if let Err(e) = runtime.block_on(store.export(&actor, &query, format, writer)) {
-            // The download ends short: the client sees it broken, not complete.
-            let _ = futures::executor::block_on(tx.send(Err(std::io::Error::other(e.to_string()))));
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(store.export(&actor, &query, format, writer))
+        }));
+        let failed = match done {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the export stopped".to_owned()),
+        };
+        if let Some(why) = failed {
+            // The download ends broken, never looking complete.
+            let _ = futures::executor::block_on(tx.send(Err(std::io::Error::other(why))));
         }
     });
     let body = axum::body::Body::from_stream(futures::stream::unfold(rx, |mut rx| async {
@@ -269,8 +277,22 @@ impl ChunkWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        futures::executor::block_on(self.tx.send(Ok(chunk)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+        // A client that stops reading for a minute is given up: the export ends and its
+        // database connection goes back to the pool.
+        match futures::executor::block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.tx.send(Ok(chunk)),
+        )) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client left",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+        }
     }
 }
 

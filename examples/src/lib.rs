@@ -156,36 +156,58 @@ impl Config {
     /// time it was asked (random, kept in `data_dir/secrets/{name}`, mode 0600). Never a
     /// constant of the source, so no one can forge a receipt from reading it.
     pub fn secret(&self, name: &str, given: Option<&str>) -> std::io::Result<String> {
+        let weak = |s: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the secret {name} has fewer than 16 characters ({} given)",
+                    s.len()
+                ),
+            )
+        };
         if let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) {
+            if given.len() < 16 {
+                return Err(weak(given));
+            }
             return Ok(given.to_owned());
         }
         let dir = self.data_dir.join("secrets");
         let path = dir.join(name);
-        if let Ok(kept) = std::fs::read_to_string(&path)
-            && !kept.trim().is_empty()
-        {
-            return Ok(kept.trim().to_owned());
+        let read = |path: &Path| -> std::io::Result<String> {
+            let kept = std::fs::read_to_string(path)?.trim().to_owned();
+            // Never an empty or short key that anyone could guess.
+            if kept.len() < 32 {
+                return Err(weak(&kept));
+            }
+            Ok(kept)
+        };
+        if path.exists() {
+            return read(&path);
         }
         std::fs::create_dir_all(&dir)?;
-        // Two random UUIDs: 244 bits from the system's generator.
+        // Two random UUIDs: 244 bits from the system's generator, written whole to a file of
+        // its own and then linked in place, so no one ever reads half a key, and a second
+        // instance starting at the same moment keeps the first one's.
         let secret = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
+        let draft = dir.join(format!(".{name}.{}", uuid::Uuid::new_v4().simple()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&path) {
-            Ok(mut file) => {
-                std::io::Write::write_all(&mut file, secret.as_bytes())?;
-                Ok(secret)
-            }
-            // Another instance wrote it first: theirs is the one.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok(std::fs::read_to_string(&path)?.trim().to_owned())
-            }
+        {
+            let mut file = options.open(&draft)?;
+            std::io::Write::write_all(&mut file, secret.as_bytes())?;
+            file.sync_all()?;
+        }
+        let linked = std::fs::hard_link(&draft, &path);
+        let _ = std::fs::remove_file(&draft);
+        match linked {
+            Ok(()) => Ok(secret),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
             Err(e) => Err(e),
         }
     }
@@ -699,6 +721,21 @@ mod tests {
         drop(other);
         let given = Portal::new(given).await.unwrap();
         assert_eq!(given.station_key(), "a station key from the vault");
+        drop(given);
+        // An empty or short key on disk (a crash mid-write elsewhere) is refused, never
+        // used; so is a short one given.
+        let broken = std::env::temp_dir().join(format!("portal-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(broken.join("secrets")).unwrap();
+        std::fs::write(broken.join("secrets").join("sandbox-signing-key"), "").unwrap();
+        assert!(
+            Portal::new(Config::local(&broken, "127.0.0.1:3000".parse().unwrap()))
+                .await
+                .is_err()
+        );
+        let mut short = Config::local(&broken, "127.0.0.1:3000".parse().unwrap());
+        short.sandbox_key = Some("short".into());
+        assert!(short.secret("sandbox-signing-key", Some("short")).is_err());
+        let _ = std::fs::remove_dir_all(&broken);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&other_dir);
     }

@@ -67,11 +67,10 @@ impl Actor {
     /// the system. A viewer reads ([`Actor::check_payer_read`]) and never acts.
     pub fn check_payer_access(&self, creditor: &CreditorId, payer: &PayerId) -> Result<()> {
         match self {
+            // Only a manager acts for a payer; a viewer, or any role added later, reads.
             Actor::Operator {
-                creditor: c,
-                role: Role::Viewer,
-                ..
-            } if c == creditor => Err(Error::forbidden(
+                creditor: c, role, ..
+            } if c == creditor && *role != Role::Manager => Err(Error::forbidden(
                 "a viewer reads a payer's data and never acts for them",
             )),
             _ => self.check_payer_read(creditor, payer),

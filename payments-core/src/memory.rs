@@ -448,7 +448,17 @@ impl Store for InMemoryStore {
         }
         for line in &transaction.lines {
             match s.items.get(&line.item_id) {
-                Some(i) if i.state == ItemState::Open && i.cart_id == transaction.cart_id => {}
+                Some(i)
+                    if i.state == ItemState::Open
+                        && i.cart_id == transaction.cart_id
+                        && i.amount == line.amount => {}
+                // Changed since the cart was read: an old amount is never what gets paid.
+                Some(i) if i.state == ItemState::Open && i.amount != line.amount => {
+                    return Err(Error::Conflict(Conflict::Other(format!(
+                        "item {} is now of {}, not {}: check out again",
+                        i.id, i.amount, line.amount
+                    ))));
+                }
                 Some(i) => {
                     return Err(Error::Conflict(Conflict::ItemUnavailable {
                         item: i.id.to_string(),

@@ -363,6 +363,20 @@ fn parse_amount(
             } else {
                 let fraction = &text[p + 1..];
                 let looks_grouped = fraction.len() == 3 && (1..=3).contains(&p);
+                // "0.500" is no thousand, and not surely half a euro either.
+                if looks_grouped && text.starts_with('0') {
+                    return Err(MoneyError::Ambiguous);
+                }
+                // The writer's grouping separator followed by three or more digits that do
+                // not group ("1234.500" in Italian): never read as less.
+                let groups_here = match locale {
+                    Some(Locale::It) => Some('.'),
+                    Some(Locale::En) => Some(','),
+                    None => None,
+                };
+                if !looks_grouped && fraction.len() >= 3 && groups_here == Some(sep) {
+                    return Err(MoneyError::Ambiguous);
+                }
                 if looks_grouped {
                     // "1.000": a thousand where the language groups with this separator.
                     let groups_with = match locale {
@@ -474,6 +488,15 @@ mod tests {
         assert_eq!(cents(en("1,000.50")), Ok(100_050));
         assert_eq!(cents(en("1000.50")), Ok(100_050));
         assert_eq!(cents(en("1.000")), Err(MoneyError::Ambiguous));
+        // Never a thousand from a leading zero, nor less than meant from a grouping
+        // separator with more digits after it.
+        assert_eq!(cents(it("0.500")), Err(MoneyError::Ambiguous));
+        assert_eq!(cents(en("0,500")), Err(MoneyError::Ambiguous));
+        assert_eq!(cents(it("1234.500")), Err(MoneyError::Ambiguous));
+        assert_eq!(cents(it("1.0000")), Err(MoneyError::Ambiguous));
+        assert_eq!(cents(en("1234,500")), Err(MoneyError::Ambiguous));
+        assert_eq!(cents(it("0,50")), Ok(50));
+        assert_eq!(cents(en("0.50")), Ok(50));
         assert!(MoneyError::Ambiguous.to_string().contains("1.000,00"));
     }
 

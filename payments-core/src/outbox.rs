@@ -28,8 +28,9 @@ pub enum OutboxPayload {
     /// its state at delivery.
     Archive(ArchiveSync),
     /// A stored message whose payload does not read (written by a newer version, or edited
-    /// by hand): stores hand it over as this, never written; its delivery fails for good,
-    /// so it is `Dead` alone, with why, and an operator sees it.
+    /// by hand): stores hand it over as this, never written. Its delivery fails alone, with
+    /// why, and is tried again with the backoff (a newer instance may deliver it
+    /// meanwhile); after the last attempt it is `Dead` and an operator sees it.
     Unreadable(UnreadablePayload),
 }
 

@@ -101,8 +101,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Moves an item from `Open` to `Removed`; a `Conflict` in any other state.
     async fn remove_item(&self, item: ItemId) -> Result<PayableItem>;
 
-    /// Inserts a `Created` transaction with its first event and locks its items; see the
-    /// contract above.
+    /// Inserts a `Created` transaction with its first event and locks its items, each only
+    /// while still open at the amount its line charges (an item changed meanwhile is a
+    /// `Conflict` and nothing is written); see the contract above.
     async fn create_transaction(
         &self,
         transaction: &Transaction,

@@ -928,12 +928,18 @@ impl Store for SqlxStore {
         lock.arg(Arg::Text(t.id.to_string()))
             .push(" WHERE cart_id = ")
             .arg(Arg::Text(t.cart_id.to_string()))
-            .push(" AND state = 'open' AND id IN (");
+            .push(" AND state = 'open' AND (");
+        // Each at the amount its line charges: an item changed since the cart was read is
+        // not locked, so an old amount is never what gets paid.
         for (i, line) in t.lines.iter().enumerate() {
             if i > 0 {
-                lock.push(", ");
+                lock.push(" OR ");
             }
-            lock.arg(Arg::Text(line.item_id.to_string()));
+            lock.push("(id = ")
+                .arg(Arg::Text(line.item_id.to_string()))
+                .push(" AND amount_cents = ")
+                .arg(Arg::Int(line.amount.minor_units()))
+                .push(")");
         }
         lock.push(")");
         let locked = lock
@@ -947,6 +953,13 @@ impl Store for SqlxStore {
             for line in &t.lines {
                 match Self::item_in(&mut tx, line.item_id).await? {
                     Some(i) if i.state == payments_core::ItemState::Locked(t.id) => continue,
+                    Some(i) if i.amount != line.amount => {
+                        unavailable = Error::Conflict(Conflict::Other(format!(
+                            "item {} is now of {}, not {}: check out again",
+                            i.id, i.amount, line.amount
+                        )));
+                        break;
+                    }
                     Some(i) => {
                         unavailable = Error::Conflict(Conflict::ItemUnavailable {
                             item: i.id.to_string(),

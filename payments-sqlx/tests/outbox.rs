@@ -1,6 +1,7 @@
 //! The outbox reads its rows one by one: a message whose payload does not read (written
-//! by a newer version, or edited by hand) is set aside alone, dead with why, and the
-//! others are delivered; the operators' list still shows it.
+//! by a newer version, or edited by hand) fails alone, with why, and waits for its retry
+//! (a newer instance may deliver it); the others are delivered, and the operators' list
+//! still shows it.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::{postgres, postgres_url, sandbox, session, shop, sqlite};
 use payments_core::*;
 use payments_sqlx::SqlxStore;
 
-async fn an_unreadable_message_is_dead_alone(store: SqlxStore) {
+async fn an_unreadable_message_fails_alone(store: SqlxStore) {
     let store = Arc::new(store);
     let sandbox = sandbox();
     let (s, fx) = shop(store.clone(), sandbox.clone()).await;
@@ -40,20 +41,21 @@ async fn an_unreadable_message_is_dead_alone(store: SqlxStore) {
         .await
         .unwrap();
     let report = s.payments.dispatch_outbox().await.unwrap();
-    assert_eq!((report.delivered, report.dead), (2, 1), "{report:?}");
+    assert_eq!((report.delivered, report.retrying), (2, 1), "{report:?}");
     let outbox = s
         .payments
         .outbox(&Actor::System, fx.creditor.id, OutboxQuery::default())
         .await
         .expect("the list still reads");
-    let dead: Vec<&OutboxMessage> = outbox
+    let unread: Vec<&OutboxMessage> = outbox
         .iter()
-        .filter(|m| m.status == OutboxStatus::Dead)
+        .filter(|m| m.status != OutboxStatus::Delivered)
         .collect();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].id.to_string(), first);
-    assert!(matches!(dead[0].payload, OutboxPayload::Unreadable(_)));
-    let why = dead[0].last_error.as_deref().unwrap();
+    assert_eq!(unread.len(), 1);
+    assert_eq!(unread[0].id.to_string(), first);
+    assert_eq!(unread[0].status, OutboxStatus::Pending, "tried again later");
+    assert!(matches!(unread[0].payload, OutboxPayload::Unreadable(_)));
+    let why = unread[0].last_error.as_deref().unwrap();
     assert!(why.contains("cannot be read"), "{why}");
     assert_eq!(
         outbox
@@ -67,14 +69,14 @@ async fn an_unreadable_message_is_dead_alone(store: SqlxStore) {
 }
 
 #[tokio::test]
-async fn sqlite_an_unreadable_message_is_dead_alone() {
-    an_unreadable_message_is_dead_alone(sqlite().await).await;
+async fn sqlite_an_unreadable_message_fails_alone() {
+    an_unreadable_message_fails_alone(sqlite().await).await;
 }
 
 #[tokio::test]
-async fn postgres_an_unreadable_message_is_dead_alone() {
-    let Some(url) = postgres_url("postgres_an_unreadable_message_is_dead_alone") else {
+async fn postgres_an_unreadable_message_fails_alone() {
+    let Some(url) = postgres_url("postgres_an_unreadable_message_fails_alone") else {
         return;
     };
-    an_unreadable_message_is_dead_alone(postgres(&url).await).await;
+    an_unreadable_message_fails_alone(postgres(&url).await).await;
 }

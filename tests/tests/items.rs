@@ -27,9 +27,15 @@ async fn a_module_changes_an_open_item_and_never_one_in_a_payment_or_paid() {
         .add_item(&alice, cart.id, env.tari("2026-1", "80.00"))
         .await
         .unwrap();
+    // The payer never changes what a module asks, even by adding the source again.
+    let r = p
+        .add_item(&alice, cart.id, env.tari("2026-1", "1.00"))
+        .await;
+    assert!(matches!(r, Err(Error::Conflict(_))), "{r:?}");
+    assert_eq!(p.cart(&alice, cart.id).await.unwrap().total, eur("80.00"));
     // The module recalculated the due: adding the source again changes the open item.
     let again = p
-        .add_item(&alice, cart.id, env.tari("2026-1", "95.50"))
+        .add_item(&Actor::System, cart.id, env.tari("2026-1", "95.50"))
         .await
         .unwrap();
     assert_eq!(again.id, first.id);
@@ -78,7 +84,7 @@ async fn a_module_changes_an_open_item_and_never_one_in_a_payment_or_paid() {
         "the new amount is paid"
     );
     unavailable(
-        p.add_item(&alice, cart.id, env.tari("2026-1", "10.00"))
+        p.add_item(&Actor::System, cart.id, env.tari("2026-1", "10.00"))
             .await,
     );
     unavailable(
@@ -111,7 +117,7 @@ async fn a_module_changes_an_open_item_and_never_one_in_a_payment_or_paid() {
         ..as_paid
     };
     unavailable(
-        p.add_item(&alice, cart.id, env.tari("2026-1", "12.00"))
+        p.add_item(&Actor::System, cart.id, env.tari("2026-1", "12.00"))
             .await,
     );
     let paid = p.add_item(&alice, cart.id, as_paid).await.unwrap();
@@ -157,6 +163,12 @@ async fn a_free_payment_form_sent_twice_adds_one_item() {
         .await
         .unwrap();
     assert_ne!(other.id, first.id, "another form is another payment");
+    // The first form restored by the back button and sent with another amount: refused,
+    // not taken as the first one.
+    let r = p
+        .add_free_item(&alice, cart.id, env.fee("99,00").with_token(token))
+        .await;
+    assert!(matches!(r, Err(Error::Conflict(_))), "{r:?}");
     assert_eq!(p.cart(&alice, cart.id).await.unwrap().total, eur("50.00"));
     // Bob sending Alice's token adds his own item, never reaches hers.
     let (bob, bob_cart) = env.cart("bob").await;

@@ -105,7 +105,16 @@ impl Payments {
         {
             return Ok(added);
         }
-        // The module recalculated what is due.
+        // The module recalculated what is due: a module acts as the system (or a manager
+        // for it), never as the payer, who would choose what they pay.
+        if matches!(actor, Actor::Payer { .. }) {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "source {}/{} is already in the cart at {}: the module changes it \
+                 (Payments::update_item), not the payer",
+                added.source.module, added.source.key, added.amount
+            ))));
+        }
+        self.check_not_positional(&added).await?;
         let mut changed = added;
         changed.amount = item.amount;
         changed.reason = reason;
@@ -129,6 +138,7 @@ impl Payments {
             .await?
             .ok_or_else(|| Error::not_found("item", item))?;
         actor.check_operator(&current.creditor_id, crate::Role::Manager)?;
+        self.check_not_positional(&current).await?;
         let creditor = self.creditor(current.creditor_id).await?;
         let mut errors = ValidationErrors::default();
         let mut next = current.clone();
@@ -150,6 +160,23 @@ impl Payments {
         }
         errors.into_result()?;
         self.store_ref().update_item(&next).await
+    }
+
+    /// Refuses a change of an item that pays a debt position's option: its amount, due
+    /// date and transfers are the position's, changed with
+    /// [`Payments::update_position`].
+    async fn check_not_positional(&self, item: &PayableItem) -> Result<()> {
+        if self
+            .position_option_of(item.creditor_id, &item.source)
+            .await?
+            .is_some()
+        {
+            return Err(Error::Conflict(Conflict::Other(format!(
+                "item {} pays a debt position's option: change the position (update_position)",
+                item.id
+            ))));
+        }
+        Ok(())
     }
 
     /// Withdraws an item still open in a cart (the module no longer wants it paid): the
@@ -238,8 +265,27 @@ impl Payments {
         };
         let source = Source::new(FREE_PAYMENT_MODULE, key);
         let amount = amount.ok_or_else(|| Error::invalid("amount", "required"))?;
-        self.insert_item(&cart, source, type_id, reason, amount, None, extra)
-            .await
+        let added = self
+            .insert_item(
+                &cart,
+                source,
+                type_id,
+                reason.clone(),
+                amount,
+                None,
+                extra.clone(),
+            )
+            .await?;
+        // The same form sent again with other values (restored by the back button and
+        // changed): not taken as the first one, nor as a new payment.
+        if item.token.is_some()
+            && (added.amount != amount || added.reason != reason || added.extra != extra)
+        {
+            return Err(Error::Conflict(Conflict::Other(
+                "this form was already sent with other values: open a new one".into(),
+            )));
+        }
+        Ok(added)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -177,9 +177,11 @@ impl Payments {
                 }
                 self.listener(&r.source.module)?.refunded(r).await
             }
+            // Perhaps written by a newer version running beside this one: tried again with
+            // the backoff (that version delivers it meanwhile), dead after the last attempt.
             OutboxPayload::Unreadable(u) => Err(Error::Notification {
-                message: format!("this message cannot be read ({}): set aside", u.error),
-                transient: false,
+                message: format!("this message cannot be read here ({})", u.error),
+                transient: true,
                 source: None,
             }),
             OutboxPayload::Archive(a) => {

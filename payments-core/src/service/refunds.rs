@@ -657,10 +657,9 @@ impl Payments {
         let mut gateways: Vec<_> = self.inner.gateways.values().cloned().collect();
         gateways.sort_by_key(|g| g.id());
         for gateway in gateways {
-            let recovered = match self
-                .ask(&gateway.id(), gateway.recover_receipts(since))
-                .await
-            {
+            // Not cut off as a whole: a provider's recovery asks many things, each bounded by
+            // its own client's timeouts, and may take long after an outage.
+            let recovered = match gateway.recover_receipts(since).await {
                 Ok(r) => r,
                 Err(Error::Gateway {
                     kind: GatewayErrorKind::NotSupported(_),

@@ -378,6 +378,22 @@ pub async fn create_transaction_locks_items(store: Arc<dyn Store>) {
         "nothing changed"
     );
 
+    // A line at an amount its item no longer has (changed since the cart was read) locks
+    // nothing and writes nothing.
+    let d = s.item(store, &s.cart, "tributi", "d", "7.00").await;
+    let mut stale = d.clone();
+    stale.amount = eur("6.00");
+    let (old, ev) = s.transaction(&s.cart, std::slice::from_ref(&stale), "key-stale", t0());
+    assert!(
+        matches!(
+            store.create_transaction(&old, &ev).await,
+            Err(Error::Conflict(_))
+        ),
+        "an old amount is never locked for payment"
+    );
+    assert_eq!(state_of(store, d.id).await, ItemState::Open);
+    assert!(store.transaction(old.id).await.unwrap().is_none());
+
     let c = s.item(store, &s.cart, "tributi", "c", "1.00").await;
     let (other, ev) = s.transaction(&s.cart, &[c.clone(), a.clone()], "key-2", t0());
     match store.create_transaction(&other, &ev).await {
