@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{free_port, notifier, start_server};
+use common::{free_port, notifier, pay_many, start_server};
 use mail_parser::MessageParser;
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -74,33 +74,7 @@ async fn killed_in_the_middle_of_a_batch_it_sends_again_at_most_what_was_in_flig
         .await
         .unwrap();
     // 25 payments: a batch of 50 mails (and 25 settlements) waiting in the outbox.
-    for i in 0..25 {
-        let payer = Fixture::payer(&format!("payer{i}"));
-        let actor = Actor::payer(payer.id.clone());
-        let cart = payments
-            .open_cart(&actor, fx.creditor.id, payer)
-            .await
-            .unwrap();
-        let item = NewItem::new(
-            Source::new("tributi", format!("TARI-{i}")),
-            fx.tari.id,
-            "TARI 2026",
-            Money::parse_eur("10.00").unwrap(),
-        )
-        .with_extra("year", "2026");
-        payments.add_item(&actor, cart.id, item).await.unwrap();
-        let c = payments
-            .checkout(&actor, cart.id, fx.method(MethodKind::Card).id, "k")
-            .await
-            .unwrap();
-        let Instruction::Redirect { url, .. } = &c.instruction else {
-            unreachable!()
-        };
-        let cb = sandbox
-            .complete(url.rsplit('/').next().unwrap(), PaymentOutcome::Paid)
-            .unwrap();
-        payments.handle_callback("sandbox", &cb).await.unwrap();
-    }
+    pay_many(&payments, &sandbox, &fx, 25).await;
 
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "crash_child", "--nocapture"])

@@ -16,7 +16,7 @@ use payments_gateways::sandbox::SandboxGateway;
 use payments_mail::{MailNotifier, SmtpSecurity};
 
 mod common;
-use common::{Mailbox, Received, free_port, notifier, start_server};
+use common::{Mailbox, Received, free_port, notifier, pay_many, start_server};
 
 /// A parsed mail.
 struct Mail {
@@ -570,30 +570,7 @@ async fn two_instances_on_one_store_send_each_mail_once_through_a_slow_server() 
         .unwrap();
     // 25 payments: 50 mails, one batch, more than a lease's worth at this server's pace
     // eight at a time.
-    for i in 0..25 {
-        let payer = Fixture::payer(&format!("payer{i}"));
-        let actor = Actor::payer(payer.id.clone());
-        let cart = a.open_cart(&actor, fx.creditor.id, payer).await.unwrap();
-        let item = NewItem::new(
-            Source::new("tributi", format!("TARI-{i}")),
-            fx.tari.id,
-            "TARI 2026",
-            Money::parse_eur("10.00").unwrap(),
-        )
-        .with_extra("year", "2026");
-        a.add_item(&actor, cart.id, item).await.unwrap();
-        let c = a
-            .checkout(&actor, cart.id, fx.method(MethodKind::Card).id, "k")
-            .await
-            .unwrap();
-        let Instruction::Redirect { url, .. } = &c.instruction else {
-            unreachable!()
-        };
-        let cb = sandbox
-            .complete(url.rsplit('/').next().unwrap(), PaymentOutcome::Paid)
-            .unwrap();
-        a.handle_callback("sandbox", &cb).await.unwrap();
-    }
+    pay_many(&a, &sandbox, &fx, 25).await;
     let run = |p: Payments| async move {
         let started = std::time::Instant::now();
         while started.elapsed() < Duration::from_secs(8) {

@@ -131,6 +131,12 @@ struct Problem {
     detail: Option<String>,
 }
 
+/// What a creation found.
+enum Created {
+    Done,
+    Exists,
+}
+
 /// Where an invalidation left a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -243,6 +249,20 @@ impl GpdClient {
         position: &GpdPosition,
         publish: bool,
     ) -> Result<()> {
+        match self.post_position(organization, position, publish).await? {
+            // There already (a retry of a creation that was not answered): update it.
+            Created::Exists => self.update(organization, position, publish).await,
+            Created::Done => Ok(()),
+        }
+    }
+
+    /// `createPosition` once: done, or already there (`409`).
+    async fn post_position(
+        &self,
+        organization: &str,
+        position: &GpdPosition,
+        publish: bool,
+    ) -> Result<Created> {
         let url = self.positions(organization);
         let (status, body) = self
             .call("createPosition", JSON, |c| {
@@ -250,9 +270,8 @@ impl GpdClient {
             })
             .await?;
         match status.as_u16() {
-            200 | 201 => Ok(()),
-            // There already (a retry of a creation that was not answered): update it.
-            409 => self.update(organization, position, publish).await,
+            200 | 201 => Ok(Created::Done),
+            409 => Ok(Created::Exists),
             _ => Err(refusal("createPosition", status, &body)),
         }
     }
@@ -274,18 +293,12 @@ impl GpdClient {
             .await?;
         match status.as_u16() {
             200 | 201 => Ok(()),
-            404 => {
-                let url = self.positions(organization);
-                let (status, body) = self
-                    .call("createPosition", JSON, |c| {
-                        c.post(format!("{url}?toPublish={publish}")).json(position)
-                    })
-                    .await?;
-                match status.as_u16() {
-                    200 | 201 => Ok(()),
-                    _ => Err(refusal("createPosition", status, &body)),
-                }
-            }
+            // Not there (a creation that never arrived): created. One that appeared
+            // meanwhile is left to the next change.
+            404 => self
+                .post_position(organization, position, publish)
+                .await
+                .map(|_| ()),
             409 => match self.status(organization, &position.iupd).await? {
                 Some(s) if is_paid(&s) => Ok(()),
                 Some(s) => Err(rejected(format!(

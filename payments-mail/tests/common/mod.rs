@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailin_embedded::{Handler, Response, Server, response};
+use payments_core::testing::Fixture;
+use payments_core::*;
+use payments_gateways::sandbox::SandboxGateway;
 use payments_mail::MailNotifier;
 
 /// A mail as the server received it.
@@ -106,4 +109,36 @@ pub fn notifier(port: u16) -> MailNotifier {
         .smtp_url(format!("smtp://127.0.0.1:{port}"))
         .build()
         .unwrap()
+}
+
+/// `n` card payments of € 10 by `payer0`, `payer1`, …, each paid through `sandbox`: two
+/// mails (receipt and notice) and a settlement each, waiting in the outbox.
+pub async fn pay_many(payments: &Payments, sandbox: &SandboxGateway, fx: &Fixture, n: usize) {
+    for i in 0..n {
+        let payer = Fixture::payer(&format!("payer{i}"));
+        let actor = Actor::payer(payer.id.clone());
+        let cart = payments
+            .open_cart(&actor, fx.creditor.id, payer)
+            .await
+            .unwrap();
+        let item = NewItem::new(
+            Source::new("tributi", format!("TARI-{i}")),
+            fx.tari.id,
+            "TARI 2026",
+            Money::parse_eur("10.00").unwrap(),
+        )
+        .with_extra("year", "2026");
+        payments.add_item(&actor, cart.id, item).await.unwrap();
+        let c = payments
+            .checkout(&actor, cart.id, fx.method(MethodKind::Card).id, "k")
+            .await
+            .unwrap();
+        let Instruction::Redirect { url, .. } = &c.instruction else {
+            unreachable!()
+        };
+        let cb = sandbox
+            .complete(url.rsplit('/').next().unwrap(), PaymentOutcome::Paid)
+            .unwrap();
+        payments.handle_callback("sandbox", &cb).await.unwrap();
+    }
 }
