@@ -452,10 +452,15 @@ pub async fn signout(State(portal): State<Portal>, Extension(ctx): Extension<Ctx
 }
 
 /// Whether `target` is a path of this site and nothing a browser could read as another
-/// site: it starts with one `/`, and holds no backslash, whitespace or control character
+/// site: ASCII, it starts with one `/`, and holds no backslash, whitespace or control
+/// character
 /// (browsers drop tabs and newlines from URLs, so `/\t/evil.example` becomes
 /// `//evil.example`, and read `\` as `/`).
 pub fn is_local_path(target: &str) -> bool {
+    // ASCII only: a redirect's Location must be, and an encoded path stays encoded.
+    if !target.is_ascii() {
+        return false;
+    }
     let mut chars = target.chars();
     chars.next() == Some('/')
         && !matches!(chars.next(), Some('/' | '\\'))

@@ -1121,6 +1121,7 @@ mod tests {
             "%68ttps://evil.example",
             "/%20/evil.example",
             "javascript:alert(1)",
+            "/caf%C3%A9",
         ] {
             let r = send(
                 &portal,

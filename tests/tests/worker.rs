@@ -172,3 +172,80 @@ async fn a_provider_call_that_hangs_is_cut_off_and_the_expiry_waits() {
     .unwrap();
     assert_eq!(report.failed, 1, "{report:?}");
 }
+
+#[tokio::test]
+async fn a_hanging_provider_delays_only_its_own_expiries() {
+    let sandbox = Arc::new(SandboxGateway::new("worker-test-key"));
+    let quick = Arc::new(SandboxGateway::new("quick-test-key").with_id("quick"));
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let payments = Payments::builder()
+        .clock(clock.clone())
+        .store(Arc::new(InMemoryStore::new()))
+        .gateway(Arc::new(Hanging(sandbox.clone())))
+        .gateway(quick.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .listener("tributi", Arc::new(RecordingListener::new()))
+        .provider_timeout(Duration::from_secs(3600))
+        .return_url("http://localhost:3000/return")
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
+    let mut method = PaymentMethod::new(fx.creditor.id, MethodKind::SepaDirectDebit, "quick");
+    method.label = "Addebito SEPA".into();
+    payments
+        .enable_method(&Actor::System, &method)
+        .await
+        .unwrap();
+    // Five payments left pending on the hanging provider (more than expiry asks at once),
+    // then one on the provider that answers.
+    let mut pending = Vec::new();
+    for (i, method) in [fx.method(MethodKind::Card).id; 5]
+        .into_iter()
+        .chain([method.id])
+        .enumerate()
+    {
+        let payer = format!("payer{i}");
+        let actor = Actor::payer(payer.as_str());
+        let cart = payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
+            .await
+            .unwrap();
+        let item = NewItem::new(
+            Source::new("tributi", format!("TARI-{i}")),
+            fx.tari.id,
+            "TARI 2026",
+            Money::parse_eur("80.00").unwrap(),
+        )
+        .with_extra("year", "2026");
+        payments.add_item(&actor, cart.id, item).await.unwrap();
+        let c = payments
+            .checkout(&actor, cart.id, method, "k")
+            .await
+            .unwrap();
+        pending.push(c.transaction.id);
+        clock.advance(Duration::from_secs(1));
+    }
+    clock.advance(Duration::from_secs(24 * 3600));
+    let answering = *pending.last().unwrap();
+    let expiry = payments.expire_due();
+    let watch = async {
+        loop {
+            let tx = payments
+                .transaction(&Actor::System, answering)
+                .await
+                .unwrap();
+            if tx.status == TxStatus::Expired {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = expiry => panic!("expiry cannot finish while a provider hangs"),
+        done = tokio::time::timeout(Duration::from_secs(2), watch) => {
+            done.expect("the answering provider's payment expires meanwhile");
+        }
+    }
+}

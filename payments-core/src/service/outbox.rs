@@ -74,9 +74,11 @@ impl Payments {
                 .claim_outbox(now, now + lease, round)
                 .await?;
             let count = claimed.len() as u32;
+            // Counted from the claim, not from each delivery's start: the lease began then.
+            let deadline = tokio::time::Instant::now() + cutoff;
             let outcomes: Vec<Result<Delivery>> = futures::stream::iter(claimed)
                 .map(|m| async move {
-                    let result = match tokio::time::timeout(cutoff, self.deliver(&m)).await {
+                    let result = match tokio::time::timeout_at(deadline, self.deliver(&m)).await {
                         Ok(result) => result,
                         Err(_) => Err(Error::Notification {
                             message: format!(

@@ -41,7 +41,7 @@ impl CallbackOutcome {
 }
 
 /// What the provider says before a transaction's items are freed.
-/// How many transactions [`Payments::expire_due`] asks their providers about at once.
+/// How many transactions of one provider [`Payments::expire_due`] asks about at once.
 const EXPIRY_CONCURRENCY: usize = 4;
 
 enum Verdict {
@@ -757,15 +757,28 @@ impl Payments {
     pub async fn expire_due(&self) -> Result<u32> {
         let now = self.inner.clock.now();
         let due = self.store_ref().due_for_expiry(now, 500).await?;
-        // A few at a time, each call to a provider bounded by the provider timeout: one
-        // slow provider delays its own transactions, not the others'.
-        let results: Vec<Result<bool>> = futures::stream::iter(due)
-            .map(|tx| self.expire_one(tx))
-            .buffer_unordered(EXPIRY_CONCURRENCY)
-            .collect()
-            .await;
+        // Each provider's transactions apart, a few at a time, each call bounded by the
+        // provider timeout: one slow provider delays its own transactions, not the others'.
+        let mut by_gateway: std::collections::BTreeMap<GatewayId, Vec<Transaction>> =
+            std::collections::BTreeMap::new();
+        for tx in due {
+            by_gateway
+                .entry(tx.gateway_id.clone())
+                .or_default()
+                .push(tx);
+        }
+        let groups = by_gateway.into_values().map(|txs| {
+            futures::stream::iter(txs)
+                .map(|tx| self.expire_one(tx))
+                .buffer_unordered(EXPIRY_CONCURRENCY)
+                .collect::<Vec<Result<bool>>>()
+        });
         let mut expired = 0;
-        for r in results {
+        for r in futures::future::join_all(groups)
+            .await
+            .into_iter()
+            .flatten()
+        {
             if r? {
                 expired += 1;
             }
