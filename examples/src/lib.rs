@@ -905,21 +905,16 @@ mod tests {
         (cookie, csrf)
     }
 
-    #[tokio::test]
-    async fn only_the_payer_completes_a_sandbox_payment() {
-        let (portal, cookie, csrf, dir) = session().await;
-        // Mario starts a card payment on the sandbox's hosted page.
+    /// `payer` checks out `items` secretarial fees of € 10 by card on the municipality's
+    /// sandbox: the transaction and its hosted page's session.
+    async fn fees_checkout(
+        portal: &Portal,
+        payer: &str,
+        items: usize,
+    ) -> (payments_core::TransactionId, String) {
         let creditor = portal.creditor().id;
-        let mario = payments_core::Actor::payer("RSSMRA85T10A562S");
         let payments = portal.payments();
-        let cart = payments
-            .open_cart(
-                &mario,
-                creditor,
-                payments_core::Payer::new("RSSMRA85T10A562S", "Mario Rossi"),
-            )
-            .await
-            .unwrap();
+        let actor = payments_core::Actor::payer(payer);
         let fees = payments
             .payment_types(creditor)
             .await
@@ -927,10 +922,6 @@ mod tests {
             .into_iter()
             .find(|t| t.name == "Diritti di segreteria")
             .unwrap();
-        let item = payments_core::NewFreeItem::new(fees.id, "10,00", "Diritti")
-            .with_extra("case_number", "2026/1")
-            .with_extra("office", "anagrafe");
-        payments.add_free_item(&mario, cart.id, item).await.unwrap();
         let card = payments
             .methods(creditor)
             .await
@@ -938,16 +929,34 @@ mod tests {
             .into_iter()
             .find(|m| m.kind == MethodKind::Card && m.enabled)
             .unwrap();
+        let cart = payments
+            .open_cart(&actor, creditor, payments_core::Payer::new(payer, "Payer"))
+            .await
+            .unwrap();
+        for n in 0..items {
+            let item = payments_core::NewFreeItem::new(fees.id, "10,00", format!("Diritti {n}"))
+                .with_extra("case_number", format!("2026/{n}"))
+                .with_extra("office", "anagrafe");
+            payments.add_free_item(&actor, cart.id, item).await.unwrap();
+        }
         let checkout = payments
-            .checkout(&mario, cart.id, card.id, "k")
+            .checkout(&actor, cart.id, card.id, "k")
             .await
             .unwrap();
         let payments_core::Instruction::Redirect { url, .. } = &checkout.instruction else {
             panic!("a hosted page")
         };
-        let session_id = url.rsplit('/').next().unwrap();
+        let session = url.rsplit('/').next().unwrap().to_owned();
+        (checkout.transaction.id, session)
+    }
+
+    #[tokio::test]
+    async fn only_the_payer_completes_a_sandbox_payment() {
+        let (portal, cookie, csrf, dir) = session().await;
+        // Mario starts a card payment on the sandbox's hosted page.
+        let payments = portal.payments();
+        let (tx, session_id) = fees_checkout(&portal, "RSSMRA85T10A562S", 1).await;
         let page = format!("/hosted/sandbox/pay/{session_id}");
-        let tx = checkout.transaction.id;
         let status = || async {
             payments
                 .transaction(&payments_core::Actor::System, tx)
@@ -1006,55 +1015,17 @@ mod tests {
     async fn the_export_streams_as_csv_and_json_lines() {
         use http_body_util::BodyExt;
         let (portal, cookie, csrf, dir) = session().await;
-        let creditor = portal.creditor().id;
-        let payments = portal.payments();
-        let fees = payments
-            .payment_types(creditor)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|t| t.name == "Diritti di segreteria")
-            .unwrap();
-        let card = payments
-            .methods(creditor)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|m| m.kind == MethodKind::Card && m.enabled)
-            .unwrap();
         for i in 0..3 {
-            let id = format!("PAYER{i}");
-            let payer = payments_core::Actor::payer(id.as_str());
-            let cart = payments
-                .open_cart(
-                    &payer,
-                    creditor,
-                    payments_core::Payer::new(id.as_str(), "Payer"),
-                )
-                .await
-                .unwrap();
-            for n in 0..2 {
-                let item =
-                    payments_core::NewFreeItem::new(fees.id, "10,00", format!("Diritti {n}"))
-                        .with_extra("case_number", format!("2026/{i}{n}"))
-                        .with_extra("office", "anagrafe");
-                payments.add_free_item(&payer, cart.id, item).await.unwrap();
-            }
-            let c = payments
-                .checkout(&payer, cart.id, card.id, "k")
-                .await
-                .unwrap();
-            let payments_core::Instruction::Redirect { url, .. } = &c.instruction else {
-                panic!("a hosted page")
-            };
+            let (_, session) = fees_checkout(&portal, &format!("PAYER{i}"), 2).await;
             let cb = portal
                 .sandbox()
-                .complete(
-                    url.rsplit('/').next().unwrap(),
-                    payments_core::PaymentOutcome::Paid,
-                )
+                .complete(&session, payments_core::PaymentOutcome::Paid)
                 .unwrap();
-            payments.handle_callback("sandbox", &cb).await.unwrap();
+            portal
+                .payments()
+                .handle_callback("sandbox", &cb)
+                .await
+                .unwrap();
         }
         let (anna, anna_csrf) = sign_in(&portal, &cookie, &csrf, "anna").await;
         let body = |r: axum::response::Response| async move {

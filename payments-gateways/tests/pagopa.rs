@@ -2891,20 +2891,7 @@ async fn a_receipt_gpd_kept_pays_its_line_when_the_node_never_delivered_it() {
         &[(FISCAL, 8000, IBAN, "9/0101101IM/")],
         true,
     ));
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/receipts/payments/{FISCAL}/receipts/{}",
-            notice.iuv
-        )))
-        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("Content-Type", "application/xml")
-                .set_body_string(document.clone()),
-        )
-        .with_priority(1)
-        .mount(&gpd)
-        .await;
+    mount_gpd_receipt(&gpd, &notice.iuv, document.clone()).await;
 
     env.clock.advance(Duration::from_secs(60));
     let report = env
@@ -2953,15 +2940,7 @@ async fn an_expiring_line_that_gpd_says_paid_is_recorded_paid_not_expired() {
         &[(FISCAL, 4500, IBAN, "9/0101101IM/")],
         false,
     ));
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/receipts/payments/{FISCAL}/receipts/{}",
-            notice.iuv
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_string(document))
-        .with_priority(1)
-        .mount(&gpd)
-        .await;
+    mount_gpd_receipt(&gpd, &notice.iuv, document).await;
     env.clock.advance(Duration::from_secs(31 * 24 * 3600));
     env.payments.expire_due().await.unwrap();
     assert_eq!(
@@ -3014,15 +2993,7 @@ async fn the_sweep_recovers_a_position_paid_at_a_bank_from_gpd_receipts_list() {
         ],
         true,
     ));
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/receipts/payments/{FISCAL}/receipts/{}",
-            single.iuv()
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_string(document))
-        .with_priority(1)
-        .mount(&gpd)
-        .await;
+    mount_gpd_receipt(&gpd, single.iuv(), document).await;
 
     let report = env
         .payments
@@ -3186,15 +3157,7 @@ async fn a_position_paid_through_the_portal_is_withdrawn_from_gpd() {
         ],
         true,
     ));
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/receipts/payments/{FISCAL}/receipts/{}",
-            notice.iuv
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_string(document))
-        .with_priority(1)
-        .mount(&gpd)
-        .await;
+    mount_gpd_receipt(&gpd, &notice.iuv, document).await;
     env.payments.reconcile(tx.id).await.unwrap();
     assert_eq!(env.tx(tx.id).await.status, TxStatus::Paid);
     assert_eq!(env.position(p.id).await.status, PositionStatus::Paid);
@@ -3279,6 +3242,7 @@ async fn mount_gpd_invalidate_conflict(gpd: &MockServer) {
 async fn mount_gpd_receipt(gpd: &MockServer, iuv: &str, document: String) {
     Mock::given(method("GET"))
         .and(path(format!("/receipts/payments/{FISCAL}/receipts/{iuv}")))
+        .and(header("Ocp-Apim-Subscription-Key", GPD_KEY))
         .respond_with(
             ResponseTemplate::new(200)
                 .insert_header("Content-Type", "application/xml")
