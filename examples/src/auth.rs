@@ -6,8 +6,7 @@
 //! [`Ctx::citizen`] or [`Ctx::operator`] for the `Actor` to pass to
 //! the library, which checks every access again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -157,7 +156,13 @@ impl Accounts for DemoAccounts {
     }
 }
 
-/// A browser's session: who signed in, the language, the CSRF token of its forms.
+/// A browser's session as the pages see it: who signed in, the language, the CSRF token of
+/// its forms, the body chosen.
+///
+/// Only the account is kept server-side (in [`crate::sessions::SqlSessionStore`], from
+/// sign-in to sign-out or 30 minutes idle); the language and the body chosen are the
+/// browser's own preference cookies, and the CSRF token of a visitor not signed in is a
+/// cookie too (double submit): a request without cookies creates nothing on the server.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The account signed in, if any.
@@ -170,47 +175,6 @@ pub struct Session {
     pub body: Option<String>,
 }
 
-/// The sessions, by the random token of their cookie. In memory: a restart signs everyone
-/// out (a portal with several instances keeps them in a shared store).
-#[derive(Debug, Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
-
-impl Sessions {
-    fn get(&self, token: &str) -> Option<Session> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            .cloned()
-    }
-
-    fn update(&self, token: &str, change: impl FnOnce(&mut Session)) {
-        if let Some(s) = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(token)
-        {
-            change(s);
-        }
-    }
-
-    fn create(&self) -> (String, Session) {
-        let token = random_token();
-        let session = Session {
-            account: None,
-            locale: Locale::It,
-            csrf: random_token(),
-            body: None,
-        };
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token.clone(), session.clone());
-        (token, session)
-    }
-}
-
 fn random_token() -> String {
     format!(
         "{}{}",
@@ -219,12 +183,19 @@ fn random_token() -> String {
     )
 }
 
-const COOKIE: &str = "portal_session";
+/// The session cookie's name (its value is the stored session's id).
+pub const COOKIE: &str = "portal_session";
+const CSRF_COOKIE: &str = "portal_csrf";
+const LANG_COOKIE: &str = "portal_lang";
+const BODY_COOKIE: &str = "portal_body";
+/// The stored session's keys.
+const ACCOUNT: &str = "account";
+const CSRF: &str = "csrf";
 
 /// The request's session, which every page handler receives.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    token: String,
+    stored: tower_sessions::Session,
     /// The session as the request found it.
     pub session: Session,
     /// The request's path and query, for the language switch.
@@ -260,9 +231,29 @@ impl Ctx {
     }
 }
 
-/// Finds or opens the browser's session, checks the CSRF token of every form posted, and
-/// hands the session to the handlers. The providers' webhooks pass untouched: their
-/// signatures are what the library checks.
+/// The portal's session manager: sessions in the portal's database, a cookie not readable
+/// by scripts nor sent by other sites' forms (and only over HTTPS when the portal is served
+/// over HTTPS), ending after [`crate::Config::session_idle`] without a request.
+pub fn session_manager(
+    portal: &Portal,
+) -> tower_sessions::SessionManagerLayer<crate::sessions::SqlSessionStore> {
+    let idle = tower_sessions::cookie::time::Duration::seconds(
+        i64::try_from(portal.config().session_idle.as_secs()).unwrap_or(i64::MAX),
+    );
+    tower_sessions::SessionManagerLayer::new(portal.inner.sessions.clone())
+        .with_name(COOKIE)
+        .with_http_only(true)
+        .with_same_site(tower_sessions::cookie::SameSite::Lax)
+        .with_secure(portal.config().public_url.starts_with("https://"))
+        .with_path("/")
+        .with_expiry(tower_sessions::Expiry::OnInactivity(idle))
+        // Every request of a signed-in browser moves its end 30 minutes on.
+        .with_always_save(true)
+}
+
+/// Finds the browser's session, checks the CSRF token of every form posted, and hands the
+/// session to the handlers. The providers' webhooks pass untouched: their signatures are
+/// what the library checks.
 pub async fn session_layer(
     State(portal): State<Portal>,
     jar: CookieJar,
@@ -273,16 +264,42 @@ pub async fn session_layer(
     if request.uri().path().starts_with("/webhooks/") {
         return next.run(request).await;
     }
-    let sessions = &portal.inner.sessions;
-    let found = jar
-        .get(COOKIE)
-        .and_then(|c| sessions.get(c.value()).map(|s| (c.value().to_owned(), s)));
-    let (token, session, new) = match found {
-        Some((token, session)) => (token, session, false),
-        None => {
-            let (token, session) = sessions.create();
-            (token, session, true)
+    let Some(stored) = request
+        .extensions()
+        .get::<tower_sessions::Session>()
+        .cloned()
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    // A stored session that cannot be read is no session: sign in again.
+    let account_id: Option<String> = stored.get(ACCOUNT).await.ok().flatten();
+    let account = account_id.and_then(|id| portal.inner.accounts.find(&id));
+    let session_csrf: Option<String> = match account {
+        Some(_) => stored.get(CSRF).await.ok().flatten(),
+        None => None,
+    };
+    let cookie_csrf = jar
+        .get(CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() >= 32);
+    let (csrf, new_csrf) = match (session_csrf, cookie_csrf) {
+        (Some(token), _) => (token, None),
+        (None, Some(token)) => (token, None),
+        (None, None) => {
+            let token = random_token();
+            (token.clone(), Some(token))
         }
+    };
+    let locale = match jar.get(LANG_COOKIE).map(|c| c.value()) {
+        Some("en") => Locale::En,
+        _ => Locale::It,
+    };
+    let chosen = jar.get(BODY_COOKIE).map(|c| c.value().to_owned());
+    let session = Session {
+        account,
+        locale,
+        csrf,
+        body: chosen,
     };
     let path = request
         .uri()
@@ -302,7 +319,7 @@ pub async fn session_layer(
         .map(|b| (b.slug.to_owned(), b.creditor.name.clone()))
         .collect();
     let ctx = Ctx {
-        token: token.clone(),
+        stored,
         session,
         path,
         body,
@@ -330,8 +347,10 @@ pub async fn session_layer(
             request.uri().path(),
             "/admin/statements" | "/admin/positions/import"
         ) && content_type.starts_with("multipart/form-data");
+        // A token minted by this very request was never given to a form.
+        let minted = new_csrf.is_some();
         if let Some(sent) = header_token {
-            if !ctx.csrf_matches(Some(&sent)) {
+            if minted || !ctx.csrf_matches(Some(&sent)) {
                 return PageError::forbidden(&ctx, "csrf").into_response();
             }
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
@@ -340,31 +359,36 @@ pub async fn session_layer(
                 return StatusCode::PAYLOAD_TOO_LARGE.into_response();
             };
             let sent = form_field(&bytes, "csrf");
-            if !ctx.csrf_matches(sent.as_deref()) {
+            if minted || !ctx.csrf_matches(sent.as_deref()) {
                 return PageError::forbidden(&ctx, "csrf").into_response();
             }
             request = Request::from_parts(parts, Body::from(bytes));
-        } else if !upload {
+        } else if !upload || minted {
             return PageError::forbidden(&ctx, "csrf").into_response();
         }
     }
     request.extensions_mut().insert(ctx);
     let response = next.run(request).await;
-    if new {
-        (jar.add(session_cookie(&portal, token)), response).into_response()
-    } else {
-        response
+    match new_csrf {
+        Some(token) => (
+            jar.add(preference_cookie(&portal, CSRF_COOKIE, token)),
+            response,
+        )
+            .into_response(),
+        None => response,
     }
 }
 
-/// The session's cookie: not readable by scripts, not sent by other sites' forms, and only
-/// over HTTPS when the portal is served over HTTPS.
-fn session_cookie(portal: &Portal, token: String) -> Cookie<'static> {
-    Cookie::build((COOKIE, token))
+/// A cookie of the browser's own (the CSRF token, the language, the body chosen): not
+/// readable by scripts, not sent by other sites' forms, and only over HTTPS when the portal
+/// is served over HTTPS.
+fn preference_cookie(portal: &Portal, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(portal.config().public_url.starts_with("https://"))
         .path("/")
+        .permanent()
         .build()
 }
 
@@ -411,12 +435,11 @@ pub struct SignIn {
     account: String,
 }
 
-/// Signs in as the account picked: a new session (and token), so that a session fixed
-/// before sign-in is worth nothing after.
+/// Signs in as the account picked: a new stored session (new id, new CSRF token), so that
+/// a session fixed before sign-in is worth nothing after.
 pub async fn signin(
     State(portal): State<Portal>,
     Extension(ctx): Extension<Ctx>,
-    jar: CookieJar,
     Form(form): Form<SignIn>,
 ) -> PageResult {
     let Some(account) = portal.inner.accounts.find(&form.account) else {
@@ -426,28 +449,32 @@ pub async fn signin(
             "unknown_account",
         ));
     };
-    let sessions = &portal.inner.sessions;
-    sessions
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&ctx.token);
-    let (token, _) = sessions.create();
     let home = if account.is_operator() { "/admin" } else { "/" };
-    sessions.update(&token, |s| {
-        s.account = Some(account);
-        s.locale = ctx.session.locale;
-        s.body = ctx.session.body.clone();
-    });
-    Ok((jar.add(session_cookie(&portal, token)), Redirect::to(home)).into_response())
+    let stored = &ctx.stored;
+    let saved = async {
+        stored.cycle_id().await?;
+        stored.insert(ACCOUNT, &account.id).await?;
+        stored.insert(CSRF, random_token()).await
+    };
+    if saved.await.is_err() {
+        return Err(PageError::status(
+            &ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        ));
+    }
+    Ok(Redirect::to(home).into_response())
 }
 
-/// Signs out.
-pub async fn signout(State(portal): State<Portal>, Extension(ctx): Extension<Ctx>) -> PageResult {
-    portal
-        .inner
-        .sessions
-        .update(&ctx.token, |s| s.account = None);
+/// Signs out: the stored session is deleted, its cookie removed.
+pub async fn signout(Extension(ctx): Extension<Ctx>) -> PageResult {
+    if ctx.stored.flush().await.is_err() {
+        return Err(PageError::status(
+            &ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        ));
+    }
     Ok(Redirect::to("/signin").into_response())
 }
 
@@ -478,21 +505,17 @@ pub struct Back {
 /// Switches the pages' language (`it` or `en`) and goes back.
 pub async fn language(
     State(portal): State<Portal>,
-    Extension(ctx): Extension<Ctx>,
     Path(code): Path<String>,
     Query(back): Query<Back>,
 ) -> PageResult {
-    let locale = if code == "en" { Locale::En } else { Locale::It };
-    portal
-        .inner
-        .sessions
-        .update(&ctx.token, |s| s.locale = locale);
+    let locale = if code == "en" { "en" } else { "it" };
+    let jar = CookieJar::new().add(preference_cookie(&portal, LANG_COOKIE, locale.into()));
     // Only a path of this site: never an open redirect.
     let back = back
         .back
         .filter(|b| is_local_path(b))
         .unwrap_or_else(|| "/".into());
-    Ok(Redirect::to(&back).into_response())
+    Ok((jar, Redirect::to(&back)).into_response())
 }
 
 /// A citizen chooses the body to pay (`/body/{slug}`): its modules, free payments and
@@ -505,10 +528,10 @@ pub async fn choose_body(
     let body = portal
         .body(&slug)
         .ok_or_else(|| PageError::status(&ctx, StatusCode::NOT_FOUND, "not_found"))?;
-    let slug = body.slug.to_owned();
-    portal
-        .inner
-        .sessions
-        .update(&ctx.token, |s| s.body = Some(slug));
-    Ok(Redirect::to("/").into_response())
+    let jar = CookieJar::new().add(preference_cookie(
+        &portal,
+        BODY_COOKIE,
+        body.slug.to_owned(),
+    ));
+    Ok((jar, Redirect::to("/")).into_response())
 }

@@ -24,9 +24,10 @@ pub mod citizen;
 pub mod modules;
 pub mod positions;
 mod seed;
+pub mod sessions;
 mod views;
 
-use auth::{Accounts, DemoAccounts, Sessions};
+use auth::{Accounts, DemoAccounts};
 use modules::DemoModule;
 pub use views::{PageError, PageResult};
 
@@ -65,6 +66,9 @@ pub struct Config {
     /// Whether a body with a real card provider (Stripe, Nexi) also offers the sandbox's
     /// methods (`PORTAL_SANDBOX=1`); a body with none always does, as its only card account.
     pub sandbox_beside_providers: bool,
+    /// How long a signed-in session lasts without a request (`PORTAL_SESSION_IDLE_SECS`,
+    /// default 30 minutes); sessions are kept in the portal's database.
+    pub session_idle: Duration,
 }
 
 /// A body's own contracts with the card providers: each is a gateway of its own, with an
@@ -148,6 +152,7 @@ impl Config {
             accounts: BTreeMap::new(),
             pagopa_station_key: None,
             sandbox_key: None,
+            session_idle: Duration::from_secs(30 * 60),
             sandbox_beside_providers: false,
         }
     }
@@ -238,6 +243,15 @@ impl Config {
         config.pagopa_station_key = var("PAGOPA_STATION_KEY");
         config.sandbox_key = var("SANDBOX_SIGNING_KEY");
         config.sandbox_beside_providers = var("PORTAL_SANDBOX").as_deref() == Some("1");
+        if let Some(secs) = var("PORTAL_SESSION_IDLE_SECS") {
+            let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                Error::invalid(
+                    "PORTAL_SESSION_IDLE_SECS",
+                    "must be a number of seconds, such as 1800",
+                )
+            })?;
+            config.session_idle = Duration::from_secs(secs);
+        }
         // The municipality's accounts have the plain names; each other body's carry its
         // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).
         for body in seed::BODIES {
@@ -292,7 +306,7 @@ struct Inner {
     pagopa: Arc<PagoPaGateway>,
     bodies: Vec<Arc<Body>>,
     accounts: Arc<dyn Accounts>,
-    sessions: Sessions,
+    sessions: sessions::SqlSessionStore,
 }
 
 /// One body the portal collects for: its creditor record, its own sandbox account (and
@@ -368,6 +382,11 @@ impl Portal {
             None => format!("sqlite://{}", config.data_dir.join("portal.db").display()),
         };
         let store = Arc::new(SqlxStore::connect(&url).await?);
+        let sessions = sessions::SqlSessionStore::new(store.pool().clone());
+        sessions
+            .migrate()
+            .await
+            .map_err(|e| Error::storage("creating the sessions' table", e))?;
         let mail = match &config.smtp_url {
             Some(url) => {
                 payments_mail::MailNotifier::builder(seed::MAIL_FROM).smtp_url(url.clone())
@@ -483,7 +502,7 @@ impl Portal {
                 pagopa,
                 bodies: installed,
                 accounts,
-                sessions: Sessions::default(),
+                sessions,
             }),
         })
     }
@@ -589,6 +608,7 @@ impl Portal {
                 self.clone(),
                 auth::session_layer,
             ))
+            .layer(auth::session_manager(self))
             .with_state(self.clone())
     }
 
@@ -603,6 +623,18 @@ impl Portal {
                 .payments()
                 .run_worker(interval, std::future::pending::<()>())
                 .await
+        });
+        // Sessions past their end are deleted every few minutes (a browser coming back
+        // with one is a visitor again either way).
+        let sessions = self.inner.sessions.clone();
+        tokio::spawn(async move {
+            use tower_sessions::session_store::ExpiredDeletion;
+            loop {
+                if let Err(e) = sessions.delete_expired().await {
+                    eprintln!("portal: deleting expired sessions: {e}");
+                }
+                tokio::time::sleep(Duration::from_secs(300)).await;
+            }
         });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(async {
@@ -1118,6 +1150,116 @@ mod tests {
         .await;
         assert_eq!(location(&r), "/cart?x=1", "a path of this site is kept");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The `name=value` of the cookie `name` a response sets, if it sets one.
+    fn set_cookie(r: &axum::response::Response, name: &str) -> Option<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// Whether `cookie` is signed in: its history page answers, no sign-in redirect.
+    async fn signed_in(portal: &Portal, cookie: &str) -> bool {
+        let r = send(portal, "GET", "/history", cookie, None, "", None).await;
+        r.status() == axum::http::StatusCode::OK
+    }
+
+    #[tokio::test]
+    async fn sessions_are_kept_in_the_database_survive_a_restart_and_end_when_idle() {
+        let (portal, cookie, csrf, dir) = session().await;
+        let (mario, _) = sign_in(&portal, &cookie, &csrf, "mario").await;
+        assert!(mario.starts_with("portal_session="), "{mario}");
+        assert!(signed_in(&portal, &mario).await);
+        // The stored session ends 30 minutes after the last request.
+        let id = mario.trim_start_matches("portal_session=");
+        let end = portal.inner.sessions.expires_at(id).await.unwrap().unwrap();
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            (end - now - 1800).abs() <= 5,
+            "ends {}s from now",
+            end - now
+        );
+        // A restart on the same database keeps it.
+        drop(portal);
+        let config = Config::local(&dir, "127.0.0.1:3000".parse().unwrap());
+        let portal = Portal::new(config.clone()).await.unwrap();
+        assert!(
+            signed_in(&portal, &mario).await,
+            "still signed in after a restart"
+        );
+        // Signing out deletes it: the cookie is worth nothing after.
+        let before = portal.inner.sessions.count().await.unwrap();
+        let page = send(&portal, "GET", "/free", &mario, None, "", None).await;
+        let html = body_text(page).await;
+        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        let token = html[at..].split('"').next().unwrap().to_owned();
+        let r = send(&portal, "POST", "/signout", &mario, None, "", Some(&token)).await;
+        assert!(r.status().is_redirection());
+        assert_eq!(portal.inner.sessions.count().await.unwrap(), before - 1);
+        assert!(!signed_in(&portal, &mario).await);
+        drop(portal);
+        // Idle past its end, a session is over.
+        let mut short = config;
+        short.session_idle = Duration::from_secs(1);
+        let portal = Portal::new(short).await.unwrap();
+        let (giulia, _) = sign_in(&portal, &cookie, &csrf, "giulia").await;
+        assert!(signed_in(&portal, &giulia).await);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(!signed_in(&portal, &giulia).await, "ended after 1 s idle");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn body_text(r: axum::response::Response) -> String {
+        use http_body_util::BodyExt;
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_without_cookies_creates_nothing_on_the_server() {
+        let dir = std::env::temp_dir().join(format!("portal-cookieless-{}", uuid::Uuid::new_v4()));
+        let portal = Portal::new(Config::local(&dir, "127.0.0.1:3000".parse().unwrap()))
+            .await
+            .unwrap();
+        let form = Some("application/x-www-form-urlencoded");
+        for (method, path, content_type, body) in [
+            ("GET", "/", None, ""),
+            ("GET", "/signin", None, ""),
+            ("GET", "/free", None, ""),
+            ("GET", "/cart", None, ""),
+            ("GET", "/admin", None, ""),
+            ("GET", "/lang/en?back=/free", None, ""),
+            ("GET", "/body/unione", None, ""),
+            ("GET", "/no/such/page", None, ""),
+            ("POST", "/signout", form, "csrf=x"),
+            ("POST", "/signin", form, "csrf=x&account=mario"),
+            ("POST", "/free", form, "csrf=x&type=t"),
+        ] {
+            for _ in 0..3 {
+                let r = send(&portal, method, path, "", content_type, body, None).await;
+                assert_eq!(set_cookie(&r, "portal_session"), None, "{method} {path}");
+            }
+        }
+        assert_eq!(portal.inner.sessions.count().await.unwrap(), 0);
+        // A sign-in with the visitor's token is what stores a session.
+        let (_, cookie, csrf, other) = session().await;
+        let r = send(
+            &portal,
+            "POST",
+            "/signin",
+            &cookie,
+            form,
+            &format!("csrf={csrf}&account=mario"),
+            None,
+        )
+        .await;
+        assert!(set_cookie(&r, "portal_session").is_some());
+        assert_eq!(portal.inner.sessions.count().await.unwrap(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&other);
     }
 
     #[test]

@@ -803,6 +803,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "Unknown account.",
     ),
     (
+        "error.unavailable",
+        "Il servizio non è disponibile in questo momento. Riprova tra poco.",
+        "The service is not available right now. Try again shortly.",
+    ),
+    (
         "error.internal",
         "Qualcosa è andato storto. Riprova più tardi.",
         "Something went wrong. Try again later.",
