@@ -96,7 +96,7 @@ impl Filters {
         if !self.method.is_empty() {
             match MethodKind::parse(&self.method) {
                 Some(k) => q.method_kind = Some(k),
-                None => errors.push("method", "unknown method"),
+                None => errors.push("method", payments_core::Problem::Unknown),
             }
         }
         if !self.module.trim().is_empty() {
@@ -112,7 +112,7 @@ impl Filters {
             if !raw.trim().is_empty() {
                 match Money::parse_eur(raw) {
                     Ok(m) => *target = Some(m),
-                    Err(e) => errors.push(field, e.to_string()),
+                    Err(e) => errors.push(field, e),
                 }
             }
         }
@@ -173,7 +173,13 @@ pub async fn movements(
                 .map(|n| filters.query_string(Some(n.to_string())));
             (rows, found.count, found.total.format(locale), next, None)
         }
-        Err(e) => (Vec::new(), 0, String::new(), None, Some(e.to_string())),
+        Err(e) => (
+            Vec::new(),
+            0,
+            String::new(),
+            None,
+            Some(views::reader_text(&e, locale)),
+        ),
     };
     let types: Vec<Value> = portal
         .payments()
@@ -590,7 +596,7 @@ pub async fn import(
             StatusCode::OK,
         ),
         Err(e @ (payments_core::Error::Validation(_) | payments_core::Error::Gateway { .. })) => (
-            context! { error => e.to_string() },
+            context! { error => views::reader_text(&e, locale) },
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         Err(e) => return Err(PageError::from_error(&ctx, e)),

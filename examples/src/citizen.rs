@@ -265,12 +265,9 @@ pub async fn add_free(
             let errors = errors
                 .0
                 .into_iter()
+                // The catalogue's text, in the reader's language.
                 .map(|e| {
-                    let message = if e.reason == "required" {
-                        text(locale, "error.required").to_owned()
-                    } else {
-                        format!("{}: {}.", text(locale, "field.invalid"), e.reason)
-                    };
+                    let message = e.message(locale);
                     (e.field, message)
                 })
                 .collect();
@@ -640,7 +637,15 @@ pub async fn report(
     match result {
         Ok(()) => Ok(Redirect::to(&format!("/payments/{tx}")).into_response()),
         Err(Error::Validation(errors)) => {
-            let errors = errors.0.into_iter().map(|e| (e.field, e.reason)).collect();
+            let locale = ctx.locale();
+            let errors = errors
+                .0
+                .into_iter()
+                .map(|e| {
+                    let message = e.message(locale);
+                    (e.field, message)
+                })
+                .collect();
             payment_page(
                 &portal,
                 &ctx,

@@ -328,7 +328,7 @@ pub async fn import(
             context! {
                 registered => r.registered, unchanged => r.unchanged,
                 refused => r.refused.iter().map(|x| context! {
-                    row => x.row, key => x.key.clone(), field => x.field.clone(), reason => x.reason.clone(),
+                    row => x.row, key => x.key.clone(), field => x.field.clone(), reason => x.problem.message(ctx.locale()),
                 }).collect::<Vec<_>>(),
             },
             StatusCode::OK,

@@ -172,11 +172,22 @@ impl PageError {
             Error::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            eprintln!("portal: {error}");
-            String::new()
-        } else {
-            error.to_string()
+        // What a reader sees comes from the catalogue, in their language: the fields' own
+        // messages for bad input, the key's text otherwise. The library's English is for
+        // the log.
+        let detail = match &error {
+            Error::Validation(errors) => errors
+                .0
+                .iter()
+                .map(|e| e.message(ctx.locale()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => {
+                if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    eprintln!("portal: {error}");
+                }
+                String::new()
+            }
         };
         PageError {
             status,
@@ -206,6 +217,28 @@ impl IntoResponse for PageError {
                 "Errore / Error",
             )
                 .into_response(),
+        }
+    }
+}
+
+/// What a reader is told of a refused request, from the catalogue in their language: each
+/// refused field's message, or the text for a file the provider's format does not read.
+/// Never the library's English, which goes to the log.
+pub(crate) fn reader_text(error: &payments_core::Error, locale: Locale) -> String {
+    match error {
+        payments_core::Error::Validation(errors) => errors
+            .0
+            .iter()
+            .map(|e| e.message(locale))
+            .collect::<Vec<_>>()
+            .join(" "),
+        payments_core::Error::Gateway { .. } => {
+            eprintln!("portal: {error}");
+            text(locale, "error.unreadable_file").to_owned()
+        }
+        other => {
+            eprintln!("portal: {other}");
+            text(locale, "error.internal").to_owned()
         }
     }
 }
@@ -509,7 +542,6 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "Campo obbligatorio.",
         "This field is required.",
     ),
-    ("field.invalid", "Valore non valido", "Not a valid value"),
     ("cart.title", "Carrello", "Cart"),
     ("cart.empty", "Il carrello è vuoto.", "The cart is empty."),
     ("cart.remove", "Rimuovi", "Remove"),
@@ -801,6 +833,11 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "error.unknown_account",
         "Account sconosciuto.",
         "Unknown account.",
+    ),
+    (
+        "error.unreadable_file",
+        "Il file non è leggibile: controlla che sia nel formato richiesto.",
+        "The file cannot be read: check that it is in the format asked for.",
     ),
     (
         "error.unavailable",

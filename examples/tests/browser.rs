@@ -884,6 +884,165 @@ async fn a_free_payment_missing_a_required_field_shows_the_error_beside_it() {
     assert_eq!(contents.items.len(), 1, "sent twice, added once");
 }
 
+/// The texts of the refused fields on the page, by field id (`f-amount`, …).
+async fn field_errors(run: &Run) -> std::collections::BTreeMap<String, String> {
+    let found = run
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('div.error[id$=\"-error\"]'))
+                 .map(e => [e.id.slice(0, -6), e.textContent.trim()]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value::<Vec<(String, String)>>(found)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Sets the free-payment form's fields to `values` (by field id) as a script can, past the
+/// browser's own limits (`maxlength`, date pickers, the options of a list).
+async fn set_fields(run: &Run, values: &[(&str, &str)]) {
+    let values: Vec<serde_json::Value> = values
+        .iter()
+        .map(|(id, v)| serde_json::json!([id, v]))
+        .collect();
+    run.client
+        .execute(
+            "for (const [id, value] of arguments[0]) {
+               const e = document.getElementById(id);
+               if (e.tagName === 'SELECT') {
+                 const o = document.createElement('option');
+                 o.value = value; o.text = value; e.add(o);
+               } else {
+                 e.removeAttribute('maxlength');
+                 e.type = 'text';
+               }
+               e.value = value;
+             }",
+            vec![serde_json::Value::Array(values)],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_filled_wrongly_is_told_in_italian_from_the_catalogue() {
+    use payments_core::{Locale, Money, Problem};
+    let Some(run) = start("catalogue").await else {
+        return;
+    };
+    run.sign_in("giulia").await;
+    let it = |p: Problem| p.message(Locale::It);
+    let eur = |s: &str| Money::parse_eur(s).unwrap();
+
+    // Administrative fines: amount, reason, report, plate and email, each wrong.
+    run.goto("/free").await;
+    run.select("#type", "Sanzioni amministrative").await;
+    run.press("#choose").await;
+    let long_reason = "Verbale ".repeat(20);
+    set_fields(
+        &run,
+        &[
+            // Three decimals in Italian: a thousand or twelve euro? Refused, with how to write it.
+            ("f-amount", "12,345"),
+            ("f-reason", &long_reason),
+            ("f-extra-report", "2026/0000000000000441"),
+            ("f-extra-plate", "AB123CDEFGHI"),
+            ("f-extra-email", "giulia@"),
+        ],
+    )
+    .await;
+    run.press("#add").await;
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("f-amount", it(Problem::AmountAmbiguous)),
+        ("f-reason", it(Problem::TooLong { max: 140 })),
+        ("f-extra-report", it(Problem::TooLong { max: 20 })),
+        ("f-extra-plate", it(Problem::TooLong { max: 10 })),
+        ("f-extra-email", it(Problem::NotAnEmail)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(field_errors(&run).await, expected);
+    assert!(run.text("#form-errors").await.contains("Alcuni campi"));
+    run.screenshot("free-payment-every-error-it").await;
+
+    // Secretarial fees: an amount over the range ("1.000" is a thousand euro to an
+    // Italian), nothing where something is required, an office not offered, a date that
+    // does not exist.
+    run.goto("/free").await;
+    run.select("#type", "Diritti di segreteria").await;
+    run.press("#choose").await;
+    set_fields(
+        &run,
+        &[
+            ("f-amount", "1.000"),
+            ("f-reason", "   "),
+            ("f-extra-case_number", ""),
+            ("f-extra-office", "altro"),
+            ("f-extra-filed_on", "31/02/2026"),
+        ],
+    )
+    .await;
+    run.press("#add").await;
+    let expected: std::collections::BTreeMap<String, String> = [
+        (
+            "f-amount",
+            it(Problem::AmountBetween {
+                min: eur("1"),
+                max: eur("500"),
+            }),
+        ),
+        ("f-reason", it(Problem::Required)),
+        ("f-extra-case_number", it(Problem::Required)),
+        (
+            "f-extra-office",
+            it(Problem::OneOf {
+                options: vec!["edilizia".into(), "anagrafe".into(), "commercio".into()],
+            }),
+        ),
+        ("f-extra-filed_on", it(Problem::NotADate)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let shown = field_errors(&run).await;
+    assert_eq!(shown, expected);
+    assert!(
+        shown.values().any(|m| m.contains("€ 500,00")),
+        "amounts written the Italian way: {shown:?}"
+    );
+    // No developer English anywhere on the page.
+    let main = run.text("main").await;
+    for english in [
+        "must",
+        "characters",
+        "not a",
+        "required",
+        "invalid",
+        "between",
+    ] {
+        assert!(
+            !main.to_lowercase().contains(english),
+            "{english:?} on the Italian page: {main}"
+        );
+    }
+    // In English, the same catalogue's other language.
+    run.goto("/lang/en?back=/free").await;
+    run.select("#type", "Sanzioni amministrative").await;
+    run.press("#choose").await;
+    set_fields(&run, &[("f-reason", ""), ("f-extra-email", "giulia@")]).await;
+    run.press("#add").await;
+    let shown = field_errors(&run).await;
+    assert_eq!(shown["f-reason"], Problem::Required.message(Locale::En));
+    assert_eq!(
+        shown["f-extra-email"],
+        Problem::NotAnEmail.message(Locale::En)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_imports_a_statement_that_pays_a_transfer_and_flags_the_rest() {
     let Some(run) = start("statement").await else {

@@ -10,7 +10,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{CreditorId, Error, Money, Result, Transaction, TransactionId, ValidationErrors};
+use crate::{
+    CreditorId, Error, Money, Problem, Result, Transaction, TransactionId, ValidationErrors,
+};
 
 /// The longest bank reference (CRO/TRN) accepted: a SEPA end-to-end or transaction id is at
 /// most 35 characters.
@@ -46,10 +48,11 @@ impl TransferReport {
     ) -> Result<TransferReport> {
         let mut errors = ValidationErrors::default();
         let executed_on = NaiveDate::parse_from_str(executed_on.trim(), "%Y-%m-%d")
-            .map_err(|_| errors.push("executed_on", "must be a date, YYYY-MM-DD"))
+            .or_else(|_| NaiveDate::parse_from_str(executed_on.trim(), "%d/%m/%Y"))
+            .map_err(|_| errors.push("executed_on", Problem::NotADate))
             .ok();
         let amount = Money::parse_eur(amount)
-            .map_err(|e| errors.push("amount", e.to_string()))
+            .map_err(|e| errors.push("amount", e))
             .ok();
         let optional = |s: &str| {
             let s = s.trim();
@@ -72,26 +75,27 @@ impl TransferReport {
         let mut errors = ValidationErrors::default();
         let mut out = self.clone();
         let reference = self.bank_reference.trim().to_ascii_uppercase();
-        if reference.is_empty() || reference.chars().count() > MAX_BANK_REFERENCE_LEN {
+        if reference.is_empty() {
+            errors.push("bank_reference", Problem::Required);
+        } else if reference.chars().count() > MAX_BANK_REFERENCE_LEN {
             errors.push(
                 "bank_reference",
-                format!("must have 1 to {MAX_BANK_REFERENCE_LEN} characters"),
+                Problem::TooLong {
+                    max: MAX_BANK_REFERENCE_LEN,
+                },
             );
         } else if !reference
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '/' | '.'))
         {
-            errors.push(
-                "bank_reference",
-                "may hold only letters, digits, spaces and - / .",
-            );
+            errors.push("bank_reference", Problem::ReferenceCharacters);
         }
         out.bank_reference = reference;
         if let Some(iban) = &self.ordering_iban {
             use iban::IbanLike;
             match iban.trim().parse::<iban::Iban>() {
                 Ok(i) => out.ordering_iban = Some(i.electronic_str().to_owned()),
-                Err(_) => errors.push("ordering_iban", "not a valid IBAN"),
+                Err(_) => errors.push("ordering_iban", Problem::NotAnIban),
             }
         }
         if let Some(file) = &self.receipt_file {
@@ -106,9 +110,9 @@ impl TransferReport {
             {
                 errors.push(
                     "receipt_file",
-                    format!(
-                        "must be a file name of 1 to {MAX_FILE_NAME_LEN} characters, without a path"
-                    ),
+                    Problem::FileName {
+                        max: MAX_FILE_NAME_LEN,
+                    },
                 );
             }
             out.receipt_file = Some(file.to_owned());
@@ -133,16 +137,20 @@ impl TransferReport {
         if self.amount != transaction.total {
             errors.push(
                 "amount",
-                format!("must be the total to pay, {}", transaction.total),
+                Problem::MustBe {
+                    amount: transaction.total,
+                },
             );
         }
         let created = transaction.created_at.date_naive();
         if self.executed_on > today {
-            errors.push("executed_on", "must not be in the future");
+            errors.push("executed_on", Problem::InTheFuture);
         } else if self.executed_on < created {
             errors.push(
                 "executed_on",
-                format!("must not be before the payment was started ({created})"),
+                Problem::NotBefore {
+                    date: created.to_string(),
+                },
             );
         }
         errors.into_result()?;
@@ -280,9 +288,14 @@ mod tests {
 
     #[test]
     fn a_report_names_every_field_it_cannot_read() {
-        let err = TransferReport::parse("20/11/2026", "dieci", "", "IT00X", "a/b.pdf").unwrap_err();
-        let fields = err.validation_errors().unwrap().fields();
-        assert_eq!(fields, vec!["executed_on", "amount"]);
+        let err = TransferReport::parse("31/02/2026", "dieci", "", "IT00X", "a/b.pdf").unwrap_err();
+        let errors = err.validation_errors().unwrap();
+        assert_eq!(errors.fields(), vec!["executed_on", "amount"]);
+        // Each with its code, which the catalogue reads in Italian or English.
+        assert_eq!(errors.0[0].problem, Problem::NotADate);
+        assert_eq!(errors.0[1].problem, Problem::NotAnAmount);
+        // A date as Italians write it reads as one.
+        assert!(TransferReport::parse("20/11/2026", "10,00", "CRO1", "", "").is_ok());
         let err = TransferReport::parse("2026-11-20", "10,00", "", "IT00X", "a/b.pdf").unwrap_err();
         let fields = err.validation_errors().unwrap().fields();
         assert_eq!(

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CreditorId, Error, GatewayId, Locale, MethodId, Money, PayerId, PaymentTypeId, Result,
+    CreditorId, Error, GatewayId, Locale, MethodId, Money, PayerId, PaymentTypeId, Problem, Result,
     ValidationErrors,
 };
 
@@ -153,27 +153,30 @@ pub enum FieldKind {
 
 impl FieldKind {
     /// Checks a raw value and returns its normalised form, or why it is refused.
-    pub fn check(&self, raw: &str) -> std::result::Result<String, String> {
+    pub fn check(&self, raw: &str) -> std::result::Result<String, Problem> {
         let value = raw.trim();
         match self {
             FieldKind::Text { max_len } => {
                 let max = (*max_len).min(MAX_TEXT_FIELD_LEN);
                 let len = value.chars().count();
                 if len > max {
-                    return Err(format!("at most {max} characters"));
+                    return Err(Problem::TooLong { max });
                 }
                 if value.chars().any(|c| c.is_control() && c != '\n') {
-                    return Err("contains control characters".into());
+                    return Err(Problem::ControlCharacters);
                 }
                 Ok(value.to_owned())
             }
             FieldKind::Integer { min, max } => {
-                let n: i64 = value.parse().map_err(|_| "not a whole number".to_owned())?;
+                let n: i64 = value.parse().map_err(|_| Problem::NotAWholeNumber)?;
                 if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                     return Err(match (min, max) {
-                        (Some(a), Some(b)) => format!("must be between {a} and {b}"),
-                        (Some(a), None) => format!("must be at least {a}"),
-                        (None, Some(b)) => format!("must be at most {b}"),
+                        (Some(a), Some(b)) => Problem::Between {
+                            min: a.to_string(),
+                            max: b.to_string(),
+                        },
+                        (Some(a), None) => Problem::AtLeast { min: a.to_string() },
+                        (None, Some(b)) => Problem::AtMost { max: b.to_string() },
                         (None, None) => unreachable!("bounds were checked"),
                     });
                 }
@@ -185,33 +188,33 @@ impl FieldKind {
                         c.is_ascii_digit() || c == '.' || c == ',' || (i == 0 && c == '-')
                     })
                 {
-                    return Err("not a number".into());
+                    return Err(Problem::NotANumber);
                 }
                 let d = rust_decimal::Decimal::from_str_exact(&value.replace(',', "."))
-                    .map_err(|_| "not a number".to_owned())?;
+                    .map_err(|_| Problem::NotANumber)?;
                 if d.normalize().scale() > *max_decimals {
-                    return Err(format!("at most {max_decimals} decimals"));
+                    return Err(Problem::TooManyDecimals { max: *max_decimals });
                 }
                 Ok(d.normalize().to_string())
             }
             FieldKind::Date => {
                 let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
                     .or_else(|_| NaiveDate::parse_from_str(value, "%d/%m/%Y"))
-                    .map_err(|_| "not a date (YYYY-MM-DD)".to_owned())?;
+                    .map_err(|_| Problem::NotADate)?;
                 Ok(date.format("%Y-%m-%d").to_string())
             }
             FieldKind::Email => {
                 if value.len() > 254 {
-                    return Err("not an email address".into());
+                    return Err(Problem::NotAnEmail);
                 }
                 let parsed = email_address::EmailAddress::parse_with_options(
                     value,
                     email_address::Options::default().without_display_text(),
                 )
-                .map_err(|_| "not an email address".to_owned())?;
+                .map_err(|_| Problem::NotAnEmail)?;
                 // Public portals need a routable domain: a dot after the `@`.
                 if !parsed.domain().contains('.') {
-                    return Err("not an email address".into());
+                    return Err(Problem::NotAnEmail);
                 }
                 Ok(parsed.as_str().to_owned())
             }
@@ -221,14 +224,20 @@ impl FieldKind {
                     if luhn::valid(&upper) {
                         Ok(upper)
                     } else {
-                        Err("wrong check digit".into())
+                        Err(Problem::NotAFiscalCode)
                     }
                 } else if upper.len() == 16 {
                     crate::fiscal_code::check_person(&upper)
                         .map(|()| upper)
-                        .map_err(str::to_owned)
+                        .map_err(|reason| {
+                            if reason.starts_with("a fiscal code has") {
+                                Problem::FiscalCodeLength
+                            } else {
+                                Problem::NotAFiscalCode
+                            }
+                        })
                 } else {
-                    Err("a fiscal code has 16 characters, or 11 digits".into())
+                    Err(Problem::FiscalCodeLength)
                 }
             }
             FieldKind::Iban => {
@@ -236,13 +245,15 @@ impl FieldKind {
                 value
                     .parse::<iban::Iban>()
                     .map(|i| i.electronic_str().to_owned())
-                    .map_err(|_| "not a valid IBAN".to_owned())
+                    .map_err(|_| Problem::NotAnIban)
             }
             FieldKind::OneOf { options } => options
                 .iter()
                 .find(|o| o.as_str() == value)
                 .cloned()
-                .ok_or_else(|| format!("must be one of: {}", options.join(", "))),
+                .ok_or_else(|| Problem::OneOf {
+                    options: options.clone(),
+                }),
         }
     }
 }
@@ -471,22 +482,27 @@ impl PaymentType {
         &self,
         amount: &Money,
         creditor: &Creditor,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Problem> {
         if !amount.is_positive() {
-            return Err("must be positive".into());
+            return Err(Problem::MustBePositive);
         }
         if amount.compare(&creditor.max_item_amount) == Some(std::cmp::Ordering::Greater) {
-            return Err(format!("must not exceed {}", creditor.max_item_amount));
+            return Err(Problem::AmountAtMost {
+                max: creditor.max_item_amount,
+            });
         }
         match &self.amount_rule {
             AmountRule::Fixed { amount: fixed } if fixed != amount => {
-                Err(format!("must be {fixed}"))
+                Err(Problem::MustBe { amount: *fixed })
             }
             AmountRule::Range { min, max }
                 if amount.compare(min) == Some(std::cmp::Ordering::Less)
                     || amount.compare(max) == Some(std::cmp::Ordering::Greater) =>
             {
-                Err(format!("must be between {min} and {max}"))
+                Err(Problem::AmountBetween {
+                    min: *min,
+                    max: *max,
+                })
             }
             _ => Ok(()),
         }
@@ -504,7 +520,7 @@ impl PaymentType {
         for key in raw.keys() {
             if !self.fields.iter().any(|f| &f.key == key) {
                 let shown: String = key.chars().take(MAX_KEY_LEN).collect();
-                errors.push(format!("extra.{shown}"), "unknown field");
+                errors.push(format!("extra.{shown}"), Problem::UnknownField);
             }
         }
         for spec in &self.fields {
@@ -514,7 +530,7 @@ impl PaymentType {
                 .map(|v| v.trim())
                 .filter(|v| !v.is_empty())
             {
-                None if spec.required => errors.push(name, "required"),
+                None if spec.required => errors.push(name, Problem::Required),
                 None => {}
                 Some(value) => match spec.kind.check(value) {
                     Ok(v) => {
@@ -632,11 +648,11 @@ impl Payer {
 pub(crate) fn check_name(errors: &mut ValidationErrors, field: &str, value: &str) {
     let len = value.trim().chars().count();
     if len == 0 {
-        errors.push(field, "required");
+        errors.push(field, Problem::Required);
     } else if value.chars().count() > MAX_NAME_LEN {
-        errors.push(field, format!("at most {MAX_NAME_LEN} characters"));
+        errors.push(field, Problem::TooLong { max: MAX_NAME_LEN });
     } else if value.chars().any(char::is_control) {
-        errors.push(field, "contains control characters");
+        errors.push(field, Problem::ControlCharacters);
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::Problem;
+
 /// A boxed error kept as the source of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -71,11 +73,8 @@ pub enum Error {
 
 impl Error {
     /// A validation error about one field.
-    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Validation(ValidationErrors(vec![FieldError {
-            field: field.into(),
-            reason: reason.into(),
-        }]))
+    pub fn invalid(field: impl Into<String>, problem: impl Into<Problem>) -> Self {
+        Error::Validation(ValidationErrors(vec![FieldError::new(field, problem)]))
     }
 
     /// A `NotFound` error.
@@ -137,6 +136,33 @@ pub struct FieldError {
     pub field: String,
     /// Why it was refused, in English, for logs and developers.
     pub reason: String,
+    /// Why it was refused, as a code with parameters: [`Problem::message`] is its text for
+    /// a reader, in Italian or English.
+    #[serde(default = "unspecified")]
+    pub problem: Problem,
+}
+
+pub(crate) fn unspecified() -> Problem {
+    Problem::Invalid {
+        reason: String::new(),
+    }
+}
+
+impl FieldError {
+    /// A refused `field`.
+    pub fn new(field: impl Into<String>, problem: impl Into<Problem>) -> Self {
+        let problem = problem.into();
+        FieldError {
+            field: field.into(),
+            reason: problem.reason(),
+            problem,
+        }
+    }
+
+    /// The text for a reader in `locale`, from the catalogue.
+    pub fn message(&self, locale: crate::Locale) -> String {
+        self.problem.message(locale)
+    }
 }
 
 /// All the refused fields of one request.
@@ -144,12 +170,10 @@ pub struct FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
-    /// Adds a refused field.
-    pub fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            reason: reason.into(),
-        });
+    /// Adds a refused field: a [`Problem`], or an English reason for developers (which a
+    /// reader sees as a generic "invalid value").
+    pub fn push(&mut self, field: impl Into<String>, problem: impl Into<Problem>) {
+        self.0.push(FieldError::new(field, problem));
     }
 
     /// Whether no field was refused.

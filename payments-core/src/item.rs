@@ -252,11 +252,16 @@ impl NewFreeItem {
 pub(crate) fn check_reason(errors: &mut ValidationErrors, reason: &str) -> String {
     let reason = reason.trim();
     if reason.is_empty() {
-        errors.push("reason", "required");
+        errors.push("reason", crate::Problem::Required);
     } else if reason.chars().count() > MAX_REASON_LEN {
-        errors.push("reason", format!("at most {MAX_REASON_LEN} characters"));
+        errors.push(
+            "reason",
+            crate::Problem::TooLong {
+                max: MAX_REASON_LEN,
+            },
+        );
     } else if reason.chars().any(char::is_control) {
-        errors.push("reason", "contains control characters");
+        errors.push("reason", crate::Problem::ControlCharacters);
     }
     reason.to_owned()
 }

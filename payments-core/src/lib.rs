@@ -18,6 +18,7 @@ mod money;
 mod notify;
 mod outbox;
 mod position;
+mod problem;
 mod provider_receipt;
 mod query;
 mod refund;
@@ -77,6 +78,7 @@ pub use position::{
     PaymentOption, PositionChange, PositionEvent, PositionPayer, PositionQuery, PositionStatus,
     RefusedRow, ReminderPlan, Transfer, is_taxonomy_code, position_option_of,
 };
+pub use problem::Problem;
 pub use provider_receipt::{ProviderReceipt, ProviderReceiptQuery, ReceiptRole, ReceiptShare};
 pub use query::{
     HistoryEntry, HistoryQuery, MAX_PAGE_SIZE, MovementPage, MovementQuery, OutboxQuery, Page,

@@ -232,7 +232,7 @@ impl Transfer {
             }
         }
         if !self.amount.is_positive() {
-            errors.push(field("amount"), "must be positive");
+            errors.push(field("amount"), crate::Problem::MustBePositive);
         }
         let remittance = self.remittance.trim();
         if remittance.is_empty() || remittance.chars().count() > MAX_REMITTANCE_LEN {
@@ -855,7 +855,7 @@ impl NewDebtPosition {
         let check_option = |o: &NewOption, at: &str, errors: &mut ValidationErrors| {
             let mut o = o.clone();
             if !o.amount.is_positive() {
-                errors.push(format!("{at}.amount"), "must be positive");
+                errors.push(format!("{at}.amount"), crate::Problem::MustBePositive);
             } else if o.amount.minor_units() > max_item.minor_units() {
                 errors.push(
                     format!("{at}.amount"),
@@ -1142,8 +1142,12 @@ pub struct RefusedRow {
     pub key: Option<String>,
     /// The field at fault (`amount`, `payer.fiscal_code`, `instalments[1].due_date`, …).
     pub field: String,
-    /// What is wrong with it.
+    /// What is wrong with it, in English for logs.
     pub reason: String,
+    /// What is wrong with it, as a code with parameters ([`Problem::message`] reads it in
+    /// Italian or English).
+    #[serde(default = "crate::error::unspecified")]
+    pub problem: crate::Problem,
 }
 
 /// What a bulk registration did.

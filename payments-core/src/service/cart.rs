@@ -57,7 +57,7 @@ impl Payments {
         match self.payment_type(id).await? {
             Some(t) if t.creditor_id == creditor => Ok(Some(t)),
             _ => {
-                errors.push("payment_type_id", "no such payment type at this creditor");
+                errors.push("payment_type_id", crate::Problem::Unknown);
                 Ok(None)
             }
         }
@@ -206,7 +206,7 @@ impl Payments {
         let mut errors = ValidationErrors::default();
         let reason = check_reason(&mut errors, &item.reason);
         let Some(type_id) = item.payment_type_id else {
-            errors.push("payment_type_id", "required");
+            errors.push("payment_type_id", crate::Problem::Required);
             return Err(Error::Validation(errors));
         };
         let Some(t) = self
@@ -216,15 +216,12 @@ impl Payments {
             return Err(Error::Validation(errors));
         };
         if !t.free_payments {
-            errors.push(
-                "payment_type_id",
-                "free payments of this type are not allowed",
-            );
+            errors.push("payment_type_id", crate::Problem::NoFreePayments);
         }
         let amount = match (item.amount.as_deref().map(str::trim), &t.amount_rule) {
             (None | Some(""), crate::AmountRule::Fixed { amount }) => Some(*amount),
             (None | Some(""), _) => {
-                errors.push("amount", "required");
+                errors.push("amount", crate::Problem::Required);
                 None
             }
             // Read as the payer means it in their language: "1.000" is a thousand euro to
@@ -233,7 +230,7 @@ impl Payments {
             {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    errors.push("amount", e.to_string());
+                    errors.push("amount", e);
                     None
                 }
             },

@@ -9,8 +9,8 @@ use crate::{
     Actor, BulkReport, Cart, CartId, Conflict, Creditor, CreditorId, DebtPosition, DebtPositionId,
     Error, ItemState, Locale, Money, NewDebtPosition, NewOption, NewOutboxMessage, OptionRefusal,
     OutboxId, OutboxPayload, PayableItem, Payer, PaymentType, PaymentTypeId, PositionChange,
-    PositionEvent, PositionPayer, PositionQuery, PositionStatus, RefusedRow, Reminder, Result,
-    Role, Transaction, TransactionId, Transfer, ValidationErrors,
+    PositionEvent, PositionPayer, PositionQuery, PositionStatus, Problem, RefusedRow, Reminder,
+    Result, Role, Transaction, TransactionId, Transfer, ValidationErrors,
 };
 
 /// How many positions a bulk registration writes per database transaction.
@@ -99,12 +99,14 @@ impl CsvRecord {
     }
 }
 
-fn refused(row: u64, key: Option<&str>, field: &str, reason: impl Into<String>) -> RefusedRow {
+fn refused(row: u64, key: Option<&str>, field: &str, problem: impl Into<Problem>) -> RefusedRow {
+    let problem = problem.into();
     RefusedRow {
         row,
         key: key.map(str::to_owned),
         field: field.to_owned(),
-        reason: reason.into(),
+        reason: problem.reason(),
+        problem,
     }
 }
 
@@ -381,7 +383,7 @@ impl Payments {
                 .iter()
                 .map(|e| {
                     let (line, field) = row.locate(&e.field);
-                    refused(line, key, &field, e.reason.clone())
+                    refused(line, key, &field, e.problem.clone())
                 })
                 .collect()),
             Err(e) => Err(vec![refused(row.row, key, "position", e.to_string())]),
@@ -554,7 +556,7 @@ impl Payments {
             };
             if let Some(amount) = c.amount {
                 if !amount.is_positive() {
-                    errors.push(format!("{at}.amount"), "must be positive");
+                    errors.push(format!("{at}.amount"), crate::Problem::MustBePositive);
                 } else if amount.minor_units() > creditor.max_item_amount.minor_units() {
                     errors.push(
                         format!("{at}.amount"),
@@ -1207,10 +1209,9 @@ impl<R: std::io::Read> CsvPositions<R> {
         type_id: Option<PaymentTypeId>,
     ) -> std::result::Result<bool, RefusedRow> {
         let key = Some(r.key.as_str());
-        let amount =
-            Money::parse_eur(&r.amount).map_err(|e| refused(line, key, "amount", e.to_string()))?;
+        let amount = Money::parse_eur(&r.amount).map_err(|e| refused(line, key, "amount", e))?;
         let due = parse_day(&r.due_date)
-            .ok_or_else(|| refused(line, key, "due_date", "a date reads YYYY-MM-DD"))?;
+            .ok_or_else(|| refused(line, key, "due_date", Problem::NotADate))?;
         let mut option = NewOption::new(amount, due);
         option.description = r.description.clone().filter(|d| !d.trim().is_empty());
         let mut others = Vec::new();
@@ -1245,7 +1246,7 @@ impl<R: std::io::Read> CsvPositions<R> {
             };
             let share = col("amount").unwrap_or_default();
             let share = Money::parse_eur(&share)
-                .map_err(|e| refused(line, key, &format!("transfer{n}_amount"), e.to_string()))?;
+                .map_err(|e| refused(line, key, &format!("transfer{n}_amount"), e))?;
             others.push(Transfer {
                 fiscal_code,
                 iban: col("iban"),
@@ -1257,7 +1258,7 @@ impl<R: std::io::Read> CsvPositions<R> {
         }
         if !others.is_empty() {
             let given = Money::sum(amount.currency(), others.iter().map(|t| &t.amount))
-                .map_err(|e| refused(line, key, "amount", e.to_string()))?;
+                .map_err(|e| refused(line, key, "amount", e))?;
             let rest = Money::from_minor(
                 amount.minor_units() - given.minor_units(),
                 amount.currency(),
