@@ -378,6 +378,13 @@ pub trait Gateway: std::fmt::Debug + Send + Sync + 'static {
         let _ = kind;
         None
     }
+    /// Whether the reconciliation sweep has anything to ask this provider about its
+    /// unfinished transactions ([`Gateway::fetch_receipts`] or [`Gateway::fetch_status`]);
+    /// true by default. A provider that answers neither (a bank transfer, told by the bank
+    /// statement) says false, and the sweep does not even read its transactions.
+    fn answers_status(&self) -> bool {
+        true
+    }
     /// Whether [`Gateway::refund`] can give money back (false by default). Hosts show a
     /// refund button only where it can.
     fn supports_refunds(&self) -> bool {

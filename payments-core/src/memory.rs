@@ -926,6 +926,7 @@ impl Store for InMemoryStore {
     async fn unfinished(
         &self,
         before: DateTime<Utc>,
+        gateways: &[crate::GatewayId],
         after: Option<TransactionId>,
         limit: u32,
     ) -> Result<Vec<Transaction>> {
@@ -938,7 +939,9 @@ impl Store for InMemoryStore {
             .range((from, std::ops::Bound::Unbounded))
             .map(|(_, t)| t)
             .filter(|t| {
-                matches!(t.status, TxStatus::Created | TxStatus::Pending) && t.updated_at <= before
+                matches!(t.status, TxStatus::Created | TxStatus::Pending)
+                    && t.updated_at <= before
+                    && gateways.contains(&t.gateway_id)
             })
             .take(limit as usize)
             .cloned()

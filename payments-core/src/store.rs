@@ -257,12 +257,13 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<crate::Refund>>;
 
-    /// Up to `limit` transactions still `Created` or `Pending` that last changed at or
-    /// before `before`, by id, after `after`: what a reconciliation sweep asks providers
-    /// about.
+    /// Up to `limit` transactions of the `gateways` still `Created` or `Pending` that last
+    /// changed at or before `before`, by id, after `after`: what a reconciliation sweep
+    /// asks providers about (only those that answer; none when `gateways` is empty).
     async fn unfinished(
         &self,
         before: DateTime<Utc>,
+        gateways: &[crate::GatewayId],
         after: Option<TransactionId>,
         limit: u32,
     ) -> Result<Vec<Transaction>>;

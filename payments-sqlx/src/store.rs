@@ -1994,13 +1994,25 @@ impl Store for SqlxStore {
     async fn unfinished(
         &self,
         before: DateTime<Utc>,
+        gateways: &[GatewayId],
         after: Option<TransactionId>,
         limit: u32,
     ) -> Result<Vec<Transaction>> {
+        if gateways.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut sql = Sql::new(&format!(
             "SELECT {TX_COLUMNS} FROM transactions WHERE status IN ('created', 'pending') AND updated_at <= "
         ));
         sql.arg(Arg::Int(micros(before)));
+        sql.push(" AND gateway_id IN (");
+        for (n, g) in gateways.iter().enumerate() {
+            if n > 0 {
+                sql.push(", ");
+            }
+            sql.arg(Arg::Text(g.to_string()));
+        }
+        sql.push(")");
         if let Some(after) = after {
             sql.push(" AND id > ").arg(Arg::Text(after.to_string()));
         }

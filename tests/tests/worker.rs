@@ -249,3 +249,140 @@ async fn a_hanging_provider_delays_only_its_own_expiries() {
         }
     }
 }
+
+/// A provider the sweep may ask: counts the questions about each transaction, and says
+/// each is still pending.
+#[derive(Debug)]
+struct Counting(Arc<SandboxGateway>, std::sync::Mutex<Vec<TransactionId>>);
+
+#[async_trait]
+impl Gateway for Counting {
+    fn id(&self) -> GatewayId {
+        self.0.id()
+    }
+    fn kinds(&self) -> Vec<MethodKind> {
+        self.0.kinds()
+    }
+    async fn start(&self, request: &StartRequest) -> Result<Started> {
+        self.0.start(request).await
+    }
+    async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
+        self.0.parse_callback(request).await
+    }
+    async fn fetch_status(&self, tx: &Transaction) -> Result<PaymentOutcome> {
+        self.1.lock().unwrap().push(tx.id);
+        Ok(PaymentOutcome::Pending)
+    }
+}
+
+/// A provider with nothing to ask (as a bank transfer): the sweep must not even read its
+/// transactions, let alone ask.
+#[derive(Debug)]
+struct Silent(Arc<SandboxGateway>);
+
+#[async_trait]
+impl Gateway for Silent {
+    fn id(&self) -> GatewayId {
+        GatewayId::from("silent")
+    }
+    fn kinds(&self) -> Vec<MethodKind> {
+        vec![MethodKind::BankTransfer]
+    }
+    async fn start(&self, _: &StartRequest) -> Result<Started> {
+        Ok(Started::new(Instruction::redirect(
+            "https://bank.example/transfer",
+        )))
+    }
+    async fn parse_callback(&self, request: &CallbackRequest) -> Result<CallbackEvent> {
+        self.0.parse_callback(request).await
+    }
+    async fn fetch_status(&self, _: &Transaction) -> Result<PaymentOutcome> {
+        panic!("a provider with nothing to ask was asked")
+    }
+    async fn fetch_receipts(&self, _: &Transaction) -> Result<Vec<CallbackEvent>> {
+        panic!("a provider with nothing to ask was asked")
+    }
+    fn answers_status(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_pages_through_what_it_can_ask_and_never_reads_the_rest() {
+    let sandbox = Arc::new(SandboxGateway::new("worker-test-key"));
+    let counting = Arc::new(Counting(sandbox.clone(), Default::default()));
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let payments = Payments::builder()
+        .clock(clock.clone())
+        .store(Arc::new(InMemoryStore::new()))
+        .gateway(counting.clone())
+        .gateway(Arc::new(Silent(sandbox.clone())))
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .return_url("http://localhost:3000/return")
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "sandbox", &[MethodKind::Card])
+        .await
+        .unwrap();
+    let transfer = PaymentMethod::new(fx.creditor.id, MethodKind::BankTransfer, "silent");
+    payments
+        .enable_method(&Actor::System, &transfer)
+        .await
+        .unwrap();
+    // 25 card payments left pending, and 40 transfers waiting for the bank (more than a
+    // pass may read: were they read, they would crowd the card payments out).
+    let mut cards = Vec::new();
+    for n in 0..65 {
+        let payer = format!("payer{n}");
+        let actor = Actor::payer(payer.as_str());
+        let cart = payments
+            .open_cart(&actor, fx.creditor.id, Fixture::payer(&payer))
+            .await
+            .unwrap();
+        let item = NewItem::new(
+            Source::new("tributi", format!("TARI-{n}")),
+            fx.tari.id,
+            "TARI 2026",
+            Money::parse_eur("80.00").unwrap(),
+        )
+        .with_extra("year", "2026");
+        payments.add_item(&actor, cart.id, item).await.unwrap();
+        let method = if n < 25 {
+            fx.method(MethodKind::Card).id
+        } else {
+            transfer.id
+        };
+        let c = payments
+            .checkout(&actor, cart.id, method, "k")
+            .await
+            .unwrap();
+        if n < 25 {
+            cards.push(c.transaction.id);
+        }
+    }
+    clock.advance(Duration::from_secs(600));
+    // Ten a pass: three passes ask about every card payment, each pass goes on from where
+    // the last stopped, and no pass reads a transfer.
+    let mut asked_per_pass = Vec::new();
+    for _ in 0..3 {
+        let before = counting.1.lock().unwrap().len();
+        let report = payments
+            .reconcile_pending(Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(report.skipped, 0, "nothing read that could not be asked");
+        asked_per_pass.push(counting.1.lock().unwrap().len() - before);
+    }
+    assert_eq!(asked_per_pass, [10, 10, 10]);
+    let asked = counting.1.lock().unwrap().clone();
+    let mut distinct = asked.clone();
+    distinct.sort();
+    distinct.dedup();
+    cards.sort();
+    assert_eq!(distinct, cards, "every card payment asked about in turn");
+    // The first two passes asked about twenty different ones.
+    let mut first = asked[..20].to_vec();
+    first.sort();
+    first.dedup();
+    assert_eq!(first.len(), 20);
+}

@@ -204,6 +204,7 @@ impl PaymentsBuilder {
                     .receipts_lookback
                     .unwrap_or(super::refunds::RECEIPTS_LOOKBACK),
                 provider_timeout: self.provider_timeout.unwrap_or(Duration::from_secs(60)),
+                sweep_cursor: std::sync::Mutex::new(None),
             }),
         })
     }

@@ -92,6 +92,9 @@ struct Inner {
     receipts_lookback: Duration,
     /// The longest wait for one answer of a provider the service asks on its own.
     provider_timeout: Duration,
+    /// Where the reconciliation sweep stopped: the next pass goes on from there, so that
+    /// every unfinished transaction is asked about in turn, however many there are.
+    sweep_cursor: std::sync::Mutex<Option<crate::TransactionId>>,
 }
 
 impl Payments {

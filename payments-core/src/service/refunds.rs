@@ -548,31 +548,63 @@ impl Payments {
     /// [`Payments::reconcile`] does one by one; then asks again about the refunds still
     /// requested (the provider could not be reached) or pending (accepted, under way) for
     /// as long. A callback the provider never delivered, or that failed, is recovered this
-    /// way. Asks about no more than `limit` transactions; those of a provider that cannot
-    /// be asked (bank transfer, pagoPA) are skipped and do not count.
+    /// way. Asks about no more than `limit` transactions a pass, going on the next pass
+    /// from where this one stopped (so all are asked in turn, however many); those of a
+    /// provider with nothing to ask ([`Gateway::answers_status`](crate::Gateway::answers_status)
+    /// false: bank transfer) are not even read.
     /// [`Payments::run_worker`] runs it every 5 minutes unless the builder says otherwise.
     pub async fn reconcile_pending(&self, older_than: Duration, limit: u32) -> Result<SweepReport> {
         let before = self.inner.clock.now()
             - chrono::Duration::from_std(older_than)
                 .map_err(|_| Error::invalid("older_than", "too long"))?;
         let mut report = SweepReport::default();
-        let mut after = None;
-        'pages: while report.checked < limit {
-            let page = self.store_ref().unfinished(before, after, 100).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            let mut asking = Vec::new();
-            for tx in page {
-                if report.checked + asking.len() as u32 >= limit {
+        let mut asked: Vec<GatewayId> = self
+            .inner
+            .gateways
+            .iter()
+            .filter(|(_, g)| g.answers_status())
+            .map(|(id, _)| id.clone())
+            .collect();
+        asked.sort();
+        let start = *self
+            .inner
+            .sweep_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut after = start;
+        let mut wrapped = start.is_none();
+        // Transactions read this pass: asked, or skipped by a provider that had nothing to
+        // say about them; the next pass goes on after the last one.
+        let mut seen = 0u32;
+        'pages: while seen < limit {
+            let page = self
+                .store_ref()
+                .unfinished(before, &asked, after, 100)
+                .await?;
+            if page.is_empty() {
+                if wrapped {
+                    after = None;
                     break;
                 }
-                if self.inner.gateways.contains_key(&tx.gateway_id) {
-                    asking.push(tx.id);
-                } else {
-                    report.skipped += 1;
-                }
+                // The end: round once to the beginning, up to where this pass started.
+                wrapped = true;
+                after = None;
+                continue;
             }
-            let full = report.checked + asking.len() as u32 >= limit;
+            let mut asking = Vec::new();
+            let mut round_done = false;
+            for tx in page {
+                if seen >= limit {
+                    break;
+                }
+                if wrapped && start.is_some_and(|s| tx.id > s) {
+                    round_done = true;
+                    break;
+                }
+                seen += 1;
+                after = Some(tx.id);
+                asking.push(tx.id);
+            }
             // A few at a time, each provider call bounded by the provider timeout.
             let answers: Vec<Result<CallbackOutcome>> = futures::stream::iter(asking)
                 .map(|id| self.reconcile(id))
@@ -598,10 +630,16 @@ impl Payments {
                     }
                 }
             }
-            if full {
+            if round_done {
+                after = None;
                 break 'pages;
             }
         }
+        *self
+            .inner
+            .sweep_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = after;
         // Receipts kept by the providers (pagoPA's debt-position service), of notices the
         // service may never have heard of: a debt position paid at a bank whose receipt
         // was lost.

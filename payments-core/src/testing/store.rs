@@ -1686,8 +1686,9 @@ pub async fn unfinished_lists_open_transactions_by_age(store: Arc<dyn Store>) {
         txs.push(tx);
     }
     let ids = |list: Vec<Transaction>| list.iter().map(|t| t.id).collect::<Vec<_>>();
+    let asked = [s.method.gateway_id.clone()];
     let old = store
-        .unfinished(t0() + Duration::minutes(5), None, 10)
+        .unfinished(t0() + Duration::minutes(5), &asked, None, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -1696,13 +1697,28 @@ pub async fn unfinished_lists_open_transactions_by_age(store: Arc<dyn Store>) {
         "open and unchanged since"
     );
     let all = store
-        .unfinished(t0() + Duration::minutes(10), None, 10)
+        .unfinished(t0() + Duration::minutes(10), &asked, None, 10)
         .await
         .unwrap();
     assert_eq!(ids(all), vec![txs[0].id, txs[1].id, txs[3].id]);
     let page = store
-        .unfinished(t0() + Duration::minutes(10), Some(txs[0].id), 1)
+        .unfinished(t0() + Duration::minutes(10), &asked, Some(txs[0].id), 1)
         .await
         .unwrap();
     assert_eq!(ids(page), vec![txs[1].id], "paged by id");
+    // Only the gateways asked about: another's transactions are not even read.
+    let other = [crate::GatewayId::from("bank_transfer")];
+    for gateways in [&other[..], &[][..]] {
+        let none = store
+            .unfinished(t0() + Duration::minutes(10), gateways, None, 10)
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{gateways:?}");
+    }
+    let both = [crate::GatewayId::from("bank_transfer"), asked[0].clone()];
+    let all = store
+        .unfinished(t0() + Duration::minutes(10), &both, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(all).len(), 3);
 }

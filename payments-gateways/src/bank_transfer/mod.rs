@@ -843,6 +843,11 @@ impl Gateway for BankTransferGateway {
     async fn fetch_status(&self, _transaction: &Transaction) -> Result<PaymentOutcome> {
         Err(Self::error(GatewayErrorKind::NotSupported("fetch_status")))
     }
+
+    /// A transfer is told by the bank statement: the sweep has nothing to ask.
+    fn answers_status(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -812,6 +812,16 @@ impl Gateway for PagoPaGateway {
         self.receipt_event(&request.body, true)
     }
 
+    /// Only GPD answers about a transaction (its receipts): with no creditor held by GPD,
+    /// the sweep has nothing to ask (receipts come to the station).
+    fn answers_status(&self) -> bool {
+        self.creditors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|c| c.holder == PositionHolder::Gpd)
+    }
+
     /// GPD's receipts of the lines of `transaction`, for a creditor it holds
     /// ([`PagoPaCreditor::held_by_gpd`]); `NotSupported` for the others, whose receipts
     /// only come to their station.
