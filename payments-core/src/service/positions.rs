@@ -1201,6 +1201,10 @@ impl<R: std::io::Read> CsvPositions<R> {
     }
 
     /// Reads one option row into `p`; the first row also gives the position's own columns.
+    #[allow(
+        clippy::result_large_err,
+        reason = "a refused row is the import's report line, built once per bad row"
+    )]
     fn read_option(
         &self,
         line: u64,
