@@ -51,7 +51,9 @@ pub struct Config {
     /// How often the background worker delivers the outbox.
     pub worker_interval: Duration,
     /// When the outbox tries a message again, and when it gives up (the library's default:
-    /// 30 s doubling to 1 h, 10 attempts).
+    /// 30 s doubling to 1 h, 10 attempts); how long an instance holds the messages it
+    /// claimed (`PORTAL_OUTBOX_LEASE_SECS`, default 300 s: after a crash, its messages wait
+    /// that long before another instance sends them).
     pub retry: payments_core::RetryPolicy,
     /// Each body's own card-provider accounts, by the body's slug (`comune`, `unione`): a
     /// body with none pays by card through its own sandbox account.
@@ -69,6 +71,9 @@ pub struct Config {
     /// How long a signed-in session lasts without a request (`PORTAL_SESSION_IDLE_SECS`,
     /// default 30 minutes); sessions are kept in the portal's database.
     pub session_idle: Duration,
+    /// How long a payment started and not finished holds its items before it expires
+    /// (`PORTAL_TRANSACTION_TTL_SECS`, default 30 minutes, the library's).
+    pub transaction_ttl: Duration,
 }
 
 /// A body's own contracts with the card providers: each is a gateway of its own, with an
@@ -153,6 +158,7 @@ impl Config {
             pagopa_station_key: None,
             sandbox_key: None,
             session_idle: Duration::from_secs(30 * 60),
+            transaction_ttl: Duration::from_secs(30 * 60),
             sandbox_beside_providers: false,
         }
     }
@@ -251,6 +257,24 @@ impl Config {
                 )
             })?;
             config.session_idle = Duration::from_secs(secs);
+        }
+        if let Some(secs) = var("PORTAL_OUTBOX_LEASE_SECS") {
+            let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                Error::invalid(
+                    "PORTAL_OUTBOX_LEASE_SECS",
+                    "must be a number of seconds, such as 300",
+                )
+            })?;
+            config.retry.lease = Duration::from_secs(secs);
+        }
+        if let Some(secs) = var("PORTAL_TRANSACTION_TTL_SECS") {
+            let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                Error::invalid(
+                    "PORTAL_TRANSACTION_TTL_SECS",
+                    "must be a number of seconds, such as 1800",
+                )
+            })?;
+            config.transaction_ttl = Duration::from_secs(secs);
         }
         // The municipality's accounts have the plain names; each other body's carry its
         // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).
@@ -414,6 +438,7 @@ impl Portal {
             .listener(positions::MODULE, Arc::new(positions::NoticesModule))
             .notifier(Arc::new(mail))
             .retry_policy(config.retry)
+            .transaction_ttl(config.transaction_ttl)
             .return_url(format!("{}/return", config.public_url));
         // Each body has its own accounts: a sandbox account (which plays a provider's
         // hosted page, served by this portal too) and, when configured, Stripe and Nexi.
