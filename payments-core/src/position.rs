@@ -1144,7 +1144,7 @@ pub struct RefusedRow {
     pub field: String,
     /// What is wrong with it, in English for logs.
     pub reason: String,
-    /// What is wrong with it, as a code with parameters ([`Problem::message`] reads it in
+    /// What is wrong with it, as a code with parameters ([`Problem::message`](crate::Problem::message) reads it in
     /// Italian or English).
     #[serde(default = "crate::error::unspecified")]
     pub problem: crate::Problem,
