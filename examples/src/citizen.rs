@@ -261,16 +261,7 @@ pub async fn add_free(
     match portal.payments().add_free_item(&actor, cart.id, item).await {
         Ok(_) => Ok(Redirect::to("/cart").into_response()),
         Err(Error::Validation(errors)) => {
-            let locale = ctx.locale();
-            let errors = errors
-                .0
-                .into_iter()
-                // The catalogue's text, in the reader's language.
-                .map(|e| {
-                    let message = e.message(locale);
-                    (e.field, message)
-                })
-                .collect();
+            let errors = views::field_messages(errors, ctx.locale());
             free_form(
                 &portal,
                 &ctx,
@@ -637,15 +628,7 @@ pub async fn report(
     match result {
         Ok(()) => Ok(Redirect::to(&format!("/payments/{tx}")).into_response()),
         Err(Error::Validation(errors)) => {
-            let locale = ctx.locale();
-            let errors = errors
-                .0
-                .into_iter()
-                .map(|e| {
-                    let message = e.message(locale);
-                    (e.field, message)
-                })
-                .collect();
+            let errors = views::field_messages(errors, ctx.locale());
             payment_page(
                 &portal,
                 &ctx,

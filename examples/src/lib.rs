@@ -249,32 +249,28 @@ impl Config {
         config.pagopa_station_key = var("PAGOPA_STATION_KEY");
         config.sandbox_key = var("SANDBOX_SIGNING_KEY");
         config.sandbox_beside_providers = var("PORTAL_SANDBOX").as_deref() == Some("1");
-        if let Some(secs) = var("PORTAL_SESSION_IDLE_SECS") {
-            let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                Error::invalid(
-                    "PORTAL_SESSION_IDLE_SECS",
-                    "must be a number of seconds, such as 1800",
-                )
-            })?;
-            config.session_idle = Duration::from_secs(secs);
+        // A duration in whole seconds, more than none.
+        let seconds = |name: &str| -> Result<Option<Duration>> {
+            var(name)
+                .map(|v| {
+                    v.parse()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .map(Duration::from_secs)
+                        .ok_or_else(|| {
+                            Error::invalid(name, "must be a number of seconds, such as 1800")
+                        })
+                })
+                .transpose()
+        };
+        if let Some(d) = seconds("PORTAL_SESSION_IDLE_SECS")? {
+            config.session_idle = d;
         }
-        if let Some(secs) = var("PORTAL_OUTBOX_LEASE_SECS") {
-            let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                Error::invalid(
-                    "PORTAL_OUTBOX_LEASE_SECS",
-                    "must be a number of seconds, such as 300",
-                )
-            })?;
-            config.retry.lease = Duration::from_secs(secs);
+        if let Some(d) = seconds("PORTAL_OUTBOX_LEASE_SECS")? {
+            config.retry.lease = d;
         }
-        if let Some(secs) = var("PORTAL_TRANSACTION_TTL_SECS") {
-            let secs: u64 = secs.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                Error::invalid(
-                    "PORTAL_TRANSACTION_TTL_SECS",
-                    "must be a number of seconds, such as 1800",
-                )
-            })?;
-            config.transaction_ttl = Duration::from_secs(secs);
+        if let Some(d) = seconds("PORTAL_TRANSACTION_TTL_SECS")? {
+            config.transaction_ttl = d;
         }
         // The municipality's accounts have the plain names; each other body's carry its
         // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).

@@ -221,6 +221,21 @@ impl IntoResponse for PageError {
     }
 }
 
+/// Each refused field's message, by field, from the catalogue in the reader's language.
+pub(crate) fn field_messages(
+    errors: payments_core::ValidationErrors,
+    locale: Locale,
+) -> std::collections::BTreeMap<String, String> {
+    errors
+        .0
+        .into_iter()
+        .map(|e| {
+            let message = e.message(locale);
+            (e.field, message)
+        })
+        .collect()
+}
+
 /// What a reader is told of a refused request, from the catalogue in their language: each
 /// refused field's message, or the text for a file the provider's format does not read.
 /// Never the library's English, which goes to the log.
