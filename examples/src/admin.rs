@@ -84,13 +84,13 @@ impl Filters {
         if !self.status.is_empty() {
             match TxStatus::parse(&self.status) {
                 Some(s) => q.statuses = vec![s],
-                None => errors.push("status", "unknown state"),
+                None => errors.push("status", payments_core::Problem::Unknown),
             }
         }
         if !self.payment_type.is_empty() {
             match self.payment_type.parse() {
                 Ok(t) => q.payment_type_id = Some(t),
-                Err(_) => errors.push("type", "unknown payment type"),
+                Err(_) => errors.push("type", payments_core::Problem::Unknown),
             }
         }
         if !self.method.is_empty() {

@@ -159,10 +159,12 @@ impl Accounts for DemoAccounts {
 /// A browser's session as the pages see it: who signed in, the language, the CSRF token of
 /// its forms, the body chosen.
 ///
-/// Only the account is kept server-side (in [`crate::sessions::SqlSessionStore`], from
-/// sign-in to sign-out or 30 minutes idle); the language and the body chosen are the
-/// browser's own preference cookies, and the CSRF token of a visitor not signed in is a
-/// cookie too (double submit): a request without cookies creates nothing on the server.
+/// Only the account and its CSRF token are kept server-side (in
+/// [`crate::sessions::SqlSessionStore`], from sign-in to sign-out or
+/// [`crate::Config::session_idle`] without a request); the language and the body chosen are
+/// the browser's own preference cookies, and the CSRF token of a visitor not signed in is a
+/// cookie too (double submit; under HTTPS a `__Host-` cookie, which no other site or
+/// subdomain can set): a request without cookies creates nothing on the server.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The account signed in, if any.
@@ -183,9 +185,21 @@ fn random_token() -> String {
     )
 }
 
-/// The session cookie's name (its value is the stored session's id).
+/// The session cookie's name (its value is the stored session's id); `__Host-` in front
+/// under HTTPS.
 pub const COOKIE: &str = "portal_session";
 const CSRF_COOKIE: &str = "portal_csrf";
+
+/// The name of a cookie that must come from this site alone: under HTTPS with the
+/// `__Host-` prefix, which browsers accept only from this host, secure, for every path (a
+/// sibling subdomain or a plain-HTTP page cannot plant one).
+fn host_cookie(portal: &Portal, name: &str) -> String {
+    if portal.config().public_url.starts_with("https://") {
+        format!("__Host-{name}")
+    } else {
+        name.to_owned()
+    }
+}
 const LANG_COOKIE: &str = "portal_lang";
 const BODY_COOKIE: &str = "portal_body";
 /// The stored session's keys.
@@ -241,13 +255,13 @@ pub fn session_manager(
         i64::try_from(portal.config().session_idle.as_secs()).unwrap_or(i64::MAX),
     );
     tower_sessions::SessionManagerLayer::new(portal.inner.sessions.clone())
-        .with_name(COOKIE)
+        .with_name(host_cookie(portal, COOKIE))
         .with_http_only(true)
         .with_same_site(tower_sessions::cookie::SameSite::Lax)
         .with_secure(portal.config().public_url.starts_with("https://"))
         .with_path("/")
         .with_expiry(tower_sessions::Expiry::OnInactivity(idle))
-        // Every request of a signed-in browser moves its end 30 minutes on.
+        // Every request of a signed-in browser moves its end `session_idle` on.
         .with_always_save(true)
 }
 
@@ -279,7 +293,7 @@ pub async fn session_layer(
         None => None,
     };
     let cookie_csrf = jar
-        .get(CSRF_COOKIE)
+        .get(&host_cookie(&portal, CSRF_COOKIE))
         .map(|c| c.value().to_owned())
         .filter(|v| v.len() >= 32);
     let (csrf, new_csrf) = match (session_csrf, cookie_csrf) {
@@ -371,7 +385,11 @@ pub async fn session_layer(
     let response = next.run(request).await;
     match new_csrf {
         Some(token) => (
-            jar.add(preference_cookie(&portal, CSRF_COOKIE, token)),
+            jar.add(preference_cookie(
+                &portal,
+                host_cookie(&portal, CSRF_COOKIE),
+                token,
+            )),
             response,
         )
             .into_response(),
@@ -382,8 +400,8 @@ pub async fn session_layer(
 /// A cookie of the browser's own (the CSRF token, the language, the body chosen): not
 /// readable by scripts, not sent by other sites' forms, and only over HTTPS when the portal
 /// is served over HTTPS.
-fn preference_cookie(portal: &Portal, name: &'static str, value: String) -> Cookie<'static> {
-    Cookie::build((name, value))
+fn preference_cookie(portal: &Portal, name: impl Into<String>, value: String) -> Cookie<'static> {
+    Cookie::build((name.into(), value))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(portal.config().public_url.starts_with("https://"))

@@ -1283,6 +1283,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&other);
     }
 
+    #[tokio::test]
+    async fn under_https_the_session_and_token_cookies_are_host_only_and_secure() {
+        let dir = std::env::temp_dir().join(format!("portal-https-{}", uuid::Uuid::new_v4()));
+        let mut config = Config::local(&dir, "127.0.0.1:3000".parse().unwrap());
+        config.public_url = "https://pagamenti.comune.example.it".into();
+        let portal = Portal::new(config).await.unwrap();
+        let page = send(&portal, "GET", "/signin", "", None, "", None).await;
+        let set = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(set.starts_with("__Host-portal_csrf="), "{set}");
+        assert!(set.contains("Secure") && set.contains("Path=/") && !set.contains("Domain"));
+        let cookie = set.split(';').next().unwrap().to_owned();
+        let html = body_text(page).await;
+        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        // The same token in a cookie without the prefix (one a subdomain could plant) is
+        // no token.
+        let planted = cookie.trim_start_matches("__Host-");
+        let r = send(
+            &portal,
+            "POST",
+            "/signin",
+            planted,
+            Some("application/x-www-form-urlencoded"),
+            &format!("csrf={csrf}&account=mario"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), axum::http::StatusCode::FORBIDDEN);
+        let r = send(
+            &portal,
+            "POST",
+            "/signin",
+            &cookie,
+            Some("application/x-www-form-urlencoded"),
+            &format!("csrf={csrf}&account=mario"),
+            None,
+        )
+        .await;
+        let session = set_cookie(&r, "__Host-portal_session").expect("a host-only session");
+        assert!(signed_in(&portal, &session).await);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn config_debug_shows_no_password_or_key() {
         let mut config = Config::local("/tmp/portal", "127.0.0.1:3000".parse().unwrap());

@@ -334,7 +334,7 @@ pub async fn import(
             StatusCode::OK,
         ),
         Err(e @ payments_core::Error::Validation(_)) => (
-            context! { error => e.to_string() },
+            context! { error => views::reader_text(&e, ctx.locale()) },
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         Err(e) => return Err(PageError::from_error(&ctx, e)),

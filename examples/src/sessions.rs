@@ -88,17 +88,17 @@ impl SessionStore for SqlSessionStore {
         }
     }
 
+    /// Updates a stored session; never inserts one. A request that loaded the session
+    /// before a sign-out (or a sign-in that changed its id) deleted it must not bring it
+    /// back when it ends: a new session goes through [`SessionStore::create`].
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query(
-            "INSERT INTO portal_sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
-        )
-        .bind(record.id.to_string())
-        .bind(encode(record)?)
-        .bind(record.expiry_date.unix_timestamp())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        sqlx::query("UPDATE portal_sessions SET data = $1, expires_at = $2 WHERE id = $3")
+            .bind(encode(record)?)
+            .bind(record.expiry_date.unix_timestamp())
+            .bind(record.id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -144,5 +144,47 @@ impl ExpiredDeletion for SqlSessionStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_deleted_is_not_brought_back_by_a_request_that_loaded_it() {
+        sqlx::any::install_default_drivers();
+        let file = std::env::temp_dir().join(format!("sessions-{}.db", uuid::Uuid::new_v4()));
+        let pool = AnyPool::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        let store = SqlSessionStore::new(pool);
+        store.migrate().await.unwrap();
+        let end = tower_sessions::cookie::time::OffsetDateTime::now_utc()
+            + tower_sessions::cookie::time::Duration::minutes(30);
+        let mut record = Record {
+            id: Id::default(),
+            data: [("account".to_owned(), serde_json::json!("mario"))].into(),
+            expiry_date: end,
+        };
+        store.create(&mut record).await.unwrap();
+        assert!(store.load(&record.id).await.unwrap().is_some());
+        // Signed out meanwhile; the slower request ends and saves what it loaded.
+        store.delete(&record.id).await.unwrap();
+        store.save(&record).await.unwrap();
+        assert!(store.load(&record.id).await.unwrap().is_none());
+        assert_eq!(store.count().await.unwrap(), 0);
+        // An expired session is none, and is deleted with the others.
+        let mut old = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: tower_sessions::cookie::time::OffsetDateTime::now_utc()
+                - tower_sessions::cookie::time::Duration::seconds(1),
+        };
+        store.create(&mut old).await.unwrap();
+        assert!(store.load(&old.id).await.unwrap().is_none());
+        store.delete_expired().await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 0);
+        let _ = std::fs::remove_file(&file);
     }
 }

@@ -945,7 +945,8 @@ async fn every_field_filled_wrongly_is_told_in_italian_from_the_catalogue() {
     set_fields(
         &run,
         &[
-            // Three decimals in Italian: a thousand or twelve euro? Refused, with how to write it.
+            // Three decimals in Italian: twelve thousand or twelve euro? Refused, with how to
+            // write it.
             ("f-amount", "12,345"),
             ("f-reason", &long_reason),
             ("f-extra-report", "2026/0000000000000441"),

@@ -362,6 +362,8 @@ impl World {
             p.positions(&s, c, PositionQuery::of(c)).await.unwrap()
         );
         out += &format!("{:?}", p.payment_types(c).await.unwrap());
+        out += &format!("{:?}", p.creditor(self.other.id).await.unwrap());
+        out += &format!("{:?}", p.creditor(c).await.unwrap());
         out += &format!("{:?}", p.methods(c).await.unwrap());
         out += &format!(
             "{:?}",

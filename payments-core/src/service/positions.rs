@@ -124,8 +124,11 @@ fn archive_message(p: &DebtPosition) -> NewOutboxMessage {
     }
 }
 
+/// A day written `YYYY-MM-DD` or, as Italians write it, `DD/MM/YYYY`.
 fn parse_day(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(text.trim(), "%d/%m/%Y"))
+        .ok()
 }
 
 impl Payments {
@@ -169,7 +172,7 @@ impl Payments {
         if !report.refused.is_empty() {
             let mut errors = ValidationErrors::default();
             for r in &report.refused {
-                errors.push(r.field.clone(), r.reason.clone());
+                errors.push(r.field.clone(), r.problem.clone());
             }
             return Err(Error::Validation(errors));
         }
@@ -1419,5 +1422,22 @@ impl<R: std::io::Read> Iterator for CsvPositions<R> {
                 None => Ok(p),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_reads_a_day_as_the_catalogue_tells_people_to_write_it() {
+        let day = NaiveDate::from_ymd_opt(2026, 9, 30);
+        assert_eq!(parse_day("2026-09-30"), day);
+        assert_eq!(parse_day(" 30/09/2026 "), day);
+        for wrong in ["31/02/2026", "2026-13-01", "30.09.2026", ""] {
+            assert_eq!(parse_day(wrong), None, "{wrong}");
+        }
+        // What the reader is told when it does not read.
+        assert!(Problem::NotADate.message(Locale::It).contains("GG/MM/AAAA"));
     }
 }

@@ -597,7 +597,8 @@ impl Payments {
                 if seen >= limit {
                     break;
                 }
-                if wrapped && start.is_some_and(|s| tx.id > s) {
+                // Round once: up to the last one the previous pass asked about.
+                if wrapped && start.is_some_and(|s| tx.id >= s) {
                     round_done = true;
                     break;
                 }
