@@ -827,7 +827,6 @@ mod tests {
 
     /// A portal, and a session on it: its cookie and its CSRF token, read from a page.
     async fn session() -> (Portal, String, String, std::path::PathBuf) {
-        use http_body_util::BodyExt;
         let dir = std::env::temp_dir().join(format!("portal-csrf-{}", uuid::Uuid::new_v4()));
         let portal = Portal::new(Config::local(&dir, "127.0.0.1:3000".parse().unwrap()))
             .await
@@ -843,17 +842,8 @@ mod tests {
             .next()
             .unwrap()
             .to_owned();
-        let html = String::from_utf8(
-            page.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap();
-        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        let html = body_text(page).await;
+        let csrf = csrf_in(&html);
         (portal, cookie, csrf, dir)
     }
 
@@ -925,7 +915,6 @@ mod tests {
 
     /// Signs `account` in on `portal`; answers the new session's cookie and token.
     async fn sign_in(portal: &Portal, cookie: &str, csrf: &str, account: &str) -> (String, String) {
-        use http_body_util::BodyExt;
         let r = send(
             portal,
             "POST",
@@ -944,17 +933,8 @@ mod tests {
             .unwrap()
             .to_owned();
         let page = send(portal, "GET", "/free", &cookie, None, "", None).await;
-        let html = String::from_utf8(
-            page.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap();
-        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        let html = body_text(page).await;
+        let csrf = csrf_in(&html);
         (cookie, csrf)
     }
 
@@ -1066,7 +1046,6 @@ mod tests {
 
     #[tokio::test]
     async fn the_export_streams_as_csv_and_json_lines() {
-        use http_body_util::BodyExt;
         let (portal, cookie, csrf, dir) = session().await;
         for i in 0..3 {
             let (_, session) = fees_checkout(&portal, &format!("PAYER{i}"), 2).await;
@@ -1081,12 +1060,9 @@ mod tests {
                 .unwrap();
         }
         let (anna, anna_csrf) = sign_in(&portal, &cookie, &csrf, "anna").await;
-        let body = |r: axum::response::Response| async move {
-            String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-        };
         let r = send(&portal, "GET", "/admin/export.csv", &anna, None, "", None).await;
         assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
-        let csv = body(r).await;
+        let csv = body_text(r).await;
         assert_eq!(
             csv.lines().count(),
             1 + 6,
@@ -1097,7 +1073,7 @@ mod tests {
             r.headers()["content-type"],
             "application/x-ndjson; charset=utf-8"
         );
-        let jsonl = body(r).await;
+        let jsonl = body_text(r).await;
         let rows: Vec<serde_json::Value> = jsonl
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -1216,8 +1192,7 @@ mod tests {
         let before = portal.inner.sessions.count().await.unwrap();
         let page = send(&portal, "GET", "/free", &mario, None, "", None).await;
         let html = body_text(page).await;
-        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-        let token = html[at..].split('"').next().unwrap().to_owned();
+        let token = csrf_in(&html);
         let r = send(&portal, "POST", "/signout", &mario, None, "", Some(&token)).await;
         assert!(r.status().is_redirection());
         assert_eq!(portal.inner.sessions.count().await.unwrap(), before - 1);
@@ -1232,6 +1207,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert!(!signed_in(&portal, &giulia).await, "ended after 1 s idle");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The CSRF token of the first form of a page.
+    fn csrf_in(html: &str) -> String {
+        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+        html[at..].split('"').next().unwrap().to_owned()
     }
 
     async fn body_text(r: axum::response::Response) -> String {
@@ -1295,8 +1276,7 @@ mod tests {
         assert!(set.contains("Secure") && set.contains("Path=/") && !set.contains("Domain"));
         let cookie = set.split(';').next().unwrap().to_owned();
         let html = body_text(page).await;
-        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-        let csrf = html[at..].split('"').next().unwrap().to_owned();
+        let csrf = csrf_in(&html);
         // The same token in a cookie without the prefix (one a subdomain could plant) is
         // no token.
         let planted = cookie.trim_start_matches("__Host-");

@@ -901,6 +901,13 @@ async fn field_errors(run: &Run) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// Messages by field id, as [`field_errors`] reads them.
+fn by_field<const N: usize>(
+    pairs: [(&str, String); N],
+) -> std::collections::BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
 /// Sets the free-payment form's fields to `values` (by field id) as a script can, past the
 /// browser's own limits (`maxlength`, date pickers, the options of a list).
 async fn set_fields(run: &Run, values: &[(&str, &str)]) {
@@ -956,16 +963,13 @@ async fn every_field_filled_wrongly_is_told_in_italian_from_the_catalogue() {
     )
     .await;
     run.press("#add").await;
-    let expected: std::collections::BTreeMap<String, String> = [
+    let expected = by_field([
         ("f-amount", it(Problem::AmountAmbiguous)),
         ("f-reason", it(Problem::TooLong { max: 140 })),
         ("f-extra-report", it(Problem::TooLong { max: 20 })),
         ("f-extra-plate", it(Problem::TooLong { max: 10 })),
         ("f-extra-email", it(Problem::NotAnEmail)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     assert_eq!(field_errors(&run).await, expected);
     assert!(run.text("#form-errors").await.contains("Alcuni campi"));
     run.screenshot("free-payment-every-error-it").await;
@@ -988,7 +992,7 @@ async fn every_field_filled_wrongly_is_told_in_italian_from_the_catalogue() {
     )
     .await;
     run.press("#add").await;
-    let expected: std::collections::BTreeMap<String, String> = [
+    let expected = by_field([
         (
             "f-amount",
             it(Problem::AmountBetween {
@@ -1005,10 +1009,7 @@ async fn every_field_filled_wrongly_is_told_in_italian_from_the_catalogue() {
             }),
         ),
         ("f-extra-filed_on", it(Problem::NotADate)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ]);
     let shown = field_errors(&run).await;
     assert_eq!(shown, expected);
     assert!(
