@@ -498,6 +498,22 @@ fn entry(e: &payments_core::BankEntry, locale: Locale) -> Value {
             transaction_id.map(|t| t.to_string()),
             Some(reason.clone()),
         ),
+        BankEntryOutcome::Returned {
+            transaction_id,
+            credit,
+        } => (
+            "returned",
+            Some(transaction_id.to_string()),
+            Some(format!(
+                "{} ({credit})",
+                ExceptionKind::ReturnedByBank.label(locale)
+            )),
+        ),
+        BankEntryOutcome::Flow { flow_id } => (
+            "flow",
+            None,
+            Some(format!("{} {flow_id}", text(locale, "statements.flow"))),
+        ),
         _ => ("other", None, None),
     };
     let amount = Money::eur(e.amount)
@@ -505,6 +521,7 @@ fn entry(e: &payments_core::BankEntry, locale: Locale) -> Value {
         .unwrap_or_else(|_| e.amount.to_string());
     context! {
         key => e.key.clone(), booked_on => e.booked_on.map(|d| d.format("%d/%m/%Y").to_string()), amount,
+        value_on => e.value_on.map(|d| d.format("%d/%m/%Y").to_string()), info => e.info.clone(),
         debtor => e.debtor.clone(), remittance => e.remittance.clone(), outcome, tx, reason,
     }
 }
@@ -596,6 +613,7 @@ pub async fn import(
                 message_id => r.message_id,
                 matched => r.matched.iter().map(|e| entry(e, locale)).collect::<Vec<_>>(),
                 exceptions => r.exceptions.iter().map(|e| entry(e, locale)).collect::<Vec<_>>(),
+                flows => r.flows.iter().map(|e| entry(e, locale)).collect::<Vec<_>>(),
                 already => r.already_imported, ignored => r.ignored,
             },
             StatusCode::OK,

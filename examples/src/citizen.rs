@@ -707,7 +707,21 @@ pub async fn webhook(
         return station(State(portal), headers, body).await;
     }
     let request = callback_request(query, &headers, &body);
-    let result = portal.payments().handle_callback(&gateway, &request).await;
+    let result = if gateway == payments_gateways::bank_transfer::GATEWAY_ID {
+        // The bank connector's camt.054 may carry any number of credits and accounts.
+        portal
+            .inner
+            .bank
+            .receive_notification(portal.payments(), &request)
+            .await
+            .map(|_| ())
+    } else {
+        portal
+            .payments()
+            .handle_callback(&gateway, &request)
+            .await
+            .map(|_| ())
+    };
     match result {
         Ok(_) => (StatusCode::OK, "OK").into_response(),
         Err(Error::Gateway { .. } | Error::Validation(_)) => {

@@ -505,6 +505,16 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
         "The provider (for pagoPA, GPD) did not answer: a payment it took is not recorded yet; check with the provider and try again.",
     ),
     (
+        "exceptions.explain.returned_by_bank",
+        "La banca ha stornato l'accredito che aveva pagato questa transazione: il denaro è tornato al pagatore e non è più sul conto dell'ente; il pagamento va richiesto di nuovo o chiarito con la banca.",
+        "The bank reversed the credit that had paid this transaction: the money went back to the payer and is no longer in the body's account; ask for the payment again or clear it with the bank.",
+    ),
+    (
+        "exceptions.explain.reporting_mismatch",
+        "La rendicontazione pagoPA non torna: un pagamento del flusso del PSP senza ricevuta o di importo diverso, una ricevuta mai rendicontata, oppure il riversamento del flusso non trovato sull'estratto conto o di importo diverso.",
+        "pagoPA's reporting does not close: a payment in a PSP's flow without its receipt or of another amount, a receipt never reported, or the flow's transfer not found on the statement or of another amount.",
+    ),
+    (
         "exceptions.explain.still_processing",
         "Pagamento ancora in lavorazione presso il gestore oltre i tempi massimi: verificare con il gestore.",
         "A payment still processing at the provider beyond its longest time: check with the provider.",
@@ -762,6 +772,13 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("statements.import", "Importa", "Import"),
     ("statements.matched", "Abbinati", "Matched"),
     ("statements.exceptions", "Da verificare", "To check"),
+    (
+        "statements.flows",
+        "Riversamenti pagoPA (spiegati dai flussi di rendicontazione)",
+        "pagoPA transfers (explained by the reporting flows)",
+    ),
+    ("statements.flow", "Flusso", "Flow"),
+    ("statements.value_on", "Valuta", "Value date"),
     ("statements.already", "Già importati", "Already imported"),
     (
         "statements.ignored",

@@ -183,6 +183,22 @@ pub enum BankEntryOutcome {
         /// The transaction it paid.
         transaction_id: TransactionId,
     },
+    /// It reverses (`RvslInd`) the earlier credit `credit` (an entry's key) that paid this
+    /// transaction: the bank gave the money back. Recorded with a
+    /// [`ReturnedByBank`](crate::ExceptionKind::ReturnedByBank) exception on the transaction.
+    Returned {
+        /// The transaction the reversed credit had paid.
+        transaction_id: TransactionId,
+        /// The key of the reversed credit's entry.
+        credit: String,
+    },
+    /// A pagoPA PSP's transfer of a day's collections (remittance
+    /// `/PUR/LGPE-RIVERSAMENTO/URI/<flow id>`), explained by its reporting flow (FdR) rather
+    /// than by one transaction; the reconciliation of flows matches it.
+    Flow {
+        /// The flow's id, as the remittance names it.
+        flow_id: String,
+    },
     /// It could not be applied; an operator must look at it.
     Exception {
         /// Why, in words an operator acts on.
@@ -207,6 +223,9 @@ pub struct BankEntry {
     pub imported_at: DateTime<Utc>,
     /// The booking date.
     pub booked_on: Option<NaiveDate>,
+    /// The value date, when the bank gives it.
+    #[serde(default)]
+    pub value_on: Option<NaiveDate>,
     /// The amount credited, exact.
     pub amount: Decimal,
     /// Its ISO 4217 currency, as the bank wrote it.
@@ -215,8 +234,12 @@ pub struct BankEntry {
     pub debtor: Option<String>,
     /// The remittance information, structured and unstructured, as one text.
     pub remittance: String,
-    /// The creditor reference (`RF…`) found in it, if any.
+    /// The creditor reference (`RF…`) found in it, if any; for a pagoPA PSP's transfer
+    /// ([`BankEntryOutcome::Flow`]), the flow's id.
     pub reference: Option<String>,
+    /// The bank's additional information (`AddtlNtryInf`, `AddtlTxInf`), as one text.
+    #[serde(default)]
+    pub info: Option<String>,
     /// What became of it.
     pub outcome: BankEntryOutcome,
 }
@@ -225,14 +248,27 @@ impl BankEntry {
     /// The transaction it paid or concerns, if any.
     pub fn transaction_id(&self) -> Option<TransactionId> {
         match &self.outcome {
-            BankEntryOutcome::Matched { transaction_id } => Some(*transaction_id),
+            BankEntryOutcome::Matched { transaction_id }
+            | BankEntryOutcome::Returned { transaction_id, .. } => Some(*transaction_id),
             BankEntryOutcome::Exception { transaction_id, .. } => *transaction_id,
+            BankEntryOutcome::Flow { .. } => None,
         }
     }
 
-    /// Whether it is an exception.
+    /// Whether it is an exception: an operator must look at it.
     pub fn is_exception(&self) -> bool {
-        matches!(self.outcome, BankEntryOutcome::Exception { .. })
+        matches!(
+            self.outcome,
+            BankEntryOutcome::Exception { .. } | BankEntryOutcome::Returned { .. }
+        )
+    }
+
+    /// The flow it is the transfer of, when it is a pagoPA PSP's transfer.
+    pub fn flow_id(&self) -> Option<&str> {
+        match &self.outcome {
+            BankEntryOutcome::Flow { flow_id } => Some(flow_id),
+            _ => None,
+        }
     }
 }
 

@@ -55,11 +55,19 @@ pub enum ExceptionKind {
     /// be read back, or a transaction's end could not be asked for a day. Until it does,
     /// a payment it took is not recorded.
     ProviderUnanswered,
+    /// The bank reversed a credit that had paid a transaction (`RvslInd`): the money went
+    /// back to the payer, and the transaction, paid in the books, is no longer paid in the
+    /// account.
+    ReturnedByBank,
+    /// The accounting loop does not close: a payment in a PSP's reporting flow (pagoPA's
+    /// FdR) without its receipt, or of another amount; a receipt no flow reported in time;
+    /// a flow's money not found on the statement, or of another amount.
+    ReportingMismatch,
 }
 
 impl ExceptionKind {
     /// Every kind.
-    pub const ALL: [ExceptionKind; 9] = [
+    pub const ALL: [ExceptionKind; 11] = [
         ExceptionKind::LatePayment,
         ExceptionKind::DoublePayment,
         ExceptionKind::AmountMismatch,
@@ -69,6 +77,8 @@ impl ExceptionKind {
         ExceptionKind::StillProcessing,
         ExceptionKind::OutsideRefund,
         ExceptionKind::ProviderUnanswered,
+        ExceptionKind::ReturnedByBank,
+        ExceptionKind::ReportingMismatch,
     ];
 
     /// The snake_case name used in storage and filters.
@@ -83,6 +93,8 @@ impl ExceptionKind {
             ExceptionKind::StillProcessing => "still_processing",
             ExceptionKind::OutsideRefund => "outside_refund",
             ExceptionKind::ProviderUnanswered => "provider_unanswered",
+            ExceptionKind::ReturnedByBank => "returned_by_bank",
+            ExceptionKind::ReportingMismatch => "reporting_mismatch",
         }
     }
 
@@ -113,6 +125,10 @@ impl ExceptionKind {
             ExceptionKind::OutsideRefund => "Refund made elsewhere",
             ExceptionKind::ProviderUnanswered if it => "Il fornitore non risponde",
             ExceptionKind::ProviderUnanswered => "Provider not answering",
+            ExceptionKind::ReturnedByBank if it => "Restituito dalla banca",
+            ExceptionKind::ReturnedByBank => "Returned by the bank",
+            ExceptionKind::ReportingMismatch if it => "Discordanza di rendicontazione",
+            ExceptionKind::ReportingMismatch => "Reporting discrepancy",
         }
     }
 }
@@ -278,18 +294,37 @@ impl Exception {
     /// entry's key), or `None` for a matched entry. Every store records it in the same
     /// database transaction as the entry ([`Store::insert_bank_entry`](crate::Store::insert_bank_entry)).
     pub fn for_bank_entry(entry: &BankEntry) -> Option<Exception> {
-        let crate::BankEntryOutcome::Exception {
-            reason,
-            transaction_id,
-        } = &entry.outcome
-        else {
-            return None;
+        let (kind, reason, transaction_id) = match &entry.outcome {
+            crate::BankEntryOutcome::Exception {
+                reason,
+                transaction_id,
+            } => (
+                ExceptionKind::UnmatchedCredit,
+                reason.clone(),
+                transaction_id,
+            ),
+            crate::BankEntryOutcome::Returned {
+                transaction_id,
+                credit,
+            } => (
+                ExceptionKind::ReturnedByBank,
+                format!(
+                    "returned by the bank: the credit {credit} that paid this transaction was \
+                     reversed{}; the payment is no longer in the account",
+                    entry
+                        .booked_on
+                        .map(|d| format!(" on {d}"))
+                        .unwrap_or_default()
+                ),
+                &Some(*transaction_id),
+            ),
+            _ => return None,
         };
         let mut e = Exception::new(
             entry.creditor_id,
-            ExceptionKind::UnmatchedCredit,
+            kind,
             format!("bank:{}", entry.key),
-            reason.clone(),
+            reason,
             entry.imported_at,
         );
         e.transaction_id = *transaction_id;

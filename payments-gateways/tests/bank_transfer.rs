@@ -1164,3 +1164,447 @@ async fn recording_a_payment_by_hand_is_checked_and_happens_once() {
         (TxStatus::Paid, env.operator.clone())
     );
 }
+
+// ---------------------------------------------------------------- statement details
+
+/// One `Ntry` as an Italian treasury writes it. `details` are the transactions' own
+/// amounts (none: one `TxDtls` without its own amount).
+struct Ntry<'a> {
+    amount: &'a str,
+    credit: bool,
+    reversal: bool,
+    bank_ref: &'a str,
+    value: &'a str,
+    details: &'a [&'a str],
+    reference: Option<&'a str>,
+    ustrd: &'a str,
+    entry_info: &'a str,
+    tx_info: &'a str,
+}
+
+impl Default for Ntry<'_> {
+    fn default() -> Self {
+        Ntry {
+            amount: "0.00",
+            credit: true,
+            reversal: false,
+            bank_ref: "",
+            value: "2026-11-20",
+            details: &[],
+            reference: None,
+            ustrd: "",
+            entry_info: "",
+            tx_info: "",
+        }
+    }
+}
+
+fn tx_dtls(n: &Ntry, amount: Option<&str>) -> String {
+    let amount = amount
+        .map(|a| format!("<Amt Ccy=\"EUR\">{a}</Amt>"))
+        .unwrap_or_default();
+    let strd = n
+        .reference
+        .map(|r| {
+            format!(
+                "<Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry></Tp>\
+                 <Ref>{r}</Ref></CdtrRefInf></Strd>"
+            )
+        })
+        .unwrap_or_default();
+    let ustrd = if n.ustrd.is_empty() {
+        String::new()
+    } else {
+        format!("<Ustrd>{}</Ustrd>", n.ustrd)
+    };
+    let rmt = if strd.is_empty() && ustrd.is_empty() {
+        String::new()
+    } else {
+        format!("<RmtInf>{ustrd}{strd}</RmtInf>")
+    };
+    let info = if n.tx_info.is_empty() {
+        String::new()
+    } else {
+        format!("<AddtlTxInf>{}</AddtlTxInf>", n.tx_info)
+    };
+    format!(
+        "<TxDtls>{amount}<RltdPties><Dbtr><Pty><Nm>GIULIA VERDI</Nm></Pty></Dbtr></RltdPties>\
+         {rmt}{info}</TxDtls>"
+    )
+}
+
+fn ntry(n: &Ntry) -> String {
+    let details: String = if n.details.is_empty() {
+        tx_dtls(n, None)
+    } else {
+        n.details.iter().map(|a| tx_dtls(n, Some(a))).collect()
+    };
+    let info = if n.entry_info.is_empty() {
+        String::new()
+    } else {
+        format!("<AddtlNtryInf>{}</AddtlNtryInf>", n.entry_info)
+    };
+    format!(
+        "<Ntry><Amt Ccy=\"EUR\">{}</Amt><CdtDbtInd>{}</CdtDbtInd>{}<Sts><Cd>BOOK</Cd></Sts>\
+         <BookgDt><Dt>2026-11-21</Dt></BookgDt><ValDt><Dt>{}</Dt></ValDt>\
+         <AcctSvcrRef>{}</AcctSvcrRef><BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd>\
+         <SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd><NtryDtls>{details}</NtryDtls>{info}</Ntry>",
+        n.amount,
+        if n.credit { "CRDT" } else { "DBIT" },
+        if n.reversal {
+            "<RvslInd>true</RvslInd>"
+        } else {
+            ""
+        },
+        n.value,
+        n.bank_ref,
+    )
+}
+
+/// A camt.053.001.08 (or, with `notification`, a camt.054.001.08) message with one
+/// statement per account.
+fn camt(id: &str, notification: bool, accounts: &[(&str, Vec<Ntry>)]) -> String {
+    let (root, report, ns) = if notification {
+        ("BkToCstmrDbtCdtNtfctn", "Ntfctn", "camt.054.001.08")
+    } else {
+        ("BkToCstmrStmt", "Stmt", "camt.053.001.08")
+    };
+    let reports: String = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, (iban, entries))| {
+            format!(
+                "<{report}><Id>{id}-{i}</Id><CreDtTm>2026-11-21T18:00:00+01:00</CreDtTm>\
+                 <Acct><Id><IBAN>{iban}</IBAN></Id><Ccy>EUR</Ccy></Acct>{}</{report}>",
+                entries.iter().map(ntry).collect::<String>()
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:{ns}\"><{root}>\
+         <GrpHdr><MsgId>{id}</MsgId><CreDtTm>2026-11-21T18:00:00+01:00</CreDtTm></GrpHdr>\
+         {reports}</{root}></Document>"
+    )
+}
+
+const IBAN_2: &str = "IT25O0306909606100000012345";
+
+#[tokio::test]
+async fn statement_details_are_kept_and_used_and_a_file_of_two_accounts_pays_both_bodies() {
+    let env = Env::new().await;
+    // A second body with its own account, managed by the same office (a union of
+    // municipalities' treasury file holds both).
+    let other = Fixture::install(&env.payments, "bank_transfer", &[MethodKind::BankTransfer])
+        .await
+        .unwrap();
+    env.bank.set_account(
+        other.creditor.id,
+        BankAccount::new("Unione dei Comuni", IBAN_2).unwrap(),
+    );
+    let a = env.transfer("a", "16,00").await;
+    let b = env.transfer("b", "20,00").await;
+    let c = env.transfer("c", "30,00").await;
+    let theirs = other
+        .pay_fee(&env.payments, "z", "12,00", MethodKind::BankTransfer)
+        .await
+        .unwrap();
+    let Instruction::BankTransfer(theirs_details) = &theirs.instruction else {
+        panic!()
+    };
+    let file = camt(
+        "TES-20261121",
+        false,
+        &[
+            (
+                IBAN,
+                vec![
+                    // The reference only in the bank's additional information, as Italian
+                    // banks often write the payer's reason; valued the day before booking.
+                    Ntry {
+                        amount: &amount(&a.0),
+                        bank_ref: "R1",
+                        value: "2026-11-20",
+                        entry_info: &format!("BONIFICO SEPA DA GIULIA VERDI {}", a.1.reference),
+                        ..Ntry::default()
+                    },
+                    // A batch whose transactions do not add up to the entry: not paid.
+                    Ntry {
+                        amount: "50.00",
+                        bank_ref: "R2",
+                        details: &[&amount(&b.0), "25.00"],
+                        reference: Some(&b.1.reference),
+                        ..Ntry::default()
+                    },
+                    // The reference in the transaction's additional information.
+                    Ntry {
+                        amount: &amount(&c.0),
+                        bank_ref: "R3",
+                        tx_info: &format!("CAUSALE: {}", rf::pretty(&c.1.reference)),
+                        ..Ntry::default()
+                    },
+                ],
+            ),
+            (
+                IBAN_2,
+                vec![Ntry {
+                    amount: &amount(&theirs.transaction),
+                    bank_ref: "R4",
+                    reference: Some(&theirs_details.reference),
+                    ..Ntry::default()
+                }],
+            ),
+        ],
+    );
+    // Anna manages only her body: a file that also holds another body's account is
+    // refused whole, and nothing changes.
+    let err = env.import(&file).await.unwrap_err();
+    assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
+    assert!(env.entries().await.is_empty());
+    assert_eq!(env.status(&a.0).await, TxStatus::Pending);
+
+    // The treasury's system import takes each account's entries to its body.
+    let report = env
+        .bank
+        .import_statement(
+            &env.payments,
+            &Actor::System,
+            env.fx.creditor.id,
+            file.as_bytes(),
+        )
+        .await
+        .unwrap();
+    let matched: Vec<(CreditorId, Option<TransactionId>)> = report
+        .matched
+        .iter()
+        .map(|e| (e.creditor_id, e.transaction_id()))
+        .collect();
+    assert_eq!(
+        matched,
+        vec![
+            (env.fx.creditor.id, Some(a.0.id)),
+            (env.fx.creditor.id, Some(c.0.id)),
+            (other.creditor.id, Some(theirs.transaction.id)),
+        ]
+    );
+    assert_eq!(env.status(&a.0).await, TxStatus::Paid);
+    assert_eq!(env.status(&c.0).await, TxStatus::Paid);
+    let paid_theirs = env
+        .payments
+        .transaction(&Actor::System, theirs.transaction.id)
+        .await
+        .unwrap();
+    assert_eq!(paid_theirs.status, TxStatus::Paid);
+    // The value date and the bank's information are kept with the entry.
+    let first = &report.matched[0];
+    assert_eq!(
+        first.value_on,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 20)
+    );
+    assert_eq!(
+        first.booked_on,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 21)
+    );
+    assert!(
+        first
+            .info
+            .as_deref()
+            .unwrap()
+            .starts_with("BONIFICO SEPA DA GIULIA VERDI")
+    );
+    // The batch's two transactions are exceptions that say why, and B stays open.
+    assert_eq!(report.exceptions.len(), 2, "{:#?}", report.exceptions);
+    for e in &report.exceptions {
+        let BankEntryOutcome::Exception { reason, .. } = &e.outcome else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            reason,
+            "the entry's 2 transactions add up to 45.00 EUR, not the entry's 50.00 EUR"
+        );
+    }
+    assert_eq!(env.status(&b.0).await, TxStatus::Pending);
+
+    // A file of an account no body has is refused whole.
+    let unknown = camt(
+        "X",
+        false,
+        &[(
+            "IT37Y0542811101000000123457",
+            vec![Ntry {
+                amount: "1.00",
+                bank_ref: "Z",
+                ..Ntry::default()
+            }],
+        )],
+    );
+    let err = env.import(&unknown).await.unwrap_err();
+    assert_eq!(err.validation_errors().unwrap().fields(), vec!["statement"]);
+    // A statement document with no statement in it is refused, not read as empty.
+    let empty = camt("EMPTY", false, &[]);
+    let err = env.import(&empty).await.unwrap_err();
+    assert!(err.to_string().contains("no account statement"), "{err}");
+}
+
+#[tokio::test]
+async fn a_reversal_of_a_matched_credit_marks_the_payment_returned_by_the_bank() {
+    let env = Env::new().await;
+    let a = env.transfer("a", "16,00").await;
+    let credit = Ntry {
+        amount: &amount(&a.0),
+        bank_ref: "C1",
+        reference: Some(&a.1.reference),
+        ..Ntry::default()
+    };
+    let report = env
+        .import(&camt("S1", false, &[(IBAN, vec![credit])]))
+        .await
+        .unwrap();
+    assert_eq!(report.matched.len(), 1);
+    assert_eq!(env.status(&a.0).await, TxStatus::Paid);
+
+    // The next day the bank reverses it (a debit with the reversal indicator, quoting
+    // the same reference, ISO 20022 `RvslInd`).
+    let reversal = Ntry {
+        amount: &amount(&a.0),
+        credit: false,
+        reversal: true,
+        bank_ref: "C1-R",
+        reference: Some(&a.1.reference),
+        ..Ntry::default()
+    };
+    let report = env
+        .import(&camt("S2", false, &[(IBAN, vec![reversal])]))
+        .await
+        .unwrap();
+    assert_eq!(report.exceptions.len(), 1);
+    assert_eq!(
+        report.exceptions[0].outcome,
+        BankEntryOutcome::Returned {
+            transaction_id: a.0.id,
+            credit: format!("{IBAN}:C1"),
+        }
+    );
+    // Operators see the payment returned by the bank, on the transaction.
+    let mut q = ExceptionQuery::new(env.fx.creditor.id);
+    q.transaction_id = Some(a.0.id);
+    let exceptions = env.payments.exceptions(&env.operator, &q).await.unwrap();
+    assert_eq!(exceptions.len(), 1);
+    assert_eq!(exceptions[0].kind, ExceptionKind::ReturnedByBank);
+    assert_eq!(exceptions[0].amount, Some(a.0.total));
+    assert!(exceptions[0].reason.contains("no longer in the account"));
+    // Imported again, nothing is added.
+    let again = env
+        .import(&camt(
+            "S2",
+            false,
+            &[(
+                IBAN,
+                vec![Ntry {
+                    amount: &amount(&a.0),
+                    credit: false,
+                    reversal: true,
+                    bank_ref: "C1-R",
+                    reference: Some(&a.1.reference),
+                    ..Ntry::default()
+                }],
+            )],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.already_imported, 1);
+    assert_eq!(
+        env.payments
+            .exceptions(&env.operator, &q)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_signed_notification_of_many_credits_pays_each_and_the_portal_answers_ok() {
+    let env = Env::new().await;
+    let a = env.transfer("a", "16,00").await;
+    let b = env.transfer("b", "20,00").await;
+    let body = camt(
+        "N1",
+        true,
+        &[(
+            IBAN,
+            vec![
+                Ntry {
+                    amount: &amount(&a.0),
+                    bank_ref: "N1",
+                    reference: Some(&a.1.reference),
+                    ..Ntry::default()
+                },
+                Ntry {
+                    amount: &amount(&b.0),
+                    bank_ref: "N2",
+                    ustrd: &rf::pretty(&b.1.reference),
+                    ..Ntry::default()
+                },
+            ],
+        )],
+    );
+    let request = env.bank.signed_notification(body.clone()).unwrap();
+    let report = env
+        .bank
+        .receive_notification(&env.payments, &request)
+        .await
+        .unwrap();
+    assert_eq!(report.matched.len(), 2);
+    assert_eq!(env.status(&a.0).await, TxStatus::Paid);
+    assert_eq!(env.status(&b.0).await, TxStatus::Paid);
+    // Sent again by the connector: nothing changes.
+    let again = env
+        .bank
+        .receive_notification(&env.payments, &request)
+        .await
+        .unwrap();
+    assert_eq!(again.already_imported, 2);
+    // Unsigned, or signed with another key: refused, nothing read.
+    let forged = CallbackRequest::new(body.into_bytes())
+        .with_header(payments_gateways::bank_transfer::SIGNATURE_HEADER, "00");
+    assert!(matches!(
+        env.bank.receive_notification(&env.payments, &forged).await,
+        Err(Error::Gateway { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_psp_transfer_of_a_day_is_recognised_by_its_flow_not_left_unmatched() {
+    // SANP, "Riversamento": the PSP transfers a day's collections in one credit whose
+    // remittance is /PUR/LGPE-RIVERSAMENTO/URI/<flow id>.
+    let env = Env::new().await;
+    let flow = "2026-11-20ABI03069-S0000001";
+    let report = env
+        .import(&camt(
+            "S3",
+            false,
+            &[(
+                IBAN,
+                vec![Ntry {
+                    amount: "1234.56",
+                    bank_ref: "F1",
+                    ustrd: &format!("/PUR/LGPE-RIVERSAMENTO/URI/{flow}"),
+                    ..Ntry::default()
+                }],
+            )],
+        ))
+        .await
+        .unwrap();
+    assert!(report.exceptions.is_empty(), "{:#?}", report.exceptions);
+    assert_eq!(report.flows.len(), 1);
+    assert_eq!(report.flows[0].flow_id(), Some(flow));
+    assert_eq!(report.flows[0].reference.as_deref(), Some(flow));
+    assert_eq!(
+        payments_gateways::bank_transfer::flow_of(
+            "/PUR/LGPE-RIVERSAMENTO/URI/2026-11-20ABI03069-S0000001 DEL 20/11"
+        )
+        .as_deref(),
+        Some(flow)
+    );
+}

@@ -484,6 +484,8 @@ impl World {
                         statement_id: "S1".into(),
                         imported_at: Utc::now(),
                         booked_on: None,
+                        value_on: None,
+                        info: None,
                         amount: Decimal::new(8000, 2),
                         currency: "EUR".into(),
                         debtor: None,

@@ -474,6 +474,8 @@ pub async fn exceptions_are_recorded_once_and_resolved_once(store: Arc<dyn Store
         currency: "EUR".into(),
         debtor: None,
         remittance: "nothing we know".into(),
+        value_on: None,
+        info: None,
         reference: None,
         outcome: BankEntryOutcome::Exception {
             reason: "matches nothing".into(),

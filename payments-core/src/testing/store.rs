@@ -1367,6 +1367,8 @@ pub async fn bank_entries_are_recorded_once(store: Arc<dyn Store>) {
             currency: "EUR".into(),
             debtor: Some("Mario Rossi".into()),
             remittance: "RF18539007547034 TARI".into(),
+            value_on: None,
+            info: None,
             reference: reference.map(str::to_owned),
             outcome,
         };

@@ -80,6 +80,10 @@ pub enum StatementError {
         /// The limit.
         limit: usize,
     },
+    /// The document holds no account statement or notification (`Stmt`, `Ntfctn`): an
+    /// empty export, or a message of another kind with a camt namespace.
+    #[error("the document holds no account statement or notification")]
+    NoStatement,
     /// A value does not read as what it is.
     #[error("entry {entry}: {element} {reason}")]
     Value {
@@ -164,6 +168,9 @@ pub struct Details {
     pub references: Vec<String>,
     /// Unstructured remittance lines (`RmtInf/Ustrd`).
     pub unstructured: Vec<String>,
+    /// The bank's free text about the transaction (`AddtlTxInf`), where Italian banks
+    /// often write the payer's reason.
+    pub info: Option<String>,
 }
 
 /// One credit or debit to match: an entry, or one transaction of a batch entry.
@@ -191,12 +198,20 @@ pub struct Movement {
     pub currency: String,
     /// The booking date.
     pub booked_on: Option<NaiveDate>,
+    /// The value date: the day the money counts as the account's.
+    pub value_on: Option<NaiveDate>,
     /// The payer.
     pub debtor: Option<String>,
     /// The structured references given.
     pub references: Vec<String>,
     /// The unstructured remittance text, lines joined by a space.
     pub text: String,
+    /// The bank's additional information: the entry's (`AddtlNtryInf`) and the
+    /// transaction's (`AddtlTxInf`), joined by a space.
+    pub info: String,
+    /// Why the entry's transactions cannot be taken as they are, when their own amounts
+    /// do not add up to the entry's amount (`TxDtls` against `Ntry/Amt`).
+    pub inconsistent: Option<String>,
 }
 
 impl Movement {
@@ -207,6 +222,49 @@ impl Movement {
             parts.push(&self.text);
         }
         parts.join(" ")
+    }
+
+    /// Everything written about the movement that may quote what it pays: the structured
+    /// references, the remittance lines and the bank's additional information.
+    pub fn all_text(&self) -> String {
+        let mut all = self.remittance();
+        if !self.info.is_empty() {
+            if !all.is_empty() {
+                all.push(' ');
+            }
+            all.push_str(&self.info);
+        }
+        all
+    }
+}
+
+impl Entry {
+    /// Why the entry's transactions do not add up to it, if they do not: a batch whose
+    /// transactions' own amounts (in the entry's currency) sum to another amount, or a
+    /// single transaction that states another amount in the entry's currency. A batch
+    /// where some transactions give no amount, or give one in another currency, is not
+    /// checked here (those transactions have no amount to pay with).
+    pub fn inconsistency(&self) -> Option<String> {
+        let own: Vec<Decimal> = self
+            .details
+            .iter()
+            .filter_map(|d| d.amount.as_ref())
+            .filter(|(_, c)| *c == self.currency)
+            .map(|(a, _)| *a)
+            .collect();
+        if own.is_empty() || own.len() != self.details.len() {
+            return None;
+        }
+        let sum: Decimal = own.iter().sum();
+        (sum != self.amount).then(|| {
+            format!(
+                "the entry's {} transactions add up to {sum} {}, not the entry's {} {}",
+                own.len(),
+                self.currency,
+                self.amount,
+                self.currency
+            )
+        })
     }
 }
 
@@ -225,6 +283,7 @@ impl BankMessage {
         for report in &self.reports {
             for (index, entry) in report.entries.iter().enumerate() {
                 let batch = entry.details.len() > 1;
+                let inconsistent = entry.inconsistency();
                 let empty = [Details::default()];
                 let details: &[Details] = if entry.details.is_empty() {
                     &empty
@@ -241,6 +300,11 @@ impl BankMessage {
                         Some(entry.amount)
                     };
                     let text = d.unstructured.join(" ");
+                    let info = [entry.info.as_deref(), d.info.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     let own_ref = entry
                         .bank_ref
                         .as_ref()
@@ -283,9 +347,12 @@ impl BankMessage {
                         amount,
                         currency: entry.currency.clone(),
                         booked_on: entry.booked_on,
+                        value_on: entry.value_on,
                         debtor: d.debtor.clone(),
                         references: d.references.clone(),
                         text,
+                        info,
+                        inconsistent: inconsistent.clone(),
                     });
                 }
             }
@@ -402,6 +469,7 @@ struct TxDetails {
     AmtDtls: Option<AmountDetails>,
     RltdPties: Option<Parties>,
     RmtInf: Option<Remittance>,
+    AddtlTxInf: Option<String>,
 }
 
 #[allow(non_snake_case)]
@@ -646,6 +714,9 @@ pub fn parse(file: &[u8], limits: &Limits) -> Result<BankMessage, StatementError
         MessageKind::Statement => message.Stmt,
         MessageKind::Notification => message.Ntfctn,
     };
+    if raw_reports.is_empty() {
+        return Err(StatementError::NoStatement);
+    }
     let mut position = 0;
     let mut reports = Vec::with_capacity(raw_reports.len());
     for r in raw_reports {
@@ -724,7 +795,9 @@ pub fn parse(file: &[u8], limits: &Limits) -> Result<BankMessage, StatementError
                     ),
                     None => (Vec::new(), Vec::new()),
                 };
+                let info = check.text("AddtlTxInf", d.AddtlTxInf)?;
                 details.push(Details {
+                    info,
                     amount: own_amount,
                     bank_ref,
                     end_to_end_id,

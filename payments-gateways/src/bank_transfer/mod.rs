@@ -259,8 +259,12 @@ pub struct ImportReport {
     pub message_id: String,
     /// Credits that paid a transaction.
     pub matched: Vec<BankEntry>,
-    /// Credits an operator must look at, each with its reason.
+    /// Credits an operator must look at, each with its reason, and reversals of credits
+    /// that had paid a transaction.
     pub exceptions: Vec<BankEntry>,
+    /// pagoPA PSPs' transfers of a day's collections, each explained by its reporting flow
+    /// (see [`BankEntryOutcome::Flow`]).
+    pub flows: Vec<BankEntry>,
     /// Credits recorded by an earlier import, left as they were.
     pub already_imported: usize,
     /// Debits and entries not booked, which are not payments to the body.
@@ -428,10 +432,13 @@ impl BankTransferGateway {
         Ok(overdue)
     }
 
-    /// Imports a camt.053 statement or camt.054 notification of `creditor`'s account and
-    /// matches its credits; see the [module](self). Only a manager of the creditor may
-    /// import. A file that does not read is refused whole (`Validation` on `statement`)
-    /// and changes nothing; so is a file for another account.
+    /// Imports a camt.053 statement or camt.054 notification holding `creditor`'s account
+    /// and matches its credits; see the [module](self). A file may hold several accounts
+    /// (a treasury's daily file): each account's entries go to the creditor whose account
+    /// it is, and the actor must be a manager of each (the system may import any). A file
+    /// that does not read, holds no statement, holds no account of `creditor`, or holds an
+    /// account no creditor has, is refused whole (`Validation` on `statement`) and changes
+    /// nothing.
     pub async fn import_statement(
         &self,
         payments: &Payments,
@@ -440,18 +447,89 @@ impl BankTransferGateway {
         file: &[u8],
     ) -> Result<ImportReport> {
         actor.check_operator(&creditor, Role::Manager)?;
-        let account = self
-            .account(creditor)
-            .ok_or_else(|| Error::not_found("bank account of creditor", creditor))?;
         let message = camt::parse(file, &self.limits)
             .map_err(|e| Error::invalid("statement", e.to_string()))?;
-        if let Some(other) = message.reports.iter().find(|r| r.account != account.iban) {
+        self.import_message(payments, actor, Some(creditor), &message)
+            .await
+    }
+
+    /// Receives a camt.054 notification posted by the body's bank connector, signed with
+    /// the notification key, holding any number of credits and accounts: each booked credit
+    /// is imported as a statement's would be, by the system (a notification seen again
+    /// changes nothing). The host's webhook answers the connector with success once this
+    /// returns `Ok`; `Gateway` errors (signature, a file that does not read) are the
+    /// connector's to fix, and no retry will mend them.
+    pub async fn receive_notification(
+        &self,
+        payments: &Payments,
+        request: &CallbackRequest,
+    ) -> Result<ImportReport> {
+        self.verify(request)?;
+        let message = camt::parse(&request.body, &self.limits)
+            .map_err(|e| Self::error(GatewayErrorKind::Malformed(e.to_string())))?;
+        self.import_message(payments, &Actor::System, None, &message)
+            .await
+            .map_err(|e| match e {
+                Error::Validation(v) => Self::error(GatewayErrorKind::Malformed(v.to_string())),
+                e => e,
+            })
+    }
+
+    /// The creditor whose account `iban` is: the one that set it, or `hint` when it is the
+    /// default account (or several creditors set it and `hint` is one of them).
+    fn owner_of(&self, iban: &str, hint: Option<CreditorId>) -> Option<CreditorId> {
+        let accounts = self.read();
+        let owners: Vec<CreditorId> = accounts
+            .iter()
+            .filter(|(_, a)| a.iban == iban)
+            .map(|(c, _)| *c)
+            .collect();
+        match owners.as_slice() {
+            [one] => Some(*one),
+            [] => hint.filter(|h| {
+                !accounts.contains_key(h)
+                    && self
+                        .default_account
+                        .as_ref()
+                        .is_some_and(|a| a.iban == iban)
+            }),
+            many => hint.filter(|h| many.contains(h)),
+        }
+    }
+
+    async fn import_message(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        creditor: Option<CreditorId>,
+        message: &camt::BankMessage,
+    ) -> Result<ImportReport> {
+        let mut owners = HashMap::new();
+        for report in &message.reports {
+            let owner = self.owner_of(&report.account, creditor).ok_or_else(|| {
+                Error::invalid(
+                    "statement",
+                    match creditor.and_then(|c| self.account(c)) {
+                        Some(own) if message.reports.len() == 1 => format!(
+                            "it is for account {}, not the creditor's {}",
+                            report.account, own.iban
+                        ),
+                        _ => format!(
+                            "it holds account {}, which is no creditor's account",
+                            report.account
+                        ),
+                    },
+                )
+            })?;
+            actor.check_operator(&owner, Role::Manager)?;
+            owners.insert(report.account.clone(), owner);
+        }
+        if let Some(c) = creditor
+            && !owners.values().any(|o| *o == c)
+        {
             return Err(Error::invalid(
                 "statement",
-                format!(
-                    "it is for account {}, not the creditor's {}",
-                    other.account, account.iban
-                ),
+                "it holds no account of the creditor",
             ));
         }
         let lengths = self.reference_lengths();
@@ -464,6 +542,7 @@ impl BankTransferGateway {
                 report.ignored += 1;
                 continue;
             }
+            let creditor = owners[&movement.account];
             let mut known = BankEntryQuery::new(creditor);
             known.key = Some(movement.key.clone());
             known.limit = 1;
@@ -480,11 +559,13 @@ impl BankTransferGateway {
                 statement_id: movement.message_id.clone(),
                 imported_at: payments.clock().now(),
                 booked_on: movement.booked_on,
+                value_on: movement.value_on,
                 amount: movement.amount.unwrap_or_default(),
                 currency: movement.currency.clone(),
                 debtor: movement.debtor.clone(),
                 remittance: movement.remittance(),
                 reference,
+                info: (!movement.info.is_empty()).then(|| movement.info.clone()),
                 outcome,
             };
             if !payments.record_bank_entry(actor, &entry).await? {
@@ -492,6 +573,8 @@ impl BankTransferGateway {
                 report.already_imported += 1;
             } else if entry.is_exception() {
                 report.exceptions.push(entry);
+            } else if entry.flow_id().is_some() {
+                report.flows.push(entry);
             } else {
                 report.matched.push(entry);
             }
@@ -539,6 +622,13 @@ impl BankTransferGateway {
             ));
         }
         if m.reversal {
+            if !m.credit
+                && let Some((reference, returned)) = self
+                    .reversed_credit(payments, actor, creditor, m, &candidates)
+                    .await?
+            {
+                return Ok((Some(reference), returned));
+            }
             let what = if m.credit { "a debit" } else { "a credit" };
             return Ok((
                 first_reference,
@@ -547,6 +637,13 @@ impl BankTransferGateway {
                     None,
                 ),
             ));
+        }
+        if let Some(problem) = &m.inconsistent {
+            return Ok((first_reference, exception(problem.clone(), None)));
+        }
+        // A pagoPA PSP's transfer of a day's collections: its reporting flow explains it.
+        if let Some(flow_id) = flow_of(&m.all_text()) {
+            return Ok((Some(flow_id.clone()), BankEntryOutcome::Flow { flow_id }));
         }
         if m.currency != Currency::Eur.code() {
             return Ok((
@@ -604,7 +701,7 @@ impl BankTransferGateway {
         }
         // 2. By the amount and the reference written in the reason.
         if found.is_none() {
-            let text = loose(&format!("{} {}", m.references.join(" "), m.text));
+            let text = loose(&m.all_text());
             let mut q = MovementQuery::new(creditor);
             q.statuses = vec![
                 TxStatus::Pending,
@@ -669,9 +766,13 @@ impl BankTransferGateway {
             return Ok((reference, exception(reason, Some(tx.id))));
         }
         let note = format!(
-            "bank credit {} of {}{}",
+            "bank credit {} of {}{}{}",
             m.key,
             m.booked_on.map(|d| d.to_string()).unwrap_or_default(),
+            m.value_on
+                .filter(|v| Some(*v) != m.booked_on)
+                .map(|d| format!(" (value {d})"))
+                .unwrap_or_default(),
             m.debtor
                 .as_ref()
                 .map(|d| format!(" from {d}"))
@@ -697,8 +798,61 @@ impl BankTransferGateway {
     }
 }
 
+impl BankTransferGateway {
+    /// The earlier credit a reversal of a credit undoes: an entry of the creditor that
+    /// quoted one of the same references, paid a transaction and had the same amount.
+    async fn reversed_credit(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        creditor: CreditorId,
+        m: &camt::Movement,
+        candidates: &[String],
+    ) -> Result<Option<(String, BankEntryOutcome)>> {
+        let Some(amount) = m.amount else {
+            return Ok(None);
+        };
+        for r in candidates {
+            let mut q = BankEntryQuery::new(creditor);
+            q.reference = Some(r.clone());
+            q.limit = payments_core::MAX_PAGE_SIZE;
+            for earlier in payments.bank_entries(actor, &q).await? {
+                if let BankEntryOutcome::Matched { transaction_id } = earlier.outcome
+                    && earlier.amount == amount
+                    && earlier.currency == m.currency
+                {
+                    return Ok(Some((
+                        r.clone(),
+                        BankEntryOutcome::Returned {
+                            transaction_id,
+                            credit: earlier.key,
+                        },
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The flow a pagoPA PSP's transfer pays, from its remittance
+/// `/PUR/LGPE-RIVERSAMENTO/URI/<flow id>` (SANP, "Riversamento"; banks may cut the text
+/// into lines, joined by spaces): the flow id's letters, digits, `-`, `_` and `.`.
+pub fn flow_of(text: &str) -> Option<String> {
+    let upper = text.to_ascii_uppercase();
+    let at = upper.find("LGPE-RIVERSAMENTO")?;
+    let rest = &text[at + "LGPE-RIVERSAMENTO".len()..];
+    let uri = rest.to_ascii_uppercase().find("/URI/")?;
+    let id: String = rest[uri + 5..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
 /// The creditor references a movement may quote, each once: from its structured
-/// references, then from its free text. Free text may run on after a reference into a
+/// references, then from its free text and the bank's additional information. Free text may run on after a reference into a
 /// longer run that also checks, so those of `lengths` (the lengths this gateway's
 /// references have) come first; otherwise the order is kept.
 fn candidates(m: &camt::Movement, lengths: &[usize]) -> Vec<String> {
@@ -708,6 +862,7 @@ fn candidates(m: &camt::Movement, lengths: &[usize]) -> Vec<String> {
         .iter()
         .flat_map(|r| rf::find_in(r))
         .chain(rf::find_in(&m.text))
+        .chain(rf::find_in(&m.info))
         .filter(|c| seen.insert(c.clone()))
         .collect();
     found.sort_by_key(|c| !lengths.contains(&c.len()));
