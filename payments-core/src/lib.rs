@@ -22,6 +22,7 @@ mod problem;
 mod provider_receipt;
 mod query;
 mod refund;
+mod reporting;
 mod service;
 mod store;
 mod transaction;
@@ -31,6 +32,10 @@ mod transaction;
 pub mod testing;
 
 pub use actor::{Actor, Role};
+pub use reporting::{
+    CreditCheck, FlowEvent, FlowPayment, FlowPaymentStatus, FlowQuery, FlowState, FlowStored,
+    MAX_FLOW_ID_LEN, PaymentCheck, ReconcileOptions, ReconcileReport, ReportingFlow,
+};
 pub use bank::{
     BankEntry, BankEntryOutcome, BankEntryQuery, MAX_BANK_REFERENCE_LEN, MAX_FILE_NAME_LEN,
     TransferReport,

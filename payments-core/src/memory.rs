@@ -28,6 +28,10 @@ struct State {
     outbox: BTreeMap<OutboxId, OutboxMessage>,
     bank_entries: BTreeMap<(CreditorId, String), crate::BankEntry>,
     provider_receipts: BTreeMap<(CreditorId, String), crate::ProviderReceipt>,
+    /// The flow that reported each receipt (creditor, receipt key).
+    reported_receipts: HashMap<(CreditorId, String), String>,
+    /// Reporting flows by (creditor, flow id, PSP id, revision).
+    flows: BTreeMap<(CreditorId, String, String, u32), crate::ReportingFlow>,
     /// Bank entry keys by transaction and by reference, as the SQL indexes find them.
     entries_by_tx: HashMap<TransactionId, Vec<(CreditorId, String)>>,
     entries_by_reference: HashMap<(CreditorId, String), Vec<(CreditorId, String)>>,
@@ -1070,6 +1074,111 @@ impl Store for InMemoryStore {
         }
         state.provider_receipts.insert(key, receipt.clone());
         Ok(true)
+    }
+
+    async fn put_flow(&self, flow: &crate::ReportingFlow) -> Result<crate::FlowStored> {
+        let mut state = self.lock();
+        let prefix = (flow.creditor_id, flow.flow_id.clone(), flow.psp_id.clone());
+        let current = state
+            .flows
+            .range((prefix.0, prefix.1.clone(), prefix.2.clone(), 0)..)
+            .take_while(|((c, f, p, _), _)| (c, f, p) == (&prefix.0, &prefix.1, &prefix.2))
+            .map(|((_, _, _, r), _)| *r)
+            .max();
+        let key = (prefix.0, prefix.1, prefix.2, flow.revision);
+        match current {
+            Some(r) if r == flow.revision => Ok(crate::FlowStored::Known),
+            Some(r) if r > flow.revision => Ok(crate::FlowStored::Outdated { current: r }),
+            Some(previous) => {
+                let old = (key.0, key.1.clone(), key.2.clone(), previous);
+                if let Some(old) = state.flows.get_mut(&old) {
+                    old.replaced = true;
+                }
+                state.flows.insert(key, flow.clone());
+                Ok(crate::FlowStored::Replaced { previous })
+            }
+            None => {
+                state.flows.insert(key, flow.clone());
+                Ok(crate::FlowStored::Inserted)
+            }
+        }
+    }
+
+    async fn flows(&self, query: &crate::FlowQuery) -> Result<Vec<crate::ReportingFlow>> {
+        let state = self.lock();
+        let mut found: Vec<crate::ReportingFlow> = state
+            .flows
+            .range((query.creditor_id, String::new(), String::new(), 0)..)
+            .take_while(|((c, _, _, _), _)| *c == query.creditor_id)
+            .map(|(_, f)| f)
+            .filter(|f| query.matches(f))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| {
+            (b.published_at, &b.flow_id, &b.psp_id, b.revision).cmp(&(
+                a.published_at,
+                &a.flow_id,
+                &a.psp_id,
+                a.revision,
+            ))
+        });
+        found.truncate(query.limit as usize);
+        Ok(found)
+    }
+
+    async fn update_flow(
+        &self,
+        flow: &crate::ReportingFlow,
+        exceptions: &[crate::Exception],
+        reported: &[String],
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        let key = (
+            flow.creditor_id,
+            flow.flow_id.clone(),
+            flow.psp_id.clone(),
+            flow.revision,
+        );
+        match state.flows.get(&key) {
+            Some(stored) if !stored.replaced && stored.version + 1 == flow.version => {}
+            _ => return Ok(false),
+        }
+        state.flows.insert(key, flow.clone());
+        for e in exceptions {
+            state.insert_exception(e);
+        }
+        let by = format!("{}/{}/{}", flow.flow_id, flow.psp_id, flow.revision);
+        for r in reported {
+            state
+                .reported_receipts
+                .entry((flow.creditor_id, r.clone()))
+                .or_insert_with(|| by.clone());
+        }
+        Ok(true)
+    }
+
+    async fn unreported_receipts(
+        &self,
+        creditor: CreditorId,
+        gateway: &GatewayId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::ProviderReceipt>> {
+        let state = self.lock();
+        let mut found: Vec<crate::ProviderReceipt> = state
+            .provider_receipts
+            .range((creditor, String::new())..)
+            .take_while(|((c, _), _)| *c == creditor)
+            .filter(|(k, r)| {
+                r.gateway_id == *gateway
+                    && r.recorded_at < before
+                    && !state.reported_receipts.contains_key(*k)
+            })
+            .map(|(_, r)| r.clone())
+            .collect();
+        found.sort_by(|a, b| (a.recorded_at, &a.key).cmp(&(b.recorded_at, &b.key)));
+        found.truncate(limit as usize);
+        Ok(found)
     }
 
     async fn provider_receipts(

@@ -219,6 +219,34 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         query: &crate::ProviderReceiptQuery,
     ) -> Result<Vec<crate::ProviderReceipt>>;
 
+    /// Stores a revision of a reporting flow, once per creditor, flow id, PSP and revision.
+    /// A later revision than the one stored replaces it in one database transaction (the
+    /// old one is kept, marked replaced); the same revision again, or an older one, changes
+    /// nothing.
+    async fn put_flow(&self, flow: &crate::ReportingFlow) -> Result<crate::FlowStored>;
+    /// A creditor's flows, newest published first (then by flow id and PSP id).
+    async fn flows(&self, query: &crate::FlowQuery) -> Result<Vec<crate::ReportingFlow>>;
+    /// Replaces the stored revision of `flow` with it, records `exceptions` (each once, as
+    /// [`Store::insert_exception`]) and marks the creditor's receipts with the keys
+    /// `reported` as reported by the flow, in one database transaction. A compare-and-set:
+    /// it applies only if the stored revision's version is `flow.version - 1` and no later
+    /// revision replaced it, and answers whether it applied.
+    async fn update_flow(
+        &self,
+        flow: &crate::ReportingFlow,
+        exceptions: &[crate::Exception],
+        reported: &[String],
+    ) -> Result<bool>;
+    /// A creditor's receipts that came through `gateway`, recorded before `before`, that
+    /// no flow reported ([`Store::update_flow`]), oldest first.
+    async fn unreported_receipts(
+        &self,
+        creditor: CreditorId,
+        gateway: &GatewayId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::ProviderReceipt>>;
+
     /// Reserves `count` (at least 1) consecutive values of the counter `name` and returns
     /// the first. A counter starts at 1. Values are never handed out twice, also to callers
     /// in several processes sharing the database; a value reserved and never used is

@@ -1739,13 +1739,15 @@ impl Store for SqlxStore {
         receipt: &payments_core::ProviderReceipt,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO provider_receipts (creditor_id, receipt_key, reference, recorded_at, data) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (creditor_id, receipt_key) DO NOTHING",
+            "INSERT INTO provider_receipts \
+             (creditor_id, receipt_key, reference, recorded_at, gateway_id, data) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (creditor_id, receipt_key) DO NOTHING",
         )
         .bind(receipt.creditor_id.to_string())
         .bind(receipt.key.clone())
         .bind(receipt.reference.clone())
         .bind(rows::micros(receipt.recorded_at))
+        .bind(receipt.gateway_id.0.clone())
         .bind(to_json(receipt)?)
         .execute(&self.pool)
         .await
@@ -1772,6 +1774,197 @@ impl Store for SqlxStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err("listing providers' receipts"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
+    async fn put_flow(
+        &self,
+        flow: &payments_core::ReportingFlow,
+    ) -> Result<payments_core::FlowStored> {
+        let mut tx = self.write().await?;
+        let creditor = flow.creditor_id.to_string();
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(revision) FROM reporting_flows \
+             WHERE creditor_id = $1 AND flow_id = $2 AND psp_id = $3",
+        )
+        .bind(creditor.clone())
+        .bind(flow.flow_id.clone())
+        .bind(flow.psp_id.clone())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err("reading a reporting flow's revision"))?;
+        let revision = i64::from(flow.revision);
+        let stored = match current {
+            Some(r) if r == revision => return Ok(payments_core::FlowStored::Known),
+            Some(r) if r > revision => {
+                return Ok(payments_core::FlowStored::Outdated {
+                    current: u32::try_from(r).unwrap_or(u32::MAX),
+                });
+            }
+            Some(previous) => {
+                // The replaced revision's JSON says so too.
+                let row = sqlx::query(
+                    "SELECT data FROM reporting_flows WHERE creditor_id = $1 AND flow_id = $2 \
+                     AND psp_id = $3 AND revision = $4",
+                )
+                .bind(creditor.clone())
+                .bind(flow.flow_id.clone())
+                .bind(flow.psp_id.clone())
+                .bind(previous)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err("reading a reporting flow"))?;
+                let mut old: payments_core::ReportingFlow =
+                    rows::from_json(&rows::get::<String>(&row, "data")?)?;
+                old.replaced = true;
+                sqlx::query(
+                    "UPDATE reporting_flows SET replaced = 1, data = $5 WHERE creditor_id = $1 \
+                     AND flow_id = $2 AND psp_id = $3 AND revision = $4",
+                )
+                .bind(creditor.clone())
+                .bind(flow.flow_id.clone())
+                .bind(flow.psp_id.clone())
+                .bind(previous)
+                .bind(to_json(&old)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("replacing a reporting flow"))?;
+                payments_core::FlowStored::Replaced {
+                    previous: u32::try_from(previous).unwrap_or(0),
+                }
+            }
+            None => payments_core::FlowStored::Inserted,
+        };
+        sqlx::query(
+            "INSERT INTO reporting_flows \
+             (creditor_id, flow_id, psp_id, revision, published_at, replaced, version, state, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(creditor)
+        .bind(flow.flow_id.clone())
+        .bind(flow.psp_id.clone())
+        .bind(revision)
+        .bind(rows::micros(flow.published_at))
+        .bind(i64::from(flow.replaced))
+        .bind(i64::from(flow.version))
+        .bind(flow.state().as_str())
+        .bind(to_json(flow)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("storing a reporting flow"))?;
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(stored)
+    }
+
+    async fn flows(
+        &self,
+        q: &payments_core::FlowQuery,
+    ) -> Result<Vec<payments_core::ReportingFlow>> {
+        let mut sql = Sql::new("SELECT data FROM reporting_flows WHERE creditor_id = ");
+        sql.arg(Arg::Text(q.creditor_id.to_string()));
+        if let Some(f) = &q.flow_id {
+            sql.push(" AND flow_id = ").arg(Arg::Text(f.clone()));
+        }
+        if let Some(p) = &q.psp_id {
+            sql.push(" AND psp_id = ").arg(Arg::Text(p.clone()));
+        }
+        if !q.include_replaced {
+            sql.push(" AND replaced = 0");
+        }
+        if let Some((at, flow, psp)) = &q.before {
+            let at = rows::micros(*at);
+            sql.push(" AND (published_at < ")
+                .arg(Arg::Int(at))
+                .push(" OR (published_at = ")
+                .arg(Arg::Int(at))
+                .push(" AND (flow_id < ")
+                .arg(Arg::Text(flow.clone()))
+                .push(" OR (flow_id = ")
+                .arg(Arg::Text(flow.clone()))
+                .push(" AND psp_id < ")
+                .arg(Arg::Text(psp.clone()))
+                .push("))))");
+        }
+        sql.push(" ORDER BY published_at DESC, flow_id DESC, psp_id DESC, revision DESC LIMIT ")
+            .arg(Arg::Int(i64::from(q.limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing reporting flows"))?;
+        rows.iter()
+            .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
+            .collect()
+    }
+
+    async fn update_flow(
+        &self,
+        flow: &payments_core::ReportingFlow,
+        exceptions: &[payments_core::Exception],
+        reported: &[String],
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let creditor = flow.creditor_id.to_string();
+        let done = sqlx::query(
+            "UPDATE reporting_flows SET version = $5, state = $6, data = $7 \
+             WHERE creditor_id = $1 AND flow_id = $2 AND psp_id = $3 AND revision = $4 \
+             AND replaced = 0 AND version = $8",
+        )
+        .bind(creditor.clone())
+        .bind(flow.flow_id.clone())
+        .bind(flow.psp_id.clone())
+        .bind(i64::from(flow.revision))
+        .bind(i64::from(flow.version))
+        .bind(flow.state().as_str())
+        .bind(to_json(flow)?)
+        .bind(i64::from(flow.version) - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("updating a reporting flow"))?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for e in exceptions {
+            insert_exception_in(&mut tx, e).await?;
+        }
+        let by = format!("{}/{}/{}", flow.flow_id, flow.psp_id, flow.revision);
+        for key in reported {
+            sqlx::query(
+                "UPDATE provider_receipts SET reported_by = $3 \
+                 WHERE creditor_id = $1 AND receipt_key = $2 AND reported_by IS NULL",
+            )
+            .bind(creditor.clone())
+            .bind(key.clone())
+            .bind(by.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("marking a receipt reported"))?;
+        }
+        tx.commit().await.map_err(db_err("committing"))?;
+        Ok(true)
+    }
+
+    async fn unreported_receipts(
+        &self,
+        creditor: CreditorId,
+        gateway: &GatewayId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<payments_core::ProviderReceipt>> {
+        let rows = sqlx::query(
+            "SELECT data FROM provider_receipts WHERE creditor_id = $1 AND reported_by IS NULL \
+             AND recorded_at < $2 AND gateway_id = $3 \
+             ORDER BY recorded_at, receipt_key LIMIT $4",
+        )
+        .bind(creditor.to_string())
+        .bind(rows::micros(before))
+        .bind(gateway.0.clone())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("listing receipts no flow reported"))?;
         rows.iter()
             .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
             .collect()

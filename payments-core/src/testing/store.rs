@@ -36,6 +36,7 @@ where
     history_is_per_payer_and_paged(make().await).await;
     bank_entries_are_recorded_once(make().await).await;
     provider_receipts_are_kept_whole_once(make().await).await;
+    reporting_flows_are_kept_per_revision(make().await).await;
     sequences_never_hand_out_a_value_twice(make().await).await;
     refunds_never_exceed_what_was_paid(make().await).await;
     unfinished_lists_open_transactions_by_age(make().await).await;
@@ -1261,41 +1262,12 @@ pub async fn history_is_per_payer_and_paged(store: Arc<dyn Store>) {
 /// A provider's receipt is kept once per creditor and key, byte for byte, and listed
 /// newest first by key and reference, never another creditor's.
 pub async fn provider_receipts_are_kept_whole_once(store: Arc<dyn Store>) {
-    use crate::{ProviderReceipt, ProviderReceiptQuery, ReceiptRole, ReceiptShare};
+    use crate::ProviderReceiptQuery;
     let s = Sample::install(store.as_ref()).await;
     let other =
         Creditor::new("Provincia di Esempio", "92012345671", "prov@example.it").expect("creditor");
     store.put_creditor(&other).await.expect("put_creditor");
-    let receipt =
-        |creditor: crate::CreditorId, id: &str, minutes: i64, notice: &str| ProviderReceipt {
-            creditor_id: creditor,
-            gateway_id: crate::GatewayId::from("pagopa"),
-            key: format!("pagopa:{id}"),
-            receipt_id: id.into(),
-            reference: notice.into(),
-            role: ReceiptRole::Issuer,
-            amount: eur("105.00"),
-            share: eur("100.00"),
-            transfers: vec![ReceiptShare {
-                fiscal_code: "00488410010".into(),
-                amount: eur("100.00"),
-                iban: Some("IT60X0542811101000000123456".into()),
-                remittance: Some("TARI 2026".into()),
-                category: Some("9/0101101IM/".into()),
-            }],
-            psp_id: Some("BCITITMM".into()),
-            psp_name: Some("Intesa Sanpaolo".into()),
-            channel_id: Some("BCITITMM_01".into()),
-            payment_method: Some("creditCard".into()),
-            fee: Some(eur("1.50")),
-            payer: Some("RSSMRA80A01H501U Mario Rossi".into()),
-            debtor: Some("RSSMRA80A01H501U Mario Rossi".into()),
-            paid_at: Some(t0().naive_utc()),
-            transfer_date: Some(t0().date_naive()),
-            document: format!("<receipt id=\"{id}\">àè &amp; €</receipt>"),
-            media_type: "application/xml".into(),
-            recorded_at: t0() + Duration::minutes(minutes),
-        };
+    let receipt = sample_receipt;
     let first = receipt(s.creditor.id, "r-1", 0, "302000000000000120");
     assert!(store.insert_provider_receipt(&first).await.expect("insert"));
     let mut again = first.clone();
@@ -1346,6 +1318,45 @@ pub async fn provider_receipts_are_kept_whole_once(store: Arc<dyn Store>) {
         store.provider_receipts(&q).await.expect("theirs"),
         vec![theirs]
     );
+}
+
+/// A pagoPA receipt of 105.00 EUR (100.00 to `creditor`), recorded `minutes` after [`t0`].
+pub fn sample_receipt(
+    creditor: crate::CreditorId,
+    id: &str,
+    minutes: i64,
+    notice: &str,
+) -> crate::ProviderReceipt {
+    use crate::{ProviderReceipt, ReceiptRole, ReceiptShare};
+    ProviderReceipt {
+        creditor_id: creditor,
+        gateway_id: crate::GatewayId::from("pagopa"),
+        key: format!("pagopa:{id}"),
+        receipt_id: id.into(),
+        reference: notice.into(),
+        role: ReceiptRole::Issuer,
+        amount: eur("105.00"),
+        share: eur("100.00"),
+        transfers: vec![ReceiptShare {
+            fiscal_code: "00488410010".into(),
+            amount: eur("100.00"),
+            iban: Some("IT60X0542811101000000123456".into()),
+            remittance: Some("TARI 2026".into()),
+            category: Some("9/0101101IM/".into()),
+        }],
+        psp_id: Some("BCITITMM".into()),
+        psp_name: Some("Intesa Sanpaolo".into()),
+        channel_id: Some("BCITITMM_01".into()),
+        payment_method: Some("creditCard".into()),
+        fee: Some(eur("1.50")),
+        payer: Some("RSSMRA80A01H501U Mario Rossi".into()),
+        debtor: Some("RSSMRA80A01H501U Mario Rossi".into()),
+        paid_at: Some(t0().naive_utc()),
+        transfer_date: Some(t0().date_naive()),
+        document: format!("<receipt id=\"{id}\">àè &amp; €</receipt>"),
+        media_type: "application/xml".into(),
+        recorded_at: t0() + Duration::minutes(minutes),
+    }
 }
 
 /// A bank entry is recorded once per creditor and key, even by concurrent importers; the
@@ -1723,4 +1734,158 @@ pub async fn unfinished_lists_open_transactions_by_age(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(ids(all).len(), 3);
+}
+
+/// A reporting flow is stored once per revision; a later revision replaces the earlier
+/// one (kept, marked replaced); updates are compare-and-set on the version and record
+/// their exceptions and the receipts reported in the same database transaction.
+pub async fn reporting_flows_are_kept_per_revision(store: Arc<dyn Store>) {
+    use crate::{
+        CreditCheck, Exception, ExceptionKind, ExceptionQuery, FlowPayment, FlowPaymentStatus,
+        FlowQuery, FlowStored, GatewayId, PaymentCheck, ReportingFlow,
+    };
+    let s = Sample::install(store.as_ref()).await;
+    let flow = |id: &str, psp: &str, revision: u32, minutes: i64| ReportingFlow {
+        creditor_id: s.creditor.id,
+        flow_id: id.into(),
+        psp_id: psp.into(),
+        revision,
+        psp_name: Some("Banca di Esempio".into()),
+        flow_date: t0(),
+        published_at: t0() + Duration::minutes(minutes),
+        regulation: Some("SCT-1".into()),
+        regulation_date: Some(t0().date_naive()),
+        bic: Some("UNCRITMMXXX".into()),
+        total: eur("100.00"),
+        count: 1,
+        payments: vec![FlowPayment {
+            index: 1,
+            iuv: "02000000000000120".into(),
+            iur: "r-1".into(),
+            transfer: 1,
+            amount: eur("100.00"),
+            status: FlowPaymentStatus::Executed,
+            paid_at: t0(),
+            check: PaymentCheck::Unchecked,
+        }],
+        credit: CreditCheck::Awaited,
+        replaces: None,
+        replaced: false,
+        received_at: t0(),
+        checked_at: None,
+        version: 1,
+        events: Vec::new(),
+    };
+    let a1 = flow("2026-03-01PSP1-1", "PSP1", 1, 0);
+    assert_eq!(store.put_flow(&a1).await.expect("put"), FlowStored::Inserted);
+    assert_eq!(store.put_flow(&a1).await.expect("put"), FlowStored::Known);
+    let b1 = flow("2026-03-01PSP2-1", "PSP2", 1, 10);
+    store.put_flow(&b1).await.expect("put");
+    let mut a2 = flow("2026-03-01PSP1-1", "PSP1", 2, 20);
+    a2.replaces = Some(1);
+    assert_eq!(
+        store.put_flow(&a2).await.expect("put"),
+        FlowStored::Replaced { previous: 1 }
+    );
+    assert_eq!(
+        store.put_flow(&a1).await.expect("put"),
+        FlowStored::Outdated { current: 2 },
+        "an older revision changes nothing"
+    );
+    let q = FlowQuery::new(s.creditor.id);
+    let current = store.flows(&q).await.expect("list");
+    assert_eq!(current, vec![a2.clone(), b1.clone()], "newest first, current only");
+    let mut all = q.clone();
+    all.include_replaced = true;
+    let listed = store.flows(&all).await.expect("list");
+    assert_eq!(listed.len(), 3);
+    assert!(listed[2].replaced, "the replaced revision is kept, marked");
+    let mut page = q.clone();
+    page.limit = 1;
+    page.before = Some((a2.published_at, a2.flow_id.clone(), a2.psp_id.clone()));
+    assert_eq!(store.flows(&page).await.expect("page"), vec![b1.clone()]);
+    let mut by_psp = q.clone();
+    by_psp.psp_id = Some("PSP2".into());
+    assert_eq!(store.flows(&by_psp).await.expect("psp"), vec![b1.clone()]);
+
+    // Receipts: one reported by the update, one left unreported.
+    let r1 = sample_receipt(s.creditor.id, "r-1", 0, "302000000000000120");
+    let r2 = sample_receipt(s.creditor.id, "r-2", 1, "302000000000000221");
+    store.insert_provider_receipt(&r1).await.expect("insert");
+    store.insert_provider_receipt(&r2).await.expect("insert");
+    let pagopa = GatewayId::from("pagopa");
+    let late = t0() + Duration::days(10);
+    assert_eq!(
+        store
+            .unreported_receipts(s.creditor.id, &pagopa, late, 10)
+            .await
+            .expect("unreported"),
+        vec![r1.clone(), r2.clone()],
+        "oldest first"
+    );
+    let mut checked = a2.clone();
+    checked.version = 2;
+    checked.checked_at = Some(t0());
+    checked.payments[0].check = PaymentCheck::Matched {
+        receipt_key: r1.key.clone(),
+    };
+    let exception = Exception::new(
+        s.creditor.id,
+        ExceptionKind::ReportingMismatch,
+        "fdr:test",
+        "a test discrepancy",
+        t0(),
+    );
+    assert!(
+        store
+            .update_flow(&checked, std::slice::from_ref(&exception), &[r1.key.clone()])
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_flow(&checked, &[], &[])
+            .await
+            .expect("stale"),
+        "an update of a version already replaced does not apply"
+    );
+    let mut old = a1.clone();
+    old.version = 2;
+    assert!(
+        !store.update_flow(&old, &[], &[]).await.expect("replaced"),
+        "a replaced revision is not updated"
+    );
+    assert_eq!(
+        store.flows(&q).await.expect("list")[0],
+        checked,
+        "stored whole"
+    );
+    assert_eq!(
+        store
+            .unreported_receipts(s.creditor.id, &pagopa, late, 10)
+            .await
+            .expect("unreported"),
+        vec![r2.clone()]
+    );
+    assert!(
+        store
+            .unreported_receipts(s.creditor.id, &pagopa, t0(), 10)
+            .await
+            .expect("none before")
+            .is_empty()
+    );
+    assert!(
+        store
+            .unreported_receipts(s.creditor.id, &GatewayId::from("stripe"), late, 10)
+            .await
+            .expect("other gateway")
+            .is_empty()
+    );
+    let mut eq = ExceptionQuery::new(s.creditor.id);
+    eq.kind = Some(ExceptionKind::ReportingMismatch);
+    assert_eq!(
+        store.exceptions(&eq).await.expect("exceptions").len(),
+        1,
+        "recorded with the update"
+    );
 }
