@@ -32,10 +32,6 @@ mod transaction;
 pub mod testing;
 
 pub use actor::{Actor, Role};
-pub use reporting::{
-    CreditCheck, FlowEvent, FlowPayment, FlowPaymentStatus, FlowQuery, FlowState, FlowStored,
-    MAX_FLOW_ID_LEN, PaymentCheck, ReconcileOptions, ReconcileReport, ReportingFlow,
-};
 pub use bank::{
     BankEntry, BankEntryOutcome, BankEntryQuery, MAX_BANK_REFERENCE_LEN, MAX_FILE_NAME_LEN,
     TransferReport,
@@ -92,6 +88,10 @@ pub use refund::{
     MAX_REFUND_KEY_LEN, MAX_REFUND_REASON_LEN, Refund, RefundAnswer, RefundCreated, RefundLine,
     RefundRequest, RefundStatus, RefundUpdate, allocate_refund, check_refund_fits,
     lines_refunded_in_full, with_lines_in_full,
+};
+pub use reporting::{
+    CreditCheck, FlowEvent, FlowPayment, FlowPaymentStatus, FlowQuery, FlowState, FlowStored,
+    MAX_FLOW_ID_LEN, PaymentCheck, ReconcileOptions, ReconcileReport, ReportingFlow,
 };
 pub use service::{
     CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN,

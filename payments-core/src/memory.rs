@@ -1162,6 +1162,7 @@ impl Store for InMemoryStore {
         creditor: CreditorId,
         gateway: &GatewayId,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
         limit: u32,
     ) -> Result<Vec<crate::ProviderReceipt>> {
         let state = self.lock();
@@ -1172,6 +1173,9 @@ impl Store for InMemoryStore {
             .filter(|(k, r)| {
                 r.gateway_id == *gateway
                     && r.recorded_at < before
+                    && after
+                        .as_ref()
+                        .is_none_or(|(at, key)| (r.recorded_at, &r.key) > (*at, key))
                     && !state.reported_receipts.contains_key(*k)
             })
             .map(|(_, r)| r.clone())

@@ -70,7 +70,10 @@ impl FlowPaymentStatus {
     /// Whether the body should hold a receipt of the payment: one paid with a payment
     /// request, normally or in stand-in.
     pub fn expects_receipt(self) -> bool {
-        matches!(self, FlowPaymentStatus::Executed | FlowPaymentStatus::StandIn)
+        matches!(
+            self,
+            FlowPaymentStatus::Executed | FlowPaymentStatus::StandIn
+        )
     }
 }
 
@@ -265,7 +268,11 @@ impl ReportingFlow {
     /// The sum of its payments' amounts (revoked ones included, as the PSP counts them);
     /// `None` when it does not fit or mixes currencies.
     pub fn payments_total(&self) -> Option<Money> {
-        Money::sum(self.total.currency(), self.payments.iter().map(|p| &p.amount)).ok()
+        Money::sum(
+            self.total.currency(),
+            self.payments.iter().map(|p| &p.amount),
+        )
+        .ok()
     }
 
     /// How many of its payments, and of its credit, do not match.

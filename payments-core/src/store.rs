@@ -238,12 +238,14 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         reported: &[String],
     ) -> Result<bool>;
     /// A creditor's receipts that came through `gateway`, recorded before `before`, that
-    /// no flow reported ([`Store::update_flow`]), oldest first.
+    /// no flow reported ([`Store::update_flow`]), oldest first (by the time recorded, then
+    /// key), after `after` (the last of the previous page).
     async fn unreported_receipts(
         &self,
         creditor: CreditorId,
         gateway: &GatewayId,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
         limit: u32,
     ) -> Result<Vec<crate::ProviderReceipt>>;
 

@@ -1951,20 +1951,34 @@ impl Store for SqlxStore {
         creditor: CreditorId,
         gateway: &GatewayId,
         before: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
         limit: u32,
     ) -> Result<Vec<payments_core::ProviderReceipt>> {
-        let rows = sqlx::query(
-            "SELECT data FROM provider_receipts WHERE creditor_id = $1 AND reported_by IS NULL \
-             AND recorded_at < $2 AND gateway_id = $3 \
-             ORDER BY recorded_at, receipt_key LIMIT $4",
-        )
-        .bind(creditor.to_string())
-        .bind(rows::micros(before))
-        .bind(gateway.0.clone())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err("listing receipts no flow reported"))?;
+        let mut sql = Sql::new(
+            "SELECT data FROM provider_receipts WHERE reported_by IS NULL AND creditor_id = ",
+        );
+        sql.arg(Arg::Text(creditor.to_string()))
+            .push(" AND recorded_at < ")
+            .arg(Arg::Int(rows::micros(before)))
+            .push(" AND gateway_id = ")
+            .arg(Arg::Text(gateway.0.clone()));
+        if let Some((at, key)) = after {
+            let at = rows::micros(at);
+            sql.push(" AND (recorded_at > ")
+                .arg(Arg::Int(at))
+                .push(" OR (recorded_at = ")
+                .arg(Arg::Int(at))
+                .push(" AND receipt_key > ")
+                .arg(Arg::Text(key))
+                .push("))");
+        }
+        sql.push(" ORDER BY recorded_at, receipt_key LIMIT ")
+            .arg(Arg::Int(i64::from(limit)));
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing receipts no flow reported"))?;
         rows.iter()
             .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
             .collect()

@@ -32,6 +32,7 @@ mod outcomes;
 mod positions;
 mod reading;
 mod refunds;
+mod reporting;
 #[cfg(test)]
 mod testkit;
 

@@ -1777,7 +1777,10 @@ pub async fn reporting_flows_are_kept_per_revision(store: Arc<dyn Store>) {
         events: Vec::new(),
     };
     let a1 = flow("2026-03-01PSP1-1", "PSP1", 1, 0);
-    assert_eq!(store.put_flow(&a1).await.expect("put"), FlowStored::Inserted);
+    assert_eq!(
+        store.put_flow(&a1).await.expect("put"),
+        FlowStored::Inserted
+    );
     assert_eq!(store.put_flow(&a1).await.expect("put"), FlowStored::Known);
     let b1 = flow("2026-03-01PSP2-1", "PSP2", 1, 10);
     store.put_flow(&b1).await.expect("put");
@@ -1794,7 +1797,11 @@ pub async fn reporting_flows_are_kept_per_revision(store: Arc<dyn Store>) {
     );
     let q = FlowQuery::new(s.creditor.id);
     let current = store.flows(&q).await.expect("list");
-    assert_eq!(current, vec![a2.clone(), b1.clone()], "newest first, current only");
+    assert_eq!(
+        current,
+        vec![a2.clone(), b1.clone()],
+        "newest first, current only"
+    );
     let mut all = q.clone();
     all.include_replaced = true;
     let listed = store.flows(&all).await.expect("list");
@@ -1817,11 +1824,25 @@ pub async fn reporting_flows_are_kept_per_revision(store: Arc<dyn Store>) {
     let late = t0() + Duration::days(10);
     assert_eq!(
         store
-            .unreported_receipts(s.creditor.id, &pagopa, late, 10)
+            .unreported_receipts(s.creditor.id, &pagopa, late, None, 10)
             .await
             .expect("unreported"),
         vec![r1.clone(), r2.clone()],
         "oldest first"
+    );
+    assert_eq!(
+        store
+            .unreported_receipts(
+                s.creditor.id,
+                &pagopa,
+                late,
+                Some((r1.recorded_at, r1.key.clone())),
+                10
+            )
+            .await
+            .expect("next page"),
+        vec![r2.clone()],
+        "paged by keyset"
     );
     let mut checked = a2.clone();
     checked.version = 2;
@@ -1838,15 +1859,16 @@ pub async fn reporting_flows_are_kept_per_revision(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .update_flow(&checked, std::slice::from_ref(&exception), &[r1.key.clone()])
+            .update_flow(
+                &checked,
+                std::slice::from_ref(&exception),
+                std::slice::from_ref(&r1.key)
+            )
             .await
             .expect("update")
     );
     assert!(
-        !store
-            .update_flow(&checked, &[], &[])
-            .await
-            .expect("stale"),
+        !store.update_flow(&checked, &[], &[]).await.expect("stale"),
         "an update of a version already replaced does not apply"
     );
     let mut old = a1.clone();
@@ -1862,21 +1884,21 @@ pub async fn reporting_flows_are_kept_per_revision(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .unreported_receipts(s.creditor.id, &pagopa, late, 10)
+            .unreported_receipts(s.creditor.id, &pagopa, late, None, 10)
             .await
             .expect("unreported"),
         vec![r2.clone()]
     );
     assert!(
         store
-            .unreported_receipts(s.creditor.id, &pagopa, t0(), 10)
+            .unreported_receipts(s.creditor.id, &pagopa, t0(), None, 10)
             .await
             .expect("none before")
             .is_empty()
     );
     assert!(
         store
-            .unreported_receipts(s.creditor.id, &GatewayId::from("stripe"), late, 10)
+            .unreported_receipts(s.creditor.id, &GatewayId::from("stripe"), late, None, 10)
             .await
             .expect("other gateway")
             .is_empty()

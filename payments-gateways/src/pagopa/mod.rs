@@ -56,6 +56,7 @@
 
 pub mod aca;
 mod archive;
+pub mod fdr;
 pub mod gpd;
 pub mod notice;
 pub mod receipt;
@@ -66,10 +67,10 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use payments_core::{
-    CallbackEvent, CallbackOutcome, CallbackPart, CallbackRequest, Creditor, CreditorId, Error,
-    Gateway, GatewayErrorKind, GatewayId, Instruction, LineLimit, MethodKind, OverLimit,
-    PagoPaNotice, PagoPaPayment, PaymentOutcome, PaymentTypeId, Result, StartRequest, Started,
-    Store, Transaction,
+    Actor, CallbackEvent, CallbackOutcome, CallbackPart, CallbackRequest, Creditor, CreditorId,
+    Currency, Error, Gateway, GatewayErrorKind, GatewayId, Instruction, LineLimit, MethodKind,
+    Money, OverLimit, PagoPaNotice, PagoPaPayment, PaymentOutcome, PaymentTypeId, Payments, Result,
+    StartRequest, Started, Store, Transaction,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,7 @@ use subtle::ConstantTimeEq;
 
 pub use aca::AcaClient;
 pub use archive::PositionHolder;
+pub use fdr::FdrClient;
 pub use gpd::GpdClient;
 pub use notice::{NoticeError, NoticeNumber};
 pub use receipt::{Fault, Receipt, ReceiptError, ReceiptTransfer};
@@ -341,6 +343,7 @@ pub struct PagoPaGateway {
     default_creditor: Option<PagoPaCreditor>,
     over_limit: OverLimit,
     gpd: Option<GpdClient>,
+    fdr: Option<FdrClient>,
     aca: Option<AcaClient>,
 }
 
@@ -396,6 +399,7 @@ impl PagoPaGateway {
             default_creditor: None,
             over_limit: OverLimit::Refuse,
             gpd: None,
+            fdr: None,
             aca: None,
         })
     }
@@ -436,6 +440,88 @@ impl PagoPaGateway {
     pub fn with_gpd(mut self, gpd: GpdClient) -> Self {
         self.gpd = Some(gpd);
         self
+    }
+
+    /// The client of pagoPA's reporting flows (FdR), for [`PagoPaGateway::sync_flows`].
+    pub fn with_fdr(mut self, fdr: FdrClient) -> Self {
+        self.fdr = Some(fdr);
+        self
+    }
+
+    /// Fetches the reporting flows published for `creditor` since the last one stored
+    /// (at most the last 29 days: FdR refuses older), each new flow or revision whole (its
+    /// payments paged), and records them ([`Payments::record_flow`]); a new revision
+    /// replaces the old one. Flows are taken oldest published first and the sync stops at
+    /// the first that cannot be fetched, so the next sync starts again from it. Then call
+    /// [`Payments::reconcile_flows`] to match them. Without an FdR client this is
+    /// `NotSupported`.
+    pub async fn sync_flows(&self, payments: &Payments, creditor: CreditorId) -> Result<FlowSync> {
+        let fdr = self
+            .fdr
+            .as_ref()
+            .ok_or_else(|| Self::error(GatewayErrorKind::NotSupported("reporting flows")))?;
+        let body = payments
+            .store()
+            .creditor(creditor)
+            .await?
+            .ok_or_else(|| Error::not_found("creditor", creditor))?;
+        let organization = body.fiscal_code.trim().to_owned();
+        let gateway = Actor::Gateway {
+            id: GatewayId::from(GATEWAY_ID),
+        };
+        let now = payments.clock().now();
+        let floor = now - chrono::Duration::days(29);
+        let mut latest = payments_core::FlowQuery::new(creditor);
+        latest.limit = 1;
+        latest.include_replaced = true;
+        let since = payments
+            .store()
+            .flows(&latest)
+            .await?
+            .first()
+            .map(|f| f.published_at.max(floor))
+            .unwrap_or(floor);
+        let listed = fdr.published(&organization, since).await?;
+        let mut sync = FlowSync {
+            listed: listed.len(),
+            ..FlowSync::default()
+        };
+        for item in listed {
+            let mut known = payments_core::FlowQuery::new(creditor);
+            known.flow_id = Some(item.fdr.clone());
+            known.psp_id = Some(item.psp_id.clone());
+            known.include_replaced = true;
+            known.limit = payments_core::MAX_PAGE_SIZE;
+            if payments
+                .store()
+                .flows(&known)
+                .await?
+                .iter()
+                .any(|f| f.revision >= item.revision)
+            {
+                sync.known += 1;
+                continue;
+            }
+            let header = fdr
+                .flow(&organization, &item.fdr, item.revision, &item.psp_id)
+                .await?
+                .ok_or_else(|| {
+                    Self::error(GatewayErrorKind::Rejected(format!(
+                        "FdR lists flow {} revision {} of {} but does not give it",
+                        item.fdr, item.revision, item.psp_id
+                    )))
+                })?;
+            let rows = fdr
+                .payments(&organization, &item.fdr, item.revision, &item.psp_id)
+                .await?;
+            let flow = build_flow(creditor, &item, &header, rows, now)?;
+            match payments.record_flow(&gateway, &flow).await? {
+                payments_core::FlowStored::Inserted => sync.stored += 1,
+                payments_core::FlowStored::Replaced { .. } => sync.replaced += 1,
+                _ => sync.known += 1,
+            }
+        }
+        Ok(sync)
     }
 
     /// The client of pagoPA's central archive of notices, for the creditors registered
@@ -1035,4 +1121,79 @@ impl payments_core::NoticeIssuer for PagoPaGateway {
             taxonomy.clone(),
         ))
     }
+}
+
+/// What [`PagoPaGateway::sync_flows`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlowSync {
+    /// Flows the service listed as published since the last sync.
+    pub listed: usize,
+    /// New flows stored.
+    pub stored: usize,
+    /// New revisions that replaced a stored one.
+    pub replaced: usize,
+    /// Flows already stored at that revision (or a later one).
+    pub known: usize,
+}
+
+/// A flow as the library keeps it, from the service's header and payments.
+fn build_flow(
+    creditor: CreditorId,
+    item: &fdr::PublishedFlow,
+    header: &fdr::FlowHeader,
+    rows: Vec<fdr::FdrPayment>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<payments_core::ReportingFlow> {
+    let malformed = |what: String| {
+        Error::gateway(
+            GATEWAY_ID,
+            GatewayErrorKind::Malformed(format!("flow {} of {}: {what}", item.fdr, item.psp_id)),
+        )
+    };
+    let total = Money::new(header.sum_payments, Currency::Eur)
+        .map_err(|e| malformed(format!("sumPayments {e}")))?;
+    let mut payments = Vec::with_capacity(rows.len());
+    for p in rows {
+        let status = payments_core::FlowPaymentStatus::parse(&p.pay_status).ok_or_else(|| {
+            malformed(format!(
+                "payment {} has payStatus {:.20}",
+                p.index, p.pay_status
+            ))
+        })?;
+        payments.push(payments_core::FlowPayment {
+            index: p.index,
+            amount: Money::new(p.pay, Currency::Eur)
+                .map_err(|e| malformed(format!("payment {} {e}", p.index)))?,
+            iuv: p.iuv,
+            iur: p.iur,
+            transfer: p.id_transfer,
+            status,
+            paid_at: p.pay_date,
+            check: payments_core::PaymentCheck::Unchecked,
+        });
+    }
+    payments.sort_by_key(|p| p.index);
+    Ok(payments_core::ReportingFlow {
+        creditor_id: creditor,
+        flow_id: item.fdr.clone(),
+        psp_id: item.psp_id.clone(),
+        revision: item.revision,
+        psp_name: header.sender.psp_name.clone(),
+        flow_date: header.fdr_date,
+        published_at: header.published.unwrap_or(item.published),
+        regulation: header.regulation.clone(),
+        regulation_date: header.regulation_date,
+        bic: header.bic_code_pouring_bank.clone(),
+        total,
+        count: header.tot_payments,
+        payments,
+        credit: payments_core::CreditCheck::Awaited,
+        replaces: None,
+        replaced: false,
+        received_at: now,
+        checked_at: None,
+        version: 1,
+        events: Vec::new(),
+    })
 }
