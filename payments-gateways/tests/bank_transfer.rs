@@ -1524,7 +1524,7 @@ async fn a_reversal_of_a_matched_credit_marks_the_payment_returned_by_the_bank()
 }
 
 #[tokio::test]
-async fn a_signed_notification_of_many_credits_pays_each_and_the_portal_answers_ok() {
+async fn a_signed_notification_of_many_credits_pays_each_once() {
     let env = Env::new().await;
     let a = env.transfer("a", "16,00").await;
     let b = env.transfer("b", "20,00").await;
@@ -1606,5 +1606,20 @@ async fn a_psp_transfer_of_a_day_is_recognised_by_its_flow_not_left_unmatched() 
         )
         .as_deref(),
         Some(flow)
+    );
+    // SACI's form with the transfer's progressive, and a bank's prefix.
+    assert_eq!(
+        payments_gateways::bank_transfer::flow_of(&format!(
+            "RI1/PUR/LGPE-RIVERSAMENTO/TXT/0/URI/{flow}"
+        ))
+        .as_deref(),
+        Some(flow)
+    );
+    // A run longer than a flow id (35 characters at most) is not one.
+    assert_eq!(
+        payments_gateways::bank_transfer::flow_of(&format!(
+            "/PUR/LGPE-RIVERSAMENTO/URI/{flow}{flow}"
+        )),
+        None
     );
 }

@@ -377,8 +377,8 @@ async fn flows_are_fetched_paged_matched_three_ways_and_a_new_revision_replaces_
     );
     assert_eq!(
         one.published_at,
-        Utc.with_ymd_and_hms(2026, 11, 21, 8, 15, 0).unwrap()
-            + chrono::Duration::microseconds(123_456)
+        Utc.with_ymd_and_hms(2026, 11, 21, 8, 15, 0).unwrap(),
+        "as listed: the next sync's publishedGt is compared with the listing's instants"
     );
     assert_eq!(by_id(f2).state(), FlowState::Paid);
 
@@ -393,16 +393,21 @@ async fn flows_are_fetched_paged_matched_three_ways_and_a_new_revision_replaces_
     assert_eq!(
         keys,
         vec![
+            "fdr-amount:PSPAITMM/2026-11-20PSPAITMM-S0000001/r1:3",
             "fdr-credit:PSPAITMM/2026-11-20PSPAITMM-S0000001/r1",
+            "fdr-missing:PSPAITMM/2026-11-20PSPAITMM-S0000001/r1:4",
             "fdr-unreported:pagopa:r-9",
-            "fdr:PSPAITMM/2026-11-20PSPAITMM-S0000001/r1:3",
-            "fdr:PSPAITMM/2026-11-20PSPAITMM-S0000001/r1:4",
         ],
         "r-3's amount, r-4's missing receipt, flow 1's credit, r-9 never reported"
     );
     let reasons = open_exceptions(&exceptions);
-    assert!(reasons[0].1.contains("is 340.00 EUR on the bank statement"));
-    assert!(reasons[2].1.contains("the receipt says 100.00 EUR"));
+    assert!(reasons[0].1.contains("the receipt says 100.00 EUR"));
+    assert!(reasons[1].1.contains("is 340.00 EUR on the bank statement"));
+    assert!(
+        reasons[2]
+            .1
+            .contains("whose receipt the body does not hold")
+    );
     // r-6 is not yet due (recorded 3 days ago): no exception.
     assert!(!keys.iter().any(|k| k.contains("r-6")));
 
@@ -475,8 +480,8 @@ async fn flows_are_fetched_paged_matched_three_ways_and_a_new_revision_replaces_
             .url
             .query()
             .unwrap()
-            .contains("publishedGt=2026-11-21T08%3A20%3A00.123Z"),
-        "from the last flow stored: {:?}",
+            .contains("publishedGt=2026-11-20T08%3A20%3A00.000Z"),
+        "from a day before the last flow stored: {:?}",
         asked[0].url.query()
     );
     let mut all = FlowQuery::new(env.fx.creditor.id);
@@ -512,6 +517,29 @@ async fn flows_are_fetched_paged_matched_three_ways_and_a_new_revision_replaces_
 
 #[tokio::test]
 async fn the_service_s_errors_are_retried_or_told_and_nothing_is_half_stored() {
+    // FdR is down: the sync stops and says so (the next one starts again from there).
+    {
+        let env = env().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&env.server)
+            .await;
+        let err = env
+            .pagopa
+            .sync_flows(&env.payments, env.fx.creditor.id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Gateway {
+                    kind: GatewayErrorKind::Unavailable,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
     let env = env().await;
     let f1 = "2026-11-20PSPAITMM-S0000001";
     // Two server errors, then the answer: the client retries.
@@ -543,16 +571,32 @@ async fn the_service_s_errors_are_retried_or_told_and_nothing_is_half_stored() {
         .respond_with(ResponseTemplate::new(400).set_body_json(refusal))
         .mount(&env.server)
         .await;
-    let err = env
+    // A flow the service refuses will not be mended by asking again: it is an exception an
+    // operator sees, and the sync goes on (it would otherwise stop there for good).
+    let sync = env
         .pagopa
         .sync_flows(&env.payments, env.fx.creditor.id)
         .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("FDR-0702 Reporting fdr not found"),
-        "{err}"
+        .unwrap();
+    assert_eq!((sync.listed, sync.stored, sync.unreadable), (1, 0, 1));
+    let exceptions = env
+        .payments
+        .exceptions(&env.operator, &ExceptionQuery::new(env.fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(exceptions.len(), 1);
+    assert_eq!(
+        exceptions[0].key,
+        format!("fdr-unreadable:PSPAITMM/{f1}/r1")
     );
-    assert!(!err.to_string().contains(KEY), "the key never shows");
+    assert!(
+        exceptions[0]
+            .reason
+            .contains("FDR-0702 Reporting fdr not found"),
+        "{}",
+        exceptions[0].reason
+    );
+    assert!(!exceptions[0].reason.contains(KEY), "the key never shows");
     let asked = env.server.received_requests().await.unwrap();
     assert_eq!(
         asked.iter().filter(|r| r.url.path() == list_path()).count(),

@@ -212,10 +212,9 @@ impl Payments {
                     }
                 }
             };
-            let key = format!("fdr:{name}:{}", p.index);
             match &p.check {
                 PaymentCheck::ReceiptMissing => exceptions.push(exception(
-                    key,
+                    format!("fdr-missing:{name}:{}", p.index),
                     format!(
                         "flow {} of PSP {} reports a payment of {} (IUV {}, receipt {}, transfer \
                          {}) whose receipt the body does not hold",
@@ -225,7 +224,7 @@ impl Payments {
                 )),
                 PaymentCheck::AmountDiffers { expected, .. } => {
                     let mut e = exception(
-                        key,
+                        format!("fdr-amount:{name}:{}", p.index),
                         format!(
                             "flow {} of PSP {} reports {} for IUV {} (receipt {}, transfer {}), \
                              the receipt says {expected}",
@@ -281,7 +280,7 @@ impl Payments {
                 > from + chrono::Duration::days(options.credit_after_days.into())
             {
                 exceptions.push(exception(
-                    format!("fdr-credit:{name}"),
+                    format!("fdr-credit-missing:{name}"),
                     format!(
                         "the transfer of flow {} of PSP {} ({}, due {from}) is not on the bank \
                          statement after {} days",

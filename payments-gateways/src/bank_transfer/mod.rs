@@ -847,8 +847,10 @@ pub fn flow_of(text: &str) -> Option<String> {
         .trim_start()
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(payments_core::MAX_FLOW_ID_LEN + 1)
         .collect();
-    (!id.is_empty()).then_some(id)
+    // pagoPA's flow ids have 1 to 35 characters: a longer run is not one.
+    (!id.is_empty() && id.len() <= payments_core::MAX_FLOW_ID_LEN).then_some(id)
 }
 
 /// The creditor references a movement may quote, each once: from its structured

@@ -451,8 +451,10 @@ impl PagoPaGateway {
     /// Fetches the reporting flows published for `creditor` since the last one stored
     /// (at most the last 29 days: FdR refuses older), each new flow or revision whole (its
     /// payments paged), and records them ([`Payments::record_flow`]); a new revision
-    /// replaces the old one. Flows are taken oldest published first and the sync stops at
-    /// the first that cannot be fetched, so the next sync starts again from it. Then call
+    /// replaces the old one. Flows are taken oldest published first; when FdR is
+    /// unavailable the sync stops there and the next one starts again from that flow (each
+    /// sync asks from a day before the last flow stored); a flow FdR refuses, or that does
+    /// not read, is an exception for operators and the sync goes on. Then call
     /// [`Payments::reconcile_flows`] to match them. Without an FdR client this is
     /// `NotSupported`.
     pub async fn sync_flows(&self, payments: &Payments, creditor: CreditorId) -> Result<FlowSync> {
@@ -479,7 +481,9 @@ impl PagoPaGateway {
             .flows(&latest)
             .await?
             .first()
-            .map(|f| f.published_at.max(floor))
+            // A day's overlap: a flow published at the same instant as the last one stored,
+            // or one that could not be fetched, is listed again (what is held is skipped).
+            .map(|f| (f.published_at - chrono::Duration::days(1)).max(floor))
             .unwrap_or(floor);
         let listed = fdr.published(&organization, since).await?;
         let mut sync = FlowSync {
@@ -502,26 +506,94 @@ impl PagoPaGateway {
                 sync.known += 1;
                 continue;
             }
-            let header = fdr
-                .flow(&organization, &item.fdr, item.revision, &item.psp_id)
-                .await?
-                .ok_or_else(|| {
-                    Self::error(GatewayErrorKind::Rejected(format!(
-                        "FdR lists flow {} revision {} of {} but does not give it",
-                        item.fdr, item.revision, item.psp_id
-                    )))
-                })?;
-            let rows = fdr
-                .payments(&organization, &item.fdr, item.revision, &item.psp_id)
-                .await?;
-            let flow = build_flow(creditor, &item, &header, rows, now)?;
-            match payments.record_flow(&gateway, &flow).await? {
-                payments_core::FlowStored::Inserted => sync.stored += 1,
-                payments_core::FlowStored::Replaced { .. } => sync.replaced += 1,
-                _ => sync.known += 1,
+            match self
+                .fetch_flow(fdr, &organization, creditor, &item, now)
+                .await
+            {
+                Ok(flow) => match payments.record_flow(&gateway, &flow).await {
+                    Ok(payments_core::FlowStored::Inserted) => sync.stored += 1,
+                    Ok(payments_core::FlowStored::Replaced { .. }) => sync.replaced += 1,
+                    Ok(_) => sync.known += 1,
+                    Err(Error::Validation(v)) => {
+                        self.unreadable_flow(payments, creditor, &item, &v.to_string(), now)
+                            .await?;
+                        sync.unreadable += 1;
+                    }
+                    Err(e) => return Err(e),
+                },
+                // The service is down or slow: stop here, the next sync starts again from
+                // this flow.
+                Err(
+                    e @ Error::Gateway {
+                        kind: GatewayErrorKind::Unavailable,
+                        ..
+                    },
+                ) => return Err(e),
+                // A flow the service refuses to give, or gives in a form that does not read:
+                // asking again will not mend it. An operator sees it; later flows go on.
+                Err(Error::Gateway { kind, .. }) => {
+                    self.unreadable_flow(payments, creditor, &item, &kind.to_string(), now)
+                        .await?;
+                    sync.unreadable += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(sync)
+    }
+
+    /// One flow's header and payments, as the library keeps a flow.
+    async fn fetch_flow(
+        &self,
+        fdr: &FdrClient,
+        organization: &str,
+        creditor: CreditorId,
+        item: &fdr::PublishedFlow,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<payments_core::ReportingFlow> {
+        let header = fdr
+            .flow(organization, &item.fdr, item.revision, &item.psp_id)
+            .await?
+            .ok_or_else(|| {
+                Self::error(GatewayErrorKind::Rejected(format!(
+                    "FdR lists flow {} revision {} of {} but does not give it",
+                    item.fdr, item.revision, item.psp_id
+                )))
+            })?;
+        let rows = fdr
+            .payments(organization, &item.fdr, item.revision, &item.psp_id)
+            .await?;
+        build_flow(creditor, item, &header, rows, now)
+    }
+
+    /// Records, once, that a listed flow could not be read, for the creditor's operators.
+    async fn unreadable_flow(
+        &self,
+        payments: &Payments,
+        creditor: CreditorId,
+        item: &fdr::PublishedFlow,
+        why: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let mut e = payments_core::Exception::new(
+            creditor,
+            payments_core::ExceptionKind::ReportingMismatch,
+            format!(
+                "fdr-unreadable:{}/{}/r{}",
+                item.psp_id, item.fdr, item.revision
+            ),
+            format!(
+                "flow {} revision {} of PSP {} could not be read from FdR: {}",
+                item.fdr,
+                item.revision,
+                item.psp_id,
+                why.chars().take(300).collect::<String>()
+            ),
+            now,
+        );
+        e.provider_ref = Some(item.fdr.clone());
+        payments.store().insert_exception(&e).await?;
+        Ok(())
     }
 
     /// The client of pagoPA's central archive of notices, for the creditors registered
@@ -1135,6 +1207,9 @@ pub struct FlowSync {
     pub replaced: usize,
     /// Flows already stored at that revision (or a later one).
     pub known: usize,
+    /// Flows FdR refused to give or gave in a form that does not read: each is a
+    /// `ReportingMismatch` exception (`fdr-unreadable:…`), and the sync went on.
+    pub unreadable: usize,
 }
 
 /// A flow as the library keeps it, from the service's header and payments.
@@ -1181,7 +1256,8 @@ fn build_flow(
         revision: item.revision,
         psp_name: header.sender.psp_name.clone(),
         flow_date: header.fdr_date,
-        published_at: header.published.unwrap_or(item.published),
+        // The listing's instant: the next sync's `publishedGt` is compared with it.
+        published_at: item.published,
         regulation: header.regulation.clone(),
         regulation_date: header.regulation_date,
         bic: header.bic_code_pouring_bank.clone(),
