@@ -272,6 +272,38 @@ impl BankEntry {
     }
 }
 
+/// One bank entry to record in a chunk ([`Store::record_bank_entries`](crate::Store::record_bank_entries)),
+/// with the payment it makes, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BankStep {
+    /// The entry.
+    pub entry: BankEntry,
+    /// The state change that pays the entry's transaction, applied with the entry or not
+    /// at all.
+    pub payment: Option<crate::Transition>,
+}
+
+impl BankStep {
+    /// An entry and the payment it makes.
+    pub fn new(entry: BankEntry, payment: Option<crate::Transition>) -> Self {
+        BankStep { entry, payment }
+    }
+}
+
+/// What became of one [`BankStep`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BankStepDone {
+    /// The entry was recorded, and its payment applied: the transaction as it left it.
+    Recorded(Option<Box<crate::Transaction>>),
+    /// The creditor already had an entry with the key: nothing of the step was written.
+    AlreadyRecorded,
+    /// The payment's compare-and-set failed (the transaction or its items changed since
+    /// they were read): nothing of the step was written, and the caller decides anew.
+    Conflict(crate::Conflict),
+}
+
 /// A listing of a creditor's bank entries, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankEntryQuery {

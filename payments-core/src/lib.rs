@@ -33,8 +33,8 @@ pub mod testing;
 
 pub use actor::{Actor, Role};
 pub use bank::{
-    BankEntry, BankEntryOutcome, BankEntryQuery, MAX_BANK_REFERENCE_LEN, MAX_FILE_NAME_LEN,
-    TransferReport,
+    BankEntry, BankEntryOutcome, BankEntryQuery, BankStep, BankStepDone, MAX_BANK_REFERENCE_LEN,
+    MAX_FILE_NAME_LEN, TransferReport,
 };
 pub use clock::{Clock, ManualClock, SystemClock, days_after, end_of_day, rome_day};
 pub use config::{
@@ -94,9 +94,9 @@ pub use reporting::{
     MAX_FLOW_ID_LEN, PaymentCheck, ReconcileOptions, ReconcileReport, ReportingFlow,
 };
 pub use service::{
-    CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DispatchReport, MAX_IDEMPOTENCY_KEY_LEN,
-    MAX_PROVIDER_REF_LEN, MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER, Payments, PaymentsBuilder,
-    RECEIPTS_LOOKBACK, SweepReport,
+    BankCredit, BankCreditDone, CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DispatchReport,
+    MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN, MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER,
+    Payments, PaymentsBuilder, RECEIPTS_LOOKBACK, SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,

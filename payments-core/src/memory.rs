@@ -220,6 +220,106 @@ impl State {
         self.events.insert(event.id, event);
     }
 
+    /// Applies a transition; every check comes before the first change, so an error
+    /// changes nothing.
+    fn transition(&mut self, t: &Transition) -> Result<Transaction> {
+        let s = self;
+        let tx = s
+            .transactions
+            .get(&t.transaction)
+            .ok_or_else(|| Error::not_found("transaction", t.transaction))?
+            .clone();
+        if tx.status != t.from {
+            return Err(Error::Conflict(Conflict::StaleState {
+                transaction: tx.id.to_string(),
+                expected: t.from.to_string(),
+                actual: tx.status.to_string(),
+            }));
+        }
+        let paid_by = |s: &State, item: &ItemId| match s.items.get(item).map(|i| i.state) {
+            Some(ItemState::Paid(by)) => Some(by),
+            _ => None,
+        };
+        let mut to = t.to;
+        if to == TxStatus::Paid {
+            // Whether an item is already paid is decided here, under the lock.
+            for line in &tx.lines {
+                let paid = paid_by(s, &line.item_id).is_some();
+                if paid != t.already_paid.contains(&line.item_id) {
+                    return Err(Error::Conflict(Conflict::ItemsChanged {
+                        transaction: tx.id.to_string(),
+                    }));
+                }
+            }
+        } else if to.frees_items()
+            && tx
+                .lines
+                .iter()
+                .any(|l| paid_by(s, &l.item_id) == Some(tx.id))
+        {
+            to = TxStatus::PartiallyPaid;
+        }
+        let old_ref = tx.provider_ref.clone();
+        let mut moved = tx;
+        moved.status = to;
+        moved.updated_at = t.at;
+        if t.provider_ref.is_some() {
+            moved.provider_ref.clone_from(&t.provider_ref);
+        }
+        if t.instruction.is_some() {
+            moved.instruction.clone_from(&t.instruction);
+        }
+        if let Some(e) = t.expires_at {
+            moved.expires_at = e;
+        }
+        s.transactions.insert(moved.id, moved.clone());
+        s.index_provider_ref(&moved, old_ref.as_deref());
+        let mut settled = Vec::new();
+        for (n, line) in moved.lines.iter().enumerate() {
+            if let Some(i) = s.items.get_mut(&line.item_id) {
+                if to == TxStatus::Paid {
+                    if !matches!(i.state, ItemState::Paid(_)) {
+                        i.state = ItemState::Paid(moved.id);
+                        settled.push(n);
+                    }
+                } else if to.frees_items() && i.state == ItemState::Locked(moved.id) {
+                    i.state = ItemState::Open;
+                }
+            }
+        }
+        s.positions_paid(&moved, &settled, t.at);
+        let note = t.note_for(to);
+        s.event(&moved, &t.actor, t.at, t.from, note);
+        s.enqueue(moved.creditor_id, t.at, &t.outbox);
+        for e in &t.exceptions {
+            s.insert_exception(e);
+        }
+        Ok(moved)
+    }
+
+    fn insert_bank_entry(&mut self, entry: &crate::BankEntry) -> bool {
+        let state = self;
+        let key = (entry.creditor_id, entry.key.clone());
+        if state.bank_entries.contains_key(&key) {
+            return false;
+        }
+        if let Some(t) = entry.transaction_id() {
+            state.entries_by_tx.entry(t).or_default().push(key.clone());
+        }
+        if let Some(r) = &entry.reference {
+            state
+                .entries_by_reference
+                .entry((entry.creditor_id, r.clone()))
+                .or_default()
+                .push(key.clone());
+        }
+        state.bank_entries.insert(key, entry.clone());
+        if let Some(e) = crate::Exception::for_bank_entry(entry) {
+            state.insert_exception(&e);
+        }
+        true
+    }
+
     fn index_provider_ref(&mut self, tx: &Transaction, old: Option<&str>) {
         if old == tx.provider_ref.as_deref() {
             return;
@@ -517,78 +617,7 @@ impl Store for InMemoryStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<Transaction> {
-        let mut s = self.lock();
-        let tx = s
-            .transactions
-            .get(&t.transaction)
-            .ok_or_else(|| Error::not_found("transaction", t.transaction))?
-            .clone();
-        if tx.status != t.from {
-            return Err(Error::Conflict(Conflict::StaleState {
-                transaction: tx.id.to_string(),
-                expected: t.from.to_string(),
-                actual: tx.status.to_string(),
-            }));
-        }
-        let paid_by = |s: &State, item: &ItemId| match s.items.get(item).map(|i| i.state) {
-            Some(ItemState::Paid(by)) => Some(by),
-            _ => None,
-        };
-        let mut to = t.to;
-        if to == TxStatus::Paid {
-            // Whether an item is already paid is decided here, under the lock.
-            for line in &tx.lines {
-                let paid = paid_by(&s, &line.item_id).is_some();
-                if paid != t.already_paid.contains(&line.item_id) {
-                    return Err(Error::Conflict(Conflict::ItemsChanged {
-                        transaction: tx.id.to_string(),
-                    }));
-                }
-            }
-        } else if to.frees_items()
-            && tx
-                .lines
-                .iter()
-                .any(|l| paid_by(&s, &l.item_id) == Some(tx.id))
-        {
-            to = TxStatus::PartiallyPaid;
-        }
-        let old_ref = tx.provider_ref.clone();
-        let mut moved = tx;
-        moved.status = to;
-        moved.updated_at = t.at;
-        if t.provider_ref.is_some() {
-            moved.provider_ref.clone_from(&t.provider_ref);
-        }
-        if t.instruction.is_some() {
-            moved.instruction.clone_from(&t.instruction);
-        }
-        if let Some(e) = t.expires_at {
-            moved.expires_at = e;
-        }
-        s.transactions.insert(moved.id, moved.clone());
-        s.index_provider_ref(&moved, old_ref.as_deref());
-        let mut settled = Vec::new();
-        for (n, line) in moved.lines.iter().enumerate() {
-            if let Some(i) = s.items.get_mut(&line.item_id) {
-                if to == TxStatus::Paid {
-                    if !matches!(i.state, ItemState::Paid(_)) {
-                        i.state = ItemState::Paid(moved.id);
-                        settled.push(n);
-                    }
-                } else if to.frees_items() && i.state == ItemState::Locked(moved.id) {
-                    i.state = ItemState::Open;
-                }
-            }
-        }
-        s.positions_paid(&moved, &settled, t.at);
-        let note = t.note_for(to);
-        s.event(&moved, &t.actor, t.at, t.from, note);
-        s.enqueue(moved.creditor_id, t.at, &t.outbox);
-        for e in &t.exceptions {
-            s.insert_exception(e);
-        }
-        Ok(moved)
+        self.lock().transition(t)
     }
 
     async fn pay_line(&self, p: &crate::LinePayment) -> Result<crate::LinePaid> {
@@ -1044,26 +1073,39 @@ impl Store for InMemoryStore {
     }
 
     async fn insert_bank_entry(&self, entry: &crate::BankEntry) -> Result<bool> {
+        Ok(self.lock().insert_bank_entry(entry))
+    }
+
+    async fn record_bank_entries(
+        &self,
+        steps: &[crate::BankStep],
+    ) -> Result<Vec<crate::BankStepDone>> {
         let mut state = self.lock();
-        let key = (entry.creditor_id, entry.key.clone());
-        if state.bank_entries.contains_key(&key) {
-            return Ok(false);
+        let mut done = Vec::with_capacity(steps.len());
+        for step in steps {
+            let entry = &step.entry;
+            if state
+                .bank_entries
+                .contains_key(&(entry.creditor_id, entry.key.clone()))
+            {
+                done.push(crate::BankStepDone::AlreadyRecorded);
+                continue;
+            }
+            let moved = match &step.payment {
+                Some(t) => match state.transition(t) {
+                    Ok(moved) => Some(moved),
+                    Err(Error::Conflict(c)) => {
+                        done.push(crate::BankStepDone::Conflict(c));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            state.insert_bank_entry(entry);
+            done.push(crate::BankStepDone::Recorded(moved.map(Box::new)));
         }
-        if let Some(t) = entry.transaction_id() {
-            state.entries_by_tx.entry(t).or_default().push(key.clone());
-        }
-        if let Some(r) = &entry.reference {
-            state
-                .entries_by_reference
-                .entry((entry.creditor_id, r.clone()))
-                .or_default()
-                .push(key.clone());
-        }
-        state.bank_entries.insert(key, entry.clone());
-        if let Some(e) = crate::Exception::for_bank_entry(entry) {
-            state.insert_exception(&e);
-        }
-        Ok(true)
+        Ok(done)
     }
 
     async fn insert_provider_receipt(&self, receipt: &crate::ProviderReceipt) -> Result<bool> {

@@ -123,6 +123,22 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         gateway: &GatewayId,
         provider_ref: &str,
     ) -> Result<Option<Transaction>>;
+    /// For each of `provider_refs`, the transaction the gateway knows by it (as
+    /// [`transaction_by_provider_ref`](Self::transaction_by_provider_ref) answers), in one
+    /// read where the store can.
+    async fn transactions_by_provider_refs(
+        &self,
+        gateway: &GatewayId,
+        provider_refs: &[String],
+    ) -> Result<Vec<Transaction>> {
+        let mut found = Vec::new();
+        for r in provider_refs {
+            if let Some(t) = self.transaction_by_provider_ref(gateway, r).await? {
+                found.push(t);
+            }
+        }
+        Ok(found)
+    }
     /// Applies a compare-and-set state change; see the contract above.
     async fn transition(&self, transition: &Transition) -> Result<Transaction>;
     /// A transaction's events, oldest first.
@@ -163,6 +179,31 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// same database transaction, the ledger's [`Exception::for_bank_entry`](crate::Exception::for_bank_entry) (once per
     /// key).
     async fn insert_bank_entry(&self, entry: &crate::BankEntry) -> Result<bool>;
+    /// Records a chunk of bank entries in one database transaction, step by step in order:
+    /// a step whose key the creditor already has changes nothing
+    /// ([`BankStepDone::AlreadyRecorded`](crate::BankStepDone::AlreadyRecorded)); otherwise
+    /// its entry is inserted (with its exception, as [`insert_bank_entry`](Self::insert_bank_entry)
+    /// does) and its payment applied as [`transition`](Self::transition) applies one. A
+    /// payment refused as a `Conflict` undoes its own step only
+    /// ([`BankStepDone::Conflict`](crate::BankStepDone::Conflict)); any other error undoes
+    /// the whole chunk. A crash leaves every chunk whole or absent.
+    async fn record_bank_entries(
+        &self,
+        steps: &[crate::BankStep],
+    ) -> Result<Vec<crate::BankStepDone>>;
+    /// Of `keys`, those the creditor already has bank entries for.
+    async fn bank_entry_keys(&self, creditor: CreditorId, keys: &[String]) -> Result<Vec<String>> {
+        let mut known = Vec::new();
+        for key in keys {
+            let mut q = crate::BankEntryQuery::new(creditor);
+            q.key = Some(key.clone());
+            q.limit = 1;
+            if !self.bank_entries(&q).await?.is_empty() {
+                known.push(key.clone());
+            }
+        }
+        Ok(known)
+    }
 
     /// Records the payment of one line of a transaction, atomically:
     /// - a payment whose key the creditor already has is a replay: nothing changes, and

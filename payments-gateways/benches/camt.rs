@@ -8,16 +8,25 @@
 //! 1. The floor: quick-xml alone reading every event of the file and unescaping every
 //!    text, the least any reader of this file does.
 //! 2. `camt::parse`: the file to typed entries, beside the floor.
-//! 3. `import_statement`: parse, match each credit, pay its transaction (with its events and
-//!    outbox messages) and record the entry — on the in-memory store, and on SQLite with
-//!    `BENCH_STORE=sqlite`.
+//! 3. `camt::StatementReader`: the same file read entry by entry to movements, as the
+//!    import streams it (holding one entry at a time).
+//! 4. `import_statement`: check the file, then stream it again, match each credit, pay its
+//!    transaction (with its events and outbox messages) and record the entry, a chunk of
+//!    1,000 per database transaction — on the in-memory store, on SQLite with
+//!    `BENCH_STORE=sqlite`, on PostgreSQL with `BENCH_STORE=postgres` and `DATABASE_URL`
+//!    (`BENCH_STORE=sqlite,postgres` for both). Beside each rate: the process's peak
+//!    resident memory during the import (Linux's `VmHWM`, reset before it), the file the
+//!    caller holds and the in-memory store's data included.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{best_of, print_rate, quick_xml_alone, runtime, size, sqlite_store};
+use common::{
+    best_of, held_mib, peak_mib, postgres_store, print_rate, quick_xml_alone, reset_peak, runtime,
+    size, sqlite_store,
+};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -129,12 +138,17 @@ async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration)
         setup.elapsed().as_secs_f64()
     );
     let operator = Actor::operator(fx.creditor.id, Role::Manager, "bench");
+    drop(entries);
+    drop(open);
+    let before = held_mib();
+    reset_peak();
     let start = Instant::now();
     let report = bank
         .import_statement(&payments, &operator, fx.creditor.id, file.as_bytes())
         .await
         .unwrap();
     let took = start.elapsed();
+    let peak = peak_mib();
     assert_eq!(report.matched.len(), n, "every credit is matched");
     assert!(report.exceptions.is_empty());
     print_rate(
@@ -143,6 +157,11 @@ async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration)
         "entries",
         took,
         floor,
+    );
+    println!(
+        "  peak memory during the import: {peak:.0} MiB resident (of which {before:.0} MiB \
+         before it, the {:.0} MiB file among them)",
+        file.len() as f64 / (1024.0 * 1024.0)
     );
 }
 
@@ -170,12 +189,23 @@ fn main() {
         })
         .collect();
     let file = statement(&fake);
+    drop(fake);
     let mb = file.len() as f64 / 1e6;
     let (floor, bytes) = best_of(3, || quick_xml_alone(&file));
     assert!(bytes > 0);
     let limits = Limits::default();
     let (parse, message) = best_of(3, || camt::parse(file.as_bytes(), &limits).unwrap());
     assert_eq!(message.movements().len(), n);
+    let (stream, movements) = best_of(3, || {
+        let mut reader = camt::StatementReader::new(file.as_bytes(), &limits).unwrap();
+        let mut movements = 0;
+        while let Some(read) = reader.next_entry().unwrap() {
+            movements += read.movements(reader.message_id()).len();
+        }
+        reader.finish().unwrap();
+        movements
+    });
+    assert_eq!(movements, n);
     println!("file: {mb:.1} MB");
     println!(
         "floor: quick-xml reading every event: {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)",
@@ -190,6 +220,15 @@ fn main() {
         mb / parse.as_secs_f64(),
         parse.as_secs_f64() / floor.as_secs_f64()
     );
+    println!(
+        "StatementReader, entry by entry:      {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)   ratio {:.2}x",
+        n as f64 / stream.as_secs_f64(),
+        stream.as_secs_f64(),
+        mb / stream.as_secs_f64(),
+        stream.as_secs_f64() / floor.as_secs_f64()
+    );
+    drop(message);
+    drop(file);
 
     rt.block_on(import_on(
         Arc::new(InMemoryStore::new()),
@@ -199,5 +238,8 @@ fn main() {
     ));
     if let Some(store) = sqlite_store(&rt, "camt.db") {
         rt.block_on(import_on(store, "SQLite", n, floor));
+    }
+    if let Some(store) = postgres_store(&rt, "bench_camt") {
+        rt.block_on(import_on(store, "PostgreSQL", n, floor));
     }
 }

@@ -15,6 +15,8 @@ use sqlx::any::AnyRow;
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
+    /// A text column's NULL.
+    Null,
 }
 
 /// SQL built at run time with numbered placeholders (`$1`, `$2`, …), valid in both dialects.
@@ -22,6 +24,10 @@ pub(crate) enum Arg {
 pub(crate) struct Sql {
     pub(crate) text: String,
     pub(crate) args: Vec<Arg>,
+    /// SQLite's numbered `?NNN` placeholders rather than `$NNN`, which SQLite reads as
+    /// names and looks up one by one: a statement of thousands of them takes quadratic
+    /// time to prepare.
+    numbered: bool,
 }
 
 impl Sql {
@@ -29,7 +35,15 @@ impl Sql {
         Sql {
             text: text.to_owned(),
             args: Vec::new(),
+            numbered: false,
         }
+    }
+
+    /// The same, with SQLite's numbered placeholders when `sqlite` (for statements with
+    /// many arguments; see the field).
+    pub(crate) fn numbered(mut self, sqlite: bool) -> Self {
+        self.numbered = sqlite;
+        self
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -40,8 +54,14 @@ impl Sql {
     /// Appends a placeholder bound to `arg`.
     pub(crate) fn arg(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
-        self.text.push_str(&format!("${}", self.args.len()));
+        let mark = if self.numbered { '?' } else { '$' };
+        self.text.push_str(&format!("{mark}{}", self.args.len()));
         self
+    }
+
+    /// Appends a placeholder bound to `text`, or to NULL.
+    pub(crate) fn opt(&mut self, text: Option<String>) -> &mut Self {
+        self.arg(text.map_or(Arg::Null, Arg::Text))
     }
 
     pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
@@ -50,6 +70,7 @@ impl Sql {
             q = match a {
                 Arg::Int(i) => q.bind(*i),
                 Arg::Text(t) => q.bind(t.clone()),
+                Arg::Null => q.bind(None::<String>),
             };
         }
         q

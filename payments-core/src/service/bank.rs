@@ -85,6 +85,88 @@ impl Payments {
             .await
     }
 
+    /// Records a chunk of credits read from a bank statement in one database transaction:
+    /// the fast path of a statement's import. Each entry is recorded once per creditor
+    /// and key; an entry whose `pays` is set (its outcome
+    /// [`Matched`](crate::BankEntryOutcome::Matched) that transaction, for its whole total)
+    /// also pays it, as [`record_payment`](Self::record_payment) would, with the entry's key
+    /// as the provider's reference — in the same database transaction, so that a crash
+    /// leaves both or neither.
+    ///
+    /// Only the plain case is taken here: a transaction `Pending` or `Reported`, none of
+    /// whose lines was paid on its own. Any other (ended, late, partly paid, or changed
+    /// since `pays` was read) answers [`BankCreditDone::Alone`] and nothing of that entry
+    /// is written: the caller records it on its own, with `record_payment` and
+    /// [`record_bank_entry`](Self::record_bank_entry), which handle every case. Only a
+    /// manager of each entry's creditor may record.
+    pub async fn record_bank_credits(
+        &self,
+        actor: &Actor,
+        credits: &[BankCredit],
+    ) -> Result<Vec<BankCreditDone>> {
+        let mut steps = Vec::with_capacity(credits.len());
+        let mut alone = vec![false; credits.len()];
+        for (n, credit) in credits.iter().enumerate() {
+            actor.check_operator(&credit.entry.creditor_id, Role::Manager)?;
+            let Some(tx) = &credit.pays else {
+                steps.push(crate::BankStep::new(credit.entry.clone(), None));
+                continue;
+            };
+            let plain = tx.creditor_id == credit.entry.creditor_id
+                && credit.entry.outcome
+                    == (crate::BankEntryOutcome::Matched {
+                        transaction_id: tx.id,
+                    })
+                && matches!(tx.status, TxStatus::Pending | TxStatus::Reported)
+                && tx.lines.iter().all(|l| l.paid_at.is_none())
+                && credit.entry.currency == tx.total.currency().code()
+                && credit.entry.amount == tx.total.amount();
+            let provider_ref = credit.entry.key.trim();
+            if !plain
+                || provider_ref.is_empty()
+                || provider_ref.len() > MAX_PROVIDER_REF_LEN
+                || provider_ref.chars().any(char::is_control)
+            {
+                alone[n] = true;
+                continue;
+            }
+            let change = Change {
+                provider_ref: Some(provider_ref.to_owned()),
+                note: check_note(credit.note.clone())?,
+                ..Change::default()
+            };
+            let payment = self
+                .transition_for(tx, TxStatus::Paid, actor, change)
+                .await?;
+            steps.push(crate::BankStep::new(credit.entry.clone(), Some(payment)));
+        }
+        let mut recorded = self
+            .store_ref()
+            .record_bank_entries(&steps)
+            .await?
+            .into_iter();
+        let mut done = Vec::with_capacity(credits.len());
+        for is_alone in alone {
+            done.push(if is_alone {
+                BankCreditDone::Alone
+            } else {
+                match recorded.next() {
+                    Some(crate::BankStepDone::Recorded(_)) => BankCreditDone::Recorded,
+                    Some(crate::BankStepDone::AlreadyRecorded) => BankCreditDone::AlreadyRecorded,
+                    Some(crate::BankStepDone::Conflict(_)) => BankCreditDone::Alone,
+                    None => {
+                        return Err(Error::Storage {
+                            message: "the store answered for fewer bank entries than it was given"
+                                .into(),
+                            source: None,
+                        });
+                    }
+                }
+            });
+        }
+        Ok(done)
+    }
+
     /// Records a credit read from a bank statement, once per creditor and key: answers
     /// `false` when an entry with that key was already recorded (and changes nothing). Only
     /// a manager of the creditor may record.
@@ -181,4 +263,37 @@ impl Payments {
         }
         self.apply(&tx, to, actor, change).await
     }
+}
+
+/// A credit of a bank statement for [`Payments::record_bank_credits`]: the entry as the
+/// import decided it, and the transaction it pays in full, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BankCredit {
+    /// The entry.
+    pub entry: crate::BankEntry,
+    /// The transaction it pays, when its outcome is `Matched` and nothing was applied yet.
+    pub pays: Option<Transaction>,
+    /// The payment's note, for the transaction's event.
+    pub note: Option<String>,
+}
+
+impl BankCredit {
+    /// An entry that pays `pays` (or nothing), with a note.
+    pub fn new(entry: crate::BankEntry, pays: Option<Transaction>, note: Option<String>) -> Self {
+        BankCredit { entry, pays, note }
+    }
+}
+
+/// What became of one [`BankCredit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BankCreditDone {
+    /// Recorded, and its transaction paid.
+    Recorded,
+    /// Its key was already recorded: nothing changed.
+    AlreadyRecorded,
+    /// Not the plain case, or its transaction changed meanwhile: nothing was written; the
+    /// caller records it on its own.
+    Alone,
 }

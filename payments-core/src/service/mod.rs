@@ -36,6 +36,7 @@ mod reporting;
 #[cfg(test)]
 mod testkit;
 
+pub use bank::{BankCredit, BankCreditDone};
 pub use checkout::Checkout;
 pub use config::PaymentsBuilder;
 pub use exceptions::MAX_RESOLUTION_NOTE_LEN;
@@ -153,6 +154,19 @@ impl Payments {
         actor: &Actor,
         change: Change,
     ) -> Result<Transaction> {
+        let transition = self.transition_for(tx, to, actor, change).await?;
+        self.store_ref().transition(&transition).await
+    }
+
+    /// The state change `apply` asks the store for: checked (the move is allowed; late
+    /// money needs evidence), with the messages the new state sends.
+    async fn transition_for(
+        &self,
+        tx: &Transaction,
+        to: TxStatus,
+        actor: &Actor,
+        change: Change,
+    ) -> Result<Transition> {
         // Money that arrives after the end is recorded on a provider's word, or on an
         // operator's evidence (a bank credit's reference): never by hand alone.
         let late_money = tx.status.is_late() && matches!(to, TxStatus::Paid);
@@ -201,7 +215,7 @@ impl Payments {
             already_paid: change.already_paid,
             exceptions: change.exceptions,
         };
-        self.store_ref().transition(&transition).await
+        Ok(transition)
     }
 
     /// The names of the payment types of a transaction's lines, for its messages.

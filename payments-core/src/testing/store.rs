@@ -35,6 +35,7 @@ where
     search_filters_pages_and_totals(make().await).await;
     history_is_per_payer_and_paged(make().await).await;
     bank_entries_are_recorded_once(make().await).await;
+    bank_entries_are_recorded_in_chunks(make().await).await;
     provider_receipts_are_kept_whole_once(make().await).await;
     reporting_flows_are_kept_per_revision(make().await).await;
     sequences_never_hand_out_a_value_twice(make().await).await;
@@ -1357,6 +1358,167 @@ pub fn sample_receipt(
         media_type: "application/xml".into(),
         recorded_at: t0() + Duration::minutes(minutes),
     }
+}
+
+/// A chunk of bank entries: each recorded with its payment or not at all; a key already
+/// recorded changes nothing; a payment whose compare-and-set fails undoes its own step and
+/// no other.
+pub async fn bank_entries_are_recorded_in_chunks(store: Arc<dyn Store>) {
+    use crate::{BankEntry, BankEntryOutcome, BankStep, BankStepDone, Conflict};
+    let st = store.as_ref();
+    let s = Sample::install(st).await;
+    let mut txs = Vec::new();
+    for (n, key) in ["a", "b", "c"].into_iter().enumerate() {
+        let item = s.item(st, &s.cart, "tributi", key, "10.00").await;
+        let tx = s
+            .checkout(
+                st,
+                &s.cart,
+                std::slice::from_ref(&item),
+                &format!("k{n}"),
+                t0(),
+            )
+            .await;
+        let tx = st
+            .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, t0()))
+            .await
+            .unwrap();
+        txs.push((tx, item.id));
+    }
+    let entry = |key: &str, outcome: BankEntryOutcome| BankEntry {
+        creditor_id: s.creditor.id,
+        key: key.into(),
+        statement_id: "STMT-9".into(),
+        imported_at: t0(),
+        booked_on: Some(t0().date_naive()),
+        value_on: None,
+        amount: rust_decimal::Decimal::new(1000, 2),
+        currency: "EUR".into(),
+        debtor: None,
+        remittance: String::new(),
+        reference: None,
+        info: None,
+        outcome,
+    };
+    let pays = |tx: &Transaction, key: &str, from: TxStatus| {
+        let mut t = transition(tx, from, TxStatus::Paid, t0() + Duration::minutes(1));
+        t.provider_ref = Some(key.into());
+        t.outbox = outbox_for(tx, &s.creditor, t.at);
+        t
+    };
+    let matched = |tx: &Transaction| BankEntryOutcome::Matched {
+        transaction_id: tx.id,
+    };
+    let first = vec![
+        BankStep::new(
+            entry("E-1", matched(&txs[0].0)),
+            Some(pays(&txs[0].0, "E-1", TxStatus::Pending)),
+        ),
+        BankStep::new(
+            entry("E-2", matched(&txs[1].0)),
+            Some(pays(&txs[1].0, "E-2", TxStatus::Pending)),
+        ),
+        BankStep::new(
+            entry(
+                "F-1",
+                BankEntryOutcome::Flow {
+                    flow_id: "2026-11-20PSP-1".into(),
+                },
+            ),
+            None,
+        ),
+    ];
+    let done = st.record_bank_entries(&first).await.expect("a plain chunk");
+    assert_eq!(done.len(), 3);
+    for (n, d) in done[..2].iter().enumerate() {
+        let BankStepDone::Recorded(Some(t)) = d else {
+            panic!("step {n}: {d:?}")
+        };
+        assert_eq!(t.status, TxStatus::Paid);
+        assert_eq!(t.provider_ref.as_deref(), Some(["E-1", "E-2"][n]));
+        assert_eq!(state_of(st, txs[n].1).await, ItemState::Paid(txs[n].0.id));
+        let events = st.events(txs[n].0.id).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.to == TxStatus::Paid).count(), 1);
+        let outbox = st
+            .outbox(&OutboxQuery {
+                transaction_id: Some(txs[n].0.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            outbox.len(),
+            first[n].payment.as_ref().unwrap().outbox.len()
+        );
+    }
+    assert_eq!(done[2], BankStepDone::Recorded(None));
+
+    // Again E-1 (already there), C paid from a state it is not in, and a new entry.
+    let second = vec![
+        BankStep::new(
+            entry("E-1", matched(&txs[0].0)),
+            Some(pays(&txs[0].0, "E-1", TxStatus::Pending)),
+        ),
+        BankStep::new(
+            entry("E-3", matched(&txs[2].0)),
+            Some(pays(&txs[2].0, "E-3", TxStatus::Reported)),
+        ),
+        BankStep::new(
+            entry(
+                "F-2",
+                BankEntryOutcome::Flow {
+                    flow_id: "2026-11-21PSP-1".into(),
+                },
+            ),
+            None,
+        ),
+    ];
+    let done = st.record_bank_entries(&second).await.expect("a chunk");
+    assert_eq!(done[0], BankStepDone::AlreadyRecorded);
+    assert!(
+        matches!(
+            &done[1],
+            BankStepDone::Conflict(Conflict::StaleState { .. })
+        ),
+        "{:?}",
+        done[1]
+    );
+    assert_eq!(done[2], BankStepDone::Recorded(None));
+    let known = st
+        .bank_entry_keys(
+            s.creditor.id,
+            &["E-1", "E-2", "E-3", "F-1", "F-2"].map(String::from),
+        )
+        .await
+        .unwrap();
+    let mut known = known;
+    known.sort();
+    assert_eq!(known, ["E-1", "E-2", "F-1", "F-2"], "E-3 was undone whole");
+    let c = st.transaction(txs[2].0.id).await.unwrap().unwrap();
+    assert_eq!(c.status, TxStatus::Pending);
+    assert_eq!(state_of(st, txs[2].1).await, ItemState::Locked(c.id));
+    assert_eq!(
+        st.events(txs[0].0.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.to == TxStatus::Paid)
+            .count(),
+        1,
+        "E-1 again paid nothing"
+    );
+    let by_ref = st
+        .transactions_by_provider_refs(
+            &s.method.gateway_id,
+            &["E-1".into(), "E-2".into(), "none".into()],
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<TransactionId> = by_ref.iter().map(|t| t.id).collect();
+    ids.sort();
+    let mut want = vec![txs[0].0.id, txs[1].0.id];
+    want.sort();
+    assert_eq!(ids, want);
 }
 
 /// A bank entry is recorded once per creditor and key, even by concurrent importers; the

@@ -52,13 +52,18 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// Whether `BENCH_STORE` (a comma-separated list) names `store`.
+pub(crate) fn store_wanted(store: &str) -> bool {
+    std::env::var("BENCH_STORE").is_ok_and(|v| v.split(',').any(|s| s.trim() == store))
+}
+
 /// With `BENCH_STORE=sqlite`, a store on a new SQLite file `name` under the target
 /// directory; `None` otherwise.
 pub(crate) fn sqlite_store(
     rt: &tokio::runtime::Runtime,
     name: &str,
 ) -> Option<std::sync::Arc<dyn payments_core::Store>> {
-    if std::env::var("BENCH_STORE").as_deref() != Ok("sqlite") {
+    if !store_wanted("sqlite") {
         return None;
     }
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
@@ -72,6 +77,67 @@ pub(crate) fn sqlite_store(
         .block_on(payments_sqlx::SqlxStore::connect(&url))
         .expect("a SQLite store");
     Some(std::sync::Arc::new(store))
+}
+
+/// With `BENCH_STORE=postgres` and `DATABASE_URL=postgres://…`, a store in the schema
+/// `schema`, dropped and made anew; `None` otherwise (said when `DATABASE_URL` is missing).
+pub(crate) fn postgres_store(
+    rt: &tokio::runtime::Runtime,
+    schema: &str,
+) -> Option<std::sync::Arc<dyn payments_core::Store>> {
+    if !store_wanted("postgres") {
+        return None;
+    }
+    let Some(url) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    else {
+        println!("PostgreSQL: SKIPPED (set DATABASE_URL=postgres://… to measure it)");
+        return None;
+    };
+    rt.block_on(async {
+        use sqlx::Executor;
+        let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .await
+        .expect("dropping the bench schema");
+        let store = payments_sqlx::SqlxStore::builder(url)
+            .with_schema(schema)
+            .build()
+            .await
+            .expect("a PostgreSQL store");
+        Some(std::sync::Arc::new(store) as std::sync::Arc<dyn payments_core::Store>)
+    })
+}
+
+/// A field of `/proc/self/status` (`VmRSS`, `VmHWM`), in MiB; 0 where there is none.
+fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Starts a new peak of the process's resident memory from what it holds now (Linux:
+/// `/proc/self/clear_refs`).
+pub(crate) fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since [`reset_peak`] (`VmHWM`), in MiB.
+pub(crate) fn peak_mib() -> f64 {
+    status_mib("VmHWM")
+}
+
+/// The process's resident memory now (`VmRSS`), in MiB.
+pub(crate) fn held_mib() -> f64 {
+    status_mib("VmRSS")
 }
 
 /// Prints the library's figure for `n` `unit` done in `took`, the floor's time, and their

@@ -282,117 +282,111 @@ impl BankMessage {
         let mut out = Vec::new();
         for report in &self.reports {
             for (index, entry) in report.entries.iter().enumerate() {
-                let batch = entry.details.len() > 1;
-                let inconsistent = entry.inconsistency();
-                let empty = [Details::default()];
-                let details: &[Details] = if entry.details.is_empty() {
-                    &empty
-                } else {
-                    &entry.details
-                };
-                for (i, d) in details.iter().enumerate() {
-                    let amount = if batch {
-                        d.amount
-                            .as_ref()
-                            .filter(|(_, c)| *c == entry.currency)
-                            .map(|(a, _)| *a)
-                    } else {
-                        Some(entry.amount)
-                    };
-                    let text = d.unstructured.join(" ");
-                    let info = [entry.info.as_deref(), d.info.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    let own_ref = entry
-                        .bank_ref
-                        .as_ref()
-                        .filter(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
-                        .map(|r| {
-                            if batch {
-                                format!("{r}/{}", i + 1)
-                            } else {
-                                r.clone()
-                            }
-                        })
-                        .or_else(|| {
-                            d.bank_ref
-                                .as_ref()
-                                .filter(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
-                                .cloned()
-                        });
-                    let key = match own_ref {
-                        Some(r) => format!("{}:{r}", report.account),
-                        None => format!(
-                            "{}:{}#{}/{}",
-                            report.account,
-                            if report.id.is_empty() {
-                                &self.message_id
-                            } else {
-                                &report.id
-                            },
-                            index + 1,
-                            i + 1
-                        ),
-                    };
-                    out.push(Movement {
-                        key,
-                        message_id: self.message_id.clone(),
-                        account: report.account.clone(),
-                        entry: entry.position,
-                        credit: entry.credit,
-                        reversal: entry.reversal,
-                        booked: entry.status == "BOOK",
-                        amount,
-                        currency: entry.currency.clone(),
-                        booked_on: entry.booked_on,
-                        value_on: entry.value_on,
-                        debtor: d.debtor.clone(),
-                        references: d.references.clone(),
-                        text,
-                        info,
-                        inconsistent: inconsistent.clone(),
-                    });
-                }
+                out.extend(entry_movements(
+                    &self.message_id,
+                    &report.id,
+                    &report.account,
+                    index,
+                    entry,
+                ));
             }
         }
         out
     }
 }
 
+/// The movements of one entry: the entry itself, or each transaction of a batch; see
+/// [`BankMessage::movements`] for their keys. `index` is the entry's position in its
+/// report, from 0.
+fn entry_movements(
+    message_id: &str,
+    report_id: &str,
+    account: &str,
+    index: usize,
+    entry: &Entry,
+) -> Vec<Movement> {
+    let batch = entry.details.len() > 1;
+    let inconsistent = entry.inconsistency();
+    let empty = [Details::default()];
+    let details: &[Details] = if entry.details.is_empty() {
+        &empty
+    } else {
+        &entry.details
+    };
+    let mut out = Vec::with_capacity(details.len());
+    for (i, d) in details.iter().enumerate() {
+        let amount = if batch {
+            d.amount
+                .as_ref()
+                .filter(|(_, c)| *c == entry.currency)
+                .map(|(a, _)| *a)
+        } else {
+            Some(entry.amount)
+        };
+        let text = d.unstructured.join(" ");
+        let info = [entry.info.as_deref(), d.info.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let own_ref = entry
+            .bank_ref
+            .as_ref()
+            .filter(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
+            .map(|r| {
+                if batch {
+                    format!("{r}/{}", i + 1)
+                } else {
+                    r.clone()
+                }
+            })
+            .or_else(|| {
+                d.bank_ref
+                    .as_ref()
+                    .filter(|r| !r.eq_ignore_ascii_case("NOTPROVIDED"))
+                    .cloned()
+            });
+        let key = match own_ref {
+            Some(r) => format!("{account}:{r}"),
+            None => format!(
+                "{account}:{}#{}/{}",
+                if report_id.is_empty() {
+                    message_id
+                } else {
+                    report_id
+                },
+                index + 1,
+                i + 1
+            ),
+        };
+        out.push(Movement {
+            key,
+            message_id: message_id.to_owned(),
+            account: account.to_owned(),
+            entry: entry.position,
+            credit: entry.credit,
+            reversal: entry.reversal,
+            booked: entry.status == "BOOK",
+            amount,
+            currency: entry.currency.clone(),
+            booked_on: entry.booked_on,
+            value_on: entry.value_on,
+            debtor: d.debtor.clone(),
+            references: d.references.clone(),
+            text,
+            info,
+            inconsistent: inconsistent.clone(),
+        });
+    }
+    out
+}
+
 // ------------------------------------------------------------------ the schema, as read
-
-#[allow(non_snake_case)]
-#[derive(Deserialize)]
-struct Document {
-    BkToCstmrStmt: Option<Message>,
-    BkToCstmrDbtCdtNtfctn: Option<Message>,
-}
-
-#[allow(non_snake_case)]
-#[derive(Deserialize)]
-struct Message {
-    GrpHdr: GroupHeader,
-    #[serde(default)]
-    Stmt: Vec<Report>,
-    #[serde(default)]
-    Ntfctn: Vec<Report>,
-}
 
 #[allow(non_snake_case)]
 #[derive(Deserialize)]
 struct GroupHeader {
     MsgId: String,
-}
-
-#[allow(non_snake_case)]
-#[derive(Deserialize)]
-struct Report {
-    Id: String,
-    Acct: Account,
-    #[serde(default)]
-    Ntry: Vec<RawEntry>,
 }
 
 #[allow(non_snake_case)]
@@ -684,155 +678,419 @@ fn date(
         })
 }
 
-/// Parses a camt.053 statement or camt.054 notification.
+/// Parses a camt.053 statement or camt.054 notification whole. A large statement is better
+/// read entry by entry with a [`StatementReader`], which holds one entry at a time.
 pub fn parse(file: &[u8], limits: &Limits) -> Result<BankMessage, StatementError> {
-    if file.len() > limits.max_bytes {
-        return Err(StatementError::TooLarge {
-            size: file.len(),
-            limit: limits.max_bytes,
-        });
-    }
-    let text = std::str::from_utf8(file).map_err(|e| StatementError::NotUtf8(e.valid_up_to()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (kind, version) = root_kind(text)?;
-    let doc: Document =
-        quick_xml::de::from_str(text).map_err(|e| StatementError::Xml(shorten(&e.to_string())))?;
-    let message = match kind {
-        MessageKind::Statement => doc.BkToCstmrStmt,
-        MessageKind::Notification => doc.BkToCstmrDbtCdtNtfctn,
-    }
-    .ok_or_else(|| {
-        StatementError::NotCamt(match kind {
-            MessageKind::Statement => "no BkToCstmrStmt in a camt.053 document".into(),
-            MessageKind::Notification => "no BkToCstmrDbtCdtNtfctn in a camt.054 document".into(),
-        })
-    })?;
-    let check = Checker {
-        limit: limits.max_text_chars,
-    };
-    let raw_reports = match kind {
-        MessageKind::Statement => message.Stmt,
-        MessageKind::Notification => message.Ntfctn,
-    };
-    if raw_reports.is_empty() {
-        return Err(StatementError::NoStatement);
-    }
-    let mut position = 0;
-    let mut reports = Vec::with_capacity(raw_reports.len());
-    for r in raw_reports {
-        let account = check
-            .text("Acct/Id/IBAN", r.Acct.Id.IBAN)?
-            .map(|i| i.replace(' ', "").to_ascii_uppercase())
-            .or(check.text("Acct/Id/Othr/Id", r.Acct.Id.Othr.and_then(|o| o.Id))?)
-            .ok_or_else(|| StatementError::Xml("an account has no identification".into()))?;
-        let mut entries = Vec::with_capacity(r.Ntry.len());
-        for n in r.Ntry {
-            position += 1;
-            let (amount_value, currency) = amount(position, "Amt", &n.Amt)?;
-            let credit = match n.CdtDbtInd.trim() {
-                "CRDT" => true,
-                "DBIT" => false,
-                other => {
-                    return Err(StatementError::Value {
-                        entry: position,
-                        element: "CdtDbtInd",
-                        reason: format!(
-                            "is {:?}, not CRDT or DBIT",
-                            other.chars().take(10).collect::<String>()
-                        ),
-                    });
-                }
-            };
-            let reversal = matches!(
-                n.RvslInd.as_deref().map(str::trim),
-                Some("true") | Some("1")
-            );
-            let status = check
-                .text("Sts", n.Sts.Cd.or(n.Sts.text).or(n.Sts.Prtry))?
-                .unwrap_or_default();
-            let mut details = Vec::new();
-            for d in n.NtryDtls.into_iter().flat_map(|d| d.TxDtls) {
-                let own_amount = match d.Amt.as_ref().or(d
-                    .AmtDtls
-                    .as_ref()
-                    .and_then(|a| a.TxAmt.as_ref().map(|t| &t.Amt)))
-                {
-                    Some(a) => Some(amount(position, "TxDtls/Amt", a)?),
-                    None => None,
-                };
-                let (bank_ref, end_to_end_id, tx_id) = match d.Refs {
-                    Some(r) => (
-                        check.text("Refs/AcctSvcrRef", r.AcctSvcrRef)?,
-                        check.text("Refs/EndToEndId", r.EndToEndId)?,
-                        check.text("Refs/TxId", r.TxId)?,
-                    ),
-                    None => (None, None, None),
-                };
-                let (debtor, debtor_account) = match d.RltdPties {
-                    Some(p) => (
-                        check.text(
-                            "RltdPties/Dbtr/Nm",
-                            p.Dbtr.and_then(|d| d.Nm.or(d.Pty.and_then(|p| p.Nm))),
-                        )?,
-                        check.text(
-                            "RltdPties/DbtrAcct/Id",
-                            p.DbtrAcct
-                                .and_then(|a| a.Id.IBAN.or(a.Id.Othr.and_then(|o| o.Id))),
-                        )?,
-                    ),
-                    None => (None, None),
-                };
-                let (references, unstructured) = match d.RmtInf {
-                    Some(r) => (
-                        check.all(
-                            "RmtInf/Strd/CdtrRefInf/Ref",
-                            r.Strd
-                                .into_iter()
-                                .filter_map(|s| s.CdtrRefInf.and_then(|c| c.Ref))
-                                .collect(),
-                        )?,
-                        check.all("RmtInf/Ustrd", r.Ustrd)?,
-                    ),
-                    None => (Vec::new(), Vec::new()),
-                };
-                let info = check.text("AddtlTxInf", d.AddtlTxInf)?;
-                details.push(Details {
-                    info,
-                    amount: own_amount,
-                    bank_ref,
-                    end_to_end_id,
-                    tx_id,
-                    debtor,
-                    debtor_account,
-                    references,
-                    unstructured,
-                });
-            }
-            entries.push(Entry {
-                position,
-                entry_ref: check.text("NtryRef", n.NtryRef)?,
-                bank_ref: check.text("AcctSvcrRef", n.AcctSvcrRef)?,
-                amount: amount_value,
-                currency,
-                credit,
-                reversal,
-                status,
-                booked_on: date(position, "BookgDt", n.BookgDt)?,
-                value_on: date(position, "ValDt", n.ValDt)?,
-                details,
-                info: check.text("AddtlNtryInf", n.AddtlNtryInf)?,
+    let mut reader = StatementReader::new(file, limits)?;
+    let mut reports: Vec<AccountReport> = Vec::new();
+    loop {
+        let next = reader.next_entry()?;
+        // Each report as it begins, entries or not: a report names an account.
+        while let Some((id, account, _)) = reader.heads.get(reports.len()) {
+            reports.push(AccountReport {
+                id: id.clone(),
+                account: account.clone(),
+                entries: Vec::new(),
             });
         }
-        reports.push(AccountReport {
-            id: check.required("Stmt/Id", r.Id)?,
-            account,
-            entries,
+        match next {
+            Some(read) => reports
+                .last_mut()
+                .expect("an entry is in a report")
+                .entries
+                .push(read.entry),
+            None => break,
+        }
+    }
+    reader.finish()?;
+    Ok(BankMessage {
+        kind: reader.kind,
+        version: reader.version,
+        message_id: reader.message_id,
+        reports,
+    })
+}
+
+/// A report a [`StatementReader`] read: its id, its account, its number of entries.
+pub type ReportHead = (String, String, usize);
+
+/// One entry read by a [`StatementReader`], with the report it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadEntry {
+    /// The statement's or notification's id (`Stmt/Id`, `Ntfctn/Id`).
+    pub report_id: String,
+    /// The account's IBAN, or its other identification.
+    pub account: String,
+    /// The entry's position in its report, from 0.
+    pub index: usize,
+    /// The entry.
+    pub entry: Entry,
+}
+
+impl ReadEntry {
+    /// The entry's movements, keyed as [`BankMessage::movements`] keys them.
+    pub fn movements(&self, message_id: &str) -> Vec<Movement> {
+        entry_movements(
+            message_id,
+            &self.report_id,
+            &self.account,
+            self.index,
+            &self.entry,
+        )
+    }
+}
+
+/// Reads a camt.053 or camt.054 file entry by entry, holding one entry at a time: a
+/// 100,000-entry statement is read in the memory of one entry, not of all.
+///
+/// [`new`](Self::new) checks the file as [`parse`] does (size, UTF-8, no document type,
+/// a camt root); [`next_entry`](Self::next_entry) reads the next `Ntry`, checked as
+/// [`parse`] checks it; [`finish`](Self::finish), after the last, says whether the file
+/// held any statement and ends well.
+///
+/// ```
+/// use payments_gateways::bank_transfer::camt::{Limits, StatementReader};
+/// let file = br#"<?xml version="1.0"?>
+/// <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+///   <GrpHdr><MsgId>M1</MsgId></GrpHdr>
+///   <Stmt><Id>S1</Id><Acct><Id><IBAN>IT60X0542811101000000123456</IBAN></Id></Acct>
+///     <Ntry><Amt Ccy="EUR">10.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts></Ntry>
+///   </Stmt></BkToCstmrStmt></Document>"#;
+/// let mut reader = StatementReader::new(file, &Limits::default()).unwrap();
+/// let read = reader.next_entry().unwrap().unwrap();
+/// assert_eq!(read.entry.amount.to_string(), "10.00");
+/// assert_eq!(read.movements(reader.message_id())[0].key, "IT60X0542811101000000123456:S1#1/1");
+/// assert!(reader.next_entry().unwrap().is_none());
+/// assert_eq!(reader.finish().unwrap().len(), 1);
+/// ```
+pub struct StatementReader<'a> {
+    text: &'a str,
+    reader: quick_xml::Reader<&'a [u8]>,
+    check: Checker,
+    kind: MessageKind,
+    version: u32,
+    message_id: String,
+    /// Where the reader is: 0 in the document, 1 in the message, 2 in a report.
+    level: u8,
+    seen_message: bool,
+    /// The current report's id and account, once read.
+    report_id: Option<String>,
+    account: Option<String>,
+    /// Every report begun: id, account, entries.
+    heads: Vec<ReportHead>,
+    position: usize,
+    ended: bool,
+}
+
+impl std::fmt::Debug for StatementReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatementReader")
+            .field("kind", &self.kind)
+            .field("version", &self.version)
+            .field("message_id", &self.message_id)
+            .field("entries_read", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> StatementReader<'a> {
+    /// Checks the file (size, UTF-8, no document type, a camt.053 or camt.054 root of a
+    /// supported version) and places the reader at its start.
+    pub fn new(file: &'a [u8], limits: &Limits) -> Result<Self, StatementError> {
+        if file.len() > limits.max_bytes {
+            return Err(StatementError::TooLarge {
+                size: file.len(),
+                limit: limits.max_bytes,
+            });
+        }
+        let text =
+            std::str::from_utf8(file).map_err(|e| StatementError::NotUtf8(e.valid_up_to()))?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let (kind, version) = root_kind(text)?;
+        let mut reader = quick_xml::Reader::from_str(text);
+        // Into the root.
+        loop {
+            match reader.read_event().map_err(|e| xml_error(&reader, &e))? {
+                Event::Start(_) => break,
+                Event::Eof => return Err(StatementError::NotCamt("the file is empty".into())),
+                _ => {}
+            }
+        }
+        Ok(StatementReader {
+            text,
+            reader,
+            check: Checker {
+                limit: limits.max_text_chars,
+            },
+            kind,
+            version,
+            message_id: String::new(),
+            level: 0,
+            seen_message: false,
+            report_id: None,
+            account: None,
+            heads: Vec::new(),
+            position: 0,
+            ended: false,
+        })
+    }
+
+    /// camt.053 or camt.054.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The message's version: 2 for `.001.02`, 8 for `.001.08`, …
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The message's id (`GrpHdr/MsgId`), once read (it comes before every entry).
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    /// The next entry, or `None` after the last.
+    pub fn next_entry(&mut self) -> Result<Option<ReadEntry>, StatementError> {
+        let (message, report) = match self.kind {
+            MessageKind::Statement => ("BkToCstmrStmt", "Stmt"),
+            MessageKind::Notification => ("BkToCstmrDbtCdtNtfctn", "Ntfctn"),
+        };
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            let before = self.reader.buffer_position() as usize;
+            let event = self
+                .reader
+                .read_event()
+                .map_err(|e| xml_error(&self.reader, &e))?;
+            match event {
+                Event::Start(e) => {
+                    let local = e.local_name();
+                    let name = local.as_ref();
+                    match (self.level, name) {
+                        (0, n) if n == message => {
+                            self.level = 1;
+                            self.seen_message = true;
+                        }
+                        (1, "GrpHdr") => {
+                            let header: GroupHeader = self.element(before, e.name())?;
+                            self.message_id = self.check.required("GrpHdr/MsgId", header.MsgId)?;
+                        }
+                        (1, n) if n == report => {
+                            self.level = 2;
+                            self.report_id = None;
+                            self.account = None;
+                        }
+                        (2, "Id") => {
+                            let id: String = self.element(before, e.name())?;
+                            self.report_id = Some(self.check.required("Stmt/Id", id)?);
+                        }
+                        (2, "Acct") => {
+                            let account: Account = self.element(before, e.name())?;
+                            let id = self
+                                .check
+                                .text("Acct/Id/IBAN", account.Id.IBAN)?
+                                .map(|i| i.replace(' ', "").to_ascii_uppercase())
+                                .or(self
+                                    .check
+                                    .text("Acct/Id/Othr/Id", account.Id.Othr.and_then(|o| o.Id))?)
+                                .ok_or_else(|| {
+                                    StatementError::Xml("an account has no identification".into())
+                                })?;
+                            let report_id = self.report_id.clone().ok_or_else(|| {
+                                StatementError::Xml(format!("a {report} has no Id before its Acct"))
+                            })?;
+                            self.heads.push((report_id, id.clone(), 0));
+                            self.account = Some(id);
+                        }
+                        (2, "Ntry") => {
+                            let raw: RawEntry = self.element(before, e.name())?;
+                            let (Some(report_id), Some(account)) =
+                                (self.report_id.clone(), self.account.clone())
+                            else {
+                                return Err(StatementError::Xml(format!(
+                                    "an entry comes before its {report}'s Id and Acct"
+                                )));
+                            };
+                            self.position += 1;
+                            let entry = entry(&self.check, self.position, raw)?;
+                            let head = self.heads.last_mut().expect("a report begun");
+                            let index = head.2;
+                            head.2 += 1;
+                            return Ok(Some(ReadEntry {
+                                report_id,
+                                account,
+                                index,
+                                entry,
+                            }));
+                        }
+                        _ => {
+                            self.reader
+                                .read_to_end(e.name())
+                                .map_err(|e| xml_error(&self.reader, &e))?;
+                        }
+                    }
+                }
+                Event::End(_) => match self.level {
+                    2 => {
+                        if self.account.is_none() {
+                            return Err(StatementError::Xml(format!("a {report} has no account")));
+                        }
+                        self.level = 1;
+                    }
+                    1 => self.level = 0,
+                    _ => self.ended = true,
+                },
+                Event::Empty(e) if self.level == 1 && e.local_name().as_ref() == report => {
+                    return Err(StatementError::Xml(format!("a {report} has no account")));
+                }
+                Event::Eof => {
+                    return Err(StatementError::Xml("the document ends early".into()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// After the last entry: every report read (id, account, its number of entries).
+    /// Refuses a document whose message is missing or holds no statement or notification.
+    pub fn finish(&mut self) -> Result<Vec<ReportHead>, StatementError> {
+        while self.next_entry()?.is_some() {}
+        if !self.seen_message {
+            return Err(StatementError::NotCamt(match self.kind {
+                MessageKind::Statement => "no BkToCstmrStmt in a camt.053 document".into(),
+                MessageKind::Notification => {
+                    "no BkToCstmrDbtCdtNtfctn in a camt.054 document".into()
+                }
+            }));
+        }
+        if self.heads.is_empty() {
+            return Err(StatementError::NoStatement);
+        }
+        if self.message_id.is_empty() {
+            return Err(StatementError::Xml(
+                "the message has no GrpHdr/MsgId".into(),
+            ));
+        }
+        Ok(self.heads.clone())
+    }
+
+    /// The element that began at `start` (just read), deserialized.
+    fn element<T: serde::de::DeserializeOwned>(
+        &mut self,
+        start: usize,
+        name: quick_xml::name::QName<'_>,
+    ) -> Result<T, StatementError> {
+        self.reader
+            .read_to_end(name)
+            .map_err(|e| xml_error(&self.reader, &e))?;
+        let end = self.reader.buffer_position() as usize;
+        let slice = &self.text[start..end];
+        let slice = slice.find('<').map_or(slice, |at| &slice[at..]);
+        quick_xml::de::from_str(slice).map_err(|e| StatementError::Xml(shorten(&e.to_string())))
+    }
+}
+
+fn xml_error(reader: &quick_xml::Reader<&[u8]>, e: &quick_xml::Error) -> StatementError {
+    StatementError::Xml(shorten(&format!("{e} at byte {}", reader.error_position())))
+}
+
+/// One raw entry, checked, as typed.
+fn entry(check: &Checker, position: usize, n: RawEntry) -> Result<Entry, StatementError> {
+    let (amount_value, currency) = amount(position, "Amt", &n.Amt)?;
+    let credit = match n.CdtDbtInd.trim() {
+        "CRDT" => true,
+        "DBIT" => false,
+        other => {
+            return Err(StatementError::Value {
+                entry: position,
+                element: "CdtDbtInd",
+                reason: format!(
+                    "is {:?}, not CRDT or DBIT",
+                    other.chars().take(10).collect::<String>()
+                ),
+            });
+        }
+    };
+    let reversal = matches!(
+        n.RvslInd.as_deref().map(str::trim),
+        Some("true") | Some("1")
+    );
+    let status = check
+        .text("Sts", n.Sts.Cd.or(n.Sts.text).or(n.Sts.Prtry))?
+        .unwrap_or_default();
+    let mut details = Vec::new();
+    for d in n.NtryDtls.into_iter().flat_map(|d| d.TxDtls) {
+        let own_amount = match d.Amt.as_ref().or(d
+            .AmtDtls
+            .as_ref()
+            .and_then(|a| a.TxAmt.as_ref().map(|t| &t.Amt)))
+        {
+            Some(a) => Some(amount(position, "TxDtls/Amt", a)?),
+            None => None,
+        };
+        let (bank_ref, end_to_end_id, tx_id) = match d.Refs {
+            Some(r) => (
+                check.text("Refs/AcctSvcrRef", r.AcctSvcrRef)?,
+                check.text("Refs/EndToEndId", r.EndToEndId)?,
+                check.text("Refs/TxId", r.TxId)?,
+            ),
+            None => (None, None, None),
+        };
+        let (debtor, debtor_account) = match d.RltdPties {
+            Some(p) => (
+                check.text(
+                    "RltdPties/Dbtr/Nm",
+                    p.Dbtr.and_then(|d| d.Nm.or(d.Pty.and_then(|p| p.Nm))),
+                )?,
+                check.text(
+                    "RltdPties/DbtrAcct/Id",
+                    p.DbtrAcct
+                        .and_then(|a| a.Id.IBAN.or(a.Id.Othr.and_then(|o| o.Id))),
+                )?,
+            ),
+            None => (None, None),
+        };
+        let (references, unstructured) = match d.RmtInf {
+            Some(r) => (
+                check.all(
+                    "RmtInf/Strd/CdtrRefInf/Ref",
+                    r.Strd
+                        .into_iter()
+                        .filter_map(|s| s.CdtrRefInf.and_then(|c| c.Ref))
+                        .collect(),
+                )?,
+                check.all("RmtInf/Ustrd", r.Ustrd)?,
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let info = check.text("AddtlTxInf", d.AddtlTxInf)?;
+        details.push(Details {
+            info,
+            amount: own_amount,
+            bank_ref,
+            end_to_end_id,
+            tx_id,
+            debtor,
+            debtor_account,
+            references,
+            unstructured,
         });
     }
-    Ok(BankMessage {
-        kind,
-        version,
-        message_id: check.required("GrpHdr/MsgId", message.GrpHdr.MsgId)?,
-        reports,
+    Ok(Entry {
+        position,
+        entry_ref: check.text("NtryRef", n.NtryRef)?,
+        bank_ref: check.text("AcctSvcrRef", n.AcctSvcrRef)?,
+        amount: amount_value,
+        currency,
+        credit,
+        reversal,
+        status,
+        booked_on: date(position, "BookgDt", n.BookgDt)?,
+        value_on: date(position, "ValDt", n.ValDt)?,
+        details,
+        info: check.text("AddtlNtryInf", n.AddtlNtryInf)?,
     })
 }

@@ -77,10 +77,10 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use payments_core::{
-    Actor, BankEntry, BankEntryOutcome, BankEntryQuery, BankTransferDetails, CallbackEvent,
-    CallbackRequest, CreditorId, Currency, Error, Gateway, GatewayErrorKind, GatewayId,
-    Instruction, MethodKind, Money, MovementQuery, PaymentOutcome, Payments, Result, Role,
-    StartRequest, Started, Transaction, TransactionId, TxStatus,
+    Actor, BankCredit, BankCreditDone, BankEntry, BankEntryOutcome, BankEntryQuery,
+    BankTransferDetails, CallbackEvent, CallbackRequest, CreditorId, Currency, Error, Gateway,
+    GatewayErrorKind, GatewayId, Instruction, MethodKind, Money, MovementQuery, PaymentOutcome,
+    Payments, Result, Role, StartRequest, Started, Transaction, TransactionId, TxStatus,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -277,6 +277,7 @@ pub struct BankTransferGateway {
     default_account: Option<BankAccount>,
     notification_key: Option<SecretString>,
     limits: Limits,
+    chunk: usize,
 }
 
 impl std::fmt::Debug for BankTransferGateway {
@@ -289,6 +290,7 @@ impl std::fmt::Debug for BankTransferGateway {
                 &self.notification_key.as_ref().map(|_| "[redacted]"),
             )
             .field("limits", &self.limits)
+            .field("chunk", &self.chunk)
             .finish()
     }
 }
@@ -307,7 +309,16 @@ impl BankTransferGateway {
             default_account: None,
             notification_key: None,
             limits: Limits::default(),
+            chunk: IMPORT_CHUNK,
         }
+    }
+
+    /// Records `movements` of an imported file per database transaction (at least 1;
+    /// [`IMPORT_CHUNK`] by default). Larger chunks import faster and hold more in memory;
+    /// a crash loses the chunk being written, which a rerun imports.
+    pub fn with_import_chunk(mut self, movements: usize) -> Self {
+        self.chunk = movements.max(1);
+        self
     }
 
     /// Accepts camt.054 notifications signed with `key` (HMAC-SHA256, hex, in
@@ -447,9 +458,9 @@ impl BankTransferGateway {
         file: &[u8],
     ) -> Result<ImportReport> {
         actor.check_operator(&creditor, Role::Manager)?;
-        let message = camt::parse(file, &self.limits)
+        let heads = read_whole(file, &self.limits)
             .map_err(|e| Error::invalid("statement", e.to_string()))?;
-        self.import_message(payments, actor, Some(creditor), &message)
+        self.import_message(payments, actor, Some(creditor), file, heads)
             .await
     }
 
@@ -465,9 +476,9 @@ impl BankTransferGateway {
         request: &CallbackRequest,
     ) -> Result<ImportReport> {
         self.verify(request)?;
-        let message = camt::parse(&request.body, &self.limits)
+        let heads = read_whole(&request.body, &self.limits)
             .map_err(|e| Self::error(GatewayErrorKind::Malformed(e.to_string())))?;
-        self.import_message(payments, &Actor::System, None, &message)
+        self.import_message(payments, &Actor::System, None, &request.body, heads)
             .await
             .map_err(|e| match e {
                 Error::Validation(v) => Self::error(GatewayErrorKind::Malformed(v.to_string())),
@@ -497,32 +508,36 @@ impl BankTransferGateway {
         }
     }
 
+    /// Imports a file [`read_whole`] has checked, streaming it again entry by entry and
+    /// recording a chunk of movements per database transaction
+    /// ([`with_import_chunk`](Self::with_import_chunk)).
     async fn import_message(
         &self,
         payments: &Payments,
         actor: &Actor,
         creditor: Option<CreditorId>,
-        message: &camt::BankMessage,
+        file: &[u8],
+        (message_id, heads): (String, Vec<camt::ReportHead>),
     ) -> Result<ImportReport> {
         let mut owners = HashMap::new();
-        for report in &message.reports {
-            let owner = self.owner_of(&report.account, creditor).ok_or_else(|| {
+        for (_, account, _) in &heads {
+            if owners.contains_key(account) {
+                continue;
+            }
+            let owner = self.owner_of(account, creditor).ok_or_else(|| {
                 Error::invalid(
                     "statement",
                     match creditor.and_then(|c| self.account(c)) {
-                        Some(own) if message.reports.len() == 1 => format!(
-                            "it is for account {}, not the creditor's {}",
-                            report.account, own.iban
+                        Some(own) if heads.len() == 1 => format!(
+                            "it is for account {account}, not the creditor's {}",
+                            own.iban
                         ),
-                        _ => format!(
-                            "it holds account {}, which is no creditor's account",
-                            report.account
-                        ),
+                        _ => format!("it holds account {account}, which is no creditor's account"),
                     },
                 )
             })?;
             actor.check_operator(&owner, Role::Manager)?;
-            owners.insert(report.account.clone(), owner);
+            owners.insert(account.clone(), owner);
         }
         if let Some(c) = creditor
             && !owners.values().any(|o| *o == c)
@@ -532,54 +547,181 @@ impl BankTransferGateway {
                 "it holds no account of the creditor",
             ));
         }
-        let lengths = self.reference_lengths();
         let mut report = ImportReport {
-            message_id: message.message_id.clone(),
+            message_id: message_id.clone(),
             ..ImportReport::default()
         };
-        for movement in message.movements() {
-            if !movement.booked || (!movement.credit && !movement.reversal) {
-                report.ignored += 1;
-                continue;
+        let mut reader = camt::StatementReader::new(file, &self.limits)
+            .map_err(|e| Error::invalid("statement", e.to_string()))?;
+        let mut chunk: Vec<camt::Movement> = Vec::with_capacity(self.chunk + 16);
+        loop {
+            let read = reader
+                .next_entry()
+                .map_err(|e| Error::invalid("statement", e.to_string()))?;
+            if let Some(read) = &read {
+                chunk.extend(read.movements(&message_id));
             }
-            let creditor = owners[&movement.account];
-            let mut known = BankEntryQuery::new(creditor);
-            known.key = Some(movement.key.clone());
-            known.limit = 1;
-            if !payments.bank_entries(actor, &known).await?.is_empty() {
-                report.already_imported += 1;
-                continue;
+            if chunk.len() >= self.chunk || (read.is_none() && !chunk.is_empty()) {
+                self.import_chunk(payments, actor, &owners, &chunk, &mut report)
+                    .await?;
+                chunk.clear();
             }
-            let (reference, outcome) = self
-                .settle(payments, actor, creditor, &movement, &lengths)
-                .await?;
-            let entry = BankEntry {
-                creditor_id: creditor,
-                key: movement.key.clone(),
-                statement_id: movement.message_id.clone(),
-                imported_at: payments.clock().now(),
-                booked_on: movement.booked_on,
-                value_on: movement.value_on,
-                amount: movement.amount.unwrap_or_default(),
-                currency: movement.currency.clone(),
-                debtor: movement.debtor.clone(),
-                remittance: movement.remittance(),
-                reference,
-                info: (!movement.info.is_empty()).then(|| movement.info.clone()),
-                outcome,
-            };
-            if !payments.record_bank_entry(actor, &entry).await? {
-                // Another import recorded it meanwhile.
-                report.already_imported += 1;
-            } else if entry.is_exception() {
-                report.exceptions.push(entry);
-            } else if entry.flow_id().is_some() {
-                report.flows.push(entry);
-            } else {
-                report.matched.push(entry);
+            if read.is_none() {
+                break;
             }
         }
         Ok(report)
+    }
+
+    /// Imports a chunk of movements, in order. Credits that plainly pay an open transfer
+    /// are recorded together, entry and payment in one database transaction; any other
+    /// (exceptions, reversals, flows, late or partial money, a transfer changed meanwhile)
+    /// is decided and recorded on its own, after what came before it is written, so that
+    /// the outcome is the one a movement-by-movement import gives.
+    async fn import_chunk(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        owners: &HashMap<String, CreditorId>,
+        chunk: &[camt::Movement],
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let store = payments.store();
+        let gateway = GatewayId::from(GATEWAY_ID);
+        let lengths = self.reference_lengths();
+        let mut credits = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            if !m.booked || (!m.credit && !m.reversal) {
+                report.ignored += 1;
+            } else {
+                credits.push(m);
+            }
+        }
+        // What the whole chunk needs, read at once: the keys already recorded, and the
+        // transactions its references (and its own keys, for a payment applied by an
+        // import that stopped before recording its entry) name.
+        let mut known = std::collections::HashSet::new();
+        let mut by_creditor: HashMap<CreditorId, Vec<String>> = HashMap::new();
+        for m in &credits {
+            by_creditor
+                .entry(owners[&m.account])
+                .or_default()
+                .push(m.key.clone());
+        }
+        for (creditor, keys) in by_creditor {
+            for k in store.bank_entry_keys(creditor, &keys).await? {
+                known.insert((creditor, k));
+            }
+        }
+        let candidates: Vec<Vec<String>> =
+            credits.iter().map(|m| candidates(m, &lengths)).collect();
+        let mut refs: Vec<String> = credits.iter().map(|m| m.key.clone()).collect();
+        refs.extend(candidates.iter().flatten().cloned());
+        refs.sort_unstable();
+        refs.dedup();
+        let by_ref: HashMap<String, Transaction> = store
+            .transactions_by_provider_refs(&gateway, &refs)
+            .await?
+            .into_iter()
+            .filter_map(|t| Some((t.provider_ref.clone()?, t)))
+            .collect();
+
+        let mut batch: Vec<(&camt::Movement, BankCredit)> = Vec::new();
+        let mut paying = std::collections::HashSet::new();
+        for (m, cands) in credits.iter().zip(&candidates) {
+            let creditor = owners[&m.account];
+            if known.contains(&(creditor, m.key.clone())) {
+                report.already_imported += 1;
+                continue;
+            }
+            if let Some((reference, tx)) = plain_payment(m, creditor, cands, &by_ref)
+                && paying.insert(tx.id)
+            {
+                let entry = bank_entry(
+                    m,
+                    creditor,
+                    Some(reference),
+                    BankEntryOutcome::Matched {
+                        transaction_id: tx.id,
+                    },
+                    payments.clock().now(),
+                );
+                batch.push((
+                    m,
+                    BankCredit::new(entry, Some(tx.clone()), Some(payment_note(m))),
+                ));
+                continue;
+            }
+            self.flush(payments, actor, &mut batch, &lengths, report)
+                .await?;
+            paying.clear();
+            self.import_alone(payments, actor, creditor, m, &lengths, report)
+                .await?;
+        }
+        self.flush(payments, actor, &mut batch, &lengths, report)
+            .await
+    }
+
+    /// Records the credits gathered, in one database transaction; those the fast path
+    /// leaves are then imported one by one.
+    async fn flush(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        batch: &mut Vec<(&camt::Movement, BankCredit)>,
+        lengths: &[usize],
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let credits: Vec<BankCredit> = batch.iter().map(|(_, c)| c.clone()).collect();
+        let done = payments.record_bank_credits(actor, &credits).await?;
+        for ((m, credit), done) in batch.drain(..).zip(done) {
+            match done {
+                BankCreditDone::Recorded => report.matched.push(credit.entry),
+                BankCreditDone::AlreadyRecorded => report.already_imported += 1,
+                _ => {
+                    self.import_alone(
+                        payments,
+                        actor,
+                        credit.entry.creditor_id,
+                        m,
+                        lengths,
+                        report,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides and records one credit on its own: every case, in two database
+    /// transactions (the payment, then the entry); a rerun after a crash between them
+    /// finds the payment by the credit's key.
+    async fn import_alone(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        creditor: CreditorId,
+        m: &camt::Movement,
+        lengths: &[usize],
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let (reference, outcome) = self.settle(payments, actor, creditor, m, lengths).await?;
+        let entry = bank_entry(m, creditor, reference, outcome, payments.clock().now());
+        if !payments.record_bank_entry(actor, &entry).await? {
+            // Another import recorded it meanwhile.
+            report.already_imported += 1;
+        } else if entry.is_exception() {
+            report.exceptions.push(entry);
+        } else if entry.flow_id().is_some() {
+            report.flows.push(entry);
+        } else {
+            report.matched.push(entry);
+        }
+        Ok(())
     }
 
     /// Decides what one credit does, and pays the transaction it matches in full.
@@ -765,20 +907,7 @@ impl BankTransferGateway {
         if let Some(reason) = wrong_amount {
             return Ok((reference, exception(reason, Some(tx.id))));
         }
-        let note = format!(
-            "bank credit {} of {}{}{}",
-            m.key,
-            m.booked_on.map(|d| d.to_string()).unwrap_or_default(),
-            m.value_on
-                .filter(|v| Some(*v) != m.booked_on)
-                .map(|d| format!(" (value {d})"))
-                .unwrap_or_default(),
-            m.debtor
-                .as_ref()
-                .map(|d| format!(" from {d}"))
-                .unwrap_or_default()
-        );
-        let note: String = note.chars().take(500).collect();
+        let note = payment_note(m);
         match payments
             .record_payment(actor, tx.id, &m.key, &amount, Some(note))
             .await
@@ -832,6 +961,100 @@ impl BankTransferGateway {
             }
         }
         Ok(None)
+    }
+}
+
+/// How many movements an import records per database transaction.
+pub const IMPORT_CHUNK: usize = 1000;
+
+/// Reads a whole file once, entry by entry, keeping nothing but its reports: so that a file
+/// that does not read is refused before anything of it is recorded. Its message id, and
+/// each report's id, account and number of entries.
+fn read_whole(
+    file: &[u8],
+    limits: &Limits,
+) -> std::result::Result<(String, Vec<camt::ReportHead>), StatementError> {
+    let mut reader = camt::StatementReader::new(file, limits)?;
+    while reader.next_entry()?.is_some() {}
+    let heads = reader.finish()?;
+    Ok((reader.message_id().to_owned(), heads))
+}
+
+/// The open transfer a credit plainly pays in full, by the first of its references that
+/// names one of the creditor's transactions: a booked euro credit, not a reversal, not a
+/// flow's transfer, adding up, not applied already, for the transaction's exact total, the
+/// transaction `Pending` or `Reported` with no line paid on its own. Anything else is
+/// decided by [`BankTransferGateway::settle`].
+fn plain_payment<'a>(
+    m: &camt::Movement,
+    creditor: CreditorId,
+    candidates: &[String],
+    by_ref: &'a HashMap<String, Transaction>,
+) -> Option<(String, &'a Transaction)> {
+    if !m.credit
+        || m.reversal
+        || m.inconsistent.is_some()
+        || m.currency != Currency::Eur.code()
+        || by_ref
+            .get(&m.key)
+            .is_some_and(|t| t.creditor_id == creditor)
+        || flow_of(&m.all_text()).is_some()
+    {
+        return None;
+    }
+    let amount = Money::new(m.amount?, Currency::Eur).ok()?;
+    let (reference, tx) = candidates.iter().find_map(|r| {
+        by_ref
+            .get(r)
+            .filter(|t| t.creditor_id == creditor)
+            .map(|t| (r.clone(), t))
+    })?;
+    (matches!(tx.status, TxStatus::Pending | TxStatus::Reported)
+        && tx.lines.iter().all(|l| l.paid_at.is_none())
+        && amount == tx.total)
+        .then_some((reference, tx))
+}
+
+/// The note a credit's payment leaves on its transaction's event.
+fn payment_note(m: &camt::Movement) -> String {
+    let note = format!(
+        "bank credit {} of {}{}{}",
+        m.key,
+        m.booked_on.map(|d| d.to_string()).unwrap_or_default(),
+        m.value_on
+            .filter(|v| Some(*v) != m.booked_on)
+            .map(|d| format!(" (value {d})"))
+            .unwrap_or_default(),
+        m.debtor
+            .as_ref()
+            .map(|d| format!(" from {d}"))
+            .unwrap_or_default()
+    );
+    note.chars().take(500).collect()
+}
+
+/// The entry a movement leaves.
+fn bank_entry(
+    m: &camt::Movement,
+    creditor: CreditorId,
+    reference: Option<String>,
+    outcome: BankEntryOutcome,
+    now: chrono::DateTime<chrono::Utc>,
+) -> BankEntry {
+    BankEntry {
+        creditor_id: creditor,
+        key: m.key.clone(),
+        statement_id: m.message_id.clone(),
+        imported_at: now,
+        booked_on: m.booked_on,
+        value_on: m.value_on,
+        amount: m.amount.unwrap_or_default(),
+        currency: m.currency.clone(),
+        debtor: m.debtor.clone(),
+        remittance: m.remittance(),
+        reference,
+        info: (!m.info.is_empty()).then(|| m.info.clone()),
+        outcome,
     }
 }
 
