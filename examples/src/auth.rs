@@ -467,7 +467,11 @@ pub async fn signin(
             "unknown_account",
         ));
     };
-    let home = if account.is_operator() { "/admin" } else { "/" };
+    let home = if account.is_operator() {
+        "/admin/overview"
+    } else {
+        "/"
+    };
     let stored = &ctx.stored;
     let saved = async {
         stored.cycle_id().await?;

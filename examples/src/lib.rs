@@ -22,6 +22,7 @@ pub mod admin;
 pub mod auth;
 pub mod citizen;
 pub mod modules;
+pub mod overview;
 pub mod positions;
 mod seed;
 pub mod sessions;
@@ -62,6 +63,13 @@ pub struct Config {
     /// characters or more); unset, one is generated once per data directory
     /// (`data_dir/secrets/pagopa-station-key`, readable by its owner only).
     pub pagopa_station_key: Option<String>,
+    /// pagoPA's reporting-flow service (FdR) for bodies: its address and subscription key
+    /// (`PAGOPA_FDR_URL`, `PAGOPA_FDR_KEY`). Without them, flows are neither fetched nor
+    /// shown as fetched; those recorded are still reconciled.
+    pub fdr: Option<(String, SecretString)>,
+    /// How often the worker fetches new reporting flows and reconciles (an hour by
+    /// default; `PORTAL_RECONCILE_SECS`).
+    pub reconcile_interval: Duration,
     /// The key the sandbox accounts sign their callbacks with (`SANDBOX_SIGNING_KEY`);
     /// unset, generated once per data directory as the station key is.
     pub sandbox_key: Option<String>,
@@ -101,6 +109,8 @@ impl std::fmt::Debug for Config {
             .field("worker_interval", &self.worker_interval)
             .field("accounts", &self.accounts)
             .field("pagopa_station_key", &set(&self.pagopa_station_key))
+            .field("fdr", &self.fdr.as_ref().map(|(url, _)| url))
+            .field("reconcile_interval", &self.reconcile_interval)
             .field("sandbox_key", &set(&self.sandbox_key))
             .finish_non_exhaustive()
     }
@@ -156,6 +166,8 @@ impl Config {
             retry: payments_core::RetryPolicy::default(),
             accounts: BTreeMap::new(),
             pagopa_station_key: None,
+            fdr: None,
+            reconcile_interval: Duration::from_secs(3600),
             sandbox_key: None,
             session_idle: Duration::from_secs(30 * 60),
             transaction_ttl: Duration::from_secs(30 * 60),
@@ -247,6 +259,9 @@ impl Config {
         config.database_url = var("DATABASE_URL");
         config.smtp_url = var("SMTP_URL");
         config.pagopa_station_key = var("PAGOPA_STATION_KEY");
+        if let (Some(url), Some(key)) = (var("PAGOPA_FDR_URL"), var("PAGOPA_FDR_KEY")) {
+            config.fdr = Some((url, key.into()));
+        }
         config.sandbox_key = var("SANDBOX_SIGNING_KEY");
         config.sandbox_beside_providers = var("PORTAL_SANDBOX").as_deref() == Some("1");
         // A duration in whole seconds, more than none.
@@ -271,6 +286,9 @@ impl Config {
         }
         if let Some(d) = seconds("PORTAL_TRANSACTION_TTL_SECS")? {
             config.transaction_ttl = d;
+        }
+        if let Some(d) = seconds("PORTAL_RECONCILE_SECS")? {
+            config.reconcile_interval = d;
         }
         // The municipality's accounts have the plain names; each other body's carry its
         // slug in front (`UNIONE_STRIPE_SECRET_KEY`, `UNIONE_NEXI_ALIAS`, ...).
@@ -327,6 +345,38 @@ struct Inner {
     bodies: Vec<Arc<Body>>,
     accounts: Arc<dyn Accounts>,
     sessions: sessions::SqlSessionStore,
+}
+
+/// What [`Portal::reconcile`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Reconciled {
+    /// The flows fetched, when FdR is configured.
+    pub synced: Option<payments_gateways::pagopa::FlowSync>,
+    /// The reconciliation.
+    pub report: payments_core::ReconcileReport,
+}
+
+impl Reconciled {
+    /// Whether anything new was fetched or recorded.
+    pub fn changed(&self) -> bool {
+        self.synced
+            .as_ref()
+            .is_some_and(|s| s.stored > 0 || s.unreadable > 0)
+            || self.report.exceptions > 0
+            || self.report.paid > 0
+    }
+
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        let fetched = match &self.synced {
+            Some(s) => format!("{} flows fetched ({} new), ", s.listed, s.stored),
+            None => String::new(),
+        };
+        format!(
+            "{fetched}{} flows reconciled, {} closed, {} new exceptions",
+            self.report.flows, self.report.paid, self.report.exceptions
+        )
+    }
 }
 
 /// One body the portal collects for: its creditor record, its own sandbox account (and
@@ -425,7 +475,14 @@ impl Portal {
         };
         let station_key = secret("pagopa-station-key", &config.pagopa_station_key)?;
         let sandbox_key = secret("sandbox-signing-key", &config.sandbox_key)?;
-        let pagopa = Arc::new(PagoPaGateway::new(store.clone(), station_key)?);
+        let mut pagopa = PagoPaGateway::new(store.clone(), station_key)?;
+        if let Some((url, key)) = &config.fdr {
+            use secrecy::ExposeSecret;
+            pagopa = pagopa.with_fdr(
+                payments_gateways::pagopa::FdrClient::new(key.expose_secret())?.with_url(url)?,
+            );
+        }
+        let pagopa = Arc::new(pagopa);
         let mut builder = Payments::builder()
             .store(store.clone())
             .gateway(bank.clone())
@@ -533,6 +590,37 @@ impl Portal {
         &self.inner.payments
     }
 
+    /// Whether pagoPA's reporting flows are fetched (FdR configured).
+    pub fn fetches_flows(&self) -> bool {
+        self.inner.config.fdr.is_some()
+    }
+
+    /// Fetches `creditor`'s new reporting flows (when FdR is configured) and closes its
+    /// accounting loop (flows to receipts, flows to the statement's credits, receipts never
+    /// reported): what the worker does every `reconcile_interval`, and the flows page's
+    /// button on demand.
+    pub async fn reconcile(&self, creditor: CreditorId) -> payments_core::Result<Reconciled> {
+        let synced = if self.fetches_flows() {
+            Some(
+                self.inner
+                    .pagopa
+                    .sync_flows(self.payments(), creditor)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let report = self
+            .payments()
+            .reconcile_flows(
+                &payments_core::Actor::System,
+                creditor,
+                &payments_core::ReconcileOptions::default(),
+            )
+            .await?;
+        Ok(Reconciled { synced, report })
+    }
+
     /// The bodies the portal collects for, the municipality first.
     pub fn bodies(&self) -> &[Arc<Body>] {
         &self.inner.bodies
@@ -604,6 +692,10 @@ impl Portal {
                 "/admin/positions/{id}/invalidate",
                 post(positions::invalidate),
             )
+            .route("/admin/overview", get(overview::overview))
+            .route("/admin/flows", get(overview::flows))
+            .route("/admin/flows.csv", get(overview::flows_csv))
+            .route("/admin/flows/sync", post(overview::sync))
             .route("/admin", get(admin::movements))
             .route("/admin/export.csv", get(admin::export_csv))
             .route("/admin/export.xlsx", get(admin::export_xlsx))
@@ -644,6 +736,24 @@ impl Portal {
                 .payments()
                 .run_worker(interval, std::future::pending::<()>())
                 .await
+        });
+        // New reporting flows fetched and the accounting loop closed, every so often.
+        let reconciler = self.clone();
+        let every = self.inner.config.reconcile_interval;
+        tokio::spawn(async move {
+            loop {
+                for body in reconciler.bodies() {
+                    match reconciler.reconcile(body.creditor.id).await {
+                        Ok(done) => {
+                            if done.changed() {
+                                eprintln!("portal: {}: {}", body.slug, done.summary());
+                            }
+                        }
+                        Err(e) => eprintln!("portal: {}: reconciling: {e}", body.slug),
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
         });
         // Sessions past their end are deleted every few minutes (a browser coming back
         // with one is a visitor again either way).

@@ -19,7 +19,7 @@ pub(crate) struct Views {
     env: Environment<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 16] = [
+const TEMPLATES: [(&str, &str); 18] = [
     ("base.html", include_str!("../templates/base.html")),
     ("signin.html", include_str!("../templates/signin.html")),
     ("home.html", include_str!("../templates/home.html")),
@@ -30,6 +30,8 @@ const TEMPLATES: [(&str, &str); 16] = [
     ("payment.html", include_str!("../templates/payment.html")),
     ("history.html", include_str!("../templates/history.html")),
     ("admin.html", include_str!("../templates/admin.html")),
+    ("overview.html", include_str!("../templates/overview.html")),
+    ("flows.html", include_str!("../templates/flows.html")),
     ("detail.html", include_str!("../templates/detail.html")),
     (
         "statements.html",
@@ -341,7 +343,98 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ("nav.free", "Pagamento spontaneo", "Free payment"),
     ("nav.cart", "Carrello", "Cart"),
     ("nav.history", "I miei pagamenti", "My payments"),
+    ("nav.overview", "Quadro", "Overview"),
+    ("nav.flows", "Rendicontazione", "Reporting flows"),
     ("nav.admin", "Movimenti", "Movements"),
+    (
+        "overview.title",
+        "Quadro degli incassi",
+        "Collections at a glance",
+    ),
+    ("overview.waiting", "Da verificare", "Waiting for you"),
+    (
+        "overview.unmatched",
+        "accrediti non abbinati",
+        "unmatched credits",
+    ),
+    (
+        "overview.fdr",
+        "anomalie di rendicontazione pagoPA",
+        "pagoPA reporting discrepancies",
+    ),
+    ("overview.double", "pagamenti doppi", "double payments"),
+    (
+        "overview.failed",
+        "messaggi non recapitati",
+        "messages not delivered",
+    ),
+    ("overview.others", "Altre anomalie", "Other exceptions"),
+    ("overview.money", "Pagato e da pagare", "Paid and open"),
+    (
+        "overview.paid",
+        "Pagato negli ultimi 30 giorni",
+        "Paid in the last 30 days",
+    ),
+    (
+        "overview.open",
+        "Aperto ora (avviato, non ancora pagato)",
+        "Open now (started, not yet paid)",
+    ),
+    ("overview.payments", "pagamenti", "payments"),
+    (
+        "overview.collections",
+        "Incassi per giorno e metodo",
+        "Collections per day and method",
+    ),
+    (
+        "overview.chart",
+        "Incassi degli ultimi 30 giorni per metodo di pagamento",
+        "Collections of the last 30 days by payment method",
+    ),
+    (
+        "overview.table",
+        "Incassi per giorno e metodo,",
+        "Collections per day and method,",
+    ),
+    ("overview.day_total", "Totale del giorno", "Day total"),
+    (
+        "flows.title",
+        "Flussi di rendicontazione pagoPA",
+        "pagoPA reporting flows",
+    ),
+    (
+        "flows.intro",
+        "Ogni PSP versa gli incassi di un giorno con un solo bonifico e li rendiconta in un flusso: qui ogni flusso è abbinato alle ricevute e all'accredito sull'estratto conto.",
+        "Each PSP pays a day's collections in one transfer and reports them in a flow: here each flow is matched to its receipts and to its credit on the statement.",
+    ),
+    (
+        "flows.sync",
+        "Scarica i nuovi flussi e riconcilia",
+        "Fetch new flows and reconcile",
+    ),
+    ("flows.reconcile", "Riconcilia ora", "Reconcile now"),
+    (
+        "flows.no_fdr",
+        "Il servizio FdR di pagoPA non è configurato: si riconciliano i flussi già registrati.",
+        "pagoPA's FdR service is not configured: the flows already recorded are reconciled.",
+    ),
+    ("flows.csv", "Esporta in CSV", "Export as CSV"),
+    ("flows.flow", "Flusso", "Flow"),
+    ("flows.psp", "PSP", "PSP"),
+    ("flows.payments", "Pagamenti", "Payments"),
+    ("flows.state", "Stato", "State"),
+    ("flows.credit", "Accredito", "Credit"),
+    (
+        "flows.credit_awaited",
+        "non ancora sull'estratto conto",
+        "not yet on the statement",
+    ),
+    ("flows.revision", "revisione", "revision"),
+    (
+        "flows.none",
+        "Nessun flusso registrato.",
+        "No flow recorded.",
+    ),
     ("nav.statements", "Estratti conto", "Statements"),
     ("nav.outbox", "Messaggi", "Messages"),
     ("nav.exceptions", "Anomalie", "Exceptions"),

@@ -666,6 +666,7 @@ async fn an_operator_exports_the_selection_as_csv() {
     }
 
     run.sign_in("anna").await;
+    run.goto("/admin").await;
     run.select("#status", "Pagato").await;
     run.press("#search").await;
     assert_eq!(run.text("#count").await, "2");
@@ -1553,7 +1554,12 @@ async fn an_operator_pages_filters_and_rejects_a_report_with_no_transfer() {
         .unwrap();
 
     run.sign_in("anna").await;
-    // Every movement: 23, shown 20 to a page.
+    // The overview first; then the movements: every one, 23, shown 20 to a page.
+    assert_eq!(
+        run.client.current_url().await.unwrap().path(),
+        "/admin/overview"
+    );
+    run.goto("/admin").await;
     assert_eq!(run.text("#count").await, "23");
     assert_eq!(
         run.text("#sum").await,
@@ -2145,4 +2151,217 @@ async fn two_bodies_are_paid_side_by_side_and_each_operator_sees_only_their_own(
         );
     }
     assert_ne!(comune.creditor.id, unione.creditor.id);
+}
+
+/// The operator's first page: today's collections by method in the chart and its table,
+/// paid against open, and the exceptions waiting, each figure checked against the
+/// library's own reading of the data; then the reporting flows page, reconciled on demand,
+/// and its CSV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_what_the_data_holds() {
+    use payments_core::{
+        ExceptionKind, FlowPayment, FlowPaymentStatus, MethodKind, Money, PaymentCheck,
+        ReportingFlow,
+    };
+    let Some(run) = start("overview").await else {
+        return;
+    };
+    let creditor = run.portal.creditor().id;
+    // Two card payments today (16,00 and 30,50) and a transfer still open (99,00).
+    for (amount, case) in [("16,00", "OV/1"), ("30,50", "OV/2")] {
+        pay_fee(
+            &run.portal,
+            MARIO,
+            "Mario Rossi",
+            amount,
+            case,
+            MethodKind::Card,
+        )
+        .await;
+    }
+    pay_fee(
+        &run.portal,
+        GIULIA,
+        "Giulia Bianchi",
+        "99,00",
+        "OV/3",
+        MethodKind::BankTransfer,
+    )
+    .await;
+    // A PSP's flow reporting a payment this body never received a receipt for.
+    let now = chrono::Utc::now();
+    let eur = |s: &str| Money::parse_eur(s).unwrap();
+    let flow = ReportingFlow {
+        creditor_id: creditor,
+        flow_id: format!("{}CIPBITMM-S000000001", now.format("%Y-%m-%d")),
+        psp_id: "CIPBITMM".into(),
+        revision: 1,
+        psp_name: Some("Nexi".into()),
+        flow_date: now,
+        published_at: now,
+        regulation: Some("SCT0001".into()),
+        regulation_date: Some(now.date_naive()),
+        bic: Some("BCITITMM".into()),
+        total: eur("25,00"),
+        count: 1,
+        payments: vec![FlowPayment {
+            index: 1,
+            iuv: "01000000000000099".into(),
+            iur: "IUR-OV-1".into(),
+            transfer: 1,
+            amount: eur("25,00"),
+            status: FlowPaymentStatus::Executed,
+            paid_at: now,
+            check: PaymentCheck::Unchecked,
+        }],
+        credit: payments_core::CreditCheck::Awaited,
+        replaces: None,
+        replaced: false,
+        received_at: now,
+        checked_at: None,
+        version: 1,
+        events: Vec::new(),
+    };
+    run.portal
+        .payments()
+        .record_flow(&Actor::System, &flow)
+        .await
+        .unwrap();
+
+    // An unmatched credit, from a statement the operator imports.
+    let today = now.date_naive();
+    let statement = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+<GrpHdr><MsgId>OV-1</MsgId></GrpHdr><Stmt><Id>1</Id><Acct><Id><IBAN>IT60X0542811101000000123456</IBAN></Id></Acct>
+<Ntry><Amt Ccy="EUR">42.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>{today}</Dt></BookgDt>
+<AcctSvcrRef>OV-CREDIT-1</AcctSvcrRef><NtryDtls><TxDtls><RmtInf><Ustrd>VERSAMENTO</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+</Stmt></BkToCstmrStmt></Document>"#
+    );
+    run.sign_in("anna").await;
+    assert_eq!(
+        run.client.current_url().await.unwrap().path(),
+        "/admin/overview",
+        "an operator lands on the overview"
+    );
+    run.import_file("/admin/statements", "statement.xml", &statement)
+        .await;
+
+    // The flows page: received; reconciled on demand, the missing receipt is a discrepancy.
+    run.goto("/admin/flows").await;
+    assert_eq!(
+        run.attr("#flows tbody tr", "data-state").await.as_deref(),
+        Some("received")
+    );
+    run.press("#sync").await;
+    assert_eq!(
+        run.attr("#flows tbody tr", "data-state").await.as_deref(),
+        Some("discrepancies")
+    );
+    assert!(run.text("#sync-done").await.contains("1"));
+    run.screenshot("admin-flows").await;
+    let csv = reqwest_get(&run, "/admin/flows.csv").await;
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("flow_id,psp_id,psp_name,revision")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!("{},CIPBITMM,Nexi,1,", flow.flow_id))
+            && row.contains(",1,25.00,EUR,discrepancies,"),
+        "{row}"
+    );
+
+    // What the library reads from the data, and what the test put there.
+    let anna = Actor::operator(creditor, payments_core::Role::Manager, "anna");
+    let o = run
+        .portal
+        .payments()
+        .overview(&anna, creditor, 30)
+        .await
+        .unwrap();
+    let card_today = o.collected(o.last_day, MethodKind::Card);
+    assert_eq!(card_today, eur("46,50"));
+    assert_eq!(o.paid, (2, eur("46,50")));
+    assert_eq!(o.open, (1, eur("99,00")));
+    assert_eq!(o.waiting[&ExceptionKind::UnmatchedCredit], 1);
+    assert!(o.waiting[&ExceptionKind::ReportingMismatch] >= 1);
+    assert_eq!(o.waiting[&ExceptionKind::DoublePayment], 0);
+    assert_eq!(o.failed_messages, 0);
+
+    // The page says the same.
+    run.goto("/admin/overview").await;
+    run.check_accessible("overview").await;
+    let tile = |id: &'static str| {
+        let run = &run;
+        async move {
+            run.attr(&format!("#waiting-{id} .count"), "data-count")
+                .await
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap()
+        }
+    };
+    assert_eq!(tile("unmatched").await, 1);
+    assert_eq!(
+        tile("fdr").await,
+        o.waiting[&ExceptionKind::ReportingMismatch]
+    );
+    assert_eq!(tile("double").await, 0);
+    assert_eq!(tile("failed").await, 0);
+    assert_eq!(
+        run.attr("#paid-total", "data-count").await.as_deref(),
+        Some("2")
+    );
+    assert!(run.text("#paid-total").await.contains("46,50"));
+    assert_eq!(
+        run.attr("#open-total", "data-count").await.as_deref(),
+        Some("1")
+    );
+    assert!(run.text("#open-total").await.contains("99,00"));
+    // The table: 30 days, today's row with the card's 46,50; the chart draws that bar.
+    assert_eq!(run.count("#collections tbody tr").await, 30);
+    let today_row = run
+        .text(&format!("#collections tbody tr[data-day='{}']", o.last_day))
+        .await;
+    assert!(today_row.contains("46,50"), "{today_row}");
+    assert_eq!(
+        run.count(&format!(
+            "#collections-chart rect[data-day='{}'][data-method='card']",
+            o.last_day
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        run.count("#collections-chart rect").await,
+        1,
+        "one day, one method"
+    );
+    run.screenshot("admin-overview").await;
+    // Each count links to its list.
+    run.press("#waiting-unmatched a").await;
+    assert_eq!(run.count("#exceptions tbody tr").await, 1);
+}
+
+/// A page's body fetched with the browser's session cookie.
+async fn reqwest_get(run: &Run, path: &str) -> String {
+    let cookies = run.client.get_all_cookies().await.unwrap();
+    let header: Vec<String> = cookies
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect();
+    reqwest::Client::new()
+        .get(format!("{}{path}", run.base))
+        .header("cookie", header.join("; "))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

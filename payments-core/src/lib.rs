@@ -94,9 +94,10 @@ pub use reporting::{
     MAX_FLOW_ID_LEN, PaymentCheck, ReconcileOptions, ReconcileReport, ReportingFlow,
 };
 pub use service::{
-    BankCredit, BankCreditDone, CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DispatchReport,
-    MAX_IDEMPOTENCY_KEY_LEN, MAX_PROVIDER_REF_LEN, MAX_RESOLUTION_NOTE_LEN, POSITIONS_CSV_HEADER,
-    Payments, PaymentsBuilder, RECEIPTS_LOOKBACK, SweepReport,
+    BankCredit, BankCreditDone, CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DailyCollection,
+    DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_OVERVIEW_DAYS, MAX_PROVIDER_REF_LEN,
+    MAX_RESOLUTION_NOTE_LEN, OVERVIEW_LOOKBACK_DAYS, Overview, POSITIONS_CSV_HEADER, Payments,
+    PaymentsBuilder, RECEIPTS_LOOKBACK, SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,

@@ -1081,6 +1081,15 @@ impl Store for InMemoryStore {
         steps: &[crate::BankStep],
     ) -> Result<Vec<crate::BankStepDone>> {
         let mut state = self.lock();
+        // Every error but a step's own conflict comes before the first change: the chunk is
+        // whole or absent, as in a database transaction.
+        if let Some(t) = steps
+            .iter()
+            .filter_map(|s| s.payment.as_ref())
+            .find(|t| !state.transactions.contains_key(&t.transaction))
+        {
+            return Err(Error::not_found("transaction", t.transaction));
+        }
         let mut done = Vec::with_capacity(steps.len());
         for step in steps {
             let entry = &step.entry;

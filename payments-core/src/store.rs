@@ -123,6 +123,16 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         gateway: &GatewayId,
         provider_ref: &str,
     ) -> Result<Option<Transaction>>;
+    /// The transactions of `ids` that exist, in one read where the store can.
+    async fn transactions_of(&self, ids: &[TransactionId]) -> Result<Vec<Transaction>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(t) = self.transaction(*id).await? {
+                found.push(t);
+            }
+        }
+        Ok(found)
+    }
     /// For each of `provider_refs`, the transaction the gateway knows by it (as
     /// [`transaction_by_provider_ref`](Self::transaction_by_provider_ref) answers), in one
     /// read where the store can.

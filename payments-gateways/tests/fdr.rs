@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
 use payments_core::testing::Fixture;
 use payments_core::testing::store::sample_receipt;
 use payments_core::*;
@@ -638,6 +638,113 @@ async fn the_service_s_errors_are_retried_or_told_and_nothing_is_half_stored() {
             .await,
         Err(Error::Forbidden { .. })
     ));
+}
+
+/// The aggregate credit of a treasury's camt.053 in the test data
+/// (`data/camt053_psp_transfer.xml`, the remittance cut into lines as CBI statements cut
+/// it) is the PSP's transfer of its flow: matched to the flow by the
+/// `/PUR/LGPE-RIVERSAMENTO/URI/` remittance and the flow's total (SANP, "Riversamento"),
+/// which closes the flow; the file's other credit stays an exception.
+#[tokio::test]
+async fn the_aggregate_credit_of_a_treasury_statement_pays_its_flow() {
+    let env = env().await;
+    receipt(&env, "r-1", "302000000000000101", 2).await;
+    receipt(&env, "r-2", "302000000000000102", 2).await;
+    let flow = "2026-11-20PSPAITMM-S0000042";
+    answer(
+        &env.server,
+        &list_path(),
+        Some(1),
+        "PaginatedFlowsResponse",
+        page(
+            vec![listed(flow, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
+            1,
+            1,
+        ),
+    )
+    .await;
+    answer(
+        &env.server,
+        &flow_path(flow, 1, "PSPAITMM"),
+        None,
+        "SingleFlowResponse",
+        header_of(flow, "PSPAITMM", 1, 2, 200.0, "2026-11-21T08:15:00.000Z"),
+    )
+    .await;
+    answer(
+        &env.server,
+        &format!("{}/payments", flow_path(flow, 1, "PSPAITMM")),
+        Some(1),
+        "PaginatedPaymentsResponse",
+        page(
+            vec![
+                payment(1, "02000000000000101", "r-1", 100.0, "EXECUTED"),
+                payment(2, "02000000000000102", "r-2", 100.0, "EXECUTED"),
+            ],
+            1,
+            1,
+        ),
+    )
+    .await;
+    let sync = env
+        .pagopa
+        .sync_flows(&env.payments, env.fx.creditor.id)
+        .await
+        .unwrap();
+    assert_eq!(sync.stored, 1);
+
+    let file = include_str!("data/camt053_psp_transfer.xml")
+        .replace("{{IBAN}}", IBAN)
+        .replace("{{FLOW}}", flow)
+        .replace("{{AMOUNT}}", "200.00");
+    let imported = env
+        .bank
+        .import_statement(
+            &env.payments,
+            &env.operator,
+            env.fx.creditor.id,
+            file.as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(imported.flows.len(), 1, "{imported:#?}");
+    assert_eq!(imported.flows[0].flow_id(), Some(flow));
+    assert_eq!(
+        imported.flows[0].value_on,
+        NaiveDate::from_ymd_opt(2026, 11, 21)
+    );
+    assert_eq!(
+        imported.exceptions.len(),
+        1,
+        "the school-meal refund is no one's"
+    );
+    assert!(imported.matched.is_empty());
+
+    let report = env
+        .payments
+        .reconcile_flows(
+            &env.operator,
+            env.fx.creditor.id,
+            &ReconcileOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.flows, report.paid, report.payments_matched),
+        (1, 1, 2)
+    );
+    let stored = env
+        .payments
+        .flows(&env.operator, &FlowQuery::new(env.fx.creditor.id))
+        .await
+        .unwrap();
+    assert_eq!(stored[0].state(), FlowState::Paid);
+    assert_eq!(
+        stored[0].credit,
+        CreditCheck::Matched {
+            entry_key: format!("{IBAN}:2026112100004711")
+        }
+    );
 }
 
 fn sample_flow(creditor: CreditorId) -> ReportingFlow {

@@ -385,10 +385,6 @@ impl SqlxStore {
         Ok(out)
     }
 
-    /// The store contract's rule for debt positions: the options that `lines` of `paying`
-    /// pay are recorded paid, in `tx`, with the position's event; the items of the options
-    /// that payment closes leave the carts; money for an option that cannot take it
-    /// (excess) is recorded as its exception and changes nothing else.
     /// Applies a transition in `tx`, not committed. On an error the caller rolls back
     /// (drops `tx`, or goes back to a savepoint).
     async fn transition_in(&self, tx: &mut Tx, t: &Transition) -> Result<Transaction> {
@@ -825,6 +821,10 @@ impl SqlxStore {
         ))
     }
 
+    /// The store contract's rule for debt positions: the options that `lines` of `paying`
+    /// pay are recorded paid, in `tx`, with the position's event; the items of the options
+    /// that payment closes leave the carts; money for an option that cannot take it
+    /// (excess) is recorded as its exception and changes nothing else.
     async fn positions_paid_in(
         &self,
         tx: &mut Tx,
@@ -1487,6 +1487,25 @@ impl Store for SqlxStore {
             .arg(Arg::Text(provider_ref.into()))
             .push(" ORDER BY id DESC LIMIT 1");
         Ok(self.fetch_transactions(&sql).await?.pop())
+    }
+
+    async fn transactions_of(&self, ids: &[TransactionId]) -> Result<Vec<Transaction>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut sql = Sql::new(&format!(
+                "SELECT {TX_COLUMNS} FROM transactions WHERE id IN ("
+            ))
+            .numbered(self.dialect == Dialect::Sqlite);
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.arg(Arg::Text(id.to_string()));
+            }
+            sql.push(")");
+            found.extend(self.fetch_transactions(&sql).await?);
+        }
+        Ok(found)
     }
 
     async fn transactions_by_provider_refs(
@@ -2968,8 +2987,8 @@ async fn enqueue(
     Ok(())
 }
 
-/// Records an exception in `tx` unless its creditor has one with its key (or it is there
-/// already: the same exception recorded twice at once conflicts on its id instead).
+/// Inserts a bank entry in `tx` unless its creditor has one with its key, with the
+/// exception it carries; answers whether it was inserted.
 async fn insert_bank_entry_in(tx: &mut Tx, entry: &payments_core::BankEntry) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO bank_entries \
@@ -2993,6 +3012,8 @@ async fn insert_bank_entry_in(tx: &mut Tx, entry: &payments_core::BankEntry) -> 
     Ok(inserted)
 }
 
+/// Records an exception in `tx` unless its creditor has one with its key (or it is there
+/// already: the same exception recorded twice at once conflicts on its id instead).
 async fn insert_exception_in(tx: &mut Tx, e: &payments_core::Exception) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO exceptions (id, creditor_id, exception_key, kind, status, transaction_id, data) \

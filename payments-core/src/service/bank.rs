@@ -88,10 +88,11 @@ impl Payments {
     /// Records a chunk of credits read from a bank statement in one database transaction:
     /// the fast path of a statement's import. Each entry is recorded once per creditor
     /// and key; an entry whose `pays` is set (its outcome
-    /// [`Matched`](crate::BankEntryOutcome::Matched) that transaction, for its whole total)
+    /// [`Matched`](crate::BankEntryOutcome::Matched) a transaction, for its whole total)
     /// also pays it, as [`record_payment`](Self::record_payment) would, with the entry's key
     /// as the provider's reference — in the same database transaction, so that a crash
-    /// leaves both or neither.
+    /// leaves both or neither. The transactions are read here, as stored: what the caller
+    /// read decides nothing.
     ///
     /// Only the plain case is taken here: a transaction `Pending` or `Reported`, none of
     /// whose lines was paid on its own. Any other (ended, late, partly paid, or changed
@@ -104,19 +105,37 @@ impl Payments {
         actor: &Actor,
         credits: &[BankCredit],
     ) -> Result<Vec<BankCreditDone>> {
+        // The transactions as stored, not as the caller says: each check below, and the
+        // messages, read them.
+        let ids: Vec<TransactionId> = credits
+            .iter()
+            .filter(|c| c.pays)
+            .filter_map(|c| c.entry.transaction_id())
+            .collect();
+        let stored: std::collections::HashMap<TransactionId, Transaction> = self
+            .store_ref()
+            .transactions_of(&ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
         let mut steps = Vec::with_capacity(credits.len());
         let mut alone = vec![false; credits.len()];
         for (n, credit) in credits.iter().enumerate() {
             actor.check_operator(&credit.entry.creditor_id, Role::Manager)?;
-            let Some(tx) = &credit.pays else {
+            if !credit.pays {
                 steps.push(crate::BankStep::new(credit.entry.clone(), None));
+                continue;
+            }
+            let tx = match &credit.entry.outcome {
+                crate::BankEntryOutcome::Matched { transaction_id } => stored.get(transaction_id),
+                _ => None,
+            };
+            let Some(tx) = tx else {
+                alone[n] = true;
                 continue;
             };
             let plain = tx.creditor_id == credit.entry.creditor_id
-                && credit.entry.outcome
-                    == (crate::BankEntryOutcome::Matched {
-                        transaction_id: tx.id,
-                    })
                 && matches!(tx.status, TxStatus::Pending | TxStatus::Reported)
                 && tx.lines.iter().all(|l| l.paid_at.is_none())
                 && credit.entry.currency == tx.total.currency().code()
@@ -266,21 +285,22 @@ impl Payments {
 }
 
 /// A credit of a bank statement for [`Payments::record_bank_credits`]: the entry as the
-/// import decided it, and the transaction it pays in full, as read.
+/// import decided it, and whether it pays its `Matched` transaction now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BankCredit {
     /// The entry.
     pub entry: crate::BankEntry,
-    /// The transaction it pays, when its outcome is `Matched` and nothing was applied yet.
-    pub pays: Option<Transaction>,
+    /// Whether it pays the transaction its outcome names (`Matched`), in full, now.
+    pub pays: bool,
     /// The payment's note, for the transaction's event.
     pub note: Option<String>,
 }
 
 impl BankCredit {
-    /// An entry that pays `pays` (or nothing), with a note.
-    pub fn new(entry: crate::BankEntry, pays: Option<Transaction>, note: Option<String>) -> Self {
+    /// An entry that pays its `Matched` transaction (`pays`) or only is recorded, with a
+    /// note for the payment's event.
+    pub fn new(entry: crate::BankEntry, pays: bool, note: Option<String>) -> Self {
         BankCredit { entry, pays, note }
     }
 }
@@ -289,7 +309,7 @@ impl BankCredit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BankCreditDone {
-    /// Recorded, and its transaction paid.
+    /// Recorded (and its transaction paid, when it pays).
     Recorded,
     /// Its key was already recorded: nothing changed.
     AlreadyRecorded,

@@ -29,6 +29,7 @@ mod config;
 mod exceptions;
 mod outbox;
 mod outcomes;
+mod overview;
 mod positions;
 mod reading;
 mod refunds;
@@ -43,6 +44,7 @@ pub use exceptions::MAX_RESOLUTION_NOTE_LEN;
 pub(crate) use outbox::messages_for_status;
 pub use outbox::{DELIVERY_CONCURRENCY, DispatchReport};
 pub use outcomes::CallbackOutcome;
+pub use overview::{DailyCollection, MAX_OVERVIEW_DAYS, OVERVIEW_LOOKBACK_DAYS, Overview};
 pub use positions::POSITIONS_CSV_HEADER;
 pub use refunds::{RECEIPTS_LOOKBACK, SweepReport};
 

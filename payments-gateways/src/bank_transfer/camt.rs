@@ -740,8 +740,9 @@ impl ReadEntry {
     }
 }
 
-/// Reads a camt.053 or camt.054 file entry by entry, holding one entry at a time: a
-/// 100,000-entry statement is read in the memory of one entry, not of all.
+/// Reads a camt.053 or camt.054 file entry by entry, holding one parsed entry at a time
+/// (the file itself is the caller's): a 100,000-entry statement is not parsed into memory
+/// whole.
 ///
 /// [`new`](Self::new) checks the file as [`parse`] does (size, UTF-8, no document type,
 /// a camt root); [`next_entry`](Self::next_entry) reads the next `Ntry`, checked as
@@ -773,6 +774,9 @@ pub struct StatementReader<'a> {
     /// Where the reader is: 0 in the document, 1 in the message, 2 in a report.
     level: u8,
     seen_message: bool,
+    seen_header: bool,
+    /// Whether the current report's head is recorded.
+    begun: bool,
     /// The current report's id and account, once read.
     report_id: Option<String>,
     account: Option<String>,
@@ -827,6 +831,8 @@ impl<'a> StatementReader<'a> {
             message_id: String::new(),
             level: 0,
             seen_message: false,
+            seen_header: false,
+            begun: false,
             report_id: None,
             account: None,
             heads: Vec::new(),
@@ -845,7 +851,8 @@ impl<'a> StatementReader<'a> {
         self.version
     }
 
-    /// The message's id (`GrpHdr/MsgId`), once read (it comes before every entry).
+    /// The message's id (`GrpHdr/MsgId`), once read (the schema puts it before every
+    /// entry; empty until then).
     pub fn message_id(&self) -> &str {
         &self.message_id
     }
@@ -865,93 +872,118 @@ impl<'a> StatementReader<'a> {
                 .reader
                 .read_event()
                 .map_err(|e| xml_error(&self.reader, &e))?;
-            match event {
-                Event::Start(e) => {
-                    let local = e.local_name();
-                    let name = local.as_ref();
-                    match (self.level, name) {
-                        (0, n) if n == message => {
+            let (e, empty) = match event {
+                Event::Start(e) => (e, false),
+                Event::Empty(e) => (e, true),
+                Event::End(_) => {
+                    match self.level {
+                        2 => {
+                            self.begin_report(report)?;
                             self.level = 1;
-                            self.seen_message = true;
                         }
-                        (1, "GrpHdr") => {
-                            let header: GroupHeader = self.element(before, e.name())?;
-                            self.message_id = self.check.required("GrpHdr/MsgId", header.MsgId)?;
-                        }
-                        (1, n) if n == report => {
-                            self.level = 2;
-                            self.report_id = None;
-                            self.account = None;
-                        }
-                        (2, "Id") => {
-                            let id: String = self.element(before, e.name())?;
-                            self.report_id = Some(self.check.required("Stmt/Id", id)?);
-                        }
-                        (2, "Acct") => {
-                            let account: Account = self.element(before, e.name())?;
-                            let id = self
-                                .check
-                                .text("Acct/Id/IBAN", account.Id.IBAN)?
-                                .map(|i| i.replace(' ', "").to_ascii_uppercase())
-                                .or(self
-                                    .check
-                                    .text("Acct/Id/Othr/Id", account.Id.Othr.and_then(|o| o.Id))?)
-                                .ok_or_else(|| {
-                                    StatementError::Xml("an account has no identification".into())
-                                })?;
-                            let report_id = self.report_id.clone().ok_or_else(|| {
-                                StatementError::Xml(format!("a {report} has no Id before its Acct"))
-                            })?;
-                            self.heads.push((report_id, id.clone(), 0));
-                            self.account = Some(id);
-                        }
-                        (2, "Ntry") => {
-                            let raw: RawEntry = self.element(before, e.name())?;
-                            let (Some(report_id), Some(account)) =
-                                (self.report_id.clone(), self.account.clone())
-                            else {
-                                return Err(StatementError::Xml(format!(
-                                    "an entry comes before its {report}'s Id and Acct"
-                                )));
-                            };
-                            self.position += 1;
-                            let entry = entry(&self.check, self.position, raw)?;
-                            let head = self.heads.last_mut().expect("a report begun");
-                            let index = head.2;
-                            head.2 += 1;
-                            return Ok(Some(ReadEntry {
-                                report_id,
-                                account,
-                                index,
-                                entry,
-                            }));
-                        }
-                        _ => {
-                            self.reader
-                                .read_to_end(e.name())
-                                .map_err(|e| xml_error(&self.reader, &e))?;
-                        }
+                        1 => self.level = 0,
+                        _ => self.ended = true,
                     }
-                }
-                Event::End(_) => match self.level {
-                    2 => {
-                        if self.account.is_none() {
-                            return Err(StatementError::Xml(format!("a {report} has no account")));
-                        }
-                        self.level = 1;
-                    }
-                    1 => self.level = 0,
-                    _ => self.ended = true,
-                },
-                Event::Empty(e) if self.level == 1 && e.local_name().as_ref() == report => {
-                    return Err(StatementError::Xml(format!("a {report} has no account")));
+                    continue;
                 }
                 Event::Eof => {
                     return Err(StatementError::Xml("the document ends early".into()));
                 }
-                _ => {}
+                _ => continue,
+            };
+            let local = e.local_name();
+            let name = local.as_ref();
+            match (self.level, name) {
+                (0, n) if n == message => {
+                    self.seen_message = true;
+                    if !empty {
+                        self.level = 1;
+                    }
+                }
+                (1, "GrpHdr") => {
+                    let header: GroupHeader = self.element(before, empty, e.name())?;
+                    self.message_id = self.check.required("GrpHdr/MsgId", header.MsgId)?;
+                    self.seen_header = true;
+                }
+                (1, n) if n == report => {
+                    self.report_id = None;
+                    self.account = None;
+                    self.begun = false;
+                    if empty {
+                        return Err(StatementError::Xml(format!("a {report} has no account")));
+                    }
+                    self.level = 2;
+                }
+                (2, "Id") => {
+                    let id: String = if empty {
+                        String::new()
+                    } else {
+                        self.element(before, empty, e.name())?
+                    };
+                    self.report_id = Some(self.check.required("Stmt/Id", id)?);
+                }
+                (2, "Acct") => {
+                    let account: Account = self.element(before, empty, e.name())?;
+                    let id = self
+                        .check
+                        .text("Acct/Id/IBAN", account.Id.IBAN)?
+                        .map(|i| i.replace(' ', "").to_ascii_uppercase())
+                        .or(self
+                            .check
+                            .text("Acct/Id/Othr/Id", account.Id.Othr.and_then(|o| o.Id))?)
+                        .ok_or_else(|| {
+                            StatementError::Xml("an account has no identification".into())
+                        })?;
+                    self.account = Some(id);
+                }
+                (2, "Ntry") => {
+                    let position = self.position + 1;
+                    let raw: RawEntry =
+                        self.element(before, empty, e.name()).map_err(|e| match e {
+                            StatementError::Xml(m) => {
+                                StatementError::Xml(format!("entry {position}: {m}"))
+                            }
+                            e => e,
+                        })?;
+                    self.begin_report(report)?;
+                    self.position = position;
+                    let entry = entry(&self.check, position, raw)?;
+                    let head = self.heads.last_mut().expect("a report begun");
+                    let index = head.2;
+                    head.2 += 1;
+                    return Ok(Some(ReadEntry {
+                        report_id: head.0.clone(),
+                        account: head.1.clone(),
+                        index,
+                        entry,
+                    }));
+                }
+                _ => {
+                    if !empty {
+                        self.reader
+                            .read_to_end(e.name())
+                            .map_err(|e| xml_error(&self.reader, &e))?;
+                    }
+                }
             }
         }
+    }
+
+    /// Records the current report's head once its id and account are known (at its first
+    /// entry, or at its end): in whatever order the two came.
+    fn begin_report(&mut self, report: &str) -> Result<(), StatementError> {
+        if self.begun {
+            return Ok(());
+        }
+        let Some(account) = self.account.clone() else {
+            return Err(StatementError::Xml(format!("a {report} has no account")));
+        };
+        let Some(id) = self.report_id.clone() else {
+            return Err(StatementError::Xml(format!("a {report} has no Id")));
+        };
+        self.heads.push((id, account, 0));
+        self.begun = true;
+        Ok(())
     }
 
     /// After the last entry: every report read (id, account, its number of entries).
@@ -969,23 +1001,25 @@ impl<'a> StatementReader<'a> {
         if self.heads.is_empty() {
             return Err(StatementError::NoStatement);
         }
-        if self.message_id.is_empty() {
-            return Err(StatementError::Xml(
-                "the message has no GrpHdr/MsgId".into(),
-            ));
+        if !self.seen_header {
+            return Err(StatementError::Xml("the message has no GrpHdr".into()));
         }
         Ok(self.heads.clone())
     }
 
-    /// The element that began at `start` (just read), deserialized.
+    /// The element that began at `start` (just read; `empty` when it closed itself),
+    /// deserialized.
     fn element<T: serde::de::DeserializeOwned>(
         &mut self,
         start: usize,
+        empty: bool,
         name: quick_xml::name::QName<'_>,
     ) -> Result<T, StatementError> {
-        self.reader
-            .read_to_end(name)
-            .map_err(|e| xml_error(&self.reader, &e))?;
+        if !empty {
+            self.reader
+                .read_to_end(name)
+                .map_err(|e| xml_error(&self.reader, &e))?;
+        }
         let end = self.reader.buffer_position() as usize;
         let slice = &self.text[start..end];
         let slice = slice.find('<').map_or(slice, |at| &slice[at..]);

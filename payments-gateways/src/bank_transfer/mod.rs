@@ -313,9 +313,11 @@ impl BankTransferGateway {
         }
     }
 
-    /// Records `movements` of an imported file per database transaction (at least 1;
-    /// [`IMPORT_CHUNK`] by default). Larger chunks import faster and hold more in memory;
-    /// a crash loses the chunk being written, which a rerun imports.
+    /// Reads `movements` of an imported file at a time (at least 1; [`IMPORT_CHUNK`] by
+    /// default), and records those that plainly pay an open transfer in one database
+    /// transaction; every other credit splits the chunk and is recorded on its own.
+    /// Larger chunks import faster and hold more in memory; a crash loses the chunk being
+    /// written, which a rerun imports.
     pub fn with_import_chunk(mut self, movements: usize) -> Self {
         self.chunk = movements.max(1);
         self
@@ -575,9 +577,11 @@ impl BankTransferGateway {
 
     /// Imports a chunk of movements, in order. Credits that plainly pay an open transfer
     /// are recorded together, entry and payment in one database transaction; any other
-    /// (exceptions, reversals, flows, late or partial money, a transfer changed meanwhile)
-    /// is decided and recorded on its own, after what came before it is written, so that
-    /// the outcome is the one a movement-by-movement import gives.
+    /// (exceptions, reversals, flows, late or partial money) is decided and recorded on its
+    /// own, after what came before it is written. A plain credit whose transfer changed
+    /// between the read and the write (the store's compare-and-set refused it) is decided
+    /// on its own after the rest of its batch: the one case where the order differs from a
+    /// movement-by-movement import (the money is recorded either way).
     async fn import_chunk(
         &self,
         payments: &Payments,
@@ -628,9 +632,14 @@ impl BankTransferGateway {
 
         let mut batch: Vec<(&camt::Movement, BankCredit)> = Vec::new();
         let mut paying = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
         for (m, cands) in credits.iter().zip(&candidates) {
             let creditor = owners[&m.account];
-            if known.contains(&(creditor, m.key.clone())) {
+            // A key recorded before, or seen earlier in this chunk (a bank that gives two
+            // credits one reference): the first one stands, as a movement-by-movement
+            // import had it.
+            if known.contains(&(creditor, m.key.clone())) || !seen.insert((creditor, m.key.clone()))
+            {
                 report.already_imported += 1;
                 continue;
             }
@@ -646,10 +655,7 @@ impl BankTransferGateway {
                     },
                     payments.clock().now(),
                 );
-                batch.push((
-                    m,
-                    BankCredit::new(entry, Some(tx.clone()), Some(payment_note(m))),
-                ));
+                batch.push((m, BankCredit::new(entry, true, Some(payment_note(m)))));
                 continue;
             }
             self.flush(payments, actor, &mut batch, &lengths, report)
