@@ -295,7 +295,8 @@ impl BankStep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BankStepDone {
-    /// The entry was recorded, and its payment applied: the transaction as it left it.
+    /// The entry was recorded, and its payment applied: the transaction as it left it, when
+    /// the store reads it back (a store writing a chunk in bulk may not: `None`).
     Recorded(Option<Box<crate::Transaction>>),
     /// The creditor already had an entry with the key: nothing of the step was written.
     AlreadyRecorded,

@@ -687,7 +687,14 @@ impl SqlxStore {
         }
 
         // The payments: each transaction moved from the state it was read in.
-        let mut moved: HashMap<TransactionId, Transaction> = HashMap::new();
+        // What the rest needs of each transaction moved (its whole row is not read back).
+        struct Moved {
+            id: TransactionId,
+            creditor_id: CreditorId,
+            provider_ref: Option<String>,
+            lines: Vec<payments_core::TransactionLine>,
+        }
+        let mut moved: HashMap<TransactionId, Moved> = HashMap::new();
         for part in payments.chunks(BULK_ROWS) {
             let mut sql =
                 Sql::new("WITH v (v_id, v_from, v_ref, v_at) AS (VALUES ").numbered(sqlite);
@@ -706,16 +713,21 @@ impl SqlxStore {
                 .arg(Arg::Text(TxStatus::Paid.as_str().to_owned()))
                 .push(
                     ", updated_at = v.v_at, provider_ref = COALESCE(v.v_ref, transactions.provider_ref) \
-                     FROM v WHERE transactions.id = v.v_id AND transactions.status = v.v_from RETURNING ",
-                )
-                .push(TX_COLUMNS);
+                     FROM v WHERE transactions.id = v.v_id AND transactions.status = v.v_from \
+                     RETURNING id, creditor_id, provider_ref, lines",
+                );
             let rows = sql
                 .query()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err("paying transactions"))?;
             for row in &rows {
-                let t = rows::transaction(row)?;
+                let t = Moved {
+                    id: rows::parse_id(row, "id")?,
+                    creditor_id: rows::parse_id(row, "creditor_id")?,
+                    provider_ref: rows::get(row, "provider_ref")?,
+                    lines: rows::from_json(&rows::get::<String>(row, "lines")?)?,
+                };
                 moved.insert(t.id, t);
             }
         }
@@ -855,17 +867,9 @@ impl SqlxStore {
                 .map_err(db_err("enqueuing messages"))?;
         }
         tx.commit().await.map_err(db_err("committing"))?;
+        // The transactions are not read back whole: `Recorded(None)` for each step.
         Ok(Some(
-            steps
-                .iter()
-                .map(|s| {
-                    BankStepDone::Recorded(
-                        s.payment
-                            .as_ref()
-                            .and_then(|t| moved.get(&t.transaction).cloned().map(Box::new)),
-                    )
-                })
-                .collect(),
+            steps.iter().map(|_| BankStepDone::Recorded(None)).collect(),
         ))
     }
 

@@ -1431,9 +1431,13 @@ pub async fn bank_entries_are_recorded_in_chunks(store: Arc<dyn Store>) {
     let done = st.record_bank_entries(&first).await.expect("a plain chunk");
     assert_eq!(done.len(), 3);
     for (n, d) in done[..2].iter().enumerate() {
-        let BankStepDone::Recorded(Some(t)) = d else {
+        let BankStepDone::Recorded(back) = d else {
             panic!("step {n}: {d:?}")
         };
+        let t = st.transaction(txs[n].0.id).await.unwrap().unwrap();
+        if let Some(back) = back {
+            assert_eq!(**back, t, "what the store answers is what it stored");
+        }
         assert_eq!(t.status, TxStatus::Paid);
         assert_eq!(t.provider_ref.as_deref(), Some(["E-1", "E-2"][n]));
         assert_eq!(state_of(st, txs[n].1).await, ItemState::Paid(txs[n].0.id));
