@@ -676,7 +676,7 @@ impl SqlxStore {
             }
             sql.push(" ON CONFLICT (creditor_id, entry_key) DO NOTHING");
             inserted += sql
-                .query()
+                .query_once()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("recording bank entries"))?
@@ -717,7 +717,7 @@ impl SqlxStore {
                      RETURNING id, creditor_id, provider_ref, lines",
                 );
             let rows = sql
-                .query()
+                .query_once()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err("paying transactions"))?;
@@ -755,7 +755,7 @@ impl SqlxStore {
                  FROM v WHERE items.id = v.v_item AND items.state <> 'paid'",
             );
             settled += sql
-                .query()
+                .query_once()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("settling items"))?
@@ -786,7 +786,7 @@ impl SqlxStore {
                     .push(")");
             }
             let row = sql
-                .query()
+                .query_once()
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err("finding debt positions"))?;
@@ -823,7 +823,7 @@ impl SqlxStore {
                     .opt(t.note_for(TxStatus::Paid))
                     .push(")");
             }
-            sql.query()
+            sql.query_once()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("recording events"))?;
@@ -861,7 +861,7 @@ impl SqlxStore {
                     .arg(Arg::Int(micros(*at)))
                     .push(", NULL)");
             }
-            sql.query()
+            sql.query_once()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("enqueuing messages"))?;
@@ -1044,6 +1044,16 @@ impl SqlxStore {
         rows.iter()
             .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
             .collect()
+    }
+
+    /// As `fetch_transactions`, for a statement not kept prepared (see [`Sql::query_once`]).
+    async fn fetch_transactions_once(&self, sql: &Sql) -> Result<Vec<Transaction>> {
+        let rows = sql
+            .query_once()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("reading transactions"))?;
+        rows.iter().map(rows::transaction).collect()
     }
 
     async fn fetch_transactions(&self, sql: &Sql) -> Result<Vec<Transaction>> {
@@ -1548,14 +1558,9 @@ impl Store for SqlxStore {
                 "SELECT {TX_COLUMNS} FROM transactions WHERE id IN ("
             ))
             .numbered(self.dialect == Dialect::Sqlite);
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.arg(Arg::Text(id.to_string()));
-            }
-            sql.push(")");
-            found.extend(self.fetch_transactions(&sql).await?);
+            sql.list(chunk.iter().map(|id| Arg::Text(id.to_string())))
+                .push(")");
+            found.extend(self.fetch_transactions_once(&sql).await?);
         }
         Ok(found)
     }
@@ -1574,15 +1579,10 @@ impl Store for SqlxStore {
                 "SELECT {TX_COLUMNS} FROM transactions WHERE gateway_id = "
             ));
             sql.arg(Arg::Text(gateway.0.clone()))
-                .push(" AND provider_ref IN (");
-            for (i, r) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.arg(Arg::Text(r.clone()));
-            }
-            sql.push(")");
-            for t in self.fetch_transactions(&sql).await? {
+                .push(" AND provider_ref IN (")
+                .list(chunk.iter().map(|r| Arg::Text(r.clone())))
+                .push(")");
+            for t in self.fetch_transactions_once(&sql).await? {
                 let Some(r) = t.provider_ref.clone() else {
                     continue;
                 };
@@ -2116,16 +2116,11 @@ impl Store for SqlxStore {
         for chunk in bulk_parts(keys, self.dialect == Dialect::Postgres, |k| 8 + k.len()) {
             let mut sql = Sql::new("SELECT entry_key FROM bank_entries WHERE creditor_id = ");
             sql.arg(Arg::Text(creditor.to_string()))
-                .push(" AND entry_key IN (");
-            for (i, k) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.arg(Arg::Text(k.clone()));
-            }
-            sql.push(")");
+                .push(" AND entry_key IN (")
+                .list(chunk.iter().map(|k| Arg::Text(k.clone())))
+                .push(")");
             for row in sql
-                .query()
+                .query_once()
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err("reading bank entries"))?
