@@ -259,8 +259,15 @@ impl Config {
         config.database_url = var("DATABASE_URL");
         config.smtp_url = var("SMTP_URL");
         config.pagopa_station_key = var("PAGOPA_STATION_KEY");
-        if let (Some(url), Some(key)) = (var("PAGOPA_FDR_URL"), var("PAGOPA_FDR_KEY")) {
-            config.fdr = Some((url, key.into()));
+        match (var("PAGOPA_FDR_URL"), var("PAGOPA_FDR_KEY")) {
+            (Some(url), Some(key)) => config.fdr = Some((url, key.into())),
+            (None, None) => {}
+            _ => {
+                return Err(Error::invalid(
+                    "PAGOPA_FDR_URL",
+                    "PAGOPA_FDR_URL and PAGOPA_FDR_KEY go together: set both, or neither",
+                ));
+            }
         }
         config.sandbox_key = var("SANDBOX_SIGNING_KEY");
         config.sandbox_beside_providers = var("PORTAL_SANDBOX").as_deref() == Some("1");
@@ -350,8 +357,8 @@ struct Inner {
 /// What [`Portal::reconcile`] did.
 #[derive(Debug, Clone, Default)]
 pub struct Reconciled {
-    /// The flows fetched, when FdR is configured.
-    pub synced: Option<payments_gateways::pagopa::FlowSync>,
+    /// The flows fetched when FdR is configured, or why they could not be.
+    pub synced: Option<std::result::Result<payments_gateways::pagopa::FlowSync, String>>,
     /// The reconciliation.
     pub report: payments_core::ReconcileReport,
 }
@@ -359,17 +366,21 @@ pub struct Reconciled {
 impl Reconciled {
     /// Whether anything new was fetched or recorded.
     pub fn changed(&self) -> bool {
-        self.synced
-            .as_ref()
-            .is_some_and(|s| s.stored > 0 || s.unreadable > 0)
-            || self.report.exceptions > 0
+        self.synced.as_ref().is_some_and(|s| match s {
+            Ok(s) => s.stored > 0 || s.replaced > 0 || s.unreadable > 0,
+            Err(_) => true,
+        }) || self.report.exceptions > 0
             || self.report.paid > 0
     }
 
     /// One line for the log.
     pub fn summary(&self) -> String {
         let fetched = match &self.synced {
-            Some(s) => format!("{} flows fetched ({} new), ", s.listed, s.stored),
+            Some(Ok(s)) => format!(
+                "{} flows listed ({} new, {} replacing a revision, {} unreadable), ",
+                s.listed, s.stored, s.replaced, s.unreadable
+            ),
+            Some(Err(e)) => format!("FdR not reached ({e}), "),
             None => String::new(),
         };
         format!(
@@ -600,12 +611,14 @@ impl Portal {
     /// reported): what the worker does every `reconcile_interval`, and the flows page's
     /// button on demand.
     pub async fn reconcile(&self, creditor: CreditorId) -> payments_core::Result<Reconciled> {
+        // FdR unavailable does not stop the reconciliation of what is recorded.
         let synced = if self.fetches_flows() {
             Some(
                 self.inner
                     .pagopa
                     .sync_flows(self.payments(), creditor)
-                    .await?,
+                    .await
+                    .map_err(|e| e.to_string()),
             )
         } else {
             None
@@ -1020,6 +1033,55 @@ mod tests {
         )
         .await;
         assert!(r.status().is_redirection(), "{}", r.status());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The reporting flows: an operator who only reads sees them and their CSV but has no
+    /// button, and is refused the sync; a manager presses it and reads what it did.
+    #[tokio::test]
+    async fn only_a_manager_reconciles_the_flows() {
+        let (portal, cookie, csrf, dir) = session().await;
+        let form = Some("application/x-www-form-urlencoded");
+        let (luca, luca_csrf) = sign_in(&portal, &cookie, &csrf, "luca").await;
+        let page = send(&portal, "GET", "/admin/flows", &luca, None, "", None).await;
+        assert_eq!(page.status(), axum::http::StatusCode::OK);
+        let html = body_text(page).await;
+        assert!(html.contains("id=\"no-flows\"") && !html.contains("id=\"sync\""));
+        let csv = send(&portal, "GET", "/admin/flows.csv", &luca, None, "", None).await;
+        assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+        assert!(
+            body_text(csv)
+                .await
+                .starts_with("flow_id,psp_id,psp_name,revision,")
+        );
+        let refused = send(
+            &portal,
+            "POST",
+            "/admin/flows/sync",
+            &luca,
+            form,
+            &format!("csrf={luca_csrf}"),
+            None,
+        )
+        .await;
+        assert_eq!(refused.status(), axum::http::StatusCode::FORBIDDEN);
+        let (anna, anna_csrf) = sign_in(&portal, &cookie, &csrf, "anna").await;
+        let html =
+            body_text(send(&portal, "GET", "/admin/flows", &anna, None, "", None).await).await;
+        assert!(html.contains("id=\"sync\""));
+        let done = send(
+            &portal,
+            "POST",
+            "/admin/flows/sync",
+            &anna,
+            form,
+            &format!("csrf={anna_csrf}"),
+            None,
+        )
+        .await;
+        assert_eq!(done.status(), axum::http::StatusCode::OK);
+        let html = body_text(done).await;
+        assert!(html.contains("<span id=\"done-flows\">0</span>"), "{html}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -248,7 +248,12 @@ async fn current_flows(
     Ok(flows)
 }
 
-async fn flows_page(portal: &Portal, ctx: &Ctx, actor: &Actor, done: Option<String>) -> PageResult {
+async fn flows_page(
+    portal: &Portal,
+    ctx: &Ctx,
+    actor: &Actor,
+    done: Option<crate::Reconciled>,
+) -> PageResult {
     let locale = ctx.locale();
     let rows: Vec<Value> = current_flows(portal, ctx, actor)
         .await?
@@ -258,7 +263,24 @@ async fn flows_page(portal: &Portal, ctx: &Ctx, actor: &Actor, done: Option<Stri
     portal.page(
         ctx,
         "flows.html",
-        context! { rows, fetches => portal.fetches_flows(), done },
+        context! {
+            rows, fetches => portal.fetches_flows(),
+            manager => matches!(actor, Actor::Operator { role: payments_core::Role::Manager, .. }),
+            done => done.map(|d| {
+                let (fetched, fdr_error) = match d.synced {
+                    Some(Ok(s)) => (Some(context! {
+                        listed => s.listed, stored => s.stored, replaced => s.replaced,
+                        unreadable => s.unreadable,
+                    }), None),
+                    Some(Err(e)) => (None, Some(e)),
+                    None => (None, None),
+                };
+                context! {
+                    fetched, fdr_error, flows => d.report.flows, paid => d.report.paid,
+                    exceptions => d.report.exceptions,
+                }
+            }),
+        },
     )
 }
 
@@ -362,5 +384,5 @@ pub async fn sync(
         .check_operator(&ctx.body.creditor.id, payments_core::Role::Manager)
         .or_page(&ctx)?;
     let done = portal.reconcile(ctx.body.creditor.id).await.or_page(&ctx)?;
-    flows_page(&portal, &ctx, &actor, Some(done.summary())).await
+    flows_page(&portal, &ctx, &actor, Some(done)).await
 }

@@ -431,6 +431,32 @@ pub(crate) const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("flows.revision", "revisione", "revision"),
     (
+        "flows.caption",
+        "Flussi registrati, i più recenti per primi",
+        "Flows recorded, newest first",
+    ),
+    ("flows.discrepancies", "anomalie", "discrepancies"),
+    (
+        "flows.done_fetched",
+        "Flussi pubblicati da pagoPA",
+        "Flows published by pagoPA",
+    ),
+    ("flows.done_new", "nuovi", "new"),
+    ("flows.done_replaced", "nuove revisioni", "new revisions"),
+    ("flows.done_unreadable", "illeggibili", "unreadable"),
+    (
+        "flows.done_fdr_error",
+        "Il servizio FdR non ha risposto: riprova più tardi.",
+        "pagoPA's FdR service did not answer: try again later.",
+    ),
+    (
+        "flows.done_reconciled",
+        "Flussi riconciliati",
+        "Flows reconciled",
+    ),
+    ("flows.done_paid", "chiusi", "closed"),
+    ("flows.done_exceptions", "nuove anomalie", "new exceptions"),
+    (
         "flows.none",
         "Nessun flusso registrato.",
         "No flow recorded.",

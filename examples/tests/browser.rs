@@ -2258,7 +2258,12 @@ async fn the_overview_shows_what_the_data_holds() {
         run.attr("#flows tbody tr", "data-state").await.as_deref(),
         Some("discrepancies")
     );
-    assert!(run.text("#sync-done").await.contains("1"));
+    assert_eq!(run.text("#done-flows").await, "1");
+    assert_eq!(
+        run.text("#done-exceptions").await,
+        "1",
+        "the receipt missing"
+    );
     run.screenshot("admin-flows").await;
     let csv = reqwest_get(&run, "/admin/flows.csv").await;
     let mut lines = csv.lines();

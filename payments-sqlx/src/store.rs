@@ -1577,7 +1577,8 @@ impl Store for SqlxStore {
         }) {
             let mut sql = Sql::new(&format!(
                 "SELECT {TX_COLUMNS} FROM transactions WHERE gateway_id = "
-            ));
+            ))
+            .numbered(self.dialect == Dialect::Sqlite);
             sql.arg(Arg::Text(gateway.0.clone()))
                 .push(" AND provider_ref IN (")
                 .list(chunk.iter().map(|r| Arg::Text(r.clone())))
@@ -2114,7 +2115,8 @@ impl Store for SqlxStore {
     async fn bank_entry_keys(&self, creditor: CreditorId, keys: &[String]) -> Result<Vec<String>> {
         let mut known = Vec::new();
         for chunk in bulk_parts(keys, self.dialect == Dialect::Postgres, |k| 8 + k.len()) {
-            let mut sql = Sql::new("SELECT entry_key FROM bank_entries WHERE creditor_id = ");
+            let mut sql = Sql::new("SELECT entry_key FROM bank_entries WHERE creditor_id = ")
+                .numbered(self.dialect == Dialect::Sqlite);
             sql.arg(Arg::Text(creditor.to_string()))
                 .push(" AND entry_key IN (")
                 .list(chunk.iter().map(|k| Arg::Text(k.clone())))

@@ -107,10 +107,15 @@ impl Payments {
     ) -> Result<Vec<BankCreditDone>> {
         // The transactions as stored, not as the caller says: each check below, and the
         // messages, read them.
+        for credit in credits {
+            actor.check_operator(&credit.entry.creditor_id, Role::Manager)?;
+        }
         let ids: Vec<TransactionId> = credits
             .iter()
-            .filter(|c| c.pays)
-            .filter_map(|c| c.entry.transaction_id())
+            .filter_map(|c| match c.entry.outcome {
+                crate::BankEntryOutcome::Matched { transaction_id } => Some(transaction_id),
+                _ => None,
+            })
             .collect();
         let stored: std::collections::HashMap<TransactionId, Transaction> = self
             .store_ref()
@@ -122,15 +127,28 @@ impl Payments {
         let mut steps = Vec::with_capacity(credits.len());
         let mut alone = vec![false; credits.len()];
         for (n, credit) in credits.iter().enumerate() {
-            actor.check_operator(&credit.entry.creditor_id, Role::Manager)?;
-            if !credit.pays {
-                steps.push(crate::BankStep::new(credit.entry.clone(), None));
-                continue;
-            }
-            let tx = match &credit.entry.outcome {
-                crate::BankEntryOutcome::Matched { transaction_id } => stored.get(transaction_id),
+            let matched = match &credit.entry.outcome {
+                crate::BankEntryOutcome::Matched { transaction_id } => Some(transaction_id),
                 _ => None,
             };
+            if !credit.pays {
+                // An entry that says it paid a transaction without paying it now must find
+                // that transaction paid by its own key (an import that stopped between the
+                // two); otherwise it is decided on its own.
+                let settled = matched.is_none_or(|id| {
+                    stored.get(id).is_some_and(|t| {
+                        t.status.is_paid()
+                            && t.provider_ref.as_deref() == Some(credit.entry.key.as_str())
+                    })
+                });
+                if settled {
+                    steps.push(crate::BankStep::new(credit.entry.clone(), None));
+                } else {
+                    alone[n] = true;
+                }
+                continue;
+            }
+            let tx = matched.and_then(|id| stored.get(id));
             let Some(tx) = tx else {
                 alone[n] = true;
                 continue;
@@ -181,6 +199,12 @@ impl Payments {
                         });
                     }
                 }
+            });
+        }
+        if recorded.next().is_some() {
+            return Err(Error::Storage {
+                message: "the store answered for more bank entries than it was given".into(),
+                source: None,
             });
         }
         Ok(done)
@@ -291,7 +315,10 @@ impl Payments {
 pub struct BankCredit {
     /// The entry.
     pub entry: crate::BankEntry,
-    /// Whether it pays the transaction its outcome names (`Matched`), in full, now.
+    /// Whether it pays the transaction its outcome names (`Matched`), in full, now. A
+    /// `Matched` entry that does not pay is recorded only if that transaction is already
+    /// paid by the entry's key; otherwise it is left to the caller
+    /// ([`BankCreditDone::Alone`]).
     pub pays: bool,
     /// The payment's note, for the transaction's event.
     pub note: Option<String>,

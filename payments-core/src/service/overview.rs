@@ -18,7 +18,8 @@ pub const MAX_OVERVIEW_DAYS: u32 = 92;
 pub const OVERVIEW_LOOKBACK_DAYS: i64 = 90;
 
 /// The money one method collected on one day (Europe/Rome): the transactions that became
-/// `Paid` that day.
+/// `Paid` that day, or their lines paid that day when they were paid line by line (then
+/// `count` counts lines). Money later refunded still counts on the day it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DailyCollection {
@@ -42,7 +43,8 @@ pub struct Overview {
     pub last_day: NaiveDate,
     /// The collections, by day then method, only where something was collected.
     pub collections: Vec<DailyCollection>,
-    /// Paid in the window: how many and how much.
+    /// Collected in the window (before any refund): how many payments (or lines paid on
+    /// their own) and how much.
     pub paid: (u64, Money),
     /// Open now (`Created`, `Pending`, `Reported`: started and not yet paid): how many and
     /// how much.
@@ -115,7 +117,7 @@ impl Payments {
         let mut buckets: BTreeMap<(NaiveDate, &'static str), (MethodKind, u64, i64)> =
             BTreeMap::new();
         let mut query = MovementQuery::new(creditor);
-        query.statuses = vec![TxStatus::Paid, TxStatus::Refunded];
+        query.statuses = vec![TxStatus::Paid, TxStatus::PartiallyPaid, TxStatus::Refunded];
         query.from = Some(start - Duration::days(OVERVIEW_LOOKBACK_DAYS));
         query.limit = crate::MAX_PAGE_SIZE;
         loop {
@@ -123,19 +125,32 @@ impl Payments {
             let ids: Vec<crate::TransactionId> = page.page.items.iter().map(|t| t.id).collect();
             let events = self.store_ref().events_of(&ids).await?;
             for tx in &page.page.items {
-                let paid_at = events
+                let mut add = |at: chrono::DateTime<chrono::Utc>, cents: i64| {
+                    if at < start || at > now {
+                        return;
+                    }
+                    let b = buckets
+                        .entry((rome_day(at), tx.method_kind.as_str()))
+                        .or_insert((tx.method_kind, 0, 0));
+                    b.1 += 1;
+                    b.2 += cents;
+                };
+                if tx.lines.iter().any(|l| l.paid_at.is_some()) {
+                    // Paid line by line (pagoPA's receipts, one per notice): each line on
+                    // the day it was paid.
+                    for line in &tx.lines {
+                        if let Some(at) = line.paid_at {
+                            add(at, line.amount.minor_units());
+                        }
+                    }
+                } else if let Some(at) = events
                     .iter()
                     .filter(|e| e.transaction_id == tx.id && e.to == TxStatus::Paid)
                     .map(|e| e.at)
-                    .min();
-                let Some(at) = paid_at.filter(|at| *at >= start && *at <= now) else {
-                    continue;
-                };
-                let b = buckets
-                    .entry((rome_day(at), tx.method_kind.as_str()))
-                    .or_insert((tx.method_kind, 0, 0));
-                b.1 += 1;
-                b.2 += tx.total.minor_units();
+                    .min()
+                {
+                    add(at, tx.total.minor_units());
+                }
             }
             match page.page.next {
                 Some(next) => query.after = Some(next),
