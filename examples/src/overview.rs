@@ -20,7 +20,8 @@ use crate::views::{self, OrPage, PageResult, text};
 /// The days the overview's chart covers.
 pub const OVERVIEW_DAYS: u32 = 30;
 
-/// A colour per method in the chart, distinguishable in grey too (light to dark).
+/// A colour per method in the chart. Colour alone does not tell methods apart: each bar's
+/// title and the table below it name them.
 fn colour(method: MethodKind) -> &'static str {
     match method {
         MethodKind::PagoPa => "#003366",
@@ -327,7 +328,7 @@ pub async fn flows_csv(State(portal): State<Portal>, Extension(ctx): Extension<C
             }
             _ => String::new(),
         };
-        out.write_record([
+        let cells = [
             f.flow_id.clone(),
             f.psp_id.clone(),
             f.psp_name.clone().unwrap_or_default(),
@@ -342,7 +343,13 @@ pub async fn flows_csv(State(portal): State<Portal>, Extension(ctx): Extension<C
             f.state().as_str().to_owned(),
             f.discrepancies().to_string(),
             credit,
-        ])
+        ];
+        // Texts from pagoPA and the PSPs: never read as a formula by a spreadsheet.
+        out.write_record(
+            cells
+                .iter()
+                .map(|c| payments_sqlx::neutralise(c).into_owned()),
+        )
         .map_err(write_err)?;
     }
     let body = out.into_inner().map_err(|e| {
