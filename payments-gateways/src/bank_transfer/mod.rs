@@ -21,7 +21,11 @@
 //!   operator (a bank entry, and an entry in the ledger of exceptions). Each credit is
 //!   recorded once, keyed by the bank's own reference, or by the statement's identity and
 //!   the entry's position in it: importing a file again changes nothing, and two credits
-//!   alike in every field are two entries.
+//!   alike in every field are two entries. The file is checked whole first (a file that
+//!   does not read changes nothing), then streamed entry by entry
+//!   ([`camt::StatementReader`]) and recorded a chunk at a time
+//!   ([`BankTransferGateway::with_import_chunk`]): a crash in the middle loses nothing, and
+//!   the same import run again completes it without paying anything twice.
 //! - **Notifications.** A camt.054 credit notification posted to the host's webhook and
 //!   signed with the key the body shares with its bank connector (HMAC-SHA256 of the raw
 //!   body, hex, header `x-bank-signature`) is a callback like any provider's.
