@@ -336,12 +336,7 @@ impl SqlxStore {
         items: &[ItemId],
     ) -> Result<std::collections::HashMap<ItemId, payments_core::ItemState>> {
         let mut sql = Sql::new(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE id IN ("));
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.arg(Arg::Text(item.to_string()));
-        }
+        sql.list(items.iter().map(|item| Arg::Text(item.to_string())));
         sql.push(") ORDER BY id").push(self.for_update());
         let rows = sql
             .query()
@@ -477,12 +472,7 @@ impl SqlxStore {
             settle
                 .arg(Arg::Text(moved.id.to_string()))
                 .push(" WHERE state <> 'paid' AND id IN (");
-            for (i, item) in ours.iter().enumerate() {
-                if i > 0 {
-                    settle.push(", ");
-                }
-                settle.arg(Arg::Text(item.to_string()));
-            }
+            settle.list(ours.iter().map(|item| Arg::Text(item.to_string())));
             settle.push(")");
             let settled = if ours.is_empty() {
                 0
@@ -499,12 +489,11 @@ impl SqlxStore {
             } else {
                 let mut count =
                     Sql::new("SELECT COUNT(*) AS n FROM items WHERE state = 'paid' AND id IN (");
-                for (i, item) in t.already_paid.iter().enumerate() {
-                    if i > 0 {
-                        count.push(", ");
-                    }
-                    count.arg(Arg::Text(item.to_string()));
-                }
+                count.list(
+                    t.already_paid
+                        .iter()
+                        .map(|item| Arg::Text(item.to_string())),
+                );
                 count.push(")");
                 let row = count
                     .query()
@@ -912,12 +901,7 @@ impl SqlxStore {
                     .push(" AND source_key IN (SELECT source_key FROM position_sources WHERE position_id = ")
                     .arg(Arg::Text(p.id.to_string()))
                     .push(" AND idx IN (");
-                for (n, i) in closed.iter().enumerate() {
-                    if n > 0 {
-                        sql.push(", ");
-                    }
-                    sql.arg(Arg::Int(*i as i64));
-                }
+                sql.list(closed.iter().map(|i| Arg::Int(*i as i64)));
                 sql.push("))");
                 sql.query()
                     .execute(&mut **tx)
@@ -1101,12 +1085,7 @@ pub(crate) fn movement_filters(sql: &mut Sql, q: &MovementQuery) {
     }
     if !q.statuses.is_empty() {
         sql.push(" AND t.status IN (");
-        for (i, s) in q.statuses.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.arg(Arg::Text(s.as_str().into()));
-        }
+        sql.list(q.statuses.iter().map(|s| Arg::Text(s.as_str().into())));
         sql.push(")");
     }
     if let Some(kind) = q.method_kind {
@@ -1485,7 +1464,7 @@ impl Store for SqlxStore {
         );
         for (position, line) in t.lines.iter().enumerate() {
             lines.push(if position == 0 { "(" } else { ", (" });
-            for (i, arg) in [
+            lines.list([
                 Arg::Text(t.id.to_string()),
                 Arg::Int(position as i64),
                 Arg::Text(line.item_id.to_string()),
@@ -1494,15 +1473,7 @@ impl Store for SqlxStore {
                 Arg::Text(line.payment_type_id.to_string()),
                 Arg::Text(line.reason.clone()),
                 Arg::Int(line.amount.minor_units()),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if i > 0 {
-                    lines.push(", ");
-                }
-                lines.arg(arg);
-            }
+            ]);
             lines.push(")");
         }
         lines
@@ -1925,12 +1896,7 @@ impl Store for SqlxStore {
         let mut sql = Sql::new(&format!(
             "SELECT {EVENT_COLUMNS} FROM transaction_events WHERE transaction_id IN ("
         ));
-        for (i, t) in transactions.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.arg(Arg::Text(t.to_string()));
-        }
+        sql.list(transactions.iter().map(|t| Arg::Text(t.to_string())));
         sql.push(") ORDER BY transaction_id, id");
         let rows = sql
             .query()
@@ -2643,12 +2609,7 @@ impl Store for SqlxStore {
         ));
         sql.arg(Arg::Int(micros(before)));
         sql.push(" AND gateway_id IN (");
-        for (n, g) in gateways.iter().enumerate() {
-            if n > 0 {
-                sql.push(", ");
-            }
-            sql.arg(Arg::Text(g.to_string()));
-        }
+        sql.list(gateways.iter().map(|g| Arg::Text(g.to_string())));
         sql.push(")");
         if let Some(after) = after {
             sql.push(" AND id > ").arg(Arg::Text(after.to_string()));
