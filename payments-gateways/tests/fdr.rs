@@ -135,6 +135,36 @@ fn page(data: Vec<Value>, number: u32, total: u32) -> Value {
            "count": data.len(), "data": data})
 }
 
+/// Mounts the published flows' listing, page `number` (asked for as such when given) of
+/// `total`, holding `flows`.
+async fn serve_list(server: &MockServer, number: Option<u32>, total: u32, flows: Vec<Value>) {
+    let at = list_path();
+    let body = page(flows, number.unwrap_or(1), total);
+    answer(server, &at, number, "PaginatedFlowsResponse", body).await;
+}
+
+/// Mounts a flow's header (declaring the payments of every page and `sum`) and each page
+/// of its payments.
+async fn serve_flow(
+    server: &MockServer,
+    (fdr, psp, revision): (&str, &str, u32),
+    published: &str,
+    sum: f64,
+    pages: Vec<Vec<Value>>,
+) {
+    let count = pages.iter().map(Vec::len).sum::<usize>() as u64;
+    let header = header_of(fdr, psp, revision, count, sum, published);
+    let at = flow_path(fdr, revision, psp);
+    answer(server, &at, None, "SingleFlowResponse", header).await;
+    let total = pages.len() as u32;
+    for (n, data) in pages.into_iter().enumerate() {
+        let number = n as u32 + 1;
+        let body = page(data, number, total);
+        let at = format!("{at}/payments");
+        answer(server, &at, Some(number), "PaginatedPaymentsResponse", body).await;
+    }
+}
+
 /// A camt.053 with one credit per `(amount, remittance)`.
 fn statement(id: &str, credits: &[(&str, &str)]) -> String {
     let entries: String = credits
@@ -198,90 +228,53 @@ async fn flows_are_fetched_paged_matched_three_ways_and_a_new_revision_replaces_
     let f1 = "2026-11-20PSPAITMM-S0000001";
     let f2 = "2026-11-20PSPBITMM-S0000002";
     // The list of published flows, in two pages.
-    answer(
+    serve_list(
         &env.server,
-        &list_path(),
         Some(1),
-        "PaginatedFlowsResponse",
-        page(
-            vec![listed(f1, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
-            1,
-            2,
-        ),
+        2,
+        vec![listed(f1, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
     )
     .await;
-    answer(
+    serve_list(
         &env.server,
-        &list_path(),
         Some(2),
-        "PaginatedFlowsResponse",
-        page(
-            vec![listed(f2, "PSPBITMM", 1, "2026-11-21T08:20:00.000Z")],
-            2,
-            2,
-        ),
+        2,
+        vec![listed(f2, "PSPBITMM", 1, "2026-11-21T08:20:00.000Z")],
     )
     .await;
     // Flow 1: five payments in two pages — matched, stand-in matched, another amount, no
     // receipt, revoked.
-    answer(
+    serve_flow(
         &env.server,
-        &flow_path(f1, 1, "PSPAITMM"),
-        None,
-        "SingleFlowResponse",
-        header_of(f1, "PSPAITMM", 1, 5, 350.0, "2026-11-21T08:15:00.123456Z"),
-    )
-    .await;
-    answer(
-        &env.server,
-        &format!("{}/payments", flow_path(f1, 1, "PSPAITMM")),
-        Some(1),
-        "PaginatedPaymentsResponse",
-        page(
+        (f1, "PSPAITMM", 1),
+        "2026-11-21T08:15:00.123456Z",
+        350.0,
+        vec![
             vec![
                 payment(1, "02000000000000101", "r-1", 100.0, "EXECUTED"),
                 payment(2, "02000000000000102", "r-2", 100.0, "STAND_IN"),
                 payment(3, "02000000000000103", "r-3", 90.0, "EXECUTED"),
             ],
-            1,
-            2,
-        ),
-    )
-    .await;
-    answer(
-        &env.server,
-        &format!("{}/payments", flow_path(f1, 1, "PSPAITMM")),
-        Some(2),
-        "PaginatedPaymentsResponse",
-        page(
             vec![
                 payment(4, "02000000000000104", "r-4", 50.0, "EXECUTED"),
                 payment(5, "02000000000000105", "r-5x", 10.0, "REVOKED"),
             ],
-            2,
-            2,
-        ),
+        ],
     )
     .await;
     // Flow 2, revision 1: one payment.
-    answer(
+    serve_flow(
         &env.server,
-        &flow_path(f2, 1, "PSPBITMM"),
-        None,
-        "SingleFlowResponse",
-        header_of(f2, "PSPBITMM", 1, 1, 100.0, "2026-11-21T08:20:00.123Z"),
-    )
-    .await;
-    answer(
-        &env.server,
-        &format!("{}/payments", flow_path(f2, 1, "PSPBITMM")),
-        Some(1),
-        "PaginatedPaymentsResponse",
-        page(
-            vec![payment(1, "02000000000000105", "r-5", 100.0, "EXECUTED")],
+        (f2, "PSPBITMM", 1),
+        "2026-11-21T08:20:00.123Z",
+        100.0,
+        vec![vec![payment(
             1,
-            1,
-        ),
+            "02000000000000105",
+            "r-5",
+            100.0,
+            "EXECUTED",
+        )]],
     )
     .await;
 
@@ -433,39 +426,22 @@ async fn flows_are_fetched_paged_matched_three_ways_and_a_new_revision_replaces_
 
     // PSP B publishes revision 2 of flow 2, adding r-6: it replaces revision 1 visibly.
     env.server.reset().await;
-    answer(
+    serve_list(
         &env.server,
-        &list_path(),
         Some(1),
-        "PaginatedFlowsResponse",
-        page(
-            vec![listed(f2, "PSPBITMM", 2, "2026-11-22T08:00:00.000Z")],
-            1,
-            1,
-        ),
+        1,
+        vec![listed(f2, "PSPBITMM", 2, "2026-11-22T08:00:00.000Z")],
     )
     .await;
-    answer(
+    serve_flow(
         &env.server,
-        &flow_path(f2, 2, "PSPBITMM"),
-        None,
-        "SingleFlowResponse",
-        header_of(f2, "PSPBITMM", 2, 2, 200.0, "2026-11-22T08:00:00.000Z"),
-    )
-    .await;
-    answer(
-        &env.server,
-        &format!("{}/payments", flow_path(f2, 2, "PSPBITMM")),
-        Some(1),
-        "PaginatedPaymentsResponse",
-        page(
-            vec![
-                payment(1, "02000000000000105", "r-5", 100.0, "EXECUTED"),
-                payment(2, "02000000000000106", "r-6", 100.0, "EXECUTED"),
-            ],
-            1,
-            1,
-        ),
+        (f2, "PSPBITMM", 2),
+        "2026-11-22T08:00:00.000Z",
+        200.0,
+        vec![vec![
+            payment(1, "02000000000000105", "r-5", 100.0, "EXECUTED"),
+            payment(2, "02000000000000106", "r-6", 100.0, "EXECUTED"),
+        ]],
     )
     .await;
     let sync = env
@@ -550,16 +526,11 @@ async fn the_service_s_errors_are_retried_or_told_and_nothing_is_half_stored() {
         .with_priority(1)
         .mount(&env.server)
         .await;
-    answer(
+    serve_list(
         &env.server,
-        &list_path(),
         None,
-        "PaginatedFlowsResponse",
-        page(
-            vec![listed(f1, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
-            1,
-            1,
-        ),
+        1,
+        vec![listed(f1, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
     )
     .await;
     // The flow's header is refused as the service refuses (ErrorResponse).
@@ -651,39 +622,22 @@ async fn the_aggregate_credit_of_a_treasury_statement_pays_its_flow() {
     receipt(&env, "r-1", "302000000000000101", 2).await;
     receipt(&env, "r-2", "302000000000000102", 2).await;
     let flow = "2026-11-20PSPAITMM-S0000042";
-    answer(
+    serve_list(
         &env.server,
-        &list_path(),
         Some(1),
-        "PaginatedFlowsResponse",
-        page(
-            vec![listed(flow, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
-            1,
-            1,
-        ),
+        1,
+        vec![listed(flow, "PSPAITMM", 1, "2026-11-21T08:15:00.000Z")],
     )
     .await;
-    answer(
+    serve_flow(
         &env.server,
-        &flow_path(flow, 1, "PSPAITMM"),
-        None,
-        "SingleFlowResponse",
-        header_of(flow, "PSPAITMM", 1, 2, 200.0, "2026-11-21T08:15:00.000Z"),
-    )
-    .await;
-    answer(
-        &env.server,
-        &format!("{}/payments", flow_path(flow, 1, "PSPAITMM")),
-        Some(1),
-        "PaginatedPaymentsResponse",
-        page(
-            vec![
-                payment(1, "02000000000000101", "r-1", 100.0, "EXECUTED"),
-                payment(2, "02000000000000102", "r-2", 100.0, "EXECUTED"),
-            ],
-            1,
-            1,
-        ),
+        (flow, "PSPAITMM", 1),
+        "2026-11-21T08:15:00.000Z",
+        200.0,
+        vec![vec![
+            payment(1, "02000000000000101", "r-1", 100.0, "EXECUTED"),
+            payment(2, "02000000000000102", "r-2", 100.0, "EXECUTED"),
+        ]],
     )
     .await;
     let sync = env
