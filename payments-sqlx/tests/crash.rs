@@ -186,15 +186,5 @@ async fn postgres_killed_after_confirmation_loses_nothing() {
         return;
     };
     // A schema of its own, named in the URL so the child process uses it too.
-    let schema = common::schema();
-    SqlxStore::builder(url.clone())
-        .with_schema(schema.clone())
-        .build()
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    killed_after_confirmation_loses_nothing(format!(
-        "{url}{sep}options=-c%20search_path%3D{schema}"
-    ))
-    .await;
+    killed_after_confirmation_loses_nothing(common::postgres_schema_url(&url).await).await;
 }

@@ -264,15 +264,5 @@ async fn postgres_import_killed_midway_is_completed_by_a_rerun() {
         return;
     };
     // A schema of its own, named in the URL so the child process uses it too.
-    let schema = common::schema();
-    SqlxStore::builder(url.clone())
-        .with_schema(schema.clone())
-        .build()
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    killed_mid_import_is_completed_by_a_rerun(format!(
-        "{url}{sep}options=-c%20search_path%3D{schema}"
-    ))
-    .await;
+    killed_mid_import_is_completed_by_a_rerun(common::postgres_schema_url(&url).await).await;
 }

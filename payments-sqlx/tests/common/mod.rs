@@ -44,6 +44,19 @@ pub fn schema() -> String {
     format!("t_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A new schema of the PostgreSQL server at `url`, migrated, and a URL that names it
+/// (`search_path`), so that a child process connecting with the URL alone uses it too.
+pub async fn postgres_schema_url(url: &str) -> String {
+    let schema = schema();
+    SqlxStore::builder(url)
+        .with_schema(schema.clone())
+        .build()
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
 /// A store in a new schema of the PostgreSQL server.
 pub async fn postgres(url: &str) -> SqlxStore {
     SWEPT.get_or_init(|| sweep(url)).await;
