@@ -15,8 +15,6 @@ use sqlx::any::AnyRow;
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
-    /// A text column's NULL.
-    Null,
 }
 
 /// SQL built at run time with numbered placeholders (`$1`, `$2`, …), valid in both dialects.
@@ -24,10 +22,6 @@ pub(crate) enum Arg {
 pub(crate) struct Sql {
     pub(crate) text: String,
     pub(crate) args: Vec<Arg>,
-    /// SQLite's numbered `?NNN` placeholders rather than `$NNN`, which SQLite reads as
-    /// names and looks up one by one: a statement of thousands of them takes quadratic
-    /// time to prepare.
-    numbered: bool,
 }
 
 impl Sql {
@@ -35,15 +29,7 @@ impl Sql {
         Sql {
             text: text.to_owned(),
             args: Vec::new(),
-            numbered: false,
         }
-    }
-
-    /// The same, with SQLite's numbered placeholders when `sqlite` (for statements with
-    /// many arguments; see the field).
-    pub(crate) fn numbered(mut self, sqlite: bool) -> Self {
-        self.numbered = sqlite;
-        self
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -54,8 +40,7 @@ impl Sql {
     /// Appends a placeholder bound to `arg`.
     pub(crate) fn arg(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
-        let mark = if self.numbered { '?' } else { '$' };
-        self.text.push_str(&format!("{mark}{}", self.args.len()));
+        self.text.push_str(&format!("${}", self.args.len()));
         self
     }
 
@@ -71,18 +56,33 @@ impl Sql {
         self
     }
 
-    /// Appends a placeholder bound to `text`, or to NULL.
-    pub(crate) fn opt(&mut self, text: Option<String>) -> &mut Self {
-        self.arg(text.map_or(Arg::Null, Arg::Text))
+    /// Appends a table of rows sent as one JSON parameter, `rows` (an array of arrays),
+    /// named `j`, whose one column `value` is a row: its fields read as `j.value->>0`,
+    /// `j.value->>1`, … (text, or NULL; cast what is not text). A bulk statement built on
+    /// it has the same text whatever its number of rows, so it is prepared once and binds
+    /// one parameter: no placeholder per value, and one round trip per chunk.
+    pub(crate) fn json_rows(&mut self, rows: String, sqlite: bool) -> &mut Self {
+        if sqlite {
+            self.push("json_each(").arg(Arg::Text(rows)).push(") AS j")
+        } else {
+            self.push("jsonb_array_elements(CAST(")
+                .arg(Arg::Text(rows))
+                .push(" AS jsonb)) AS j(value)")
+        }
     }
 
-    /// As [`query`](Self::query), not kept prepared: for statements whose shape changes
-    /// with their data (a list of keys, a chunk of rows). PostgreSQL then plans each with
-    /// its values; a kept statement may get a generic plan, which for a long `IN` list
-    /// walks every row of the creditor (measured: 250 ms a statement at 20,000 bank
-    /// entries), and each shape would crowd the statement cache.
-    pub(crate) fn query_once(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-        self.query().persistent(false)
+    /// Appends `(SELECT …)` of the texts `values`, sent as one JSON parameter (see
+    /// [`json_rows`](Self::json_rows)): the inside of an `IN` whose statement is prepared
+    /// once whatever the number of values.
+    pub(crate) fn json_list<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = &'a str>,
+        sqlite: bool,
+    ) -> Result<&mut Self> {
+        let rows: Vec<[&str; 1]> = values.into_iter().map(|v| [v]).collect();
+        let rows = to_json(&rows)?;
+        self.push("(SELECT j.value->>0 FROM ");
+        Ok(self.json_rows(rows, sqlite).push(")"))
     }
 
     pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
@@ -91,7 +91,6 @@ impl Sql {
             q = match a {
                 Arg::Int(i) => q.bind(*i),
                 Arg::Text(t) => q.bind(t.clone()),
-                Arg::Null => q.bind(None::<String>),
             };
         }
         q

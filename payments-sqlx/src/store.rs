@@ -229,31 +229,22 @@ pub struct SqlxStore {
     dialect: Dialect,
 }
 
-/// Rows per statement of a bulk write. SQLite looks each parameter up by its position in a
-/// list (`sqlite3_bind_parameter_name`): a statement's cost grows with the square of its
-/// parameters, and 40 rows measured best on the import benchmark.
-const BULK_ROWS: usize = 40;
-/// PostgreSQL: the most text one bulk statement carries. Past about 16 KB a statement's
-/// round trip stalls for tens of milliseconds on this machine's loopback (measured: 40
-/// outbox rows of 1.5 KB, 30 ms a statement; 10 of them, 0.2 ms).
-const BULK_BYTES: usize = 12 * 1024;
+/// Rows per statement of a bulk write (or a bulk read's keys), sent as one JSON parameter
+/// ([`Sql::json_rows`]): a chunk of a statement's import is one statement per table.
+const BULK_ROWS: usize = 1000;
+/// The most text one bulk statement carries, so that a caller's huge chunk does not
+/// become one huge parameter.
+const BULK_BYTES: usize = 4 * 1024 * 1024;
 
-/// An outbox message to enqueue: its creditor, when, and the message.
-type Message<'a> = (
-    CreditorId,
-    DateTime<Utc>,
-    &'a payments_core::NewOutboxMessage,
-);
-
-/// `rows` cut into the parts a bulk statement takes: at most [`BULK_ROWS`] each and, on
-/// PostgreSQL, at most [`BULK_BYTES`] of `size` (at least one row a part).
-fn bulk_parts<T>(rows: &[T], postgres: bool, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+/// `rows` cut into the parts a bulk statement takes: at most [`BULK_ROWS`] each and at
+/// most [`BULK_BYTES`] of `size` (at least one row a part).
+fn bulk_parts<T>(rows: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, row) in rows.iter().enumerate() {
         let n = size(row);
-        if i > start && (i - start >= BULK_ROWS || (postgres && bytes + n > BULK_BYTES)) {
+        if i > start && (i - start >= BULK_ROWS || bytes + n > BULK_BYTES) {
             parts.push(&rows[start..i]);
             start = i;
             bytes = 0;
@@ -634,38 +625,37 @@ impl SqlxStore {
 
         // The entries, each new.
         let mut inserted = 0;
-        let pg = !sqlite;
         let data: Vec<String> = steps
             .iter()
             .map(|s| to_json(&s.entry))
             .collect::<Result<_>>()?;
         let numbered: Vec<(usize, &payments_core::BankStep)> = steps.iter().enumerate().collect();
-        for part in bulk_parts(&numbered, pg, |(n, s)| {
-            200 + s.entry.key.len() + data[*n].len()
-        }) {
+        for part in bulk_parts(&numbered, |(n, s)| 64 + s.entry.key.len() + data[*n].len()) {
+            let rows: Vec<_> = part
+                .iter()
+                .map(|(n, s)| {
+                    let e = &s.entry;
+                    (
+                        e.creditor_id.to_string(),
+                        &e.key,
+                        micros(e.imported_at),
+                        &e.reference,
+                        e.transaction_id().map(|t| t.to_string()),
+                        &data[*n],
+                    )
+                })
+                .collect();
             let mut sql = Sql::new(
                 "INSERT INTO bank_entries \
-                 (creditor_id, entry_key, imported_at, reference, transaction_id, is_exception, data) VALUES ",
-            ).numbered(sqlite);
-            for (n, (k, s)) in part.iter().enumerate() {
-                let e = &s.entry;
-                sql.push(if n == 0 { "(" } else { ", (" })
-                    .arg(Arg::Text(e.creditor_id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(e.key.clone()))
-                    .push(", ")
-                    .arg(Arg::Int(micros(e.imported_at)))
-                    .push(", ")
-                    .opt(e.reference.clone())
-                    .push(", ")
-                    .opt(e.transaction_id().map(|t| t.to_string()))
-                    .push(", 0, ")
-                    .arg(Arg::Text(data[*k].clone()))
-                    .push(")");
-            }
-            sql.push(" ON CONFLICT (creditor_id, entry_key) DO NOTHING");
+                 (creditor_id, entry_key, imported_at, reference, transaction_id, is_exception, data) \
+                 SELECT j.value->>0, j.value->>1, CAST(j.value->>2 AS BIGINT), j.value->>3, \
+                 j.value->>4, 0, j.value->>5 FROM ",
+            );
+            // `WHERE true`: SQLite reads `ON CONFLICT` after a bare `FROM` as a join's.
+            sql.json_rows(to_json(&rows)?, sqlite)
+                .push(" WHERE true ON CONFLICT (creditor_id, entry_key) DO NOTHING");
             inserted += sql
-                .query_once()
+                .query()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("recording bank entries"))?
@@ -684,29 +674,34 @@ impl SqlxStore {
             lines: Vec<payments_core::TransactionLine>,
         }
         let mut moved: HashMap<TransactionId, Moved> = HashMap::new();
-        for part in payments.chunks(BULK_ROWS) {
-            let mut sql =
-                Sql::new("WITH v (v_id, v_from, v_ref, v_at) AS (VALUES ").numbered(sqlite);
-            for (n, t) in part.iter().enumerate() {
-                sql.push(if n == 0 { "(" } else { ", (" })
-                    .arg(Arg::Text(t.transaction.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(t.from.as_str().to_owned()))
-                    .push(", ")
-                    .opt(t.provider_ref.clone())
-                    .push(", ")
-                    .arg(Arg::Int(micros(t.at)))
-                    .push(")");
-            }
-            sql.push(") UPDATE transactions SET status = ")
-                .arg(Arg::Text(TxStatus::Paid.as_str().to_owned()))
+        for part in bulk_parts(&payments, |t| {
+            100 + t.provider_ref.as_ref().map_or(0, String::len)
+        }) {
+            let rows: Vec<_> = part
+                .iter()
+                .map(|t| {
+                    (
+                        t.transaction.to_string(),
+                        t.from.as_str(),
+                        &t.provider_ref,
+                        micros(t.at),
+                    )
+                })
+                .collect();
+            let mut sql = Sql::new("UPDATE transactions SET status = ");
+            sql.arg(Arg::Text(TxStatus::Paid.as_str().to_owned()))
                 .push(
                     ", updated_at = v.v_at, provider_ref = COALESCE(v.v_ref, transactions.provider_ref) \
-                     FROM v WHERE transactions.id = v.v_id AND transactions.status = v.v_from \
+                     FROM (SELECT j.value->>0 AS v_id, j.value->>1 AS v_from, j.value->>2 AS v_ref, \
+                     CAST(j.value->>3 AS BIGINT) AS v_at FROM ",
+                )
+                .json_rows(to_json(&rows)?, sqlite)
+                .push(
+                    ") AS v WHERE transactions.id = v.v_id AND transactions.status = v.v_from \
                      RETURNING id, creditor_id, provider_ref, lines",
                 );
             let rows = sql
-                .query_once()
+                .query()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err("paying transactions"))?;
@@ -725,26 +720,24 @@ impl SqlxStore {
         }
 
         // Their items: each becomes its transaction's, none paid meanwhile.
-        let items: Vec<(ItemId, TransactionId)> = moved
+        let items: Vec<(String, String)> = moved
             .values()
-            .flat_map(|t| t.lines.iter().map(|l| (l.item_id, t.id)))
+            .flat_map(|t| {
+                t.lines
+                    .iter()
+                    .map(|l| (l.item_id.to_string(), t.id.to_string()))
+            })
             .collect();
         let mut settled = 0;
-        for part in bulk_parts(&items, pg, |_| 80) {
-            let mut sql = Sql::new("WITH v (v_item, v_tx) AS (VALUES ").numbered(sqlite);
-            for (n, (item, t)) in part.iter().enumerate() {
-                sql.push(if n == 0 { "(" } else { ", (" })
-                    .arg(Arg::Text(item.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(t.to_string()))
-                    .push(")");
-            }
-            sql.push(
-                ") UPDATE items SET state = 'paid', transaction_id = v.v_tx \
-                 FROM v WHERE items.id = v.v_item AND items.state <> 'paid'",
+        for part in bulk_parts(&items, |_| 80) {
+            let mut sql = Sql::new(
+                "UPDATE items SET state = 'paid', transaction_id = v.v_tx \
+                 FROM (SELECT j.value->>0 AS v_item, j.value->>1 AS v_tx FROM ",
             );
+            sql.json_rows(to_json(&part)?, sqlite)
+                .push(") AS v WHERE items.id = v.v_item AND items.state <> 'paid'");
             settled += sql
-                .query_once()
+                .query()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("settling items"))?
@@ -755,27 +748,30 @@ impl SqlxStore {
         }
 
         // No line pays a debt position (those go step by step).
-        let sources: Vec<(CreditorId, &payments_core::Source)> = moved
+        let sources: Vec<(String, &str, &str)> = moved
             .values()
-            .flat_map(|t| t.lines.iter().map(|l| (t.creditor_id, &l.source)))
+            .flat_map(|t| {
+                t.lines.iter().map(|l| {
+                    (
+                        t.creditor_id.to_string(),
+                        l.source.module.as_str(),
+                        l.source.key.as_str(),
+                    )
+                })
+            })
             .collect();
-        for part in bulk_parts(&sources, pg, |(_, s)| 60 + s.key.len()) {
-            let mut sql =
-                Sql::new("SELECT COUNT(*) AS n FROM position_sources WHERE ").numbered(sqlite);
-            for (n, (creditor, source)) in part.iter().enumerate() {
-                if n > 0 {
-                    sql.push(" OR ");
-                }
-                sql.push("(creditor_id = ")
-                    .arg(Arg::Text(creditor.to_string()))
-                    .push(" AND module = ")
-                    .arg(Arg::Text(source.module.clone()))
-                    .push(" AND source_key = ")
-                    .arg(Arg::Text(source.key.clone()))
-                    .push(")");
-            }
+        for part in bulk_parts(&sources, |(_, m, k)| 48 + m.len() + k.len()) {
+            let mut sql = Sql::new(
+                "SELECT COUNT(*) AS n FROM position_sources AS p \
+                 JOIN (SELECT j.value->>0 AS v_creditor, j.value->>1 AS v_module, \
+                 j.value->>2 AS v_key FROM ",
+            );
+            sql.json_rows(to_json(&part)?, sqlite).push(
+                ") AS v ON p.creditor_id = v.v_creditor AND p.module = v.v_module \
+                 AND p.source_key = v.v_key",
+            );
             let row = sql
-                .query_once()
+                .query()
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err("finding debt positions"))?;
@@ -785,72 +781,66 @@ impl SqlxStore {
         }
 
         // An event each, and their messages.
-        for part in bulk_parts(&payments, pg, |t| {
-            300 + t.note.as_ref().map_or(0, String::len)
+        let paid = TxStatus::Paid.as_str();
+        let events: Vec<_> = payments
+            .iter()
+            .map(|t| {
+                let m = &moved[&t.transaction];
+                Ok((
+                    payments_core::EventId::new().to_string(),
+                    m.id.to_string(),
+                    micros(t.at),
+                    to_json(&t.actor)?,
+                    t.from.as_str(),
+                    paid,
+                    &m.provider_ref,
+                    t.note_for(TxStatus::Paid),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        for part in bulk_parts(&events, |e| {
+            200 + e.3.len()
+                + e.6.as_ref().map_or(0, String::len)
+                + e.7.as_ref().map_or(0, String::len)
         }) {
             let mut sql = Sql::new(
                 "INSERT INTO transaction_events \
-                 (id, transaction_id, at, actor, from_status, to_status, provider_ref, note) VALUES ",
-            ).numbered(sqlite);
-            for (n, t) in part.iter().enumerate() {
-                let m = &moved[&t.transaction];
-                sql.push(if n == 0 { "(" } else { ", (" })
-                    .arg(Arg::Text(payments_core::EventId::new().to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(m.id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Int(micros(t.at)))
-                    .push(", ")
-                    .arg(Arg::Text(to_json(&t.actor)?))
-                    .push(", ")
-                    .arg(Arg::Text(t.from.as_str().to_owned()))
-                    .push(", ")
-                    .arg(Arg::Text(TxStatus::Paid.as_str().to_owned()))
-                    .push(", ")
-                    .opt(m.provider_ref.clone())
-                    .push(", ")
-                    .opt(t.note_for(TxStatus::Paid))
-                    .push(")");
-            }
-            sql.query_once()
+                 (id, transaction_id, at, actor, from_status, to_status, provider_ref, note) \
+                 SELECT j.value->>0, j.value->>1, CAST(j.value->>2 AS BIGINT), j.value->>3, \
+                 j.value->>4, j.value->>5, j.value->>6, j.value->>7 FROM ",
+            );
+            sql.json_rows(to_json(&part)?, sqlite);
+            sql.query()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("recording events"))?;
         }
-        let messages: Vec<Message<'_>> = payments
+        let messages: Vec<_> = payments
             .iter()
             .flat_map(|t| {
                 let creditor = moved[&t.transaction].creditor_id;
                 t.outbox.iter().map(move |m| (creditor, t.at, m))
             })
-            .collect();
-        let payloads: Vec<String> = messages
-            .iter()
-            .map(|(_, _, m)| to_json(&m.payload))
+            .map(|(creditor, at, m)| {
+                Ok((
+                    m.id.to_string(),
+                    m.transaction_id.to_string(),
+                    creditor.to_string(),
+                    to_json(&m.payload)?,
+                    micros(at),
+                ))
+            })
             .collect::<Result<_>>()?;
-        let messages: Vec<(usize, &Message<'_>)> = messages.iter().enumerate().collect();
-        for part in bulk_parts(&messages, pg, |(n, _)| 150 + payloads[*n].len()) {
+        for part in bulk_parts(&messages, |m| 150 + m.3.len()) {
             let mut sql = Sql::new(
                 "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, \
-                 next_attempt_at, last_error, created_at, delivered_at) VALUES ",
-            )
-            .numbered(sqlite);
-            for (n, (k, (creditor, at, m))) in part.iter().enumerate() {
-                sql.push(if n == 0 { "(" } else { ", (" })
-                    .arg(Arg::Text(m.id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(m.transaction_id.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(creditor.to_string()))
-                    .push(", ")
-                    .arg(Arg::Text(payloads[*k].clone()))
-                    .push(", 'pending', 0, ")
-                    .arg(Arg::Int(micros(*at)))
-                    .push(", NULL, ")
-                    .arg(Arg::Int(micros(*at)))
-                    .push(", NULL)");
-            }
-            sql.query_once()
+                 next_attempt_at, last_error, created_at, delivered_at) \
+                 SELECT j.value->>0, j.value->>1, j.value->>2, j.value->>3, 'pending', 0, \
+                 CAST(j.value->>4 AS BIGINT), CAST(NULL AS TEXT), CAST(j.value->>4 AS BIGINT), \
+                 CAST(NULL AS BIGINT) FROM ",
+            );
+            sql.json_rows(to_json(&part)?, sqlite);
+            sql.query()
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("enqueuing messages"))?;
@@ -1028,16 +1018,6 @@ impl SqlxStore {
         rows.iter()
             .map(|r| rows::from_json(&rows::get::<String>(r, "data")?))
             .collect()
-    }
-
-    /// As `fetch_transactions`, for a statement not kept prepared (see [`Sql::query_once`]).
-    async fn fetch_transactions_once(&self, sql: &Sql) -> Result<Vec<Transaction>> {
-        let rows = sql
-            .query_once()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err("reading transactions"))?;
-        rows.iter().map(rows::transaction).collect()
     }
 
     async fn fetch_transactions(&self, sql: &Sql) -> Result<Vec<Transaction>> {
@@ -1523,15 +1503,15 @@ impl Store for SqlxStore {
     }
 
     async fn transactions_of(&self, ids: &[TransactionId]) -> Result<Vec<Transaction>> {
+        let sqlite = self.dialect == Dialect::Sqlite;
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let mut found = Vec::with_capacity(ids.len());
-        for chunk in bulk_parts(ids, self.dialect == Dialect::Postgres, |_| 44) {
+        for chunk in bulk_parts(&ids, |id| 4 + id.len()) {
             let mut sql = Sql::new(&format!(
-                "SELECT {TX_COLUMNS} FROM transactions WHERE id IN ("
-            ))
-            .numbered(self.dialect == Dialect::Sqlite);
-            sql.list(chunk.iter().map(|id| Arg::Text(id.to_string())))
-                .push(")");
-            found.extend(self.fetch_transactions_once(&sql).await?);
+                "SELECT {TX_COLUMNS} FROM transactions WHERE id IN "
+            ));
+            sql.json_list(chunk.iter().map(String::as_str), sqlite)?;
+            found.extend(self.fetch_transactions(&sql).await?);
         }
         Ok(found)
     }
@@ -1543,18 +1523,15 @@ impl Store for SqlxStore {
     ) -> Result<Vec<Transaction>> {
         // The newest of those sharing a reference, as `transaction_by_provider_ref` picks.
         let mut newest: HashMap<String, Transaction> = HashMap::new();
-        for chunk in bulk_parts(provider_refs, self.dialect == Dialect::Postgres, |r| {
-            8 + r.len()
-        }) {
+        let sqlite = self.dialect == Dialect::Sqlite;
+        for chunk in bulk_parts(provider_refs, |r| 4 + r.len()) {
             let mut sql = Sql::new(&format!(
                 "SELECT {TX_COLUMNS} FROM transactions WHERE gateway_id = "
-            ))
-            .numbered(self.dialect == Dialect::Sqlite);
+            ));
             sql.arg(Arg::Text(gateway.0.clone()))
-                .push(" AND provider_ref IN (")
-                .list(chunk.iter().map(|r| Arg::Text(r.clone())))
-                .push(")");
-            for t in self.fetch_transactions_once(&sql).await? {
+                .push(" AND provider_ref IN ")
+                .json_list(chunk.iter().map(String::as_str), sqlite)?;
+            for t in self.fetch_transactions(&sql).await? {
                 let Some(r) = t.provider_ref.clone() else {
                     continue;
                 };
@@ -2080,15 +2057,14 @@ impl Store for SqlxStore {
 
     async fn bank_entry_keys(&self, creditor: CreditorId, keys: &[String]) -> Result<Vec<String>> {
         let mut known = Vec::new();
-        for chunk in bulk_parts(keys, self.dialect == Dialect::Postgres, |k| 8 + k.len()) {
-            let mut sql = Sql::new("SELECT entry_key FROM bank_entries WHERE creditor_id = ")
-                .numbered(self.dialect == Dialect::Sqlite);
+        let sqlite = self.dialect == Dialect::Sqlite;
+        for chunk in bulk_parts(keys, |k| 4 + k.len()) {
+            let mut sql = Sql::new("SELECT entry_key FROM bank_entries WHERE creditor_id = ");
             sql.arg(Arg::Text(creditor.to_string()))
-                .push(" AND entry_key IN (")
-                .list(chunk.iter().map(|k| Arg::Text(k.clone())))
-                .push(")");
+                .push(" AND entry_key IN ")
+                .json_list(chunk.iter().map(String::as_str), sqlite)?;
             for row in sql
-                .query_once()
+                .query()
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err("reading bank entries"))?
