@@ -31,7 +31,20 @@ impl Env {
     }
 
     async fn with_account(account: BankAccount) -> Env {
-        let bank = Arc::new(BankTransferGateway::new().with_notification_key(KEY));
+        Env::with_gateway(account, BankTransferGateway::new()).await
+    }
+
+    /// An environment whose gateway imports `movements` per database transaction.
+    async fn with_chunk(movements: usize) -> Env {
+        Env::with_gateway(
+            BankAccount::new("Comune di Esempio - Tesoreria", IBAN).unwrap(),
+            BankTransferGateway::new().with_import_chunk(movements),
+        )
+        .await
+    }
+
+    async fn with_gateway(account: BankAccount, bank: BankTransferGateway) -> Env {
+        let bank = Arc::new(bank.with_notification_key(KEY));
         let notifier = Arc::new(RecordingNotifier::new());
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap(),
@@ -1622,4 +1635,140 @@ async fn a_psp_transfer_of_a_day_is_recognised_by_its_flow_not_left_unmatched() 
         )),
         None
     );
+}
+
+/// What an import left, told without ids: each entry (its bank reference, what it did and
+/// which transaction, by its place among the open transfers), each transfer's status and
+/// number of `Paid` events, and the exceptions ledger's kinds.
+async fn ledger_of(env: &Env, transfers: &[Transaction]) -> (Vec<String>, Vec<String>) {
+    let letter = |id: Option<TransactionId>| {
+        id.and_then(|id| transfers.iter().position(|t| t.id == id))
+            .map_or("-".to_owned(), |i| ((b'A' + i as u8) as char).to_string())
+    };
+    let mut entries: Vec<String> = env
+        .entries()
+        .await
+        .iter()
+        .map(|e| {
+            let (what, tx) = match &e.outcome {
+                BankEntryOutcome::Matched { transaction_id } => ("paid", Some(*transaction_id)),
+                BankEntryOutcome::Exception { transaction_id, .. } => {
+                    ("exception", *transaction_id)
+                }
+                other => panic!("no such outcome in this file: {other:?}"),
+            };
+            format!("{} {what} {}", e.key, letter(tx))
+        })
+        .collect();
+    entries.sort();
+    let mut state = Vec::new();
+    for (i, t) in transfers.iter().enumerate() {
+        let events = env.payments.events(&env.operator, t.id).await.unwrap();
+        let paid = events.iter().filter(|e| e.to == TxStatus::Paid).count();
+        state.push(format!(
+            "{} {:?} paid {paid} time(s)",
+            (b'A' + i as u8) as char,
+            env.status(t).await
+        ));
+    }
+    let mut kinds: Vec<String> = env
+        .payments
+        .exceptions(&env.operator, &ExceptionQuery::new(env.fx.creditor.id))
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| format!("{:?}", x.kind))
+        .collect();
+    kinds.sort();
+    state.extend(kinds);
+    (entries, state)
+}
+
+#[tokio::test]
+async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
+    // The import writes a chunk of credits while it reads the next one. Whatever the chunk
+    // size, the ledger must be the one a movement-by-movement import leaves: a credit
+    // repeated by the bank is recorded once, a second payment of a transfer (in the same
+    // chunk or the next) is an exception beside it, an unknown credit is an exception, and
+    // each transfer is paid once.
+    let mut outcomes = Vec::new();
+    for chunk in [1000, 1, 2, 3] {
+        let env = Env::with_chunk(chunk).await;
+        let mut transfers = Vec::new();
+        let mut refs = Vec::new();
+        for (payer, amount) in [
+            ("a", "10,00"),
+            ("b", "20,00"),
+            ("c", "30,00"),
+            ("d", "40,00"),
+        ] {
+            let (tx, d) = env.transfer(payer, amount).await;
+            transfers.push(tx);
+            refs.push(d.reference);
+        }
+        fn credit<'a>(bank_ref: &'a str, amount: &'a str, reference: Option<&'a str>) -> Ntry<'a> {
+            Ntry {
+                amount,
+                bank_ref,
+                reference,
+                ..Ntry::default()
+            }
+        }
+        let free = format!("DIRITTI RIF. {}", rf::pretty(&refs[3]));
+        let entries = vec![
+            credit("R1", "10.00", Some(&refs[0])),
+            credit("R2", "20.00", Some(&refs[1])),
+            // Nobody's reference.
+            credit("R3", "5.00", Some("RF18539007547034")),
+            // A paid again, one credit later.
+            credit("R4", "10.00", Some(&refs[0])),
+            // The bank repeats R2.
+            credit("R2", "20.00", Some(&refs[1])),
+            credit("R5", "30.00", Some(&refs[2])),
+            // D, its reference only in the free text.
+            Ntry {
+                ustrd: &free,
+                ..credit("R6", "40.00", None)
+            },
+            // C paid again, two credits later.
+            credit("R7", "30.00", Some(&refs[2])),
+        ];
+        let file = camt("CHUNKS", false, &[(IBAN, entries)]);
+        let report = env.import(&file).await.unwrap();
+        assert_eq!(
+            (
+                report.matched.len(),
+                report.exceptions.len(),
+                report.already_imported
+            ),
+            (4, 3, 1),
+            "chunks of {chunk}: {report:#?}"
+        );
+        let ledger = ledger_of(&env, &transfers).await;
+        // The same file again changes nothing.
+        let again = env.import(&file).await.unwrap();
+        assert_eq!(again.already_imported, 8, "chunks of {chunk}: {again:#?}");
+        assert!(again.matched.is_empty() && again.exceptions.is_empty());
+        assert_eq!(
+            ledger_of(&env, &transfers).await,
+            ledger,
+            "chunks of {chunk}"
+        );
+        outcomes.push((chunk, ledger));
+    }
+    let (_, first) = &outcomes[0];
+    assert_eq!(
+        first.1[..4],
+        [
+            "A Paid paid 1 time(s)",
+            "B Paid paid 1 time(s)",
+            "C Paid paid 1 time(s)",
+            "D Paid paid 1 time(s)"
+        ],
+        "{first:#?}"
+    );
+    assert_eq!(first.0.len(), 7, "{first:#?}");
+    for (chunk, ledger) in &outcomes[1..] {
+        assert_eq!(ledger, first, "chunks of {chunk} against one chunk");
+    }
 }

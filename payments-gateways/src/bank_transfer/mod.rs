@@ -517,6 +517,13 @@ impl BankTransferGateway {
     /// Imports a file [`read_whole`] has checked, streaming it again entry by entry and
     /// recording a chunk of movements per database transaction
     /// ([`with_import_chunk`](Self::with_import_chunk)).
+    ///
+    /// The work is pipelined: while one chunk's plain credits are written (one database
+    /// transaction), the next chunk is read from the file and its keys and transactions
+    /// are looked up. Nothing of the next chunk is written before the chunk before it is
+    /// committed, so every write sees what came before it in the file; a lookup that a
+    /// write made stale is caught by the store's compare-and-set, and that credit is then
+    /// decided on its own.
     async fn import_message(
         &self,
         payments: &Payments,
@@ -559,126 +566,167 @@ impl BankTransferGateway {
         };
         let mut reader = camt::StatementReader::new(file, &self.limits)
             .map_err(|e| Error::invalid("statement", e.to_string()))?;
-        let mut chunk: Vec<camt::Movement> = Vec::with_capacity(self.chunk + 16);
+        let lengths = self.reference_lengths();
+        // The chunk looked up last, and what is to be written of it.
+        let mut current: Option<(LookedUp, Vec<Step>)> = None;
+        // The keys of the chunk before: it may be written while the next chunk's recorded
+        // keys are looked up.
+        let mut previous = std::collections::HashSet::new();
         loop {
-            let read = reader
-                .next_entry()
-                .map_err(|e| Error::invalid("statement", e.to_string()))?;
-            if let Some(read) = &read {
-                chunk.extend(read.movements(&message_id));
-            }
-            if chunk.len() >= self.chunk || (read.is_none() && !chunk.is_empty()) {
-                self.import_chunk(payments, actor, &owners, &chunk, &mut report)
-                    .await?;
-                chunk.clear();
-            }
-            if read.is_none() {
+            let write = async {
+                match &current {
+                    Some((looked, plan)) => {
+                        self.write_plan(payments, actor, looked, plan, &lengths, &mut report)
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            };
+            let read = async {
+                let chunk = self.read_chunk(&mut reader, &message_id).await?;
+                if chunk.is_empty() {
+                    return Ok(None);
+                }
+                self.look_up(payments, &owners, chunk, &lengths)
+                    .await
+                    .map(Some)
+            };
+            let (written, next) = futures::join!(write, read);
+            written?;
+            let Some(next) = next? else {
                 break;
-            }
+            };
+            report.ignored += next.ignored;
+            let plan;
+            (plan, previous) = plan_chunk(payments, &next, &previous, &mut report);
+            current = Some((next, plan));
         }
         Ok(report)
     }
 
-    /// Imports a chunk of movements, in order. Credits that plainly pay an open transfer
-    /// are recorded together, entry and payment in one database transaction; any other
-    /// (exceptions, reversals, flows, late or partial money) is decided and recorded on its
-    /// own, after what came before it is written. A plain credit whose transfer changed
-    /// between the read and the write (the store's compare-and-set refused it) is decided
-    /// on its own after the rest of its batch: the one case where the order differs from a
-    /// movement-by-movement import (the money is recorded either way).
-    async fn import_chunk(
+    /// The next chunk of movements from `reader` (empty at the end of the file). It lets
+    /// the write running beside it go on every few entries.
+    async fn read_chunk(
         &self,
-        payments: &Payments,
-        actor: &Actor,
-        owners: &HashMap<String, CreditorId>,
-        chunk: &[camt::Movement],
-        report: &mut ImportReport,
-    ) -> Result<()> {
-        let store = payments.store();
-        let gateway = GatewayId::from(GATEWAY_ID);
-        let lengths = self.reference_lengths();
-        let mut credits = Vec::with_capacity(chunk.len());
-        for m in chunk {
-            if !m.booked || (!m.credit && !m.reversal) {
-                report.ignored += 1;
-            } else {
-                credits.push(m);
+        reader: &mut camt::StatementReader<'_>,
+        message_id: &str,
+    ) -> Result<Vec<camt::Movement>> {
+        let mut chunk: Vec<camt::Movement> = Vec::with_capacity(self.chunk + 16);
+        let mut entries = 0;
+        while chunk.len() < self.chunk {
+            let Some(read) = reader
+                .next_entry()
+                .map_err(|e| Error::invalid("statement", e.to_string()))?
+            else {
+                break;
+            };
+            chunk.extend(read.movements(message_id));
+            entries += 1;
+            if entries % 32 == 0 {
+                yield_now().await;
             }
         }
-        // What the whole chunk needs, read at once: the keys already recorded, and the
-        // transactions its references (and its own keys, for a payment applied by an
-        // import that stopped before recording its entry) name.
+        Ok(chunk)
+    }
+
+    /// What a chunk needs, read at once: the keys already recorded, and the transactions
+    /// its references (and its own keys, for a payment applied by an import that stopped
+    /// before recording its entry) name. Reads only.
+    async fn look_up(
+        &self,
+        payments: &Payments,
+        owners: &HashMap<String, CreditorId>,
+        chunk: Vec<camt::Movement>,
+        lengths: &[usize],
+    ) -> Result<LookedUp> {
+        let store = payments.store();
+        let mut ignored = 0;
+        let mut credits = Vec::with_capacity(chunk.len());
+        for (n, m) in chunk.iter().enumerate() {
+            if !m.booked || (!m.credit && !m.reversal) {
+                ignored += 1;
+            } else {
+                credits.push((n, owners[&m.account]));
+            }
+        }
         let mut known = std::collections::HashSet::new();
         let mut by_creditor: HashMap<CreditorId, Vec<String>> = HashMap::new();
-        for m in &credits {
+        for (n, creditor) in &credits {
             by_creditor
-                .entry(owners[&m.account])
+                .entry(*creditor)
                 .or_default()
-                .push(m.key.clone());
+                .push(chunk[*n].key.clone());
         }
         for (creditor, keys) in by_creditor {
             for k in store.bank_entry_keys(creditor, &keys).await? {
                 known.insert((creditor, k));
             }
         }
-        let candidates: Vec<Vec<String>> =
-            credits.iter().map(|m| candidates(m, &lengths)).collect();
-        let mut refs: Vec<String> = credits.iter().map(|m| m.key.clone()).collect();
+        let candidates: Vec<Vec<String>> = credits
+            .iter()
+            .map(|(n, _)| candidates(&chunk[*n], lengths))
+            .collect();
+        let mut refs: Vec<String> = credits.iter().map(|(n, _)| chunk[*n].key.clone()).collect();
         refs.extend(candidates.iter().flatten().cloned());
         refs.sort_unstable();
         refs.dedup();
         let by_ref: HashMap<String, Transaction> = store
-            .transactions_by_provider_refs(&gateway, &refs)
+            .transactions_by_provider_refs(&GatewayId::from(GATEWAY_ID), &refs)
             .await?
             .into_iter()
             .filter_map(|t| Some((t.provider_ref.clone()?, t)))
             .collect();
-
-        let mut batch: Vec<(&camt::Movement, BankCredit)> = Vec::new();
-        let mut paying = std::collections::HashSet::new();
-        let mut seen = std::collections::HashSet::new();
-        for (m, cands) in credits.iter().zip(&candidates) {
-            let creditor = owners[&m.account];
-            // A key recorded before, or seen earlier in this chunk (a bank that gives two
-            // credits one reference): the first one stands, as a movement-by-movement
-            // import had it.
-            if known.contains(&(creditor, m.key.clone())) || !seen.insert((creditor, m.key.clone()))
-            {
-                report.already_imported += 1;
-                continue;
-            }
-            if let Some((reference, tx)) = plain_payment(m, creditor, cands, &by_ref)
-                && paying.insert(tx.id)
-            {
-                let entry = bank_entry(
-                    m,
-                    creditor,
-                    Some(reference),
-                    BankEntryOutcome::Matched {
-                        transaction_id: tx.id,
-                    },
-                    payments.clock().now(),
-                );
-                batch.push((m, BankCredit::new(entry, true, Some(payment_note(m)))));
-                continue;
-            }
-            self.flush(payments, actor, &mut batch, &lengths, report)
-                .await?;
-            paying.clear();
-            self.import_alone(payments, actor, creditor, m, &lengths, report)
-                .await?;
-        }
-        self.flush(payments, actor, &mut batch, &lengths, report)
-            .await
+        Ok(LookedUp {
+            chunk,
+            ignored,
+            credits,
+            candidates,
+            known,
+            by_ref,
+        })
     }
 
-    /// Records the credits gathered, in one database transaction; those the fast path
-    /// leaves are then imported one by one.
+    /// Writes a chunk's plan in order: each batch of plain credits in one database
+    /// transaction, each other credit on its own.
+    async fn write_plan(
+        &self,
+        payments: &Payments,
+        actor: &Actor,
+        looked: &LookedUp,
+        plan: &[Step],
+        lengths: &[usize],
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        for step in plan {
+            match step {
+                Step::Batch(batch) => {
+                    self.flush(payments, actor, &looked.chunk, batch, lengths, report)
+                        .await?;
+                }
+                Step::Alone(n, creditor) => {
+                    self.import_alone(
+                        payments,
+                        actor,
+                        *creditor,
+                        &looked.chunk[*n],
+                        lengths,
+                        report,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the credits gathered (`batch`, by their place in `chunk`), in one database
+    /// transaction; those the fast path leaves are then imported one by one.
     async fn flush(
         &self,
         payments: &Payments,
         actor: &Actor,
-        batch: &mut Vec<(&camt::Movement, BankCredit)>,
+        chunk: &[camt::Movement],
+        batch: &[(usize, BankCredit)],
         lengths: &[usize],
         report: &mut ImportReport,
     ) -> Result<()> {
@@ -687,16 +735,16 @@ impl BankTransferGateway {
         }
         let credits: Vec<BankCredit> = batch.iter().map(|(_, c)| c.clone()).collect();
         let done = payments.record_bank_credits(actor, &credits).await?;
-        for ((m, credit), done) in batch.drain(..).zip(done) {
+        for ((n, credit), done) in batch.iter().zip(done) {
             match done {
-                BankCreditDone::Recorded => report.matched.push(credit.entry),
+                BankCreditDone::Recorded => report.matched.push(credit.entry.clone()),
                 BankCreditDone::AlreadyRecorded => report.already_imported += 1,
                 _ => {
                     self.import_alone(
                         payments,
                         actor,
                         credit.entry.creditor_id,
-                        m,
+                        &chunk[*n],
                         lengths,
                         report,
                     )
@@ -976,6 +1024,103 @@ impl BankTransferGateway {
 
 /// How many movements an import records per database transaction.
 pub const IMPORT_CHUNK: usize = 1000;
+
+/// A chunk of movements and what was looked up for it ([`BankTransferGateway::look_up`]).
+struct LookedUp {
+    /// The movements, in the file's order.
+    chunk: Vec<camt::Movement>,
+    /// How many of them are not booked credits (nor reversals).
+    ignored: usize,
+    /// The booked credits and reversals: their place in `chunk`, and their creditor.
+    credits: Vec<(usize, CreditorId)>,
+    /// Each credit's candidate references, as `credits`.
+    candidates: Vec<Vec<String>>,
+    /// The keys already recorded, per creditor.
+    known: std::collections::HashSet<(CreditorId, String)>,
+    /// The transactions the references and keys name, by reference.
+    by_ref: HashMap<String, Transaction>,
+}
+
+/// What is written of a chunk, in order ([`plan_chunk`]).
+enum Step {
+    /// Credits that plainly pay an open transfer, by their place in the chunk: recorded
+    /// together, entry and payment in one database transaction.
+    Batch(Vec<(usize, BankCredit)>),
+    /// A credit decided and recorded on its own (its place in the chunk, its creditor).
+    Alone(usize, CreditorId),
+}
+
+/// Goes through a looked-up chunk in order, writing nothing: credits that plainly pay an
+/// open transfer are gathered into batches; any other credit (exceptions, reversals,
+/// flows, late or partial money) is a step of its own, after the batch before it. A key
+/// recorded before, or seen earlier in this chunk or the one before (`previous`), is
+/// counted as imported already. Answers the plan and this chunk's keys.
+///
+/// A plain credit whose transfer changed between the lookup and the write (the store's
+/// compare-and-set refuses it) is decided on its own after the rest of its batch: the
+/// one case where the order differs from a movement-by-movement import (the money is
+/// recorded either way).
+fn plan_chunk(
+    payments: &Payments,
+    looked: &LookedUp,
+    previous: &std::collections::HashSet<(CreditorId, String)>,
+    report: &mut ImportReport,
+) -> (Vec<Step>, std::collections::HashSet<(CreditorId, String)>) {
+    let mut plan = Vec::new();
+    let mut batch: Vec<(usize, BankCredit)> = Vec::new();
+    let mut paying = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    for ((n, creditor), cands) in looked.credits.iter().zip(&looked.candidates) {
+        let (n, creditor) = (*n, *creditor);
+        let m = &looked.chunk[n];
+        // A bank that gives two credits one reference: the first one stands, as a
+        // movement-by-movement import had it.
+        let key = (creditor, m.key.clone());
+        if looked.known.contains(&key) || previous.contains(&key) || !seen.insert(key) {
+            report.already_imported += 1;
+            continue;
+        }
+        if let Some((reference, tx)) = plain_payment(m, creditor, cands, &looked.by_ref)
+            && paying.insert(tx.id)
+        {
+            let entry = bank_entry(
+                m,
+                creditor,
+                Some(reference),
+                BankEntryOutcome::Matched {
+                    transaction_id: tx.id,
+                },
+                payments.clock().now(),
+            );
+            batch.push((n, BankCredit::new(entry, true, Some(payment_note(m)))));
+            continue;
+        }
+        if !batch.is_empty() {
+            plan.push(Step::Batch(std::mem::take(&mut batch)));
+        }
+        paying.clear();
+        plan.push(Step::Alone(n, creditor));
+    }
+    if !batch.is_empty() {
+        plan.push(Step::Batch(batch));
+    }
+    (plan, seen)
+}
+
+/// Lets the other futures of a `join` run once: answers `Pending` once, waking itself.
+async fn yield_now() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
 
 /// Reads a whole file once, entry by entry, keeping nothing but its reports: so that a file
 /// that does not read is refused before anything of it is recorded. Its message id, and
