@@ -14,9 +14,13 @@
 //!    transaction (with its events and outbox messages) and record the entry, a chunk of
 //!    1,000 per database transaction — on the in-memory store, on SQLite with
 //!    `BENCH_STORE=sqlite`, on PostgreSQL with `BENCH_STORE=postgres` and `DATABASE_URL`
-//!    (`BENCH_STORE=sqlite,postgres` for both). Beside each rate: the process's peak
-//!    resident memory during the import (Linux's `VmHWM`, reset before it), the file the
-//!    caller holds and the in-memory store's data included.
+//!    (`BENCH_STORE=sqlite,postgres` for both; `BENCH_SKIP_MEMORY=1` skips the in-memory
+//!    store). On a database the import runs in a process of its own (this bench, started
+//!    again with `BENCH_IMPORT_CHILD`), as an import job would: it opens the store, reads
+//!    the file and imports it, and its peak resident memory (Linux's `VmHWM`) is the
+//!    import's, the file included, not the set-up's. `BENCH_IN_PROCESS=1` imports in this
+//!    process instead. The in-memory store imports here (its data is here), its peak with
+//!    the set-up's heap.
 
 mod common;
 
@@ -24,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    best_of, held_mib, peak_mib, postgres_store, print_rate, quick_xml_alone, reset_peak, runtime,
-    size, sqlite_store,
+    best_of, held_mib, peak_mib, postgres_url, print_rate, quick_xml_alone, reset_peak, runtime,
+    size, sqlite_url,
 };
 
 use payments_core::testing::Fixture;
@@ -113,14 +117,109 @@ async fn open_transfers(payments: &Payments, fx: &Fixture, n: usize) -> Vec<(Tra
     out
 }
 
-async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration) {
-    let bank = Arc::new(BankTransferGateway::new());
-    let payments = Payments::builder()
+/// Where a store under measurement is, for the child process that imports into it.
+enum Place {
+    /// The in-memory store: imported in this process (its data lives here).
+    Memory(Arc<dyn Store>),
+    /// A SQLite file at this URL.
+    Sqlite(String),
+    /// A PostgreSQL database at this URL, in this schema.
+    Postgres(String, String),
+}
+
+/// The environment variable that makes this bench the child process importing a file:
+/// `kind \t url \t schema \t creditor \t file \t entries`.
+const CHILD: &str = "BENCH_IMPORT_CHILD";
+
+async fn open(place: &Place) -> Arc<dyn Store> {
+    match place {
+        Place::Memory(store) => store.clone(),
+        Place::Sqlite(url) => Arc::new(payments_sqlx::SqlxStore::connect(url).await.unwrap()),
+        Place::Postgres(url, schema) => Arc::new(
+            payments_sqlx::SqlxStore::builder(url.clone())
+                .with_schema(schema.clone())
+                .build()
+                .await
+                .unwrap(),
+        ),
+    }
+}
+
+fn service(store: Arc<dyn Store>, bank: Arc<BankTransferGateway>) -> Payments {
+    Payments::builder()
         .store(store)
-        .gateway(bank.clone())
+        .gateway(bank)
         .notifier(Arc::new(RecordingNotifier::new()))
         .build()
+        .unwrap()
+}
+
+/// The processor time this process has used, user and system, in seconds (Linux:
+/// `/proc/self/stat`, at 100 ticks a second).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are the 12th
+    // and 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// Imports `file` for `creditor` and answers how long it took, the process's peak
+/// resident memory during the import and what it held before (MiB).
+async fn import(
+    payments: &Payments,
+    bank: &BankTransferGateway,
+    creditor: CreditorId,
+    file: &[u8],
+    n: usize,
+) -> (Duration, f64, f64) {
+    let operator = Actor::operator(creditor, Role::Manager, "bench");
+    let before = held_mib();
+    reset_peak();
+    let start = Instant::now();
+    let report = bank
+        .import_statement(payments, &operator, creditor, file)
+        .await
         .unwrap();
+    let took = start.elapsed();
+    let peak = peak_mib();
+    assert_eq!(report.matched.len(), n, "every credit is matched");
+    assert!(report.exceptions.is_empty());
+    (took, peak, before)
+}
+
+/// The child process: opens the store, reads the statement file and imports it, and
+/// prints `seconds peak before cpu` for its parent.
+fn child(spec: &str) {
+    let f: Vec<&str> = spec.split('\t').collect();
+    let place = match f[0] {
+        "sqlite" => Place::Sqlite(f[1].to_owned()),
+        _ => Place::Postgres(f[1].to_owned(), f[2].to_owned()),
+    };
+    let creditor: CreditorId = f[3].parse().unwrap();
+    let n: usize = f[5].parse().unwrap();
+    let rt = runtime();
+    let mut cpu = 0.0;
+    let (took, peak, before) = rt.block_on(async {
+        let bank = Arc::new(BankTransferGateway::new());
+        bank.set_account(creditor, BankAccount::new("Comune", IBAN).unwrap());
+        let payments = service(open(&place).await, bank.clone());
+        let file = std::fs::read(f[4]).unwrap();
+        cpu = cpu_seconds();
+        let done = import(&payments, &bank, creditor, &file, n).await;
+        cpu = cpu_seconds() - cpu;
+        done
+    });
+    println!("{} {peak} {before} {cpu}", took.as_secs_f64());
+}
+
+async fn import_on(place: Place, name: &str, n: usize, floor: Duration) {
+    let bank = Arc::new(BankTransferGateway::new());
+    let payments = service(open(&place).await, bank.clone());
     let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
         .await
         .unwrap();
@@ -137,20 +236,67 @@ async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration)
         "  ({name}: {n} open transfers and the statement prepared in {:.1} s)",
         setup.elapsed().as_secs_f64()
     );
-    let operator = Actor::operator(fx.creditor.id, Role::Manager, "bench");
     drop(entries);
     drop(open);
-    let before = held_mib();
-    reset_peak();
-    let start = Instant::now();
-    let report = bank
-        .import_statement(&payments, &operator, fx.creditor.id, file.as_bytes())
-        .await
-        .unwrap();
-    let took = start.elapsed();
-    let peak = peak_mib();
-    assert_eq!(report.matched.len(), n, "every credit is matched");
-    assert!(report.exceptions.is_empty());
+    let mib = file.len() as f64 / (1024.0 * 1024.0);
+    let in_process = std::env::var("BENCH_IN_PROCESS").is_ok();
+    let (took, peak, before, whose) = match &place {
+        Place::Sqlite(url) | Place::Postgres(url, _) if !in_process => {
+            // A process of its own, as an import job would be: its peak is the import's,
+            // not this setup's (whose freed heap the allocator keeps).
+            let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join("bench")
+                .join("camt-statement.xml");
+            std::fs::write(&path, &file).unwrap();
+            drop(file);
+            let (kind, schema) = match &place {
+                Place::Postgres(_, schema) => ("postgres", schema.as_str()),
+                _ => ("sqlite", ""),
+            };
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .env(
+                    CHILD,
+                    format!(
+                        "{kind}\t{url}\t{schema}\t{}\t{}\t{n}",
+                        fx.creditor.id,
+                        path.display()
+                    ),
+                )
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "the import's process failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = std::fs::remove_file(&path);
+            let text = String::from_utf8(out.stdout).unwrap();
+            let v: Vec<f64> = text
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            (
+                Duration::from_secs_f64(v[0]),
+                v[1],
+                v[2],
+                format!(
+                    "a process of its own (processor time {:.1} s, {:.0}% of one core)",
+                    v[3],
+                    100.0 * v[3] / v[0]
+                ),
+            )
+        }
+        _ => {
+            let (took, peak, before) =
+                import(&payments, &bank, fx.creditor.id, file.as_bytes(), n).await;
+            (
+                took,
+                peak,
+                before,
+                "this process, which made the data".to_owned(),
+            )
+        }
+    };
     print_rate(
         &format!("import (parse + match + pay + record) on {name}"),
         n,
@@ -159,14 +305,15 @@ async fn import_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration)
         floor,
     );
     println!(
-        "  peak memory during the import: {peak:.0} MiB resident, {:.0} MiB more than before \
-         it (the {:.0} MiB file and the setup's freed heap were held already)",
-        peak - before,
-        file.len() as f64 / (1024.0 * 1024.0)
+        "  peak memory of {whose}: {peak:.0} MiB resident ({before:.0} MiB before the \
+         import, the {mib:.0} MiB file included)",
     );
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec);
+    }
     let n = size("BENCH_ENTRIES", 100_000);
     let rt = runtime();
     println!(
@@ -233,15 +380,20 @@ fn main() {
 
     // The databases first: the in-memory store's data, freed, would stay in the
     // process's resident memory and in their peaks.
-    if let Some(store) = sqlite_store(&rt, "camt.db") {
-        rt.block_on(import_on(store, "SQLite", n, floor));
+    if let Some(url) = sqlite_url("camt.db") {
+        rt.block_on(import_on(Place::Sqlite(url), "SQLite", n, floor));
     }
-    if let Some(store) = postgres_store(&rt, "bench_camt") {
-        rt.block_on(import_on(store, "PostgreSQL", n, floor));
+    if let Some(url) = postgres_url(&rt, "bench_camt") {
+        rt.block_on(import_on(
+            Place::Postgres(url, "bench_camt".into()),
+            "PostgreSQL",
+            n,
+            floor,
+        ));
     }
     if std::env::var("BENCH_SKIP_MEMORY").is_err() {
         rt.block_on(import_on(
-            Arc::new(InMemoryStore::new()),
+            Place::Memory(Arc::new(InMemoryStore::new())),
             "the in-memory store",
             n,
             floor,

@@ -57,12 +57,9 @@ pub(crate) fn store_wanted(store: &str) -> bool {
     std::env::var("BENCH_STORE").is_ok_and(|v| v.split(',').any(|s| s.trim() == store))
 }
 
-/// With `BENCH_STORE=sqlite`, a store on a new SQLite file `name` under the target
-/// directory; `None` otherwise.
-pub(crate) fn sqlite_store(
-    rt: &tokio::runtime::Runtime,
-    name: &str,
-) -> Option<std::sync::Arc<dyn payments_core::Store>> {
+/// With `BENCH_STORE=sqlite`, the URL of a new SQLite file `name` under the target
+/// directory (any earlier one removed); `None` otherwise.
+pub(crate) fn sqlite_url(name: &str) -> Option<String> {
     if !store_wanted("sqlite") {
         return None;
     }
@@ -72,19 +69,26 @@ pub(crate) fn sqlite_store(
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let url = format!("sqlite://{}", db.display());
+    Some(format!("sqlite://{}", db.display()))
+}
+
+/// With `BENCH_STORE=sqlite`, a store on a new SQLite file `name` under the target
+/// directory; `None` otherwise.
+pub(crate) fn sqlite_store(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+) -> Option<std::sync::Arc<dyn payments_core::Store>> {
+    let url = sqlite_url(name)?;
     let store = rt
         .block_on(payments_sqlx::SqlxStore::connect(&url))
         .expect("a SQLite store");
     Some(std::sync::Arc::new(store))
 }
 
-/// With `BENCH_STORE=postgres` and `DATABASE_URL=postgres://…`, a store in the schema
-/// `schema`, dropped and made anew; `None` otherwise (said when `DATABASE_URL` is missing).
-pub(crate) fn postgres_store(
-    rt: &tokio::runtime::Runtime,
-    schema: &str,
-) -> Option<std::sync::Arc<dyn payments_core::Store>> {
+/// With `BENCH_STORE=postgres` and `DATABASE_URL=postgres://…`, the database's URL, the
+/// schema `schema` dropped (the store makes it anew); `None` otherwise (said when
+/// `DATABASE_URL` is missing).
+pub(crate) fn postgres_url(rt: &tokio::runtime::Runtime, schema: &str) -> Option<String> {
     if !store_wanted("postgres") {
         return None;
     }
@@ -103,13 +107,26 @@ pub(crate) fn postgres_store(
         )))
         .await
         .expect("dropping the bench schema");
-        let store = payments_sqlx::SqlxStore::builder(url)
-            .with_schema(schema)
-            .build()
-            .await
-            .expect("a PostgreSQL store");
-        Some(std::sync::Arc::new(store) as std::sync::Arc<dyn payments_core::Store>)
-    })
+        pool.close().await;
+    });
+    Some(url)
+}
+
+/// With `BENCH_STORE=postgres` and `DATABASE_URL=postgres://…`, a store in the schema
+/// `schema`, dropped and made anew; `None` otherwise (said when `DATABASE_URL` is missing).
+pub(crate) fn postgres_store(
+    rt: &tokio::runtime::Runtime,
+    schema: &str,
+) -> Option<std::sync::Arc<dyn payments_core::Store>> {
+    let url = postgres_url(rt, schema)?;
+    let store = rt
+        .block_on(
+            payments_sqlx::SqlxStore::builder(url)
+                .with_schema(schema)
+                .build(),
+        )
+        .expect("a PostgreSQL store");
+    Some(std::sync::Arc::new(store))
 }
 
 /// A field of `/proc/self/status` (`VmRSS`, `VmHWM`), in MiB; 0 where there is none.
