@@ -24,8 +24,9 @@
 //!   alike in every field are two entries. The file is checked whole first (a file that
 //!   does not read changes nothing), then streamed entry by entry
 //!   ([`camt::StatementReader`]) and recorded a chunk at a time
-//!   ([`BankTransferGateway::with_import_chunk`]): a crash in the middle loses nothing, and
-//!   the same import run again completes it without paying anything twice.
+//!   ([`BankTransferGateway::with_import_chunk`]), each chunk written while the next is
+//!   read and looked up: a crash in the middle loses nothing, and the same import run
+//!   again completes it without paying anything twice.
 //! - **Notifications.** A camt.054 credit notification posted to the host's webhook and
 //!   signed with the key the body shares with its bank connector (HMAC-SHA256 of the raw
 //!   body, hex, header `x-bank-signature`) is a callback like any provider's.
@@ -518,9 +519,9 @@ impl BankTransferGateway {
     /// recording a chunk of movements per database transaction
     /// ([`with_import_chunk`](Self::with_import_chunk)).
     ///
-    /// The work is pipelined: while one chunk's plain credits are written (one database
-    /// transaction), the next chunk is read from the file and its keys and transactions
-    /// are looked up. Nothing of the next chunk is written before the chunk before it is
+    /// The work is pipelined: while one chunk is written (each batch of plain credits in
+    /// one database transaction, each other credit on its own), the next chunk is read
+    /// from the file and its keys and transactions are looked up. Nothing of the next chunk is written before the chunk before it is
     /// committed, so every write sees what came before it in the file; a lookup that a
     /// write made stale is caught by the store's compare-and-set, and that credit is then
     /// decided on its own.
