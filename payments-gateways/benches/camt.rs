@@ -244,9 +244,9 @@ async fn import_on(place: Place, name: &str, n: usize, floor: Duration) {
         Place::Sqlite(url) | Place::Postgres(url, _) if !in_process => {
             // A process of its own, as an import job would be: its peak is the import's,
             // not this setup's (whose freed heap the allocator keeps).
-            let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join("bench")
-                .join("camt-statement.xml");
+            let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("camt-statement.xml");
             std::fs::write(&path, &file).unwrap();
             drop(file);
             let (kind, schema) = match &place {

@@ -1686,11 +1686,13 @@ async fn ledger_of(env: &Env, transfers: &[Transaction]) -> (Vec<String>, Vec<St
 
 #[tokio::test]
 async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
-    // The import writes a chunk of credits while it reads the next one. Whatever the chunk
+    // The import writes a chunk of credits while it reads and looks up the next one (on
+    // the in-memory store the lookup always runs before that write). Whatever the chunk
     // size, the ledger must be the one a movement-by-movement import leaves: a credit
     // repeated by the bank is recorded once, a second payment of a transfer (in the same
-    // chunk or the next) is an exception beside it, an unknown credit is an exception, and
-    // each transfer is paid once.
+    // chunk or the next) is an exception beside it, an unknown credit is an exception,
+    // each transfer is paid once, and a credit quoting a transfer the chunk before just
+    // paid goes to its next reference.
     let mut outcomes = Vec::new();
     for chunk in [1000, 1, 2, 3] {
         let env = Env::with_chunk(chunk).await;
@@ -1701,6 +1703,8 @@ async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
             ("b", "20,00"),
             ("c", "30,00"),
             ("d", "40,00"),
+            ("e", "10,00"),
+            ("f", "10,00"),
         ] {
             let (tx, d) = env.transfer(payer, amount).await;
             transfers.push(tx);
@@ -1715,6 +1719,7 @@ async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
             }
         }
         let free = format!("DIRITTI RIF. {}", rf::pretty(&refs[3]));
+        let also_e = format!("OPPURE {}", rf::pretty(&refs[4]));
         let entries = vec![
             credit("R1", "10.00", Some(&refs[0])),
             credit("R2", "20.00", Some(&refs[1])),
@@ -1732,6 +1737,15 @@ async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
             },
             // C paid again, two credits later.
             credit("R7", "30.00", Some(&refs[2])),
+            credit("R8", "10.00", Some(&refs[5])),
+            // F's reference first, then E's: F is paid by R8 just before (in the chunk
+            // before, with chunks of 3), so this one pays E, as it would one by one.
+            Ntry {
+                ustrd: &also_e,
+                ..credit("R9", "10.00", Some(&refs[5]))
+            },
+            // E paid again.
+            credit("R10", "10.00", Some(&refs[4])),
         ];
         let file = camt("CHUNKS", false, &[(IBAN, entries)]);
         let report = env.import(&file).await.unwrap();
@@ -1741,13 +1755,13 @@ async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
                 report.exceptions.len(),
                 report.already_imported
             ),
-            (4, 3, 1),
+            (6, 4, 1),
             "chunks of {chunk}: {report:#?}"
         );
         let ledger = ledger_of(&env, &transfers).await;
         // The same file again changes nothing.
         let again = env.import(&file).await.unwrap();
-        assert_eq!(again.already_imported, 8, "chunks of {chunk}: {again:#?}");
+        assert_eq!(again.already_imported, 11, "chunks of {chunk}: {again:#?}");
         assert!(again.matched.is_empty() && again.exceptions.is_empty());
         assert_eq!(
             ledger_of(&env, &transfers).await,
@@ -1758,16 +1772,24 @@ async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
     }
     let (_, first) = &outcomes[0];
     assert_eq!(
-        first.1[..4],
+        first.1[..6],
         [
             "A Paid paid 1 time(s)",
             "B Paid paid 1 time(s)",
             "C Paid paid 1 time(s)",
-            "D Paid paid 1 time(s)"
+            "D Paid paid 1 time(s)",
+            "E Paid paid 1 time(s)",
+            "F Paid paid 1 time(s)"
         ],
         "{first:#?}"
     );
-    assert_eq!(first.0.len(), 7, "{first:#?}");
+    assert_eq!(first.0.len(), 10, "{first:#?}");
+    // One by one: R9 pays E (F is R8's already), and R10 is E's second payment.
+    assert!(
+        first.0.iter().any(|e| e.ends_with(":R9 paid E"))
+            && first.0.iter().any(|e| e.ends_with(":R10 exception E")),
+        "{first:#?}"
+    );
     for (chunk, ledger) in &outcomes[1..] {
         assert_eq!(ledger, first, "chunks of {chunk} against one chunk");
     }

@@ -521,10 +521,11 @@ impl BankTransferGateway {
     ///
     /// The work is pipelined: while one chunk is written (each batch of plain credits in
     /// one database transaction, each other credit on its own), the next chunk is read
-    /// from the file and its keys and transactions are looked up. Nothing of the next chunk is written before the chunk before it is
-    /// committed, so every write sees what came before it in the file; a lookup that a
-    /// write made stale is caught by the store's compare-and-set, and that credit is then
-    /// decided on its own.
+    /// from the file and its keys and transactions are looked up. Nothing of a chunk is
+    /// written before the chunk before it has committed. Before a chunk is planned, what
+    /// the write beside its lookup changed is looked up again (the transactions that write
+    /// recorded entries for), and the keys of the chunk before count as recorded: each
+    /// chunk is planned on what a movement-by-movement import would have seen.
     async fn import_message(
         &self,
         payments: &Payments,
@@ -580,7 +581,7 @@ impl BankTransferGateway {
                         self.write_plan(payments, actor, looked, plan, &lengths, &mut report)
                             .await
                     }
-                    None => Ok(()),
+                    None => Ok(std::collections::HashSet::new()),
                 }
             };
             let read = async {
@@ -592,11 +593,14 @@ impl BankTransferGateway {
                     .await
                     .map(Some)
             };
-            let (written, next) = futures::join!(write, read);
-            written?;
-            let Some(next) = next? else {
+            // The read first: on a store that never waits (in memory) it then always
+            // runs before the write beside it, the case the refresh below exists for.
+            let (next, written) = futures::join!(read, write);
+            let touched = written?;
+            let Some(mut next) = next? else {
                 break;
             };
+            next.refresh(payments, &touched).await?;
             report.ignored += next.ignored;
             let plan;
             (plan, previous) = plan_chunk(payments, &next, &previous, &mut report);
@@ -688,7 +692,8 @@ impl BankTransferGateway {
     }
 
     /// Writes a chunk's plan in order: each batch of plain credits in one database
-    /// transaction, each other credit on its own.
+    /// transaction, each other credit on its own. Answers the transactions the entries it
+    /// recorded name (paid, returned, or an exception's).
     async fn write_plan(
         &self,
         payments: &Payments,
@@ -697,7 +702,12 @@ impl BankTransferGateway {
         plan: &[Step],
         lengths: &[usize],
         report: &mut ImportReport,
-    ) -> Result<()> {
+    ) -> Result<std::collections::HashSet<TransactionId>> {
+        let before = (
+            report.matched.len(),
+            report.exceptions.len(),
+            report.flows.len(),
+        );
         for step in plan {
             match step {
                 Step::Batch(batch) => {
@@ -717,7 +727,12 @@ impl BankTransferGateway {
                 }
             }
         }
-        Ok(())
+        Ok(report.matched[before.0..]
+            .iter()
+            .chain(&report.exceptions[before.1..])
+            .chain(&report.flows[before.2..])
+            .filter_map(BankEntry::transaction_id)
+            .collect())
     }
 
     /// Records the credits gathered (`batch`, by their place in `chunk`), in one database
@@ -1042,6 +1057,40 @@ struct LookedUp {
     by_ref: HashMap<String, Transaction>,
 }
 
+impl LookedUp {
+    /// Looks up again the references that named one of `touched` (the transactions the
+    /// write beside this lookup recorded entries for): a payment changes its transaction's
+    /// reference and state, so the chunk is planned on what is stored now.
+    async fn refresh(
+        &mut self,
+        payments: &Payments,
+        touched: &std::collections::HashSet<TransactionId>,
+    ) -> Result<()> {
+        let stale: Vec<String> = self
+            .by_ref
+            .iter()
+            .filter(|(_, t)| touched.contains(&t.id))
+            .map(|(r, _)| r.clone())
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for r in &stale {
+            self.by_ref.remove(r);
+        }
+        for t in payments
+            .store()
+            .transactions_by_provider_refs(&GatewayId::from(GATEWAY_ID), &stale)
+            .await?
+        {
+            if let Some(r) = t.provider_ref.clone() {
+                self.by_ref.insert(r, t);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What is written of a chunk, in order ([`plan_chunk`]).
 enum Step {
     /// Credits that plainly pay an open transfer, by their place in the chunk: recorded
@@ -1057,10 +1106,10 @@ enum Step {
 /// recorded before, or seen earlier in this chunk or the one before (`previous`), is
 /// counted as imported already. Answers the plan and this chunk's keys.
 ///
-/// A plain credit whose transfer changed between the lookup and the write (the store's
-/// compare-and-set refuses it) is decided on its own after the rest of its batch: the
-/// one case where the order differs from a movement-by-movement import (the money is
-/// recorded either way).
+/// A plain credit whose transfer another writer changed between the lookup and the write
+/// (the service's own read, or the store's compare-and-set, refuses it) is decided on its
+/// own after the rest of its batch: the one case where the order differs from a
+/// movement-by-movement import (the money is recorded either way).
 fn plan_chunk(
     payments: &Payments,
     looked: &LookedUp,
