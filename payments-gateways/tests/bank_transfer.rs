@@ -1687,7 +1687,8 @@ async fn ledger_of(env: &Env, transfers: &[Transaction]) -> (Vec<String>, Vec<St
 #[tokio::test]
 async fn a_statement_leaves_the_same_ledger_whatever_its_chunks() {
     // The import writes a chunk of credits while it reads and looks up the next one (on
-    // the in-memory store the lookup always runs before that write). Whatever the chunk
+    // the in-memory store, with chunks this small, the lookup always runs before that
+    // write). Whatever the chunk
     // size, the ledger must be the one a movement-by-movement import leaves: a credit
     // repeated by the bank is recorded once, a second payment of a transfer (in the same
     // chunk or the next) is an exception beside it, an unknown credit is an exception,

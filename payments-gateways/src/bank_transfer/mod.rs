@@ -593,8 +593,9 @@ impl BankTransferGateway {
                     .await
                     .map(Some)
             };
-            // The read first: on a store that never waits (in memory) it then always
-            // runs before the write beside it, the case the refresh below exists for.
+            // The read first: on a store that never waits (in memory), a chunk of fewer
+            // than 32 entries is then read and looked up before the write beside it runs,
+            // the case the refresh below exists for.
             let (next, written) = futures::join!(read, write);
             let touched = written?;
             let Some(mut next) = next? else {
