@@ -676,12 +676,7 @@ impl BankTransferGateway {
         refs.extend(candidates.iter().flatten().cloned());
         refs.sort_unstable();
         refs.dedup();
-        let by_ref: HashMap<String, Transaction> = store
-            .transactions_by_provider_refs(&GatewayId::from(GATEWAY_ID), &refs)
-            .await?
-            .into_iter()
-            .filter_map(|t| Some((t.provider_ref.clone()?, t)))
-            .collect();
+        let by_ref = by_reference(payments, &refs).await?;
         Ok(LookedUp {
             chunk,
             ignored,
@@ -1079,17 +1074,24 @@ impl LookedUp {
         for r in &stale {
             self.by_ref.remove(r);
         }
-        for t in payments
-            .store()
-            .transactions_by_provider_refs(&GatewayId::from(GATEWAY_ID), &stale)
-            .await?
-        {
-            if let Some(r) = t.provider_ref.clone() {
-                self.by_ref.insert(r, t);
-            }
-        }
+        self.by_ref.extend(by_reference(payments, &stale).await?);
         Ok(())
     }
+}
+
+/// This gateway's transactions that `refs` name (as their provider's reference), by
+/// reference.
+async fn by_reference(
+    payments: &Payments,
+    refs: &[String],
+) -> Result<HashMap<String, Transaction>> {
+    Ok(payments
+        .store()
+        .transactions_by_provider_refs(&GatewayId::from(GATEWAY_ID), refs)
+        .await?
+        .into_iter()
+        .filter_map(|t| Some((t.provider_ref.clone()?, t)))
+        .collect())
 }
 
 /// What is written of a chunk, in order ([`plan_chunk`]).
