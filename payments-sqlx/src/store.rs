@@ -625,26 +625,21 @@ impl SqlxStore {
 
         // The entries, each new.
         let mut inserted = 0;
-        let data: Vec<String> = steps
+        let entries: Vec<_> = steps
             .iter()
-            .map(|s| to_json(&s.entry))
+            .map(|s| {
+                let e = &s.entry;
+                Ok((
+                    e.creditor_id.to_string(),
+                    &e.key,
+                    micros(e.imported_at),
+                    &e.reference,
+                    e.transaction_id().map(|t| t.to_string()),
+                    to_json(e)?,
+                ))
+            })
             .collect::<Result<_>>()?;
-        let numbered: Vec<(usize, &payments_core::BankStep)> = steps.iter().enumerate().collect();
-        for part in bulk_parts(&numbered, |(n, s)| 64 + s.entry.key.len() + data[*n].len()) {
-            let rows: Vec<_> = part
-                .iter()
-                .map(|(n, s)| {
-                    let e = &s.entry;
-                    (
-                        e.creditor_id.to_string(),
-                        &e.key,
-                        micros(e.imported_at),
-                        &e.reference,
-                        e.transaction_id().map(|t| t.to_string()),
-                        &data[*n],
-                    )
-                })
-                .collect();
+        for part in bulk_parts(&entries, |e| 64 + e.1.len() + e.5.len()) {
             let mut sql = Sql::new(
                 "INSERT INTO bank_entries \
                  (creditor_id, entry_key, imported_at, reference, transaction_id, is_exception, data) \
@@ -652,7 +647,7 @@ impl SqlxStore {
                  j.value->>4, 0, j.value->>5 FROM ",
             );
             // `WHERE true`: SQLite reads `ON CONFLICT` after a bare `FROM` as a join's.
-            sql.json_rows(to_json(&rows)?, sqlite)
+            sql.json_rows(to_json(&part)?, sqlite)
                 .push(" WHERE true ON CONFLICT (creditor_id, entry_key) DO NOTHING");
             inserted += sql
                 .query()
