@@ -1460,18 +1460,32 @@ impl Store for InMemoryStore {
 
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage> {
         let s = self.lock();
-        let selected: Vec<&Transaction> = s
+        let mut selected: Vec<&Transaction> = s
             .transactions
             .values()
-            .rev()
             .filter(|t| query.matches(t))
             .collect();
+        // Newest first by creation time, then id, as `Store::search` says.
+        selected.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
         let total = Money::sum(Currency::Eur, selected.iter().map(|t| &t.total))
             .map_err(|e| Error::storage("summing the selection", e))?;
+        let cursor = query
+            .after
+            .map(|a| s.transactions.get(&a).map(|t| (t.created_at, t.id)));
+        let items = selected
+            .iter()
+            .filter(|t| match cursor {
+                None => true,
+                Some(None) => false,
+                Some(Some(c)) => (t.created_at, t.id) < c,
+            })
+            .take(query.limit as usize + 1)
+            .map(|t| (*t).clone())
+            .collect();
         Ok(MovementPage {
             count: selected.len() as u64,
             total,
-            page: page_of(selected.into_iter(), query.after, query.limit),
+            page: Page::from_overfetch(items, query.limit),
         })
     }
 

@@ -406,7 +406,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// An operator's search; the count and total cover the whole selection.
+    /// An operator's search; the count and total cover the whole selection. Pages go
+    /// newest first by creation time, then by id; `after` continues after that
+    /// transaction in this order (an unknown cursor gives an empty page).
     async fn search(&self, query: &MovementQuery) -> Result<MovementPage>;
     /// A payer's transactions.
     async fn history(&self, query: &HistoryQuery) -> Result<Page<Transaction>>;

@@ -357,7 +357,7 @@ impl SqlxStore {
              t.total_cents, t.currency, t.lines FROM transactions t",
         );
         movement_filters(&mut sql, query);
-        sql.push(" ORDER BY t.id DESC");
+        sql.push(" ORDER BY t.created_at DESC, t.id DESC");
         let mut sink = Sink::new(format, out)?;
         let mut rows = sql.query().fetch(self.pool());
         let mut n = 0;

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use payments_core::{
     Cart, CartId, Conflict, Creditor, CreditorId, Error, GatewayId, HistoryQuery, ItemAdded,
-    ItemId, MethodId, Money, MovementPage, MovementQuery, OutboxId, OutboxMessage, OutboxQuery,
-    Page, PayableItem, PayerId, PaymentMethod, PaymentType, PaymentTypeId, Result, Store,
-    Transaction, TransactionCreated, TransactionEvent, TransactionId, Transition, TxStatus,
+    ItemId, MethodId, MethodKind, Money, MovementPage, MovementQuery, OutboxId, OutboxMessage,
+    OutboxQuery, Page, PayableItem, PayerId, PaymentMethod, PaymentType, PaymentTypeId, Result,
+    Store, Transaction, TransactionCreated, TransactionEvent, TransactionId, Transition, TxStatus,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor};
@@ -1089,6 +1089,96 @@ pub(crate) fn movement_filters(sql: &mut Sql, q: &MovementQuery) {
             .arg(Arg::Text(m.clone()))
             .push(")");
     }
+}
+
+/// One hour in microseconds: the width of a `transaction_summaries` row.
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// The statement giving the count (`n`) and total (`total`, in cents) of the movements `q`
+/// selects, whatever its cursor.
+///
+/// When `q` filters only by state, method and period, the whole hours of the period come
+/// from `transaction_summaries` (kept by triggers in the same database transaction as
+/// every change of the rows) and only the rows of its first and last partial hours are
+/// counted. Other filters (payer, amounts, type, module) count the rows they select.
+pub(crate) fn count_movements(q: &MovementQuery) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT CAST(COALESCE(SUM(p.n), 0) AS BIGINT) AS n, \
+         CAST(COALESCE(SUM(p.total), 0) AS BIGINT) AS total FROM (",
+    );
+    let rows_of = |sql: &mut Sql, q: &MovementQuery| {
+        sql.push("SELECT COUNT(*) AS n, SUM(t.total_cents) AS total FROM transactions t");
+        movement_filters(sql, q);
+    };
+    let by_rows = q.payer_id.is_some()
+        || q.min_total.is_some()
+        || q.max_total.is_some()
+        || q.payment_type_id.is_some()
+        || q.module.is_some();
+    // The whole hours inside [from, to): [first, last).
+    let first = q.from.map(|f| {
+        let f = micros(f);
+        f.div_euclid(HOUR_MICROS) + i64::from(f.rem_euclid(HOUR_MICROS) != 0)
+    });
+    let last = q.to.map(|t| micros(t).div_euclid(HOUR_MICROS));
+    let whole_hours = match (first, last) {
+        (Some(first), Some(last)) => first < last,
+        _ => true,
+    };
+    if by_rows || !whole_hours {
+        rows_of(&mut sql, q);
+    } else {
+        sql.push("SELECT s.n, s.total_cents AS total FROM transaction_summaries s WHERE s.creditor_id = ")
+            .arg(Arg::Text(q.creditor_id.to_string()))
+            .push(" AND s.status IN (");
+        let statuses: &[TxStatus] = if q.statuses.is_empty() {
+            &TxStatus::ALL
+        } else {
+            &q.statuses
+        };
+        sql.list(statuses.iter().map(|s| Arg::Text(s.as_str().into())));
+        sql.push(") AND s.method_kind IN (");
+        let kinds: &[MethodKind] = match &q.method_kind {
+            Some(kind) => std::slice::from_ref(kind),
+            None => &MethodKind::ALL,
+        };
+        sql.list(kinds.iter().map(|k| Arg::Text(k.as_str().into())));
+        sql.push(")");
+        if let Some(first) = first {
+            sql.push(" AND s.hour >= ").arg(Arg::Int(first));
+        }
+        if let Some(last) = last {
+            sql.push(" AND s.hour < ").arg(Arg::Int(last));
+        }
+        let at = |hour: i64| DateTime::<Utc>::from_timestamp_micros(hour * HOUR_MICROS);
+        // The rows before the first whole hour, and from the end of the last one.
+        if let (Some(from), Some(first)) = (q.from, first.and_then(at))
+            && from < first
+        {
+            sql.push(" UNION ALL ");
+            rows_of(
+                &mut sql,
+                &MovementQuery {
+                    to: Some(first),
+                    ..q.clone()
+                },
+            );
+        }
+        if let (Some(to), Some(last)) = (q.to, last.and_then(at))
+            && last < to
+        {
+            sql.push(" UNION ALL ");
+            rows_of(
+                &mut sql,
+                &MovementQuery {
+                    from: Some(last),
+                    ..q.clone()
+                },
+            );
+        }
+    }
+    sql.push(") AS p");
+    sql
 }
 
 fn stale(tx: &Transaction, expected: TxStatus) -> Error {
@@ -2872,11 +2962,7 @@ impl Store for SqlxStore {
     }
 
     async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {
-        let mut totals = Sql::new(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(t.total_cents), 0) AS BIGINT) AS total FROM transactions t",
-        );
-        movement_filters(&mut totals, q);
-        let row = totals
+        let row = count_movements(q)
             .query()
             .fetch_one(&self.pool)
             .await
@@ -2894,9 +2980,22 @@ impl Store for SqlxStore {
         ));
         movement_filters(&mut sql, q);
         if let Some(after) = q.after {
-            sql.push(" AND t.id < ").arg(Arg::Text(after.to_string()));
+            // Newest first by creation time, then id: the rows after the cursor's. The first
+            // bound is what the index seeks to; the second leaves out the cursor's own row and
+            // those created in the same microsecond before it.
+            let at = "(SELECT c.created_at FROM transactions c WHERE c.id = ";
+            let after = Arg::Text(after.to_string());
+            sql.push(" AND t.created_at <= ")
+                .push(at)
+                .arg(after.clone())
+                .push(") AND (t.created_at < ")
+                .push(at)
+                .arg(after.clone())
+                .push(") OR t.id < ")
+                .arg(after)
+                .push(")");
         }
-        sql.push(" ORDER BY t.id DESC LIMIT ")
+        sql.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
             .arg(Arg::Int(i64::from(q.limit) + 1));
         let items = self.fetch_transactions(&sql).await?;
         Ok(MovementPage {

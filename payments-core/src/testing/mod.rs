@@ -44,6 +44,69 @@ pub fn peak_resident_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The repeated measures of one figure in a benchmark, reported as median, minimum and
+/// maximum: on a shared machine one run's figure is not a result.
+///
+/// ```
+/// let mut s = payments_core::testing::Spread::default();
+/// for v in [3.0, 1.0, 2.0, 10.0, 2.5] {
+///     s.push(v);
+/// }
+/// assert_eq!((s.min(), s.median(), s.max()), (1.0, 2.5, 10.0));
+/// assert_eq!(s.show(1), "2.5 (1.0 to 10.0, 5 runs)");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Spread(Vec<f64>);
+
+impl Spread {
+    /// Adds one run's figure.
+    pub fn push(&mut self, value: f64) {
+        self.0.push(value);
+    }
+
+    /// How many runs were measured.
+    pub fn runs(&self) -> usize {
+        self.0.len()
+    }
+
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    /// The smallest figure (NaN without runs).
+    pub fn min(&self) -> f64 {
+        self.sorted().first().copied().unwrap_or(f64::NAN)
+    }
+
+    /// The largest figure (NaN without runs).
+    pub fn max(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// The median: the middle figure, or the mean of the two middle ones (NaN without runs).
+    pub fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    /// `median (min to max, N runs)`, each with `decimals` decimals.
+    pub fn show(&self, decimals: usize) -> String {
+        format!(
+            "{:.decimals$} ({:.decimals$} to {:.decimals$}, {} runs)",
+            self.median(),
+            self.min(),
+            self.max(),
+            self.runs()
+        )
+    }
+}
+
 /// A creditor set up as a typical municipality, for tests and examples.
 #[derive(Debug, Clone)]
 pub struct Fixture {

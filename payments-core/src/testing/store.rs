@@ -33,6 +33,7 @@ where
     outbox_lifecycle(make().await).await;
     concurrent_claims_share_the_outbox(make().await).await;
     search_filters_pages_and_totals(make().await).await;
+    search_counts_every_period_and_pages_by_creation(make().await).await;
     history_is_per_payer_and_paged(make().await).await;
     bank_entries_are_recorded_once(make().await).await;
     bank_entries_are_recorded_in_chunks(make().await).await;
@@ -1199,6 +1200,128 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
         ),
         (0, 0, 0, None)
     );
+}
+
+/// The count and total of a search by state, method and period are those of the rows it
+/// selects, whatever the period's bounds (on the hour, inside one hour, open) and after
+/// changes of state; pages go newest first by creation time even when ids were handed out
+/// in another order.
+pub async fn search_counts_every_period_and_pages_by_creation(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let s = Sample::install(store).await;
+    let mut ids = Vec::new();
+    // 16 transactions 23 minutes apart around the hours, created in an order that is not
+    // that of their ids: the one made last is the oldest.
+    let minutes = |n: i64| Duration::minutes(23 * n - 40);
+    let mut order: Vec<i64> = (1..16).collect();
+    order.push(0);
+    for n in order {
+        let item = s
+            .item(
+                store,
+                &s.cart,
+                "tributi",
+                &format!("h{n}"),
+                &format!("{}.10", n + 1),
+            )
+            .await;
+        let at = t0() + minutes(n);
+        let (mut tx, event) = s.transaction(&s.cart, &[item], &format!("h{n}"), at);
+        if n % 3 == 2 {
+            tx.method_kind = MethodKind::PagoPa;
+        }
+        let tx = store
+            .create_transaction(&tx, &event)
+            .await
+            .unwrap()
+            .transaction;
+        let to = match n % 4 {
+            0 => None,
+            1 => Some(TxStatus::Pending),
+            2 => Some(TxStatus::Paid),
+            _ => Some(TxStatus::Failed),
+        };
+        if let Some(to) = to {
+            store
+                .transition(&transition(&tx, TxStatus::Created, TxStatus::Pending, at))
+                .await
+                .unwrap();
+            if to != TxStatus::Pending {
+                store
+                    .transition(&transition(&tx, TxStatus::Pending, to, at))
+                    .await
+                    .unwrap();
+            }
+        }
+        ids.push(tx.id);
+    }
+    let mut all = Vec::new();
+    for id in &ids {
+        all.push(store.transaction(*id).await.unwrap().unwrap());
+    }
+    all.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    let hour = t0() - Duration::minutes(40);
+    let bounds = [
+        None,
+        Some(t0()),
+        Some(t0() - Duration::hours(1)),
+        Some(t0() + Duration::minutes(1)),
+        Some(t0() + Duration::minutes(59)),
+        Some(t0() + Duration::hours(2)),
+        Some(t0() + Duration::minutes(150)),
+        Some(hour + minutes(16)),
+        Some(t0() + Duration::hours(9)),
+    ];
+    let statuses = [
+        vec![],
+        vec![TxStatus::Paid],
+        vec![TxStatus::Created, TxStatus::Failed],
+    ];
+    let kinds = [None, Some(MethodKind::Card), Some(MethodKind::PagoPa)];
+    for from in bounds {
+        for to in bounds {
+            for status in &statuses {
+                for kind in kinds {
+                    let q = MovementQuery {
+                        from,
+                        to,
+                        statuses: status.clone(),
+                        method_kind: kind,
+                        limit: 3,
+                        ..MovementQuery::new(s.creditor.id)
+                    };
+                    let expected: Vec<&Transaction> = all.iter().filter(|t| q.matches(t)).collect();
+                    let page = store.search(&q).await.unwrap();
+                    let label = format!("{from:?}..{to:?} {status:?} {kind:?}");
+                    assert_eq!(page.count, expected.len() as u64, "{label}: count");
+                    let sum: i64 = expected.iter().map(|t| t.total.minor_units()).sum();
+                    assert_eq!(page.total.minor_units(), sum, "{label}: total");
+                    let first: Vec<TransactionId> = expected.iter().take(3).map(|t| t.id).collect();
+                    assert_eq!(
+                        page.page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+                        first,
+                        "{label}: the first page, newest first"
+                    );
+                }
+            }
+        }
+    }
+    // Every page of everything, by creation time, the oldest (made last) at the end.
+    let mut q = MovementQuery {
+        limit: 4,
+        ..MovementQuery::new(s.creditor.id)
+    };
+    let mut got = Vec::new();
+    loop {
+        let page = store.search(&q).await.unwrap();
+        got.extend(page.page.items.iter().map(|t| t.id));
+        match page.page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(got, all.iter().map(|t| t.id).collect::<Vec<_>>());
+    assert_eq!(got.last(), ids.last(), "the last made is the oldest");
 }
 
 /// A payer's history holds only their transactions, newest first, paged.

@@ -1,0 +1,310 @@
+//! `transaction_summaries`, which the operator search reads counts and totals from, always
+//! equals a recount of the transactions: a property test over random inserts, changes of
+//! state, moves in time and deletes, each a statement of several rows as the store's bulk
+//! paths write them, on SQLite and on PostgreSQL. After each case the search's count and
+//! total for random periods (bounds on and off the hour) equal those of the rows.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use payments_core::{CreditorId, MethodKind, MovementQuery, Store, TxStatus};
+use payments_sqlx::SqlxStore;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+const CREDITORS: [&str; 2] = [
+    "00000000-0000-7000-a000-0000000000c1",
+    "00000000-0000-7000-a000-0000000000c2",
+];
+const STATUSES: [TxStatus; 4] = [
+    TxStatus::Created,
+    TxStatus::Pending,
+    TxStatus::Paid,
+    TxStatus::Failed,
+];
+const KINDS: [MethodKind; 3] = [
+    MethodKind::Card,
+    MethodKind::PagoPa,
+    MethodKind::BankTransfer,
+];
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap()
+}
+
+/// One transaction as the test knows it.
+#[derive(Debug, Clone)]
+struct Row {
+    creditor: usize,
+    status: usize,
+    kind: usize,
+    /// Seconds after `base()`.
+    at: i64,
+    cents: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// New transactions, in one multi-row `INSERT`.
+    Insert(Vec<Row>),
+    /// The state of some of them, in one `UPDATE … WHERE id IN`.
+    SetStatus(Vec<prop::sample::Index>, usize),
+    /// Their creation time moved, in one `UPDATE`.
+    Move(Vec<prop::sample::Index>, i64),
+    /// Some deleted, in one `DELETE`.
+    Delete(Vec<prop::sample::Index>),
+}
+
+fn row() -> impl Strategy<Value = Row> {
+    (
+        0..2usize,
+        0..4usize,
+        0..3usize,
+        -7_200..14_400i64,
+        0..100_000i64,
+    )
+        .prop_map(|(creditor, status, kind, at, cents)| Row {
+            creditor,
+            status,
+            kind,
+            at,
+            cents,
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let picks = || prop::collection::vec(any::<prop::sample::Index>(), 1..8);
+    prop_oneof![
+        3 => prop::collection::vec(row(), 1..12).prop_map(Op::Insert),
+        3 => (picks(), 0..4usize).prop_map(|(p, s)| Op::SetStatus(p, s)),
+        1 => (picks(), -7_200..14_400i64).prop_map(|(p, at)| Op::Move(p, at)),
+        1 => picks().prop_map(Op::Delete),
+    ]
+}
+
+/// A search's filters: period bounds in seconds after `base()`, states, method.
+type Search = (Option<i64>, Option<i64>, Vec<usize>, Option<usize>);
+
+fn search() -> impl Strategy<Value = Search> {
+    let bound = || {
+        prop_oneof![
+            Just(None),
+            // On the hour.
+            (-3..5i64).prop_map(|h| Some(h * 3600)),
+            // Anywhere.
+            (-7_200..14_400i64).prop_map(Some),
+        ]
+    };
+    (
+        bound(),
+        bound(),
+        prop::collection::vec(0..4usize, 0..3),
+        prop::option::of(0..3usize),
+    )
+}
+
+fn micros(at: i64) -> i64 {
+    (base() + Duration::seconds(at)).timestamp_micros()
+}
+
+/// Applies `ops` with plain SQL, then checks the summaries against a recount and the
+/// search against the rows the test holds.
+async fn case(store: &SqlxStore, ops: &[Op], searches: &[Search]) -> Result<(), TestCaseError> {
+    let pool = store.pool();
+    sqlx::query("DELETE FROM transactions")
+        .execute(pool)
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM transaction_summaries WHERE n <> 0 OR total_cents <> 0",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    prop_assert_eq!(left, 0, "deleting every transaction empties the summaries");
+
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    let mut next = 0u64;
+    for op in ops {
+        let ids: Vec<String> = rows.keys().cloned().collect();
+        let picked = |p: &[prop::sample::Index]| -> Vec<String> {
+            if ids.is_empty() {
+                return Vec::new();
+            }
+            let mut v: Vec<String> = p.iter().map(|i| ids[i.index(ids.len())].clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let in_list = |v: &[String]| {
+            v.iter()
+                .map(|id| format!("'{id}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = match op {
+            Op::Insert(new) => {
+                let values: Vec<String> = new
+                    .iter()
+                    .map(|r| {
+                        next += 1;
+                        let id = format!("00000000-0000-7000-8000-{next:012x}");
+                        rows.insert(id.clone(), r.clone());
+                        format!(
+                            "('{id}', '{c}', '00000000-0000-7000-b000-000000000001', 'payer', \
+                             '{{\"id\":\"payer\",\"name\":\"Citizen\",\"email\":null,\"fiscal_code\":null,\"locale\":\"it\"}}', \
+                             '00000000-0000-7000-a000-0000000000d1', '{k}', 'sandbox', '[]', {cents}, 'EUR', '{s}', NULL, \
+                             'key-{next}', NULL, {at}, {at}, {at})",
+                            c = CREDITORS[r.creditor],
+                            k = KINDS[r.kind].as_str(),
+                            cents = r.cents,
+                            s = STATUSES[r.status].as_str(),
+                            at = micros(r.at),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, \
+                     method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, \
+                     idempotency_key, instruction, created_at, updated_at, expires_at) VALUES {}",
+                    values.join(", ")
+                )
+            }
+            Op::SetStatus(p, s) => {
+                let v = picked(p);
+                if v.is_empty() {
+                    continue;
+                }
+                for id in &v {
+                    rows.get_mut(id).unwrap().status = *s;
+                }
+                format!(
+                    "UPDATE transactions SET status = '{}' WHERE id IN ({})",
+                    STATUSES[*s].as_str(),
+                    in_list(&v)
+                )
+            }
+            Op::Move(p, at) => {
+                let v = picked(p);
+                if v.is_empty() {
+                    continue;
+                }
+                for id in &v {
+                    rows.get_mut(id).unwrap().at = *at;
+                }
+                format!(
+                    "UPDATE transactions SET created_at = {} WHERE id IN ({})",
+                    micros(*at),
+                    in_list(&v)
+                )
+            }
+            Op::Delete(p) => {
+                let v = picked(p);
+                if v.is_empty() {
+                    continue;
+                }
+                for id in &v {
+                    rows.remove(id);
+                }
+                format!("DELETE FROM transactions WHERE id IN ({})", in_list(&v))
+            }
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
+    // The summaries, against a recount of the rows in the database.
+    let hour = "(created_at - ((created_at % 3600000000) + 3600000000) % 3600000000) / 3600000000";
+    let recount: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT creditor_id, status, method_kind, CAST({hour} AS BIGINT), CAST(COUNT(*) AS BIGINT), \
+         CAST(SUM(total_cents) AS BIGINT) FROM transactions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let summaries: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT creditor_id, status, method_kind, hour, n, total_cents FROM transaction_summaries \
+         WHERE n <> 0 OR total_cents <> 0 ORDER BY 1, 2, 3, 4",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    prop_assert_eq!(&summaries, &recount, "the summaries are a recount");
+    prop_assert_eq!(
+        recount.iter().map(|r| r.4).sum::<i64>(),
+        rows.len() as i64,
+        "the database holds the test's rows"
+    );
+
+    // The search, against the rows the test holds.
+    for (from, to, statuses, kind) in searches {
+        for (c, creditor) in CREDITORS.iter().enumerate() {
+            let q = MovementQuery {
+                from: from.map(|s| base() + Duration::seconds(s)),
+                to: to.map(|s| base() + Duration::seconds(s)),
+                statuses: statuses.iter().map(|s| STATUSES[*s]).collect(),
+                method_kind: kind.map(|k| KINDS[k]),
+                limit: 1,
+                ..MovementQuery::new(creditor.parse::<CreditorId>().unwrap())
+            };
+            let selected: Vec<&Row> = rows
+                .values()
+                .filter(|r| {
+                    r.creditor == c
+                        && from.is_none_or(|f| r.at >= f)
+                        && to.is_none_or(|t| r.at < t)
+                        && (statuses.is_empty() || statuses.contains(&r.status))
+                        && kind.is_none_or(|k| r.kind == k)
+                })
+                .collect();
+            let page = store.search(&q).await.unwrap();
+            prop_assert_eq!(page.count, selected.len() as u64, "count of {:?}", q);
+            prop_assert_eq!(
+                page.total.minor_units(),
+                selected.iter().map(|r| r.cents).sum::<i64>(),
+                "total of {:?}",
+                q
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run(make: impl std::future::Future<Output = SqlxStore>, cases: u32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(make);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        prop::collection::vec(op(), 1..12),
+        prop::collection::vec(search(), 1..6),
+    );
+    runner
+        .run(&strategy, |(ops, searches)| {
+            rt.block_on(case(&store, &ops, &searches))
+        })
+        .unwrap();
+}
+
+#[test]
+fn summaries_equal_a_recount_on_sqlite() {
+    run(common::sqlite(), 64);
+}
+
+#[test]
+fn summaries_equal_a_recount_on_postgres() {
+    let Some(url) = common::postgres_url("summaries_equal_a_recount_on_postgres") else {
+        return;
+    };
+    run(common::postgres(&url), 32);
+}
