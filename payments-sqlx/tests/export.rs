@@ -190,3 +190,99 @@ async fn postgres_exports_csv_xlsx_and_json_lines() {
     };
     exports(common::postgres(&url).await).await;
 }
+
+/// 1,203 transactions created in groups of seven in the same microsecond, ids in an order
+/// of their own: the export gives every one once, in the search's order (creation time,
+/// then id, newest first), across the chunks it reads them in on SQLite (500 each).
+async fn large_exports_keep_the_search_order(store: SqlxStore) {
+    let creditor = CreditorId::new();
+    let base = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
+    let mut values = Vec::new();
+    for n in 0..1203u64 {
+        // Ids not in creation order: their hex digits reversed.
+        let id = format!("00000000-0000-7000-8000-{:012x}", (n * 7919) % 1_000_003);
+        let line = format!(
+            r#"{{"item_id":"00000000-0000-7000-9000-{n:012x}","source":{{"module":"tributi","key":"k{n}"}},"payment_type_id":"00000000-0000-7000-a000-000000000001","reason":"Voce {n}","amount":{{"amount":"{n}.05","currency":"EUR"}}}}"#
+        );
+        values.push(format!(
+            "('{id}', '{creditor}', '00000000-0000-7000-b000-000000000001', 'p{n}', \
+             '{{\"id\":\"p{n}\",\"name\":\"Citizen \\\"{n}\\\"\",\"email\":null,\"fiscal_code\":null,\"locale\":\"it\"}}', \
+             '00000000-0000-7000-a000-0000000000d1', 'card', 'sandbox', '[{line}]', {cents}, 'EUR', 'paid', NULL, \
+             'k', NULL, {at}, {at}, {at})",
+            cents = n * 100 + 5,
+            at = base + (n / 7) as i64,
+        ));
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, \
+         method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, \
+         idempotency_key, instruction, created_at, updated_at, expires_at) VALUES {}",
+        values.join(", ")
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    let mut out = Vec::new();
+    let n = store
+        .export(
+            &Actor::System,
+            &MovementQuery::new(creditor),
+            ExportFormat::JsonLines,
+            &mut out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1203);
+    let rows: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let exported: Vec<String> = rows
+        .iter()
+        .map(|r| r["transaction_id"].as_str().unwrap().to_owned())
+        .collect();
+
+    let mut searched = Vec::new();
+    let mut q = MovementQuery {
+        limit: MAX_PAGE_SIZE,
+        ..MovementQuery::new(creditor)
+    };
+    loop {
+        let page = store.search(&q).await.unwrap();
+        searched.extend(page.page.items.iter().map(|t| t.id.to_string()));
+        match page.page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(searched.len(), 1203);
+    assert_eq!(exported, searched, "the export goes in the search's order");
+    // Each row carries its own transaction's cells, escapes undone.
+    for r in &rows {
+        let n: u64 = r["source_key"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(r["payer_name"], format!("Citizen \"{n}\""));
+        assert_eq!(r["amount"], format!("{n}.05"));
+        assert_eq!(r["total"], format!("{n}.05"));
+        let at = chrono::DateTime::from_timestamp_micros(base + (n / 7) as i64).unwrap();
+        assert_eq!(
+            r["created_at"],
+            at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "RFC 3339, UTC, microseconds"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_large_exports_keep_the_search_order() {
+    large_exports_keep_the_search_order(common::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_large_exports_keep_the_search_order() {
+    let Some(url) = common::postgres_url("postgres_large_exports_keep_the_search_order") else {
+        return;
+    };
+    large_exports_keep_the_search_order(common::postgres(&url).await).await;
+}
