@@ -280,6 +280,32 @@ impl SqlxStore {
         self.dialect
     }
 
+    /// Folds the summary changes that PostgreSQL's triggers appended
+    /// (`transaction_summary_changes`) into the search's per-hour summaries, in one
+    /// statement; answers how many changes it folded. Searches call it once they have read
+    /// more than a few hundred changes; a worker may call it on a schedule. Nothing to do on
+    /// SQLite, whose triggers update the summaries in place.
+    pub async fn fold_summaries(&self) -> Result<u64> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(0);
+        }
+        let folded: i64 = sqlx::query_scalar(
+            "WITH moved AS (DELETE FROM transaction_summary_changes \
+             RETURNING creditor_id, status, method_kind, hour, n, total_cents), \
+             folded AS (INSERT INTO transaction_summaries AS s \
+             (creditor_id, status, method_kind, hour, n, total_cents) \
+             SELECT creditor_id, status, method_kind, hour, SUM(n), SUM(total_cents) FROM moved \
+             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 \
+             ON CONFLICT (creditor_id, status, method_kind, hour) DO UPDATE \
+             SET n = s.n + EXCLUDED.n, total_cents = s.total_cents + EXCLUDED.total_cents) \
+             SELECT COUNT(*) FROM moved",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err("folding the search's summaries"))?;
+        Ok(u64::try_from(folded).unwrap_or_default())
+    }
+
     /// Applies the embedded migrations (`migrations/<db>/`) not yet applied. `build` runs it.
     pub async fn migrate(&self) -> Result<()> {
         let migrator = match self.dialect {
@@ -1095,19 +1121,23 @@ pub(crate) fn movement_filters(sql: &mut Sql, q: &MovementQuery) {
 const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// The statement giving the count (`n`) and total (`total`, in cents) of the movements `q`
-/// selects, whatever its cursor.
+/// selects, whatever its cursor, and how many unfolded summary changes it read
+/// (`changes`, PostgreSQL).
 ///
 /// When `q` filters only by state, method and period, the whole hours of the period come
-/// from `transaction_summaries` (kept by triggers in the same database transaction as
-/// every change of the rows) and only the rows of its first and last partial hours are
-/// counted. Other filters (payer, amounts, type, module) count the rows they select.
-pub(crate) fn count_movements(q: &MovementQuery) -> Sql {
+/// from `transaction_summaries` (on PostgreSQL with `transaction_summary_changes`, what
+/// the triggers appended since the last fold), kept by triggers in the same database
+/// transaction as every change of the rows, and only the rows of its first and last
+/// partial hours are counted. Other filters (payer, amounts, type, module) count the rows
+/// they select.
+pub(crate) fn count_movements(q: &MovementQuery, dialect: Dialect) -> Sql {
     let mut sql = Sql::new(
         "SELECT CAST(COALESCE(SUM(p.n), 0) AS BIGINT) AS n, \
-         CAST(COALESCE(SUM(p.total), 0) AS BIGINT) AS total FROM (",
+         CAST(COALESCE(SUM(p.total), 0) AS BIGINT) AS total, \
+         CAST(COALESCE(SUM(p.k), 0) AS BIGINT) AS changes FROM (",
     );
     let rows_of = |sql: &mut Sql, q: &MovementQuery| {
-        sql.push("SELECT COUNT(*) AS n, SUM(t.total_cents) AS total FROM transactions t");
+        sql.push("SELECT COUNT(*) AS n, SUM(t.total_cents) AS total, 0 AS k FROM transactions t");
         movement_filters(sql, q);
     };
     let by_rows = q.payer_id.is_some()
@@ -1128,27 +1158,41 @@ pub(crate) fn count_movements(q: &MovementQuery) -> Sql {
     if by_rows || !whole_hours {
         rows_of(&mut sql, q);
     } else {
-        sql.push("SELECT s.n, s.total_cents AS total FROM transaction_summaries s WHERE s.creditor_id = ")
-            .arg(Arg::Text(q.creditor_id.to_string()))
-            .push(" AND s.status IN (");
         let statuses: &[TxStatus] = if q.statuses.is_empty() {
             &TxStatus::ALL
         } else {
             &q.statuses
         };
-        sql.list(statuses.iter().map(|s| Arg::Text(s.as_str().into())));
-        sql.push(") AND s.method_kind IN (");
         let kinds: &[MethodKind] = match &q.method_kind {
             Some(kind) => std::slice::from_ref(kind),
             None => &MethodKind::ALL,
         };
-        sql.list(kinds.iter().map(|k| Arg::Text(k.as_str().into())));
-        sql.push(")");
-        if let Some(first) = first {
-            sql.push(" AND s.hour >= ").arg(Arg::Int(first));
-        }
-        if let Some(last) = last {
-            sql.push(" AND s.hour < ").arg(Arg::Int(last));
+        let tables: &[(&str, &str)] = match dialect {
+            Dialect::Sqlite => &[("transaction_summaries", "0")],
+            Dialect::Postgres => &[
+                ("transaction_summaries", "0"),
+                ("transaction_summary_changes", "1"),
+            ],
+        };
+        for (i, (table, k)) in tables.iter().enumerate() {
+            if i > 0 {
+                sql.push(" UNION ALL ");
+            }
+            sql.push(&format!(
+                "SELECT s.n, s.total_cents AS total, {k} AS k FROM {table} s WHERE s.creditor_id = "
+            ))
+            .arg(Arg::Text(q.creditor_id.to_string()))
+            .push(" AND s.status IN (");
+            sql.list(statuses.iter().map(|s| Arg::Text(s.as_str().into())));
+            sql.push(") AND s.method_kind IN (");
+            sql.list(kinds.iter().map(|k| Arg::Text(k.as_str().into())));
+            sql.push(")");
+            if let Some(first) = first {
+                sql.push(" AND s.hour >= ").arg(Arg::Int(first));
+            }
+            if let Some(last) = last {
+                sql.push(" AND s.hour < ").arg(Arg::Int(last));
+            }
         }
         let at = |hour: i64| DateTime::<Utc>::from_timestamp_micros(hour * HOUR_MICROS);
         // The rows before the first whole hour, and from the end of the last one.
@@ -1180,6 +1224,9 @@ pub(crate) fn count_movements(q: &MovementQuery) -> Sql {
     sql.push(") AS p");
     sql
 }
+
+/// How many unfolded summary changes a search may read before it folds them.
+const FOLD_AFTER: i64 = 500;
 
 fn stale(tx: &Transaction, expected: TxStatus) -> Error {
     Error::Conflict(Conflict::StaleState {
@@ -2962,13 +3009,18 @@ impl Store for SqlxStore {
     }
 
     async fn search(&self, q: &MovementQuery) -> Result<MovementPage> {
-        let row = count_movements(q)
+        let row = count_movements(q, self.dialect)
             .query()
             .fetch_one(&self.pool)
             .await
             .map_err(db_err("counting movements"))?;
         let count: i64 = rows::get(&row, "n")?;
         let total: i64 = rows::get(&row, "total")?;
+        if rows::get::<i64>(&row, "changes")? > FOLD_AFTER {
+            // The count above is right either way; the fold keeps the next ones short. One
+            // that fails leaves the changes for the next search to fold.
+            let _ = self.fold_summaries().await;
+        }
 
         let mut sql = Sql::new(&format!(
             "SELECT {} FROM transactions t",

@@ -2,10 +2,19 @@
 --
 -- Counts and totals: one row per creditor, state, method and hour of creation (hours since
 -- 1970, rounded down, from `created_at` in microseconds) holds how many transactions it has
--- and their total. Triggers keep it in the same database transaction as every insert,
--- change of state and delete, whatever statement makes it, so it cannot drift from the
--- rows. A search by state, method and period adds the whole hours from here and counts
--- only the rows of its first and last partial hours.
+-- and their total. A search by state, method and period adds the whole hours from here and
+-- counts only the rows of its first and last partial hours.
+--
+-- Writers never update those rows: statement triggers append what each statement changed
+-- to `transaction_summary_changes` (insert only, so concurrent payments never wait for one
+-- another there, nor lock summary rows in different orders), in the same database
+-- transaction as the change. Searches add the changes to the summaries, and fold them in
+-- (`SqlxStore::fold_summaries`, one statement) once they have read more than a few hundred.
+--
+-- The table is locked first, so that no row is written between the filling of the
+-- summaries below and the creation of the triggers.
+LOCK TABLE transactions IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE transaction_summaries (
     creditor_id TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -16,6 +25,17 @@ CREATE TABLE transaction_summaries (
     PRIMARY KEY (creditor_id, status, method_kind, hour)
 );
 
+CREATE TABLE transaction_summary_changes (
+    creditor_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    method_kind TEXT NOT NULL,
+    hour BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    total_cents BIGINT NOT NULL
+);
+CREATE INDEX transaction_summary_changes_key
+    ON transaction_summary_changes (creditor_id, status, method_kind, hour);
+
 INSERT INTO transaction_summaries (creditor_id, status, method_kind, hour, n, total_cents)
 SELECT creditor_id, status, method_kind,
        (created_at - ((created_at % 3600000000) + 3600000000) % 3600000000) / 3600000000,
@@ -23,20 +43,17 @@ SELECT creditor_id, status, method_kind,
 FROM transactions GROUP BY 1, 2, 3, 4;
 
 -- Statement-level triggers: a statement that changes a thousand transactions (a chunk of a
--- bank statement) changes each summary row it touches once, in key order, instead of a
--- thousand times.
+-- bank statement) appends one change per summary row it touches.
 CREATE FUNCTION transaction_summaries_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO transaction_summaries AS s (creditor_id, status, method_kind, hour, n, total_cents)
+        INSERT INTO transaction_summary_changes (creditor_id, status, method_kind, hour, n, total_cents)
         SELECT creditor_id, status, method_kind,
                (created_at - ((created_at % 3600000000) + 3600000000) % 3600000000) / 3600000000,
                COUNT(*), SUM(total_cents)
-        FROM new_rows GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-        ON CONFLICT (creditor_id, status, method_kind, hour)
-        DO UPDATE SET n = s.n + EXCLUDED.n, total_cents = s.total_cents + EXCLUDED.total_cents;
+        FROM new_rows GROUP BY 1, 2, 3, 4;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO transaction_summaries AS s (creditor_id, status, method_kind, hour, n, total_cents)
+        INSERT INTO transaction_summary_changes (creditor_id, status, method_kind, hour, n, total_cents)
         SELECT creditor_id, status, method_kind, hour, SUM(dn), SUM(dt)
         FROM (
             SELECT creditor_id, status, method_kind, created_at, 1 AS dn, total_cents AS dt
@@ -46,19 +63,17 @@ BEGIN
             FROM old_rows
         ) AS d (creditor_id, status, method_kind, created_at, dn, dt),
         LATERAL (SELECT (created_at - ((created_at % 3600000000) + 3600000000) % 3600000000) / 3600000000) AS h (hour)
-        GROUP BY 1, 2, 3, 4 HAVING SUM(dn) <> 0 OR SUM(dt) <> 0 ORDER BY 1, 2, 3, 4
-        ON CONFLICT (creditor_id, status, method_kind, hour)
-        DO UPDATE SET n = s.n + EXCLUDED.n, total_cents = s.total_cents + EXCLUDED.total_cents;
+        GROUP BY 1, 2, 3, 4 HAVING SUM(dn) <> 0 OR SUM(dt) <> 0;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO transaction_summary_changes (creditor_id, status, method_kind, hour, n, total_cents)
+        SELECT creditor_id, status, method_kind,
+               (created_at - ((created_at % 3600000000) + 3600000000) % 3600000000) / 3600000000,
+               -COUNT(*), -SUM(total_cents)
+        FROM old_rows GROUP BY 1, 2, 3, 4;
     ELSE
-        UPDATE transaction_summaries AS s SET n = s.n - d.n, total_cents = s.total_cents - d.total
-        FROM (
-            SELECT creditor_id, status, method_kind,
-                   (created_at - ((created_at % 3600000000) + 3600000000) % 3600000000) / 3600000000 AS hour,
-                   COUNT(*) AS n, SUM(total_cents) AS total
-            FROM old_rows GROUP BY 1, 2, 3, 4
-        ) AS d
-        WHERE s.creditor_id = d.creditor_id AND s.status = d.status
-          AND s.method_kind = d.method_kind AND s.hour = d.hour;
+        -- TRUNCATE: nothing is left to count.
+        DELETE FROM transaction_summary_changes;
+        DELETE FROM transaction_summaries;
     END IF;
     RETURN NULL;
 END
@@ -73,6 +88,8 @@ CREATE TRIGGER transactions_summary_update AFTER UPDATE ON transactions
 CREATE TRIGGER transactions_summary_delete AFTER DELETE ON transactions
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION transaction_summaries_apply();
+CREATE TRIGGER transactions_summary_truncate AFTER TRUNCATE ON transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION transaction_summaries_apply();
 
 -- Pages go newest first by creation time (then id), so a period's first page starts at its
 -- end instead of stepping over every later row. Each index below serves a search or a
@@ -80,9 +97,10 @@ CREATE TRIGGER transactions_summary_delete AFTER DELETE ON transactions
 -- (now one, with `created_at` before `id`), the creditor's indexes by id and by creation
 -- time (now one), by state (now with `created_at`), by method (a method alone is a third
 -- of the rows: the creditor's index by creation time finds a page at once) and by payer
--- (`transactions_payer` finds a payer's few transactions). Fewer indexes also make each
--- change of state cheaper: PostgreSQL writes a new entry in every index of the table when
--- an indexed column such as `status` changes.
+-- (`transactions_payer` finds a payer's few transactions). Fewer indexes also mean fewer
+-- index entries written by each change of state: PostgreSQL writes one in every index of
+-- the table when an indexed column such as `status` changes. These indexes are built
+-- while the table is locked: on a large table, plan the migration for a quiet hour.
 DROP INDEX transactions_creditor;
 DROP INDEX transactions_creditor_created;
 DROP INDEX transactions_creditor_status;

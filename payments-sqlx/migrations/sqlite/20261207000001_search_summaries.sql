@@ -3,9 +3,10 @@
 -- Counts and totals: one row per creditor, state, method and hour of creation (hours since
 -- 1970, rounded down, from `created_at` in microseconds) holds how many transactions it has
 -- and their total. Triggers keep it in the same database transaction as every insert,
--- change of state and delete, whatever statement makes it, so it cannot drift from the
--- rows. A search by state, method and period adds the whole hours from here and counts
--- only the rows of its first and last partial hours.
+-- update and delete of `transactions`, whatever statement makes it (an `INSERT OR REPLACE`
+-- would escape them: the store never uses one). SQLite has one writer at a time, so the
+-- triggers update the summary rows in place. A search by state, method and period adds
+-- the whole hours from here and counts only the rows of its first and last partial hours.
 CREATE TABLE transaction_summaries (
     creditor_id TEXT NOT NULL,
     status TEXT NOT NULL,
