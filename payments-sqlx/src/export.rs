@@ -215,7 +215,7 @@ struct TxParts<'a> {
     status: &'a str,
     method: &'a str,
     provider_ref: Option<&'a str>,
-    payer: &'a str,
+    payer: &'a PayerCells<'a>,
     total_cents: i64,
     currency: &'a str,
 }
@@ -223,8 +223,7 @@ struct TxParts<'a> {
 /// The transaction's cells of `out`. Decodes only what the export shows, into the row's own
 /// buffers: exports run over millions of rows.
 fn fill_transaction(t: &TxParts<'_>, out: &mut ExportRow) -> Result<()> {
-    let payer: PayerCells<'_> =
-        serde_json::from_str(t.payer).map_err(|e| Error::storage("decoding a payer", e))?;
+    let payer = t.payer;
     set(&mut out.transaction_id, t.id);
     set_time(&mut out.created_at, t.created_at)?;
     set_time(&mut out.updated_at, t.updated_at)?;
@@ -245,13 +244,11 @@ fn fill_transaction(t: &TxParts<'_>, out: &mut ExportRow) -> Result<()> {
 /// Writes the rows of one transaction, one per item; answers how many.
 fn write_transaction<W: Write + Send>(
     t: &TxParts<'_>,
-    lines: &str,
+    lines: &[LineCells<'_>],
     row: &mut ExportRow,
     sink: &mut Sink<W>,
 ) -> Result<u64> {
     fill_transaction(t, row)?;
-    let lines: Vec<LineCells<'_>> =
-        serde_json::from_str(lines).map_err(|e| Error::storage("decoding lines", e))?;
     for (position, line) in lines.iter().enumerate() {
         fill_line(position, line, row);
         sink.write(row)?;
@@ -260,8 +257,8 @@ fn write_transaction<W: Write + Send>(
 }
 
 /// One transaction of a chunk read on SQLite: `[id, created_at, updated_at, status,
-/// method_kind, provider_ref, payer, total_cents, currency, lines]`, the JSON columns as
-/// text.
+/// method_kind, provider_ref, payer, total_cents, currency, lines]`, the payer and lines
+/// as JSON values (not texts), so they are read once, without escapes to undo.
 #[derive(Deserialize)]
 struct ChunkTx<'a>(
     #[serde(borrow)] Cow<'a, str>,
@@ -270,10 +267,10 @@ struct ChunkTx<'a>(
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] PayerCells<'a>,
     i64,
     #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Vec<LineCells<'a>>,
 );
 
 /// How many transactions one SQLite chunk carries.
@@ -406,9 +403,15 @@ impl SqlxStore {
         actor.check_operator(&query.creditor_id, Role::Viewer)?;
         let mut sink = Sink::new(format, out)?;
         let mut row = ExportRow::default();
+        // In chunks only where an index gives the order: otherwise each chunk would sort
+        // what is left of the selection (several states, a range of amounts).
+        let ordered_by_index =
+            query.statuses.len() <= 1 && query.min_total.is_none() && query.max_total.is_none();
         let n = match self.dialect() {
-            Dialect::Sqlite => self.export_sqlite(query, &mut sink, &mut row).await?,
-            Dialect::Postgres => self.export_rows(query, &mut sink, &mut row).await?,
+            Dialect::Sqlite if ordered_by_index => {
+                self.export_sqlite(query, &mut sink, &mut row).await?
+            }
+            _ => self.export_rows(query, &mut sink, &mut row).await?,
         };
         sink.finish()?;
         Ok(n)
@@ -452,6 +455,10 @@ impl SqlxStore {
                 get(&r, "lines")?,
             );
             let provider_ref: Option<String> = get(&r, "provider_ref")?;
+            let payer: PayerCells<'_> =
+                serde_json::from_str(&payer).map_err(|e| Error::storage("decoding a payer", e))?;
+            let lines: Vec<LineCells<'_>> =
+                serde_json::from_str(&lines).map_err(|e| Error::storage("decoding lines", e))?;
             let t = TxParts {
                 id: &id,
                 created_at: get(&r, "created_at")?,
@@ -472,7 +479,8 @@ impl SqlxStore {
     /// JSON array. SQLite runs in a thread of this process and hands each row over to the
     /// reader: row by row, that hand-over (a thread switch every other row) took more time
     /// than the export itself. Each chunk continues after the last transaction of the one
-    /// before, in the same order.
+    /// before, in the same order, and all are read in one read transaction: the export is
+    /// one snapshot, as a single statement's is.
     async fn export_sqlite<W: Write + Send>(
         &self,
         query: &MovementQuery,
@@ -481,10 +489,15 @@ impl SqlxStore {
     ) -> Result<u64> {
         let mut n = 0;
         let mut after: Option<(i64, String)> = None;
+        let mut snapshot = self
+            .pool()
+            .begin()
+            .await
+            .map_err(db_err("reading the export"))?;
         loop {
             let mut sql = Sql::new(
                 "SELECT json_group_array(json_array(t.id, t.created_at, t.updated_at, t.status, \
-                 t.method_kind, t.provider_ref, t.payer, t.total_cents, t.currency, t.lines) \
+                 t.method_kind, t.provider_ref, json(t.payer), t.total_cents, t.currency, json(t.lines)) \
                  ORDER BY t.created_at DESC, t.id DESC) AS chunk FROM (SELECT t.* FROM transactions t",
             );
             movement_filters(&mut sql, query);
@@ -502,7 +515,7 @@ impl SqlxStore {
                 .push(") AS t");
             let r = sql
                 .query()
-                .fetch_one(self.pool())
+                .fetch_one(&mut *snapshot)
                 .await
                 .map_err(db_err("reading the export"))?;
             let chunk: String = get(&r, "chunk")?;
@@ -529,6 +542,10 @@ impl SqlxStore {
                 _ => break,
             }
         }
+        snapshot
+            .rollback()
+            .await
+            .map_err(db_err("reading the export"))?;
         Ok(n)
     }
 }

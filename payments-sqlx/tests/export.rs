@@ -199,7 +199,7 @@ async fn large_exports_keep_the_search_order(store: SqlxStore) {
     let base = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
     let mut values = Vec::new();
     for n in 0..1203u64 {
-        // Ids not in creation order: their hex digits reversed.
+        // Ids not in creation order: n times a prime, modulo a larger prime.
         let id = format!("00000000-0000-7000-8000-{:012x}", (n * 7919) % 1_000_003);
         let line = format!(
             r#"{{"item_id":"00000000-0000-7000-9000-{n:012x}","source":{{"module":"tributi","key":"k{n}"}},"payment_type_id":"00000000-0000-7000-a000-000000000001","reason":"Voce {n}","amount":{{"amount":"{n}.05","currency":"EUR"}}}}"#
@@ -259,6 +259,33 @@ async fn large_exports_keep_the_search_order(store: SqlxStore) {
     }
     assert_eq!(searched.len(), 1203);
     assert_eq!(exported, searched, "the export goes in the search's order");
+    // Two states: no index gives the order, so the export reads row by row; same rows,
+    // same order.
+    let mut out = Vec::new();
+    let two_states = MovementQuery {
+        statuses: vec![TxStatus::Paid, TxStatus::Pending],
+        ..MovementQuery::new(creditor)
+    };
+    store
+        .export(
+            &Actor::System,
+            &two_states,
+            ExportFormat::JsonLines,
+            &mut out,
+        )
+        .await
+        .unwrap();
+    let by_rows: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["transaction_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(by_rows, searched, "row by row, the same order");
     // Each row carries its own transaction's cells, escapes undone.
     for r in &rows {
         let n: u64 = r["source_key"].as_str().unwrap()[1..].parse().unwrap();
