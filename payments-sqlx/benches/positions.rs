@@ -6,9 +6,11 @@
 //! The library runs in a child process, so its peak resident memory (`VmHWM`) is its own.
 //! The floor writes the same rows (positions, options, item sources, events) with plain
 //! sqlx multi-row inserts in the same batches and database transactions, the rows built
-//! and serialised beforehand (untimed).
+//! and serialised beforehand (untimed). Each is measured `BENCH_RUNS` times (5 by default,
+//! at least 5), library and floor in turn, each run on new databases; the figures are
+//! median (minimum to maximum), the ratio the median of the runs' ratios.
 
-use payments_core::testing::peak_resident_kib;
+use payments_core::testing::{Spread, peak_resident_kib};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -120,56 +122,71 @@ fn main() {
         let _ = std::fs::remove_file(path.with_extension("db-shm"));
         format!("sqlite://{}", path.display())
     };
-    run(
-        &rt,
-        "SQLite",
-        &db("positions-lib.db"),
-        &db("positions-floor.db"),
-    );
+    run(&rt, "SQLite", || {
+        (db("positions-lib.db"), db("positions-floor.db"))
+    });
     match std::env::var("DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
-            let lib = rt.block_on(schema_url(&url, "bench_positions_lib"));
-            let floor = rt.block_on(schema_url(&url, "bench_positions_floor"));
-            run(&rt, "PostgreSQL", &lib, &floor);
+            run(&rt, "PostgreSQL", || {
+                (
+                    rt.block_on(schema_url(&url, "bench_positions_lib")),
+                    rt.block_on(schema_url(&url, "bench_positions_floor")),
+                )
+            });
         }
         _ => println!("\nPostgreSQL: SKIPPED (set DATABASE_URL=postgres://… to measure it)"),
     }
 }
 
-fn run(rt: &tokio::runtime::Runtime, name: &str, lib_url: &str, floor_url: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("BENCH_POSITIONS_CHILD", lib_url)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |k: &str| -> f64 {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let i = words.iter().position(|w| *w == k).unwrap();
-        words[i + 1].parse().unwrap()
-    };
-    let (lib_s, peak, before) = (field("seconds"), field("peak_kib"), field("before_kib"));
-    let floor = rt.block_on(floor(floor_url));
+/// `BENCH_RUNS` runs (at least 5) of the library and the floor in turn, each on the new
+/// databases `fresh` gives (library, floor).
+fn run(rt: &tokio::runtime::Runtime, name: &str, fresh: impl Fn() -> (String, String)) {
+    let runs = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5usize)
+        .max(5);
     let n = n() as f64;
-    println!("\n## {name}");
+    let [mut lib, mut floor_rate, mut ratio, mut peak, mut before]: [Spread; 5] = Default::default();
+    for _ in 0..runs {
+        let (lib_url, floor_url) = fresh();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .env("BENCH_POSITIONS_CHILD", &lib_url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |k: &str| -> f64 {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == k).unwrap();
+            words[i + 1].parse().unwrap()
+        };
+        let lib_s = field("seconds");
+        let floor = rt.block_on(floor(&floor_url)).as_secs_f64();
+        lib.push(n / lib_s);
+        floor_rate.push(n / floor);
+        ratio.push(lib_s / floor);
+        peak.push(field("peak_kib") / 1024.0);
+        before.push(field("before_kib") / 1024.0);
+    }
+    println!("\n## {name} ({runs} runs, each on new databases)");
     println!(
-        "library: {:>9.0} positions/s ({lib_s:.2} s), peak resident {:.1} MiB (before the call {:.1} MiB)",
-        n / lib_s,
-        peak / 1024.0,
-        before / 1024.0
+        "library: {} positions/s, peak resident {} MiB (before the call {} MiB)",
+        lib.show(0),
+        peak.show(1),
+        before.show(1)
     );
     println!(
-        "floor:   {:>9.0} positions/s ({:.2} s): plain sqlx, the same rows and batches",
-        n / floor.as_secs_f64(),
-        floor.as_secs_f64()
+        "floor:   {} positions/s: plain sqlx, the same rows and batches",
+        floor_rate.show(0)
     );
     println!(
-        "ratio:   {:.2}× the floor's time (goal ≤ 3×); peak memory goal < 128 MiB",
-        lib_s / floor.as_secs_f64()
+        "ratio:   {}× the floor's time (goal ≤ 3×); peak memory goal < 128 MiB",
+        ratio.show(2)
     );
 }
 

@@ -305,13 +305,7 @@ async fn flow(url: &str, dialect: Dialect) {
         profile_flow(url, dialect).await;
     }
     let per_flow = |d: Duration| d.as_secs_f64() * 1000.0 / FLOWS as f64;
-    let (mut library, mut floor, mut normal, mut ratio, mut normal_ratio) = (
-        Spread::default(),
-        Spread::default(),
-        Spread::default(),
-        Spread::default(),
-        Spread::default(),
-    );
+    let [mut library, mut floor, mut normal, mut ratio, mut normal_ratio]: [Spread; 5] = Default::default();
     for _ in 0..runs {
         let (l, fx) = library_flows(url, SqliteSync::Full).await;
         let f = floor_flows(url, &fx, dialect).await;
