@@ -147,7 +147,8 @@ fn run(rt: &tokio::runtime::Runtime, name: &str, fresh: impl Fn() -> (String, St
         .unwrap_or(5usize)
         .max(5);
     let n = n() as f64;
-    let [mut lib, mut floor_rate, mut ratio, mut peak, mut before]: [Spread; 5] = Default::default();
+    let [mut lib, mut floor_rate, mut ratio, mut peak, mut before]: [Spread; 5] =
+        Default::default();
     for _ in 0..runs {
         let (lib_url, floor_url) = fresh();
         let out = Command::new(std::env::current_exe().unwrap())

@@ -65,7 +65,12 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     let flow_db = dir.join("flow.db");
-    let _ = std::fs::remove_file(&flow_db);
+    // Both flow databases are new at each run (the `synchronous = NORMAL` one too).
+    for db in ["flow.db", "flow.db.normal"] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("{db}{suffix}")));
+        }
+    }
     let sqlite_flow = format!("sqlite://{}", flow_db.display());
     let only_search = std::env::var("BENCH_ONLY_SEARCH").is_ok();
     let with_flow = std::env::var("BENCH_SKIP_FLOW").is_err() && !only_search;
@@ -305,7 +310,13 @@ async fn flow(url: &str, dialect: Dialect) {
         profile_flow(url, dialect).await;
     }
     let per_flow = |d: Duration| d.as_secs_f64() * 1000.0 / FLOWS as f64;
-    let [mut library, mut floor, mut normal, mut ratio, mut normal_ratio]: [Spread; 5] = Default::default();
+    let [
+        mut library,
+        mut floor,
+        mut normal,
+        mut ratio,
+        mut normal_ratio,
+    ]: [Spread; 5] = Default::default();
     for _ in 0..runs {
         let (l, fx) = library_flows(url, SqliteSync::Full).await;
         let f = floor_flows(url, &fx, dialect).await;

@@ -3033,8 +3033,8 @@ impl Store for SqlxStore {
         movement_filters(&mut sql, q);
         if let Some(after) = q.after {
             // Newest first by creation time, then id: the rows after the cursor's. The first
-            // bound is what the index seeks to; the second leaves out the cursor's own row and
-            // those created in the same microsecond before it.
+            // bound is what the index seeks to; the second keeps, of the rows created in the
+            // cursor's microsecond, those with a smaller id (its own row is left out).
             let at = "(SELECT c.created_at FROM transactions c WHERE c.id = ";
             let after = Arg::Text(after.to_string());
             sql.push(" AND t.created_at <= ")
