@@ -67,8 +67,8 @@ pub struct Config {
     /// (`PAGOPA_FDR_URL`, `PAGOPA_FDR_KEY`). Without them, flows are neither fetched nor
     /// shown as fetched; those recorded are still reconciled.
     pub fdr: Option<(String, SecretString)>,
-    /// How often the worker fetches new reporting flows and reconciles (an hour by
-    /// default; `PORTAL_RECONCILE_SECS`).
+    /// How often the worker fetches new reporting flows and reconciles, and folds the
+    /// search's summary changes (an hour by default; `PORTAL_RECONCILE_SECS`).
     pub reconcile_interval: Duration,
     /// The key the sandbox accounts sign their callbacks with (`SANDBOX_SIGNING_KEY`);
     /// unset, generated once per data directory as the station key is.
@@ -750,7 +750,8 @@ impl Portal {
                 .run_worker(interval, std::future::pending::<()>())
                 .await
         });
-        // New reporting flows fetched and the accounting loop closed, every so often.
+        // New reporting flows fetched and the accounting loop closed, every so often; the
+        // search's summaries folded.
         let reconciler = self.clone();
         let every = self.inner.config.reconcile_interval;
         tokio::spawn(async move {
@@ -764,6 +765,11 @@ impl Portal {
                         }
                         Err(e) => eprintln!("portal: {}: reconciling: {e}", body.slug),
                     }
+                }
+                // The search's summary changes folded in (PostgreSQL; nothing on SQLite),
+                // so a quiet day's changes do not wait for the next search.
+                if let Err(e) = reconciler.inner.store.fold_summaries().await {
+                    eprintln!("portal: folding the search's summaries: {e}");
                 }
                 tokio::time::sleep(every).await;
             }
