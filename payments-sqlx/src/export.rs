@@ -10,7 +10,7 @@ use payments_core::{Actor, Error, MovementQuery, Result, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::rows::{Arg, Sql, db_err, from_micros, get};
-use crate::store::movement_filters;
+use crate::store::{NEWEST_FIRST, after_in_order, movement_filters};
 use crate::{Dialect, SqlxStore};
 
 /// The most rows an XLSX worksheet holds (beside its header); further rows go on to a new
@@ -431,7 +431,7 @@ impl SqlxStore {
              t.total_cents, t.currency, t.lines FROM transactions t",
         );
         movement_filters(&mut sql, query);
-        sql.push(" ORDER BY t.created_at DESC, t.id DESC");
+        sql.push(" ORDER BY ").push(NEWEST_FIRST);
         let mut rows = sql.query().fetch(self.pool());
         let mut n = 0;
         while let Some(r) = rows
@@ -488,29 +488,25 @@ impl SqlxStore {
         row: &mut ExportRow,
     ) -> Result<u64> {
         let mut n = 0;
-        let mut after: Option<(i64, String)> = None;
+        let mut after: Option<String> = None;
         let mut snapshot = self
             .pool()
             .begin()
             .await
             .map_err(db_err("reading the export"))?;
         loop {
-            let mut sql = Sql::new(
+            let mut sql = Sql::new(&format!(
                 "SELECT json_group_array(json_array(t.id, t.created_at, t.updated_at, t.status, \
                  t.method_kind, t.provider_ref, json(t.payer), t.total_cents, t.currency, json(t.lines)) \
-                 ORDER BY t.created_at DESC, t.id DESC) AS chunk FROM (SELECT t.* FROM transactions t",
-            );
+                 ORDER BY {NEWEST_FIRST}) AS chunk FROM (SELECT t.* FROM transactions t"
+            ));
             movement_filters(&mut sql, query);
-            if let Some((at, id)) = &after {
-                sql.push(" AND t.created_at <= ")
-                    .arg(Arg::Int(*at))
-                    .push(" AND (t.created_at < ")
-                    .arg(Arg::Int(*at))
-                    .push(" OR t.id < ")
-                    .arg(Arg::Text(id.clone()))
-                    .push(")");
+            if let Some(after) = &after {
+                after_in_order(&mut sql, after);
             }
-            sql.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
+            sql.push(" ORDER BY ")
+                .push(NEWEST_FIRST)
+                .push(" LIMIT ")
                 .arg(Arg::Int(SQLITE_CHUNK))
                 .push(") AS t");
             let r = sql
@@ -537,7 +533,7 @@ impl SqlxStore {
             }
             match txs.last() {
                 Some(last) if txs.len() as i64 == SQLITE_CHUNK => {
-                    after = Some((last.1, last.0.to_string()));
+                    after = Some(last.0.to_string());
                 }
                 _ => break,
             }

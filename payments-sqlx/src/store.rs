@@ -1117,6 +1117,28 @@ pub(crate) fn movement_filters(sql: &mut Sql, q: &MovementQuery) {
     }
 }
 
+/// The order of searches and exports over `transactions t`: newest first by creation
+/// time, then by id.
+pub(crate) const NEWEST_FIRST: &str = "t.created_at DESC, t.id DESC";
+
+/// Keeps, of `transactions t`, the rows that come after the transaction `after` in
+/// [`NEWEST_FIRST`] order. The first bound is what the index seeks to; the second keeps,
+/// of the rows created in the cursor's microsecond, those with a smaller id (its own row
+/// is left out). An unknown `after` keeps nothing.
+pub(crate) fn after_in_order(sql: &mut Sql, after: &str) {
+    let at = "(SELECT c.created_at FROM transactions c WHERE c.id = ";
+    let after = Arg::Text(after.to_owned());
+    sql.push(" AND t.created_at <= ")
+        .push(at)
+        .arg(after.clone())
+        .push(") AND (t.created_at < ")
+        .push(at)
+        .arg(after.clone())
+        .push(") OR t.id < ")
+        .arg(after)
+        .push(")");
+}
+
 /// One hour in microseconds: the width of a `transaction_summaries` row.
 const HOUR_MICROS: i64 = 3_600_000_000;
 
@@ -1130,7 +1152,7 @@ const HOUR_MICROS: i64 = 3_600_000_000;
 /// transaction as every change of the rows, and only the rows of its first and last
 /// partial hours are counted. Other filters (payer, amounts, type, module) count the rows
 /// they select.
-pub(crate) fn count_movements(q: &MovementQuery, dialect: Dialect) -> Sql {
+fn count_movements(q: &MovementQuery, dialect: Dialect) -> Sql {
     let mut sql = Sql::new(
         "SELECT CAST(COALESCE(SUM(p.n), 0) AS BIGINT) AS n, \
          CAST(COALESCE(SUM(p.total), 0) AS BIGINT) AS total, \
@@ -3032,22 +3054,11 @@ impl Store for SqlxStore {
         ));
         movement_filters(&mut sql, q);
         if let Some(after) = q.after {
-            // Newest first by creation time, then id: the rows after the cursor's. The first
-            // bound is what the index seeks to; the second keeps, of the rows created in the
-            // cursor's microsecond, those with a smaller id (its own row is left out).
-            let at = "(SELECT c.created_at FROM transactions c WHERE c.id = ";
-            let after = Arg::Text(after.to_string());
-            sql.push(" AND t.created_at <= ")
-                .push(at)
-                .arg(after.clone())
-                .push(") AND (t.created_at < ")
-                .push(at)
-                .arg(after.clone())
-                .push(") OR t.id < ")
-                .arg(after)
-                .push(")");
+            after_in_order(&mut sql, &after.to_string());
         }
-        sql.push(" ORDER BY t.created_at DESC, t.id DESC LIMIT ")
+        sql.push(" ORDER BY ")
+            .push(NEWEST_FIRST)
+            .push(" LIMIT ")
             .arg(Arg::Int(i64::from(q.limit) + 1));
         let items = self.fetch_transactions(&sql).await?;
         Ok(MovementPage {
