@@ -51,14 +51,48 @@ struct Row {
 enum Op {
     /// New transactions, in one multi-row `INSERT`.
     Insert(Vec<Row>),
-    /// The state of some of them, in one `UPDATE … WHERE id IN`.
-    SetStatus(Vec<prop::sample::Index>, usize),
-    /// Their creation time moved, in one `UPDATE`.
-    Move(Vec<prop::sample::Index>, i64),
-    /// Their total changed, in one `UPDATE` (the count stays, the total moves).
-    Reprice(Vec<prop::sample::Index>, i64),
-    /// Some deleted, in one `DELETE`.
-    Delete(Vec<prop::sample::Index>),
+    /// Some of them changed, in one statement `… WHERE id IN (…)`.
+    Change(Vec<prop::sample::Index>, Change),
+}
+
+/// What one statement does to the transactions it picks.
+#[derive(Debug, Clone)]
+enum Change {
+    /// Their state set (`UPDATE`).
+    Status(usize),
+    /// Their creation time moved (`UPDATE`).
+    Move(i64),
+    /// Their total changed (`UPDATE`: the count stays, the total moves).
+    Reprice(i64),
+    /// Deleted (`DELETE`).
+    Delete,
+}
+
+impl Change {
+    /// Does to the test's copy of transaction `id` what the statement does.
+    fn apply(&self, rows: &mut BTreeMap<String, Row>, id: &str) {
+        match self {
+            Change::Status(s) => rows.get_mut(id).unwrap().status = *s,
+            Change::Move(at) => rows.get_mut(id).unwrap().at = *at,
+            Change::Reprice(cents) => rows.get_mut(id).unwrap().cents = *cents,
+            Change::Delete => {
+                rows.remove(id);
+            }
+        }
+    }
+
+    /// The statement, up to its `WHERE`.
+    fn sql(&self) -> String {
+        match self {
+            Change::Status(s) => format!(
+                "UPDATE transactions SET status = '{}'",
+                STATUSES[*s].as_str()
+            ),
+            Change::Move(at) => format!("UPDATE transactions SET created_at = {}", micros(*at)),
+            Change::Reprice(cents) => format!("UPDATE transactions SET total_cents = {cents}"),
+            Change::Delete => "DELETE FROM transactions".into(),
+        }
+    }
 }
 
 /// Seconds after `base()`: mostly around it, sometimes before 1970 (whose hours round
@@ -86,10 +120,10 @@ fn op() -> impl Strategy<Value = Op> {
     let picks = || prop::collection::vec(any::<prop::sample::Index>(), 1..8);
     prop_oneof![
         3 => prop::collection::vec(row(), 1..12).prop_map(Op::Insert),
-        3 => (picks(), 0..4usize).prop_map(|(p, s)| Op::SetStatus(p, s)),
-        1 => (picks(), at()).prop_map(|(p, at)| Op::Move(p, at)),
-        1 => (picks(), 0..100_000i64).prop_map(|(p, c)| Op::Reprice(p, c)),
-        1 => picks().prop_map(Op::Delete),
+        3 => (picks(), 0..4usize).prop_map(|(p, s)| Op::Change(p, Change::Status(s))),
+        1 => (picks(), at()).prop_map(|(p, at)| Op::Change(p, Change::Move(at))),
+        1 => (picks(), 0..100_000i64).prop_map(|(p, c)| Op::Change(p, Change::Reprice(c))),
+        1 => picks().prop_map(|p| Op::Change(p, Change::Delete)),
     ]
 }
 
@@ -183,56 +217,15 @@ async fn case(store: &SqlxStore, ops: &[Op], searches: &[Search]) -> Result<(), 
                     values.join(", ")
                 )
             }
-            Op::SetStatus(p, s) => {
+            Op::Change(p, change) => {
                 let v = picked(p);
                 if v.is_empty() {
                     continue;
                 }
                 for id in &v {
-                    rows.get_mut(id).unwrap().status = *s;
+                    change.apply(&mut rows, id);
                 }
-                format!(
-                    "UPDATE transactions SET status = '{}' WHERE id IN ({})",
-                    STATUSES[*s].as_str(),
-                    in_list(&v)
-                )
-            }
-            Op::Move(p, at) => {
-                let v = picked(p);
-                if v.is_empty() {
-                    continue;
-                }
-                for id in &v {
-                    rows.get_mut(id).unwrap().at = *at;
-                }
-                format!(
-                    "UPDATE transactions SET created_at = {} WHERE id IN ({})",
-                    micros(*at),
-                    in_list(&v)
-                )
-            }
-            Op::Reprice(p, cents) => {
-                let v = picked(p);
-                if v.is_empty() {
-                    continue;
-                }
-                for id in &v {
-                    rows.get_mut(id).unwrap().cents = *cents;
-                }
-                format!(
-                    "UPDATE transactions SET total_cents = {cents} WHERE id IN ({})",
-                    in_list(&v)
-                )
-            }
-            Op::Delete(p) => {
-                let v = picked(p);
-                if v.is_empty() {
-                    continue;
-                }
-                for id in &v {
-                    rows.remove(id);
-                }
-                format!("DELETE FROM transactions WHERE id IN ({})", in_list(&v))
+                format!("{} WHERE id IN ({})", change.sql(), in_list(&v))
             }
         };
         sqlx::query(sqlx::AssertSqlSafe(sql))

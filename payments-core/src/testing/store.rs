@@ -1205,7 +1205,7 @@ pub async fn search_filters_pages_and_totals(store: Arc<dyn Store>) {
 /// The count and total of a search by state, method and period are those of the rows it
 /// selects, whatever the period's bounds (on the hour, inside one hour, open) and after
 /// changes of state; pages go newest first by creation time even when ids were handed out
-/// in another order.
+/// in another order, and by id among those created in the same instant.
 pub async fn search_counts_every_period_and_pages_by_creation(store: Arc<dyn Store>) {
     let store = store.as_ref();
     let s = Sample::install(store).await;
@@ -1225,7 +1225,8 @@ pub async fn search_counts_every_period_and_pages_by_creation(store: Arc<dyn Sto
                 &format!("{}.10", n + 1),
             )
             .await;
-        let at = t0() + minutes(n);
+        // Three made in the same instant (2, 3, 4): paging by four, a page ends between them.
+        let at = t0() + minutes(if (2..=4).contains(&n) { 2 } else { n });
         let (mut tx, event) = s.transaction(&s.cart, &[item], &format!("h{n}"), at);
         if n % 3 == 2 {
             tx.method_kind = MethodKind::PagoPa;
