@@ -1,10 +1,14 @@
 //! A small time-bounded cache of configuration (creditors, payment types, methods), which
-//! every request reads and operators rarely change.
+//! every request reads and operators rarely change, and of what never changes (whose a
+//! cart is).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The most values a cache holds: past it, expired values go, and if none has, all do.
+const MAX_ENTRIES: usize = 10_000;
 
 /// Values kept for `ttl` after they were read or written. A zero `ttl` keeps nothing.
 #[derive(Debug)]
@@ -33,8 +37,12 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
+        if map.len() >= MAX_ENTRIES {
             map.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            // Still full of live values: start again rather than grow without bound.
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
         }
         map.insert(key, (value, Instant::now()));
     }
@@ -54,5 +62,18 @@ mod tests {
         let off = Cached::new(Duration::ZERO);
         off.put(1, "a");
         assert_eq!(off.get(&1), None);
+    }
+
+    #[test]
+    fn a_full_cache_of_live_values_starts_again_instead_of_growing() {
+        let c = Cached::new(Duration::from_secs(3600));
+        for k in 0..MAX_ENTRIES {
+            c.put(k, k);
+        }
+        assert_eq!(c.get(&0), Some(0));
+        c.put(MAX_ENTRIES, MAX_ENTRIES);
+        assert_eq!(c.get(&0), None);
+        assert_eq!(c.get(&MAX_ENTRIES), Some(MAX_ENTRIES));
+        assert_eq!(c.map.lock().unwrap().len(), 1);
     }
 }

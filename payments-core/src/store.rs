@@ -98,6 +98,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn item(&self, id: ItemId) -> Result<Option<PayableItem>>;
     /// A cart's items that are `Open` or `Locked`, oldest first.
     async fn cart_items(&self, cart: CartId) -> Result<Vec<PayableItem>>;
+    /// A cart with its items that are `Open` or `Locked`, oldest first (as
+    /// [`cart`](Self::cart) and [`cart_items`](Self::cart_items) answer), in one read where
+    /// the store can: a checkout reads them together.
+    async fn cart_with_items(&self, cart: CartId) -> Result<Option<(Cart, Vec<PayableItem>)>> {
+        let Some(found) = self.cart(cart).await? else {
+            return Ok(None);
+        };
+        Ok(Some((found, self.cart_items(cart).await?)))
+    }
     /// Moves an item from `Open` to `Removed`; a `Conflict` in any other state.
     async fn remove_item(&self, item: ItemId) -> Result<PayableItem>;
 

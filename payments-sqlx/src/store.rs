@@ -490,16 +490,26 @@ impl SqlxStore {
                 .arg(Arg::Text(moved.id.to_string()))
                 .push(" WHERE state <> 'paid' AND id IN (");
             settle.list(ours.iter().map(|item| Arg::Text(item.to_string())));
-            settle.push(")");
-            let settled = if ours.is_empty() {
-                0
+            // Each settled item says whether it is a debt position's option, so that a
+            // payment of none (the usual case) does not look positions up at all.
+            settle.push(
+                ") RETURNING (SELECT COUNT(*) FROM position_sources ps WHERE \
+                 ps.creditor_id = items.creditor_id AND ps.module = items.module \
+                 AND ps.source_key = items.source_key) AS options",
+            );
+            let (settled, positional) = if ours.is_empty() {
+                (0, false)
             } else {
-                settle
+                let rows = settle
                     .query()
-                    .execute(&mut **tx)
+                    .fetch_all(&mut **tx)
                     .await
-                    .map_err(db_err("settling items"))?
-                    .rows_affected()
+                    .map_err(db_err("settling items"))?;
+                let mut positional = false;
+                for row in &rows {
+                    positional |= rows::get::<i64>(row, "options")? > 0;
+                }
+                (rows.len() as u64, positional)
             };
             let already_ok = if t.already_paid.is_empty() {
                 true
@@ -533,7 +543,9 @@ impl SqlxStore {
                 .filter(|(_, l)| !t.already_paid.contains(&l.item_id))
                 .map(|(n, _)| n)
                 .collect();
-            self.positions_paid_in(tx, &moved, &lines, t.at).await?;
+            if positional {
+                self.positions_paid_in(tx, &moved, &lines, t.at).await?;
+            }
         } else if to.frees_items() {
             sqlx::query(
                 "UPDATE items SET state = 'open', transaction_id = NULL WHERE transaction_id = $1 AND state = 'locked'",
@@ -1432,6 +1444,43 @@ impl Store for SqlxStore {
         .await
         .map_err(db_err("reading a cart's items"))?;
         rows.iter().map(rows::item).collect()
+    }
+
+    async fn cart_with_items(&self, cart: CartId) -> Result<Option<(Cart, Vec<PayableItem>)>> {
+        // One statement: the cart on every row, its items (none: one row of NULLs) beside.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let items: Vec<String> = ITEM_COLUMNS
+                .split(',')
+                .map(|c| format!("i.{0} AS {0}", c.trim()))
+                .collect();
+            format!(
+                "SELECT c.creditor_id AS cart_creditor_id, c.payer AS cart_payer, \
+                 c.created_at AS cart_created_at, {} FROM carts c LEFT JOIN items i \
+                 ON i.cart_id = c.id AND i.state IN ('open', 'locked') WHERE c.id = $1 ORDER BY i.id",
+                items.join(", ")
+            )
+        });
+        let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+            .bind(cart.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("reading a cart and its items"))?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let found = Cart {
+            id: cart,
+            creditor_id: rows::parse_id(first, "cart_creditor_id")?,
+            payer: rows::from_json(&rows::get::<String>(first, "cart_payer")?)?,
+            created_at: rows::from_micros(rows::get(first, "cart_created_at")?)?,
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if rows::get::<Option<String>>(row, "id")?.is_some() {
+                items.push(rows::item(row)?);
+            }
+        }
+        Ok(Some((found, items)))
     }
 
     async fn update_item(&self, item: &PayableItem) -> Result<PayableItem> {

@@ -8,6 +8,28 @@ use crate::{
     Source, ValidationErrors,
 };
 
+/// How long the service keeps whose a cart is: any time is right, since it never
+/// changes; an hour bounds what a cart no one uses any more takes.
+pub(super) const CART_OWNER_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whose a cart is: what never changes once it is opened (its payer's details do).
+#[derive(Debug, Clone)]
+pub(super) struct CartOwner {
+    pub(super) id: CartId,
+    pub(super) creditor_id: CreditorId,
+    pub(super) payer_id: crate::PayerId,
+}
+
+impl CartOwner {
+    pub(super) fn of(cart: &Cart) -> Self {
+        CartOwner {
+            id: cart.id,
+            creditor_id: cart.creditor_id,
+            payer_id: cart.payer.id.clone(),
+        }
+    }
+}
+
 impl Payments {
     // ---------------------------------------------------------------- cart
 
@@ -27,7 +49,29 @@ impl Payments {
             payer,
             created_at: self.inner.clock.now(),
         };
-        self.store_ref().open_cart(&cart).await
+        let cart = self.store_ref().open_cart(&cart).await?;
+        self.inner.cart_owners.put(cart.id, CartOwner::of(&cart));
+        Ok(cart)
+    }
+
+    /// Whose `cart` is, for an actor who may act for its payer: from the cache of owners
+    /// when it holds the cart (a cart's creditor and payer never change), else read.
+    async fn cart_owner(&self, actor: &Actor, cart: CartId) -> Result<CartOwner> {
+        let owner = match self.inner.cart_owners.get(&cart) {
+            Some(owner) => owner,
+            None => {
+                let read = self
+                    .store_ref()
+                    .cart(cart)
+                    .await?
+                    .ok_or_else(|| Error::not_found("cart", cart))?;
+                let owner = CartOwner::of(&read);
+                self.inner.cart_owners.put(cart, owner.clone());
+                owner
+            }
+        };
+        actor.check_payer_access(&owner.creditor_id, &owner.payer_id)?;
+        Ok(owner)
     }
 
     /// The cart, for an actor who may act for its payer.
@@ -35,6 +79,22 @@ impl Payments {
         let cart = self.cart_to_read(actor, cart).await?;
         actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
         Ok(cart)
+    }
+
+    /// The cart and its open and locked items, oldest first, for an actor who may read its
+    /// payer's data (a viewer too): one read where the store can.
+    pub(super) async fn cart_with_items(
+        &self,
+        actor: &Actor,
+        cart: CartId,
+    ) -> Result<(Cart, Vec<PayableItem>)> {
+        let (cart, items) = self
+            .store_ref()
+            .cart_with_items(cart)
+            .await?
+            .ok_or_else(|| Error::not_found("cart", cart))?;
+        actor.check_payer_read(&cart.creditor_id, &cart.payer.id)?;
+        Ok((cart, items))
     }
 
     /// The cart, for an actor who may read its payer's data (a viewer too).
@@ -74,7 +134,7 @@ impl Payments {
         cart: CartId,
         item: NewItem,
     ) -> Result<PayableItem> {
-        let cart = self.cart_for(actor, cart).await?;
+        let cart = self.cart_owner(actor, cart).await?;
         let creditor = self.creditor(cart.creditor_id).await?;
         let mut errors = ValidationErrors::default();
         item.source.check(&mut errors);
@@ -264,7 +324,7 @@ impl Payments {
         let amount = amount.ok_or_else(|| Error::invalid("amount", "required"))?;
         let added = self
             .insert_item(
-                &cart,
+                &CartOwner::of(&cart),
                 source,
                 type_id,
                 reason.clone(),
@@ -288,7 +348,7 @@ impl Payments {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn insert_item(
         &self,
-        cart: &Cart,
+        cart: &CartOwner,
         source: Source,
         payment_type_id: crate::PaymentTypeId,
         reason: String,
@@ -300,7 +360,7 @@ impl Payments {
             id: ItemId::new(),
             creditor_id: cart.creditor_id,
             cart_id: cart.id,
-            payer_id: cart.payer.id.clone(),
+            payer_id: cart.payer_id.clone(),
             source,
             payment_type_id,
             reason,
@@ -311,7 +371,7 @@ impl Payments {
             created_at: self.inner.clock.now(),
         };
         let added = self.store_ref().add_item(&item).await?;
-        if added.item.payer_id != cart.payer.id {
+        if added.item.payer_id != cart.payer_id {
             return Err(Error::Conflict(Conflict::Other(format!(
                 "source {}/{} belongs to another payer",
                 item.source.module, item.source.key
@@ -327,7 +387,7 @@ impl Payments {
         cart: CartId,
         item: ItemId,
     ) -> Result<PayableItem> {
-        let cart = self.cart_for(actor, cart).await?;
+        let cart = self.cart_owner(actor, cart).await?;
         match self.store_ref().item(item).await? {
             Some(i) if i.cart_id == cart.id => self.store_ref().remove_item(item).await,
             _ => Err(Error::not_found("item", item)),
@@ -337,8 +397,7 @@ impl Payments {
     /// What the cart holds: open items and items in an unfinished transaction; the total is
     /// that of the open ones, what a checkout would charge.
     pub async fn cart(&self, actor: &Actor, cart: CartId) -> Result<CartContents> {
-        let cart = self.cart_to_read(actor, cart).await?;
-        let items = self.store_ref().cart_items(cart.id).await?;
+        let (cart, items) = self.cart_with_items(actor, cart).await?;
         let total = Money::sum(
             crate::Currency::Eur,
             items
@@ -354,8 +413,7 @@ impl Payments {
     /// by a registered gateway, and accepted by every open item's payment type. This is the
     /// choice a checkout page offers; an empty cart can be paid by none.
     pub async fn cart_methods(&self, actor: &Actor, cart: CartId) -> Result<Vec<PaymentMethod>> {
-        let cart = self.cart_to_read(actor, cart).await?;
-        let items = self.store_ref().cart_items(cart.id).await?;
+        let (cart, items) = self.cart_with_items(actor, cart).await?;
         let open: Vec<_> = items
             .iter()
             .filter(|i| i.state == ItemState::Open)
@@ -382,5 +440,57 @@ impl Payments {
                 && types.iter().all(|t| t.methods.contains(&m.kind))
         });
         Ok(methods)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::testkit::*;
+
+    /// Whose a cart is never changes: items go into a cart read once, and every call
+    /// still checks that the actor may act for its payer.
+    #[tokio::test]
+    async fn items_go_into_a_cart_read_once_and_access_is_checked_each_time() {
+        let (s, _) = sample().await;
+        let mut store = MockStore::new();
+        let (cart, creditor, ptype) = (s.cart.clone(), s.creditor.clone(), s.payment_type.clone());
+        store
+            .expect_cart()
+            .times(1)
+            .returning(move |_| Ok(Some(cart.clone())));
+        store
+            .expect_creditor()
+            .returning(move |_| Ok(Some(creditor.clone())));
+        store
+            .expect_payment_type()
+            .returning(move |_| Ok(Some(ptype.clone())));
+        store.expect_add_item().times(2).returning(|i| {
+            Ok(ItemAdded {
+                item: i.clone(),
+                created: true,
+            })
+        });
+        let p = service(store, gateway_with(|_| {}), MockNotifier::new());
+        let new = |key: &str| {
+            NewItem::new(
+                Source::new("tributi", key),
+                s.payment_type.id,
+                "TARI",
+                Money::parse_eur("10.00").unwrap(),
+            )
+        };
+        let payer = s.cart.payer.id.0.as_str();
+        for key in ["x", "y"] {
+            let added = p
+                .add_item(&Actor::payer(payer), s.cart.id, new(key))
+                .await
+                .unwrap();
+            assert_eq!((added.cart_id, &added.source.key[..]), (s.cart.id, key));
+        }
+        let other = p
+            .add_item(&Actor::payer("someone-else"), s.cart.id, new("z"))
+            .await
+            .unwrap_err();
+        assert!(matches!(other, Error::Forbidden { .. }), "{other:?}");
     }
 }

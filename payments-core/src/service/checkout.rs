@@ -35,7 +35,8 @@ impl Payments {
         method: MethodId,
         idempotency_key: &str,
     ) -> Result<Checkout> {
-        let cart = self.cart_for(actor, cart).await?;
+        let (cart, items) = self.cart_with_items(actor, cart).await?;
+        actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
         let key = idempotency_key.trim();
         if key.is_empty()
             || key.len() > MAX_IDEMPOTENCY_KEY_LEN
@@ -46,7 +47,6 @@ impl Payments {
                 format!("must have 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable characters"),
             ));
         }
-        let items = self.store_ref().cart_items(cart.id).await?;
         // A replay finds its items locked or paid: look the key up only then. Otherwise the
         // store's insert, idempotent on the key, settles any race.
         if (items.is_empty() || items.iter().any(|i| i.state != ItemState::Open))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Inner, Payments};
+use super::{Inner, Payments, cart};
 use crate::cache::Cached;
 use crate::{
     Actor, Clock, Creditor, CreditorId, Error, Gateway, MethodId, Notifier, PaymentMethod,
@@ -198,6 +198,7 @@ impl PaymentsBuilder {
                 creditors: Cached::new(config_ttl),
                 types: Cached::new(config_ttl),
                 methods: Cached::new(config_ttl),
+                cart_owners: Cached::new(cart::CART_OWNER_TTL),
                 notices: self.notices,
                 archive: self.archive,
                 receipts_lookback: self

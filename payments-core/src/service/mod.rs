@@ -88,6 +88,9 @@ struct Inner {
     creditors: Cached<CreditorId, Creditor>,
     types: Cached<crate::PaymentTypeId, PaymentType>,
     methods: Cached<MethodId, PaymentMethod>,
+    /// Whose each cart is (its creditor and payer), which never changes once it is
+    /// opened: an item added to a cart is checked against it without reading the cart.
+    cart_owners: Cached<crate::CartId, cart::CartOwner>,
     /// What gives debt positions their notice numbers.
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
     /// Where debt positions are copied for pagoPA's node.

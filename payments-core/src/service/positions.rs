@@ -963,7 +963,7 @@ impl Payments {
         let reason = format!("{} - {}", p.reason, option.kind.describe(Locale::It));
         let reason: String = reason.chars().take(crate::MAX_REASON_LEN).collect();
         self.insert_item(
-            cart,
+            &super::cart::CartOwner::of(cart),
             source,
             p.payment_type_id,
             reason,

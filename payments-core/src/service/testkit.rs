@@ -63,8 +63,8 @@ pub(crate) fn store_for_checkout(s: &Sample, item: &PayableItem) -> MockStore {
         item.clone(),
     );
     store
-        .expect_cart()
-        .returning(move |_| Ok(Some(cart.clone())));
+        .expect_cart_with_items()
+        .returning(move |_| Ok(Some((cart.clone(), vec![item.clone()]))));
     store.expect_transaction_by_key().returning(|_, _| Ok(None));
     store
         .expect_creditor()
@@ -72,9 +72,6 @@ pub(crate) fn store_for_checkout(s: &Sample, item: &PayableItem) -> MockStore {
     store
         .expect_method()
         .returning(move |_| Ok(Some(method.clone())));
-    store
-        .expect_cart_items()
-        .returning(move |_| Ok(vec![item.clone()]));
     store
         .expect_payment_type()
         .returning(move |_| Ok(Some(ptype.clone())));

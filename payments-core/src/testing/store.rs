@@ -323,6 +323,27 @@ pub async fn carts_and_items(store: Arc<dyn Store>) {
         "removing twice conflicts"
     );
     assert_eq!(store.cart_items(s.cart.id).await.unwrap().len(), 2);
+    // The cart and its items in one read answer what the two reads answer: the removed
+    // item left out, the others oldest first; a cart without items, none; no cart, None.
+    let (cart, items) = store.cart_with_items(s.cart.id).await.unwrap().unwrap();
+    assert_eq!(cart, store.cart(s.cart.id).await.unwrap().unwrap());
+    assert_eq!(items, store.cart_items(s.cart.id).await.unwrap());
+    assert_eq!(
+        items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![first.id, same_key_other_module.id]
+    );
+    let (empty, none) = store.cart_with_items(bob.id).await.unwrap().unwrap();
+    assert_eq!(
+        (empty.id, empty.payer.id.clone(), none),
+        (bob.id, bob.payer.id.clone(), vec![])
+    );
+    assert!(
+        store
+            .cart_with_items(CartId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let back = s.item(store, &s.cart, "tributi", "k2", "5.50").await;
     assert_eq!(
         (back.id, back.state),
