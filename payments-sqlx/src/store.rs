@@ -183,7 +183,7 @@ impl SqlxStoreBuilder {
         } else {
             self.max_connections
         };
-        let pool = AnyPoolOptions::new()
+        let pool = check_idle_connections(AnyPoolOptions::new())
             .max_connections(max_connections)
             .after_connect(move |conn, _| {
                 let schema = schema.clone();
@@ -1268,6 +1268,31 @@ fn stale(tx: &Transaction, expected: TxStatus) -> Error {
         expected: expected.to_string(),
         actual: tx.status.to_string(),
     })
+}
+
+/// How long a connection may have been idle before the pool checks it is alive.
+///
+/// sqlx checks every connection it hands out (a round trip to the server, or to SQLite's
+/// worker thread): a quarter of a flow's time on SQLite. A connection that was in use a
+/// moment ago is alive; one idle longer, which a server restart or an idle timeout may
+/// have closed, is checked, as PgBouncer's `server_check_delay` does. A connection that
+/// fails anyway fails its statement with a storage error (retryable), and the pool drops
+/// it.
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// `options` that check a connection before handing it out only when it was idle for
+/// [`IDLE_CHECK_AFTER`] or more (a failed check drops it, and the pool takes another).
+pub fn check_idle_connections(options: AnyPoolOptions) -> AnyPoolOptions {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_CHECK_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 #[async_trait]
