@@ -28,7 +28,7 @@ use payments_core::testing::{Fixture, Spread};
 use payments_core::*;
 use payments_gateways::sandbox::SandboxGateway;
 use payments_sqlx::{Dialect, ExportFormat, SqliteSync, SqlxStore};
-use sqlx::Executor;
+use sqlx::{Executor, Row};
 
 const CREDITOR: &str = "00000000-0000-7000-a000-0000000000c1";
 const FLOWS: usize = 300;
@@ -150,7 +150,7 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
 /// flow's profile of round trips, library against floor.
 struct Statements {
     on: std::sync::atomic::AtomicBool,
-    seen: std::sync::Mutex<Vec<String>>,
+    seen: std::sync::Mutex<Vec<(String, f64)>>,
 }
 
 static STATEMENTS: Statements = Statements {
@@ -179,32 +179,46 @@ impl log::Log for Statements {
             .take(6)
             .collect::<Vec<_>>()
             .join(" ");
-        self.seen.lock().unwrap().push(short);
+        // sqlx's own measure of the statement, from its start to its last row.
+        let elapsed = text
+            .split("elapsed_secs=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        self.seen.lock().unwrap().push((short, elapsed));
     }
 
     fn flush(&self) {}
 }
 
-/// Runs `f` and answers the statements it made, by kind, most frequent first.
-async fn statements_of<F: std::future::Future>(f: F) -> Vec<(String, usize)> {
+/// Runs `f` and answers the statements it made, by kind, most frequent first: how many
+/// and their seconds in all; and `f`'s own time.
+async fn statements_of<F: std::future::Future>(f: F) -> (Vec<(String, usize, f64)>, Duration) {
     STATEMENTS.seen.lock().unwrap().clear();
     STATEMENTS
         .on
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
     f.await;
+    let took = started.elapsed();
     STATEMENTS
         .on
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
-    for s in STATEMENTS.seen.lock().unwrap().drain(..) {
-        *by_kind.entry(s).or_default() += 1;
+    let mut by_kind = std::collections::BTreeMap::<String, (usize, f64)>::new();
+    for (s, secs) in STATEMENTS.seen.lock().unwrap().drain(..) {
+        let e = by_kind.entry(s).or_default();
+        e.0 += 1;
+        e.1 += secs;
     }
-    let mut v: Vec<(String, usize)> = by_kind.into_iter().collect();
-    v.sort_by_key(|(k, n)| (std::cmp::Reverse(*n), k.clone()));
-    v
+    let mut v: Vec<(String, usize, f64)> =
+        by_kind.into_iter().map(|(k, (n, t))| (k, n, t)).collect();
+    v.sort_by_key(|(k, n, _)| (std::cmp::Reverse(*n), k.clone()));
+    (v, took)
 }
 
-/// Prints the statements a flow makes, library and floor (`BENCH_FLOW_STATEMENTS=1`).
+/// Prints the statements a flow makes, library and floor (`BENCH_FLOW_STATEMENTS=1`):
+/// how many of each kind, and the time sqlx measured for them, beside the flow's.
 async fn profile_flow(url: &str, dialect: Dialect) {
     let _ = log::set_logger(&STATEMENTS);
     log::set_max_level(log::LevelFilter::Trace);
@@ -215,18 +229,27 @@ async fn profile_flow(url: &str, dialect: Dialect) {
     .await;
     let fx = fixture.unwrap();
     let floor = statements_of(floor_flows(url, &fx, dialect)).await;
-    for (name, list) in [("library", library), ("floor", floor)] {
+    for (name, (list, took)) in [("library", library), ("floor", floor)] {
         // Kinds seen less than once every other flow are the set-up's (migrations, the
         // fixture), not the flow's.
-        let (flow, setup): (Vec<_>, Vec<_>) = list.into_iter().partition(|(_, n)| *n >= FLOWS / 2);
-        let total: usize = flow.iter().map(|(_, n)| n).sum();
+        let (flow, setup): (Vec<_>, Vec<_>) =
+            list.into_iter().partition(|(_, n, _)| *n >= FLOWS / 2);
+        let total: usize = flow.iter().map(|(_, n, _)| n).sum();
+        let secs: f64 = flow.iter().map(|(_, _, t)| t).sum();
+        let per = |x: f64| x * 1000.0 / FLOWS as f64;
         println!(
-            "statements a flow, {name}: {:.1} (and {} of set-up)",
+            "statements a flow, {name}: {:.1}, {:.2} ms of {:.2} ms a flow (and {} of set-up)",
             total as f64 / FLOWS as f64,
-            setup.iter().map(|(_, n)| n).sum::<usize>()
+            per(secs),
+            per(took.as_secs_f64()),
+            setup.iter().map(|(_, n, _)| n).sum::<usize>()
         );
-        for (kind, n) in flow {
-            println!("  {:>5.2}  {kind}", n as f64 / FLOWS as f64);
+        for (kind, n, t) in flow {
+            println!(
+                "  {:>5.2}  {:>6.3} ms  {kind}",
+                n as f64 / FLOWS as f64,
+                per(t)
+            );
         }
     }
 }
@@ -334,7 +357,7 @@ async fn flow(url: &str, dialect: Dialect) {
     }
     println!("library: {} ms a flow", library.show(2));
     println!(
-        "floor:   {} ms a flow (plain sqlx: the same rows, statements and 7 transactions)",
+        "floor:   {} ms a flow (plain sqlx: the same rows and bytes, 7 transactions, the same pool policy)",
         floor.show(2)
     );
     println!(
@@ -351,12 +374,82 @@ async fn flow(url: &str, dialect: Dialect) {
     }
 }
 
+/// What the library wrote in its last flow, which the floor writes again: the same bytes
+/// in every column that is not an id or a time (the payer, the lines, the instruction,
+/// the provider's reference, each event's actor and note, the five messages' payloads).
+struct Written {
+    payer: String,
+    lines: String,
+    instruction: String,
+    provider_ref: String,
+    /// Per event (created, pending, paid): actor and note.
+    events: Vec<(String, Option<String>)>,
+    payloads: Vec<String>,
+    extra: String,
+}
+
+impl Written {
+    async fn read(pool: &sqlx::AnyPool, creditor: &str) -> Written {
+        let tx = sqlx::query(
+            "SELECT id, payer, lines, instruction, provider_ref FROM transactions \
+             WHERE creditor_id = $1 AND payer_id LIKE 'payer%' ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(creditor)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let id: String = tx.get("id");
+        let events = sqlx::query(
+            "SELECT actor, note FROM transaction_events WHERE transaction_id = $1 ORDER BY id",
+        )
+        .bind(&id)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("actor"), r.get("note")))
+        .collect::<Vec<_>>();
+        let payloads: Vec<String> =
+            sqlx::query_scalar("SELECT payload FROM outbox WHERE transaction_id = $1 ORDER BY id")
+                .bind(&id)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        let extra: String =
+            sqlx::query_scalar("SELECT extra FROM items WHERE transaction_id = $1 LIMIT 1")
+                .bind(&id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (events.len(), payloads.len()),
+            (3, 5),
+            "a flow is three events and five messages"
+        );
+        Written {
+            payer: tx.get("payer"),
+            lines: tx.get("lines"),
+            instruction: tx.get("instruction"),
+            provider_ref: tx.get("provider_ref"),
+            events,
+            payloads,
+            extra,
+        }
+    }
+}
+
 /// The floor of the flow: the same rows written with plain statements of the same shapes,
 /// in the same 7 database transactions per flow (cart, 3 items, checkout, start, payment),
-/// for `FLOWS` flows; their time.
+/// with the same bytes as the library's last flow (see [`Written`]), through a pool that
+/// checks connections as the library's does, for `FLOWS` flows; their time.
 async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
     let card = fx.method(MethodKind::Card).id;
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    // The library's pool policy (a connection is checked only after a second idle), so
+    // that the two make the same round trips to hand out a connection.
+    let pool = payments_sqlx::check_idle_connections(sqlx::any::AnyPoolOptions::new())
+        .connect(url)
+        .await
+        .unwrap();
     let begin = if dialect == Dialect::Sqlite {
         "BEGIN IMMEDIATE"
     } else {
@@ -364,63 +457,83 @@ async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
     };
     let creditor = fx.creditor.id.to_string();
     let tari = fx.tari.id.to_string();
+    let w = Written::read(&pool, &creditor).await;
     let run = uuid::Uuid::now_v7().simple().to_string();
     let started = Instant::now();
     for n in 0..FLOWS {
         let now = Utc::now().timestamp_micros();
         let cart = uuid::Uuid::now_v7().to_string();
         let payer = format!("floor{run}-{n}");
-        let json_payer = format!(
-            r#"{{"id":"{payer}","name":"Citizen","email":"a@example.it","fiscal_code":null,"locale":"it"}}"#
-        );
         sqlx::query("INSERT INTO carts (id, creditor_id, payer_id, payer, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&cart).bind(&creditor).bind(&payer).bind(&json_payer).bind(now)
+            .bind(&cart).bind(&creditor).bind(&payer).bind(&w.payer).bind(now)
             .execute(&pool).await.unwrap();
         let mut items = Vec::new();
         for i in 0..3 {
             let id = uuid::Uuid::now_v7().to_string();
-            sqlx::query("INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, amount_cents, currency, due_date, extra, state, transaction_id, created_at) VALUES ($1, $2, $3, $4, 'tributi', $5, $6, 'TARI', 1050, 'EUR', NULL, '{\"year\":\"2026\"}', 'open', NULL, $7)")
-                .bind(&id).bind(&creditor).bind(&cart).bind(&payer).bind(format!("floor-{run}-{n}-{i}")).bind(&tari).bind(now)
+            sqlx::query("INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, amount_cents, currency, due_date, extra, state, transaction_id, created_at) VALUES ($1, $2, $3, $4, 'tributi', $5, $6, 'TARI', 1050, 'EUR', NULL, $7, 'open', NULL, $8)")
+                .bind(&id).bind(&creditor).bind(&cart).bind(&payer).bind(format!("floor-{run}-{n}-{i}")).bind(&tari).bind(&w.extra).bind(now)
                 .execute(&pool).await.unwrap();
             items.push(id);
         }
         let tx_id = uuid::Uuid::now_v7().to_string();
         let mut tx = pool.begin_with(begin).await.unwrap();
-        sqlx::query("INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, idempotency_key, instruction, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'card', 'sandbox', '[]', 3150, 'EUR', 'created', NULL, 'k', NULL, $7, $7, $7)")
-            .bind(&tx_id).bind(&creditor).bind(&cart).bind(&payer).bind(&json_payer).bind(card.to_string()).bind(now)
+        sqlx::query("INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, idempotency_key, instruction, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'card', 'sandbox', $7, 3150, 'EUR', 'created', NULL, 'k', NULL, $8, $8, $8)")
+            .bind(&tx_id).bind(&creditor).bind(&cart).bind(&payer).bind(&w.payer).bind(card.to_string()).bind(&w.lines).bind(now)
             .execute(&mut *tx).await.unwrap();
         sqlx::query("UPDATE items SET state = 'locked', transaction_id = $1 WHERE cart_id = $2 AND state = 'open' AND id IN ($3, $4, $5)")
             .bind(&tx_id).bind(&cart).bind(&items[0]).bind(&items[1]).bind(&items[2])
             .execute(&mut *tx).await.unwrap();
-        let mut lines = sqlx::query("INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, reason, amount_cents) VALUES ($1, 0, $2, 'tributi', 'k', $3, 'TARI', 1050), ($1, 1, $4, 'tributi', 'k', $3, 'TARI', 1050), ($1, 2, $5, 'tributi', 'k', $3, 'TARI', 1050)")
+        let mut lines = sqlx::query("INSERT INTO transaction_lines (transaction_id, position, item_id, module, source_key, payment_type_id, reason, amount_cents) VALUES ($1, 0, $2, 'tributi', $5, $3, 'TARI', 1050), ($1, 1, $4, 'tributi', $6, $3, 'TARI', 1050), ($1, 2, $7, 'tributi', $8, $3, 'TARI', 1050)")
             .bind(&tx_id).bind(&items[0]).bind(&tari);
-        lines = lines.bind(&items[1]).bind(&items[2]);
+        lines = lines
+            .bind(&items[1])
+            .bind(format!("floor-{run}-{n}-0"))
+            .bind(format!("floor-{run}-{n}-1"))
+            .bind(&items[2])
+            .bind(format!("floor-{run}-{n}-2"));
         lines.execute(&mut *tx).await.unwrap();
-        floor_event(&mut tx, &tx_id, "created", now).await;
+        floor_event(&mut tx, &tx_id, None, "created", None, &w.events[0], now).await;
         tx.commit().await.unwrap();
-        for (from, to) in [("created", "pending"), ("pending", "paid")] {
+        for (step, (from, to)) in [("created", "pending"), ("pending", "paid")]
+            .into_iter()
+            .enumerate()
+        {
             let mut tx = pool.begin_with(begin).await.unwrap();
-            sqlx::query("UPDATE transactions SET status = $1, updated_at = $2, provider_ref = 'p' WHERE id = $3 AND status = $4")
-                .bind(to).bind(now).bind(&tx_id).bind(from).execute(&mut *tx).await.unwrap();
+            sqlx::query("UPDATE transactions SET status = $1, updated_at = $2, provider_ref = COALESCE($3, provider_ref), instruction = COALESCE($4, instruction), expires_at = COALESCE($5, expires_at) WHERE id = $6 AND status = $7")
+                .bind(to)
+                .bind(now)
+                .bind(&w.provider_ref)
+                .bind((to == "pending").then_some(&w.instruction))
+                .bind((to == "pending").then_some(now))
+                .bind(&tx_id)
+                .bind(from)
+                .execute(&mut *tx).await.unwrap();
             if to == "paid" {
                 sqlx::query("UPDATE items SET state = 'paid' WHERE transaction_id = $1 AND state = 'locked'")
                     .bind(&tx_id).execute(&mut *tx).await.unwrap();
             }
-            floor_event(&mut tx, &tx_id, to, now).await;
+            floor_event(
+                &mut tx,
+                &tx_id,
+                Some(from),
+                to,
+                Some(&w.provider_ref),
+                &w.events[step + 1],
+                now,
+            )
+            .await;
             if to == "paid" {
                 let mut outbox = sqlx::query(
-                    "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at) VALUES ($1, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($2, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($3, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($4, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL), ($5, $6, $7, '{}', 'pending', 0, $8, NULL, $8, NULL)",
+                    "INSERT INTO outbox (id, transaction_id, creditor_id, payload, status, attempts, next_attempt_at, last_error, created_at, delivered_at) VALUES ($1, $6, $7, $9, 'pending', 0, $8, NULL, $8, NULL), ($2, $6, $7, $10, 'pending', 0, $8, NULL, $8, NULL), ($3, $6, $7, $11, 'pending', 0, $8, NULL, $8, NULL), ($4, $6, $7, $12, 'pending', 0, $8, NULL, $8, NULL), ($5, $6, $7, $13, 'pending', 0, $8, NULL, $8, NULL)",
                 );
                 for _ in 0..5 {
                     outbox = outbox.bind(uuid::Uuid::now_v7().to_string());
                 }
-                outbox
-                    .bind(&tx_id)
-                    .bind(&creditor)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
+                outbox = outbox.bind(&tx_id).bind(&creditor).bind(now);
+                for payload in &w.payloads {
+                    outbox = outbox.bind(payload);
+                }
+                outbox.execute(&mut *tx).await.unwrap();
             }
             tx.commit().await.unwrap();
         }
@@ -433,11 +546,14 @@ async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
 async fn floor_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     tx_id: &str,
+    from: Option<&str>,
     to: &str,
+    provider_ref: Option<&str>,
+    (actor, note): &(String, Option<String>),
     now: i64,
 ) {
-    sqlx::query("INSERT INTO transaction_events (id, transaction_id, at, actor, from_status, to_status, provider_ref, note) VALUES ($1, $2, $3, '{\"kind\":\"system\"}', NULL, $4, NULL, NULL)")
-        .bind(uuid::Uuid::now_v7().to_string()).bind(tx_id).bind(now).bind(to)
+    sqlx::query("INSERT INTO transaction_events (id, transaction_id, at, actor, from_status, to_status, provider_ref, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(uuid::Uuid::now_v7().to_string()).bind(tx_id).bind(now).bind(actor).bind(from).bind(to).bind(provider_ref).bind(note)
         .execute(&mut **tx).await.unwrap();
 }
 
