@@ -21,6 +21,13 @@
 //!    import's, the file included, not the set-up's. `BENCH_IN_PROCESS=1` imports in this
 //!    process instead. The in-memory store imports here (its data is here), its peak with
 //!    the set-up's heap.
+//!
+//! Each measure runs `BENCH_RUNS` times (at least 5), the floor and the library in turn,
+//! and prints the median, min and max of both and of their ratio. The file is read from
+//! memory (a warm cache). Every import starts from the same data: on a database the open
+//! transfers are made once, then copied before each run (the SQLite file, or `CREATE
+//! DATABASE … TEMPLATE` on PostgreSQL, whose databases `bench_camt` and `bench_camt_run`
+//! the bench makes beside `DATABASE_URL`'s); the in-memory store is made anew each run.
 
 mod common;
 
@@ -28,8 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    best_of, held_mib, peak_mib, postgres_url, print_rate, quick_xml_alone, reset_peak, runtime,
-    size, sqlite_url,
+    Measure, Spread, alternate, held_mib, peak_mib, postgres_url, quick_xml_alone, reset_peak,
+    runs, runtime, size, sqlite_url,
 };
 
 use payments_core::testing::Fixture;
@@ -217,97 +224,246 @@ fn child(spec: &str) {
     println!("{} {peak} {before} {cpu}", took.as_secs_f64());
 }
 
-async fn import_on(place: Place, name: &str, n: usize, floor: Duration) {
+/// Where a run imports: a new copy of the prepared database, or (the in-memory store) a
+/// store prepared for the run alone.
+enum Base {
+    /// The prepared SQLite file, copied to the run's file before each run.
+    Sqlite {
+        base: std::path::PathBuf,
+        run: std::path::PathBuf,
+    },
+    /// The prepared PostgreSQL database (URL, name), copied (`CREATE DATABASE … TEMPLATE`)
+    /// to the run's database before each run; the store is in schema `bench_camt` of both.
+    Postgres { admin: String, base: String },
+    /// The in-memory store: each run prepares its own.
+    Memory,
+}
+
+/// `url` (`postgres://…/db?…`) with the database `db` replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (head, query) = url
+        .split_once('?')
+        .map_or((url, None), |(h, q)| (h, Some(q)));
+    let root = head.rsplit_once('/').map_or(head, |(r, _)| r);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+async fn admin(url: &str, statements: &[String]) {
+    use sqlx::Executor;
+    let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL");
+    for s in statements {
+        pool.execute(sqlx::AssertSqlSafe(s.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    pool.close().await;
+}
+
+/// A store at `place` with `n` open transfers and the statement paying them all: the
+/// creditor and the file.
+async fn prepare(place: &Place, n: usize) -> (CreditorId, String) {
+    // A database's store is closed at the end, so that its data is whole on disk (SQLite's
+    // log checkpointed) and no connection is left to the database about to be copied.
+    let sql = match place {
+        Place::Memory(_) => None,
+        Place::Sqlite(url) => Some(Arc::new(
+            payments_sqlx::SqlxStore::connect(url).await.unwrap(),
+        )),
+        Place::Postgres(url, schema) => Some(Arc::new(
+            payments_sqlx::SqlxStore::builder(url.clone())
+                .with_schema(schema.clone())
+                .build()
+                .await
+                .unwrap(),
+        )),
+    };
+    let store: Arc<dyn Store> = match (&sql, place) {
+        (Some(s), _) => s.clone(),
+        (None, Place::Memory(m)) => m.clone(),
+        (None, _) => unreachable!(),
+    };
     let bank = Arc::new(BankTransferGateway::new());
-    let payments = service(open(&place).await, bank.clone());
+    let payments = service(store.clone(), bank.clone());
     let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
         .await
         .unwrap();
     bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
-    let setup = Instant::now();
     let open = open_transfers(&payments, &fx, n).await;
     let entries: Vec<String> = open
         .iter()
         .enumerate()
         .map(|(i, (tx, r))| entry(i, tx, r))
         .collect();
-    let file = statement(&entries);
-    eprintln!(
-        "  ({name}: {n} open transfers and the statement prepared in {:.1} s)",
-        setup.elapsed().as_secs_f64()
-    );
-    drop(entries);
-    drop(open);
-    let mib = file.len() as f64 / (1024.0 * 1024.0);
+    drop(payments);
+    drop(store);
+    if let Some(sql) = sql {
+        sql.close().await;
+    }
+    (fx.creditor.id, statement(&entries))
+}
+
+/// [`runs`] imports of a statement of `n` entries into `name`, each on the same prepared
+/// data (a copy of it on a database), beside the floor read of the same file.
+async fn import_on(kind: Base, name: &str, n: usize) {
     let in_process = std::env::var("BENCH_IN_PROCESS").is_ok();
-    let (took, peak, before, whose) = match &place {
-        Place::Sqlite(url) | Place::Postgres(url, _) if !in_process => {
-            // A process of its own, as an import job would be: its peak is the import's,
-            // not this setup's (whose freed heap the allocator keeps).
-            let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("camt-statement.xml");
-            std::fs::write(&path, &file).unwrap();
-            drop(file);
-            let (kind, schema) = match &place {
-                Place::Postgres(_, schema) => ("postgres", schema.as_str()),
-                _ => ("sqlite", ""),
-            };
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .env(
-                    CHILD,
-                    format!(
-                        "{kind}\t{url}\t{schema}\t{}\t{}\t{n}",
-                        fx.creditor.id,
-                        path.display()
-                    ),
-                )
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "the import's process failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let _ = std::fs::remove_file(&path);
-            let text = String::from_utf8(out.stdout).unwrap();
-            let v: Vec<f64> = text
-                .split_whitespace()
-                .map(|x| x.parse().unwrap())
-                .collect();
-            (
-                Duration::from_secs_f64(v[0]),
-                v[1],
-                v[2],
-                format!(
-                    "a process of its own (processor time {:.1} s, {:.0}% of one core)",
-                    v[3],
-                    100.0 * v[3] / v[0]
-                ),
-            )
+    let setup = Instant::now();
+    // The run's place, and for a database the prepared data it is copied from.
+    let (creditor, file, run_place) = match &kind {
+        Base::Sqlite { base, .. } => {
+            let url = format!("sqlite://{}", base.display());
+            let place = Place::Sqlite(url);
+            let (creditor, file) = prepare(&place, n).await;
+            (Some(creditor), Some(file), None)
         }
-        _ => {
-            let (took, peak, before) =
-                import(&payments, &bank, fx.creditor.id, file.as_bytes(), n).await;
-            (
-                took,
-                peak,
-                before,
-                "this process, which made the data".to_owned(),
+        Base::Postgres { admin: url, base } => {
+            admin(
+                url,
+                &[
+                    format!("DROP DATABASE IF EXISTS {base} WITH (FORCE)"),
+                    format!("CREATE DATABASE {base}"),
+                ],
             )
+            .await;
+            let place = Place::Postgres(with_database(url, base), "bench_camt".into());
+            let (creditor, file) = prepare(&place, n).await;
+            (Some(creditor), Some(file), None)
         }
+        Base::Memory => (None, None, Some(())),
     };
-    print_rate(
-        &format!("import (parse + match + pay + record) on {name}"),
+    if run_place.is_none() {
+        eprintln!(
+            "  ({name}: {n} open transfers and the statement prepared once in {:.1} s, \
+             copied before each run)",
+            setup.elapsed().as_secs_f64()
+        );
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("camt-statement.xml");
+    if let Some(file) = &file {
+        std::fs::write(&path, file).unwrap();
+    }
+    let mut measure = Measure::default();
+    let (mut peaks, mut befores, mut cpus) =
+        (Spread::default(), Spread::default(), Spread::default());
+    let mut mib = 0.0;
+    let mut whose = String::new();
+    for _ in 0..runs() {
+        // The data as prepared, again.
+        let (place, creditor, file, memory) = match &kind {
+            Base::Sqlite { base, run } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", run.display()));
+                }
+                std::fs::copy(base, run).unwrap();
+                (
+                    Place::Sqlite(format!("sqlite://{}", run.display())),
+                    creditor.unwrap(),
+                    file.clone().unwrap(),
+                    None,
+                )
+            }
+            Base::Postgres { admin: url, base } => {
+                let run = format!("{base}_run");
+                admin(
+                    url,
+                    &[
+                        format!("DROP DATABASE IF EXISTS {run} WITH (FORCE)"),
+                        format!("CREATE DATABASE {run} TEMPLATE {base}"),
+                    ],
+                )
+                .await;
+                (
+                    Place::Postgres(with_database(url, &run), "bench_camt".into()),
+                    creditor.unwrap(),
+                    file.clone().unwrap(),
+                    None,
+                )
+            }
+            Base::Memory => {
+                let store: Arc<dyn Store> = Arc::new(InMemoryStore::new());
+                let place = Place::Memory(store);
+                let (creditor, file) = prepare(&place, n).await;
+                let store = match &place {
+                    Place::Memory(s) => s.clone(),
+                    _ => unreachable!(),
+                };
+                (place, creditor, file, Some(store))
+            }
+        };
+        mib = file.len() as f64 / (1024.0 * 1024.0);
+        let start = Instant::now();
+        assert!(quick_xml_alone(&file) > 0);
+        let floor = start.elapsed();
+        let (took, peak, before, cpu) = match (&place, memory) {
+            (Place::Sqlite(url) | Place::Postgres(url, _), _) if !in_process => {
+                // A process of its own, as an import job would be: its peak is the
+                // import's, not this set-up's (whose freed heap the allocator keeps).
+                let (kind, schema) = match &place {
+                    Place::Postgres(_, schema) => ("postgres", schema.as_str()),
+                    _ => ("sqlite", ""),
+                };
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .env(
+                        CHILD,
+                        format!(
+                            "{kind}\t{url}\t{schema}\t{creditor}\t{}\t{n}",
+                            path.display()
+                        ),
+                    )
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "the import's process failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let text = String::from_utf8(out.stdout).unwrap();
+                let v: Vec<f64> = text
+                    .split_whitespace()
+                    .map(|x| x.parse().unwrap())
+                    .collect();
+                whose = "a process of its own".into();
+                (Duration::from_secs_f64(v[0]), v[1], v[2], Some(v[3]))
+            }
+            (place, _) => {
+                let bank = Arc::new(BankTransferGateway::new());
+                bank.set_account(creditor, BankAccount::new("Comune", IBAN).unwrap());
+                let payments = service(open(place).await, bank.clone());
+                let (took, peak, before) =
+                    import(&payments, &bank, creditor, file.as_bytes(), n).await;
+                whose = "this process, which made the data".into();
+                (took, peak, before, None)
+            }
+        };
+        measure.push(took, floor);
+        peaks.push(peak);
+        befores.push(before);
+        if let Some(cpu) = cpu {
+            cpus.push(100.0 * cpu / took.as_secs_f64());
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    measure.print(
+        &format!("import (parse + match + pay + record) on {name}, floor quick-xml"),
         n,
         "entries",
-        took,
-        floor,
     );
     println!(
-        "  peak memory of {whose}: {peak:.0} MiB resident ({before:.0} MiB before the \
-         import, the {mib:.0} MiB file included)",
+        "  peak memory of {whose}: {} MiB resident ({} MiB before the import, the \
+         {mib:.0} MiB file included)",
+        peaks.show(0),
+        befores.show(0)
     );
+    if cpus.runs() > 0 {
+        println!(
+            "  processor time of the import's process: {}% of one core",
+            cpus.show(0)
+        );
+    }
 }
 
 fn main() {
@@ -339,41 +495,35 @@ fn main() {
     let file = statement(&fake);
     drop(fake);
     let mb = file.len() as f64 / 1e6;
-    let (floor, bytes) = best_of(3, || quick_xml_alone(&file));
-    assert!(bytes > 0);
+    println!("file: {mb:.1} MB, in memory (warm)");
     let limits = Limits::default();
-    let (parse, message) = best_of(3, || camt::parse(file.as_bytes(), &limits).unwrap());
+    let (parse, message) = alternate(
+        || quick_xml_alone(&file),
+        || camt::parse(file.as_bytes(), &limits).unwrap(),
+    );
     assert_eq!(message.movements().len(), n);
-    let (stream, movements) = best_of(3, || {
-        let mut reader = camt::StatementReader::new(file.as_bytes(), &limits).unwrap();
-        let mut movements = 0;
-        while let Some(read) = reader.next_entry().unwrap() {
-            movements += read.movements(reader.message_id()).len();
-        }
-        reader.finish().unwrap();
-        movements
-    });
+    parse.print(
+        "camt::parse to typed entries, floor quick-xml reading every event",
+        n,
+        "entries",
+    );
+    let (stream, movements) = alternate(
+        || quick_xml_alone(&file),
+        || {
+            let mut reader = camt::StatementReader::new(file.as_bytes(), &limits).unwrap();
+            let mut movements = 0;
+            while let Some(read) = reader.next_entry().unwrap() {
+                movements += read.movements(reader.message_id()).len();
+            }
+            reader.finish().unwrap();
+            movements
+        },
+    );
     assert_eq!(movements, n);
-    println!("file: {mb:.1} MB");
-    println!(
-        "floor: quick-xml reading every event: {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)",
-        n as f64 / floor.as_secs_f64(),
-        floor.as_secs_f64(),
-        mb / floor.as_secs_f64()
-    );
-    println!(
-        "camt::parse to typed entries:         {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)   ratio {:.2}x",
-        n as f64 / parse.as_secs_f64(),
-        parse.as_secs_f64(),
-        mb / parse.as_secs_f64(),
-        parse.as_secs_f64() / floor.as_secs_f64()
-    );
-    println!(
-        "StatementReader, entry by entry:      {:>9.0} entries/s  ({:.2} s, {:.0} MB/s)   ratio {:.2}x",
-        n as f64 / stream.as_secs_f64(),
-        stream.as_secs_f64(),
-        mb / stream.as_secs_f64(),
-        stream.as_secs_f64() / floor.as_secs_f64()
+    stream.print(
+        "StatementReader, entry by entry, floor quick-xml reading every event",
+        n,
+        "entries",
     );
     drop(message);
     drop(file);
@@ -381,22 +531,29 @@ fn main() {
     // The databases first: the in-memory store's data, freed, would stay in the
     // process's resident memory and in their peaks.
     if let Some(url) = sqlite_url("camt.db") {
-        rt.block_on(import_on(Place::Sqlite(url), "SQLite", n, floor));
+        let base = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+        let run = base.with_extension("run.db");
+        rt.block_on(import_on(
+            Base::Sqlite { base, run },
+            "SQLite (a copy of the prepared file each run)",
+            n,
+        ));
     }
     if let Some(url) = postgres_url(&rt, "bench_camt") {
         rt.block_on(import_on(
-            Place::Postgres(url, "bench_camt".into()),
-            "PostgreSQL",
+            Base::Postgres {
+                admin: url,
+                base: "bench_camt".into(),
+            },
+            "PostgreSQL (a copy of the prepared database each run)",
             n,
-            floor,
         ));
     }
     if std::env::var("BENCH_SKIP_MEMORY").is_err() {
         rt.block_on(import_on(
-            Place::Memory(Arc::new(InMemoryStore::new())),
-            "the in-memory store",
+            Base::Memory,
+            "the in-memory store (prepared anew each run)",
             n,
-            floor,
         ));
     }
 }

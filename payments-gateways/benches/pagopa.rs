@@ -7,15 +7,23 @@
 //!    text, the least any reader of these receipts does.
 //! 2. `receipt::parse`: each receipt to a checked `Receipt`, beside the floor.
 //! 3. `Payments::handle_callback`: authenticate, parse, find the transaction, record the
-//!    receipt, pay the transaction (its events and outbox messages) — on the in-memory
-//!    store, and on SQLite with `BENCH_STORE=sqlite`.
+//!    receipt, pay the transaction (its events and outbox messages) — `BENCH_APPLIED`
+//!    receipts a run (5,000 by default) on the in-memory store, on SQLite with
+//!    `BENCH_STORE=sqlite`, on PostgreSQL with `BENCH_STORE=postgres` and `DATABASE_URL`.
+//!
+//! Each measure runs `BENCH_RUNS` times (at least 5), the floor and the library in turn,
+//! and prints the median, min and max of both and of their ratio. The receipts are made
+//! in memory before the runs (a warm cache); each run applying them has its own open
+//! transactions, made before it and not timed, in a store that grows run by run.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{best_of, print_rate, quick_xml_alone, runtime, size, sqlite_store};
+use common::{
+    Measure, alternate, postgres_store, quick_xml_alone, runs, runtime, size, sqlite_store,
+};
 
 use payments_core::testing::Fixture;
 use payments_core::*;
@@ -84,24 +92,16 @@ fn receipt_xml(i: usize, notice: &str, cents: i64) -> String {
     )
 }
 
-async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration) {
-    let pagopa = Arc::new(
-        PagoPaGateway::new(store.clone(), KEY)
-            .unwrap()
-            .with_default_creditor(PagoPaCreditor::new("02").unwrap().notices_only()),
-    );
-    let payments = Payments::builder()
-        .store(store)
-        .gateway(pagopa.clone())
-        .notifier(Arc::new(RecordingNotifier::new()))
-        .build()
-        .unwrap();
-    let fx = Fixture::install(&payments, "pagopa", &[MethodKind::PagoPa])
-        .await
-        .unwrap();
-    let setup = Instant::now();
+/// `n` open transactions on `payments`, from payer number `from`, and each one's receipt.
+async fn open_with_receipts(
+    payments: &Payments,
+    pagopa: &PagoPaGateway,
+    fx: &Fixture,
+    from: usize,
+    n: usize,
+) -> Vec<CallbackRequest> {
     let mut receipts = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in from..from + n {
         let payer = Actor::payer(format!("p{i}"));
         let cart = payments
             .open_cart(&payer, fx.creditor.id, Fixture::payer(&format!("p{i}")))
@@ -129,30 +129,66 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize, floor: Duration) 
             notice.amount.minor_units(),
         )));
     }
-    eprintln!(
-        "  ({name}: {n} open transactions and their receipts prepared in {:.1} s)",
-        setup.elapsed().as_secs_f64()
+    receipts
+}
+
+/// [`runs`] runs on `store`, each of `n` receipts of transactions opened for it (untimed):
+/// the floor reads them, then `handle_callback` applies them.
+async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize) {
+    let pagopa = Arc::new(
+        PagoPaGateway::new(store.clone(), KEY)
+            .unwrap()
+            .with_default_creditor(PagoPaCreditor::new("02").unwrap().notices_only()),
     );
-    let start = Instant::now();
-    for r in &receipts {
-        let outcome = payments.handle_callback("pagopa", r).await.unwrap();
-        assert_eq!(outcome.transaction.status, TxStatus::Paid);
+    let payments = Payments::builder()
+        .store(store)
+        .gateway(pagopa.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "pagopa", &[MethodKind::PagoPa])
+        .await
+        .unwrap();
+    let mut measure = Measure::default();
+    let mut setup = Duration::ZERO;
+    for run in 0..runs() {
+        let started = Instant::now();
+        let receipts = open_with_receipts(&payments, &pagopa, &fx, run * n, n).await;
+        setup += started.elapsed();
+        let start = Instant::now();
+        let read: usize = receipts
+            .iter()
+            .map(|r| quick_xml_alone(std::str::from_utf8(&r.body).unwrap()))
+            .sum();
+        let floor = start.elapsed();
+        assert!(read > 0);
+        let start = Instant::now();
+        for r in &receipts {
+            let outcome = payments.handle_callback("pagopa", r).await.unwrap();
+            assert_eq!(outcome.transaction.status, TxStatus::Paid);
+        }
+        measure.push(start.elapsed(), floor);
     }
-    let took = start.elapsed();
-    print_rate(
-        &format!("handle_callback (verify + parse + record + pay) on {name}"),
+    eprintln!(
+        "  ({name}: {n} open transactions and their receipts prepared before each run, \
+         {:.1} s in all; the store grows by {n} paid transactions a run)",
+        setup.as_secs_f64()
+    );
+    measure.print(
+        &format!("handle_callback (verify + parse + record + pay) on {name}, floor quick-xml"),
         n,
         "receipts",
-        took,
-        floor,
     );
 }
 
 fn main() {
     let n = size("BENCH_RECEIPTS", 20_000);
+    let applied = size("BENCH_APPLIED", 5_000);
     let rt = runtime();
     println!(
-        "# payments-gateways: {n} pagoPA receipts ({} cores)",
+        "# payments-gateways: {n} pagoPA receipts read, {applied} applied, {} runs each, \
+         floor and library in turn ({} cores)",
+        runs(),
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     let bodies: Vec<String> = (0..n)
@@ -162,41 +198,36 @@ fn main() {
         })
         .collect();
     let mb = bodies.iter().map(String::len).sum::<usize>() as f64 / 1e6;
-    let (floor, bytes) = best_of(3, || {
-        bodies.iter().map(|b| quick_xml_alone(b)).sum::<usize>()
-    });
-    assert!(bytes > 0);
-    let (parse, parsed) = best_of(3, || {
-        bodies
-            .iter()
-            .map(|b| {
-                receipt::parse(b.as_bytes(), MAX_RECEIPT_BYTES)
-                    .unwrap()
-                    .transfers
-                    .len()
-            })
-            .sum::<usize>()
-    });
-    assert_eq!(parsed, n, "one transfer per receipt");
-    println!("receipts: {mb:.1} MB");
-    println!(
-        "floor: quick-xml reading every event: {:>8.0} receipts/s  ({:.3} s)",
-        n as f64 / floor.as_secs_f64(),
-        floor.as_secs_f64()
+    println!("receipts: {mb:.1} MB, in memory (warm)");
+    let (parse, parsed) = alternate(
+        || bodies.iter().map(|b| quick_xml_alone(b)).sum::<usize>(),
+        || {
+            bodies
+                .iter()
+                .map(|b| {
+                    receipt::parse(b.as_bytes(), MAX_RECEIPT_BYTES)
+                        .unwrap()
+                        .transfers
+                        .len()
+                })
+                .sum::<usize>()
+        },
     );
-    println!(
-        "receipt::parse to a checked Receipt:  {:>8.0} receipts/s  ({:.3} s)   ratio {:.2}x",
-        n as f64 / parse.as_secs_f64(),
-        parse.as_secs_f64(),
-        parse.as_secs_f64() / floor.as_secs_f64()
+    assert_eq!(parsed, n, "one transfer per receipt");
+    parse.print(
+        "receipt::parse to a checked Receipt, floor quick-xml reading every event",
+        n,
+        "receipts",
     );
     rt.block_on(apply_on(
         Arc::new(InMemoryStore::new()),
         "the in-memory store",
-        n,
-        floor,
+        applied,
     ));
     if let Some(store) = sqlite_store(&rt, "pagopa.db") {
-        rt.block_on(apply_on(store, "SQLite", n, floor));
+        rt.block_on(apply_on(store, "SQLite (a new file)", applied));
+    }
+    if let Some(store) = postgres_store(&rt, "bench_pagopa") {
+        rt.block_on(apply_on(store, "PostgreSQL (a new schema)", applied));
     }
 }

@@ -11,15 +11,21 @@
 //! 2. Nexi XPay: `urlpost` notifications (form bodies). The floor: splitting the form and
 //!    the SHA-1 of the MAC string; `NexiGateway::parse_callback` beside it.
 //! 3. `Payments::handle_callback` with Nexi (whose start needs no server): verify, find the
-//!    transaction, pay it (its event, settled item and outbox messages), on the in-memory
-//!    store, and on SQLite with `BENCH_STORE=sqlite`.
+//!    transaction, pay it (its event, settled item and outbox messages): `BENCH_APPLIED`
+//!    a run (5,000 by default) on the in-memory store, on SQLite with `BENCH_STORE=sqlite`,
+//!    on PostgreSQL with `BENCH_STORE=postgres` and `DATABASE_URL`.
+//!
+//! Each measure runs `BENCH_RUNS` times (at least 5), the floor and the library in turn,
+//! and prints the median, min and max of both and of their ratio. The callbacks are made
+//! in memory before the runs (a warm cache); each run applying them has its own open
+//! transactions, made before it and not timed, in a store that grows run by run.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{best_of, print_rate, runtime, size, sqlite_store};
+use common::{Measure, alternate, postgres_store, runs, runtime, size, sqlite_store};
 
 use hmac::{Hmac, Mac};
 use payments_core::testing::Fixture;
@@ -102,7 +108,9 @@ fn nexi_floor(body: &[u8]) -> usize {
     Sha1::digest(text.as_bytes())[0] as usize + fields.len()
 }
 
-async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize, floor: std::time::Duration) {
+/// [`runs`] runs on `store`, each of `n` Nexi notifications of card payments opened for
+/// it (untimed): the floor reads them, then `handle_callback` applies them.
+async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize) {
     let nexi = Arc::new(
         NexiGateway::new(
             "ALIAS_WEB_00000001",
@@ -121,39 +129,51 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize, floor: std::time:
     let fx = Fixture::install(&payments, "nexi", &[MethodKind::Card])
         .await
         .unwrap();
-    let setup = Instant::now();
-    let mut callbacks = Vec::with_capacity(n);
-    for i in 0..n {
-        let checkout = fx
-            .pay_fee(&payments, &format!("p{i}"), "16,00", MethodKind::Card)
-            .await
-            .unwrap();
-        let code = checkout.transaction.provider_ref.clone().unwrap();
-        callbacks.push(nexi_notification(&code, 1600));
+    let mut measure = Measure::default();
+    let mut setup = std::time::Duration::ZERO;
+    for run in 0..runs() {
+        let started = Instant::now();
+        let mut callbacks = Vec::with_capacity(n);
+        for i in run * n..(run + 1) * n {
+            let checkout = fx
+                .pay_fee(&payments, &format!("p{i}"), "16,00", MethodKind::Card)
+                .await
+                .unwrap();
+            let code = checkout.transaction.provider_ref.clone().unwrap();
+            callbacks.push(nexi_notification(&code, 1600));
+        }
+        setup += started.elapsed();
+        let start = Instant::now();
+        let read: usize = callbacks.iter().map(|c| nexi_floor(&c.body)).sum();
+        let floor = start.elapsed();
+        assert!(read > 0);
+        let start = Instant::now();
+        for c in &callbacks {
+            let outcome = payments.handle_callback("nexi", c).await.unwrap();
+            assert_eq!(outcome.transaction.status, TxStatus::Paid);
+        }
+        measure.push(start.elapsed(), floor);
     }
     eprintln!(
-        "  ({name}: {n} open transactions and their notifications prepared in {:.1} s)",
-        setup.elapsed().as_secs_f64()
+        "  ({name}: {n} open transactions and their notifications prepared before each run, \
+         {:.1} s in all; the store grows by {n} paid transactions a run)",
+        setup.as_secs_f64()
     );
-    let start = Instant::now();
-    for c in &callbacks {
-        let outcome = payments.handle_callback("nexi", c).await.unwrap();
-        assert_eq!(outcome.transaction.status, TxStatus::Paid);
-    }
-    print_rate(
-        &format!("Nexi handle_callback (verify + find + pay) on {name}"),
+    measure.print(
+        &format!("Nexi handle_callback (verify + find + pay) on {name}, floor form split + SHA-1"),
         n,
         "callbacks",
-        start.elapsed(),
-        floor,
     );
 }
 
 fn main() {
     let n = size("BENCH_WEBHOOKS", 20_000);
+    let applied = size("BENCH_APPLIED", 5_000);
     let rt = runtime();
     println!(
-        "# payments-gateways: {n} webhooks of each kind ({} cores)",
+        "# payments-gateways: {n} webhooks of each kind read, {applied} applied, {} runs \
+         each, floor and library in turn ({} cores)",
+        runs(),
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
 
@@ -168,40 +188,41 @@ fn main() {
         })
         .collect();
     let kb = events.iter().map(|(b, _)| b.len()).sum::<usize>() as f64 / n as f64 / 1e3;
-    let (floor, _) = best_of(3, || {
-        events
-            .iter()
-            .map(|(body, _)| {
-                let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
-                mac.update(format!("{t}.").as_bytes());
-                mac.update(body);
-                mac.finalize().into_bytes()[0] as usize
-            })
-            .sum::<usize>()
-    });
     let requests: Vec<CallbackRequest> = events
         .iter()
         .map(|(b, h)| CallbackRequest::new(b.clone()).with_header("Stripe-Signature", h.clone()))
         .collect();
-    let (took, paid) = best_of(3, || {
-        rt.block_on(async {
-            let mut paid = 0;
-            for r in &requests {
-                if stripe.parse_callback(r).await.unwrap().outcome == PaymentOutcome::Paid {
-                    paid += 1;
+    let (measure, paid) = alternate(
+        || {
+            events
+                .iter()
+                .map(|(body, _)| {
+                    let mut mac =
+                        Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+                    mac.update(format!("{t}.").as_bytes());
+                    mac.update(body);
+                    mac.finalize().into_bytes()[0] as usize
+                })
+                .sum::<usize>()
+        },
+        || {
+            rt.block_on(async {
+                let mut paid = 0;
+                for r in &requests {
+                    if stripe.parse_callback(r).await.unwrap().outcome == PaymentOutcome::Paid {
+                        paid += 1;
+                    }
                 }
-            }
-            paid
-        })
-    });
+                paid
+            })
+        },
+    );
     assert_eq!(paid, n);
-    println!("Stripe events: {kb:.2} KB each");
-    print_rate(
+    println!("Stripe events: {kb:.2} KB each, in memory (warm)");
+    measure.print(
         "Stripe parse_callback (verify + read + map), floor HMAC-SHA256 alone",
         n,
         "events",
-        took,
-        floor,
     );
 
     // Nexi.
@@ -219,39 +240,41 @@ fn main() {
             )
         })
         .collect();
-    let (nexi_floor_time, _) = best_of(3, || {
-        notifications
-            .iter()
-            .map(|c| nexi_floor(&c.body))
-            .sum::<usize>()
-    });
-    let (took, paid) = best_of(3, || {
-        rt.block_on(async {
-            let mut paid = 0;
-            for c in &notifications {
-                if nexi.parse_callback(c).await.unwrap().outcome == PaymentOutcome::Paid {
-                    paid += 1;
+    let (measure, paid) = alternate(
+        || {
+            notifications
+                .iter()
+                .map(|c| nexi_floor(&c.body))
+                .sum::<usize>()
+        },
+        || {
+            rt.block_on(async {
+                let mut paid = 0;
+                for c in &notifications {
+                    if nexi.parse_callback(c).await.unwrap().outcome == PaymentOutcome::Paid {
+                        paid += 1;
+                    }
                 }
-            }
-            paid
-        })
-    });
+                paid
+            })
+        },
+    );
     assert_eq!(paid, n);
-    print_rate(
+    measure.print(
         "Nexi parse_callback (verify + read + map), floor form split + SHA-1",
         n,
         "notifications",
-        took,
-        nexi_floor_time,
     );
 
     rt.block_on(apply_on(
         Arc::new(InMemoryStore::new()),
         "the in-memory store",
-        n,
-        nexi_floor_time,
+        applied,
     ));
     if let Some(store) = sqlite_store(&rt, "webhooks.db") {
-        rt.block_on(apply_on(store, "SQLite", n, nexi_floor_time));
+        rt.block_on(apply_on(store, "SQLite (a new file)", applied));
+    }
+    if let Some(store) = postgres_store(&rt, "bench_webhooks") {
+        rt.block_on(apply_on(store, "PostgreSQL (a new schema)", applied));
     }
 }

@@ -6,17 +6,61 @@ use std::time::{Duration, Instant};
 
 use quick_xml::events::Event;
 
-/// The best time of `runs` runs of `f`, and its last result.
-pub(crate) fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = Duration::MAX;
+pub(crate) use payments_core::testing::Spread;
+
+/// How many times each measure is repeated: `BENCH_RUNS`, at least 5.
+pub(crate) fn runs() -> usize {
+    size("BENCH_RUNS", 5).max(5)
+}
+
+/// A measure repeated: the library's and the floor's times (seconds) and their ratio, run
+/// by run.
+#[derive(Debug, Default)]
+pub(crate) struct Measure {
+    pub(crate) library: Spread,
+    pub(crate) floor: Spread,
+    pub(crate) ratio: Spread,
+}
+
+impl Measure {
+    /// Adds one run: the library's time and the floor's, measured beside it.
+    pub(crate) fn push(&mut self, library: Duration, floor: Duration) {
+        self.library.push(library.as_secs_f64());
+        self.floor.push(floor.as_secs_f64());
+        self.ratio.push(library.as_secs_f64() / floor.as_secs_f64());
+    }
+
+    /// Prints the library's rate for `n` `unit` a run, its time and the floor's (median,
+    /// min to max) and their ratio: the form every benchmark of this project reports in.
+    pub(crate) fn print(&self, what: &str, n: usize, unit: &str) {
+        println!(
+            "{what}: {:>9.0} {unit}/s (median)\n  library {} s\n  floor   {} s\n  ratio   {}x",
+            n as f64 / self.library.median(),
+            self.library.show(3),
+            self.floor.show(3),
+            self.ratio.show(2)
+        );
+    }
+}
+
+/// Runs `floor`, then `library`, [`runs`] times in turn: their times, and the library's
+/// last result.
+pub(crate) fn alternate<F, T>(
+    mut floor: impl FnMut() -> F,
+    mut library: impl FnMut() -> T,
+) -> (Measure, T) {
+    let mut measure = Measure::default();
     let mut last = None;
-    for _ in 0..runs {
+    for _ in 0..runs() {
         let start = Instant::now();
-        let out = f();
-        best = best.min(start.elapsed());
+        std::hint::black_box(floor());
+        let floor_took = start.elapsed();
+        let start = Instant::now();
+        let out = library();
+        measure.push(start.elapsed(), floor_took);
         last = Some(out);
     }
-    (best, last.expect("one run"))
+    (measure, last.expect("one run"))
 }
 
 /// The floor: every event read, every text unescaped.
@@ -155,16 +199,4 @@ pub(crate) fn peak_mib() -> f64 {
 /// The process's resident memory now (`VmRSS`), in MiB.
 pub(crate) fn held_mib() -> f64 {
     status_mib("VmRSS")
-}
-
-/// Prints the library's figure for `n` `unit` done in `took`, the floor's time, and their
-/// ratio, on one line: the form every benchmark of this project reports in.
-pub(crate) fn print_rate(what: &str, n: usize, unit: &str, took: Duration, floor: Duration) {
-    println!(
-        "{what}: {:>9.0} {unit}/s  ({:.2} s)   floor {:.2} s   ratio {:.1}x",
-        n as f64 / took.as_secs_f64(),
-        took.as_secs_f64(),
-        floor.as_secs_f64(),
-        took.as_secs_f64() / floor.as_secs_f64()
-    );
 }
