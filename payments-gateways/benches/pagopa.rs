@@ -19,10 +19,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::{
-    Measure, alternate, postgres_store, quick_xml_alone, runs, runtime, size, sqlite_store,
+    alternate, apply_runs, postgres_store, quick_xml_alone, runs, runtime, size, sqlite_store,
 };
 
 use payments_core::testing::Fixture;
@@ -149,36 +148,17 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize) {
     let fx = Fixture::install(&payments, "pagopa", &[MethodKind::PagoPa])
         .await
         .unwrap();
-    let mut measure = Measure::default();
-    let mut setup = Duration::ZERO;
-    for run in 0..runs() {
-        let started = Instant::now();
-        let receipts = open_with_receipts(&payments, &pagopa, &fx, run * n, n).await;
-        setup += started.elapsed();
-        let start = Instant::now();
-        let read: usize = receipts
-            .iter()
-            .map(|r| quick_xml_alone(std::str::from_utf8(&r.body).unwrap()))
-            .sum();
-        let floor = start.elapsed();
-        assert!(read > 0);
-        let start = Instant::now();
-        for r in &receipts {
-            let outcome = payments.handle_callback("pagopa", r).await.unwrap();
-            assert_eq!(outcome.transaction.status, TxStatus::Paid);
-        }
-        measure.push(start.elapsed(), floor);
-    }
-    eprintln!(
-        "  ({name}: {n} open transactions and their receipts prepared before each run, \
-         {:.1} s in all; the store grows by {n} paid transactions a run)",
-        setup.as_secs_f64()
-    );
-    measure.print(
-        &format!("handle_callback (verify + parse + record + pay) on {name}, floor quick-xml"),
+    apply_runs(
+        &payments,
+        "pagopa",
+        name,
         n,
+        "handle_callback (verify + parse + record + pay), floor quick-xml",
         "receipts",
-    );
+        async |run| open_with_receipts(&payments, &pagopa, &fx, run * n, n).await,
+        |r| quick_xml_alone(std::str::from_utf8(&r.body).unwrap()),
+    )
+    .await;
 }
 
 fn main() {

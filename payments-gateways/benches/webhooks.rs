@@ -23,9 +23,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use common::{Measure, alternate, postgres_store, runs, runtime, size, sqlite_store};
+use common::{alternate, apply_runs, postgres_store, runs, runtime, size, sqlite_store};
 
 use hmac::{Hmac, Mac};
 use payments_core::testing::Fixture;
@@ -129,41 +128,28 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize) {
     let fx = Fixture::install(&payments, "nexi", &[MethodKind::Card])
         .await
         .unwrap();
-    let mut measure = Measure::default();
-    let mut setup = std::time::Duration::ZERO;
-    for run in 0..runs() {
-        let started = Instant::now();
-        let mut callbacks = Vec::with_capacity(n);
-        for i in run * n..(run + 1) * n {
-            let checkout = fx
-                .pay_fee(&payments, &format!("p{i}"), "16,00", MethodKind::Card)
-                .await
-                .unwrap();
-            let code = checkout.transaction.provider_ref.clone().unwrap();
-            callbacks.push(nexi_notification(&code, 1600));
-        }
-        setup += started.elapsed();
-        let start = Instant::now();
-        let read: usize = callbacks.iter().map(|c| nexi_floor(&c.body)).sum();
-        let floor = start.elapsed();
-        assert!(read > 0);
-        let start = Instant::now();
-        for c in &callbacks {
-            let outcome = payments.handle_callback("nexi", c).await.unwrap();
-            assert_eq!(outcome.transaction.status, TxStatus::Paid);
-        }
-        measure.push(start.elapsed(), floor);
-    }
-    eprintln!(
-        "  ({name}: {n} open transactions and their notifications prepared before each run, \
-         {:.1} s in all; the store grows by {n} paid transactions a run)",
-        setup.as_secs_f64()
-    );
-    measure.print(
-        &format!("Nexi handle_callback (verify + find + pay) on {name}, floor form split + SHA-1"),
+    apply_runs(
+        &payments,
+        "nexi",
+        name,
         n,
+        "Nexi handle_callback (verify + find + pay), floor form split + SHA-1",
         "callbacks",
-    );
+        async |run| {
+            let mut callbacks = Vec::with_capacity(n);
+            for i in run * n..(run + 1) * n {
+                let checkout = fx
+                    .pay_fee(&payments, &format!("p{i}"), "16,00", MethodKind::Card)
+                    .await
+                    .unwrap();
+                let code = checkout.transaction.provider_ref.clone().unwrap();
+                callbacks.push(nexi_notification(&code, 1600));
+            }
+            callbacks
+        },
+        |c| nexi_floor(&c.body),
+    )
+    .await;
 }
 
 fn main() {

@@ -16,7 +16,8 @@
 //! `BENCH_LARGE=1` adds the search over 10,000,000 transactions on PostgreSQL (generating
 //! them takes a long while the first time); `BENCH_ONLY_SEARCH=1` measures only the
 //! searches, `BENCH_ONLY_FLOW=1` only the flow, `BENCH_SKIP_FLOW=1` all but the flow.
-//! `BENCH_FLOW_STATEMENTS=1` first prints the statements a flow makes, library and floor.
+//! `BENCH_FLOW_STATEMENTS=1` first prints the statements a flow makes, library and floor,
+//! with sqlx's time for each kind (`BENCH_FLOW_STATEMENTS=n`: n such runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -224,11 +225,14 @@ async fn profile_flow(url: &str, dialect: Dialect) {
     log::set_max_level(log::LevelFilter::Trace);
     let mut fixture = None;
     let library = statements_of(async {
-        fixture = Some(library_flows(url, SqliteSync::Full).await.1);
+        fixture = Some(library_flows(url, SqliteSync::Full).await.2);
     })
     .await;
     let fx = fixture.unwrap();
-    let floor = statements_of(floor_flows(url, &fx, dialect)).await;
+    let floor = statements_of(async {
+        floor_flows(url, &fx, dialect).await;
+    })
+    .await;
     for (name, (list, took)) in [("library", library), ("floor", floor)] {
         // Kinds seen less than once every other flow are the set-up's (migrations, the
         // fixture), not the flow's.
@@ -256,8 +260,13 @@ async fn profile_flow(url: &str, dialect: Dialect) {
 
 // ------------------------------------------------------------------------------------ flow
 
-/// `FLOWS` flows through the library on a store at `url`: their time, and the fixture.
-async fn library_flows(url: &str, sync: SqliteSync) -> (Duration, Fixture) {
+/// A flow's three phases: the cart and its items, the checkout (with the start), the
+/// payment (the callback).
+type Phases = [Duration; 3];
+
+/// `FLOWS` flows through the library on a store at `url`: their time, the phases', and
+/// the fixture.
+async fn library_flows(url: &str, sync: SqliteSync) -> (Duration, Phases, Fixture) {
     let store = Arc::new(
         SqlxStore::builder(url)
             .with_max_connections(4)
@@ -279,8 +288,10 @@ async fn library_flows(url: &str, sync: SqliteSync) -> (Duration, Fixture) {
     let card = fx.method(MethodKind::Card).id;
     // Each run its own payers: a payer's idempotency key is unique across creditors.
     let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut phases = Phases::default();
     let started = Instant::now();
     for n in 0..FLOWS {
+        let t0 = Instant::now();
         let payer = format!("payer{run}-{n}");
         let actor = Actor::payer(payer.as_str());
         let cart = payments
@@ -297,7 +308,9 @@ async fn library_flows(url: &str, sync: SqliteSync) -> (Duration, Fixture) {
             .with_extra("year", "2026");
             payments.add_item(&actor, cart.id, item).await.unwrap();
         }
+        let t1 = Instant::now();
         let c = payments.checkout(&actor, cart.id, card, "k").await.unwrap();
+        let t2 = Instant::now();
         let Instruction::Redirect { url, .. } = &c.instruction else {
             unreachable!()
         };
@@ -311,10 +324,13 @@ async fn library_flows(url: &str, sync: SqliteSync) -> (Duration, Fixture) {
                 .unwrap()
                 .applied
         );
+        phases[0] += t1 - t0;
+        phases[1] += t2 - t1;
+        phases[2] += t2.elapsed();
     }
     let elapsed = started.elapsed();
     store.close().await;
-    (elapsed, fx)
+    (elapsed, phases, fx)
 }
 
 async fn flow(url: &str, dialect: Dialect) {
@@ -329,8 +345,11 @@ async fn flow(url: &str, dialect: Dialect) {
          (library, then floor, then on SQLite the library with synchronous = NORMAL; \
          the database is new at the first run and grows by {FLOWS} flows a run)"
     );
-    if std::env::var("BENCH_FLOW_STATEMENTS").is_ok() {
-        profile_flow(url, dialect).await;
+    // `BENCH_FLOW_STATEMENTS=n`: n profiled runs (1 for any other value).
+    if let Ok(v) = std::env::var("BENCH_FLOW_STATEMENTS") {
+        for _ in 0..v.parse::<usize>().unwrap_or(1).max(1) {
+            profile_flow(url, dialect).await;
+        }
     }
     let per_flow = |d: Duration| d.as_secs_f64() * 1000.0 / FLOWS as f64;
     let [
@@ -340,9 +359,14 @@ async fn flow(url: &str, dialect: Dialect) {
         mut ratio,
         mut normal_ratio,
     ]: [Spread; 5] = Default::default();
+    let [mut library_phases, mut floor_phases]: [[Spread; 3]; 2] = Default::default();
     for _ in 0..runs {
-        let (l, fx) = library_flows(url, SqliteSync::Full).await;
-        let f = floor_flows(url, &fx, dialect).await;
+        let (l, lp, fx) = library_flows(url, SqliteSync::Full).await;
+        let (f, fp) = floor_flows(url, &fx, dialect).await;
+        for (i, (a, b)) in lp.iter().zip(fp.iter()).enumerate() {
+            library_phases[i].push(per_flow(*a));
+            floor_phases[i].push(per_flow(*b));
+        }
         library.push(per_flow(l));
         floor.push(per_flow(f));
         ratio.push(l.as_secs_f64() / f.as_secs_f64());
@@ -350,7 +374,7 @@ async fn flow(url: &str, dialect: Dialect) {
         // on a file of their own.
         if dialect == Dialect::Sqlite {
             let path = url.trim_start_matches("sqlite://").to_owned() + ".normal";
-            let (d, _) = library_flows(&format!("sqlite://{path}"), SqliteSync::Normal).await;
+            let (d, _, _) = library_flows(&format!("sqlite://{path}"), SqliteSync::Normal).await;
             normal.push(per_flow(d));
             normal_ratio.push(d.as_secs_f64() / f.as_secs_f64());
         }
@@ -364,6 +388,16 @@ async fn flow(url: &str, dialect: Dialect) {
         "ratio:   {}x the floor's time (target: at most 1.2x)",
         ratio.show(2)
     );
+    for (i, phase) in ["the cart and its items", "the checkout", "the payment"]
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "  {phase}: library {} ms, floor {} ms",
+            library_phases[i].show(2),
+            floor_phases[i].show(2)
+        );
+    }
     if normal.runs() > 0 {
         println!(
             "library with synchronous = NORMAL: {} ms a flow, {}x the floor's time: \
@@ -442,7 +476,7 @@ impl Written {
 /// in the same 7 database transactions per flow (cart, 3 items, checkout, start, payment),
 /// with the same bytes as the library's last flow (see [`Written`]), through a pool that
 /// checks connections as the library's does, for `FLOWS` flows; their time.
-async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
+async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> (Duration, Phases) {
     let card = fx.method(MethodKind::Card).id;
     // The library's pool policy (a connection is checked only after a second idle), so
     // that the two make the same round trips to hand out a connection.
@@ -459,8 +493,10 @@ async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
     let tari = fx.tari.id.to_string();
     let w = Written::read(&pool, &creditor).await;
     let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut phases = Phases::default();
     let started = Instant::now();
     for n in 0..FLOWS {
+        let t0 = Instant::now();
         let now = Utc::now().timestamp_micros();
         let cart = uuid::Uuid::now_v7().to_string();
         let payer = format!("floor{run}-{n}");
@@ -475,6 +511,8 @@ async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
                 .execute(&pool).await.unwrap();
             items.push(id);
         }
+        let t1 = Instant::now();
+        let mut t2 = t1;
         let tx_id = uuid::Uuid::now_v7().to_string();
         let mut tx = pool.begin_with(begin).await.unwrap();
         sqlx::query("INSERT INTO transactions (id, creditor_id, cart_id, payer_id, payer, method_id, method_kind, gateway_id, lines, total_cents, currency, status, provider_ref, idempotency_key, instruction, created_at, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'card', 'sandbox', $7, 3150, 'EUR', 'created', NULL, 'k', NULL, $8, $8, $8)")
@@ -536,11 +574,18 @@ async fn floor_flows(url: &str, fx: &Fixture, dialect: Dialect) -> Duration {
                 outbox.execute(&mut *tx).await.unwrap();
             }
             tx.commit().await.unwrap();
+            if to == "pending" {
+                // The start ends the checkout; the payment follows.
+                t2 = Instant::now();
+            }
         }
+        phases[0] += t1 - t0;
+        phases[1] += t2 - t1;
+        phases[2] += t2.elapsed();
     }
     let elapsed = started.elapsed();
     pool.close().await;
-    elapsed
+    (elapsed, phases)
 }
 
 async fn floor_event(

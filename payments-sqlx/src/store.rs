@@ -1473,6 +1473,9 @@ impl Store for SqlxStore {
 
     async fn cart_with_items(&self, cart: CartId) -> Result<Option<(Cart, Vec<PayableItem>)>> {
         // One statement: the cart on every row, its items (none: one row of NULLs) beside.
+        // The items are joined on the parameter, not on `c.id`: on PostgreSQL the ids are
+        // `COLLATE "C"` and `items.cart_id` is not, and a join across collations cannot use
+        // `items_cart` (it scanned every item).
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             let items: Vec<String> = ITEM_COLUMNS
                 .split(',')
@@ -1481,7 +1484,7 @@ impl Store for SqlxStore {
             format!(
                 "SELECT c.creditor_id AS cart_creditor_id, c.payer AS cart_payer, \
                  c.created_at AS cart_created_at, {} FROM carts c LEFT JOIN items i \
-                 ON i.cart_id = c.id AND i.state IN ('open', 'locked') WHERE c.id = $1 ORDER BY i.id",
+                 ON i.cart_id = $1 AND i.state IN ('open', 'locked') WHERE c.id = $1 ORDER BY i.id",
                 items.join(", ")
             )
         });

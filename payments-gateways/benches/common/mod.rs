@@ -43,6 +43,46 @@ impl Measure {
     }
 }
 
+/// [`runs`] runs of `handle_callback` on `payments` for `gateway`: before each, `prepare`
+/// (given the run's number) opens the run's transactions and answers their callbacks,
+/// untimed; then `floor` reads them all, then each is applied and must pay. Prints the
+/// measure as `what` (`n` `unit` a run); `name` says where.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_runs(
+    payments: &payments_core::Payments,
+    gateway: &str,
+    name: &str,
+    n: usize,
+    what: &str,
+    unit: &str,
+    mut prepare: impl AsyncFnMut(usize) -> Vec<payments_core::CallbackRequest>,
+    floor: impl Fn(&payments_core::CallbackRequest) -> usize,
+) {
+    let mut measure = Measure::default();
+    let mut setup = Duration::ZERO;
+    for run in 0..runs() {
+        let started = Instant::now();
+        let callbacks = prepare(run).await;
+        setup += started.elapsed();
+        let start = Instant::now();
+        let read: usize = callbacks.iter().map(&floor).sum();
+        let floor_took = start.elapsed();
+        assert!(read > 0);
+        let start = Instant::now();
+        for c in &callbacks {
+            let outcome = payments.handle_callback(gateway, c).await.unwrap();
+            assert_eq!(outcome.transaction.status, payments_core::TxStatus::Paid);
+        }
+        measure.push(start.elapsed(), floor_took);
+    }
+    eprintln!(
+        "  ({name}: {n} open transactions and their callbacks prepared before each run, \
+         {:.1} s in all; the store grows by {n} paid transactions a run)",
+        setup.as_secs_f64()
+    );
+    measure.print(&format!("{what} on {name}"), n, unit);
+}
+
 /// Runs `floor`, then `library`, [`runs`] times in turn: their times, and the library's
 /// last result.
 pub(crate) fn alternate<F, T>(
