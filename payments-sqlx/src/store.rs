@@ -451,10 +451,21 @@ impl SqlxStore {
         } else {
             "$1"
         };
+        // A payment says, in the same statement, whether any of its lines is a debt
+        // position's option, so that a payment of none (the usual case) does not look
+        // positions up at all. (Lines by the parameter: on PostgreSQL the ids are
+        // `COLLATE "C"` and `transaction_lines.transaction_id` is not.)
+        let options = if t.to == TxStatus::Paid {
+            ", (SELECT COUNT(*) FROM transaction_lines l JOIN position_sources ps \
+             ON ps.creditor_id = transactions.creditor_id AND ps.module = l.module \
+             AND ps.source_key = l.source_key WHERE l.transaction_id = $6) AS options"
+        } else {
+            ""
+        };
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE transactions SET status = {status}, updated_at = $2, provider_ref = COALESCE($3, provider_ref), \
              instruction = COALESCE($4, instruction), expires_at = COALESCE($5, expires_at) \
-             WHERE id = $6 AND status = $7 RETURNING {TX_COLUMNS}"
+             WHERE id = $6 AND status = $7 RETURNING {TX_COLUMNS}{options}"
         )))
         .bind(t.to.as_str())
         .bind(micros(t.at))
@@ -490,27 +501,18 @@ impl SqlxStore {
                 .arg(Arg::Text(moved.id.to_string()))
                 .push(" WHERE state <> 'paid' AND id IN (");
             settle.list(ours.iter().map(|item| Arg::Text(item.to_string())));
-            // Each settled item says whether it is a debt position's option, so that a
-            // payment of none (the usual case) does not look positions up at all.
-            settle.push(
-                ") RETURNING (SELECT COUNT(*) FROM position_sources ps WHERE \
-                 ps.creditor_id = items.creditor_id AND ps.module = items.module \
-                 AND ps.source_key = items.source_key) AS options",
-            );
-            let (settled, positional) = if ours.is_empty() {
-                (0, false)
+            settle.push(")");
+            let settled = if ours.is_empty() {
+                0
             } else {
-                let rows = settle
+                settle
                     .query()
-                    .fetch_all(&mut **tx)
+                    .execute(&mut **tx)
                     .await
-                    .map_err(db_err("settling items"))?;
-                let mut positional = false;
-                for row in &rows {
-                    positional |= rows::get::<i64>(row, "options")? > 0;
-                }
-                (rows.len() as u64, positional)
+                    .map_err(db_err("settling items"))?
+                    .rows_affected()
             };
+            let positional = rows::get::<i64>(&row, "options")? > 0;
             let already_ok = if t.already_paid.is_empty() {
                 true
             } else {
@@ -1387,12 +1389,12 @@ impl Store for SqlxStore {
         // The usual case, a new source, is one statement. Each statement below is atomic on
         // its own, so no transaction is needed around them.
         let (state, tx_id) = rows::item_state(&item.state);
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let inserted = sqlx::query(
             "INSERT INTO items (id, creditor_id, cart_id, payer_id, module, source_key, payment_type_id, reason, \
              amount_cents, currency, due_date, extra, state, transaction_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (creditor_id, module, source_key) DO NOTHING RETURNING {ITEM_COLUMNS}"
-        )))
+             ON CONFLICT (creditor_id, module, source_key) DO NOTHING",
+        )
         .bind(item.id.to_string())
         .bind(item.creditor_id.to_string())
         .bind(item.cart_id.to_string())
@@ -1408,12 +1410,19 @@ impl Store for SqlxStore {
         .bind(state)
         .bind(tx_id)
         .bind(micros(item.created_at))
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await
-        .map_err(db_err("adding an item"))?;
-        if let Some(row) = inserted {
+        .map_err(db_err("adding an item"))?
+        .rows_affected()
+            == 1;
+        if inserted {
+            // What was written, as a read would answer it (time to the microsecond): no
+            // row to send back.
+            let mut stored = item.clone();
+            stored.created_at = rows::from_micros(micros(item.created_at))?;
+            stored.amount = rows::money(item.amount.minor_units(), item.amount.currency().code())?;
             return Ok(ItemAdded {
-                item: rows::item(&row)?,
+                item: stored,
                 created: true,
             });
         }

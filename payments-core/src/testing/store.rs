@@ -292,6 +292,11 @@ pub async fn carts_and_items(store: Arc<dyn Store>) {
     );
 
     let first = s.item(store, &s.cart, "tributi", "k1", "10.00").await;
+    assert_eq!(
+        store.item(first.id).await.unwrap().as_ref(),
+        Some(&first),
+        "add_item answers the item as a read does (times to the microsecond)"
+    );
     let mut dup = first.clone();
     dup.id = ItemId::new();
     dup.amount = eur("99.00");
@@ -368,6 +373,16 @@ pub async fn carts_and_items(store: Arc<dyn Store>) {
         store.update_item(&missing).await,
         Err(Error::NotFound { .. })
     ));
+    // What add_item answers for a new item is what a read answers: the time to the
+    // microsecond, the amount in cents, whatever precision and scale it was given with.
+    let mut precise = first.clone();
+    precise.id = ItemId::new();
+    precise.source = Source::new("tributi", "k-precise");
+    precise.created_at = t0() + Duration::nanoseconds(1_234_567);
+    precise.amount = Money::new(rust_decimal::Decimal::new(3, 0), crate::Currency::Eur).unwrap();
+    let added = store.add_item(&precise).await.unwrap();
+    assert!(added.created);
+    assert_eq!(Some(added.item), store.item(precise.id).await.unwrap());
 }
 
 /// Creating a transaction locks its items; a second one over them is refused and changes
