@@ -63,7 +63,10 @@ impl Sql {
     /// one parameter: no placeholder per value, and one round trip per chunk.
     pub(crate) fn json_rows(&mut self, rows: String, sqlite: bool) -> &mut Self {
         if sqlite {
-            self.push("json_each(").arg(Arg::Text(rows)).push(") AS j")
+            // `jsonb_each`: the text is parsed once, and each row's `value` is a JSONB
+            // blob, from which every `->>` reads directly. With `json_each` each `->>`
+            // parsed its row's text again (half the processor time of an import).
+            self.push("jsonb_each(").arg(Arg::Text(rows)).push(") AS j")
         } else {
             self.push("jsonb_array_elements(CAST(")
                 .arg(Arg::Text(rows))

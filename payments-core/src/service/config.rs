@@ -126,7 +126,8 @@ impl PaymentsBuilder {
 
     /// How long this instance trusts the creditors, payment types and methods it read
     /// (30 s by default; zero reads them on every use). Changes made through this instance
-    /// apply at once; changes made elsewhere within this time.
+    /// apply at once; changes made elsewhere within this time. (Whose each cart is, which
+    /// never changes, is kept apart from this: for an hour after it was read.)
     pub fn config_cache_ttl(mut self, ttl: Duration) -> Self {
         self.config_ttl = Some(ttl);
         self
