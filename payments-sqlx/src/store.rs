@@ -1275,7 +1275,7 @@ fn stale(tx: &Transaction, expected: TxStatus) -> Error {
 /// How long a connection may have been idle before the pool checks it is alive.
 ///
 /// sqlx checks every connection it hands out (a round trip to the server, or to SQLite's
-/// worker thread): a quarter of a flow's time on SQLite. A connection that was in use a
+/// worker thread): a tenth of a flow's time on SQLite. A connection that was in use a
 /// moment ago is alive; one idle longer, which a server restart or an idle timeout may
 /// have closed, is checked, as PgBouncer's `server_check_delay` does. A connection that
 /// fails anyway fails its statement with a storage error (retryable), and the pool drops
