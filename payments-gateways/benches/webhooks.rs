@@ -152,6 +152,23 @@ async fn apply_on(store: Arc<dyn Store>, name: &str, n: usize) {
     .await;
 }
 
+/// How many of `requests` `gateway` reads as paid.
+fn paid_callbacks(
+    rt: &tokio::runtime::Runtime,
+    gateway: &dyn Gateway,
+    requests: &[CallbackRequest],
+) -> usize {
+    rt.block_on(async {
+        let mut paid = 0;
+        for r in requests {
+            if gateway.parse_callback(r).await.unwrap().outcome == PaymentOutcome::Paid {
+                paid += 1;
+            }
+        }
+        paid
+    })
+}
+
 fn main() {
     let n = size("BENCH_WEBHOOKS", 20_000);
     let applied = size("BENCH_APPLIED", 5_000);
@@ -191,17 +208,7 @@ fn main() {
                 })
                 .sum::<usize>()
         },
-        || {
-            rt.block_on(async {
-                let mut paid = 0;
-                for r in &requests {
-                    if stripe.parse_callback(r).await.unwrap().outcome == PaymentOutcome::Paid {
-                        paid += 1;
-                    }
-                }
-                paid
-            })
-        },
+        || paid_callbacks(&rt, &stripe, &requests),
     );
     assert_eq!(paid, n);
     println!("Stripe events: {kb:.2} KB each, in memory (warm)");
@@ -233,17 +240,7 @@ fn main() {
                 .map(|c| nexi_floor(&c.body))
                 .sum::<usize>()
         },
-        || {
-            rt.block_on(async {
-                let mut paid = 0;
-                for c in &notifications {
-                    if nexi.parse_callback(c).await.unwrap().outcome == PaymentOutcome::Paid {
-                        paid += 1;
-                    }
-                }
-                paid
-            })
-        },
+        || paid_callbacks(&rt, &nexi, &notifications),
     );
     assert_eq!(paid, n);
     measure.print(
