@@ -75,8 +75,12 @@ impl Payments {
     }
 
     /// The cart, for an actor who may act for its payer.
-    pub(super) async fn cart_for(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
-        let cart = self.cart_to_read(actor, cart).await?;
+    async fn cart_for(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
+        let cart = self
+            .store_ref()
+            .cart(cart)
+            .await?
+            .ok_or_else(|| Error::not_found("cart", cart))?;
         actor.check_payer_access(&cart.creditor_id, &cart.payer.id)?;
         Ok(cart)
     }
@@ -95,17 +99,6 @@ impl Payments {
             .ok_or_else(|| Error::not_found("cart", cart))?;
         actor.check_payer_read(&cart.creditor_id, &cart.payer.id)?;
         Ok((cart, items))
-    }
-
-    /// The cart, for an actor who may read its payer's data (a viewer too).
-    async fn cart_to_read(&self, actor: &Actor, cart: CartId) -> Result<Cart> {
-        let cart = self
-            .store_ref()
-            .cart(cart)
-            .await?
-            .ok_or_else(|| Error::not_found("cart", cart))?;
-        actor.check_payer_read(&cart.creditor_id, &cart.payer.id)?;
-        Ok(cart)
     }
 
     pub(super) async fn payment_type_of(
