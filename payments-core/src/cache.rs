@@ -1,6 +1,6 @@
 //! A small time-bounded cache of configuration (creditors, payment types, methods), which
-//! every request reads and operators rarely change, and of what never changes (whose a
-//! cart is).
+//! every request reads and operators rarely change, of what never changes (whose a cart
+//! is), and of the transactions this service started, until their provider's answer.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -32,6 +32,14 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
             .map(|(v, _)| v.clone())
     }
 
+    /// The value, taken out: the next `get` or `take` of `key` finds nothing.
+    pub(crate) fn take(&self, key: &K) -> Option<V> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v)
+    }
+
     pub(crate) fn put(&self, key: K, value: V) {
         if self.ttl.is_zero() {
             return;
@@ -59,6 +67,12 @@ mod tests {
         assert_eq!(c.get(&1), Some("a"));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(c.get(&1), None);
+        c.put(2, "b");
+        assert_eq!(c.take(&2), Some("b"));
+        assert_eq!(c.take(&2), None, "taken once");
+        c.put(3, "c");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(c.take(&3), None, "an expired value is not handed out");
         let off = Cached::new(Duration::ZERO);
         off.put(1, "a");
         assert_eq!(off.get(&1), None);

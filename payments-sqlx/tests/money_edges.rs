@@ -705,3 +705,93 @@ async fn a_second_payment_of_a_paid_transaction_is_given_back_beside_it() {
         assert!(env.tributi.refunds().iter().all(|r| r.in_full));
     }
 }
+
+/// Two instances of the service on one store, as two servers behind a balancer. The one
+/// that starts a payment keeps the transaction as its start left it, for the provider's
+/// answer; the copy must never stand in for what the store holds. When the other
+/// instance ends the transaction first, the provider's payment reaching the first one is
+/// still recorded as a late payment ("money is a fact", DESIGN.md); when the other one
+/// applied the payment first, the same callback is a replay, recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_reaching_the_instance_that_started_it_sees_what_the_other_did() {
+    for (name, store) in
+        stores("a_payment_reaching_the_instance_that_started_it_sees_what_the_other_did").await
+    {
+        let env = Env::new(name, store.clone()).await;
+        let other = Payments::builder()
+            .store(store)
+            .gateway(env.sandbox.clone())
+            .gateway(env.pagopa.clone())
+            .notifier(env.notifier.clone())
+            .listener("tributi", env.tributi.clone())
+            .clock(env.clock.clone())
+            .config_cache_ttl(Duration::ZERO)
+            .build()
+            .unwrap();
+
+        // Ended by the other instance, then paid at the provider.
+        let payer = format!("p{}", uuid::Uuid::now_v7().simple());
+        let cart = env.cart(&payer, &[("a", "30.00")]).await;
+        let first = env.checkout(&payer, cart, MethodKind::Card, "first").await;
+        let t1 = first.transaction.id;
+        other
+            .cancel(&Actor::payer(payer.as_str()), t1)
+            .await
+            .unwrap();
+        let late = env.provider_says(&first, PaymentOutcome::Paid);
+        let out = env
+            .payments
+            .handle_callback("sandbox", &late)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: a late payment must not be refused: {e}"));
+        assert!(out.applied, "{name}");
+        assert_eq!(out.transaction.status, TxStatus::Paid, "{name}");
+        assert_eq!(
+            out.exception.map(|e| e.kind),
+            Some(ExceptionKind::LatePayment),
+            "{name}: the cancelled transaction was paid late"
+        );
+        let events = env.payments.events(&env.manager, t1).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(
+            (last.from, last.to),
+            (Some(TxStatus::Cancelled), TxStatus::Paid),
+            "{name}: moved from the state the store held, not the started copy's"
+        );
+        assert_eq!(
+            env.item_state(&first, 0).await,
+            ItemState::Paid(t1),
+            "{name}"
+        );
+
+        // Paid through the other instance; the provider's retry reaches the first one.
+        let payer = format!("p{}", uuid::Uuid::now_v7().simple());
+        let cart = env.cart(&payer, &[("b", "40.00")]).await;
+        let second = env.checkout(&payer, cart, MethodKind::Card, "second").await;
+        let t2 = second.transaction.id;
+        let paid = env.provider_says(&second, PaymentOutcome::Paid);
+        assert!(
+            other
+                .handle_callback("sandbox", &paid)
+                .await
+                .unwrap()
+                .applied
+        );
+        let events = env.payments.events(&env.manager, t2).await.unwrap().len();
+        let exceptions = env.exceptions().await.len();
+        let replay = env
+            .payments
+            .handle_callback("sandbox", &paid)
+            .await
+            .unwrap();
+        assert!(!replay.applied, "{name}: a replay");
+        assert_eq!(replay.transaction.status, TxStatus::Paid, "{name}");
+        assert_eq!(replay.exception, None, "{name}");
+        assert_eq!(
+            env.payments.events(&env.manager, t2).await.unwrap().len(),
+            events,
+            "{name}: paid once"
+        );
+        assert_eq!(env.exceptions().await.len(), exceptions, "{name}");
+    }
+}

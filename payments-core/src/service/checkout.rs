@@ -167,6 +167,7 @@ impl Payments {
         } else {
             tx
         };
+        self.remember_started(&tx);
         Ok(Checkout {
             transaction: tx,
             instruction: started.instruction,
@@ -217,6 +218,84 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.validation_errors().unwrap().fields(), ["method"]);
+    }
+
+    /// The start leaves the transaction `Pending`, and the service keeps that copy: the
+    /// provider's outcome is applied to it with no read first (the store's
+    /// compare-and-set checks it), once; a replay reads the transaction.
+    #[tokio::test]
+    async fn a_callback_for_a_transaction_started_here_is_applied_without_reading_it() {
+        let (s, item) = sample().await;
+        let mut store = store_for_checkout(&s, &item);
+        // The store's row: created by the checkout, moved by compare-and-set.
+        let row: Arc<std::sync::Mutex<Option<Transaction>>> = Arc::default();
+        let created = row.clone();
+        store
+            .expect_create_transaction()
+            .times(1)
+            .returning(move |tx, _| {
+                *created.lock().unwrap() = Some(tx.clone());
+                Ok(crate::TransactionCreated {
+                    transaction: tx.clone(),
+                    created: true,
+                })
+            });
+        let moved = row.clone();
+        store.expect_transition().times(2).returning(move |t| {
+            let mut row = moved.lock().unwrap();
+            let tx = row.as_mut().unwrap();
+            if tx.status != t.from {
+                return Err(Error::Conflict(Conflict::StaleState {
+                    transaction: tx.id.to_string(),
+                    expected: t.from.to_string(),
+                    actual: tx.status.to_string(),
+                }));
+            }
+            tx.status = t.to;
+            tx.provider_ref = t.provider_ref.clone().or(tx.provider_ref.take());
+            Ok(tx.clone())
+        });
+        let read = row.clone();
+        store
+            .expect_transaction()
+            .times(1)
+            .returning(move |_| Ok(read.lock().unwrap().clone()));
+        store.expect_transaction_by_provider_ref().never();
+        let reported = row.clone();
+        let gateway = gateway_with(move |g| {
+            g.expect_start().times(1).returning(|_| {
+                Ok(
+                    Started::new(Instruction::redirect("https://pay.example/s-1"))
+                        .with_provider_ref("s-1"),
+                )
+            });
+            g.expect_parse_callback().times(2).returning(move |_| {
+                let tx = reported.lock().unwrap().clone().unwrap();
+                Ok(CallbackEvent::new(PaymentOutcome::Paid, tx.total)
+                    .with_transaction_id(tx.id)
+                    .with_provider_ref("s-1"))
+            });
+        });
+        let p = service(store, gateway, MockNotifier::new());
+        let checkout = p
+            .checkout(&Actor::payer("alice"), s.cart.id, s.method.id, "k")
+            .await
+            .unwrap();
+        assert_eq!(checkout.transaction.status, TxStatus::Pending);
+        let paid = p
+            .handle_callback("sandbox", &CallbackRequest::new("{}"))
+            .await
+            .unwrap();
+        assert!(paid.applied);
+        assert_eq!(paid.transaction.status, TxStatus::Paid);
+        // The provider sends it again: the copy served once, so the transaction is read,
+        // and the replay changes nothing.
+        let replay = p
+            .handle_callback("sandbox", &CallbackRequest::new("{}"))
+            .await
+            .unwrap();
+        assert!(!replay.applied);
+        assert_eq!(replay.transaction.status, TxStatus::Paid);
     }
 
     #[tokio::test]

@@ -181,6 +181,7 @@ impl PaymentsBuilder {
                 ));
             }
         }
+        let transaction_ttl = self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60));
         Ok(Payments {
             inner: Arc::new(Inner {
                 store,
@@ -189,7 +190,7 @@ impl PaymentsBuilder {
                 listeners: self.listeners,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 retry: self.retry.unwrap_or_default(),
-                transaction_ttl: self.transaction_ttl.unwrap_or(Duration::from_secs(30 * 60)),
+                transaction_ttl,
                 expiry_recheck: self.expiry_recheck.unwrap_or(Duration::from_secs(15 * 60)),
                 return_url: self.return_url,
                 dispatch_batch: self.dispatch_batch.unwrap_or(50),
@@ -200,6 +201,9 @@ impl PaymentsBuilder {
                 types: Cached::new(config_ttl),
                 methods: Cached::new(config_ttl),
                 cart_owners: Cached::new(cart::CART_OWNER_TTL),
+                // Past its time a started transaction is expired or about to be: read.
+                started: Cached::new(transaction_ttl),
+                started_refs: Cached::new(transaction_ttl),
                 notices: self.notices,
                 archive: self.archive,
                 receipts_lookback: self

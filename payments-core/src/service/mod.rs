@@ -91,6 +91,14 @@ struct Inner {
     /// Whose each cart is (its creditor and payer), which never changes once it is
     /// opened: an item added to a cart is checked against it without reading the cart.
     cart_owners: Cached<crate::CartId, cart::CartOwner>,
+    /// The transactions this service started, as the start left them (`Pending`), until
+    /// their provider's outcome: a callback applies its outcome to this copy instead of
+    /// reading the transaction first. The store's compare-and-set checks the copy, and a
+    /// transaction that moved meanwhile (another instance, the expiry) is read again.
+    started: Cached<crate::TransactionId, Transaction>,
+    /// The started transactions by their provider's reference, for callbacks that name
+    /// only that.
+    started_refs: Cached<(GatewayId, String), crate::TransactionId>,
     /// What gives debt positions their notice numbers.
     notices: Option<Arc<dyn crate::NoticeIssuer>>,
     /// Where debt positions are copied for pagoPA's node.
@@ -160,7 +168,12 @@ impl Payments {
         change: Change,
     ) -> Result<Transaction> {
         let transition = self.transition_for(tx, to, actor, change).await?;
-        self.store_ref().transition(&transition).await
+        let moved = self.store_ref().transition(&transition).await?;
+        if moved.status != TxStatus::Pending {
+            // Moved on here: the copy its start left is not what it is any more.
+            self.inner.started.take(&moved.id);
+        }
+        Ok(moved)
     }
 
     /// The state change `apply` asks the store for: checked (the move is allowed; late

@@ -104,7 +104,21 @@ impl Payments {
                 return Err(Error::not_found("transaction", &receipt.reference));
             }
         }
+        // An outcome that ends a transaction this service started is applied to the copy
+        // the start left: the compare-and-set checks it, and one that moved is read again.
+        let ends = matches!(
+            event.outcome,
+            PaymentOutcome::Paid | PaymentOutcome::Failed | PaymentOutcome::Cancelled
+        ) && event.refund.is_none()
+            && event.part.is_none();
+        let started = if ends {
+            self.take_started(&gateway.id(), &event)
+        } else {
+            None
+        };
+        let from_copy = started.is_some();
         let tx = match event.transaction_id {
+            _ if from_copy => started,
             Some(id) => self.store_ref().transaction(id).await?,
             None => {
                 // Found by the provider's reference; once applied, a transaction carries
@@ -148,6 +162,12 @@ impl Payments {
             ));
         }
         if event.amount != tx.total {
+            // Answered with the transaction as it is now, not as it was started.
+            let tx = if from_copy {
+                self.load_transaction(tx.id).await?
+            } else {
+                tx
+            };
             // Recorded for operators, once per reported amount and outcome; not applied.
             let reference = event
                 .provider_ref
@@ -186,6 +206,33 @@ impl Payments {
             ..Change::default()
         };
         self.apply_outcome(tx, event.outcome, &actor, change).await
+    }
+
+    /// Keeps `tx`, which its start left `Pending`, for its provider's outcome.
+    pub(super) fn remember_started(&self, tx: &Transaction) {
+        if tx.status != TxStatus::Pending {
+            return;
+        }
+        if let Some(r) = &tx.provider_ref {
+            self.inner
+                .started_refs
+                .put((tx.gateway_id.clone(), r.clone()), tx.id);
+        }
+        self.inner.started.put(tx.id, tx.clone());
+    }
+
+    /// The copy of the started transaction `event` is about, taken: it serves once.
+    fn take_started(&self, gateway: &GatewayId, event: &CallbackEvent) -> Option<Transaction> {
+        let id = event.transaction_id.or_else(|| {
+            [&event.provider_ref, &event.record_ref]
+                .into_iter()
+                .flatten()
+                .find_map(|r| self.inner.started_refs.take(&(gateway.clone(), r.clone())))
+        })?;
+        self.inner
+            .started
+            .take(&id)
+            .filter(|t| t.gateway_id == *gateway)
     }
 
     /// Records `exception` (once per key) about `tx`, which does not change, and answers
