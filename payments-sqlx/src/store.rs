@@ -229,14 +229,6 @@ pub struct SqlxStore {
     dialect: Dialect,
 }
 
-/// The page cache (`PRAGMA cache_size`, KiB) a SQLite connection gets for a bulk write,
-/// against SQLite's default of 2,000. A write transaction that changes more pages than
-/// its cache holds spills them to the WAL before it commits, and writes them again at the
-/// commit: a statement import's chunk of 1,000 entries changes about 10 MiB of pages
-/// (its five messages an entry, mostly). Measured on 30,000 entries: 8,004 entries a
-/// second with the default cache, 8,900 to 9,100 with 8 to 32 MiB for the chunk.
-const SQLITE_BULK_CACHE_KIB: u32 = 16 * 1024;
-
 /// Rows per statement of a bulk write (or a bulk read's keys), sent as one JSON parameter
 /// ([`Sql::json_rows`]): a chunk of a statement's import is one statement per table.
 const BULK_ROWS: usize = 1000;
@@ -670,15 +662,6 @@ impl SqlxStore {
         }
         let sqlite = self.dialect == Dialect::Sqlite;
         let mut tx = self.write().await?;
-        if sqlite {
-            // Room for the chunk's pages: see `SQLITE_BULK_CACHE_KIB`.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "PRAGMA cache_size = -{SQLITE_BULK_CACHE_KIB}"
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("sizing the page cache"))?;
-        }
 
         // The entries, each new.
         let mut inserted = 0;
@@ -896,15 +879,6 @@ impl SqlxStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err("enqueuing messages"))?;
-        }
-        if sqlite {
-            // Back to SQLite's default before the connection serves anything else: a
-            // larger cache costs a connection that other connections' writes make drop it.
-            // (Dirty pages stay until the commit writes them.)
-            sqlx::query("PRAGMA cache_size = -2000")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("sizing the page cache"))?;
         }
         tx.commit().await.map_err(db_err("committing"))?;
         // The transactions are not read back whole: `Recorded(None)` for each step.

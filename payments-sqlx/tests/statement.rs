@@ -123,28 +123,6 @@ async fn a_statement_pays_durably_once_on_sqlite() {
     run(Arc::new(common::sqlite().await)).await;
 }
 
-/// A chunk of an import is written with a larger page cache on SQLite, and the connection
-/// goes back to the pool with SQLite's default: on a store of one connection, that
-/// connection's `cache_size` after an import is the default's.
-#[tokio::test]
-async fn a_bulk_write_leaves_the_sqlite_connection_as_it_found_it() {
-    let store = payments_sqlx::SqlxStore::builder(common::sqlite_url())
-        .with_max_connections(1)
-        .build()
-        .await
-        .unwrap();
-    let pool = store.pool().clone();
-    run(Arc::new(store)).await;
-    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        cache, -2000,
-        "SQLite's default page cache, after the import"
-    );
-}
-
 #[tokio::test]
 async fn a_statement_pays_durably_once_on_postgres() {
     let Some(url) = common::postgres_url("a_statement_pays_durably_once_on_postgres") else {
