@@ -11,10 +11,21 @@ use std::time::{Duration, Instant};
 const MAX_ENTRIES: usize = 10_000;
 
 /// Values kept for `ttl` after they were read or written. A zero `ttl` keeps nothing.
-#[derive(Debug)]
+/// Its `Debug` shows how many values it holds, not the values (payers' details among
+/// them).
 pub(crate) struct Cached<K, V> {
     ttl: Duration,
     map: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K, V> std::fmt::Debug for Cached<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.map.lock().map_or(0, |m| m.len());
+        f.debug_struct("Cached")
+            .field("ttl", &self.ttl)
+            .field("held", &held)
+            .finish()
+    }
 }
 
 impl<K: Eq + Hash, V: Clone> Cached<K, V> {
@@ -76,6 +87,15 @@ mod tests {
         let off = Cached::new(Duration::ZERO);
         off.put(1, "a");
         assert_eq!(off.get(&1), None);
+    }
+
+    #[test]
+    fn debug_shows_how_many_values_not_the_values() {
+        let c = Cached::new(Duration::from_secs(60));
+        c.put(1, "alice@example.it");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("held: 1"), "{shown}");
+        assert!(!shown.contains("alice"), "{shown}");
     }
 
     #[test]
