@@ -1573,8 +1573,10 @@ async fn an_operator_pages_filters_and_rejects_a_report_with_no_transfer() {
         run.client.find(Locator::Css("#next")).await.is_err(),
         "the last page"
     );
-    // Each filter narrows the selection.
-    let today = chrono::Utc::now().date_naive();
+    // Each filter narrows the selection. The portal reads a date as a day in Europe/Rome
+    // (the body's), so "today" is Rome's: from 23:00 UTC (22:00 in summer) it is already
+    // tomorrow there.
+    let today = payments_core::rome_day(chrono::Utc::now());
     let tomorrow = today.succ_opt().unwrap();
     for (query, count) in [
         (format!("payer={GIULIA}"), "1"),
