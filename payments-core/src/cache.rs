@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 /// The most values a cache holds: past it, expired values go, and if none has, all do.
 const MAX_ENTRIES: usize = 10_000;
+/// How many puts apart expired values are dropped, so that an expired value (a payer's
+/// details, say) does not stay in memory until the cache fills.
+const SWEEP_EVERY: usize = 256;
 
 /// Values kept for `ttl` after they were read or written. A zero `ttl` keeps nothing.
 /// Its `Debug` shows how many values it holds, not the values (payers' details among
@@ -16,11 +19,13 @@ const MAX_ENTRIES: usize = 10_000;
 pub(crate) struct Cached<K, V> {
     ttl: Duration,
     map: Mutex<HashMap<K, (V, Instant)>>,
+    /// Values put so far: every [`SWEEP_EVERY`] puts, expired values are dropped.
+    puts: std::sync::atomic::AtomicUsize,
 }
 
 impl<K, V> std::fmt::Debug for Cached<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.map.lock().map_or(0, |m| m.len());
+        let held = self.map.lock().unwrap_or_else(|e| e.into_inner()).len();
         f.debug_struct("Cached")
             .field("ttl", &self.ttl)
             .field("held", &held)
@@ -33,6 +38,7 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
         Cached {
             ttl,
             map: Mutex::new(HashMap::new()),
+            puts: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -55,8 +61,12 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
         if self.ttl.is_zero() {
             return;
         }
+        let puts = self
+            .puts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(1);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_ENTRIES {
+        if map.len() >= MAX_ENTRIES || puts.is_multiple_of(SWEEP_EVERY) {
             map.retain(|_, (_, at)| at.elapsed() < self.ttl);
             // Still full of live values: start again rather than grow without bound.
             if map.len() >= MAX_ENTRIES {
@@ -87,6 +97,25 @@ mod tests {
         let off = Cached::new(Duration::ZERO);
         off.put(1, "a");
         assert_eq!(off.get(&1), None);
+    }
+
+    #[test]
+    fn expired_values_are_dropped_every_few_puts() {
+        let c = Cached::new(Duration::from_millis(30));
+        for k in 0..10 {
+            c.put(k, k);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        for k in 100..100 + SWEEP_EVERY - 11 {
+            c.put(k, k);
+        }
+        assert_eq!(c.map.lock().unwrap().len(), SWEEP_EVERY - 1, "not yet");
+        c.put(1000, 1000);
+        assert_eq!(
+            c.map.lock().unwrap().len(),
+            SWEEP_EVERY - 10,
+            "the ten expired values are gone at the sweep"
+        );
     }
 
     #[test]
