@@ -57,20 +57,12 @@ impl Payments {
     /// Whose `cart` is, for an actor who may act for its payer: from the cache of owners
     /// when it holds the cart (a cart's creditor and payer never change), else read.
     async fn cart_owner(&self, actor: &Actor, cart: CartId) -> Result<CartOwner> {
-        let owner = match self.inner.cart_owners.get(&cart) {
-            Some(owner) => owner,
-            None => {
-                let read = self
-                    .store_ref()
-                    .cart(cart)
-                    .await?
-                    .ok_or_else(|| Error::not_found("cart", cart))?;
-                let owner = CartOwner::of(&read);
-                self.inner.cart_owners.put(cart, owner.clone());
-                owner
-            }
-        };
-        actor.check_payer_access(&owner.creditor_id, &owner.payer_id)?;
+        if let Some(owner) = self.inner.cart_owners.get(&cart) {
+            actor.check_payer_access(&owner.creditor_id, &owner.payer_id)?;
+            return Ok(owner);
+        }
+        let owner = CartOwner::of(&self.cart_for(actor, cart).await?);
+        self.inner.cart_owners.put(cart, owner.clone());
         Ok(owner)
     }
 
