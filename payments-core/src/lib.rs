@@ -97,7 +97,7 @@ pub use service::{
     BankCredit, BankCreditDone, CallbackOutcome, Checkout, DELIVERY_CONCURRENCY, DailyCollection,
     DispatchReport, MAX_IDEMPOTENCY_KEY_LEN, MAX_OVERVIEW_DAYS, MAX_PROVIDER_REF_LEN,
     MAX_RESOLUTION_NOTE_LEN, OVERVIEW_LOOKBACK_DAYS, Overview, POSITIONS_CSV_HEADER, Payments,
-    PaymentsBuilder, RECEIPTS_LOOKBACK, SweepReport,
+    PaymentsBuilder, RECEIPTS_LOOKBACK, StoredTransaction, SweepReport,
 };
 pub use store::{
     ItemAdded, MAX_SEQUENCE_NAME_LEN, Store, TransactionCreated, check_sequence, refund_exceeds,

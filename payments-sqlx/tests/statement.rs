@@ -194,3 +194,141 @@ async fn identical_credits_are_two_entries_on_postgres() {
     };
     identical_credits(Arc::new(common::postgres(&url).await)).await;
 }
+
+/// A chunk of credits handed to `record_bank_credits` with each transfer as the import read
+/// it ([`BankCredit::with_read`]): a transfer still as read is paid from that copy; one that
+/// changed since (an operator confirmed it meanwhile, so the copy's `Pending` is stale) is
+/// left to the import (`Alone`: nothing of it written, not paid twice); a copy of another
+/// transfer than the entry's is ignored and the entry's own is read.
+async fn credits_carrying_their_read(store: Arc<dyn Store>) {
+    let bank = Arc::new(BankTransferGateway::new());
+    let payments = Payments::builder()
+        .store(store.clone())
+        .gateway(bank.clone())
+        .notifier(Arc::new(RecordingNotifier::new()))
+        .build()
+        .unwrap();
+    let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
+        .await
+        .unwrap();
+    bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
+    let mut open = Vec::new();
+    for payer in ["x", "y", "z"] {
+        let checkout = fx
+            .pay_fee(&payments, payer, "16,00", MethodKind::BankTransfer)
+            .await
+            .unwrap();
+        let Instruction::BankTransfer(d) = checkout.instruction else {
+            panic!("a transfer")
+        };
+        open.push((checkout.transaction, d.reference));
+    }
+    let refs: Vec<String> = open.iter().map(|(_, r)| r.clone()).collect();
+    let read = payments
+        .transactions_by_provider_refs(&GatewayId::from("bank_transfer"), &refs)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+    let copy = |n: usize| read.iter().find(|t| t.id == open[n].0.id).unwrap().clone();
+    assert_eq!(copy(0).status, TxStatus::Pending);
+
+    // Meanwhile an operator confirms the first transfer.
+    let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
+    payments
+        .confirm_payment(&operator, open[0].0.id, None)
+        .await
+        .unwrap();
+
+    let credit = |n: usize, key: &str| {
+        let (tx, reference) = &open[n];
+        BankCredit::new(
+            BankEntry {
+                creditor_id: fx.creditor.id,
+                key: key.to_owned(),
+                statement_id: "S-1".into(),
+                imported_at: payments.clock().now(),
+                booked_on: None,
+                value_on: None,
+                amount: tx.total.amount(),
+                currency: "EUR".into(),
+                debtor: None,
+                remittance: reference.clone(),
+                reference: Some(reference.clone()),
+                info: None,
+                outcome: BankEntryOutcome::Matched {
+                    transaction_id: tx.id,
+                },
+            },
+            true,
+            None,
+        )
+    };
+    let credits = [
+        credit(0, "X-1").with_read(copy(0)),
+        credit(1, "Y-1").with_read(copy(1)),
+        credit(2, "Z-1").with_read(copy(1)),
+    ];
+    let done = payments
+        .record_bank_credits(&operator, &credits)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        [
+            BankCreditDone::Alone,
+            BankCreditDone::Recorded,
+            BankCreditDone::Recorded
+        ]
+    );
+    for (n, provider_ref) in [(0, None), (1, Some("Y-1")), (2, Some("Z-1"))] {
+        let stored = store.transaction(open[n].0.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, TxStatus::Paid);
+        if let Some(r) = provider_ref {
+            assert_eq!(stored.provider_ref.as_deref(), Some(r));
+        }
+        let paid = store
+            .events(open[n].0.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.to == TxStatus::Paid)
+            .count();
+        assert_eq!(paid, 1, "transfer {n} paid once");
+    }
+    let keys: Vec<String> = payments
+        .bank_entries(&operator, &BankEntryQuery::new(fx.creditor.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        !keys.contains(&"X-1".to_owned()),
+        "the stale credit wrote nothing"
+    );
+    let outbox = store.outbox(&OutboxQuery::default()).await.unwrap();
+    assert_eq!(
+        outbox.len(),
+        6,
+        "a receipt and a notice for each payment, once"
+    );
+}
+
+#[tokio::test]
+async fn credits_carrying_their_read_pay_once_in_memory() {
+    credits_carrying_their_read(Arc::new(InMemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn credits_carrying_their_read_pay_once_on_sqlite() {
+    credits_carrying_their_read(Arc::new(common::sqlite().await)).await;
+}
+
+#[tokio::test]
+async fn credits_carrying_their_read_pay_once_on_postgres() {
+    let Some(url) = common::postgres_url("credits_carrying_their_read_pay_once_on_postgres") else {
+        return;
+    };
+    credits_carrying_their_read(Arc::new(common::postgres(&url).await)).await;
+}

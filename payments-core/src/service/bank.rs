@@ -91,8 +91,12 @@ impl Payments {
     /// [`Matched`](crate::BankEntryOutcome::Matched) a transaction, for its whole total)
     /// also pays it, as [`record_payment`](Self::record_payment) would, with the entry's key
     /// as the provider's reference — in the same database transaction, so that a crash
-    /// leaves both or neither. The transactions are read here, as stored: what the caller
-    /// read decides nothing.
+    /// leaves both or neither. Each transaction is the one the credit carries
+    /// ([`BankCredit::with_read`]: read by [`Payments::transactions_by_provider_refs`], only
+    /// `Payments` makes one), or else read here; either way the store's compare-and-set
+    /// checks that it is still in the state it was read in, with none of its items paid
+    /// meanwhile, and a credit whose transaction changed is answered
+    /// [`BankCreditDone::Alone`].
     ///
     /// Only the plain case is taken here: a transaction `Pending` or `Reported`, none of
     /// whose lines was paid on its own. Any other (ended, late, partly paid, or changed
@@ -105,25 +109,32 @@ impl Payments {
         actor: &Actor,
         credits: &[BankCredit],
     ) -> Result<Vec<BankCreditDone>> {
-        // The transactions as stored, not as the caller says: each check below, and the
-        // messages, read them.
+        // The transactions as stored, not as the caller says: the copies the credits carry
+        // (reads that only `Payments` makes), and a read here of the others. Each check
+        // below, and the messages, go by them; the store checks that none changed since.
         for credit in credits {
             actor.check_operator(&credit.entry.creditor_id, Role::Manager)?;
         }
-        let ids: Vec<TransactionId> = credits
-            .iter()
-            .filter_map(|c| match c.entry.outcome {
-                crate::BankEntryOutcome::Matched { transaction_id } => Some(transaction_id),
-                _ => None,
-            })
-            .collect();
-        let stored: std::collections::HashMap<TransactionId, Transaction> = self
-            .store_ref()
-            .transactions_of(&ids)
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t))
-            .collect();
+        let mut stored: std::collections::HashMap<TransactionId, &Transaction> =
+            std::collections::HashMap::with_capacity(credits.len());
+        let mut ids: Vec<TransactionId> = Vec::new();
+        for credit in credits {
+            if let crate::BankEntryOutcome::Matched { transaction_id } = credit.entry.outcome {
+                match &credit.read {
+                    Some(read) if read.id == transaction_id => {
+                        stored.insert(transaction_id, read);
+                    }
+                    _ => ids.push(transaction_id),
+                }
+            }
+        }
+        ids.retain(|id| !stored.contains_key(id));
+        let fresh = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.store_ref().transactions_of(&ids).await?
+        };
+        stored.extend(fresh.iter().map(|t| (t.id, t)));
         let mut steps = Vec::with_capacity(credits.len());
         let mut alone = vec![false; credits.len()];
         for (n, credit) in credits.iter().enumerate() {
@@ -148,7 +159,7 @@ impl Payments {
                 }
                 continue;
             }
-            let tx = matched.and_then(|id| stored.get(id));
+            let tx = matched.and_then(|id| stored.get(id).copied());
             let Some(tx) = tx else {
                 alone[n] = true;
                 continue;
@@ -208,6 +219,24 @@ impl Payments {
             });
         }
         Ok(done)
+    }
+
+    /// The transactions of `gateway` whose provider's reference is one of `refs`, as the
+    /// store holds them now: for a statement's import to match its credits against, and to
+    /// hand back to [`record_bank_credits`](Self::record_bank_credits) with each credit
+    /// ([`BankCredit::with_read`]), which then does not read them again. Reads only.
+    pub async fn transactions_by_provider_refs(
+        &self,
+        gateway: &crate::GatewayId,
+        refs: &[String],
+    ) -> Result<Vec<StoredTransaction>> {
+        Ok(self
+            .store_ref()
+            .transactions_by_provider_refs(gateway, refs)
+            .await?
+            .into_iter()
+            .map(|t| StoredTransaction(std::sync::Arc::new(t)))
+            .collect())
     }
 
     /// Records a credit read from a bank statement, once per creditor and key: answers
@@ -308,6 +337,21 @@ impl Payments {
     }
 }
 
+/// A transaction as the store held it when [`Payments`] read it
+/// ([`Payments::transactions_by_provider_refs`]). Only `Payments` makes one: a caller hands
+/// back a read, never its own version of a transaction. Cheap to clone; derefs to the
+/// [`Transaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTransaction(std::sync::Arc<Transaction>);
+
+impl std::ops::Deref for StoredTransaction {
+    type Target = Transaction;
+
+    fn deref(&self) -> &Transaction {
+        &self.0
+    }
+}
+
 /// A credit of a bank statement for [`Payments::record_bank_credits`]: the entry as the
 /// import decided it, and whether it pays its `Matched` transaction now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,13 +366,30 @@ pub struct BankCredit {
     pub pays: bool,
     /// The payment's note, for the transaction's event.
     pub note: Option<String>,
+    /// The `Matched` transaction as read for this import, if the caller has it
+    /// ([`with_read`](Self::with_read)); otherwise `record_bank_credits` reads it.
+    pub read: Option<StoredTransaction>,
 }
 
 impl BankCredit {
     /// An entry that pays its `Matched` transaction (`pays`) or only is recorded, with a
     /// note for the payment's event.
     pub fn new(entry: crate::BankEntry, pays: bool, note: Option<String>) -> Self {
-        BankCredit { entry, pays, note }
+        BankCredit {
+            entry,
+            pays,
+            note,
+            read: None,
+        }
+    }
+
+    /// The same credit, carrying its `Matched` transaction as read
+    /// ([`Payments::transactions_by_provider_refs`]), so that
+    /// [`Payments::record_bank_credits`] does not read it again. A copy of another
+    /// transaction than the entry's is ignored.
+    pub fn with_read(mut self, read: StoredTransaction) -> Self {
+        self.read = Some(read);
+        self
     }
 }
 
@@ -343,4 +404,86 @@ pub enum BankCreditDone {
     /// Not the plain case, or its transaction changed meanwhile: nothing was written; the
     /// caller records it on its own.
     Alone,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::testkit::*;
+
+    /// A chunk whose credits carry their transactions as `Payments` read them is recorded
+    /// without reading them again; a credit without one is read.
+    #[tokio::test]
+    async fn credits_carrying_their_read_are_not_read_again() {
+        let (mut tx, creditor) = pending_transaction().await;
+        tx.provider_ref = Some("RF18000000000000000000001".into());
+        let mut other = tx.clone();
+        other.id = TransactionId::new();
+        other.provider_ref = Some("RF18000000000000000000002".into());
+        let mut store = MockStore::new();
+        let copy = tx.clone();
+        store
+            .expect_transactions_by_provider_refs()
+            .times(1)
+            .returning(move |_, _| Ok(vec![copy.clone()]));
+        // Only the credit without a copy is read.
+        let read = other.clone();
+        store
+            .expect_transactions_of()
+            .withf({
+                let id = other.id;
+                move |ids: &[TransactionId]| ids == [id]
+            })
+            .times(1)
+            .returning(move |_| Ok(vec![read.clone()]));
+        store
+            .expect_creditor()
+            .returning(move |_| Ok(Some(creditor.clone())));
+        store.expect_payment_type().returning(|_| Ok(None));
+        store
+            .expect_record_bank_entries()
+            .withf(|steps: &[crate::BankStep]| {
+                steps.len() == 2
+                    && steps.iter().all(|s| {
+                        s.payment
+                            .as_ref()
+                            .is_some_and(|t| t.from == TxStatus::Pending)
+                    })
+            })
+            .times(1)
+            .returning(|steps| {
+                Ok(steps
+                    .iter()
+                    .map(|_| crate::BankStepDone::Recorded(None))
+                    .collect())
+            });
+        let p = service(store, gateway_with(|_| {}), MockNotifier::new());
+        let stored = p
+            .transactions_by_provider_refs(&crate::GatewayId::from("sandbox"), &["r".into()])
+            .await
+            .unwrap();
+        let entry = |t: &Transaction, key: &str| crate::BankEntry {
+            creditor_id: t.creditor_id,
+            key: key.into(),
+            statement_id: "S-1".into(),
+            imported_at: t0(),
+            booked_on: None,
+            value_on: None,
+            amount: t.total.amount(),
+            currency: "EUR".into(),
+            debtor: None,
+            remittance: String::new(),
+            reference: t.provider_ref.clone(),
+            info: None,
+            outcome: crate::BankEntryOutcome::Matched {
+                transaction_id: t.id,
+            },
+        };
+        let credits = [
+            BankCredit::new(entry(&tx, "A-1"), true, None).with_read(stored[0].clone()),
+            BankCredit::new(entry(&other, "B-1"), true, None),
+        ];
+        let operator = Actor::operator(tx.creditor_id, Role::Manager, "anna");
+        let done = p.record_bank_credits(&operator, &credits).await.unwrap();
+        assert_eq!(done, [BankCreditDone::Recorded, BankCreditDone::Recorded]);
+    }
 }

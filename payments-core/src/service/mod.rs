@@ -37,7 +37,7 @@ mod reporting;
 #[cfg(test)]
 mod testkit;
 
-pub use bank::{BankCredit, BankCreditDone};
+pub use bank::{BankCredit, BankCreditDone, StoredTransaction};
 pub use checkout::Checkout;
 pub use config::PaymentsBuilder;
 pub use exceptions::MAX_RESOLUTION_NOTE_LEN;

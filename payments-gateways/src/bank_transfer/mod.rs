@@ -85,7 +85,8 @@ use payments_core::{
     Actor, BankCredit, BankCreditDone, BankEntry, BankEntryOutcome, BankEntryQuery,
     BankTransferDetails, CallbackEvent, CallbackRequest, CreditorId, Currency, Error, Gateway,
     GatewayErrorKind, GatewayId, Instruction, MethodKind, Money, MovementQuery, PaymentOutcome,
-    Payments, Result, Role, StartRequest, Started, Transaction, TransactionId, TxStatus,
+    Payments, Result, Role, StartRequest, Started, StoredTransaction, Transaction, TransactionId,
+    TxStatus,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -525,7 +526,11 @@ impl BankTransferGateway {
     /// written before the chunk before it has committed. Before a chunk is planned, what
     /// the write beside its lookup changed is looked up again (the transactions that write
     /// recorded entries for), and the keys of the chunk before count as recorded: each
-    /// chunk is planned on what a movement-by-movement import would have seen.
+    /// chunk is planned on what a movement-by-movement import would have seen. A batch's
+    /// write runs in a task of its own ([`record_credits`]), on another thread of a
+    /// multi-threaded runtime, and takes the transactions as the lookup read them: the
+    /// store's compare-and-set refuses any that changed since, which are then decided on
+    /// their own.
     async fn import_message(
         &self,
         payments: &Payments,
@@ -746,7 +751,7 @@ impl BankTransferGateway {
             return Ok(());
         }
         let credits: Vec<BankCredit> = batch.iter().map(|(_, c)| c.clone()).collect();
-        let done = payments.record_bank_credits(actor, &credits).await?;
+        let done = record_credits(payments, actor, credits).await?;
         for ((n, credit), done) in batch.iter().zip(done) {
             match done {
                 BankCreditDone::Recorded => report.matched.push(credit.entry.clone()),
@@ -1050,7 +1055,7 @@ struct LookedUp {
     /// The keys already recorded, per creditor.
     known: std::collections::HashSet<(CreditorId, String)>,
     /// The transactions the references and keys name, by reference.
-    by_ref: HashMap<String, Transaction>,
+    by_ref: HashMap<String, StoredTransaction>,
 }
 
 impl LookedUp {
@@ -1084,9 +1089,8 @@ impl LookedUp {
 async fn by_reference(
     payments: &Payments,
     refs: &[String],
-) -> Result<HashMap<String, Transaction>> {
+) -> Result<HashMap<String, StoredTransaction>> {
     Ok(payments
-        .store()
         .transactions_by_provider_refs(&GatewayId::from(GATEWAY_ID), refs)
         .await?
         .into_iter()
@@ -1145,7 +1149,9 @@ fn plan_chunk(
                 },
                 payments.clock().now(),
             );
-            batch.push((n, BankCredit::new(entry, true, Some(payment_note(m)))));
+            // The transaction as looked up goes with the credit: it is not read again.
+            let credit = BankCredit::new(entry, true, Some(payment_note(m))).with_read(tx.clone());
+            batch.push((n, credit));
             continue;
         }
         if !batch.is_empty() {
@@ -1158,6 +1164,35 @@ fn plan_chunk(
         plan.push(Step::Batch(batch));
     }
     (plan, seen)
+}
+
+/// [`Payments::record_bank_credits`] in a task of its own when a tokio runtime runs the
+/// import: the batch's work in this process (building each payment and its messages,
+/// encoding the rows, waiting for the database) then runs on another worker thread while
+/// the import reads and looks up the next chunk, instead of taking turns with it. It is
+/// awaited at once, so nothing is written out of order; a panic there resumes here. If
+/// the import is dropped meanwhile, the task still commits its batch or none of it, and
+/// a rerun finds it recorded.
+async fn record_credits(
+    payments: &Payments,
+    actor: &Actor,
+    credits: Vec<BankCredit>,
+) -> Result<Vec<BankCreditDone>> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return payments.record_bank_credits(actor, &credits).await;
+    };
+    let (payments, actor) = (payments.clone(), actor.clone());
+    match runtime
+        .spawn(async move { payments.record_bank_credits(&actor, &credits).await })
+        .await
+    {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::Storage {
+            message: format!("recording a chunk of bank credits: {e}"),
+            source: None,
+        }),
+    }
 }
 
 /// Lets the other futures of a `join` run once: answers `Pending` once, waking itself.
@@ -1197,8 +1232,8 @@ fn plain_payment<'a>(
     m: &camt::Movement,
     creditor: CreditorId,
     candidates: &[String],
-    by_ref: &'a HashMap<String, Transaction>,
-) -> Option<(String, &'a Transaction)> {
+    by_ref: &'a HashMap<String, StoredTransaction>,
+) -> Option<(String, &'a StoredTransaction)> {
     if !m.credit
         || m.reversal
         || m.inconsistent.is_some()
