@@ -33,10 +33,20 @@ fn statement(credits: &[(&str, &Transaction, &str)]) -> String {
     )
 }
 
-async fn run(store: Arc<dyn Store>) {
+/// A service on `store` with the bank transfer gateway (the creditor's account set) and an
+/// open transfer for each `(payer, amount)`: the transaction and its reference.
+async fn open_transfers(
+    store: Arc<dyn Store>,
+    transfers: &[(&str, &str)],
+) -> (
+    Payments,
+    Arc<BankTransferGateway>,
+    Fixture,
+    Vec<(Transaction, String)>,
+) {
     let bank = Arc::new(BankTransferGateway::new());
     let payments = Payments::builder()
-        .store(store.clone())
+        .store(store)
         .gateway(bank.clone())
         .notifier(Arc::new(RecordingNotifier::new()))
         .build()
@@ -46,7 +56,7 @@ async fn run(store: Arc<dyn Store>) {
         .unwrap();
     bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
     let mut open = Vec::new();
-    for (payer, amount) in [("a", "16,00"), ("b", "120,50"), ("c", "7")] {
+    for (payer, amount) in transfers {
         let checkout = fx
             .pay_fee(&payments, payer, amount, MethodKind::BankTransfer)
             .await
@@ -56,6 +66,15 @@ async fn run(store: Arc<dyn Store>) {
         };
         open.push((checkout.transaction, d.reference));
     }
+    (payments, bank, fx, open)
+}
+
+async fn run(store: Arc<dyn Store>) {
+    let (payments, bank, fx, open) = open_transfers(
+        store.clone(),
+        &[("a", "16,00"), ("b", "120,50"), ("c", "7")],
+    )
+    .await;
     let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
 
     // An earlier import paid C and stopped before recording the credit.
@@ -201,28 +220,11 @@ async fn identical_credits_are_two_entries_on_postgres() {
 /// left to the import (`Alone`: nothing of it written, not paid twice); a copy of another
 /// transfer than the entry's is ignored and the entry's own is read.
 async fn credits_carrying_their_read(store: Arc<dyn Store>) {
-    let bank = Arc::new(BankTransferGateway::new());
-    let payments = Payments::builder()
-        .store(store.clone())
-        .gateway(bank.clone())
-        .notifier(Arc::new(RecordingNotifier::new()))
-        .build()
-        .unwrap();
-    let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
-        .await
-        .unwrap();
-    bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
-    let mut open = Vec::new();
-    for payer in ["x", "y", "z"] {
-        let checkout = fx
-            .pay_fee(&payments, payer, "16,00", MethodKind::BankTransfer)
-            .await
-            .unwrap();
-        let Instruction::BankTransfer(d) = checkout.instruction else {
-            panic!("a transfer")
-        };
-        open.push((checkout.transaction, d.reference));
-    }
+    let (payments, _bank, fx, open) = open_transfers(
+        store.clone(),
+        &[("x", "16,00"), ("y", "16,00"), ("z", "16,00")],
+    )
+    .await;
     let refs: Vec<String> = open.iter().map(|(_, r)| r.clone()).collect();
     let read = payments
         .transactions_by_provider_refs(&GatewayId::from("bank_transfer"), &refs)
