@@ -154,27 +154,10 @@ async fn a_statement_pays_durably_once_on_postgres() {
 /// two entries (the second a duplicate the ledger shows once), and a second import of the
 /// file changes nothing.
 async fn identical_credits(store: Arc<dyn Store>) {
-    let bank = Arc::new(BankTransferGateway::new());
-    let payments = Payments::builder()
-        .store(store.clone())
-        .gateway(bank.clone())
-        .notifier(Arc::new(RecordingNotifier::new()))
-        .build()
-        .unwrap();
-    let fx = Fixture::install(&payments, "bank_transfer", &[MethodKind::BankTransfer])
-        .await
-        .unwrap();
-    bank.set_account(fx.creditor.id, BankAccount::new("Comune", IBAN).unwrap());
-    let checkout = fx
-        .pay_fee(&payments, "d", "16,00", MethodKind::BankTransfer)
-        .await
-        .unwrap();
-    let Instruction::BankTransfer(d) = checkout.instruction else {
-        panic!("a transfer")
-    };
-    let tx = checkout.transaction;
+    let (payments, bank, fx, open) = open_transfers(store.clone(), &[("d", "16,00")]).await;
+    let (tx, reference) = &open[0];
     let operator = Actor::operator(fx.creditor.id, Role::Manager, "anna");
-    let file = statement(&[("", &tx, &d.reference), ("", &tx, &d.reference)])
+    let file = statement(&[("", tx, reference), ("", tx, reference)])
         .replace("<AcctSvcrRef></AcctSvcrRef>", "");
     let import = || bank.import_statement(&payments, &operator, fx.creditor.id, file.as_bytes());
     let first = import().await.unwrap();
